@@ -1,0 +1,114 @@
+"""The command line: python -m dlviz COMMAND PRESET [options] (see DESIGN.md's CLI contract)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import UserError
+
+EXIT_USER = 2
+EXIT_DIVERGED = 3
+
+
+def _fmt_shape(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _fmt_rf(rf) -> str:
+    if not rf:
+        return ""
+    return "/".join(str(rf[k]).replace(" ", "") for k in ("size", "stride", "padding"))
+
+
+def summary_text(summary) -> str:
+    """The summary as an aligned text table, totals last."""
+    head = ("layer", "type", "output", "params", "FLOPs", "RF size/stride/pad")
+    rows = []
+    for r in summary.rows:
+        label = "  " * r.depth + r.path.rsplit(".", 1)[-1] + (f" ({r.name})" if r.name else "")
+        params = r.trainable_params + r.non_trainable_params
+        rows.append((label, r.type, _fmt_shape(r.output_shape), f"{params:,}", f"{r.flops:,}", _fmt_rf(r.receptive_field)))
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
+    line = lambda cells: "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    out = [line(head), "-" * (sum(widths) + 2 * (len(widths) - 1))]
+    out += [line(r) for r in rows]
+    out.append("-" * len(out[1]))
+    out.append(f"input {_fmt_shape(summary.input_shape)} -> output {_fmt_shape(summary.output_shape)}")
+    out.append(f"total params {summary.total_params:,} (trainable {summary.trainable_params:,}, "
+               f"non-trainable {summary.total_params - summary.trainable_params:,}); buffers {summary.buffers:,}")
+    out.append(f"FLOPs per sample {summary.flops:,} (multiply-adds count 2)")
+    if summary.receptive_field:
+        out.append(f"receptive field {_fmt_rf(summary.receptive_field)} (size/stride/padding, at the last spatial map)")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dlviz", description="Build, summarise and train neural networks from dlviz presets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_ref = "a preset file, a built-in preset's name, a share link, or - for stdin"
+    sub.add_parser("validate", help="check a preset").add_argument("preset", help=p_ref)
+    p = sub.add_parser("summary", help="per-layer shapes, parameters, FLOPs and receptive fields")
+    p.add_argument("preset", help=p_ref)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_parser("schema", help="print the preset format as JSON Schema")
+    p = sub.add_parser("list", help="the built-in presets")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("share", help="print a share link for a preset")
+    p.add_argument("preset", help=p_ref)
+    p.add_argument("--base-url", default=None, help="the app's address (default http://localhost:8501/)")
+    args = parser.parse_args(argv)
+
+    try:
+        return _run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args) -> int:
+    from . import gallery
+
+    if args.command == "schema":
+        from .spec import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if args.command == "list":
+        items = gallery.listing()
+        if args.json:
+            print(json.dumps(items, indent=2))
+        else:
+            width = max(len(i["name"]) for i in items)
+            for i in items:
+                print(f"{i['name'].ljust(width)}  {i['title']}: {i['description']}")
+        return 0
+    exp = gallery.resolve(args.preset, sys.stdin)
+    if args.command == "validate":
+        from .build import summarize
+
+        summarize(exp, count_flops=False)  # a preset is valid only if its shapes work out
+        print(f"ok: {exp.name}")
+        return 0
+    if args.command == "summary":
+        from .build import summarize
+
+        s = summarize(exp)
+        print(json.dumps(s.to_json()) if args.json else summary_text(s))
+        return 0
+    if args.command == "share":
+        from .share import DEFAULT_BASE_URL, SAFE_LINK_CHARS, share_link
+
+        link = share_link(exp, args.base_url or DEFAULT_BASE_URL)
+        print(link)
+        if len(link) > SAFE_LINK_CHARS:
+            print(f"warning: the link is {len(link):,} characters, over the {SAFE_LINK_CHARS:,} that every browser and chat tool "
+                  "keeps intact; share the preset file instead", file=sys.stderr)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

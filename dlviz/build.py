@@ -1,0 +1,402 @@
+"""Preset → nn.Module, with every input size inferred by shape propagation on the meta device, and the summary."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, asdict
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import limits as _limits
+from .errors import UserError, json_path
+from .registry import ALL_LAYERS, INITS, ShapeError, shape_str
+from .spec import Experiment, InitSpec, LayerSpec, ModelSpec
+
+# ---------------------------------------------------------------- containers that mirror the preset
+
+
+class Stack(nn.Sequential):
+    """A list of layers from the preset (model.layers, a Residual's body, one Concat branch)."""
+
+
+class Residual(nn.Module):
+    """output = body(x) + shortcut(x); an empty shortcut is the identity."""
+
+    def __init__(self, body: Stack, shortcut: Stack):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
+class Concat(nn.Module):
+    """Runs each branch on the input and concatenates the outputs on the channel (first non-batch) dimension."""
+
+    def __init__(self, branches: list[Stack]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x):
+        return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+class Network(nn.Module):
+    """The model a preset describes. `json_paths` maps each submodule's name to its preset path."""
+
+    def __init__(self, layers: Stack, input_shape: tuple[int, ...], input_dtype: torch.dtype, json_paths: dict[str, str]):
+        super().__init__()
+        self.layers = layers
+        self.input_shape = tuple(input_shape)
+        self.input_dtype = input_dtype
+        self.json_paths = json_paths
+
+    def forward(self, x):
+        return self.layers(x)
+
+    def example_input(self, batch: int = 1, device="cpu") -> torch.Tensor:
+        if self.input_dtype == torch.long:
+            return torch.zeros((batch, *self.input_shape), dtype=torch.long, device=device)
+        return torch.randn((batch, *self.input_shape), device=device)
+
+
+# ---------------------------------------------------------------- receptive fields
+
+
+@dataclass(frozen=True)
+class RF:
+    """Per spatial dimension, the input span [start, end] seen by output unit 0, and the jump between units.
+
+    In the Distill article's terms: size r = end − start + 1, effective stride S = jump, effective padding P = −start.
+    """
+
+    start: tuple[float, ...]
+    end: tuple[float, ...]
+    jump: tuple[float, ...]
+
+    @classmethod
+    def identity(cls, dims: int) -> "RF":
+        return cls((0,) * dims, (0,) * dims, (1,) * dims)
+
+    def window(self, k, s, p, d=None) -> "RF":
+        d = d or (1,) * len(k)
+        start = tuple(a - pi * j for a, pi, j in zip(self.start, p, self.jump))
+        end = tuple(b + (di * (ki - 1) - pi) * j for b, ki, pi, di, j in zip(self.end, k, p, d, self.jump))
+        return RF(start, end, tuple(j * si for j, si in zip(self.jump, s)))
+
+    def union(self, other: "RF") -> "RF":
+        return RF(tuple(map(min, self.start, other.start)), tuple(map(max, self.end, other.end)),
+                  tuple(map(max, self.jump, other.jump)))
+
+    def as_dict(self) -> dict:
+        def one(vals):
+            vals = [int(v) if float(v).is_integer() else float(v) for v in vals]
+            return vals[0] if len(set(vals)) == 1 else vals
+
+        return {"size": one([e - s + 1 for s, e in zip(self.start, self.end)]), "stride": one(self.jump),
+                "padding": one([-s for s in self.start])}
+
+
+def _expand(v, dims: int) -> tuple:
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * dims
+
+
+def _rf_step(rf: Optional[RF], layer: LayerSpec, in_shape, out_shape) -> Optional[RF]:
+    """The receptive field after one leaf layer, or None once the output is no longer a spatial map."""
+    t, a = layer.type, layer.args
+    spatial_in, spatial_out = len(in_shape) - 1, len(out_shape) - 1
+    if rf is None or t in ("Flatten", "Unflatten", "Linear", "Bilinear", "Embedding", "RNN", "LSTM", "GRU",
+                           "MultiheadAttention", "TransformerEncoderLayer", "ConvTranspose2d", "Upsample"):
+        return None  # no longer a spatial map, or a fractional stride the Distill convention does not cover
+    if spatial_out != spatial_in or spatial_out < 1:
+        return None
+    dims = spatial_in
+    entry = ALL_LAYERS[t]
+    if t.startswith("Adaptive"):
+        ins, outs = in_shape[1:], out_shape[1:]
+        k = tuple(max(math.ceil((i + 1) * n / o) - math.floor(i * n / o) for i in range(o)) for n, o in zip(ins, outs))
+        s = tuple(n // o for n, o in zip(ins, outs))
+        return rf.window(k, s, (0,) * dims)
+    if not entry.spatial:
+        return rf  # elementwise or normalization: statistics are not counted, as in the Distill convention
+    k = _expand(a["kernel_size"], dims)
+    s = _expand(a.get("stride") if a.get("stride") is not None else a["kernel_size"], dims)
+    d = _expand(a.get("dilation", 1), dims)
+    p = a.get("padding", 0)
+    if p == "valid":
+        p = 0
+    if p == "same":
+        p = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
+    return rf.window(k, s, _expand(p, dims), d)
+
+
+# ---------------------------------------------------------------- shape propagation
+
+
+@dataclass
+class Row:
+    """One summary row: a leaf layer or a block, with its place in the preset."""
+
+    path: str
+    type: str
+    name: Optional[str]
+    depth: int
+    input_shape: list[int]
+    output_shape: list[int]
+    trainable_params: int = 0
+    non_trainable_params: int = 0
+    buffers: int = 0
+    flops: int = 0
+    receptive_field: Optional[dict] = None
+    block: bool = False
+
+
+@dataclass
+class Summary:
+    input_shape: list[int]
+    output_shape: list[int]
+    rows: list[Row] = field(default_factory=list)
+    total_params: int = 0
+    trainable_params: int = 0
+    buffers: int = 0
+    flops: int = 0
+    receptive_field: Optional[dict] = None
+
+    def to_json(self) -> dict:
+        return {"total_params": self.total_params, "trainable_params": self.trainable_params,
+                "non_trainable_params": self.total_params - self.trainable_params, "buffers": self.buffers,
+                "flops": self.flops, "input_shape": self.input_shape, "output_shape": self.output_shape,
+                "receptive_field": self.receptive_field, "layers": [asdict(r) for r in self.rows]}
+
+
+class _Builder:
+    """Walks the spec once, making modules on `device`, tracking shapes, parameters, FLOPs and receptive fields."""
+
+    def __init__(self, spec: ModelSpec, device: str, max_params: int, count_flops: bool, known_shapes=None):
+        self.spec = spec
+        self.known_shapes = known_shapes
+        self.device = torch.device(device)
+        self.max_params = max_params
+        self.count_flops = count_flops
+        self.limits = _limits.current()
+        self.rows: list[Row] = []
+        self.params = 0
+        self.layers_seen = 0
+        self.paths: dict[str, str] = {}
+        self.last_spatial_rf: Optional[dict] = None
+        first = spec.layers[0] if spec.layers else None
+        self.input_dtype = torch.long if first is not None and first.type == "Embedding" else torch.float32
+
+    def stack(self, layers: list[LayerSpec], in_shape, loc: tuple, mod_name: str, depth: int,
+              rf: Optional[RF]) -> tuple[Stack, tuple, Optional[RF]]:
+        mods = []
+        shape = in_shape
+        for i, layer in enumerate(layers):
+            m, shape, rf = self.layer(layer, shape, (*loc, i), f"{mod_name}.{i}", depth, rf)
+            mods.append(m)
+        return Stack(*mods), shape, rf
+
+    def layer(self, layer: LayerSpec, in_shape, loc: tuple, mod_name: str, depth: int, rf: Optional[RF]):
+        path = json_path(loc)
+        self.paths[mod_name] = path
+        self.layers_seen += 1
+        if self.layers_seen > self.limits.max_layers:
+            raise UserError(path, f"the model has more than {self.limits.max_layers:,} layers (DLVIZ_MAX_LAYERS)")
+        if layer.type == "Embedding" and loc != ("model", "layers", 0):
+            raise UserError(path, "Embedding takes token ids, so it must be the model's first layer")
+        if layer.type in ALL_LAYERS:
+            return self.leaf(layer, in_shape, path, depth, rf)
+        row = Row(path, layer.type, layer.name, depth, list(in_shape), [], block=True)
+        self.rows.append(row)
+        start_params, start_rows = self.params, len(self.rows)
+        if layer.type == "Sequential":
+            # a Sequential block is itself a Stack, so its children are named mod_name.0, mod_name.1, ...
+            mod, out, rf_out = self.stack(layer.layers, in_shape, (*loc, "layers"), mod_name, depth + 1, rf)
+        elif layer.type == "Residual":
+            body, b_shape, b_rf = self.stack(layer.body, in_shape, (*loc, "body"), f"{mod_name}.body", depth + 1, rf)
+            short, s_shape, s_rf = self.stack(layer.shortcut or [], in_shape, (*loc, "shortcut"), f"{mod_name}.shortcut", depth + 1, rf)
+            if tuple(b_shape) != tuple(s_shape):
+                hint = ("give the shortcut a Conv2d with kernel_size 1 and the body's stride to match it"
+                        if len(b_shape) == 3 else "give the shortcut a Linear to match it")
+                raise UserError(path, f"Residual: the body gives {shape_str(b_shape)} but the shortcut gives {shape_str(s_shape)}; {hint}")
+            mod, out = Residual(body, short), b_shape
+            rf_out = b_rf.union(s_rf) if b_rf is not None and s_rf is not None else None
+        else:  # Concat
+            branches, shapes, rfs = [], [], []
+            for i, branch in enumerate(layer.branches):
+                m, s, r = self.stack(branch, in_shape, (*loc, "branches", i), f"{mod_name}.branches.{i}", depth + 1, rf)
+                branches.append(m), shapes.append(s), rfs.append(r)
+            if any(len(s) != len(shapes[0]) or tuple(s[1:]) != tuple(shapes[0][1:]) for s in shapes):
+                shown = ", ".join(shape_str(s) for s in shapes)
+                raise UserError(path, f"Concat joins on channels, so the branches must agree on every other dimension; they give {shown}: "
+                                      "match their strides and padding")
+            mod = Concat(branches)
+            out = (sum(s[0] for s in shapes), *shapes[0][1:])
+            rf_out = None
+            if all(r is not None for r in rfs):
+                rf_out = rfs[0]
+                for r in rfs[1:]:
+                    rf_out = rf_out.union(r)
+        row.output_shape = list(out)
+        children = self.rows[start_rows:]
+        row.trainable_params = sum(r.trainable_params for r in children if not r.block)
+        row.non_trainable_params = sum(r.non_trainable_params for r in children if not r.block)
+        row.buffers = sum(r.buffers for r in children if not r.block)
+        row.flops = sum(r.flops for r in children if not r.block)
+        row.receptive_field = rf_out.as_dict() if rf_out is not None else None
+        self._note_rf(out, rf_out)
+        assert self.params - start_params == row.trainable_params + row.non_trainable_params
+        return mod, tuple(out), rf_out
+
+    def leaf(self, layer: LayerSpec, in_shape, path: str, depth: int, rf: Optional[RF]):
+        entry = ALL_LAYERS[layer.type]
+        try:
+            with self.device:
+                mod = entry.make(tuple(in_shape), **layer.args)
+        except ShapeError as e:
+            raise UserError(path, f"{layer.type}: {e}") from None
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise UserError(path, f"{layer.type}: {_first_line(e)}") from None
+        n_train = sum(p.numel() for p in mod.parameters() if p.requires_grad)
+        n_frozen = sum(p.numel() for p in mod.parameters() if not p.requires_grad)
+        self.params += n_train + n_frozen
+        if self.params > self.max_params:
+            raise UserError(path, f"the model would have over {self.max_params:,} parameters here ({self.params:,} so far); "
+                                  "make the layers smaller (the limit is DLVIZ_MAX_PARAMS / DLVIZ_MAX_TRAIN_PARAMS)")
+        out_shape = self._forward_shape(mod, layer, in_shape, path)
+        flops = self._flops(mod, in_shape) if self.count_flops else 0
+        new_rf = _rf_step(rf, layer, in_shape, out_shape)
+        self._note_rf(out_shape, new_rf)
+        self.rows.append(Row(path, layer.type, layer.name, depth, list(in_shape), list(out_shape), n_train, n_frozen,
+                             sum(b.numel() for b in mod.buffers()), flops,
+                             new_rf.as_dict() if new_rf is not None else None))
+        return mod, tuple(out_shape), new_rf
+
+    @staticmethod
+    def _probe(mod: nn.Module, in_shape) -> torch.Tensor:
+        dtype = torch.long if isinstance(mod, nn.Embedding) else torch.float32
+        return torch.zeros((1, *in_shape), dtype=dtype, device="meta")
+
+    def _forward_shape(self, mod: nn.Module, layer: LayerSpec, in_shape, path: str):
+        if self.known_shapes is not None:  # shapes are always computed on meta, never with real memory
+            return self.known_shapes[path]
+        mod.eval()
+        try:
+            with torch.no_grad():
+                y = mod(self._probe(mod, in_shape))
+        except Exception as e:  # torch reports impossible shapes as RuntimeError, ValueError or IndexError
+            raise UserError(path, f"{layer.type}: input is {shape_str(in_shape)}: {_first_line(e)}") from None
+        out = tuple(y.shape[1:])
+        if any(n < 1 for n in out):
+            raise UserError(path, f"{layer.type}: input {shape_str(in_shape)} gives an empty output {shape_str(out)}; "
+                                  "use a smaller kernel or stride, add padding, or a larger input")
+        elements = math.prod(out)
+        if elements > self.limits.max_activation_elements:
+            raise UserError(path, f"{layer.type}: the output {shape_str(out)} has {elements:,} elements per sample, over the limit of "
+                                  f"{self.limits.max_activation_elements:,} (DLVIZ_MAX_ACTIVATION_ELEMENTS)")
+        return out
+
+    def _flops(self, mod: nn.Module, in_shape) -> int:
+        if not any(True for _ in mod.parameters()):
+            return 0  # the counter only sees matmuls and convolutions, which all carry weights
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            mod(self._probe(mod, in_shape))
+        return int(counter.get_total_flops())
+
+    def _note_rf(self, out_shape, rf: Optional[RF]) -> None:
+        if rf is not None and len(out_shape) >= 2 and math.prod(out_shape[1:]) > 1:
+            self.last_spatial_rf = rf.as_dict()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+def _check_spec(spec) -> ModelSpec:
+    if isinstance(spec, Experiment):
+        return spec.model
+    if isinstance(spec, ModelSpec):
+        return spec
+    raise TypeError(f"expected an Experiment or ModelSpec, got {type(spec).__name__}")
+
+
+def summarize(spec, count_flops: bool = True) -> Summary:
+    """The per-layer summary of a model, computed on the meta device: no weights are allocated."""
+    model = _check_spec(spec)
+    b = _Builder(model, "meta", _limits.current().max_params, count_flops)
+    _, out, _ = b.stack(model.layers, tuple(model.input_shape), ("model", "layers"), "layers", 0,
+                        RF.identity(len(model.input_shape) - 1) if len(model.input_shape) >= 2 else None)
+    leaves = [r for r in b.rows if not r.block]
+    return Summary(list(model.input_shape), list(out), b.rows,
+                   total_params=sum(r.trainable_params + r.non_trainable_params for r in leaves),
+                   trainable_params=sum(r.trainable_params for r in leaves),
+                   buffers=sum(r.buffers for r in leaves), flops=sum(r.flops for r in leaves),
+                   receptive_field=b.last_spatial_rf)
+
+
+def build_model(spec, seed: Optional[int] = None, device: str = "cpu", max_params: Optional[int] = None) -> Network:
+    """Make the real model. Shapes and limits are checked on the meta device first, so nothing over a limit is allocated.
+
+    With `seed`, torch's global generator is seeded first so that the same preset gives the same weights."""
+    model = _check_spec(spec)
+    lim = _limits.current()
+    max_params = lim.max_train_params if max_params is None else max_params
+    meta = _Builder(model, "meta", max_params, count_flops=False)
+    rf0 = RF.identity(len(model.input_shape) - 1) if len(model.input_shape) >= 2 else None
+    meta.stack(model.layers, tuple(model.input_shape), ("model", "layers"), "layers", 0, rf0)
+    shapes = {r.path: tuple(r.output_shape) for r in meta.rows}
+    if seed is not None:
+        torch.manual_seed(seed)
+    real = _Builder(model, device, max_params, count_flops=False, known_shapes=shapes)
+    layers, _, _ = real.stack(model.layers, tuple(model.input_shape), ("model", "layers"), "layers", 0, None)
+    net = Network(layers, tuple(model.input_shape), meta.input_dtype, real.paths)
+    apply_inits(net, model)
+    return net
+
+
+# ---------------------------------------------------------------- initialization
+
+
+def _is_weight(name: str, p: torch.Tensor) -> bool:
+    return p.dim() >= 2
+
+
+def _is_bias(name: str) -> bool:
+    last = name.rsplit(".", 1)[-1]
+    return "bias" in last
+
+
+def init_tensor(t: torch.Tensor, init: InitSpec) -> None:
+    """Fill one ≥2-D weight tensor in place with a named init."""
+    with torch.no_grad():
+        INITS[init.type].fill(t, **init.args)
+
+
+def apply_inits(net: Network, model: ModelSpec) -> None:
+    """Apply the model-wide init and per-layer overrides; biases are zeroed unless the init says "bias": "default"."""
+    by_path = {path: name for name, path in net.json_paths.items()}
+    modules = dict(net.named_modules())
+
+    def walk(layers: list[LayerSpec], loc: tuple, inherited: Optional[InitSpec]):
+        for i, layer in enumerate(layers):
+            here = (*loc, i)
+            init = layer.init if layer.init is not None else inherited
+            if layer.type in ALL_LAYERS:
+                if init is not None and init.type != "default":
+                    # Embeddings keep PyTorch's N(0, 1) unless given an init of their own: a table, not a linear map
+                    if layer.type != "Embedding" or layer.init is not None:
+                        mod = modules[by_path[json_path(here)]]
+                        for name, p in mod.named_parameters():
+                            if _is_weight(name, p):
+                                init_tensor(p, init)
+                            elif _is_bias(name) and init.bias == "zeros":
+                                with torch.no_grad():
+                                    p.zero_()
+            for rel, children in layer.children():
+                walk(children, (*here, *rel), init)
+
+    walk(model.layers, ("model", "layers"), model.init)

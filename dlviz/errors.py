@@ -1,0 +1,37 @@
+"""The one exception type for user mistakes: it carries the JSON path and a sentence a person can act on."""
+
+
+class UserError(Exception):
+    """A problem with what the user gave us (a preset, a file, a setting), never a bug in dlviz.
+
+    `path` is the JSON path of the offending value (``model.layers[3].kernel_size``) or "" when the
+    problem is the document as a whole; `message` says what is wrong and what to do about it.
+    """
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+def json_path(parts) -> str:
+    """Render ('model', 'layers', 3, 'kernel_size') as model.layers[3].kernel_size."""
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out
+
+
+def did_you_mean(word: str, options) -> str:
+    """A ' did you mean X?' suffix when one of `options` is close to `word`, else ''."""
+    import difflib
+
+    options = list(options)
+    lowered = {o.lower(): o for o in options}
+    if isinstance(word, str) and word.lower() in lowered:
+        return f"; did you mean '{lowered[word.lower()]}'?"
+    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

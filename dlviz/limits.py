@@ -1,0 +1,43 @@
+"""Limits for a hosted server, in one place; each can be overridden by an environment variable."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds checked before anything is allocated. Environment: DLVIZ_<FIELD NAME IN CAPS>."""
+
+    max_document_bytes: int = 1_000_000      # size of one preset document
+    max_depth: int = 32                      # nesting of blocks (Residual inside Concat inside ...)
+    max_layers: int = 1_000                  # layers in the whole model, blocks included
+    max_params: int = 200_000_000            # parameters of a model that is only summarised (meta device)
+    max_train_params: int = 10_000_000       # parameters of a model that is materialised and trained
+    max_input_elements: int = 1_000_000      # elements of one input sample (3x224x224 = 150,528)
+    max_activation_elements: int = 50_000_000  # elements of any one layer's output for one sample
+    max_epochs: int = 1_000
+    max_samples: int = 100_000               # generated dataset size
+    max_batch_size: int = 4_096
+    max_upload_bytes: int = 20_000_000       # uploaded CSV or image
+    max_concurrent_runs: int = 4             # training runs across all sessions of one server
+    max_runs_per_session: int = 1            # training runs of one browser session at a time
+    max_grid_points: int = 10_201            # loss-surface grid (101 x 101)
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Limits":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get("DLVIZ_" + f.name.upper())
+            if raw is not None:
+                try:
+                    values[f.name] = int(raw.replace("_", ""))
+                except ValueError:
+                    raise ValueError(f"DLVIZ_{f.name.upper()} must be an integer, not {raw!r}") from None
+        return cls(**values)
+
+
+def current() -> Limits:
+    """The limits in force now (read from the environment on each call, so tests can change them)."""
+    return Limits.from_env()
