@@ -54,6 +54,10 @@ def main(argv=None) -> int:
     sub.add_parser("schema", help="print the preset format as JSON Schema")
     p = sub.add_parser("list", help="the built-in presets")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("train", help="train headless; exit 3 if the run diverges")
+    p.add_argument("preset", help=p_ref)
+    p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
+    p.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
     p = sub.add_parser("share", help="print a share link for a preset")
     p.add_argument("preset", help=p_ref)
     p.add_argument("--base-url", default=None, help="the app's address (default http://localhost:8501/)")
@@ -98,6 +102,8 @@ def _run(args) -> int:
         s = summarize(exp)
         print(json.dumps(s.to_json()) if args.json else summary_text(s))
         return 0
+    if args.command == "train":
+        return _train(exp, args)
     if args.command == "share":
         from .share import DEFAULT_BASE_URL, SAFE_LINK_CHARS, share_link
 
@@ -108,6 +114,49 @@ def _run(args) -> int:
                   "keeps intact; share the preset file instead", file=sys.stderr)
         return 0
     raise AssertionError(args.command)
+
+
+def _clean(obj):
+    """JSON has no NaN: non-finite numbers become null."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    return obj
+
+
+def _train(exp, args) -> int:
+    import torch
+
+    from . import limits
+    from .train import Callback, Trainer
+
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise UserError("training.epochs", f"--epochs must be at least 1, got {args.epochs}")
+        from .spec import validate
+
+        doc = exp.to_dict(full=True)
+        doc["training"]["epochs"] = args.epochs
+        exp = validate(doc)
+    torch.set_num_threads(limits.current().train_threads)
+
+    class Printer(Callback):
+        def on_epoch_end(self, trainer, record):
+            rec = {k: v for k, v in record.items() if k not in ("step",)}
+            if args.json:
+                print(json.dumps(_clean(rec)), flush=True)
+            else:
+                print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()), flush=True)
+
+    result = Trainer(exp, [Printer()]).run()
+    print(json.dumps(_clean(result)) if args.json else f"{result['status']}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "status"))
+    if result["status"] == "diverged":
+        print(f"error: the run diverged: {result.get('reason', '')}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
 
 
 if __name__ == "__main__":

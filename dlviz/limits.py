@@ -23,6 +23,8 @@ class Limits:
     max_concurrent_runs: int = 4             # training runs across all sessions of one server
     max_runs_per_session: int = 1            # training runs of one browser session at a time
     max_grid_points: int = 10_201            # loss-surface grid (101 x 101)
+    train_threads: int = 1                   # torch threads for training: 1 leaves a core to the server, and the
+                                             # CLI and the app then compute bit-identical numbers
 
     @classmethod
     def from_env(cls, environ=None) -> "Limits":

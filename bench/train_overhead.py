@@ -1,0 +1,159 @@
+"""Trainer overhead against a hand-written PyTorch loop, in-app throughput against headless, thread against process workers.
+
+Prints JSON lines {"bench", "case", "ratio", ...}; ratio = our time / the reference's time on the same work, measured
+side by side in this run (lower is better). Run: python bench/train_overhead.py [--quick]
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from dlviz import gallery  # noqa: E402
+from dlviz.spec import validate  # noqa: E402
+from dlviz.train import Trainer  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+torch.set_num_threads(1)
+
+MLP = {
+    "format": "dlviz-preset/1", "name": "playground MLP", "seed": 1,
+    "data": {"name": "spiral", "num_samples": 500, "noise": 0.1, "val_fraction": 0.5, "batch_size": 10},
+    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "Tanh"},
+                                             {"type": "Linear", "out_features": 8}, {"type": "Tanh"},
+                                             {"type": "Linear", "out_features": 2}]},
+    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.03}, "training": {"epochs": 10}}
+
+
+def lenet(epochs: int) -> dict:
+    doc = gallery.raw("lenet5-mnist")
+    doc["data"] = {**doc["data"], "subset": 1000}
+    doc["training"] = {"epochs": epochs}
+    return doc
+
+
+def reference_loop(trainer: Trainer, model: torch.nn.Module) -> float:
+    """The loop a PyTorch user writes by hand: shuffled mini-batches, zero_grad/backward/step, a validation pass per epoch."""
+    exp, ds = trainer.exp, trainer.dataset
+    opt = type(trainer.optimizer)(model.parameters(), **{k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()})
+    loss_fn = torch.nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(exp.seed)
+    n, bs = len(ds.x_train), exp.data.batch_size
+    t0 = time.perf_counter()
+    for _ in range(exp.training.epochs):
+        model.train()
+        total = torch.zeros(())
+        for idx in torch.randperm(n, generator=g).split(bs):
+            out = model(ds.x_train[idx])
+            loss = loss_fn(out, ds.y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            float(loss_fn(model(ds.x_val), ds.y_val))
+            float(total)
+    return time.perf_counter() - t0
+
+
+def ours(trainer: Trainer) -> float:
+    t0 = time.perf_counter()
+    trainer.run()
+    return time.perf_counter() - t0
+
+
+def overhead(case: str, doc: dict, reps: int) -> None:
+    exp = validate(doc)
+    ours_t, ref_t = [], []
+    for _ in range(reps):
+        tr = Trainer(exp)
+        model = copy.deepcopy(tr.model)
+        ref_t.append(reference_loop(tr, model))
+        ours_t.append(ours(tr))
+    ratios = [a / b for a, b in zip(ours_t, ref_t)]
+    steps = tr.step
+    print(json.dumps({"bench": "train_overhead", "case": case, "ratio": round(statistics.median(ratios), 4),
+                      "ours_s": round(statistics.median(ours_t), 4), "reference_s": round(statistics.median(ref_t), 4),
+                      "steps": steps, "reps": reps, "telemetry_every": exp.training.telemetry_every}), flush=True)
+
+
+def first_step_latency_thread(exp) -> tuple[float, float]:
+    """Start-to-first-step latency and steps/s with the trainer in a thread of this process."""
+    from dlviz.live import FeedCallback, LiveFeed
+
+    feed = LiveFeed()
+    t0 = time.perf_counter()
+    tr = Trainer(exp, [FeedCallback(feed.handle)])
+    th = threading.Thread(target=tr.run)
+    th.start()
+    while feed.first_step_at is None and th.is_alive():
+        time.sleep(0.005)
+    latency = time.perf_counter() - t0
+    th.join()
+    return latency, tr.step / (time.perf_counter() - t0)
+
+
+def in_app(exp, session="bench") -> tuple[float, float]:
+    """Start-to-first-step latency and steps/s through the app's Runner (worker process, store and live feed),
+    with a poller reading the feed 4 times a second as the Train page's fragment does."""
+    from dlviz.runner import Runner
+
+    with tempfile.TemporaryDirectory() as d:
+        runner = Runner(os.path.join(d, "runs.sqlite"))
+        t0 = time.perf_counter()
+        h = runner.start(exp, session)
+        while h.feed.first_step_at is None and h.alive:
+            time.sleep(0.005)
+        latency = time.perf_counter() - t0
+        first = time.perf_counter()
+        step0 = h.feed.steps_done
+        while h.alive:
+            runner.touch(session)
+            h.feed.snapshot()
+            time.sleep(0.25)
+        elapsed = time.perf_counter() - first
+        rate = (h.feed.steps_done - step0) / elapsed
+        runner.shutdown()
+    return latency, rate
+
+
+def headless_rate(exp) -> float:
+    tr = Trainer(exp)
+    t0 = time.perf_counter()
+    tr.run()
+    return tr.step / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    reps = 3 if QUICK else 5
+    overhead("overhead-playground-mlp", MLP, reps)
+    overhead("overhead-lenet5", lenet(1 if QUICK else 2), 2 if QUICK else 3)
+
+    exp = validate(lenet(2 if QUICK else 3))
+    from dlviz.runner import context
+
+    context()  # the forkserver starts with the server, not with the first run
+    in_app(validate(MLP))  # warm the forkserver's imports
+    app_lat, app_rate = in_app(exp)
+    head_rate = headless_rate(exp)
+    th_lat, th_rate = first_step_latency_thread(exp)
+    print(json.dumps({"bench": "train_overhead", "case": "in-app-vs-headless-lenet5", "ratio": round(head_rate / app_rate, 4),
+                      "app_steps_per_s": round(app_rate, 2), "headless_steps_per_s": round(head_rate, 2),
+                      "throughput_ratio": round(app_rate / head_rate, 4)}), flush=True)
+    print(json.dumps({"bench": "train_overhead", "case": "worker-first-step-process-vs-thread", "ratio": round(app_lat / th_lat, 4),
+                      "process_first_step_s": round(app_lat, 3), "thread_first_step_s": round(th_lat, 3),
+                      "process_steps_per_s": round(app_rate, 2), "thread_steps_per_s": round(th_rate, 2)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The live feed of a run: the trainer's callback turns steps into messages; LiveFeed keeps a bounded copy for drawing."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .train import Callback, StepBlock, Trainer
+
+MAX_POINTS = 600  # per series on screen: plenty for a chart, small enough to redraw several times a second
+BOUNDARY_SECONDS = 0.4  # how often the decision boundary is recomputed while training
+BOUNDARY_GRID = 60
+KEEP_TELEMETRY = 40
+
+
+class Decimator:
+    """Keeps at most `cap` points of a series of rows by averaging neighbours into buckets whose size doubles."""
+
+    def __init__(self, width: int, cap: int = MAX_POINTS):
+        self.cap = cap
+        self.width = width
+        self.bucket = 1
+        self.rows = np.zeros((0, width))
+        self.pending = np.zeros((0, width))
+
+    def add(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, self.width)
+        self.pending = np.concatenate([self.pending, rows])
+        full = len(self.pending) // self.bucket * self.bucket
+        if full:
+            merged = np.nanmean(self.pending[:full].reshape(-1, self.bucket, self.width), axis=1) if self.bucket > 1 else self.pending[:full]
+            self.rows = np.concatenate([self.rows, merged])
+            self.pending = self.pending[full:]
+        while len(self.rows) > self.cap:
+            n = len(self.rows) // 2 * 2
+            tail = self.rows[n:]
+            self.rows = np.concatenate([np.nanmean(self.rows[:n].reshape(-1, 2, self.width), axis=1), tail])
+            self.bucket *= 2
+
+    def values(self) -> np.ndarray:
+        return self.rows.copy()
+
+
+class LiveFeed:
+    """What the Train page draws, updated from messages; every read is a copy taken under a lock."""
+
+    def __init__(self, total_steps: int = 0):
+        self._lock = threading.Lock()
+        self.total_steps = total_steps
+        self.started = time.time()
+        self.first_step_at: Optional[float] = None
+        self.status = "starting"
+        self.reason = ""
+        self.param_names: list[str] = []
+        self.task = ""
+        self.series: Optional[Decimator] = None
+        self.layers: Optional[Decimator] = None
+        self.epochs: list[dict] = []
+        self.telemetry: list[dict] = []
+        self.boundary: Optional[dict] = None
+        self.evaluation: Optional[dict] = None
+        self.result: Optional[dict] = None
+        self.steps_done = 0
+        self.version = 0
+
+    def handle(self, msg: dict) -> None:
+        kind = msg["kind"]
+        with self._lock:
+            self.version += 1
+            if kind == "begin":
+                self.param_names, self.task = msg["param_names"], msg["task"]
+                self.total_steps = msg["total_steps"]
+                self.steps_done = msg.get("step", 0)
+                self.status = "running"
+                self.series = Decimator(5)
+                self.layers = Decimator(2 * len(self.param_names))
+            elif kind == "steps":
+                b = msg["block"]
+                if self.first_step_at is None:
+                    self.first_step_at = time.time()
+                self.series.add(np.column_stack([b["step"], b["epoch"], b["loss"], b["metric"], b["lr"]]))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    self.layers.add(np.column_stack([np.log10(b["grad_norm"]), np.log10(b["update_ratio"])]))
+                self.steps_done = int(b["step"][-1]) + 1
+            elif kind == "epoch":
+                self.epochs.append(msg["record"])
+            elif kind == "telemetry":
+                self.telemetry = (self.telemetry + [msg["snapshot"]])[-KEEP_TELEMETRY:]
+            elif kind == "boundary":
+                self.boundary = msg["boundary"]
+            elif kind == "evaluation":
+                self.evaluation = msg["evaluation"]
+            elif kind == "status":
+                self.status = msg["status"]
+            elif kind == "end":
+                self.result = msg["result"]
+                self.status = msg["result"]["status"]
+                self.reason = msg["result"].get("reason", "")
+            elif kind == "error":
+                self.status = "failed"
+                self.reason = msg["message"]
+
+    def snapshot(self) -> dict:
+        """A copy of everything drawable, taken under the lock."""
+        with self._lock:
+            series = self.series.values() if self.series is not None else np.zeros((0, 5))
+            layers = self.layers.values() if self.layers is not None else np.zeros((0, 0))
+            elapsed = time.time() - self.started
+            done, total = self.steps_done, self.total_steps
+            eta = None
+            if self.first_step_at is not None and 0 < done < total:
+                rate = done / max(time.time() - self.first_step_at, 1e-6)
+                eta = (total - done) / rate
+            k = len(self.param_names)
+            return {"status": self.status, "reason": self.reason, "task": self.task, "param_names": list(self.param_names),
+                    "step": series[:, 0], "epoch": series[:, 1], "loss": series[:, 2], "metric": series[:, 3], "lr": series[:, 4],
+                    "log_grad_norm": layers[:, :k] if len(layers) else np.zeros((0, k)),
+                    "log_update_ratio": layers[:, k:] if len(layers) else np.zeros((0, k)),
+                    "epochs": [dict(e) for e in self.epochs], "telemetry": list(self.telemetry), "boundary": self.boundary,
+                    "evaluation": self.evaluation, "result": self.result, "steps_done": done, "total_steps": total,
+                    "elapsed": elapsed, "eta": eta, "version": self.version}
+
+
+def block_message(block: StepBlock) -> dict:
+    return {"kind": "steps", "block": {"step": block.step, "epoch": block.epoch, "loss": block.loss, "metric": block.metric,
+                                       "lr": block.lr, "grad_norm": block.grad_norm, "update_ratio": block.update_ratio}}
+
+
+class FeedCallback(Callback):
+    """Sends a run's progress as plain messages to `send` (a LiveFeed.handle, or a queue to another process)."""
+
+    def __init__(self, send: Callable[[dict], None]):
+        self.send = send
+        self.last_boundary = 0.0
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        total = trainer.exp.training.epochs * trainer.steps_per_epoch
+        self.send({"kind": "begin", "param_names": trainer.param_names, "task": trainer.objective.task,
+                   "total_steps": total, "step": trainer.step})
+        self._boundary(trainer, force=True)
+
+    def on_steps(self, trainer: Trainer, block: StepBlock) -> None:
+        self.send(block_message(block))
+        self._boundary(trainer)
+
+    def on_telemetry(self, trainer: Trainer, snapshot: dict) -> None:
+        self.send({"kind": "telemetry", "snapshot": snapshot})
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        self.send({"kind": "epoch", "record": record})
+        self._evaluation(trainer)
+        self._boundary(trainer, force=True)
+
+    def on_train_end(self, trainer: Trainer, result: dict) -> None:
+        self._boundary(trainer, force=True)
+        self.send({"kind": "end", "result": result})
+
+    def _evaluation(self, trainer: Trainer) -> None:
+        val = getattr(trainer, "last_val", None)
+        if not val:
+            return
+        y = trainer.dataset.y_val
+        if trainer.objective.task == "classification":
+            c = trainer.objective.num_classes
+            idx = y.reshape(-1) * c + val["pred"].reshape(-1)
+            cm = torch.bincount(idx, minlength=c * c).reshape(c, c).tolist()
+            self.send({"kind": "evaluation", "evaluation": {"confusion": cm, "classes": trainer.dataset.class_names or list(map(str, range(c)))}})
+        else:
+            n = min(len(y), 500)
+            self.send({"kind": "evaluation", "evaluation": {"target": y[:n].reshape(n, -1)[:, 0].tolist(),
+                                                            "pred": val["pred"][:n].reshape(n, -1)[:, 0].tolist()}})
+
+    @torch.no_grad()
+    def _boundary(self, trainer: Trainer, force: bool = False) -> None:
+        ds = trainer.dataset
+        points = getattr(ds, "points_train", None)
+        if points is None or points.shape[-1] != 2:
+            return
+        now = time.perf_counter()
+        if not force and now - self.last_boundary < BOUNDARY_SECONDS:
+            return
+        self.last_boundary = now
+        self.send({"kind": "boundary", "boundary": boundary_grid(trainer)})
+
+
+@torch.no_grad()
+def boundary_grid(trainer: Trainer, n: int = BOUNDARY_GRID) -> dict:
+    """The model's output over a grid covering the 2-D data: P(class 1) for two classes, the class otherwise, or the value."""
+    from .data import featurize
+
+    ds = trainer.dataset
+    pts = np.asarray(ds.points_train)
+    lo, hi = pts.min(0), pts.max(0)
+    pad = 0.1 * (hi - lo)
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], n)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], n)
+    gx, gy = np.meshgrid(xs, ys)
+    grid = np.column_stack([gx.ravel(), gy.ravel()]).astype(np.float32)
+    x = torch.as_tensor(featurize(grid, trainer.exp.data.features or ["x1", "x2"]), dtype=torch.float32)
+    was = trainer.model.training
+    trainer.model.eval()
+    out = trainer.model(x)
+    trainer.model.train(was)
+    if trainer.objective.task == "classification":
+        if out.shape[-1] == 1:
+            z = torch.sigmoid(out[:, 0])
+        elif out.shape[-1] == 2:
+            z = torch.softmax(out, -1)[:, 1]
+        else:
+            z = out.argmax(-1).float()
+    else:
+        z = out[:, 0]
+    return {"x": xs.tolist(), "y": ys.tolist(), "z": z.reshape(n, n).tolist(), "classes": trainer.objective.num_classes,
+            "step": trainer.step}
+
+
+def finite_or_none(v: float) -> Optional[float]:
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None

@@ -1,0 +1,257 @@
+"""The run store: every run's preset, status, metrics, telemetry, checkpoints and trajectory in SQLite (WAL mode)."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import UserError
+from .paths import data_dir
+from .spec import Experiment, validate
+from .train import Callback, StepBlock, Trainer
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, session TEXT, name TEXT, preset TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+    created REAL, updated REAL, epochs_done INTEGER DEFAULT 0, steps_done INTEGER DEFAULT 0,
+    result TEXT, param_names TEXT, task TEXT);
+CREATE TABLE IF NOT EXISTS epochs (run_id TEXT, epoch INTEGER, record TEXT, PRIMARY KEY (run_id, epoch));
+CREATE TABLE IF NOT EXISTS steps (run_id TEXT, step INTEGER, epoch INTEGER, loss REAL, metric REAL, lr REAL,
+    grad_norm BLOB, update_ratio BLOB, PRIMARY KEY (run_id, step));
+CREATE TABLE IF NOT EXISTS telemetry (run_id TEXT, step INTEGER, snapshot TEXT, PRIMARY KEY (run_id, step));
+CREATE TABLE IF NOT EXISTS checkpoints (run_id TEXT, step INTEGER, epoch INTEGER, label TEXT, state BLOB, created REAL,
+    PRIMARY KEY (run_id, step));
+CREATE TABLE IF NOT EXISTS trajectory (run_id TEXT, step INTEGER, params BLOB, PRIMARY KEY (run_id, step));
+"""
+LIVE = ("running", "paused", "queued")
+MAX_EPOCH_CHECKPOINTS = 20  # besides the initial and the final one
+
+
+def _json(obj) -> str:
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj))
+
+
+def _floats(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+class RunStore:
+    """One SQLite file; safe to share between threads of one process and between processes (WAL)."""
+
+    def __init__(self, path: Optional[Path | str] = None):
+        self.path = Path(path) if path is not None else data_dir() / "runs.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, args=(), many: bool = False):
+        with self._lock:
+            if many:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany(sql, args)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                return None
+            return self._db.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------ runs
+
+    def create_run(self, exp: Experiment, session: str = "", status: str = "queued") -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        now = time.time()
+        self._exec("INSERT INTO runs (id, session, name, preset, status, created, updated) VALUES (?,?,?,?,?,?,?)",
+                   (run_id, session, exp.name, json.dumps(exp.to_dict()), status, now, now))
+        return run_id
+
+    def set_status(self, run_id: str, status: str, reason: str = "", result: Optional[dict] = None) -> None:
+        self._exec("UPDATE runs SET status=?, reason=?, updated=?, result=COALESCE(?, result) WHERE id=?",
+                   (status, reason, time.time(), _json(result) if result is not None else None, run_id))
+
+    def mark_interrupted(self, live_ids=()) -> int:
+        """Runs left 'running' by a process that ended (a restart) become 'interrupted'; their data stays."""
+        marks = ",".join("?" * len(LIVE))
+        keep = tuple(live_ids)
+        extra = f" AND id NOT IN ({','.join('?' * len(keep))})" if keep else ""
+        rows = self._exec(f"SELECT id FROM runs WHERE status IN ({marks}){extra}", (*LIVE, *keep))
+        for (rid,) in rows:
+            self.set_status(rid, "interrupted", "the server stopped during this run; resume it from its last checkpoint")
+        return len(rows)
+
+    def run(self, run_id: str) -> dict:
+        rows = self._exec("SELECT id, session, name, preset, status, reason, created, updated, epochs_done, steps_done, result, "
+                          "param_names, task FROM runs WHERE id=?", (run_id,))
+        if not rows:
+            raise UserError("", f"no run with id {run_id}")
+        r = rows[0]
+        return {"id": r[0], "session": r[1], "name": r[2], "preset": json.loads(r[3]), "status": r[4], "reason": r[5] or "",
+                "created": r[6], "updated": r[7], "epochs_done": r[8], "steps_done": r[9],
+                "result": json.loads(r[10]) if r[10] else None, "param_names": json.loads(r[11]) if r[11] else [],
+                "task": r[12]}
+
+    def experiment(self, run_id: str) -> Experiment:
+        return validate(self.run(run_id)["preset"])
+
+    def runs(self, session: Optional[str] = None) -> pd.DataFrame:
+        sql = "SELECT id, session, name, status, epochs_done, steps_done, created, result FROM runs"
+        rows = self._exec(sql + (" WHERE session=?" if session is not None else "") + " ORDER BY created DESC",
+                          (session,) if session is not None else ())
+        df = pd.DataFrame(rows, columns=["id", "session", "name", "status", "epochs", "steps", "created", "result"])
+        df["created"] = pd.to_datetime(df["created"], unit="s")
+        return df
+
+    def delete_run(self, run_id: str) -> None:
+        for table in ("epochs", "steps", "telemetry", "checkpoints", "trajectory"):
+            self._exec(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+        self._exec("DELETE FROM runs WHERE id=?", (run_id,))
+
+    # ------------------------------------------------------------ metrics
+
+    def add_steps(self, run_id: str, block: StepBlock) -> None:
+        rows = [(run_id, int(block.step[i]), int(block.epoch[i]), float(block.loss[i]), float(block.metric[i]), float(block.lr[i]),
+                 block.grad_norm[i].astype(np.float32).tobytes(), block.update_ratio[i].astype(np.float32).tobytes())
+                for i in range(len(block))]
+        self._exec("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", rows, many=True)
+        if len(block):
+            self._exec("UPDATE runs SET steps_done=?, updated=? WHERE id=?", (int(block.step[-1]) + 1, time.time(), run_id))
+
+    def add_epoch(self, run_id: str, record: dict) -> None:
+        self._exec("INSERT OR REPLACE INTO epochs VALUES (?,?,?)", (run_id, int(record["epoch"]), _json(record)))
+        self._exec("UPDATE runs SET epochs_done=?, updated=? WHERE id=?", (int(record["epoch"]), time.time(), run_id))
+
+    def add_telemetry(self, run_id: str, snapshot: dict) -> None:
+        self._exec("INSERT OR REPLACE INTO telemetry VALUES (?,?,?)", (run_id, int(snapshot["step"]), _json(snapshot)))
+
+    def epochs(self, run_id: str) -> pd.DataFrame:
+        rows = self._exec("SELECT record FROM epochs WHERE run_id=? ORDER BY epoch", (run_id,))
+        return pd.DataFrame([{k: _floats(v) if k != "epoch" else v for k, v in json.loads(r[0]).items()} for r in rows])
+
+    def steps(self, run_id: str, with_layers: bool = False) -> pd.DataFrame:
+        rows = self._exec("SELECT step, epoch, loss, metric, lr, grad_norm, update_ratio FROM steps WHERE run_id=? ORDER BY step", (run_id,))
+        df = pd.DataFrame([r[:5] for r in rows], columns=["step", "epoch", "loss", "metric", "lr"])
+        if with_layers and rows:
+            names = self.run(run_id)["param_names"]
+            g = np.stack([np.frombuffer(r[5], dtype=np.float32) for r in rows])
+            u = np.stack([np.frombuffer(r[6], dtype=np.float32) for r in rows])
+            df = pd.concat([df, pd.DataFrame(g, columns=[f"grad_norm:{n}" for n in names]),
+                            pd.DataFrame(u, columns=[f"update_ratio:{n}" for n in names])], axis=1)
+        return df
+
+    def telemetry(self, run_id: str) -> list[dict]:
+        return [json.loads(r[0]) for r in self._exec("SELECT snapshot FROM telemetry WHERE run_id=? ORDER BY step", (run_id,))]
+
+    def export_csv(self, run_id: str) -> str:
+        """Every step of a run with per-tensor gradient norms and update ratios, and the epoch metrics joined on."""
+        steps = self.steps(run_id, with_layers=True)
+        epochs = self.epochs(run_id)
+        if len(epochs) and len(steps):
+            ep = epochs.drop(columns=[c for c in ("step", "lr") if c in epochs]).rename(columns=lambda c: c if c == "epoch" else f"epoch_{c}")
+            ep["epoch"] = ep["epoch"] - 1  # an epoch record closes the epoch its steps counted from 0
+            steps = steps.merge(ep, on="epoch", how="left")
+        return steps.to_csv(index=False)
+
+    # ------------------------------------------------------------ checkpoints and trajectory
+
+    def save_checkpoint(self, run_id: str, state: dict, label: str) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        self._exec("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?,?)",
+                   (run_id, int(state["step"]), int(state["epoch"]), label, buf.getvalue(), time.time()))
+        epoch_ckpts = self._exec("SELECT step FROM checkpoints WHERE run_id=? AND label LIKE 'epoch %' ORDER BY step", (run_id,))
+        if len(epoch_ckpts) > MAX_EPOCH_CHECKPOINTS:  # thin the middle, keep the newest
+            for (step,) in epoch_ckpts[1:-1:2]:
+                self._exec("DELETE FROM checkpoints WHERE run_id=? AND step=?", (run_id, step))
+
+    def checkpoints(self, run_id: str) -> pd.DataFrame:
+        rows = self._exec("SELECT step, epoch, label, created FROM checkpoints WHERE run_id=? ORDER BY step", (run_id,))
+        return pd.DataFrame(rows, columns=["step", "epoch", "label", "created"])
+
+    def load_checkpoint(self, run_id: str, step: Optional[int] = None) -> dict:
+        """A checkpoint's state (the latest if `step` is None), loaded with weights_only=True: never unpickled."""
+        if step is None:
+            rows = self._exec("SELECT state FROM checkpoints WHERE run_id=? ORDER BY step DESC LIMIT 1", (run_id,))
+        else:
+            rows = self._exec("SELECT state FROM checkpoints WHERE run_id=? AND step=?", (run_id, step))
+        if not rows:
+            raise UserError("", f"run {run_id} has no checkpoint{'' if step is None else f' at step {step}'}; train it first")
+        return torch.load(io.BytesIO(rows[0][0]), weights_only=True)
+
+    def add_trajectory(self, run_id: str, points: list[tuple[int, np.ndarray]]) -> None:
+        self._exec("INSERT OR REPLACE INTO trajectory VALUES (?,?,?)",
+                   [(run_id, int(s), v.astype(np.float32).tobytes()) for s, v in points], many=True)
+
+    def trajectory(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, snapshots × parameters) of the parameter vectors saved during training."""
+        rows = self._exec("SELECT step, params FROM trajectory WHERE run_id=? ORDER BY step", (run_id,))
+        if not rows:
+            return np.zeros(0, dtype=int), np.zeros((0, 0), dtype=np.float32)
+        return np.array([r[0] for r in rows]), np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+
+class StoreCallback(Callback):
+    """Writes a run to the store as it trains: steps in blocks, epochs, telemetry, checkpoints and the trajectory."""
+
+    def __init__(self, store: RunStore, run_id: str):
+        self.store = store
+        self.run_id = run_id
+        self.last_saved_step = -1
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self.store._exec("UPDATE runs SET param_names=?, task=? WHERE id=?",
+                         (json.dumps(trainer.param_names), trainer.objective.task, self.run_id))
+        self.store.set_status(self.run_id, "running")
+        if trainer.step == 0:
+            self.store.save_checkpoint(self.run_id, trainer.state(), "initial")
+
+    def on_steps(self, trainer: Trainer, block: StepBlock) -> None:
+        self.store.add_steps(self.run_id, block)
+
+    def on_telemetry(self, trainer: Trainer, snapshot: dict) -> None:
+        self.store.add_telemetry(self.run_id, snapshot)
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        self.store.add_epoch(self.run_id, record)
+        self.store.save_checkpoint(self.run_id, trainer.state(), f"epoch {record['epoch']}")
+        self._save_trajectory(trainer)
+
+    def _save_trajectory(self, trainer: Trainer) -> None:
+        # the trainer thins its list when it grows too long, so what is new is told by the step
+        new = [(s, v) for s, v in trainer.trajectory if s > self.last_saved_step]
+        if new:
+            self.store.add_trajectory(self.run_id, new)
+            self.last_saved_step = new[-1][0]
+
+    def on_train_end(self, trainer: Trainer, result: dict) -> None:
+        self._save_trajectory(trainer)
+        if trainer.status != "diverged":
+            self.store.save_checkpoint(self.run_id, trainer.state(), "final")
+        self.store.set_status(self.run_id, trainer.status, trainer.reason, result)

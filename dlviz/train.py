@@ -1,0 +1,453 @@
+"""The trainer: a short loop over batches that measures every step and calls callbacks for everything else."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .build import build_model, summarize
+from .errors import UserError
+from .losses import make_objective, r2_score
+from .registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES, shape_str
+from .spec import Experiment
+from .telemetry import StepMeter, capture_outputs, unit_health
+
+FLUSH_SECONDS = 0.2
+CONTROL_SECONDS = 0.02  # how often step rows are handed to callbacks (the live chart's refresh budget)
+MAX_TRAJECTORY = 400  # parameter snapshots kept; the interval doubles when this would be exceeded
+
+
+class Callback:
+    """Hooks the loop calls; each does nothing unless overridden (Keras-style)."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_steps(self, trainer: "Trainer", block: "StepBlock") -> None: ...
+    def on_telemetry(self, trainer: "Trainer", snapshot: dict) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", record: dict) -> None: ...
+    def on_loop_end(self, trainer: "Trainer") -> None: ...
+    def on_train_end(self, trainer: "Trainer", result: dict) -> None: ...
+
+
+@dataclass
+class StepBlock:
+    """Per-step rows since the last flush: one entry per optimizer step."""
+
+    step: np.ndarray
+    epoch: np.ndarray
+    loss: np.ndarray
+    metric: np.ndarray  # batch accuracy (classification) or batch R² (regression)
+    lr: np.ndarray
+    grad_norm: np.ndarray  # steps × parameter tensors
+    update_ratio: np.ndarray  # steps × parameter tensors
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+
+@dataclass
+class Control:
+    """Stop and pause requests from another thread; the loop checks them between steps."""
+
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    run_event: threading.Event = field(default_factory=threading.Event)
+    reason: str = ""
+
+    def __post_init__(self):
+        self.run_event.set()
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        self.reason = self.reason or reason
+        self.stop_event.set()
+        self.run_event.set()
+
+    def pause(self) -> None:
+        self.run_event.clear()
+
+    def resume(self) -> None:
+        self.run_event.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self.run_event.is_set()
+
+
+def param_label(net, name: str) -> str:
+    """'layers.3.body.0.weight' -> 'layers[3].body[0].weight' (the preset path, without 'model.')."""
+    mod, _, leaf = name.rpartition(".")
+    path = net.json_paths.get(mod, mod)
+    return f"{path.removeprefix('model.')}.{leaf}"
+
+
+class Trainer:
+    """Trains one preset. Same preset, seed and thread count: bit-identical numbers on CPU."""
+
+    def __init__(self, exp: Experiment, callbacks=(), dataset=None, csv_bytes: Optional[bytes] = None,
+                 resume: Optional[dict] = None, control: Optional[Control] = None):
+        from .data import load_dataset
+
+        for key, what in (("data", "a data section"), ("loss", "a loss"), ("optimizer", "an optimizer")):
+            if getattr(exp, key) is None:
+                raise UserError(key, f"this preset has no {key} section; add {what} to train it")
+        self.exp = exp
+        self.callbacks = list(callbacks)
+        self.control = control or Control()
+        self.dataset = dataset if dataset is not None else load_dataset(exp.data, exp.seed, csv_bytes)
+        ds = self.dataset
+        if tuple(exp.model.input_shape) != tuple(ds.input_shape):
+            raise UserError("model.input_shape", f"the {exp.data.name} data gives {shape_str(ds.input_shape)} per sample but the model's "
+                                                 f"input_shape is {shape_str(exp.model.input_shape)}; set it to {list(ds.input_shape)}")
+        out_shape = summarize(exp, count_flops=False).output_shape
+        self.objective = make_objective(exp.loss, ds.task, ds.num_classes, ds.target_shape, out_shape)
+        self.model = build_model(exp, seed=exp.seed)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        self.param_names = [param_label(self.model, names[id(p)]) for p in self.params]
+        # penalties and max-norm act on weights (≥ 2-D), not on biases or normalization scales
+        self.weights = [p for p in self.params if p.dim() >= 2]
+        opt_args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()}
+        self.optimizer = OPTIMIZERS[exp.optimizer.type].cls(self.params, **opt_args)
+        self.steps_per_epoch = math.ceil(len(ds.x_train) / exp.data.batch_size)
+        self.scheduler = self._make_scheduler()
+        self.generator = torch.Generator().manual_seed(exp.seed)
+        self.epoch = 0
+        self.step = 0
+        self.status = "created"
+        self.reason = ""
+        self.history: list[dict] = []
+        self.trajectory: list[tuple[int, np.ndarray]] = []
+        self.trajectory_every = exp.training.trajectory_every
+        self.meter = StepMeter(self.params)
+        self.pending: list[tuple] = []
+        self.stop_after_steps: Optional[int] = None  # for step-exact experiments (tests, the learning-rate finder)
+        self.sums = [0.0, 0.0, 0]
+        self.activation_modules = {path: mod for path, mod in self._leaf_modules().items() if type(mod).__name__ in ACTIVATIONS}
+        torch.manual_seed(exp.seed)  # dropout and augmentation draw from torch's global generator
+        if exp.training.early_stopping is not None:
+            self.callbacks.insert(0, EarlyStopping(exp.training.early_stopping))
+        if resume is not None:
+            self.load_state(resume)
+
+    # ------------------------------------------------------------ set-up helpers
+
+    def _leaf_modules(self) -> dict[str, nn.Module]:
+        mods = dict(self.model.named_modules())
+        return {path: mods[name] for name, path in self.model.json_paths.items()
+                if name in mods and not isinstance(mods[name], nn.Sequential) and type(mods[name]).__name__ not in ("Residual", "Concat")}
+
+    def _make_scheduler(self):
+        s = self.exp.schedule
+        if s is None:
+            return None
+        args = dict(s.args)
+        if s.type == "OneCycleLR":
+            args["total_steps"] = self.exp.training.epochs * self.steps_per_epoch
+        return SCHEDULES[s.type].cls(self.optimizer, **args)
+
+    @property
+    def per_batch_schedule(self) -> bool:
+        return self.exp.schedule is not None and self.exp.schedule.type == "OneCycleLR"
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ------------------------------------------------------------ state for checkpoints and resume
+
+    def state(self) -> dict:
+        """Everything needed to continue exactly: weights, optimizer, schedule, counters and random states."""
+        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "epoch": self.epoch, "step": self.step, "torch_rng": torch.get_rng_state(),
+                "generator": self.generator.get_state(), "history": [dict(h) for h in self.history]}
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"])
+        self.history = [dict(h) for h in state.get("history", [])]
+        self.meter.reset()
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> dict:
+        ds, data, tr = self.dataset, self.exp.data, self.exp.training
+        cb = self.callbacks
+        self.status = "running"
+        for c in cb:
+            c.on_train_begin(self)
+        n, bs = len(ds.x_train), data.batch_size
+        augment = data.augment is not None
+        penalty = tr.l1 > 0 or tr.l2 > 0
+        last_flush = last_check = time.perf_counter()
+        diverged = False
+        if not self.trajectory:
+            self.trajectory.append((self.step, self.meter.P[0].numpy().copy()))
+        while self.epoch < tr.epochs and not self.control.stop_event.is_set():
+            self.model.train()
+            perm = torch.randperm(n, generator=self.generator)
+            # one gather per epoch, then each batch is a slice: the same batches as x[perm[i:i+bs]], fewer operations
+            xs, ys = ds.x_train[perm], ds.y_train[perm]
+            self.sums = [0.0, 0.0, 0]  # loss·batch, correct (or R²·batch), labels, over the epoch so far
+            for i in range(0, n, bs):
+                # the events may be multiprocessing ones, whose checks take a lock: look at most every 20 ms
+                now = time.perf_counter()
+                if now - last_check >= CONTROL_SECONDS:
+                    last_check = now
+                    if not self.control.run_event.is_set():
+                        self._flush()
+                        self.status = "paused"
+                        self.control.run_event.wait()
+                        self.status = "running"
+                    if self.control.stop_event.is_set():
+                        break
+                xb, yb = xs[i:i + bs], ys[i:i + bs]
+                if augment:
+                    xb = ds.augment(xb, self.generator)
+                probe = self.step % tr.telemetry_every == 0
+                if probe:
+                    with capture_outputs(self.activation_modules) as outputs:
+                        out = self.model(xb)
+                else:
+                    out = self.model(xb)
+                loss = self.objective.loss(out, yb)
+                self.optimizer.zero_grad()
+                (loss + self._penalty() if penalty else loss).backward()
+                grads = self.meter.grads()
+                loss_value = loss.detach()
+                # a NaN or an infinity in any gradient or in the loss makes this sum non-finite
+                if not math.isfinite(float(grads.sum()) + float(loss_value)):
+                    self.reason = self._divergence_reason(loss, grads)
+                    diverged = True
+                    break
+                if tr.grad_clip is not None:
+                    # the same rule as torch.nn.utils.clip_grad_norm_, on the gradients already gathered in one row
+                    total_norm = float(grads.norm())
+                    if total_norm > tr.grad_clip:
+                        torch._foreach_mul_([p.grad for p in self.params if p.grad is not None], tr.grad_clip / (total_norm + 1e-6))
+                self.optimizer.step()
+                if tr.max_norm is not None:
+                    self._max_norm(tr.max_norm)
+                self.meter.stepped()
+                self.pending.append((self.step, self.epoch, loss_value, out.detach(), yb, self.lr))
+                if probe:
+                    self._telemetry(outputs)
+                self.step += 1
+                if self.step == self.stop_after_steps:
+                    self.control.stop(f"stopped after {self.step} steps")
+                    last_check = -CONTROL_SECONDS
+                if self.per_batch_schedule:
+                    self.scheduler.step()
+                if self.meter.full or time.perf_counter() - last_flush >= FLUSH_SECONDS:
+                    self._flush()
+                    last_flush = time.perf_counter()
+            else:  # the epoch ran to its end
+                self._flush()
+                loss_sum, metric_sum, labels = self.sums
+                classification = self.objective.task == "classification"
+                record = self._epoch_record(loss_sum / n, metric_sum / (labels if classification else n))
+                self.epoch += 1
+                self.history.append(record)
+                if self.scheduler is not None and not self.per_batch_schedule:
+                    if self.exp.schedule.type == "ReduceLROnPlateau":
+                        self.scheduler.step(record["val_loss"])
+                    else:
+                        self.scheduler.step()
+                for c in cb:
+                    c.on_epoch_end(self, record)
+                continue
+            self._flush()
+            break  # stopped or diverged inside the epoch: a partial epoch is not recorded
+        if diverged:
+            self.status = "diverged"
+        elif self.control.stop_event.is_set() and self.epoch < tr.epochs:
+            early = self.control.reason.startswith("early stopping")
+            self.status = "finished" if early else "stopped"
+            self.reason = self.control.reason or "stopped by the user"
+        else:
+            self.status = "finished"
+        for c in cb:
+            c.on_loop_end(self)
+        result = self.result()
+        for c in cb:
+            c.on_train_end(self, result)
+        return result
+
+    def _penalty(self) -> torch.Tensor:
+        tr = self.exp.training
+        total = torch.zeros(())
+        if tr.l1 > 0:
+            total = total + tr.l1 * torch.stack(torch._foreach_norm(self.weights, 1)).sum()
+        if tr.l2 > 0:
+            total = total + tr.l2 * torch.stack(torch._foreach_norm(self.weights, 2)).pow(2).sum()
+        return total
+
+    @torch.no_grad()
+    def _max_norm(self, c: float) -> None:
+        # each unit's incoming weight vector (a row of a Linear, one filter of a Conv) is rescaled to norm ≤ c
+        for w in self.weights:
+            w.copy_(torch.renorm(w, 2, 0, c))
+
+    def _divergence_reason(self, loss: torch.Tensor, grads: torch.Tensor) -> str:
+        where = f"at epoch {self.epoch + 1}, step {self.step + 1}"
+        bad = [self.param_names[i] for i in self.meter.first_bad(grads)]
+        advice = "lower the learning rate, add gradient clipping, or use a smaller init"
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            first = f"; the first layer with non-finite gradients is {bad[0]}" if bad else ""
+            return f"the loss became {value} {where}{first}: {advice}"
+        return f"the gradients of {bad[0]} became non-finite {where} ({len(bad)} tensor{'s' if len(bad) > 1 else ''} in all): {advice}"
+
+    def _flush(self) -> None:
+        """Turn the buffered steps into one StepBlock: per-step metrics and the meter's norms, computed in bulk."""
+        pending, self.pending = self.pending, []
+        gn, ratio, after = self.meter.flush()
+        if not pending:
+            return
+        steps = np.array([p[0] for p in pending])
+        with torch.no_grad():
+            losses = torch.stack([p[2] for p in pending]).double()
+            sizes = torch.tensor([len(p[4]) for p in pending], dtype=torch.float64)
+            labels = torch.tensor([p[4].numel() for p in pending])
+            out, y = torch.cat([p[3] for p in pending]), torch.cat([p[4] for p in pending])
+            if self.objective.task == "classification":
+                hits = (self.objective.predict(out) == y).reshape(-1).double()
+                correct = torch.segment_reduce(hits, "sum", lengths=labels)
+                metric = correct / labels
+                self.sums[1] += float(correct.sum())
+                self.sums[2] += int(labels.sum())
+            else:
+                counts = torch.tensor([p[4].numel() for p in pending])
+                err = ((out - y) ** 2).reshape(-1).double()
+                yy = y.reshape(-1).double()
+                sse = torch.segment_reduce(err, "sum", lengths=counts)
+                total = torch.segment_reduce(yy, "sum", lengths=counts)
+                sq = torch.segment_reduce(yy * yy, "sum", lengths=counts)
+                sst = (sq - total * total / counts).clamp_min(1e-12)
+                metric = 1 - sse / sst
+                self.sums[1] += float((metric * sizes).sum())
+            self.sums[0] += float((losses * sizes).sum())
+        every = self.trajectory_every
+        for j, step in enumerate(steps):
+            if (step + 1) % every == 0:
+                self._keep_trajectory(int(step) + 1, after[j])
+        block = StepBlock(steps, np.array([p[1] for p in pending]), losses.numpy(), metric.numpy(),
+                          np.array([p[5] for p in pending]), gn, ratio)
+        for c in self.callbacks:
+            c.on_steps(self, block)
+
+    def _keep_trajectory(self, step: int, params: torch.Tensor) -> None:
+        self.trajectory.append((step, params.numpy().copy()))
+        if len(self.trajectory) > MAX_TRAJECTORY:
+            self.trajectory = self.trajectory[::2]
+            self.trajectory_every *= 2
+
+    def _telemetry(self, outputs: dict) -> None:
+        # every statistic stays a tensor until one stack and one host copy at the end
+        stats = {path: unit_health(type(self.activation_modules[path]).__name__, y) for path, y in outputs.items() if torch.is_tensor(y)}
+        keys = [(path, key) for path, st in stats.items() for key in st]
+        values = torch.stack([stats[p][k] for p, k in keys]).tolist() if keys else []
+        layers: dict[str, dict] = {path: {"type": type(self.activation_modules[path]).__name__} for path in stats}
+        for (path, key), v in zip(keys, values):
+            layers[path][key] = v
+        ranges, counts = self.meter.histograms()
+        hist = {name: {"weight": {"range": ranges[0][i], "counts": counts[0][i]}, "grad": {"range": ranges[1][i], "counts": counts[1][i]}}
+                for i, (name, p) in enumerate(zip(self.param_names, self.params)) if p.dim() >= 2}
+        snap = {"step": self.step, "epoch": self.epoch, "layers": layers, "histograms": hist}
+        for c in self.callbacks:
+            c.on_telemetry(self, snap)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> dict:
+        """Loss and accuracy (or R²) on a split, in eval mode, plus the predictions for the confusion matrix or fit plot."""
+        was_training = self.model.training
+        self.model.eval()
+        total, correct, outs = 0.0, 0, []
+        for i in range(0, len(x), batch):
+            out = self.model(x[i:i + batch])
+            yb = y[i:i + batch]
+            total += float(self.objective.loss(out, yb)) * len(yb)
+            if self.objective.task == "classification":
+                correct += int(self.objective.correct(out, yb))
+            outs.append(out)
+        self.model.train(was_training)
+        out = torch.cat(outs) if outs else torch.zeros(0)
+        res = {"loss": total / max(len(x), 1)}
+        if self.objective.task == "classification":
+            res["accuracy"] = correct / max(y.numel(), 1)
+            res["pred"] = self.objective.predict(out)
+        else:
+            sse = float(((out - y) ** 2).sum())
+            sst = float(((y - y.mean()) ** 2).sum())
+            res["r2"] = r2_score(sse, sst)
+            res["pred"] = out
+        return res
+
+    def _epoch_record(self, train_loss: float, train_metric: float) -> dict:
+        ds = self.dataset
+        val = self.evaluate(ds.x_val, ds.y_val) if len(ds.x_val) else None
+        key = "accuracy" if self.objective.task == "classification" else "r2"
+        rec = {"epoch": self.epoch + 1, "train_loss": train_loss,
+               "val_loss": val["loss"] if val else float("nan"),
+               f"train_{key}": train_metric,
+               f"val_{key}": val[key] if val else float("nan"),
+               "lr": self.lr, "step": self.step}
+        self.last_val = val
+        return rec
+
+    def result(self) -> dict:
+        """The final JSON object of `train --json`: status and the last metrics."""
+        out: dict[str, Any] = {"status": self.status, "epochs": self.epoch, "steps": self.step}
+        if self.history:
+            out.update({k: v for k, v in self.history[-1].items() if k not in ("lr", "step", "epoch")})
+        best = getattr(self, "best_epoch", None)
+        if best is not None:  # early stopping restored the best weights: report what the model now scores
+            val = self.evaluate(self.dataset.x_val, self.dataset.y_val)
+            key = "accuracy" if self.objective.task == "classification" else "r2"
+            out.update({"best_epoch": best, "val_loss": val["loss"], f"val_{key}": val[key]})
+        if self.reason:
+            out["reason"] = self.reason
+        ds = self.dataset
+        if ds.x_test is not None and len(ds.x_test) and self.status != "diverged":
+            test = self.evaluate(ds.x_test, ds.y_test)
+            key = "accuracy" if self.objective.task == "classification" else "r2"
+            out["test_loss"], out[f"test_{key}"] = test["loss"], test[key]
+        return out
+
+
+class EarlyStopping(Callback):
+    """Stops when the validation loss has not improved by min_delta for `patience` epochs; can restore the best weights."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.best = math.inf
+        self.best_epoch = 0
+        self.best_state = None
+        self.wait = 0
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        val = record["val_loss"]
+        if val < self.best - self.spec.min_delta:
+            self.best, self.best_epoch, self.wait = val, record["epoch"], 0
+            if self.spec.restore_best:
+                self.best_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.spec.patience:
+                restored = ", best weights restored" if self.spec.restore_best else ""
+                trainer.control.stop(f"early stopping at epoch {record['epoch']}: val_loss last improved at epoch {self.best_epoch}{restored}")
+
+    def on_loop_end(self, trainer: Trainer) -> None:
+        if self.best_state is not None and self.spec.restore_best and trainer.status != "diverged":
+            trainer.model.load_state_dict(self.best_state)
+            trainer.best_epoch = self.best_epoch

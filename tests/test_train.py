@@ -1,0 +1,298 @@
+"""The trainer against independent references: torch.optim loops, direct computations, and its own promises."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dlviz.errors import UserError
+from dlviz.registry import OPTIMIZERS
+from dlviz.spec import validate
+from dlviz.train import Callback, Trainer
+
+
+def preset(**over):
+    doc = {
+        "format": "dlviz-preset/1", "name": "t", "seed": 3,
+        "data": {"name": "circle", "num_samples": 200, "noise": 0.1, "val_fraction": 0.2, "batch_size": 16},
+        "model": {"input_shape": [2], "layers": [
+            {"type": "Linear", "out_features": 8}, {"type": "Tanh"},
+            {"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}]},
+        "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.1},
+        "training": {"epochs": 2},
+    }
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = {**doc[key], **value}
+        else:
+            doc[key] = value
+    return validate(doc)
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.blocks, self.epochs, self.telemetry = [], [], []
+
+    def on_steps(self, trainer, block):
+        self.blocks.append(block)
+
+    def on_epoch_end(self, trainer, record):
+        self.epochs.append(record)
+
+    def on_telemetry(self, trainer, snapshot):
+        self.telemetry.append(snapshot)
+
+
+def _batches(trainer, steps):
+    """The exact batches the trainer will draw: same seeded permutation per epoch."""
+    g = torch.Generator().manual_seed(trainer.exp.seed)
+    n, bs = len(trainer.dataset.x_train), trainer.exp.data.batch_size
+    out = []
+    while len(out) < steps:
+        perm = torch.randperm(n, generator=g)
+        out += [perm[i:i + bs] for i in range(0, n, bs)]
+    return out[:steps]
+
+
+OPT_ARGS = {
+    "SGD": [{"lr": 0.1}, {"lr": 0.05, "momentum": 0.9, "dampening": 0.1}, {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}],
+    "Adagrad": [{"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1}],
+    "Adadelta": [{"lr": 1.0, "rho": 0.8}],
+    "RMSprop": [{"lr": 0.01, "momentum": 0.5, "centered": True}],
+    "Adam": [{"lr": 0.01}, {"lr": 0.01, "amsgrad": True, "betas": [0.8, 0.99], "weight_decay": 0.01}],
+    "AdamW": [{"lr": 0.01, "weight_decay": 0.1}],
+    "NAdam": [{"lr": 0.01}],
+    "RAdam": [{"lr": 0.01}],
+    "Adamax": [{"lr": 0.01}],
+}
+
+
+def test_every_optimizer_is_listed():
+    assert set(OPT_ARGS) == set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name,args", [(n, a) for n, variants in OPT_ARGS.items() for a in variants])
+def test_first_five_updates_equal_torch_optim(name, args):
+    exp = preset(optimizer={"type": name, **args}, training={"epochs": 1, "telemetry_every": 1000})
+    tr = Trainer(exp)
+    ref = copy.deepcopy(tr.model)
+    torch_args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+    opt = getattr(torch.optim, name)(ref.parameters(), **torch_args)
+    batches = _batches(tr, 5)
+    ds = tr.dataset
+    for idx in batches:
+        opt.zero_grad()
+        nn.functional.cross_entropy(ref(ds.x_train[idx]), ds.y_train[idx]).backward()
+        opt.step()
+    tr.stop_after_steps = 5
+    tr.run()
+    assert tr.step == 5
+    for (n1, p1), (n2, p2) in zip(tr.model.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p1, p2, rtol=0, atol=0, msg=f"{name} {n1}")
+
+
+def test_l1_l2_penalties_add_to_the_gradient():
+    exp = preset(training={"epochs": 1, "l1": 0.01, "l2": 0.02, "telemetry_every": 1000}, optimizer={"type": "SGD", "lr": 0.1})
+    tr = Trainer(exp)
+    ref = copy.deepcopy(tr.model)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    idx = _batches(tr, 1)[0]
+    ds = tr.dataset
+    out = ref(ds.x_train[idx])
+    weights = [p for p in ref.parameters() if p.dim() >= 2]
+    loss = nn.functional.cross_entropy(out, ds.y_train[idx]) + 0.01 * sum(w.abs().sum() for w in weights) + 0.02 * sum((w ** 2).sum() for w in weights)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    tr.stop_after_steps = 1
+    tr.run()
+    for p1, p2 in zip(tr.model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p1, p2, rtol=1e-6, atol=1e-7)
+
+
+def test_weight_decay_is_not_the_l2_penalty_for_adam():
+    # L2 in the loss is rescaled by Adam's statistics; AdamW's decoupled decay is not: the two must differ
+    a = Trainer(preset(optimizer={"type": "Adam", "lr": 0.01}, training={"epochs": 1, "l2": 0.05})).run()
+    b = Trainer(preset(optimizer={"type": "AdamW", "lr": 0.01, "weight_decay": 0.1}, training={"epochs": 1})).run()
+    assert a["train_loss"] != b["train_loss"]
+
+
+def test_max_norm_constraint_holds_after_every_step():
+    tr = Trainer(preset(optimizer={"type": "SGD", "lr": 5.0}, training={"epochs": 2, "max_norm": 0.5}))
+    tr.run()
+    for w in tr.weights:
+        assert w.detach().flatten(1).norm(dim=1).max() <= 0.5 + 1e-5
+
+
+def test_gradient_clipping_matches_clip_grad_norm():
+    exp = preset(optimizer={"type": "SGD", "lr": 0.5}, training={"epochs": 1, "grad_clip": 0.05, "telemetry_every": 1000})
+    tr = Trainer(exp)
+    ref = copy.deepcopy(tr.model)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.5)
+    ds = tr.dataset
+    for idx in _batches(tr, 3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(ref(ds.x_train[idx]), ds.y_train[idx]).backward()
+        nn.utils.clip_grad_norm_(ref.parameters(), 0.05)
+        opt.step()
+    tr.stop_after_steps = 3
+    tr.run()
+    for p1, p2 in zip(tr.model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p1, p2, rtol=1e-5, atol=1e-6)
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    # a rate this high makes the validation loss bounce: patience 2 must stop well before 40 epochs
+    exp = preset(optimizer={"type": "SGD", "lr": 3.0, "momentum": 0.9}, training={"epochs": 40, "early_stopping": {"patience": 2}})
+    rec = Recorder()
+    tr = Trainer(exp, [rec])
+    result = tr.run()
+    vals = [r["val_loss"] for r in rec.epochs]
+    best_epoch = int(np.nanargmin(vals)) + 1
+    assert result["status"] == "finished" and tr.epoch < 40
+    assert "early stopping" in result["reason"]
+    # stopped exactly `patience` epochs after the last improvement
+    assert len(vals) == best_epoch + 2
+    assert result["best_epoch"] == best_epoch
+    assert result["val_loss"] == pytest.approx(min(vals), rel=1e-6)
+
+
+def test_grad_norms_and_update_ratios_match_a_direct_computation():
+    exp = preset(training={"epochs": 1, "telemetry_every": 1000}, optimizer={"type": "Adam", "lr": 0.01})
+    rec = Recorder()
+    tr = Trainer(exp, [rec])
+    ref = copy.deepcopy(tr.model)
+    opt = torch.optim.Adam(ref.parameters(), lr=0.01)
+    ds = tr.dataset
+    expected_g, expected_u = [], []
+    for idx in _batches(tr, tr.steps_per_epoch):
+        opt.zero_grad()
+        nn.functional.cross_entropy(ref(ds.x_train[idx]), ds.y_train[idx]).backward()
+        before = [p.detach().clone() for p in ref.parameters()]
+        expected_g.append([p.grad.norm().item() for p in ref.parameters()])
+        opt.step()
+        expected_u.append([(p.detach() - b).norm().item() / p.detach().norm().item() for p, b in zip(ref.parameters(), before)])
+    tr.run()
+    g = np.concatenate([b.grad_norm for b in rec.blocks])
+    u = np.concatenate([b.update_ratio for b in rec.blocks])
+    np.testing.assert_allclose(g, expected_g, rtol=1e-5)
+    np.testing.assert_allclose(u, expected_u, rtol=1e-4)
+    losses = np.concatenate([b.loss for b in rec.blocks])
+    assert len(losses) == tr.steps_per_epoch
+
+
+def test_unit_health_matches_a_direct_computation():
+    exp = preset(training={"epochs": 1, "telemetry_every": 1})
+    rec = Recorder()
+    tr = Trainer(exp, [rec])
+    first_idx = _batches(tr, 1)[0]
+    ref = copy.deepcopy(tr.model)
+    x = tr.dataset.x_train[first_idx]
+    h1 = ref.layers[1](ref.layers[0](x))  # Tanh output
+    h3 = ref.layers[3](ref.layers[2](h1))  # ReLU output
+    tr.stop_after_steps = 1
+    tr.run()
+    snap = rec.telemetry[0]
+    tanh, relu = snap["layers"]["model.layers[1]"], snap["layers"]["model.layers[3]"]
+    assert tanh["mean"] == pytest.approx(h1.mean().item(), abs=1e-6)
+    assert tanh["std"] == pytest.approx(h1.std().item(), abs=1e-6)
+    assert tanh["saturated"] == pytest.approx((h1.abs() >= 0.95).float().mean().item())
+    assert relu["dead"] == pytest.approx(((h3 > 0).sum(0) == 0).float().mean().item())
+    hist = snap["histograms"]["layers[0].weight"]["weight"]
+    w0 = tr.model.layers[0].weight  # the histogram is taken after the step's update
+    assert sum(hist["counts"]) == w0.numel() and hist["range"] == pytest.approx(w0.abs().max().item())
+    m = w0.abs().max().item()
+    assert hist["counts"] == np.histogram(w0.detach().numpy(), bins=30, range=(-m, m))[0].tolist()
+
+
+def test_divergence_stops_at_once_and_names_a_layer():
+    exp = preset(optimizer={"type": "SGD", "lr": 90.0, "momentum": 0.99}, model={"input_shape": [2], "layers": [
+        {"type": "Linear", "out_features": 64}, {"type": "ReLU"}, {"type": "Linear", "out_features": 64}, {"type": "ReLU"},
+        {"type": "Linear", "out_features": 2}]}, training={"epochs": 50})
+    tr = Trainer(exp)
+    result = tr.run()
+    assert result["status"] == "diverged"
+    assert "layers[" in result["reason"] and "learning rate" in result["reason"]
+    assert tr.epoch < 50
+    assert all(torch.isfinite(p).all() for p in tr.model.parameters()), "a non-finite step must not be applied"
+
+
+def test_same_preset_and_seed_give_identical_numbers():
+    exp = preset(model={"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"},
+                                                        {"type": "Dropout", "p": 0.3}, {"type": "Linear", "out_features": 2}]},
+                 optimizer={"type": "Adam", "lr": 0.01}, training={"epochs": 3})
+    runs = []
+    for _ in range(2):
+        rec = Recorder()
+        result = Trainer(exp, [rec]).run()
+        runs.append((result, np.concatenate([b.loss for b in rec.blocks]), np.concatenate([b.grad_norm for b in rec.blocks])))
+    assert runs[0][0] == runs[1][0]
+    assert np.array_equal(runs[0][1], runs[1][1]) and np.array_equal(runs[0][2], runs[1][2])
+    other = Trainer(preset(seed=4, **{k: v for k, v in [("optimizer", {"type": "Adam", "lr": 0.01})]})).run()
+    assert other["train_loss"] != runs[0][0]["train_loss"]
+
+
+def test_pause_and_stop_from_another_thread():
+    import threading
+    import time
+
+    tr = Trainer(preset(training={"epochs": 200}))
+    t = threading.Thread(target=tr.run)
+    t.start()
+    time.sleep(0.3)
+    tr.control.pause()
+    time.sleep(0.3)
+    step = tr.step
+    time.sleep(0.3)
+    assert tr.step == step and tr.status == "paused"
+    tr.control.resume()
+    time.sleep(0.2)
+    tr.control.stop()
+    t0 = time.time()
+    t.join(5)
+    assert not t.is_alive() and time.time() - t0 < 1.0
+    assert tr.status == "stopped" and tr.step > step
+
+
+def test_resume_from_a_checkpoint_continues_exactly():
+    exp = preset(optimizer={"type": "Adam", "lr": 0.01}, training={"epochs": 4})
+    full = Trainer(exp).run()
+    first = Trainer(preset(optimizer={"type": "Adam", "lr": 0.01}, training={"epochs": 4}))
+
+    class StopAt2(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 2:
+                trainer.control.stop()
+
+    first.callbacks.append(StopAt2())
+    first.run()
+    state = first.state()
+    second = Trainer(exp, resume=state)
+    result = second.run()
+    assert result == full
+
+
+def test_loss_that_cannot_fit_is_refused():
+    with pytest.raises(UserError, match="MSELoss on 2-class labels"):
+        Trainer(preset(loss={"type": "MSELoss"}))
+    with pytest.raises(UserError, match="make the last layer's size 2"):
+        Trainer(preset(model={"input_shape": [2], "layers": [{"type": "Linear", "out_features": 3}]}))
+    with pytest.raises(UserError, match="input_shape"):
+        Trainer(preset(model={"input_shape": [3], "layers": [{"type": "Linear", "out_features": 2}]}))
+
+
+def test_binary_losses_take_one_logit():
+    one = {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}, {"type": "Linear", "out_features": 1}]}
+    for loss in ("BCEWithLogitsLoss", "SoftMarginLoss"):
+        result = Trainer(preset(loss={"type": loss}, model=one, optimizer={"type": "Adam", "lr": 0.05}, training={"epochs": 8})).run()
+        assert result["val_accuracy"] > 0.8, (loss, result)
+
+
+def test_regression_reports_r2():
+    exp = validate({"format": "dlviz-preset/1", "seed": 0, "data": {"name": "reg-plane", "num_samples": 300, "batch_size": 32},
+                    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 1}]},
+                    "loss": {"type": "MSELoss"}, "optimizer": {"type": "Adam", "lr": 0.05}, "training": {"epochs": 15}})
+    result = Trainer(exp).run()
+    assert result["status"] == "finished" and result["val_r2"] > 0.9
