@@ -9,7 +9,11 @@ torch) is avoided by forking workers from a forkserver that has already imported
 from __future__ import annotations
 
 import multiprocessing as mp
+from multiprocessing import forkserver
 import os
+import sys
+import types
+from contextlib import contextmanager
 import queue as queue_mod
 import threading
 import time
@@ -59,12 +63,29 @@ def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[byte
 _CTX = None
 
 
+@contextmanager
+def _without_main():
+    """Start workers without re-running the server's __main__ script in them.
+
+    multiprocessing re-imports a main module given by path (the `streamlit` launcher is one) in every child;
+    the workers need nothing from it, and importing it would add the whole UI framework to their start-up."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not hasattr(main, "__file__"):
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def context():
     """The multiprocessing context: a forkserver that preloads torch and the engine, so a worker starts in ~0.1 s."""
     global _CTX
     if _CTX is None:
         _CTX = mp.get_context("forkserver")
-        _CTX.set_forkserver_preload(["dlviz.runner", "dlviz.train", "dlviz.data", "dlviz.store", "dlviz.live"])
+        _CTX.set_forkserver_preload(["dlviz.runner", "dlviz.warm"])
     return _CTX
 
 
@@ -114,6 +135,9 @@ class Runner:
         store = RunStore(self.store_path)
         store.mark_interrupted()  # whatever was running when the last server stopped
         store.close()
+        context()
+        # start the forkserver now, in the background, so that the first Train click does not pay for its imports
+        threading.Thread(target=forkserver.ensure_running, daemon=True, name="dlviz-forkserver").start()
         self._reaper = threading.Thread(target=self._reap_loop, daemon=True, name="dlviz-reaper")
         self._reaper.start()
 
@@ -145,7 +169,8 @@ class Runner:
             run_ev.set()
             proc = ctx.Process(target=_worker, name=f"dlviz-run-{run_id}", daemon=True,
                                args=(exp.to_dict(full=True), run_id, self.store_path, csv_bytes, resume, q, stop_ev, run_ev, self.threads))
-            proc.start()
+            with _without_main():
+                proc.start()
             handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, LiveFeed())
             self._runs[run_id] = handle
             self._seen[session] = time.time()

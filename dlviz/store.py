@@ -203,7 +203,11 @@ class RunStore:
             rows = self._exec("SELECT state FROM checkpoints WHERE run_id=? AND step=?", (run_id, step))
         if not rows:
             raise UserError("", f"run {run_id} has no checkpoint{'' if step is None else f' at step {step}'}; train it first")
-        return torch.load(io.BytesIO(rows[0][0]), weights_only=True)
+        try:
+            return torch.load(io.BytesIO(rows[0][0]), weights_only=True)
+        except Exception:  # weights_only refuses anything but tensors and plain containers
+            raise UserError("", f"the checkpoint of run {run_id} cannot be read safely (it holds more than weights); "
+                                "it was not loaded") from None
 
     def add_trajectory(self, run_id: str, points: list[tuple[int, np.ndarray]]) -> None:
         self._exec("INSERT OR REPLACE INTO trajectory VALUES (?,?,?)",

@@ -189,7 +189,7 @@ class Trainer:
         n, bs = len(ds.x_train), data.batch_size
         augment = data.augment is not None
         penalty = tr.l1 > 0 or tr.l2 > 0
-        last_flush = last_check = time.perf_counter()
+        last_flush, last_check = -math.inf, time.perf_counter()  # the first step is sent at once
         diverged = False
         if not self.trajectory:
             self.trajectory.append((self.step, self.meter.P[0].numpy().copy()))

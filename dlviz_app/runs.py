@@ -1,0 +1,50 @@
+"""The server's runner and run store, and who this browser is, shared by the pages that train or read runs."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import streamlit as st
+
+from dlviz.paths import data_dir
+from dlviz.runner import Runner
+from dlviz.store import RunStore
+
+RUN_ID = "run_id"  # the run this session looks at on Train, Inspect and Landscape
+
+
+@st.cache_resource
+def runner() -> Runner:
+    """One Runner per server process: it owns the worker processes of every session."""
+    return Runner(data_dir() / "runs.sqlite")
+
+
+@st.cache_resource
+def store() -> RunStore:
+    return RunStore(data_dir() / "runs.sqlite")
+
+
+def browser_id() -> str:
+    """A stable id for this browser: it survives a page reload, so a reloaded page finds its runs again.
+
+    Streamlit's XSRF cookie is set once per browser session and sent with every page load; its hash names the
+    browser without exposing the token. Without the cookie (tests, disabled XSRF) the Streamlit session is the id."""
+    if "browser_id" not in st.session_state:
+        cookie = None
+        try:
+            cookie = st.context.cookies.get("_streamlit_xsrf")
+        except Exception:  # no request context (AppTest)
+            cookie = None
+        st.session_state["browser_id"] = hashlib.sha256(cookie.encode()).hexdigest()[:16] if cookie else uuid.uuid4().hex[:16]
+    return st.session_state["browser_id"]
+
+
+def current_run_id() -> str | None:
+    """The run this session is looking at: the last one it started, or the newest of this browser's runs."""
+    rid = st.session_state.get(RUN_ID)
+    if rid is None:
+        runs = store().runs(browser_id())
+        if len(runs):
+            rid = str(runs["id"].iloc[0])
+            st.session_state[RUN_ID] = rid
+    return rid

@@ -1,0 +1,99 @@
+"""Runs in worker processes: caps, stop, isolation between sessions, failure reporting, and the numbers of headless runs."""
+import time
+
+import pytest
+
+from dlviz.errors import UserError
+from dlviz.spec import validate
+from dlviz.store import RunStore
+from dlviz.train import Trainer
+
+PRESET = {
+    "format": "dlviz-preset/1", "name": "runner test", "seed": 2,
+    "data": {"name": "moons", "num_samples": 300, "batch_size": 16},
+    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.2},
+                                             {"type": "Linear", "out_features": 2}]},
+    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.02}, "training": {"epochs": 4},
+}
+
+
+def wait(handle, timeout=60):
+    t0 = time.time()
+    while handle.alive and time.time() - t0 < timeout:
+        time.sleep(0.05)
+    assert not handle.alive, "the run did not finish in time"
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    from dlviz.runner import Runner
+
+    r = Runner(tmp_path_factory.mktemp("store") / "runs.sqlite")
+    yield r
+    r.shutdown()
+
+
+def test_two_sessions_at_once_get_their_own_runs_and_the_headless_numbers(runner, monkeypatch):
+    monkeypatch.setenv("DLVIZ_MAX_RUNS_PER_SESSION", "1")
+    exp = validate(PRESET)
+    other = validate({**PRESET, "seed": 9})
+    a = runner.start(exp, "alice")
+    b = runner.start(other, "bob")
+    assert [h.run_id for h in runner.active("alice")] == [a.run_id]
+    wait(a), wait(b)
+    headless = Trainer(exp).run()
+    assert a.feed.result == headless, "dropout draws of concurrent runs must not interleave"
+    assert b.feed.result == Trainer(other).run()
+    store = RunStore(runner.store_path)
+    assert store.run(a.run_id)["session"] == "alice" and store.run(a.run_id)["status"] == "finished"
+    assert list(store.runs("bob")["id"]) == [b.run_id]
+    snap = a.feed.snapshot()
+    assert snap["steps_done"] == headless["steps"] and len(snap["epochs"]) == 4 and snap["boundary"] is not None
+
+
+def test_caps_refuse_with_a_sentence(runner, monkeypatch):
+    monkeypatch.setenv("DLVIZ_MAX_RUNS_PER_SESSION", "1")
+    long = validate({**PRESET, "training": {"epochs": 500}})
+    h = runner.start(long, "carol")
+    with pytest.raises(UserError, match="DLVIZ_MAX_RUNS_PER_SESSION"):
+        runner.start(long, "carol")
+    monkeypatch.setenv("DLVIZ_MAX_CONCURRENT_RUNS", "1")
+    with pytest.raises(UserError, match="DLVIZ_MAX_CONCURRENT_RUNS"):
+        runner.start(long, "dave")
+    t0 = time.time()
+    runner.stop(h.run_id)
+    assert time.time() - t0 < 1.5 and not h.alive
+    assert RunStore(runner.store_path).run(h.run_id)["status"] == "stopped"
+
+
+def test_pause_and_resume(runner):
+    h = runner.start(validate({**PRESET, "training": {"epochs": 500}}), "erin")
+    while h.feed.steps_done == 0:
+        time.sleep(0.02)
+    h.pause()
+    time.sleep(0.3)
+    done = h.feed.steps_done
+    time.sleep(0.5)
+    assert h.feed.steps_done == done and h.feed.status == "paused"
+    h.resume()
+    time.sleep(0.5)
+    assert h.feed.steps_done > done
+    runner.stop(h.run_id)
+
+
+def test_runs_of_closed_sessions_are_stopped(runner):
+    h = runner.start(validate({**PRESET, "training": {"epochs": 500}}), "frank")
+    runner._seen["frank"] = time.time() - 3600  # no page of this session has refreshed for an hour
+    assert h.run_id in runner.reap(timeout=60)
+    assert not h.alive
+
+
+def test_a_failing_run_reports_one_sentence_and_the_server_stays_up(runner):
+    bad = validate({**PRESET, "data": {"name": "csv", "source": "/nonexistent/table.csv", "target": "y"}})
+    h = runner.start(bad, "gina")
+    wait(h)
+    assert h.feed.status == "failed" and "table.csv" in h.feed.reason and "Traceback" not in h.feed.reason
+    assert RunStore(runner.store_path).run(h.run_id)["status"] == "failed"
+    ok = runner.start(validate(PRESET), "gina")
+    wait(ok)
+    assert ok.feed.status == "finished"

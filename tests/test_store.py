@@ -1,0 +1,131 @@
+"""The run store keeps everything a run produced, survives a reopen, and never unpickles."""
+import io
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dlviz.errors import UserError
+from dlviz.spec import validate
+from dlviz.store import RunStore, StoreCallback
+from dlviz.train import Callback, Trainer
+
+PRESET = {
+    "format": "dlviz-preset/1", "name": "store test", "seed": 5,
+    "data": {"name": "xor", "num_samples": 200, "val_fraction": 0.25, "batch_size": 20},
+    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}]},
+    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.02},
+    "training": {"epochs": 3, "telemetry_every": 5, "trajectory_every": 4},
+}
+
+
+@pytest.fixture
+def trained(tmp_path):
+    exp = validate(PRESET)
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run(exp, session="s1")
+    tr = Trainer(exp, [StoreCallback(store, run_id)])
+    result = tr.run()
+    store.close()
+    return tmp_path / "runs.sqlite", run_id, tr, result
+
+
+def test_a_finished_run_survives_a_reopen(trained):
+    path, run_id, tr, result = trained
+    store = RunStore(path)
+    run = store.run(run_id)
+    assert run["status"] == "finished" and run["result"] == result
+    assert run["epochs_done"] == 3 and run["steps_done"] == tr.step
+    assert run["param_names"] == tr.param_names
+    assert validate(run["preset"]) == validate(PRESET)
+    epochs = store.epochs(run_id)
+    assert list(epochs["epoch"]) == [1, 2, 3]
+    assert np.allclose(epochs["val_loss"], [h["val_loss"] for h in tr.history])
+    steps = store.steps(run_id, with_layers=True)
+    assert list(steps["step"]) == list(range(tr.step))
+    assert steps.filter(like="grad_norm:").shape[1] == len(tr.param_names)
+    assert len(store.telemetry(run_id)) == len(range(0, tr.step, 5))
+
+
+def test_checkpoints_restore_the_exact_weights(trained):
+    path, run_id, tr, _ = trained
+    store = RunStore(path)
+    ck = store.checkpoints(run_id)
+    assert ck["label"].iloc[0] == "initial" and ck["label"].iloc[-1] == "final"
+    final = store.load_checkpoint(run_id)
+    for k, v in tr.model.state_dict().items():
+        assert torch.equal(final["model"][k], v)
+    initial = store.load_checkpoint(run_id, 0)
+    fresh = Trainer(validate(PRESET))
+    for k, v in fresh.model.state_dict().items():
+        assert torch.equal(initial["model"][k], v)
+
+
+def test_resume_from_a_stored_checkpoint_gives_the_uninterrupted_numbers(tmp_path):
+    exp = validate(PRESET)
+    full = Trainer(exp).run()
+    store = RunStore(tmp_path / "r.sqlite")
+    rid = store.create_run(exp)
+
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, trainer, record):
+            trainer.control.stop()
+
+    Trainer(exp, [StoreCallback(store, rid), StopAfterOne()]).run()
+    assert store.run(rid)["status"] == "stopped"
+    state = store.load_checkpoint(rid)
+    assert state["epoch"] == 1
+    assert Trainer(exp, resume=state).run() == full
+
+
+def test_trajectory_is_saved_every_n_steps(trained):
+    path, run_id, tr, _ = trained
+    steps, params = RunStore(path).trajectory(run_id)
+    assert steps[0] == 0 and all(s % 4 == 0 for s in steps)
+    assert list(steps) == [s for s, _ in tr.trajectory]
+    flat_final = torch.cat([p.detach().reshape(-1) for p in tr.model.parameters()]).numpy()
+    if steps[-1] == tr.step:
+        assert np.array_equal(params[-1], flat_final)
+    assert params.shape[1] == flat_final.size
+
+
+def test_export_csv(trained):
+    path, run_id, tr, _ = trained
+    df = pd.read_csv(io.StringIO(RunStore(path).export_csv(run_id)))
+    assert len(df) == tr.step
+    assert {"step", "loss", "metric", "lr", "epoch_val_loss"} <= set(df.columns)
+    assert df["epoch_val_loss"].notna().all()
+
+
+def test_interrupted_runs_are_marked_on_reopen(tmp_path):
+    store = RunStore(tmp_path / "r.sqlite")
+    rid = store.create_run(validate(PRESET), status="running")
+    store.close()
+    store = RunStore(tmp_path / "r.sqlite")
+    assert store.mark_interrupted() == 1
+    assert store.run(rid)["status"] == "interrupted"
+
+
+def test_a_tampered_checkpoint_is_not_unpickled(trained):
+    path, run_id, _, _ = trained
+    store = RunStore(path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    buf = io.BytesIO()
+    pickle.dump({"model": Evil(), "epoch": 0, "step": 999}, buf)
+    store._exec("INSERT INTO checkpoints VALUES (?,?,?,?,?,?)", (run_id, 999, 0, "tampered", buf.getvalue(), 0.0))
+    with pytest.raises(UserError, match="cannot be read safely"):
+        store.load_checkpoint(run_id, 999)
+
+
+def test_sessions_see_only_their_runs(tmp_path):
+    store = RunStore(tmp_path / "r.sqlite")
+    a = store.create_run(validate(PRESET), session="a")
+    b = store.create_run(validate(PRESET), session="b")
+    assert list(store.runs("a")["id"]) == [a] and list(store.runs("b")["id"]) == [b]
+    assert set(store.runs()["id"]) == {a, b}
