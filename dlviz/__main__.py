@@ -94,6 +94,10 @@ def _run(args) -> int:
         from .build import summarize
 
         summarize(exp, count_flops=False)  # a preset is valid only if its shapes work out
+        if exp.data is not None and exp.loss is not None and exp.optimizer is not None:
+            from .sections import check_trainable
+
+            check_trainable(exp)  # and only if the loss fits the model's output and the data's targets
         print(f"ok: {exp.name}")
         return 0
     if args.command == "summary":

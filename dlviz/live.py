@@ -64,6 +64,7 @@ class LiveFeed:
         self.boundary: Optional[dict] = None
         self.evaluation: Optional[dict] = None
         self.result: Optional[dict] = None
+        self.points: Optional[dict] = None
         self.steps_done = 0
         self.version = 0
 
@@ -76,6 +77,7 @@ class LiveFeed:
                 self.total_steps = msg["total_steps"]
                 self.steps_done = msg.get("step", 0)
                 self.status = "running"
+                self.points = msg.get("points")
                 self.series = Decimator(5)
                 self.layers = Decimator(2 * len(self.param_names))
             elif kind == "steps":
@@ -121,7 +123,7 @@ class LiveFeed:
                     "log_grad_norm": layers[:, :k] if len(layers) else np.zeros((0, k)),
                     "log_update_ratio": layers[:, k:] if len(layers) else np.zeros((0, k)),
                     "epochs": [dict(e) for e in self.epochs], "telemetry": list(self.telemetry), "boundary": self.boundary,
-                    "evaluation": self.evaluation, "result": self.result, "steps_done": done, "total_steps": total,
+                    "evaluation": self.evaluation, "result": self.result, "points": self.points, "steps_done": done, "total_steps": total,
                     "elapsed": elapsed, "eta": eta, "version": self.version}
 
 
@@ -140,7 +142,7 @@ class FeedCallback(Callback):
     def on_train_begin(self, trainer: Trainer) -> None:
         total = trainer.exp.training.epochs * trainer.steps_per_epoch
         self.send({"kind": "begin", "param_names": trainer.param_names, "task": trainer.objective.task,
-                   "total_steps": total, "step": trainer.step})
+                   "total_steps": total, "step": trainer.step, "points": plane_points(trainer.dataset)})
         self._boundary(trainer, force=True)
 
     def on_steps(self, trainer: Trainer, block: StepBlock) -> None:
@@ -174,25 +176,41 @@ class FeedCallback(Callback):
             self.send({"kind": "evaluation", "evaluation": {"target": y[:n].reshape(n, -1)[:, 0].tolist(),
                                                             "pred": val["pred"][:n].reshape(n, -1)[:, 0].tolist()}})
 
-    @torch.no_grad()
     def _boundary(self, trainer: Trainer, force: bool = False) -> None:
-        ds = trainer.dataset
-        points = getattr(ds, "points_train", None)
-        if points is None or points.shape[-1] != 2:
+        if getattr(trainer.dataset, "points_train", None) is None:
             return
         now = time.perf_counter()
         if not force and now - self.last_boundary < BOUNDARY_SECONDS:
             return
         self.last_boundary = now
-        self.send({"kind": "boundary", "boundary": boundary_grid(trainer)})
+        b = boundary_grid(trainer.model, trainer.dataset, trainer.objective.task)
+        b["step"] = trainer.step
+        self.send({"kind": "boundary", "boundary": b})
+
+
+MAX_PLANE_POINTS = 1000
+
+
+def plane_points(ds) -> Optional[dict]:
+    """The raw 2-D points and labels of a plane dataset (at most 1,000 per split), for the decision-boundary chart."""
+    if getattr(ds, "points_train", None) is None:
+        return None
+    out = {}
+    for split in ("train", "val"):
+        pts, y = getattr(ds, f"points_{split}"), getattr(ds, f"y_{split}")
+        if pts is None:
+            continue
+        n = min(len(pts), MAX_PLANE_POINTS)
+        out[split] = np.asarray(pts[:n]).tolist()
+        out[f"{split}_labels"] = np.asarray(y[:n]).reshape(n, -1)[:, 0].tolist()
+    return out
 
 
 @torch.no_grad()
-def boundary_grid(trainer: Trainer, n: int = BOUNDARY_GRID) -> dict:
-    """The model's output over a grid covering the 2-D data: P(class 1) for two classes, the class otherwise, or the value."""
+def boundary_grid(model, ds, task: str, n: int = BOUNDARY_GRID) -> dict:
+    """The model's output over a grid covering a plane dataset: P(class 1) for two classes, the class for more, or the value."""
     from .data import featurize
 
-    ds = trainer.dataset
     pts = np.asarray(ds.points_train)
     lo, hi = pts.min(0), pts.max(0)
     pad = 0.1 * (hi - lo)
@@ -200,12 +218,12 @@ def boundary_grid(trainer: Trainer, n: int = BOUNDARY_GRID) -> dict:
     ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], n)
     gx, gy = np.meshgrid(xs, ys)
     grid = np.column_stack([gx.ravel(), gy.ravel()]).astype(np.float32)
-    x = torch.as_tensor(featurize(grid, trainer.exp.data.features or ["x1", "x2"]), dtype=torch.float32)
-    was = trainer.model.training
-    trainer.model.eval()
-    out = trainer.model(x)
-    trainer.model.train(was)
-    if trainer.objective.task == "classification":
+    x = torch.as_tensor(featurize(grid, ds.features or ("x1", "x2")), dtype=torch.float32)
+    was = model.training
+    model.eval()
+    out = model(x)
+    model.train(was)
+    if task == "classification":
         if out.shape[-1] == 1:
             z = torch.sigmoid(out[:, 0])
         elif out.shape[-1] == 2:
@@ -214,9 +232,36 @@ def boundary_grid(trainer: Trainer, n: int = BOUNDARY_GRID) -> dict:
             z = out.argmax(-1).float()
     else:
         z = out[:, 0]
-    return {"x": xs.tolist(), "y": ys.tolist(), "z": z.reshape(n, n).tolist(), "classes": trainer.objective.num_classes,
-            "step": trainer.step}
+    return {"x": xs.tolist(), "y": ys.tolist(), "z": z.reshape(n, n).tolist(), "classes": ds.num_classes}
 
 
-def finite_or_none(v: float) -> Optional[float]:
-    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+def snapshot_from_store(store, run_id: str) -> dict:
+    """The same snapshot a LiveFeed gives, rebuilt from the store for a run that is not training in this server."""
+    run = store.run(run_id)
+    feed = LiveFeed()
+    names = run["param_names"]
+    feed.handle({"kind": "begin", "param_names": names, "task": run["task"] or "", "total_steps": run["steps_done"], "step": 0})
+    steps = store.steps(run_id, with_layers=True)
+    if len(steps):
+        g = steps[[f"grad_norm:{n}" for n in names]].to_numpy()
+        u = steps[[f"update_ratio:{n}" for n in names]].to_numpy()
+        feed.handle({"kind": "steps", "block": {"step": steps["step"].to_numpy(), "epoch": steps["epoch"].to_numpy(),
+                                                "loss": steps["loss"].to_numpy(), "metric": steps["metric"].to_numpy(),
+                                                "lr": steps["lr"].to_numpy(), "grad_norm": g, "update_ratio": u}})
+    for rec in store.epochs(run_id).to_dict("records"):
+        feed.handle({"kind": "epoch", "record": {k: (int(v) if k in ("epoch", "step") else v) for k, v in rec.items()}})
+    for snap in store.telemetry(run_id)[-KEEP_TELEMETRY:]:
+        feed.handle({"kind": "telemetry", "snapshot": snap})
+    try:
+        trainer = Trainer(store.experiment(run_id), resume=store.load_checkpoint(run_id))
+        trainer.last_val = trainer.evaluate(trainer.dataset.x_val, trainer.dataset.y_val)
+        FeedCallback(feed.handle)._evaluation(trainer)
+        feed.points = plane_points(trainer.dataset)
+        if feed.points is not None:
+            feed.boundary = boundary_grid(trainer.model, trainer.dataset, trainer.objective.task)
+    except Exception:  # a run with no checkpoint, or whose data no longer loads, still shows its curves
+        pass
+    feed.status, feed.reason = run["status"], run["reason"]
+    feed.result = run["result"]
+    feed.first_step_at = None
+    return feed.snapshot()

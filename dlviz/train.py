@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .build import build_model, summarize
+from .build import build_model
 from .errors import UserError
-from .losses import make_objective, r2_score
-from .registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES, shape_str
+from .losses import r2_score
+from .registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES
 from .spec import Experiment
 from .telemetry import StepMeter, capture_outputs, unit_health
 
@@ -90,20 +90,15 @@ class Trainer:
     def __init__(self, exp: Experiment, callbacks=(), dataset=None, csv_bytes: Optional[bytes] = None,
                  resume: Optional[dict] = None, control: Optional[Control] = None):
         from .data import load_dataset
+        from .sections import check_fit, require_sections
 
-        for key, what in (("data", "a data section"), ("loss", "a loss"), ("optimizer", "an optimizer")):
-            if getattr(exp, key) is None:
-                raise UserError(key, f"this preset has no {key} section; add {what} to train it")
+        require_sections(exp)
         self.exp = exp
         self.callbacks = list(callbacks)
         self.control = control or Control()
         self.dataset = dataset if dataset is not None else load_dataset(exp.data, exp.seed, csv_bytes)
         ds = self.dataset
-        if tuple(exp.model.input_shape) != tuple(ds.input_shape):
-            raise UserError("model.input_shape", f"the {exp.data.name} data gives {shape_str(ds.input_shape)} per sample but the model's "
-                                                 f"input_shape is {shape_str(exp.model.input_shape)}; set it to {list(ds.input_shape)}")
-        out_shape = summarize(exp, count_flops=False).output_shape
-        self.objective = make_objective(exp.loss, ds.task, ds.num_classes, ds.target_shape, out_shape)
+        self.objective = check_fit(exp, ds.input_shape, ds.task, ds.num_classes, ds.target_shape)
         self.model = build_model(exp, seed=exp.seed)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         names = {id(p): n for n, p in self.model.named_parameters()}

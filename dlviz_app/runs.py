@@ -35,7 +35,8 @@ def browser_id() -> str:
             cookie = st.context.cookies.get("_streamlit_xsrf")
         except Exception:  # no request context (AppTest)
             cookie = None
-        st.session_state["browser_id"] = hashlib.sha256(cookie.encode()).hexdigest()[:16] if cookie else uuid.uuid4().hex[:16]
+        known = isinstance(cookie, str) and cookie
+        st.session_state["browser_id"] = hashlib.sha256(cookie.encode()).hexdigest()[:16] if known else uuid.uuid4().hex[:16]
     return st.session_state["browser_id"]
 
 

@@ -1,0 +1,357 @@
+"""Train: pick the data, loss, optimizer and regularization, press Train, and watch the network learn live."""
+import streamlit as st
+
+from dlviz import sections, train_figures as tf
+from dlviz.data import describe
+from dlviz.diagnose import diagnose
+from dlviz.errors import UserError
+from dlviz.live import snapshot_from_store
+from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
+from dlviz.spec import DATASETS, FEATURES, DataSpec
+from dlviz_app import runs, session, widgets
+
+REFRESH = 0.25  # seconds between live redraws: 4 Hz
+DONE = ("finished", "stopped", "diverged", "failed", "interrupted")
+
+session.show_notice()
+doc = session.preset()
+rev = session.rev()
+bid = runs.browser_id()
+runner = runs.runner()
+runner.touch(bid)
+
+
+def edit(fn, *args, structural=False):
+    """A widget callback: apply one sections.* edit to the session's preset."""
+    session.apply(fn, *args, structural=structural)
+
+
+# ---------------------------------------------------------------- controls
+
+st.title("Train")
+if doc.get("look_at"):
+    st.info(doc["look_at"], icon=":material/visibility:")
+controls, main = st.columns([1, 2.4], gap="large")
+
+with controls:
+    data = doc.get("data") or {}
+    with st.expander("Data", expanded=True, icon=":material/dataset:"):
+        names = list(DATASETS)
+        current = data.get("name", "spiral")
+        st.selectbox("Dataset", names, index=names.index(current) if current in names else 0, key=f"tr-data-{rev}",
+                     on_change=lambda: edit(sections.set_dataset, st.session_state[f"tr-data-{rev}"], structural=True))
+        applies = DATASETS.get(current, ())
+        opt = lambda key, default: data.get(key, default)  # noqa: E731
+
+        def setter(key, transform=lambda v: v):
+            wkey = f"tr-data-{key}-{rev}"
+            return wkey, (lambda: edit(sections.set_data_option, key, transform(st.session_state[wkey])))
+
+        if "noise" in applies:
+            k, cb = setter("noise")
+            st.slider("Noise", 0.0, 0.5, float(opt("noise", 0.0 if current in ("circle", "xor", "gauss", "spiral", "reg-plane", "reg-gauss") else 0.1)),
+                      0.05, key=k, on_change=cb)
+        if "num_samples" in applies:
+            k, cb = setter("num_samples")
+            st.number_input("Samples", 10, 100_000, int(opt("num_samples", 500)), 50, key=k, on_change=cb)
+        if "features" in applies:
+            k, cb = setter("features", lambda v: v or None)
+            st.multiselect("Input features", FEATURES, default=opt("features", ["x1", "x2"]), key=k, on_change=cb,
+                           help="TensorFlow Playground's feature transforms of the two coordinates")
+        if "classes" in applies:
+            k, cb = setter("classes")
+            st.number_input("Classes", 2, 10, int(opt("classes", 3)), key=k, on_change=cb)
+        if "function" in applies:
+            k, cb = setter("function")
+            st.selectbox("Curve", CURVES, index=CURVES.index(opt("function", CURVES[0])), key=k, on_change=cb)
+        if "outliers" in applies:
+            k, cb = setter("outliers")
+            st.slider("Outliers (training targets)", 0.0, 0.5, float(opt("outliers", 0.0)), 0.05, key=k, on_change=cb)
+        if "seq_len" in applies:
+            k, cb = setter("seq_len")
+            st.number_input("Sequence length", 2, 512, int(opt("seq_len", 16)), key=k, on_change=cb)
+        if "task" in applies:
+            k, cb = setter("task")
+            st.selectbox("Task", TOKEN_TASKS, index=TOKEN_TASKS.index(opt("task", TOKEN_TASKS[0])), key=k, on_change=cb)
+        if "vocab" in applies:
+            k, cb = setter("vocab")
+            st.number_input("Vocabulary", 2, 1000, int(opt("vocab", 8)), key=k, on_change=cb)
+        if "subset" in applies:
+            k, cb = setter("subset", lambda v: int(v) if v else None)
+            st.number_input("Images used (empty: all)", 10, 5000, opt("subset", None), 100, key=k, on_change=cb)
+        if "augment" in applies:
+            aug = dict(opt("augment", None) or {})
+            st.caption("Augmentation at train time")
+            a1, a2, a3 = st.columns(3)
+            for col, key, widget in ((a1, "hflip", "check"), (a2, "crop", "crop"), (a3, "noise", "noise")):
+                wkey = f"tr-aug-{key}-{rev}"
+
+                def cb(key=key, wkey=wkey):
+                    new = {**(session.preset().get("data", {}).get("augment") or {}), key: st.session_state[wkey]}
+                    new = {k: v for k, v in new.items() if v}
+                    edit(sections.set_data_option, "augment", new or None)
+
+                with col:
+                    if widget == "check":
+                        st.checkbox("flip", bool(aug.get("hflip")), key=wkey, on_change=cb)
+                    elif widget == "crop":
+                        st.number_input("shift px", 0, 8, int(aug.get("crop", 0)), key=wkey, on_change=cb)
+                    else:
+                        st.number_input("noise", 0.0, 1.0, float(aug.get("noise", 0.0)), 0.05, key=wkey, on_change=cb)
+        csv_bytes = None
+        if current == "csv":
+            up = st.file_uploader("CSV file", type=["csv", "tsv", "txt"], key=f"tr-csv-{rev}")
+            if up is not None:
+                try:
+                    name = sections.upload_name(up.getvalue(), up.name)
+                    if name != data.get("source"):
+                        session.set_preset(sections.set_data_option(doc, "source", name), structural=False)
+                        doc = session.preset()
+                        data = doc["data"]
+                except UserError as err:
+                    st.error(str(err))
+            if data.get("source"):
+                try:
+                    from dlviz.data import read_csv_table
+
+                    csv_bytes = sections.upload_bytes(data["source"])
+                    table = read_csv_table(csv_bytes)
+                    cols = list(table.columns)
+                    k, cb = setter("target")
+                    st.selectbox("Column to predict", cols, index=cols.index(data["target"]) if data.get("target") in cols else None,
+                                 key=k, on_change=cb, placeholder="choose the target column")
+                except UserError as err:
+                    st.error(str(err))
+        k, cb = setter("val_fraction")
+        st.slider("Validation fraction", 0.0, 0.5, float(opt("val_fraction", 0.2)), 0.05, key=k, on_change=cb)
+        k, cb = setter("test_fraction")
+        st.slider("Test fraction", 0.0, 0.4, float(opt("test_fraction", 0.0)), 0.05, key=k, on_change=cb)
+        k, cb = setter("batch_size")
+        st.number_input("Batch size", 1, 4096, int(opt("batch_size", 32)), key=k, on_change=cb)
+        try:
+            info = describe(DataSpec.model_validate(data), csv_bytes) if data else None
+            if info:
+                shape, task, classes, _ = info
+                what = f"{classes} classes" if task == "classification" else "regression"
+                st.caption(f"Input {list(shape)} per sample · {what}")
+                if list(shape) != doc["model"]["input_shape"]:
+                    st.warning(f"The model takes {doc['model']['input_shape']} but this data gives {list(shape)}.")
+
+                def fit():
+                    try:
+                        new, msg = sections.fit_model_to_data(session.preset(), csv_bytes)
+                        session.set_preset(new)
+                        st.session_state[session.NOTICE + "_ok"] = msg
+                    except UserError as err:
+                        st.session_state[session.NOTICE] = str(err)
+
+                st.button("Fit the model to the data", on_click=fit, help="set the input shape and the last Linear's size")
+                if st.session_state.get(session.NOTICE + "_ok"):
+                    st.success(st.session_state.pop(session.NOTICE + "_ok"))
+        except Exception as err:  # the options may be mid-edit; the Train button reports problems as one sentence
+            if isinstance(err, UserError):
+                st.caption(str(err))
+
+    def typed_section(section, table, label, icon, optional=False):
+        part = doc.get(section)
+        with st.expander(label, expanded=section != "schedule", icon=icon):
+            options = ([None] if optional else []) + list(table)
+            cur = part.get("type") if part else None
+            wkey = f"tr-{section}-type-{rev}"
+            st.selectbox(label, options, index=options.index(cur) if cur in options else 0, key=wkey,
+                         format_func=lambda v: "none" if v is None else v, label_visibility="collapsed",
+                         on_change=lambda: edit(sections.set_typed, section, st.session_state[wkey], structural=True))
+            if part and part.get("type") in table:
+                entry = table[part["type"]]
+                st.caption(entry.doc)
+                for key, arg in entry.args.items():
+                    widgets.arg_input(key, arg, part.get(key, None if arg.required else arg.default), f"tr-{section}-{key}-{rev}",
+                                      lambda v, key=key: edit(sections.set_typed_arg, section, key, v))
+
+    if not doc.get("loss"):
+        session.set_preset(sections.set_typed(doc, "loss", "CrossEntropyLoss"), structural=False)
+        doc = session.preset()
+    if not doc.get("optimizer"):
+        session.set_preset(sections.set_typed(doc, "optimizer", "Adam"), structural=False)
+        doc = session.preset()
+    typed_section("loss", LOSSES, "Loss", ":material/functions:")
+    typed_section("optimizer", OPTIMIZERS, "Optimizer", ":material/speed:")
+    typed_section("schedule", SCHEDULES, "Learning-rate schedule", ":material/schedule:", optional=True)
+
+    with st.expander("Training and regularization", expanded=True, icon=":material/tune:"):
+        tr = doc.get("training") or {}
+
+        def tset(key, transform=lambda v: v):
+            wkey = f"tr-train-{key}-{rev}"
+            return wkey, (lambda: edit(sections.set_training, key, transform(st.session_state[wkey])))
+
+        c1, c2 = st.columns(2)
+        k, cb = tset("epochs")
+        c1.number_input("Epochs", 1, 1000, int(tr.get("epochs", 10)), key=k, on_change=cb)
+        k, cb = tset("seed")
+        c2.number_input("Seed", 0, 2**32 - 1, int(doc.get("seed", 0)), key=k, on_change=cb)
+        k, cb = tset("l1", lambda v: v or None)
+        c1.number_input("L1 penalty λ₁", 0.0, 10.0, float(tr.get("l1", 0.0)), 1e-4, format="%g", key=k, on_change=cb)
+        k, cb = tset("l2", lambda v: v or None)
+        c2.number_input("L2 penalty λ₂", 0.0, 10.0, float(tr.get("l2", 0.0)), 1e-4, format="%g", key=k, on_change=cb)
+        st.caption("L1 and L2 add λ₁·Σ|w| and λ₂·Σw² to the loss (weights, not biases), so their gradient passes through the "
+                   "optimizer: Adam rescales it like any other gradient. The optimizer's weight_decay shrinks the weights in the update "
+                   "step instead; in AdamW that decay is decoupled from Adam's scaling. Both together give an elastic net.")
+        k, cb = tset("max_norm", lambda v: v or None)
+        c1.number_input("Max-norm c", 0.0, 100.0, float(tr.get("max_norm") or 0.0), 0.5, format="%g", key=k, on_change=cb,
+                        help="after each step, rescale each unit's incoming weights to norm ≤ c (0: off)")
+        k, cb = tset("grad_clip", lambda v: v or None)
+        c2.number_input("Clip gradient norm", 0.0, 1000.0, float(tr.get("grad_clip") or 0.0), 0.5, format="%g", key=k, on_change=cb,
+                        help="rescale the whole gradient to this norm when it is larger (0: off)")
+        es = tr.get("early_stopping")
+        k = f"tr-train-es-{rev}"
+        st.checkbox("Early stopping", es is not None, key=k,
+                    on_change=lambda: edit(sections.set_training, "early_stopping", {"patience": 5} if st.session_state[k] else None))
+        if es is not None:
+            e1, e2 = st.columns(2)
+            pk, rk = f"tr-train-esp-{rev}", f"tr-train-esr-{rev}"
+            e1.number_input("Patience (epochs)", 1, 100, int(es.get("patience", 5)), key=pk,
+                            on_change=lambda: edit(sections.set_training, "early_stopping", {**es, "patience": st.session_state[pk]}))
+            e2.checkbox("Restore best weights", es.get("restore_best", True), key=rk,
+                        on_change=lambda: edit(sections.set_training, "early_stopping", {**es, "restore_best": st.session_state[rk]}))
+
+# ---------------------------------------------------------------- run controls
+
+
+def start(resume_from=None):
+    try:
+        if resume_from:
+            exp = runs.store().experiment(resume_from)
+        else:
+            exp = sections.trainable(session.preset(), _csv(session.preset()))
+        h = runner.start(exp, bid, csv_bytes=_csv(exp.to_dict()), resume=(resume_from, None) if resume_from else None)
+        st.session_state[runs.RUN_ID] = h.run_id
+    except UserError as err:
+        st.session_state[session.NOTICE] = str(err)
+
+
+def _csv(d):
+    data = d.get("data") or {}
+    return sections.upload_bytes(data.get("source", "")) if data.get("name") == "csv" else None
+
+
+rid = runs.current_run_id()
+handle = runner.handle(rid) if rid else None
+live = handle is not None and handle.alive
+
+with main:
+    b1, b2, b3, b4 = st.columns([1.2, 1, 1, 2])
+    b1.button("Train", type="primary", icon=":material/play_arrow:", on_click=start, disabled=live, width="stretch")
+    if live and handle.feed.status == "paused":
+        b2.button("Resume", icon=":material/play_circle:", on_click=handle.resume, width="stretch")
+    else:
+        b2.button("Pause", icon=":material/pause:", on_click=handle.pause if live else None, disabled=not live, width="stretch")
+    b3.button("Stop", icon=":material/stop:", on_click=(lambda: runner.stop(rid)) if live else None, disabled=not live,
+              width="stretch")
+    if rid and not live:
+        status = runs.store().run(rid)["status"]
+        if status in ("stopped", "interrupted"):
+            b4.button("Continue this run", icon=":material/resume:", on_click=start, args=(rid,),
+                      help="start a new run from this run's last checkpoint")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def stored_snapshot(run_id: str, updated: float) -> dict:
+    return snapshot_from_store(runs.store(), run_id)
+
+
+def chart(fig, key):
+    st.plotly_chart(fig, key=key, width="stretch", config={"displayModeBar": False})
+
+
+def view():
+    """The live part of the page; while a run trains it redraws itself every REFRESH seconds."""
+    runner.touch(bid)
+    rid = runs.current_run_id()
+    h = runner.handle(rid) if rid else None
+    if rid is None:
+        st.info("Press **Train** to start. The charts fill in as the network learns.", icon=":material/play_arrow:")
+        return
+    if h is not None:
+        snap = h.feed.snapshot()
+        if live and not h.alive:
+            st.rerun()  # the run ended: redraw the whole page once, without the timer
+    else:
+        run = runs.store().run(rid)
+        snap = stored_snapshot(rid, run["updated"])
+    done, total = snap["steps_done"], max(snap["total_steps"], 1)
+    eta = f" · about {snap['eta']:.0f} s left" if snap.get("eta") else ""
+    epochs = len(snap["epochs"])
+    st.progress(min(done / total, 1.0), text=f"{snap['status']} · epoch {epochs} · step {done:,} of {total:,}{eta}")
+    if snap["status"] in ("diverged", "failed"):
+        st.error(snap["reason"] or snap["status"])
+    elif snap["reason"]:
+        st.caption(snap["reason"])
+    c1, c2 = st.columns(2)
+    with c1:
+        chart(tf.loss_figure(snap), "loss")
+    with c2:
+        chart(tf.metric_figure(snap), "metric")
+    c1, c2 = st.columns(2)
+    with c1:
+        if snap.get("boundary") is not None:
+            chart(tf.boundary_figure(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
+        elif snap.get("evaluation") and "confusion" in snap["evaluation"]:
+            chart(tf.confusion_figure(snap["evaluation"]), "confusion")
+        elif snap.get("evaluation"):
+            chart(tf.fit_figure(snap["evaluation"]), "fit")
+        else:
+            st.caption("The confusion matrix or the fit appears after the first epoch.")
+    with c2:
+        st.markdown("**Diagnoses**")
+        ev = snap.get("evaluation") or {}
+        classes = len(ev["classes"]) if "classes" in ev else None
+        if classes is None and snap["task"] == "classification":
+            try:
+                classes = describe(DataSpec.model_validate(doc["data"]))[2]
+            except Exception:
+                classes = None
+        found = diagnose(snap, classes)
+        for d in found:
+            {"ok": st.success, "warning": st.warning, "problem": st.error}[d.level](f"**{d.title}.** {d.text}")
+        if not found:
+            st.caption("Nothing to report yet.")
+        if snap.get("boundary") is not None and snap.get("evaluation") and "confusion" in snap["evaluation"]:
+            chart(tf.confusion_figure(snap["evaluation"]), "confusion-small")
+    c1, c2 = st.columns(2)
+    with c1:
+        chart(tf.grad_norm_figure(snap), "grad")
+    with c2:
+        chart(tf.update_ratio_figure(snap), "ratio")
+    c1, c2 = st.columns(2)
+    with c1:
+        chart(tf.unit_health_figure(snap), "health")
+    with c2:
+        tensors = [n for n in snap["param_names"] if not n.rsplit(".", 1)[-1].startswith("bias")]
+        if tensors and snap.get("telemetry"):
+            pick = st.selectbox("Histogram of", tensors, key="hist-tensor", label_visibility="collapsed")
+            which = st.radio("values", ["weight", "grad"], horizontal=True, key="hist-which", label_visibility="collapsed")
+            chart(tf.histogram_figure(snap, pick, which), "hist")
+
+
+with main:
+    st.fragment(run_every=REFRESH if live else None)(view)()
+
+# ---------------------------------------------------------------- compare and export
+
+st.divider()
+mine = runs.store().runs(bid)
+if len(mine):
+    st.subheader("Compare runs")
+    labels = {r.id: f"{r.name} · {r.status} · {r.created:%H:%M:%S}" for r in mine.itertuples()}
+    picked = st.multiselect("Runs", list(labels), default=list(labels)[: min(3, len(labels))], format_func=labels.get, key="compare")
+    if picked:
+        records = {labels[r]: runs.store().epochs(r).to_dict("records") for r in picked}
+        keys = [k for k in ("val_loss", "train_loss", "val_accuracy", "val_r2") if any(k in (e[0] if e else {}) for e in records.values())]
+        cols = st.columns(2)
+        for i, key in enumerate(keys[:4]):
+            with cols[i % 2]:
+                chart(tf.compare_figure(records, key), f"compare-{key}")
+    if rid:
+        st.download_button("Download this run's metrics (CSV)", runs.store().export_csv(rid), file_name=f"run-{rid}.csv",
+                           mime="text/csv", on_click="ignore", icon=":material/table:")

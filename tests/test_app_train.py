@@ -1,0 +1,69 @@
+"""The Train page through Streamlit's AppTest: controls edit the preset, Train runs it, problems are one sentence."""
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dlviz_app import runs
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+@pytest.fixture
+def at():
+    app = AppTest.from_file(str(APP), default_timeout=60).run()
+    app.switch_page("app_pages/train.py").run()
+    assert not app.exception
+    return app
+
+
+def button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def wait_for_run(at, timeout=60):
+    rid = at.session_state[runs.RUN_ID]
+    h = runs.runner().handle(rid)
+    t0 = time.time()
+    while h.alive and time.time() - t0 < timeout:
+        time.sleep(0.1)
+    assert not h.alive
+    return h
+
+
+def test_train_page_opens_on_a_preset_that_trains(at):
+    assert button(at, "Train").proto.type == "primary"
+    assert any("Press **Train**" in i.value for i in at.info) or at.session_state[runs.RUN_ID] is not None
+    assert at.session_state["preset"]["data"]["name"] == "spiral"
+
+
+def test_pressing_train_runs_the_preset_and_shows_its_charts(at):
+    button(at, "Train").click().run()
+    assert not at.exception and not at.error
+    h = wait_for_run(at)
+    assert h.feed.status == "finished", h.feed.reason
+    at.run()
+    assert not at.exception
+    text = " ".join(p.proto.text for p in at.get("progress"))
+    assert "finished" in text and "step 1,500 of 1,500" in text
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 6
+    assert any(m.value.startswith("**Initial loss.**") for m in list(at.success) + list(at.warning))
+
+
+def test_a_loss_that_cannot_fit_is_one_sentence(at):
+    at.selectbox(key=f"tr-loss-type-{at.session_state['rev']}").set_value("MSELoss").run()
+    assert at.session_state["preset"]["loss"] == {"type": "MSELoss"}
+    button(at, "Train").click().run()
+    assert not at.exception
+    assert any("MSELoss on 2-class labels" in e.value for e in at.error)
+
+
+def test_switching_the_dataset_keeps_the_split_and_drops_what_no_longer_applies(at):
+    at.selectbox(key=f"tr-data-{at.session_state['rev']}").set_value("digits").run()
+    data = at.session_state["preset"]["data"]
+    assert data["name"] == "digits" and "noise" not in data and data["batch_size"] == 32
+    assert any("set it to [1, 8, 8]" in w.value or "this data gives [1, 8, 8]" in w.value for w in at.warning)
+    button(at, "Fit the model to the data").click().run()
+    assert at.session_state["preset"]["model"]["input_shape"] == [1, 8, 8]

@@ -1,0 +1,75 @@
+"""The Train page in headless Chromium: press Train, watch the loss chart fill and the boundary move, press Stop.
+
+Also measures what a person waits for: the first loss point after the click and the refresh rate of the chart."""
+import json
+import time
+
+import pytest
+
+from browser_util import ARTIFACTS, app_url, page, wait_for_app  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+# In the page: find the chart whose title is `title`, and report its data.
+CHART_JS = """(title) => {
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const t = gd.layout && gd.layout.title && (gd.layout.title.text || gd.layout.title);
+    if (t === title) return gd;
+  }
+  return null;
+}"""
+
+# Record, in the browser, when the loss chart first has a point and every time its data changes afterwards.
+WATCH_JS = """() => {
+  window.__watch = {start: performance.now(), first: null, updates: [], last: null};
+  const find = %s;
+  const tick = () => {
+    const gd = find('Loss');
+    if (gd && gd.data && gd.data[0] && gd.data[0].x && gd.data[0].x.length) {
+      const sig = gd.data[0].x.length + ':' + gd.data[0].y[gd.data[0].y.length - 1];
+      const now = performance.now();
+      if (window.__watch.first === null) window.__watch.first = now;
+      if (sig !== window.__watch.last) { window.__watch.updates.push(now); window.__watch.last = sig; }
+    }
+    if (performance.now() - window.__watch.start < 20000) requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}""" % CHART_JS
+
+
+def boundary_z(pg):
+    return pg.evaluate("(find) => { const gd = (%s)('Decision boundary'); return gd ? JSON.stringify(gd.data[0].z) : null; }" % CHART_JS)
+
+
+def test_train_live_then_stop(app_url, page):  # noqa: F811
+    pg = page
+    pg.goto(app_url + "/train")
+    wait_for_app(pg)
+    pg.get_by_role("button", name="Train", exact=True).wait_for()
+    time.sleep(6)  # the server warms its training workers in the background after the first page load
+    epochs = pg.get_by_label("Epochs")
+    epochs.fill("1000")
+    epochs.press("Enter")
+    wait_for_app(pg)
+    pg.evaluate(WATCH_JS)
+    pg.get_by_role("button", name="Train", exact=True).click()
+    pg.wait_for_function("() => window.__watch.first !== null", timeout=15_000)
+    pg.wait_for_function("(f) => (%s)('Decision boundary') !== null" % CHART_JS, timeout=15_000)
+    z1 = boundary_z(pg)
+    time.sleep(4)
+    z2 = boundary_z(pg)
+    watch = pg.evaluate("() => window.__watch")
+    first_point_s = (watch["first"] - watch["start"]) / 1000
+    ups = [u for u in watch["updates"] if u >= watch["first"] + 1000]
+    rate = (len(ups) - 1) / ((ups[-1] - ups[0]) / 1000) if len(ups) > 2 else 0.0
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "train-latency.json").write_text(json.dumps({"first_point_s": first_point_s, "refresh_hz": rate}))
+    print(f"first loss point {first_point_s:.2f} s after the click; chart refresh {rate:.2f} Hz")
+    assert z1 is not None and z2 is not None and z1 != z2, "the decision boundary must change while training"
+    assert first_point_s <= 1.5, f"first point after {first_point_s:.2f} s"
+    assert rate >= 3.0, f"the loss chart refreshed at {rate:.2f} Hz"
+    pg.screenshot(path=str(ARTIFACTS / "train-live.png"), full_page=True)
+    pg.get_by_role("button", name="Stop", exact=True).click()
+    pg.get_by_text("stopped ·").first.wait_for(timeout=5_000)
+    wait_for_app(pg)
+    pg.screenshot(path=str(ARTIFACTS / "train-stopped.png"), full_page=True)

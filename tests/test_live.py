@@ -1,0 +1,66 @@
+"""The live feed: bounded series that keep the shape of the curve, and snapshots rebuilt from the store."""
+import numpy as np
+import pytest
+
+from dlviz.live import MAX_POINTS, Decimator, FeedCallback, LiveFeed, snapshot_from_store
+from dlviz.spec import validate
+from dlviz.store import RunStore, StoreCallback
+from dlviz.train import Trainer
+
+PRESET = {
+    "format": "dlviz-preset/1", "name": "live", "seed": 1,
+    "data": {"name": "circle", "num_samples": 300, "batch_size": 10},
+    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}, {"type": "Linear", "out_features": 2}]},
+    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.03}, "training": {"epochs": 30},
+}
+
+
+def test_decimator_is_bounded_and_keeps_means():
+    d = Decimator(2, cap=100)
+    rows = np.column_stack([np.arange(10_000), np.sin(np.arange(10_000) / 500)])
+    for chunk in np.array_split(rows, 37):
+        d.add(chunk)
+    v = d.values()
+    assert 50 <= len(v) <= 100
+    assert np.all(np.diff(v[:, 0]) > 0)
+    # bucket means of a smooth curve stay on the curve
+    assert np.max(np.abs(v[:, 1] - np.sin(v[:, 0] / 500))) < 0.05
+    assert v[:, 0].min() < 200 and v[:, 0].max() > 9_500
+
+
+def test_feed_follows_a_run_with_bounded_memory():
+    from dlviz.train import Callback
+
+    feed = LiveFeed()
+    losses = []
+
+    class All(Callback):
+        def on_steps(self, trainer, block):
+            losses.extend(block.loss)
+
+    tr = Trainer(validate(PRESET), [FeedCallback(feed.handle), All()])
+    result = tr.run()
+    snap = feed.snapshot()
+    assert tr.step > MAX_POINTS and len(snap["step"]) <= MAX_POINTS
+    assert snap["result"] == result and snap["status"] == "finished"
+    assert len(snap["epochs"]) == 30 and snap["steps_done"] == tr.step
+    assert snap["log_grad_norm"].shape[1] == len(tr.param_names)
+    assert np.array(snap["boundary"]["z"]).shape == (60, 60)
+    assert len(snap["points"]["train"]) == len(snap["points"]["train_labels"]) > 0
+    assert snap["evaluation"]["confusion"] and sum(map(sum, snap["evaluation"]["confusion"])) == len(tr.dataset.y_val)
+    # bucket means keep the level of the curve: the shown losses average like all of them
+    assert np.isclose(np.mean(snap["loss"]), np.mean(losses), rtol=0.05) and snap["loss"][-1] < snap["loss"][0]
+
+
+def test_snapshot_from_store_matches_the_live_one(tmp_path):
+    exp = validate({**PRESET, "training": {"epochs": 5}})
+    store = RunStore(tmp_path / "r.sqlite")
+    rid = store.create_run(exp)
+    feed = LiveFeed()
+    Trainer(exp, [StoreCallback(store, rid), FeedCallback(feed.handle)]).run()
+    live, stored = feed.snapshot(), snapshot_from_store(store, rid)
+    assert stored["status"] == "finished" and stored["result"] == live["result"]
+    np.testing.assert_allclose(stored["loss"], live["loss"], rtol=1e-6)
+    assert stored["epochs"] == live["epochs"]
+    assert stored["evaluation"] == live["evaluation"]
+    np.testing.assert_allclose(stored["boundary"]["z"], live["boundary"]["z"], rtol=1e-5, atol=1e-6)
