@@ -296,3 +296,45 @@ def test_regression_reports_r2():
                     "loss": {"type": "MSELoss"}, "optimizer": {"type": "Adam", "lr": 0.05}, "training": {"epochs": 15}})
     result = Trainer(exp).run()
     assert result["status"] == "finished" and result["val_r2"] > 0.9
+
+
+SCHEDULES = {
+    "StepLR": {"step_size": 2, "gamma": 0.5},
+    "ExponentialLR": {"gamma": 0.8},
+    "CosineAnnealingLR": {"T_max": 4, "eta_min": 0.001},
+    "LinearLR": {"start_factor": 0.25, "total_iters": 3},
+    "OneCycleLR": {"max_lr": 0.1},
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_schedules_follow_torch(name):
+    exp = preset(schedule={"type": name, **SCHEDULES[name]}, training={"epochs": 5})
+    rec = Recorder()
+    tr = Trainer(exp, [rec])
+    tr.run()
+    lrs = np.concatenate([b.lr for b in rec.blocks])
+    ref_model = nn.Linear(1, 1)
+    opt = torch.optim.SGD(ref_model.parameters(), lr=0.1)
+    args = dict(SCHEDULES[name])
+    if name == "OneCycleLR":
+        args["total_steps"] = 5 * tr.steps_per_epoch
+    sched = getattr(torch.optim.lr_scheduler, name)(opt, **args)
+    expected = []
+    for epoch in range(5):
+        for _ in range(tr.steps_per_epoch):
+            expected.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if name == "OneCycleLR":
+                sched.step()
+        if name != "OneCycleLR":
+            sched.step()
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+
+
+def test_reduce_on_plateau_lowers_the_rate_when_validation_stalls():
+    exp = preset(optimizer={"type": "SGD", "lr": 1e-6}, schedule={"type": "ReduceLROnPlateau", "patience": 0, "factor": 0.5},
+                 training={"epochs": 4})
+    rec = Recorder()
+    Trainer(exp, [rec]).run()
+    assert rec.epochs[-1]["lr"] < 1e-6
