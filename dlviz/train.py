@@ -120,7 +120,7 @@ class Trainer:
         self.meter = StepMeter(self.params)
         self.pending: list[tuple] = []
         self.stop_after_steps: Optional[int] = None  # for step-exact experiments (tests, the learning-rate finder)
-        self.sums = [0.0, 0.0, 0]
+        self.epoch_terms: tuple[list, list, list] = ([], [], [])  # per step: loss·batch, correct (or R²·batch), labels
         self.activation_modules = {path: mod for path, mod in self._leaf_modules().items() if type(mod).__name__ in ACTIVATIONS}
         torch.manual_seed(exp.seed)  # dropout and augmentation draw from torch's global generator
         if exp.training.early_stopping is not None:
@@ -193,7 +193,7 @@ class Trainer:
             perm = torch.randperm(n, generator=self.generator)
             # one gather per epoch, then each batch is a slice: the same batches as x[perm[i:i+bs]], fewer operations
             xs, ys = ds.x_train[perm], ds.y_train[perm]
-            self.sums = [0.0, 0.0, 0]  # loss·batch, correct (or R²·batch), labels, over the epoch so far
+            self.epoch_terms = ([], [], [])
             for i in range(0, n, bs):
                 # the events may be multiprocessing ones, whose checks take a lock: look at most every 20 ms
                 now = time.perf_counter()
@@ -248,7 +248,8 @@ class Trainer:
                     last_flush = time.perf_counter()
             else:  # the epoch ran to its end
                 self._flush()
-                loss_sum, metric_sum, labels = self.sums
+                # exact sums (math.fsum) of per-step terms: the result cannot depend on how steps were grouped into flushes
+                loss_sum, metric_sum, labels = (math.fsum(t) for t in self.epoch_terms)
                 classification = self.objective.task == "classification"
                 record = self._epoch_record(loss_sum / n, metric_sum / (labels if classification else n))
                 self.epoch += 1
@@ -319,8 +320,8 @@ class Trainer:
                 hits = (self.objective.predict(out) == y).reshape(-1).double()
                 correct = torch.segment_reduce(hits, "sum", lengths=labels)
                 metric = correct / labels
-                self.sums[1] += float(correct.sum())
-                self.sums[2] += int(labels.sum())
+                self.epoch_terms[1].extend(correct.tolist())
+                self.epoch_terms[2].extend(labels.tolist())
             else:
                 counts = torch.tensor([p[4].numel() for p in pending])
                 err = ((out - y) ** 2).reshape(-1).double()
@@ -330,8 +331,8 @@ class Trainer:
                 sq = torch.segment_reduce(yy * yy, "sum", lengths=counts)
                 sst = (sq - total * total / counts).clamp_min(1e-12)
                 metric = 1 - sse / sst
-                self.sums[1] += float((metric * sizes).sum())
-            self.sums[0] += float((losses * sizes).sum())
+                self.epoch_terms[1].extend((metric * sizes).tolist())
+            self.epoch_terms[0].extend((losses * sizes).tolist())
         every = self.trajectory_every
         for j, step in enumerate(steps):
             if (step + 1) % every == 0:

@@ -1,0 +1,153 @@
+"""Every gallery lesson trains to the result its note promises (the presets' own epochs, kept small)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dlviz import gallery
+from dlviz.build import summarize
+from dlviz.train import Callback, Trainer
+
+LESSONS = [n for n in gallery.names() if gallery.raw(n).get("data")]
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.grad, self.telemetry = [], []
+
+    def on_steps(self, trainer, block):
+        self.grad.append(block.grad_norm)
+
+    def on_telemetry(self, trainer, snapshot):
+        self.telemetry.append(snapshot)
+
+
+_cache = {}
+
+
+def train(name):
+    if name not in _cache:
+        rec = Recorder()
+        tr = Trainer(gallery.load(name), [rec])
+        result = tr.run()
+        _cache[name] = (result, tr, rec)
+    return _cache[name]
+
+
+def weight_grads(tr, rec):
+    """Median gradient norm of each weight tensor (layers in order)."""
+    g = np.median(np.concatenate(rec.grad), axis=0)
+    return [v for v, n in zip(g, tr.param_names) if n.endswith("weight")]
+
+
+def test_the_gallery_has_at_least_15_lessons_each_with_a_note():
+    assert len(LESSONS) >= 15
+    for name in gallery.names():
+        doc = gallery.raw(name)
+        assert doc["description"].count(". ") + doc["description"].endswith(".") >= 2, name
+        assert doc["look_at"], name
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_every_lesson_finishes(name):
+    result, _, _ = train(name)
+    assert result["status"] == "finished", result
+
+
+def acc(name):
+    return train(name)[0]["val_accuracy"]
+
+
+def test_perceptron_and_xor():
+    assert acc("perceptron") >= 0.95
+    assert acc("xor") >= 0.9 and acc("xor-no-hidden") <= 0.7
+
+
+def test_spiral_with_tanh():
+    assert acc("spiral-tanh") >= 0.9
+
+
+def test_vanishing_gradients_sigmoid_against_relu_he():
+    _, tr, rec = train("vanishing-sigmoid")
+    g = weight_grads(tr, rec)
+    assert g[-1] / g[0] > 100, "the first layer's gradient must be over 100x smaller than the last layer's"
+    assert acc("vanishing-sigmoid") <= 0.6
+    _, tr, rec = train("vanishing-relu-he")
+    g = weight_grads(tr, rec)
+    assert max(g) / min(g) < 20
+    assert acc("vanishing-relu-he") >= acc("vanishing-sigmoid") + 0.1
+
+
+def test_zero_init_keeps_every_hidden_unit_identical():
+    _, tr, _ = train("zero-init")
+    w = tr.model.layers[0].weight.detach()
+    assert torch.allclose(w, w[:1].expand_as(w)), "all rows of the first layer stay equal"
+    assert acc("zero-init") <= 0.65
+
+
+def test_dead_relus_at_a_high_rate():
+    _, _, rec = train("dead-relu")
+    dead = max(v.get("dead", 0) for v in rec.telemetry[-1]["layers"].values())
+    assert dead > 0.5
+
+
+def test_adam_beats_momentum_beats_sgd():
+    loss = {n: train(n)[0]["train_loss"] for n in ("optim-sgd", "optim-momentum", "optim-adam")}
+    assert loss["optim-adam"] < loss["optim-momentum"] < loss["optim-sgd"]
+
+
+def test_overfitting_then_dropout_then_l2():
+    def gap(name):
+        r = train(name)[0]
+        return r["train_accuracy"] - r["val_accuracy"], r["val_loss"]
+
+    base, base_val = gap("overfit")
+    assert base > 0.25 and train("overfit")[0]["train_accuracy"] == 1.0
+    for name in ("overfit-dropout", "overfit-l2"):
+        g, v = gap(name)
+        assert g < base - 0.1 and v < base_val / 2, name
+
+
+def test_batchnorm_lets_the_deep_net_train():
+    plain, bn = train("deep-plain")[0], train("deep-batchnorm")[0]
+    assert plain["train_loss"] > 0.65 and acc("deep-plain") < 0.6
+    assert bn["train_loss"] < math.log(2) / 2 and acc("deep-batchnorm") >= 0.9
+
+
+def test_convolutional_lessons():
+    assert acc("lenet5-mnist") >= 0.95
+    assert acc("cnn-digits") >= 0.9
+    assert acc("vgg-digits") >= 0.9
+    assert acc("inception-digits") >= 0.9
+
+
+def test_residual_connections_rescue_the_deep_cnn():
+    assert acc("deep-cnn-plain") <= 0.2 and acc("deep-cnn-residual") >= 0.9
+
+
+def test_inception_reductions_cut_parameters():
+    doc = gallery.raw("inception-digits")
+    block = next(layer for layer in doc["model"]["layers"] if layer["type"] == "Concat")
+    with_reduction = summarize(gallery.load("inception-digits")).total_params
+    # the same block with the 1x1 reductions removed: the 3x3 and 5x5 convolutions see all 16 channels
+    for branch in block["branches"][1:3]:
+        del branch[:2]
+    from dlviz.spec import validate
+
+    without = summarize(validate(doc)).total_params
+    assert with_reduction < without
+
+
+def test_lstm_forecasts_the_sine():
+    assert train("lstm-sine")[0]["val_r2"] >= 0.9
+
+
+def test_self_attention_finds_the_majority():
+    assert acc("attention-majority") >= 0.9
+
+
+def test_robust_losses_ignore_the_outliers():
+    r2 = {n: train(n)[0]["val_r2"] for n in ("outliers-mse", "outliers-l1", "outliers-huber")}
+    assert r2["outliers-l1"] > r2["outliers-mse"] + 0.5 and r2["outliers-huber"] > r2["outliers-mse"] + 0.5
+    assert r2["outliers-l1"] >= 0.9
