@@ -44,7 +44,8 @@ def _cut(v: Any) -> str:
 class Strict(BaseModel):
     """A preset section: unknown keys are errors with a suggestion, numbers must be finite."""
 
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, validate_default=False)
+    # extra="forbid" only shows in the JSON Schema (additionalProperties: false): _known_keys rejects unknown keys first
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, validate_default=False, extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
@@ -170,7 +171,8 @@ class LayerSpec(BaseModel):
             raise ValueError(f"type\0unknown layer type {_cut(t)}{hint}")
         out = {"type": t}
         for key in ("name", "init"):
-            if key in raw:
+            # PReLU's own `init` argument (the starting slope) wins over the per-layer init override
+            if key in raw and not (t in ALL_LAYERS and key in ALL_LAYERS[t].args):
                 out[key] = raw.pop(key)
         if t in BLOCKS:
             keys = BLOCKS[t]
@@ -238,7 +240,7 @@ class ModelSpec(Strict):
     def _shape(cls, v):
         for i, n in enumerate(v):
             if n < 1:
-                raise ValueError(f"{i}\0must be a positive size, got {n}")
+                raise ValueError(f"[{i}]\0must be a positive size, got {n}")
         lim = _limits.current().max_input_elements
         if math.prod(v) > lim:
             raise ValueError(f"\0{v} has {math.prod(v):,} elements per sample, over the limit of {lim:,} (DLVIZ_MAX_INPUT_ELEMENTS)")
@@ -282,7 +284,7 @@ class DataSpec(Strict):
     def _features(cls, v):
         for i, f in enumerate(v or []):
             if f not in FEATURES:
-                raise ValueError(f"{i}\0unknown feature {_cut(f)}{did_you_mean(f, FEATURES)}; choose from {', '.join(FEATURES)}")
+                raise ValueError(f"[{i}]\0unknown feature {_cut(f)}{did_you_mean(f, FEATURES)}; choose from {', '.join(FEATURES)}")
         if v and len(set(v)) != len(v):
             raise ValueError("\0lists a feature twice")
         return v
@@ -488,7 +490,7 @@ def _container_depth(doc: Any, limit: int) -> None:
 def migrate(doc: dict) -> dict:
     """Bring an older preset up to the current format."""
     seen = set()
-    while isinstance(doc, dict) and doc.get("format") in MIGRATIONS and doc["format"] not in seen:
+    while isinstance(doc, dict) and isinstance(doc.get("format"), str) and doc["format"] in MIGRATIONS and doc["format"] not in seen:
         seen.add(doc["format"])
         doc = MIGRATIONS[doc["format"]](doc)
     return doc
@@ -528,7 +530,7 @@ def _user_error(e: ValidationError, prefix: tuple = ()) -> UserError:
     if err["type"] == "value_error" and isinstance(exc, ValueError) and "\0" in str(exc):
         sub, msg = str(exc).split("\0", 1)
         if sub:
-            loc.append(int(sub) if sub.isdigit() else sub)
+            loc.append(int(sub[1:-1]) if sub.startswith("[") and sub.endswith("]") else sub)  # "[3]" an index, "3" a key
     elif err["type"] == "missing":
         msg = "is required"
     else:

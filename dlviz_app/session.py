@@ -1,0 +1,118 @@
+"""The session's one preset dict, its revision counter, the shared sidebar and the cached preview of the preset."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable
+
+import streamlit as st
+
+from dlviz import edit, gallery, share, spec
+from dlviz.errors import UserError
+
+PRESET = "preset"
+REV = "rev"  # bumped by every structural edit; widget keys carry it, so no widget keeps a moved layer's value
+NOTICE = "notice"  # one sentence for the next run to show: a damaged share link or a failed edit
+UPLOAD_ERROR = "upload_error"
+INPUT_ERRORS = "input_errors"  # widget key -> why its text could not be read; the preset keeps its old value
+
+
+def start() -> None:
+    """Set up the session on its first run: the preset from a ?preset= share link, else the default preset."""
+    if PRESET in st.session_state:
+        return
+    st.session_state[REV] = 0
+    doc = gallery.raw(gallery.DEFAULT)
+    token = st.query_params.get(share.PARAM)
+    if token:
+        try:
+            doc = share.decode(token).to_dict()
+        except UserError as err:
+            st.session_state[NOTICE] = str(err)
+    st.session_state[PRESET] = doc
+
+
+def preset() -> dict:
+    return st.session_state[PRESET]
+
+
+def rev() -> int:
+    return st.session_state[REV]
+
+
+def set_preset(doc: dict, structural: bool = True) -> None:
+    st.session_state[PRESET] = doc
+    if structural:
+        st.session_state[REV] += 1
+        st.session_state.pop(INPUT_ERRORS, None)
+
+
+def apply(fn: Callable[..., dict], *args: Any, structural: bool = True) -> None:
+    """Run one edit.* operation on the preset (from a widget callback); a UserError becomes the next notice."""
+    try:
+        set_preset(fn(preset(), *args), structural)
+    except UserError as err:
+        st.session_state[NOTICE] = str(err)
+
+
+def show_notice() -> None:
+    """Show, once, the sentence a callback or the share link left."""
+    text = st.session_state.pop(NOTICE, None)
+    if text:
+        st.error(text)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _preview(text: str) -> edit.Preview:
+    return edit.preview(json.loads(text))
+
+
+def preview(doc: dict) -> edit.Preview:
+    """edit.preview, cached on the preset's JSON text so that a rerun without an edit costs nothing.
+
+    The result is shared between sessions and must not be changed."""
+    return _preview(json.dumps(doc, sort_keys=True))
+
+
+# ---------------------------------------------------------------- sidebar
+
+
+def _load_gallery() -> None:
+    set_preset(gallery.raw(st.session_state["gallery_pick"]))
+
+
+def _load_upload() -> None:
+    file = st.session_state.get("upload")
+    st.session_state.pop(UPLOAD_ERROR, None)
+    if file is None:
+        return
+    try:
+        doc = spec.parse_text(file.getvalue()).to_dict()
+    except UserError as err:
+        st.session_state[UPLOAD_ERROR] = str(err)
+        return
+    set_preset(doc)
+
+
+def _file_name(doc: dict) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", str(doc.get("name") or "preset").lower()).strip("-")
+    return (slug or "preset") + ".json"
+
+
+def sidebar() -> None:
+    """The current preset's name, the gallery, opening a preset file and downloading the current one."""
+    doc = preset()
+    titles = {item["name"]: item["title"] for item in gallery.listing()}
+    with st.sidebar:
+        st.subheader(doc.get("name") or "Untitled")
+        if doc.get("description"):
+            st.caption(doc["description"])
+        st.selectbox("Gallery", list(titles), format_func=titles.get, key="gallery_pick",
+                     index=list(titles).index(gallery.DEFAULT))
+        st.button("Load", on_click=_load_gallery, icon=":material/download_for_offline:")
+        st.file_uploader("Open a preset file", type=["json"], key="upload", on_change=_load_upload)
+        if st.session_state.get(UPLOAD_ERROR):
+            st.error(st.session_state[UPLOAD_ERROR])
+        st.download_button("Download preset JSON", json.dumps(doc, indent=1, ensure_ascii=False),
+                           file_name=_file_name(doc), mime="application/json", on_click="ignore",
+                           icon=":material/file_download:")

@@ -1,0 +1,87 @@
+"""One Streamlit widget per registry argument (dlviz.args.Arg), shared by every page that edits arguments."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import streamlit as st
+
+from dlviz import edit
+from dlviz.args import Arg
+from dlviz.errors import UserError
+
+from .session import INPUT_ERRORS
+TEXT_KINDS = ("size", "padding", "ints", "floats", "number_or_list")
+
+
+def _bounds(arg: Arg, value: Any) -> tuple[Any, Any]:
+    """number_input bounds from the Arg, dropped when the current value lies outside them (the schema reports it)."""
+    lo = arg.ge if arg.ge is not None else arg.gt
+    hi = arg.le if arg.le is not None else arg.lt
+    if arg.kind == "int":
+        lo = None if lo is None else int(math.floor(lo)) + (1 if arg.ge is None else 0)
+        hi = None if hi is None else int(math.ceil(hi)) - (1 if arg.le is None else 0)
+    else:
+        lo = None if lo is None else float(lo)
+        hi = None if hi is None else float(hi)
+    if value is not None and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        return None, None
+    return lo, hi
+
+
+def _step(arg: Arg) -> float:
+    ref = arg.default if isinstance(arg.default, (int, float)) and arg.default else (arg.le or arg.lt or 1.0)
+    return 10 ** math.floor(math.log10(abs(ref))) / 10
+
+
+def _text_help(arg: Arg) -> str:
+    if arg.kind == "padding":
+        example = "a number, a list like 1, 2, or same / valid"
+    elif arg.kind in ("ints", "floats"):
+        example = "a list like 1, 2"
+    else:
+        example = "a number or a list like 3, 5"
+    empty = "; leave empty for the default" if not arg.required else ""
+    return " ".join(p for p in (arg.help, f"Write {example}{empty}.") if p)
+
+
+def arg_input(name: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any], None]) -> None:
+    """Draw the widget for one argument. When the user changes it, `on_value(new value)` runs as a callback.
+
+    Text kinds (sizes and lists) are parsed and checked first; a bad entry is shown under the box and
+    `on_value` is not called."""
+    errors = st.session_state.setdefault(INPUT_ERRORS, {})
+
+    def changed() -> None:
+        raw = st.session_state[key]
+        if arg.kind in TEXT_KINDS:
+            try:
+                raw = edit.parse_value(arg, raw, name)
+            except UserError as err:
+                errors[key] = err.message
+                return
+        errors.pop(key, None)
+        on_value(raw)
+
+    common = dict(key=key, on_change=changed, help=arg.help or None)
+    if arg.kind in ("int", "float"):
+        lo, hi = _bounds(arg, value)
+        if arg.kind == "int":
+            st.number_input(name, min_value=lo, max_value=hi, value=value, step=1, **common)
+        else:
+            st.number_input(name, min_value=lo, max_value=hi, value=None if value is None else float(value),
+                            step=_step(arg), format="%g", **common)
+    elif arg.kind == "bool" and arg.default is None:
+        options = [None, True, False]
+        st.selectbox(name, options, index=options.index(value), format_func=lambda v: "auto" if v is None else str(v).lower(),
+                     **common)
+    elif arg.kind == "bool":
+        st.checkbox(name, value=bool(value), **common)
+    elif arg.kind == "choice":
+        choices = list(arg.choices)
+        st.selectbox(name, choices, index=choices.index(value) if value in choices else 0, **common)
+    else:
+        common["help"] = _text_help(arg)
+        st.text_input(name, value=edit.format_value(arg, value), placeholder="auto" if value is None else None, **common)
+    if key in errors:
+        st.error(errors[key])

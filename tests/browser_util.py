@@ -1,0 +1,101 @@
+"""Fixtures for browser tests: a `streamlit run app.py` server on a free port and a headless Chromium page on it.
+
+Import the fixtures into a test module (`from browser_util import app_data_dir, app_url, page`) to use them."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+START_TIMEOUT_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def app_data_dir(tmp_path_factory):
+    """The data directory (DLVIZ_DATA_DIR) of the module's server: its run store is runs.sqlite there."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, app_data_dir):
+    """The URL of a fresh `streamlit run app.py` server, stopped after the module's tests."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
+    env = {**os.environ, "DLVIZ_DATA_DIR": str(app_data_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + START_TIMEOUT_S
+        while not _healthy(url):
+            if proc.poll() is not None or time.time() > deadline:
+                log.flush()
+                raise RuntimeError(f"streamlit did not start:\n{Path(log.name).read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def page():
+    """A Playwright page in headless Debian Chromium; skipped when Chromium is missing, unless CI is set."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is missing")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.set_default_timeout(20_000)
+            yield pg
+        finally:
+            browser.close()
+
+
+def settle(pg, timeout_ms: int = 30_000) -> None:
+    """Wait until Streamlit has finished its script run and removed the elements of the previous run."""
+    pg.wait_for_function(
+        "() => { const app = document.querySelector('[data-testid=stApp]');"
+        " return app && app.dataset.testScriptState === 'notRunning' && !document.querySelector('[data-stale=true]'); }",
+        timeout=timeout_ms)
+
+
+def wait_for_app(pg, timeout_ms: int = 60_000) -> None:
+    """Wait until the app has loaded and finished its first script run (the first run imports torch)."""
+    pg.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
+    settle(pg, timeout_ms)
