@@ -13,7 +13,6 @@ from dlviz_app import runs, session, widgets
 REFRESH = 0.25  # seconds between live redraws: 4 Hz
 DONE = ("finished", "stopped", "diverged", "failed", "interrupted")
 
-session.show_notice()
 doc = session.preset()
 rev = session.rev()
 bid = runs.browser_id()
