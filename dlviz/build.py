@@ -258,7 +258,7 @@ class _Builder:
                 mod = entry.make(tuple(in_shape), **layer.args)
         except ShapeError as e:
             raise UserError(path, f"{layer.type}: {e}") from None
-        except (ValueError, TypeError, RuntimeError) as e:
+        except (ValueError, TypeError, RuntimeError, AssertionError) as e:  # torch checks some arguments with assert
             raise UserError(path, f"{layer.type}: {_first_line(e)}") from None
         n_train = sum(p.numel() for p in mod.parameters() if p.requires_grad)
         n_frozen = sum(p.numel() for p in mod.parameters() if not p.requires_grad)
@@ -288,7 +288,9 @@ class _Builder:
             with torch.no_grad():
                 y = mod(self._probe(mod, in_shape))
         except Exception as e:  # torch reports impossible shapes as RuntimeError, ValueError or IndexError
-            raise UserError(path, f"{layer.type}: input is {shape_str(in_shape)}: {_first_line(e)}") from None
+            # a sliding window fails here only when it does not fit the input
+            hint = "; use a smaller kernel or stride, add padding, or a larger input" if "kernel_size" in layer.args else ""
+            raise UserError(path, f"{layer.type}: input is {shape_str(in_shape)}: {_first_line(e)}{hint}") from None
         out = tuple(y.shape[1:])
         if any(n < 1 for n in out):
             raise UserError(path, f"{layer.type}: input {shape_str(in_shape)} gives an empty output {shape_str(out)}; "

@@ -54,7 +54,13 @@ class Recurrent(nn.Module):
 
     def forward(self, x):
         y = self.rnn(x)[0]
-        return y[:, -1] if self.output == "last" else y
+        if self.output == "all":
+            return y
+        if self.rnn.bidirectional:
+            # the backward direction reads the sequence from the end: its summary of the whole sequence is at step 0
+            h = self.rnn.hidden_size
+            return torch.cat([y[:, -1, :h], y[:, 0, h:]], dim=1)
+        return y[:, -1]
 
 
 class SelfAttention(nn.Module):
@@ -102,6 +108,19 @@ def _channels(shape: Shape) -> int:
     return int(shape[0])
 
 
+def _per_dim(v, dims: int) -> list:
+    """A size argument (one number or a list) as one value per spatial dimension."""
+    return list(v) if isinstance(v, list) else [v] * dims
+
+
+def _one_per_dim(a: dict, dims: int) -> None:
+    """List-valued sizes (kernel_size=[3, 5]) need one entry per spatial dimension."""
+    for key, v in a.items():
+        if isinstance(v, list) and len(v) != dims:
+            raise ShapeError(f"{key}={v} has {len(v)} entries but the layer slides over {dims} dimension{'s' if dims > 1 else ''}; "
+                             f"give one number or {dims}")
+
+
 CONV_ARGS = {
     "out_channels": Arg("int", ge=1, help="number of filters"),
     "kernel_size": Arg("size", ge=1),
@@ -121,6 +140,7 @@ def _conv(dims: int):
 
     def make(shape, **a):
         _rank(shape, (dims + 1,), cls.__name__, hint)
+        _one_per_dim(a, dims)
         c = _channels(shape)
         if c % a["groups"] or a["out_channels"] % a["groups"]:
             raise ShapeError(f"groups={a['groups']} must divide both the {c} input channels and the {a['out_channels']} output channels")
@@ -131,15 +151,26 @@ def _conv(dims: int):
 
 def _conv_transpose(shape, **a):
     _rank(shape, (3,), "ConvTranspose2d", "set input_shape to [channels, height, width]")
+    _one_per_dim(a, 2)
     c = _channels(shape)
     if c % a["groups"] or a["out_channels"] % a["groups"]:
         raise ShapeError(f"groups={a['groups']} must divide both the {c} input channels and the {a['out_channels']} output channels")
+    op, st, dl = (_per_dim(a[key], 2) for key in ("output_padding", "stride", "dilation"))
+    if any(o >= max(s, d) for o, s, d in zip(op, st, dl)):
+        raise ShapeError(f"output_padding={a['output_padding']} must be smaller than the stride or the dilation; "
+                         "use output_padding < stride")
     return nn.ConvTranspose2d(c, **a)
 
 
 def _pool(cls, dims: int):
     def make(shape, **a):
         _rank(shape, (dims + 1,), cls.__name__, f"it pools over {dims} spatial dimension{'s' if dims > 1 else ''}")
+        _one_per_dim(a, dims)
+        if "padding" in a:
+            k, p, d = (_per_dim(a.get(key, 1), dims) for key in ("kernel_size", "padding", "dilation"))
+            if any(2 * pi > di * (ki - 1) + 1 for ki, pi, di in zip(k, p, d)):
+                raise ShapeError(f"padding={a['padding']} is more than half of kernel_size={a['kernel_size']}; "
+                                 "use a padding of at most half the kernel")
         return cls(**a)
 
     return make
@@ -221,11 +252,16 @@ def _upsample(shape, size, scale_factor, mode, align_corners):
         raise ShapeError("give exactly one of size and scale_factor")
     if mode == "nearest":
         align_corners = None
+    if isinstance(scale_factor, list):
+        scale_factor = tuple(scale_factor)  # nn.Upsample takes one number or a tuple
     return nn.Upsample(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners)
 
 
 def _embedding(shape, **a):
     _rank(shape, (1,), "Embedding", "it takes a sequence of token ids: set input_shape to [sequence_length]")
+    n, pad = a["num_embeddings"], a["padding_idx"]
+    if pad is not None and not -n <= pad < n:
+        raise ShapeError(f"padding_idx={pad} is not a token id of a vocabulary of {n}; use 0 to {n - 1}, or leave it out")
     return nn.Embedding(**a)
 
 
@@ -271,6 +307,19 @@ def _per_feature(cls):
 
 def _plain(cls):
     return lambda shape, **a: cls(**a)
+
+
+def _along_dim(cls):
+    """Softmax and LogSoftmax: `dim` counts the batch, as in torch, and must name one of the input's dimensions."""
+
+    def make(shape, dim):
+        full = len(shape) + 1
+        if not -full <= dim < full:
+            raise ShapeError(f"dim={dim} is outside the {full} dimensions of a batch of {shape_str(shape)}; "
+                             "use 1 for the features or channels, -1 for the last dimension")
+        return cls(dim=dim)
+
+    return make
 
 
 # ---------------------------------------------------------------- the layer table
@@ -373,7 +422,8 @@ ACTIVATIONS: dict[str, LayerEntry] = {
                         _per_feature(nn.PReLU), "max(αz, z) with α learned"),
     "ELU": LayerEntry("activation", {"alpha": Arg("float", 1.0, gt=0)}, _plain(nn.ELU), "z if z > 0 else α(eᶻ − 1)"),
     "SELU": LayerEntry("activation", {}, _plain(nn.SELU), "scaled ELU; self-normalizing with lecun_normal init"),
-    "CELU": LayerEntry("activation", {"alpha": Arg("float", 1.0, gt=0)}, _plain(nn.CELU), "continuously differentiable ELU"),
+    # torch divides by alpha in float32, so a vanishing alpha overflows
+    "CELU": LayerEntry("activation", {"alpha": Arg("float", 1.0, ge=1e-6)}, _plain(nn.CELU), "continuously differentiable ELU"),
     "GELU": LayerEntry("activation", {"approximate": Arg("choice", "none", choices=("none", "tanh"))}, _plain(nn.GELU), "z·Φ(z)"),
     "SiLU": LayerEntry("activation", {}, _plain(nn.SiLU), "z·σ(z) (swish)"),
     "Mish": LayerEntry("activation", {}, _plain(nn.Mish), "z·tanh(softplus(z))"),
@@ -386,9 +436,9 @@ ACTIVATIONS: dict[str, LayerEntry] = {
                            _plain(nn.Hardtanh), "clip z to [min_val, max_val]"),
     "Hardswish": LayerEntry("activation", {}, _plain(nn.Hardswish), "z·ReLU6(z+3)/6"),
     "ReLU6": LayerEntry("activation", {}, _plain(nn.ReLU6), "min(max(0, z), 6)"),
-    "Softmax": LayerEntry("activation", {"dim": Arg("int", 1)}, _plain(nn.Softmax),
+    "Softmax": LayerEntry("activation", {"dim": Arg("int", 1)}, _along_dim(nn.Softmax),
                           "eᶻⁱ/Σeᶻʲ; losses take logits, so do not end a classifier with it"),
-    "LogSoftmax": LayerEntry("activation", {"dim": Arg("int", 1)}, _plain(nn.LogSoftmax), "log of softmax; pair it with NLLLoss"),
+    "LogSoftmax": LayerEntry("activation", {"dim": Arg("int", 1)}, _along_dim(nn.LogSoftmax), "log of softmax; pair it with NLLLoss"),
     "Maxout": LayerEntry("activation", {"pieces": Arg("int", 2, ge=2, help="k: features compared in each group")},
                          _per_feature(Maxout), "max over groups of k features; put a Linear with k× the units before it"),
 }
