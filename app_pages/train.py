@@ -10,7 +10,8 @@ from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
 from dlviz.spec import DATASETS, FEATURES, DataSpec
 from dlviz_app import runs, session, widgets
 
-REFRESH = 0.25  # seconds between live redraws: 4 Hz
+REFRESH = 0.25  # seconds between redraws of the progress, loss, accuracy and boundary while training: 4 Hz
+SLOW_REFRESH = 1.0  # the per-layer charts and diagnoses: once a second is enough to read them
 DONE = ("finished", "stopped", "diverged", "failed", "interrupted")
 
 doc = session.preset()
@@ -237,6 +238,7 @@ def _csv(d):
 rid = runs.current_run_id()
 handle = runner.handle(rid) if rid else None
 live = handle is not None and handle.alive
+warming = not runner.ready.is_set()
 
 with main:
     b1, b2, b3, b4 = st.columns([1.2, 1, 1, 2])
@@ -263,25 +265,33 @@ def chart(fig, key):
     st.plotly_chart(fig, key=key, width="stretch", config={"displayModeBar": False})
 
 
-def view():
-    """The live part of the page; while a run trains it redraws itself every REFRESH seconds."""
+def snapshot():
+    """What to draw: the live feed of this session's run, or the stored run; None before the first run."""
     runner.touch(bid)
     rid = runs.current_run_id()
-    h = runner.handle(rid) if rid else None
     if rid is None:
+        return None
+    h = runner.handle(rid)
+    if h is not None:
+        if live and not h.alive:
+            st.rerun()  # the run ended: redraw the whole page once, without the timers
+        return h.feed.snapshot()
+    return stored_snapshot(rid, runs.store().run(rid)["updated"])
+
+
+def view_fast():
+    """Progress, loss, accuracy and the decision boundary: redrawn every REFRESH seconds while a run trains."""
+    if warming and runner.ready.is_set() and not live:
+        st.rerun()  # the workers are ready: redraw the whole page once, without the timer
+    if not runner.ready.is_set():
+        st.caption("Starting the training workers: this takes a few seconds after the server starts.")
+    snap = snapshot()
+    if snap is None:
         st.info("Press **Train** to start. The charts fill in as the network learns.", icon=":material/play_arrow:")
         return
-    if h is not None:
-        snap = h.feed.snapshot()
-        if live and not h.alive:
-            st.rerun()  # the run ended: redraw the whole page once, without the timer
-    else:
-        run = runs.store().run(rid)
-        snap = stored_snapshot(rid, run["updated"])
     done, total = snap["steps_done"], max(snap["total_steps"], 1)
     eta = f" · about {snap['eta']:.0f} s left" if snap.get("eta") else ""
-    epochs = len(snap["epochs"])
-    st.progress(min(done / total, 1.0), text=f"{snap['status']} · epoch {epochs} · step {done:,} of {total:,}{eta}")
+    st.progress(min(done / total, 1.0), text=f"{snap['status']} · epoch {len(snap['epochs'])} · step {done:,} of {total:,}{eta}")
     if snap["status"] in ("diverged", "failed"):
         st.error(snap["reason"] or snap["status"])
     elif snap["reason"]:
@@ -291,32 +301,39 @@ def view():
         chart(tf.loss_figure(snap), "loss")
     with c2:
         chart(tf.metric_figure(snap), "metric")
+    if snap.get("boundary") is not None:
+        c1, _ = st.columns(2)
+        with c1:
+            chart(tf.boundary_figure(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
+
+
+def view_slow():
+    """Diagnoses, evaluation, per-layer gradients, update ratios, unit health and histograms: redrawn once a second."""
+    snap = snapshot()
+    if snap is None:
+        return
     c1, c2 = st.columns(2)
     with c1:
-        if snap.get("boundary") is not None:
-            chart(tf.boundary_figure(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
-        elif snap.get("evaluation") and "confusion" in snap["evaluation"]:
-            chart(tf.confusion_figure(snap["evaluation"]), "confusion")
-        elif snap.get("evaluation"):
-            chart(tf.fit_figure(snap["evaluation"]), "fit")
-        else:
-            st.caption("The confusion matrix or the fit appears after the first epoch.")
-    with c2:
         st.markdown("**Diagnoses**")
         ev = snap.get("evaluation") or {}
         classes = len(ev["classes"]) if "classes" in ev else None
         if classes is None and snap["task"] == "classification":
             try:
                 classes = describe(DataSpec.model_validate(doc["data"]))[2]
-            except Exception:
+            except Exception:  # data options mid-edit: the diagnosis of the initial loss waits
                 classes = None
         found = diagnose(snap, classes)
         for d in found:
             {"ok": st.success, "warning": st.warning, "problem": st.error}[d.level](f"**{d.title}.** {d.text}")
         if not found:
             st.caption("Nothing to report yet.")
-        if snap.get("boundary") is not None and snap.get("evaluation") and "confusion" in snap["evaluation"]:
-            chart(tf.confusion_figure(snap["evaluation"]), "confusion-small")
+    with c2:
+        if ev and "confusion" in ev:
+            chart(tf.confusion_figure(ev), "confusion")
+        elif ev:
+            chart(tf.fit_figure(ev), "fit")
+        else:
+            st.caption("The confusion matrix or the fit appears after the first epoch.")
     c1, c2 = st.columns(2)
     with c1:
         chart(tf.grad_norm_figure(snap), "grad")
@@ -334,7 +351,8 @@ def view():
 
 
 with main:
-    st.fragment(run_every=REFRESH if live else None)(view)()
+    st.fragment(run_every=REFRESH if live or warming else None)(view_fast)()
+    st.fragment(run_every=SLOW_REFRESH if live else None)(view_slow)()
 
 # ---------------------------------------------------------------- compare and export
 

@@ -72,7 +72,8 @@ def diagnose(snap: dict, num_classes: int | None) -> list[Diagnosis]:
             if st.get("dead", 0) > 0.5:
                 out.append(Diagnosis("problem", "Dead ReLUs", f"{st['dead']:.0%} of the units of {path} ({st['type']}) output zero for every sample "
                                                               "in the batch, so they get no gradient; lower the learning rate, or use LeakyReLU."))
-            if st.get("saturated", 0) > 0.5:
+            struggling = not epochs or epochs[-1].get("train_accuracy", 0) < 0.9
+            if st.get("saturated", 0) > 0.5 and struggling:  # saturated units are harmless once the task is learned
                 out.append(Diagnosis("warning", "Saturated units", f"{st['saturated']:.0%} of the outputs of {path} ({st['type']}) sit where the "
                                                                    "slope is near zero; smaller initial weights or BatchNorm keep them in range."))
     if len(epochs) >= 3:

@@ -9,7 +9,6 @@ torch) is avoided by forking workers from a forkserver that has already imported
 from __future__ import annotations
 
 import multiprocessing as mp
-from multiprocessing import forkserver
 import os
 import sys
 import types
@@ -61,6 +60,10 @@ def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[byte
 
 
 _CTX = None
+
+
+def _noop() -> None:
+    """A worker that does nothing: starting one proves the forkserver is warm."""
 
 
 @contextmanager
@@ -135,11 +138,19 @@ class Runner:
         store = RunStore(self.store_path)
         store.mark_interrupted()  # whatever was running when the last server stopped
         store.close()
-        context()
+        self.ready = threading.Event()  # set once a worker can start without waiting for the forkserver's imports
         # start the forkserver now, in the background, so that the first Train click does not pay for its imports
-        threading.Thread(target=forkserver.ensure_running, daemon=True, name="dlviz-forkserver").start()
+        threading.Thread(target=self._warm_up, daemon=True, name="dlviz-forkserver").start()
         self._reaper = threading.Thread(target=self._reap_loop, daemon=True, name="dlviz-reaper")
         self._reaper.start()
+
+    def _warm_up(self) -> None:
+        ctx = context()
+        with _without_main():
+            proc = ctx.Process(target=_noop, daemon=True)
+            proc.start()  # returns once the forkserver has imported and warmed the engine
+        proc.join()
+        self.ready.set()
 
     # ------------------------------------------------------------ starting and stopping
 

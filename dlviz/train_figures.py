@@ -15,8 +15,8 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), height=height, margin=dict(l=50, r=15, t=40, b=40),
-                      legend=dict(orientation="h", y=-0.22, x=0), uirevision="keep", **kw)
+    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), height=height, margin=dict(l=50, r=15, t=60, b=40),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=10)), uirevision="keep", **kw)
     return fig
 
 

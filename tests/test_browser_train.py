@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from browser_util import ARTIFACTS, app_url, page, wait_for_app  # noqa: F401
+from browser_util import ARTIFACTS, app_data_dir, app_url, page, wait_for_app  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.browser
 CHART_JS = """(title) => {
   for (const gd of document.querySelectorAll('.js-plotly-plot')) {
     const t = gd.layout && gd.layout.title && (gd.layout.title.text || gd.layout.title);
-    if (t === title) return gd;
+    if (typeof t === 'string' && t.replace(/<[^>]+>/g, '') === title) return gd;
   }
   return null;
 }"""
@@ -25,8 +25,10 @@ WATCH_JS = """() => {
   const find = %s;
   const tick = () => {
     const gd = find('Loss');
-    if (gd && gd.data && gd.data[0] && gd.data[0].x && gd.data[0].x.length) {
-      const sig = gd.data[0].x.length + ':' + gd.data[0].y[gd.data[0].y.length - 1];
+    // _fullData holds the decoded arrays (gd.data may hold base64-packed ones)
+    const tr = gd && gd._fullData && gd._fullData[0];
+    if (tr && tr.x && tr.x.length) {
+      const sig = tr.x.length + ':' + tr.y[tr.y.length - 1];
       const now = performance.now();
       if (window.__watch.first === null) window.__watch.first = now;
       if (sig !== window.__watch.last) { window.__watch.updates.push(now); window.__watch.last = sig; }
@@ -38,15 +40,17 @@ WATCH_JS = """() => {
 
 
 def boundary_z(pg):
-    return pg.evaluate("(find) => { const gd = (%s)('Decision boundary'); return gd ? JSON.stringify(gd.data[0].z) : null; }" % CHART_JS)
+    return pg.evaluate("() => { const gd = (%s)('Decision boundary'); return gd && gd._fullData[0] ? JSON.stringify(Array.from(gd._fullData[0].z, r => Array.from(r))) : null; }" % CHART_JS)
 
 
 def test_train_live_then_stop(app_url, page):  # noqa: F811
     pg = page
+    pg.set_viewport_size({"width": 1400, "height": 2400})  # the whole page in one screenshot
     pg.goto(app_url + "/train")
     wait_for_app(pg)
     pg.get_by_role("button", name="Train", exact=True).wait_for()
-    time.sleep(6)  # the server warms its training workers in the background after the first page load
+    # the server warms its training workers after its first page view; the page says so until they are ready
+    pg.get_by_text("Starting the training workers").wait_for(state="detached", timeout=90_000)
     epochs = pg.get_by_label("Epochs")
     epochs.fill("1000")
     epochs.press("Enter")
