@@ -110,6 +110,7 @@ def in_app(exp, session="bench") -> tuple[float, float]:
 
     with tempfile.TemporaryDirectory() as d:
         runner = Runner(os.path.join(d, "runs.sqlite"))
+        runner.ready.wait(120)  # a server warms its workers when it starts; the first click comes later
         t0 = time.perf_counter()
         h = runner.start(exp, session)
         while h.feed.first_step_at is None and h.alive:
@@ -127,6 +128,19 @@ def in_app(exp, session="bench") -> tuple[float, float]:
     return latency, rate
 
 
+def threads_stay_deterministic(exp) -> bool:
+    """Two runs with dropout trained at once in threads of one process: do they reproduce the headless numbers?"""
+    expected = Trainer(exp).run()
+    results = []
+    trainers = [Trainer(exp) for _ in range(2)]
+    threads = [threading.Thread(target=lambda t=t: results.append(t.run())) for t in trainers]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return all(r == expected for r in results)
+
+
 def headless_rate(exp) -> float:
     tr = Trainer(exp)
     t0 = time.perf_counter()
@@ -140,19 +154,20 @@ def main() -> None:
     overhead("overhead-lenet5", lenet(1 if QUICK else 2), 2 if QUICK else 3)
 
     exp = validate(lenet(2 if QUICK else 3))
-    from dlviz.runner import context
-
-    context()  # the forkserver starts with the server, not with the first run
-    in_app(validate(MLP))  # warm the forkserver's imports
+    exp = validate({**exp.to_dict(), "data": {**exp.to_dict()["data"], "subset": 5000}})
     app_lat, app_rate = in_app(exp)
     head_rate = headless_rate(exp)
     th_lat, th_rate = first_step_latency_thread(exp)
     print(json.dumps({"bench": "train_overhead", "case": "in-app-vs-headless-lenet5", "ratio": round(head_rate / app_rate, 4),
                       "app_steps_per_s": round(app_rate, 2), "headless_steps_per_s": round(head_rate, 2),
                       "throughput_ratio": round(app_rate / head_rate, 4)}), flush=True)
+    dropout = validate({**MLP, "model": {"input_shape": [2], "layers": [
+        {"type": "Linear", "out_features": 32}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.3}, {"type": "Linear", "out_features": 2}]},
+        "training": {"epochs": 20}})
     print(json.dumps({"bench": "train_overhead", "case": "worker-first-step-process-vs-thread", "ratio": round(app_lat / th_lat, 4),
                       "process_first_step_s": round(app_lat, 3), "thread_first_step_s": round(th_lat, 3),
-                      "process_steps_per_s": round(app_rate, 2), "thread_steps_per_s": round(th_rate, 2)}), flush=True)
+                      "process_steps_per_s": round(app_rate, 2), "thread_steps_per_s": round(th_rate, 2),
+                      "threads_reproduce_headless_with_dropout": threads_stay_deterministic(dropout)}), flush=True)
 
 
 if __name__ == "__main__":

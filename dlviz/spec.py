@@ -350,11 +350,24 @@ class TrainingSpec(Strict):
         return v
 
 
+PAGES = ("build", "train", "inspect", "landscape")
+CONTROLS = ("gallery", "data", "loss", "optimizer", "schedule", "training")
+
+
 class Classroom(Strict):
-    """Controls and pages a teacher hides for a lesson (like TensorFlow Playground's *_hide flags)."""
+    """Pages and controls a teacher hides for a lesson (like TensorFlow Playground's *_hide flags)."""
 
     hide_pages: list[str] = []
     hide_controls: list[str] = []
+
+    @field_validator("hide_pages", "hide_controls")
+    @classmethod
+    def _known(cls, v, info):
+        known = PAGES if info.field_name == "hide_pages" else CONTROLS
+        for i, name in enumerate(v):
+            if name not in known:
+                raise ValueError(f"[{i}]\0unknown {info.field_name[5:-1]} {_cut(name)}{did_you_mean(name, known)}; choose from {', '.join(known)}")
+        return v
 
 
 class Experiment(Strict):

@@ -99,20 +99,52 @@ def _file_name(doc: dict) -> str:
     return (slug or "preset") + ".json"
 
 
+def hidden(kind: str) -> list[str]:
+    """The pages or controls the preset's classroom section hides ("pages" or "controls")."""
+    classroom = preset().get("classroom") or {}
+    names = classroom.get(f"hide_{kind}") or []
+    return [n for n in names if isinstance(n, str)]
+
+
+def _page_url() -> str:
+    """This page's address without its query string, for share links."""
+    try:
+        url = st.context.url
+    except Exception:  # no browser request (AppTest)
+        url = None
+    return (url.split("?", 1)[0] if isinstance(url, str) and url else share.DEFAULT_BASE_URL)
+
+
+def _share_box(doc: dict) -> None:
+    try:
+        link = share.share_link(spec.validate(doc), _page_url())
+    except UserError as err:
+        st.caption(f"Fix the preset first: {err}")
+        return
+    if len(link) > share.SAFE_LINK_CHARS:
+        st.warning(f"This link is {len(link):,} characters long; some browsers, chat tools and proxies cut links over "
+                   f"{share.SAFE_LINK_CHARS:,}. Share the preset file instead (Download preset JSON).")
+    st.caption("Anyone who opens this link gets exactly this experiment.")
+    st.code(link, language=None, wrap_lines=True)
+
+
 def sidebar() -> None:
-    """The current preset's name, the gallery, opening a preset file and downloading the current one."""
+    """The current preset's name, the gallery, opening a preset file, downloading and sharing the current one."""
     doc = preset()
     titles = {item["name"]: item["title"] for item in gallery.listing()}
     with st.sidebar:
         st.subheader(doc.get("name") or "Untitled")
         if doc.get("description"):
             st.caption(doc["description"])
-        st.selectbox("Gallery", list(titles), format_func=titles.get, key="gallery_pick",
-                     index=list(titles).index(gallery.DEFAULT))
-        st.button("Load", on_click=_load_gallery, icon=":material/download_for_offline:")
-        st.file_uploader("Open a preset file", type=["json"], key="upload", on_change=_load_upload)
-        if st.session_state.get(UPLOAD_ERROR):
-            st.error(st.session_state[UPLOAD_ERROR])
+        if "gallery" not in hidden("controls"):
+            st.selectbox("Gallery", list(titles), format_func=titles.get, key="gallery_pick",
+                         index=list(titles).index(gallery.DEFAULT))
+            st.button("Load", on_click=_load_gallery, icon=":material/download_for_offline:")
+            st.file_uploader("Open a preset file", type=["json"], key="upload", on_change=_load_upload)
+            if st.session_state.get(UPLOAD_ERROR):
+                st.error(st.session_state[UPLOAD_ERROR])
+        with st.popover("Copy share link", icon=":material/link:"):
+            _share_box(doc)
         st.download_button("Download preset JSON", json.dumps(doc, indent=1, ensure_ascii=False),
                            file_name=_file_name(doc), mime="application/json", on_click="ignore",
                            icon=":material/file_download:")
