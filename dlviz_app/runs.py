@@ -24,6 +24,20 @@ def store() -> RunStore:
     return RunStore(data_dir() / "runs.sqlite")
 
 
+def _xsrf_token(cookie: str) -> str:
+    """The token inside an XSRF cookie. The server re-sends the cookie on every page load with the same token under a
+    fresh random mask ("2|mask|masked token|time", the token XOR the repeated mask), so only the unmasked token is stable."""
+    parts = cookie.split("|")
+    if len(parts) == 4 and parts[0] == "2":
+        try:
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+        except ValueError:
+            return cookie
+        if mask:
+            return bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked)).hex() + "|" + parts[3]
+    return cookie
+
+
 def browser_id() -> str:
     """A stable id for this browser: it survives a page reload, so a reloaded page finds its runs again.
 
@@ -36,7 +50,7 @@ def browser_id() -> str:
         except Exception:  # no request context (AppTest)
             cookie = None
         known = isinstance(cookie, str) and cookie
-        st.session_state["browser_id"] = hashlib.sha256(cookie.encode()).hexdigest()[:16] if known else uuid.uuid4().hex[:16]
+        st.session_state["browser_id"] = hashlib.sha256(_xsrf_token(cookie).encode()).hexdigest()[:16] if known else uuid.uuid4().hex[:16]
     return st.session_state["browser_id"]
 
 
