@@ -28,8 +28,34 @@ SESSION_TIMEOUT = float(os.environ.get("DLVIZ_SESSION_TIMEOUT", "60"))  # second
 STOP_GRACE = 1.0  # seconds a worker gets to stop cleanly before it is terminated
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel directly
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+
+def _watch_server(server_pid: int, control) -> None:
+    """Stop the run when the server that started it has gone (a restart or a crash): its checkpoints stay in the store."""
+    while not control.stop_event.is_set():
+        if not _alive(server_pid):
+            control.stop("the server stopped during this run; continue it from its last checkpoint")
+            return
+        time.sleep(1.0)
+
+
 def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[bytes], resume: Optional[tuple],
-            out_q, stop_ev, run_ev, threads: int) -> None:
+            out_q, stop_ev, run_ev, threads: int, server_pid: int) -> None:
     """Runs in the worker process: train, write the store, and report progress as messages."""
     import torch
 
@@ -39,11 +65,13 @@ def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[byte
     from .train import Control, Trainer
 
     torch.set_num_threads(threads)
+    out_q.cancel_join_thread()  # if the server is gone, exit without waiting for it to read the last messages
     store = RunStore(store_path)
     try:
         exp = validate(preset)
         state = store.load_checkpoint(*resume) if resume else None
         control = Control(stop_event=stop_ev, run_event=run_ev)
+        threading.Thread(target=_watch_server, args=(server_pid, control), daemon=True).start()
         trainer = Trainer(exp, [StoreCallback(store, run_id), FeedCallback(out_q.put)], csv_bytes=csv_bytes,
                           resume=state, control=control)
         trainer.run()
@@ -179,7 +207,8 @@ class Runner:
             stop_ev, run_ev = ctx.Event(), ctx.Event()
             run_ev.set()
             proc = ctx.Process(target=_worker, name=f"dlviz-run-{run_id}", daemon=True,
-                               args=(exp.to_dict(full=True), run_id, self.store_path, csv_bytes, resume, q, stop_ev, run_ev, self.threads))
+                               args=(exp.to_dict(full=True), run_id, self.store_path, csv_bytes, resume, q, stop_ev, run_ev, self.threads,
+                                     os.getpid()))
             with _without_main():
                 proc.start()
             handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, LiveFeed())

@@ -256,6 +256,8 @@ class StoreCallback(Callback):
 
     def on_train_end(self, trainer: Trainer, result: dict) -> None:
         self._save_trajectory(trainer)
-        if trainer.status != "diverged":
+        # a stopped run keeps its last epoch's checkpoint as its newest: continuing from there is exact, from the middle
+        # of an epoch it would not be
+        if trainer.status == "finished":
             self.store.save_checkpoint(self.run_id, trainer.state(), "final")
         self.store.set_status(self.run_id, trainer.status, trainer.reason, result)
