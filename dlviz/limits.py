@@ -20,6 +20,7 @@ class Limits:
     max_samples: int = 100_000               # generated dataset size
     max_batch_size: int = 4_096
     max_upload_bytes: int = 20_000_000       # uploaded CSV or image
+    max_image_pixels: int = 25_000_000       # pixels of an uploaded image (width × height), checked before decoding
     max_concurrent_runs: int = 4             # training runs across all sessions of one server
     max_runs_per_session: int = 1            # training runs of one browser session at a time
     max_grid_points: int = 10_201            # loss-surface grid (101 x 101)
