@@ -1,0 +1,136 @@
+"""Eight people train at once on one server: no errors, no cross-talk, and the server's peak memory is reported."""
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from browser_util import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, app_data_dir, app_url, wait_for_app  # noqa: F401
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+SESSIONS = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def enough_runs_for_everyone():
+    # the server fixture reads the environment when it starts; one run per person, eight people
+    old = os.environ.get("DLVIZ_MAX_CONCURRENT_RUNS")
+    os.environ["DLVIZ_MAX_CONCURRENT_RUNS"] = str(SESSIONS)
+    yield
+    if old is None:
+        os.environ.pop("DLVIZ_MAX_CONCURRENT_RUNS")
+    else:
+        os.environ["DLVIZ_MAX_CONCURRENT_RUNS"] = old
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes (Linux /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+        stack.extend(children.get(p, []))
+    return total
+
+
+def server_pid(url: str) -> int:
+    port = url.rsplit(":", 1)[1]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"streamlit" in b" ".join(cmd) and port.encode() in cmd:
+                return int(entry)
+    raise AssertionError("server process not found")
+
+
+def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    from dlviz.spec import validate
+    from dlviz.store import RunStore
+    from dlviz.train import Trainer
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium missing")
+    pid = server_pid(app_url)
+    peak = [tree_rss(pid)]
+    sampling = True
+
+    def sample():
+        while sampling:
+            peak[0] = max(peak[0], tree_rss(pid))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    errors = []
+    with sync_playwright() as pw:
+        # eight people each look at their own tab: none of the pages may be throttled as a background tab
+        foreground = ["--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                      "--disable-backgrounding-occluded-windows"]
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + foreground)
+        pages = []
+        for i in range(SESSIONS):
+            ctx = browser.new_context(viewport={"width": 1300, "height": 1000})  # its own cookies: another person
+            pg = ctx.new_page()
+            pg.set_default_timeout(120_000)
+            pg.on("pageerror", lambda e, i=i: errors.append(f"session {i}: {e}"))
+            pg.goto(app_url + "/train")
+            pages.append(pg)
+        for i, pg in enumerate(pages):
+            wait_for_app(pg, 120_000)
+            pg.get_by_text("Starting the training workers").wait_for(state="detached", timeout=120_000)
+            seed = pg.get_by_label("Seed")
+            seed.fill(str(100 + i))  # a different experiment per person, to catch cross-talk
+            seed.press("Enter")
+            wait_for_app(pg, 120_000)
+        t0 = time.time()
+        for pg in pages:
+            pg.get_by_role("button", name="Train", exact=True).click()
+        for i, pg in enumerate(pages):
+            try:
+                pg.get_by_text("finished · epoch").first.wait_for(timeout=300_000)
+            except Exception:
+                pg.screenshot(path=str(ARTIFACTS / f"load-session-{i}-stuck.png"), full_page=True)
+                from dlviz.store import RunStore as _S
+                raise AssertionError(f"session {i} did not finish; runs: {_S(app_data_dir / 'runs.sqlite').runs().to_dict('records')}")
+        elapsed = time.time() - t0
+        for i, pg in enumerate(pages):
+            if pg.locator('[data-testid="stException"]').count():
+                errors.append(f"session {i}: an exception is shown")
+        pages[0].screenshot(path=str(ARTIFACTS / "load-session-0.png"))
+        browser.close()
+    sampling = False
+    sampler.join()
+    store = RunStore(app_data_dir / "runs.sqlite")
+    runs = store.runs()
+    assert len(runs) == SESSIONS and runs["session"].nunique() == SESSIONS, "each person has exactly their own run"
+    for rid in runs["id"]:
+        run = store.run(rid)
+        assert run["status"] == "finished", run["reason"]
+        exp = validate(run["preset"])
+        assert run["result"] == json.loads(json.dumps(Trainer(exp).run())), f"run {rid} does not match its own preset"
+    seeds = sorted(validate(store.run(r)["preset"]).seed for r in runs["id"])
+    assert seeds == list(range(100, 100 + SESSIONS))
+    report = {"sessions": SESSIONS, "errors": len(errors), "peak_server_rss_mb": round(peak[0] / 2**20), "seconds": round(elapsed, 1)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "load-test.json").write_text(json.dumps(report))
+    print(report)
+    assert not errors, errors
