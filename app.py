@@ -9,6 +9,7 @@ PAGES = [
     st.Page("app_pages/build.py", title="Build", icon=":material/construction:", default=True),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/inspect.py", title="Inspect", icon=":material/visibility:"),
+    st.Page("app_pages/landscape.py", title="Landscape", icon=":material/landscape:"),
 ]
 
 st.set_page_config(page_title="dlviz", page_icon=":material/hub:", layout="wide")

@@ -58,6 +58,12 @@ def main(argv=None) -> int:
     p.add_argument("preset", help=p_ref)
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
+    p = sub.add_parser("export", help="write a standalone training script, the model as ONNX, or its weights")
+    p.add_argument("preset", help=p_ref)
+    p.add_argument("--format", required=True, choices=("py", "onnx", "safetensors", "pt"),
+                   help="py: a script that trains the preset with plain PyTorch; onnx: the model; safetensors or pt: its weights")
+    p.add_argument("-o", "--output", required=True, help="the file to write (- prints a script to stdout)")
+    p.add_argument("--run", default=None, help="a stored run's id: export its final weights instead of the untrained model's")
     p = sub.add_parser("share", help="print a share link for a preset")
     p.add_argument("preset", help=p_ref)
     p.add_argument("--base-url", default=None, help="the app's address (default http://localhost:8501/)")
@@ -108,6 +114,8 @@ def _run(args) -> int:
         return 0
     if args.command == "train":
         return _train(exp, args)
+    if args.command == "export":
+        return _export(exp, args)
     if args.command == "share":
         from .share import DEFAULT_BASE_URL, SAFE_LINK_CHARS, share_link
 
@@ -118,6 +126,62 @@ def _run(args) -> int:
                   "keeps intact; share the preset file instead", file=sys.stderr)
         return 0
     raise AssertionError(args.command)
+
+
+def _export(exp, args) -> int:
+    from . import export
+
+    out = args.output
+    if args.format == "py":
+        if args.run:
+            raise UserError("", "--run applies to the onnx, safetensors and pt formats; a script trains its own weights")
+        text = export.script(exp)
+        if out == "-":
+            sys.stdout.write(text)
+            return 0
+        _write(out, text.encode("utf-8"))
+        print(f"wrote {out}: run it with `python {out}` to train the preset and print the same lines as `train --json`")
+        return 0
+    if out == "-":
+        raise UserError("", f"the {args.format} format is binary; give a file name with -o")
+    weights = export.run_weights(args.run) if args.run else None
+    if args.format == "onnx":
+        _check_writable(out)
+        info = export.onnx(exp, out, state_dict=weights)
+        batch = "any batch size" if info["dynamic_batch"] else "batches of 2"
+        print(f"wrote {out}: checked in onnxruntime for {batch}, largest difference from PyTorch {info['max_abs_diff']:.2g}")
+        return 0
+    from .build import build_model
+
+    net = build_model(exp, seed=exp.seed)
+    if weights is not None:
+        try:
+            net.load_state_dict(weights)
+        except RuntimeError:
+            raise UserError("", f"the weights of run {args.run} do not fit this preset's model; export with the run's own preset") from None
+    state = net.state_dict()
+    data = export.safetensors_bytes(state) if args.format == "safetensors" else export.state_dict_bytes(state)
+    _write(out, data)
+    what = f"run {args.run}'s final weights" if args.run else "the untrained weights (seed " + str(exp.seed) + ")"
+    print(f"wrote {out}: {what}, {len(state)} tensors")
+    return 0
+
+
+def _check_writable(path: str) -> None:
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError("", f"cannot write {path}: the folder {folder} does not exist")
+
+
+def _write(path: str, data: bytes) -> None:
+    _check_writable(path)
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise UserError("", f"cannot write {path}: {e.strerror}") from None
 
 
 def _clean(obj):

@@ -134,12 +134,14 @@ class RunHandle:
     feed: LiveFeed
     started: float = field(default_factory=time.time)
     closed: bool = False
+    stopping: bool = False  # Stop was pressed: if the process has to be ended, that is not a failure
 
     @property
     def alive(self) -> bool:
         return not self.closed
 
     def stop(self) -> None:
+        self.stopping = True
         self.stop_event.set()
         self.run_event.set()
 
@@ -224,7 +226,7 @@ class Runner:
                 msg = h.queue.get(timeout=0.5)
             except queue_mod.Empty:
                 if not h.process.is_alive():
-                    self._finish(h, "the training process ended unexpectedly")
+                    self._finish(h, "" if h.stopping else "the training process ended unexpectedly")
                     return
                 continue
             if msg["kind"] == "closed":
@@ -253,7 +255,7 @@ class Runner:
         while time.time() < deadline and not h.closed:
             time.sleep(0.02)
         if not h.closed and h.process.is_alive():
-            h.process.terminate()
+            h.process.terminate()  # it did not stop within the grace period: end it; its last epoch is in the store
             from .store import RunStore
 
             store = RunStore(self.store_path)

@@ -216,7 +216,8 @@ class Trainer:
                 else:
                     out = self.model(xb)
                 loss = self.objective.loss(out, yb)
-                self.optimizer.zero_grad()
+                for p in self.params:  # what optimizer.zero_grad() does, without its profiler bookkeeping
+                    p.grad = None
                 (loss + self._penalty() if penalty else loss).backward()
                 grads = self.meter.grads()
                 loss_value = loss.detach()
@@ -302,6 +303,8 @@ class Trainer:
         if not math.isfinite(value):
             first = f"; the first layer with non-finite gradients is {bad[0]}" if bad else ""
             return f"the loss became {value} {where}{first}: {advice}"
+        if not bad:  # every gradient is finite, but their float32 sum overflows
+            return f"the gradients grew too large to add up {where}: {advice}"
         return f"the gradients of {bad[0]} became non-finite {where} ({len(bad)} tensor{'s' if len(bad) > 1 else ''} in all): {advice}"
 
     def _flush(self) -> None:

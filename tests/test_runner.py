@@ -21,7 +21,7 @@ def wait(handle, timeout=60):
     t0 = time.time()
     while handle.alive and time.time() - t0 < timeout:
         time.sleep(0.05)
-    assert not handle.alive, "the run did not finish in time"
+    assert not handle.alive, f"the run did not finish in time: {handle.feed.status} {handle.feed.steps_done} {handle.feed.reason} {handle.process.is_alive()}"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def runner(tmp_path_factory):
     from dlviz.runner import Runner
 
     r = Runner(tmp_path_factory.mktemp("store") / "runs.sqlite")
+    assert r.ready.wait(180), "the workers' forkserver did not start"
     yield r
     r.shutdown()
 

@@ -1,0 +1,345 @@
+"""Landscape: optimizers side by side on 2-D test functions, then the network's own loss surface with the path it took."""
+import json
+
+import streamlit as st
+
+from dlviz import landscape, landscape_figures as lf, surface
+from dlviz.data import load_dataset
+from dlviz.errors import UserError
+from dlviz.registry import OPTIMIZERS
+from dlviz.spec import DataSpec, validate
+from dlviz_app import runs, session, widgets
+
+CHART_CONFIG = {"displaylogo": False, "scrollZoom": False}
+# Settings that show each function's lesson from its default start within the default number of steps.
+SUGGESTED = {
+    "Rosenbrock": [("SGD", {"lr": 1e-3}), ("SGD", {"lr": 1e-3, "momentum": 0.9}), ("Adam", {"lr": 0.1})],
+    "Beale": [("SGD", {"lr": 3e-3}), ("SGD", {"lr": 3e-3, "momentum": 0.9}), ("Adam", {"lr": 0.05})],
+    "Himmelblau": [("SGD", {"lr": 1e-2}), ("SGD", {"lr": 1e-2, "momentum": 0.9}), ("Adam", {"lr": 0.05})],
+    "Rastrigin": [("SGD", {"lr": 1e-3}), ("SGD", {"lr": 1e-3, "momentum": 0.9}), ("Adam", {"lr": 0.1})],
+    "Ackley": [("SGD", {"lr": 1e-2}), ("SGD", {"lr": 5e-2, "momentum": 0.9}), ("Adam", {"lr": 0.1})],
+    "Saddle": [("SGD", {"lr": 1e-2}), ("SGD", {"lr": 1e-2, "momentum": 0.9}), ("Adam", {"lr": 0.05})],
+    "Quadratic ravine": [("SGD", {"lr": 0.02}), ("SGD", {"lr": 0.02, "momentum": 0.9}), ("Adam", {"lr": 0.05})],
+}
+TOLERANCES = [1e-1, 1e-2, 1e-3, 1e-4, 1e-6]
+RESOLUTIONS = list(range(11, 102, 10))  # odd, so that the centre is a grid point
+
+
+def state(name: str, default):
+    return st.session_state.setdefault(name, default)
+
+
+def bump() -> None:
+    """Structural change of the optimizer list: widget keys carry the revision so no widget keeps a moved value."""
+    st.session_state["ls_rev"] = state("ls_rev", 0) + 1
+
+
+# ---------------------------------------------------------------- 2-D lab: settings
+
+
+def optimizers(fn_name: str) -> list[dict]:
+    """The session's optimizer list for one function (each function keeps its own)."""
+    lists = state("ls_optimizers", {})
+    if fn_name not in lists:
+        lists[fn_name] = [{"type": t, "args": dict(a)} for t, a in SUGGESTED[fn_name]]
+    return lists[fn_name]
+
+
+def set_optimizers(fn_name: str, items: list[tuple[str, dict]]) -> None:
+    state("ls_optimizers", {})[fn_name] = [{"type": t, "args": dict(a)} for t, a in items]
+    bump()
+
+
+def function_args(fn_name: str) -> dict:
+    return state("ls_function_args", {}).setdefault(fn_name, {})
+
+
+def start_point(fn: landscape.Function2D) -> tuple[float, float]:
+    return tuple(state("ls_start", {}).get(fn.name, fn.start))
+
+
+def set_start(fn_name: str, x: float, y: float) -> None:
+    state("ls_start", {})[fn_name] = (float(x), float(y))
+    st.session_state["ls_start_rev"] = state("ls_start_rev", 0) + 1
+
+
+def clicked_start(fn_name: str) -> None:
+    """A click on the contour selects one of the invisible grid points: start there."""
+    points = st.session_state["ls_contour"].selection.get("points", [])
+    grid = [p for p in points if p.get("curve_number") == lf.CLICK_TRACE]
+    if grid:
+        set_start(fn_name, grid[0]["x"], grid[0]["y"])
+
+
+def main_args(kind: str) -> list[str]:
+    """The arguments shown on an optimizer's row: the learning rate and its momentum (or Adam's betas)."""
+    args = OPTIMIZERS[kind].args
+    second = next((a for a in ("momentum", "betas", "alpha", "rho") if a in args), None)
+    return ["lr"] + ([second] if second else [])
+
+
+def optimizer_editor(fn_name: str) -> None:
+    items = optimizers(fn_name)
+    rev = state("ls_rev", 0)
+    names = list(OPTIMIZERS)
+    for i, item in enumerate(items):
+        kind = f"ls_type|{fn_name}|{i}|{rev}"
+
+        def change_type(item=item, kind=kind):
+            lr = item["args"].get("lr")
+            item["type"], item["args"] = st.session_state[kind], ({"lr": lr} if lr is not None else {})
+            bump()
+
+        def arg(name: str, item=item, i=i) -> None:
+            spec = OPTIMIZERS[item["type"]].args[name]
+            widgets.arg_input(name, spec, item["args"].get(name, spec.default), f"ls_arg|{fn_name}|{i}|{item['type']}|{name}|{rev}",
+                              lambda v: item["args"].__setitem__(name, v))
+
+        with st.container(border=True):
+            st.markdown(f":{lf.color_name(i)}[**━━ {landscape.optimizer_label(item['type'], item['args'])}**]")
+            row = st.columns([3, 3, 3, 1, 1], vertical_alignment="bottom")
+            row[0].selectbox("Optimizer", names, index=names.index(item["type"]), key=kind, on_change=change_type,
+                             help=OPTIMIZERS[item["type"]].doc)
+            shown = main_args(item["type"])
+            for col, name in zip(row[1:3], shown):
+                with col:
+                    arg(name)
+            with row[3].popover("", icon=":material/more_horiz:", help="More settings"):
+                for name in OPTIMIZERS[item["type"]].args:
+                    if name not in shown:
+                        arg(name)
+            row[4].button("", key=f"ls_remove|{fn_name}|{i}|{rev}", icon=":material/delete:", help="Remove",
+                          on_click=lambda i=i: (items.pop(i), bump()), disabled=len(items) == 1)
+    add, reset = st.columns(2)
+    add.button("Add optimizer", icon=":material/add:", width="stretch",
+               on_click=lambda: (items.append({"type": "Adam", "args": {"lr": 0.05}}), bump()))
+    reset.button("Suggested settings", icon=":material/restart_alt:", width="stretch",
+                 on_click=lambda: set_optimizers(fn_name, SUGGESTED[fn_name]),
+                 help="SGD, SGD with momentum and Adam with learning rates that suit this function")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def race(fn_name: str, fn_args: str, start: tuple, items: str, steps: int, tol: float) -> list[landscape.Trajectory]:
+    fn = landscape.make_function(fn_name, **json.loads(fn_args))
+    return landscape.run_optimizers(fn, start, [(o["type"], o["args"]) for o in json.loads(items)], steps, tol)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def rates(kappa: float, steps: int, start: tuple) -> landscape.RateCheck:
+    return landscape.rate_check(kappa, steps, start)
+
+
+# ---------------------------------------------------------------- 2-D lab: page
+
+
+def lab() -> None:
+    st.caption("Every optimizer is the real torch.optim class, stepping a 2-element parameter from the same start. "
+               "Click the contour to start somewhere else.")
+    top = st.columns([2, 1, 1, 1, 1, 1])
+    fn_name = top[0].selectbox("Function", list(landscape.FUNCTIONS), key="ls_function")
+    entry = landscape.FUNCTIONS[fn_name]
+    given = function_args(fn_name)
+    for arg_name, arg in entry.args.items():
+        with top[1]:
+            widgets.arg_input("κ (condition number)" if arg_name == "kappa" else arg_name, arg, given.get(arg_name, arg.default),
+                              f"ls_fnarg|{fn_name}|{arg_name}", lambda v, arg_name=arg_name: given.__setitem__(arg_name, v))
+    try:
+        fn = landscape.make_function(fn_name, **given)
+    except UserError as err:
+        st.error(str(err))
+        return
+    steps = top[2].number_input("Steps", 1, 5000, 300 if fn_name == "Quadratic ravine" else 500, 50, key=f"ls_steps|{fn_name}")
+    tol = top[3].selectbox("Tolerance", TOLERANCES, index=2, key="ls_tol", format_func=lambda v: f"{v:g}",
+                           help="Distance to the nearest minimum that counts as arrived")
+    sx, sy = start_point(fn)
+    srev = state("ls_start_rev", 0)
+    x0 = top[4].number_input("Start x", value=float(sx), format="%.3f", step=0.1, key=f"ls_x0|{fn_name}|{srev}")
+    y0 = top[5].number_input("Start y", value=float(sy), format="%.3f", step=0.1, key=f"ls_y0|{fn_name}|{srev}")
+    if (x0, y0) != (sx, sy):
+        state("ls_start", {})[fn_name] = (x0, y0)
+    st.caption(fn.note)
+
+    editor, contour = st.columns([1, 1.25], gap="medium")
+    with editor:
+        optimizer_editor(fn_name)
+    items = optimizers(fn_name)
+    try:
+        paths = race(fn_name, json.dumps(given, sort_keys=True), (x0, y0), json.dumps(items, sort_keys=True), int(steps), float(tol))
+    except UserError as err:
+        contour.error(str(err))
+        return
+    longest = max(t.steps for t in paths)
+    with contour:
+        upto = st.slider("Show steps up to", 0, max(longest, 1), max(longest, 1), key=f"ls_upto|{fn_name}|{longest}")
+        st.plotly_chart(lf.lab_contour(fn, paths, upto, (x0, y0)), key="ls_contour", on_select=lambda: clicked_start(fn_name),
+                        selection_mode="points", config=CHART_CONFIG)
+    for t in paths:
+        if t.diverged:
+            st.warning(f"{t.label} diverged: {t.reason}. It is drawn until it leaves the plot.", icon=":material/trending_up:")
+    left, right = st.columns(2)
+    left.plotly_chart(lf.lab_surface(fn, paths, upto), config=CHART_CONFIG)
+    right.plotly_chart(lf.lab_loss(fn, paths, upto), config=CHART_CONFIG)
+    st.dataframe(lf.trajectory_table(paths, tol), hide_index=True, width="stretch")
+    if fn.eigenvalues is not None:
+        momentum_lesson(fn, (x0, y0))
+
+
+def momentum_lesson(fn: landscape.Function2D, start: tuple) -> None:
+    st.subheader("Why momentum works")
+    l1, ln = fn.eigenvalues
+    kappa = ln / l1
+    st.markdown(
+        f"On a quadratic whose curvatures run from λ1 = {l1:g} to λn = {ln:g} (κ = {kappa:g}), the best fixed step for "
+        "gradient descent, α = 2/(λ1 + λn), shrinks the distance to the minimum by (κ − 1)/(κ + 1) per step. Heavy-ball "
+        "momentum with α = (2/(√λ1 + √λn))² and β = ((√λn − √λ1)/(√λn + √λ1))² shrinks it by (√κ − 1)/(√κ + 1): the "
+        "square root of the condition number takes its place (Goh, *Why Momentum Really Works*, Distill 2017). "
+        "Below, both run as torch.optim.SGD from the start above, and the rate is measured as the geometric mean of "
+        "d[k+1]/d[k] over the second half of the run.")
+    check = rates(kappa, 300, start)
+    info, plot = st.columns([1.3, 1])
+    with info:
+        st.dataframe(lf.rate_table(check), hide_index=True, width="stretch")
+        st.caption("At its best β, momentum's error falls as k·rateᵏ (the two roots of its recurrence coincide), so a "
+                   "finite window reads a little above the rate; the gap shrinks as the run gets longer.")
+        ga, ma, mb = check.gd_alpha, check.momentum_alpha, check.momentum_beta
+        st.button("Race these two", icon=":material/sports_score:", key="ls_use_best",
+                  on_click=lambda: set_optimizers(fn.name, [("SGD", {"lr": ga}), ("SGD", {"lr": ma, "momentum": mb})]))
+    plot.plotly_chart(lf.rate_figure(check), config=CHART_CONFIG)
+
+
+# ---------------------------------------------------------------- the network's surface
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def dataset(data_json: str, seed: int):
+    """A preset's dataset, shared read-only between sessions."""
+    return load_dataset(DataSpec.model_validate(json.loads(data_json)), seed)
+
+
+def _problem(doc: dict, model_state=None) -> surface.Problem:
+    exp = validate(doc)
+    if exp.data is None:
+        raise UserError("data", "this preset has no data section; a loss surface needs data and a loss")
+    data = json.dumps(exp.data.model_dump(exclude_unset=True, exclude_none=True), sort_keys=True)
+    return surface.make_problem(exp, model_state, dataset(data, exp.seed))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def run_surface(run_id: str, step: int, mode: str, radius: float, n: int, seed: int) -> surface.Surface:
+    store = runs.store()
+    exp = store.experiment(run_id)
+    problem = _problem(exp.to_dict(), store.load_checkpoint(run_id, step)["model"])
+    steps, snaps = store.trajectory(run_id)
+    initial = None
+    if mode == "line":
+        first = int(store.checkpoints(run_id)["step"].min())
+        start = _problem(exp.to_dict(), store.load_checkpoint(run_id, first)["model"])
+        initial = start.weights()
+    return surface.network_surface(problem, mode, radius, n, initial=initial, steps=steps, snapshots=snaps,
+                                   center_step=step, seed=seed)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def untrained_surface(preset_json: str, radius: float, n: int, seed: int) -> surface.Surface:
+    return surface.network_surface(_problem(json.loads(preset_json)), "random", radius, n, seed=seed)
+
+
+def surface_controls(modes: list[str]) -> tuple[str, float, int, int]:
+    cols = st.columns([2, 1, 1, 1])
+    labels = {"random": "Random plane", "pca": "PCA plane", "line": "Interpolation"}
+    mode = cols[0].segmented_control("Surface", modes, format_func=labels.get, default=modes[0], key=f"ls_mode|{len(modes)}",
+                                     required=True, help="; ".join(f"{labels[m]}: {surface.MODES[m]}" for m in modes))
+    if mode == "line":
+        n = cols[1].select_slider("Steps from 0 to 1", [10, 20, 40, 60, 100], 40, key="ls_line_n")
+        radius = cols[2].slider("Beyond each end", 0.0, 2.0, 0.5, 0.25, key="ls_line_margin")
+    else:
+        n = cols[1].select_slider("Resolution", RESOLUTIONS, 31, key="ls_res", help="Points per side of the grid")
+        if mode == "pca":
+            radius = cols[2].slider("Range (× the path's extent)", 0.25, 4.0, 1.25, 0.25, key="ls_pca_range")
+        else:
+            radius = cols[2].slider("Range", 0.05, 3.0, 1.0, 0.05, key="ls_random_range",
+                                    help="1 moves each filter by its own norm")
+    seed = cols[3].number_input("Direction seed", 0, 2**31 - 1, 0, key="ls_seed", disabled=mode != "random")
+    return mode, float(radius), int(n), int(seed)
+
+
+def draw_surface(s: surface.Surface, slots, note: str) -> None:
+    if s.b is None:
+        slots[0].plotly_chart(lf.surface_line(s), config=CHART_CONFIG)
+        slots[1].empty()
+    else:
+        slots[0].plotly_chart(lf.surface_contour(s), config=CHART_CONFIG)
+        slots[1].plotly_chart(lf.surface_3d(s), config=CHART_CONFIG)
+    slots[2].caption(note)
+
+
+def progressive(compute, key: tuple, mode: str, n: int) -> None:
+    """A coarse grid first, then the full one, in the same places; a surface seen before is drawn at once."""
+    left, right = st.columns(2)
+    slots = [left.empty(), right.empty(), st.empty()]
+    done = state("ls_done", set())
+    try:
+        if mode != "line":
+            surface.check_grid(n * n)  # before the cache: a result computed under a higher limit is not shown either
+        if mode != "line" and n > surface.COARSE and key not in done:
+            coarse = compute(surface.COARSE)
+            draw_surface(coarse, slots, f"A coarse {surface.COARSE}×{surface.COARSE} grid in {coarse.seconds:.1f} s; "
+                                        f"computing {n}×{n}…")
+        s = compute(n)
+    except UserError as err:
+        slots[2].error(str(err))
+        return
+    done.add(key)
+    shape = f"{len(s.a)} points" if s.b is None else f"{n}×{n} grid"
+    explained = ""
+    if s.explained is not None:
+        explained = f" The two axes hold {100 * s.explained.sum():.1f} % of the path's variance."
+    elif s.path is not None:
+        explained = (" Two random directions in a space of many weights are almost at right angles to the path, so it "
+                     "projects close to the centre; the PCA plane is the one that contains it.")
+    draw_surface(s, slots, f"{shape} on a fixed batch of {s.samples:,} training samples, model in eval mode, computed in "
+                           f"{s.seconds:.1f} s. Loss at these weights: {s.center_loss:.5g}.{explained}")
+
+
+def network() -> None:
+    store = runs.store()
+    table = store.runs(runs.browser_id())
+    current = runs.current_run_id()
+    if not len(table):
+        st.info("Train first: the Train page runs the preset and saves its checkpoints and path. Meanwhile, here is the "
+                "loss around the model's current, untrained weights.", icon=":material/model_training:")
+        untrained(session.preset())
+        return
+    ids = [str(i) for i in table["id"]]
+    titles = {str(r["id"]): f"{r['name']} · {r['status']} · {r['created']:%H:%M:%S} · {r['id']}" for _, r in table.iterrows()}
+    run_id = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0, format_func=titles.get, key="ls_run")
+    ckpts = store.checkpoints(run_id)
+    if not len(ckpts):
+        st.info("This run has no checkpoint yet (it saves one when it starts and after every epoch); here is the loss "
+                "around its model's untrained weights.")
+        untrained(store.run(run_id)["preset"])
+        return
+    labels = {int(r["step"]): f"{r['label']} (step {int(r['step']):,})" for _, r in ckpts.iterrows()}
+    steps = list(labels)
+    step = st.selectbox("Checkpoint", steps, index=len(steps) - 1, format_func=labels.get, key=f"ls_ckpt|{run_id}")
+    mode, radius, n, seed = surface_controls(["random", "pca", "line"])
+    progressive(lambda size: run_surface(run_id, step, mode, radius, size, seed), (run_id, step, mode, radius, n, seed), mode, n)
+
+
+def untrained(doc: dict) -> None:
+    """A random plane around the initial weights of the preset `doc`."""
+    mode, radius, n, seed = surface_controls(["random"])
+    text = json.dumps(doc, sort_keys=True)
+    progressive(lambda size: untrained_surface(text, radius, size, seed), (text, radius, n, seed), mode, n)
+
+
+# ---------------------------------------------------------------- the page
+
+st.title("Landscape")
+lab_tab, net_tab = st.tabs(["Optimizers on 2-D functions", "Your network's loss surface"], key="ls_tab", on_change="rerun")
+with lab_tab:
+    if lab_tab.open:
+        lab()
+with net_tab:
+    if net_tab.open:
+        network()

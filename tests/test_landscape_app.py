@@ -1,0 +1,172 @@
+"""The Landscape page through Streamlit's AppTest: the optimizer lab, Distill's rates on the ravine, and the loss surface
+of an untrained model and of a trained run."""
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dlviz import gallery
+from dlviz.paths import data_dir
+from dlviz.spec import validate
+from dlviz.store import RunStore, StoreCallback
+from dlviz.train import Trainer
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+NETWORK_TAB = "Your network's loss surface"
+
+
+def open_landscape(browser: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.session_state["browser_id"] = browser
+    at.run()
+    at.switch_page("app_pages/landscape.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def array(v) -> np.ndarray:
+    """A figure's data array, which Plotly may send as a typed array ({"dtype", "bdata", "shape"})."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return a.reshape([int(n) for n in str(v["shape"]).split(",")]) if "shape" in v else a
+    return np.asarray(v)
+
+
+def figures(at) -> list[dict]:
+    """The page's Plotly figures, with every data array decoded."""
+    out = []
+    for c in at.get("plotly_chart"):
+        fig = json.loads(c.proto.spec)
+        for t in fig["data"]:
+            for k in ("x", "y", "z"):
+                if k in t:
+                    t[k] = array(t[k])
+        out.append(fig)
+    return out
+
+
+def paths(fig: dict) -> list[str]:
+    """Names of the optimizer paths in a contour figure, in the legend's order."""
+    return [t["name"] for t in sorted((t for t in fig["data"] if t.get("mode") == "lines+markers"), key=lambda t: t["legendrank"])]
+
+
+def text(at) -> str:
+    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+                    + [w.value for w in at.warning] + [e.value for e in at.error])
+
+
+def test_three_optimizers_race_on_rosenbrock_and_the_start_can_move():
+    at = open_landscape("landscape-lab")
+    contour, surface3d, loss = figures(at)
+    assert paths(contour) == ["SGD (lr=0.001)", "SGD (lr=0.001, momentum=0.9)", "Adam (lr=0.1)"]
+    first = next(t for t in contour["data"] if t["name"] == "SGD (lr=0.001)")
+    assert [first["x"][0], first["y"][0]] == [-1.2, 1.0] and len(first["x"]) == 501
+    assert sum(t["type"] == "scatter3d" for t in surface3d["data"]) == 3
+    table = at.dataframe[0].value
+    assert len(table) == 3 and "final distance to nearest minimum" in table
+    at.number_input(key="ls_x0|Rosenbrock|0").set_value(0.5).run()
+    first = next(t for t in figures(at)[0]["data"] if t["name"] == "SGD (lr=0.001)")
+    assert first["x"][0] == 0.5
+    # the step slider cuts every path
+    at.slider(key="ls_upto|Rosenbrock|500").set_value(10).run()
+    assert all(len(t["x"]) == 11 for t in figures(at)[0]["data"] if t.get("mode") == "lines+markers")
+    assert not at.exception
+
+
+def test_a_huge_learning_rate_diverges_without_breaking_the_page():
+    at = open_landscape("landscape-diverge")
+    at.button(key=next(b.key for b in at.button if b.label == "Add optimizer")).click().run()
+    names = at.selectbox(key="ls_type|Rosenbrock|3|1")
+    names.set_value("SGD").run()
+    at.number_input(key="ls_arg|Rosenbrock|3|SGD|lr|2").set_value(50.0).run()
+    assert not at.exception
+    assert "SGD (lr=50) diverged" in text(at)
+    assert len(paths(figures(at)[0])) == 4
+
+
+def test_the_ravine_shows_measured_rates_next_to_distills():
+    at = open_landscape("landscape-ravine")
+    at.selectbox(key="ls_function").set_value("Quadratic ravine").run()
+    assert not at.exception
+    assert "Why momentum works" in [s.value for s in at.subheader]
+    rates = next(d.value for d in at.dataframe if "theory rate" in d.value)
+    assert list(rates["theory rate"]) == ["0.81818", "0.51949"]  # (κ−1)/(κ+1) and (√κ−1)/(√κ+1) for κ = 10
+    for measured, theory in zip(rates["measured rate"], rates["theory rate"]):
+        assert abs(float(measured) / float(theory) - 1) < 0.01
+    at.number_input(key="ls_fnarg|Quadratic ravine|kappa").set_value(100.0).run()
+    rates = next(d.value for d in at.dataframe if "theory rate" in d.value)
+    assert list(rates["theory rate"]) == ["0.98020", "0.81818"]
+    at.button(key="ls_use_best").click().run()
+    assert paths(figures(at)[0]) == ["SGD (lr=0.019802)", "SGD (lr=0.0330579, momentum=0.669421)"]
+    assert not at.exception
+
+
+def test_without_a_run_the_network_tab_offers_the_untrained_plane():
+    at = open_landscape("landscape-untrained")
+    at.session_state["ls_tab"] = NETWORK_TAB
+    at.run()
+    assert not at.exception and not at.error
+    assert "Train first" in text(at)
+    contour, surface3d = figures(at)
+    assert len(contour["data"][0]["z"]) == 31 and not any(t.get("name", "").startswith("training") for t in contour["data"])
+    assert "Loss at these weights" in text(at)
+
+
+@pytest.fixture(scope="module")
+def trained_run():
+    exp = validate({**gallery.raw("spiral-tanh"), "training": {"epochs": 3}})
+    store = RunStore(data_dir() / "runs.sqlite")
+    run_id = store.create_run(exp, session="landscape-trained")
+    Trainer(exp, [StoreCallback(store, run_id)]).run()
+    store.close()
+    return run_id
+
+
+def test_a_trained_run_shows_its_surfaces_with_its_path(trained_run):
+    at = open_landscape("landscape-trained")
+    at.session_state["ls_tab"] = NETWORK_TAB
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="ls_run").value == trained_run
+    ckpt = at.selectbox(key=f"ls_ckpt|{trained_run}")
+    assert "final" in ckpt.format_func(ckpt.value)
+    contour, surface3d = figures(at)
+    path = next(t for t in contour["data"] if t["name"] == "training path (projected)")
+    assert path["x"][-1] == 0 and path["y"][-1] == 0 and len(path["x"]) == 9  # 75 steps: every 10th, and the last
+    assert any(t["type"] == "scatter3d" and t["name"] == "training path" for t in surface3d["data"])
+    at.segmented_control(key="ls_mode|3").set_value("pca").run()
+    contour, _ = figures(at)
+    assert "% of the path's variance" in contour["layout"]["xaxis"]["title"]["text"]
+    assert "% of the path's variance" in text(at)
+    at.segmented_control(key="ls_mode|3").set_value("line").run()
+    (line,) = figures(at)
+    assert line["data"][0]["name"] == "loss on the line" and 0 in line["data"][0]["x"] and 1 in line["data"][0]["x"]
+    at.segmented_control(key="ls_mode|3").set_value("random").run()
+    at.select_slider(key="ls_res").set_value(101).run()
+    assert not at.exception
+    assert len(figures(at)[0]["data"][0]["z"]) == 101
+
+
+def test_a_grid_over_the_limit_is_refused_on_the_page(trained_run, monkeypatch):
+    monkeypatch.setenv("DLVIZ_MAX_GRID_POINTS", "500")
+    at = open_landscape("landscape-trained")
+    at.session_state["ls_tab"] = NETWORK_TAB
+    at.run()
+    assert any("961 grid points is over the limit of 500" in e.value for e in at.error)
+    assert not at.exception
+
+
+def test_a_run_without_checkpoints_offers_its_untrained_plane():
+    store = RunStore(data_dir() / "runs.sqlite")
+    run_id = store.create_run(gallery.load("xor"), session="landscape-queued")
+    store.close()
+    at = open_landscape("landscape-queued")
+    at.session_state["ls_tab"] = NETWORK_TAB
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="ls_run").value == run_id
+    assert "no checkpoint yet" in text(at)
+    assert len(figures(at)) == 2
