@@ -1,7 +1,7 @@
 """Train: pick the data, loss, optimizer and regularization, press Train, and watch the network learn live."""
 import streamlit as st
 
-from dlviz import sections, train_figures as tf
+from dlviz import export, sections, train_figures as tf
 from dlviz.data import describe
 from dlviz.diagnose import diagnose
 from dlviz.errors import UserError
@@ -10,8 +10,8 @@ from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
 from dlviz.spec import DATASETS, FEATURES, DataSpec
 from dlviz_app import runs, session, widgets
 
-REFRESH = 0.25  # seconds between redraws of the progress, loss, accuracy and boundary while training: 4 Hz
-SLOW_REFRESH = 1.0  # the per-layer charts and diagnoses: once a second is enough to read them
+REFRESH = 0.25  # seconds between redraws of the progress, loss and accuracy while training: 4 Hz
+SLOW_REFRESH = 1.0  # the boundary, the per-layer charts and the diagnoses: once a second is enough to read them
 DONE = ("finished", "stopped", "diverged", "failed", "interrupted")
 
 doc = session.preset()
@@ -297,11 +297,12 @@ def view_fast():
     """Progress, loss, accuracy and the decision boundary: redrawn every REFRESH seconds while a run trains."""
     if warming and runner.ready.is_set() and not live:
         st.rerun()  # the workers are ready: redraw the whole page once, without the timer
-    if not runner.ready.is_set():
-        st.caption("Starting the training workers: this takes a few seconds after the server starts.")
     snap = snapshot()
     if snap is None:
-        st.info("Press **Train** to start. The charts fill in as the network learns.", icon=":material/play_arrow:")
+        if runner.ready.is_set():
+            st.info("Press **Train** to start. The charts fill in as the network learns.", icon=":material/play_arrow:")
+        else:
+            st.caption("Starting the training workers: this takes a few seconds after the server starts.")
         return
     done, total = snap["steps_done"], max(snap["total_steps"], 1)
     eta = f" · about {snap['eta']:.0f} s left" if snap.get("eta") else ""
@@ -315,17 +316,17 @@ def view_fast():
         chart(tf.loss_figure(snap), "loss")
     with c2:
         chart(tf.metric_figure(snap), "metric")
+
+
+def view_slow():
+    """Decision boundary, diagnoses, evaluation, per-layer charts and histograms: redrawn once a second."""
+    snap = snapshot()
+    if snap is None:
+        return
     if snap.get("boundary") is not None:
         c1, _ = st.columns(2)
         with c1:
             chart(tf.boundary_figure(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
-
-
-def view_slow():
-    """Diagnoses, evaluation, per-layer gradients, update ratios, unit health and histograms: redrawn once a second."""
-    snap = snapshot()
-    if snap is None:
-        return
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Diagnoses**")
@@ -383,6 +384,36 @@ if len(mine):
         for i, key in enumerate(keys[:4]):
             with cols[i % 2]:
                 chart(tf.compare_figure(records, key), f"compare-{key}")
-    if rid:
-        st.download_button("Download this run's metrics (CSV)", runs.store().export_csv(rid), file_name=f"run-{rid}.csv",
-                           mime="text/csv", on_click="ignore", icon=":material/table:")
+if rid:
+    st.subheader("Export this run")
+    run_exp = runs.store().experiment(rid)
+    e1, e2, e3, e4, e5 = st.columns(5)
+    e1.download_button("Metrics (CSV)", runs.store().export_csv(rid), file_name=f"run-{rid}.csv", mime="text/csv",
+                       on_click="ignore", icon=":material/table:")
+    try:
+        e2.download_button("PyTorch script", export.script(run_exp), file_name=f"run-{rid}.py", mime="text/x-python",
+                           on_click="ignore", icon=":material/code:",
+                           help="a standalone script (PyTorch and the data code, no dlviz) that reproduces this run exactly")
+    except UserError as err:
+        e2.caption(str(err))
+    try:
+        weights = runs.store().load_checkpoint(rid)["model"]
+        e3.download_button("Weights (safetensors)", export.safetensors_bytes(weights), file_name=f"run-{rid}.safetensors",
+                           on_click="ignore", icon=":material/download:")
+        e4.download_button("Weights (state dict)", export.state_dict_bytes(weights), file_name=f"run-{rid}.pt",
+                           on_click="ignore", icon=":material/download:", help="load with torch.load(path, weights_only=True)")
+        if e5.button("Make ONNX", icon=":material/deployed_code:", help="export the trained model and check it in onnxruntime"):
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as d:
+                path = f"{d}/model.onnx"
+                try:
+                    report = export.onnx(run_exp, path, state_dict=weights)
+                    st.session_state["onnx"] = (rid, open(path, "rb").read(), report)
+                except UserError as err:
+                    st.session_state[session.NOTICE] = str(err)
+        made = st.session_state.get("onnx")
+        if made and made[0] == rid:
+            e5.download_button("Download ONNX", made[1], file_name=f"run-{rid}.onnx", on_click="ignore", icon=":material/download:")
+    except UserError as err:
+        e3.caption(str(err))

@@ -11,7 +11,7 @@ import torch
 
 from .train import Callback, StepBlock, Trainer
 
-MAX_POINTS = 600  # per series on screen: plenty for a chart, small enough to redraw several times a second
+MAX_POINTS = 400  # per series on screen: plenty for a chart, small enough for the browser to redraw 4 times a second
 BOUNDARY_SECONDS = 0.4  # how often the decision boundary is recomputed while training
 BOUNDARY_GRID = 60
 KEEP_TELEMETRY = 40
@@ -188,11 +188,11 @@ class FeedCallback(Callback):
         self.send({"kind": "boundary", "boundary": b})
 
 
-MAX_PLANE_POINTS = 1000
+MAX_PLANE_POINTS = 400  # per split: enough to see the data, light enough to redraw every second
 
 
 def plane_points(ds) -> Optional[dict]:
-    """The raw 2-D points and labels of a plane dataset (at most 1,000 per split), for the decision-boundary chart."""
+    """The raw 2-D points and labels of a plane dataset (at most MAX_PLANE_POINTS per split), for the decision-boundary chart."""
     if getattr(ds, "points_train", None) is None:
         return None
     out = {}

@@ -175,6 +175,9 @@ class Runner:
         self._reaper.start()
 
     def _warm_up(self) -> None:
+        from . import build, gallery
+
+        build.summarize(gallery.load("xor"))  # the server's own first meta-device build imports torch lazily (~1 s)
         ctx = context()
         with _without_main():
             proc = ctx.Process(target=_noop, daemon=True)

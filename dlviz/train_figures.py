@@ -15,8 +15,9 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), height=height, margin=dict(l=50, r=15, t=60, b=40),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=10)), uirevision="keep", **kw)
+    # the legend goes under the axis title, so it never covers the chart's title or the x axis
+    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), height=height + 40, margin=dict(l=50, r=15, t=40, b=40),
+                      legend=dict(orientation="h", yanchor="top", y=-0.28, x=0, font=dict(size=10)), uirevision="keep", **kw)
     return fig
 
 
@@ -135,17 +136,17 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
     if boundary:
         classes = boundary.get("classes")
         binary = task == "classification" and (classes or 2) <= 2
-        fig.add_heatmap(x=boundary["x"], y=boundary["y"], z=boundary["z"], zsmooth="best", showscale=task != "classification" or not binary,
+        fig.add_heatmap(x=boundary["x"], y=boundary["y"], z=boundary["z"], zsmooth="fast", showscale=task != "classification" or not binary,
                         colorscale=PLAYGROUND if binary or task == "regression" else "Turbo", zmin=0 if binary else None, zmax=1 if binary else None,
                         opacity=0.85, hovertemplate="x1 %{x:.2f}<br>x2 %{y:.2f}<br>output %{z:.2f}<extra></extra>")
     if points:
-        for split, symbol, line in (("train", "circle", 1), ("val", "circle-open", 2)):
+        for split, symbol in (("train", "circle"), ("val", "circle-open")):
             xy = np.asarray(points.get(split) or np.zeros((0, 2)))
             if len(xy):
                 labels = np.asarray(points[f"{split}_labels"])
                 cs = PLAYGROUND if task != "classification" or len(set(labels.tolist())) <= 2 else "Turbo"
                 fig.add_scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=split,
-                                marker=dict(color=labels, colorscale=cs, symbol=symbol, size=6, line=dict(width=line, color="white" if split == "train" else "#333")))
+                                marker=dict(color=labels, colorscale=cs, symbol=symbol, size=6, line=dict(width=0 if split == "train" else 1.5, color="#333")))
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return _layout(fig, "Decision boundary" if task == "classification" else "Prediction over the plane", height=380,
                    xaxis_title="x1", yaxis_title="x2", plot_bgcolor="white")

@@ -50,6 +50,8 @@ def test_pressing_train_runs_the_preset_and_shows_its_charts(at):
     charts = at.get("plotly_chart")
     assert len(charts) >= 6
     assert any(m.value.startswith("**Initial loss.**") for m in list(at.success) + list(at.warning))
+    downloads = {d.proto.label for d in at.get("download_button")}
+    assert {"Metrics (CSV)", "PyTorch script", "Weights (safetensors)", "Weights (state dict)"} <= downloads
 
 
 def test_a_loss_that_cannot_fit_is_one_sentence(at):

@@ -1,0 +1,72 @@
+"""What a person waits for on the Train page, in headless Chromium: the first loss point after pressing Train, and
+how often the loss chart refreshes while training.
+
+Prints JSON lines {"bench", "case", "ratio", ...}; ratio = measured / goal (goals: first point 1.5 s, refresh 3 Hz,
+so ratio ≤ 1 meets the goal for latency, and for the refresh interval 1/3 s). Run: python bench/train_latency.py
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser_util import CHROMIUM, CHROMIUM_ARGS, _free_port, _healthy  # noqa: E402
+from test_browser_train import WATCH_JS  # noqa: E402
+
+REPS = 3
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    data = ROOT / "artifacts" / "bench-latency-data"
+    env = {**os.environ, "DLVIZ_DATA_DIR": str(data)}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+                               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+                               "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    firsts, rates = [], []
+    try:
+        while not _healthy(url):
+            time.sleep(0.25)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for _ in range(REPS):
+                pg = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                pg.set_default_timeout(120_000)
+                pg.goto(url + "/train")
+                pg.get_by_text("to start. The charts fill in").wait_for()
+                epochs = pg.get_by_label("Epochs")
+                epochs.fill("1000")
+                epochs.press("Enter")
+                time.sleep(2)
+                pg.evaluate(WATCH_JS)
+                pg.get_by_role("button", name="Train", exact=True).click()
+                pg.wait_for_function("() => window.__watch.first !== null")
+                time.sleep(6)
+                w = pg.evaluate("() => window.__watch")
+                firsts.append((w["first"] - w["start"]) / 1000)
+                ups = [u for u in w["updates"] if u >= w["first"] + 1000]
+                rates.append((len(ups) - 1) / ((ups[-1] - ups[0]) / 1000) if len(ups) > 2 else 0.0)
+                pg.get_by_role("button", name="Stop", exact=True).click()
+                pg.get_by_text("stopped ·").first.wait_for()
+                pg.context.close()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait()
+    first = sorted(firsts)[len(firsts) // 2]
+    rate = sorted(rates)[len(rates) // 2]
+    print(json.dumps({"bench": "train_latency", "case": "first-loss-point-after-train", "ratio": round(first / 1.5, 3),
+                      "seconds": round(first, 3), "all": [round(f, 3) for f in firsts]}), flush=True)
+    print(json.dumps({"bench": "train_latency", "case": "loss-chart-refresh-interval", "ratio": round((1 / max(rate, 1e-9)) / (1 / 3), 3),
+                      "hz": round(rate, 2), "all_hz": [round(r, 2) for r in rates]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
