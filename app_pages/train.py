@@ -261,7 +261,7 @@ with main:
         b2.button("Resume", icon=":material/play_circle:", on_click=handle.resume, width="stretch")
     else:
         b2.button("Pause", icon=":material/pause:", on_click=handle.pause if live else None, disabled=not live, width="stretch")
-    b3.button("Stop", icon=":material/stop:", on_click=(lambda: runner.stop(rid)) if live else None, disabled=not live,
+    b3.button("Stop", icon=":material/stop:", on_click=(lambda: runner.stop(rid, block=False)) if live else None, disabled=not live,
               width="stretch")
     if rid and not live:
         status = runs.store().run(rid)["status"]

@@ -248,12 +248,20 @@ class Runner:
             store.close()
         h.closed = True
 
-    def stop(self, run_id: str, wait: float = STOP_GRACE) -> None:
-        """Ask a run to stop; if it has not stopped within `wait` seconds, end its process."""
+    def stop(self, run_id: str, wait: float = STOP_GRACE, block: bool = True) -> None:
+        """Ask a run to stop; if it has not stopped within `wait` seconds, end its process.
+
+        With block=False (the Stop button) the grace period runs in a background thread, so the page is not held."""
         h = self._runs.get(run_id)
         if h is None or h.closed:
             return
         h.stop()
+        if not block:
+            threading.Thread(target=self._end_after, args=(h, wait), daemon=True).start()
+            return
+        self._end_after(h, wait)
+
+    def _end_after(self, h: RunHandle, wait: float) -> None:
         deadline = time.time() + wait
         while time.time() < deadline and not h.closed:
             time.sleep(0.02)
@@ -262,7 +270,7 @@ class Runner:
             from .store import RunStore
 
             store = RunStore(self.store_path)
-            store.set_status(run_id, "stopped", "stopped by the user")
+            store.set_status(h.run_id, "stopped", "stopped by the user")
             store.close()
             h.feed.handle({"kind": "end", "result": {"status": "stopped", "reason": "stopped by the user"}})
 

@@ -12,6 +12,7 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 
 @pytest.fixture
 def at():
+    assert runs.runner().ready.wait(180), "the training workers did not start"
     app = AppTest.from_file(str(APP), default_timeout=60).run()
     app.switch_page("app_pages/train.py").run()
     assert not app.exception
@@ -22,7 +23,7 @@ def button(at, label):
     return next(b for b in at.button if b.label == label)
 
 
-def wait_for_run(at, timeout=60):
+def wait_for_run(at, timeout=120):
     rid = at.session_state[runs.RUN_ID]
     h = runs.runner().handle(rid)
     t0 = time.time()
@@ -34,7 +35,8 @@ def wait_for_run(at, timeout=60):
 
 def test_train_page_opens_on_a_preset_that_trains(at):
     assert button(at, "Train").proto.type == "primary"
-    assert any("Press **Train**" in i.value for i in at.info) or at.session_state[runs.RUN_ID] is not None
+    # the start message, or while the server's workers warm up, a caption saying so
+    assert any("Press **Train**" in i.value for i in at.info) or any("Starting the training workers" in c.value for c in at.caption)
     assert at.session_state["preset"]["data"]["name"] == "spiral"
 
 

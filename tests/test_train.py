@@ -238,7 +238,7 @@ def test_pause_and_stop_from_another_thread():
     import threading
     import time
 
-    tr = Trainer(preset(training={"epochs": 200}))
+    tr = Trainer(preset(training={"epochs": 1000}))
     t = threading.Thread(target=tr.run)
     t.start()
     time.sleep(0.3)
