@@ -184,22 +184,11 @@ def _write(path: str, data: bytes) -> None:
         raise UserError("", f"cannot write {path}: {e.strerror}") from None
 
 
-def _clean(obj):
-    """JSON has no NaN: non-finite numbers become null."""
-    import math
-
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    return obj
-
-
 def _train(exp, args) -> int:
     import torch
 
     from . import limits
-    from .train import Callback, Trainer
+    from .train import Callback, Trainer, json_safe
 
     if args.epochs is not None:
         if args.epochs < 1:
@@ -215,12 +204,12 @@ def _train(exp, args) -> int:
         def on_epoch_end(self, trainer, record):
             rec = {k: v for k, v in record.items() if k not in ("step",)}
             if args.json:
-                print(json.dumps(_clean(rec)), flush=True)
+                print(json.dumps(json_safe(rec)), flush=True)
             else:
                 print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()), flush=True)
 
     result = Trainer(exp, [Printer()]).run()
-    print(json.dumps(_clean(result)) if args.json else f"{result['status']}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "status"))
+    print(json.dumps(json_safe(result)) if args.json else f"{result['status']}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "status"))
     if result["status"] == "diverged":
         print(f"error: the run diverged: {result.get('reason', '')}", file=sys.stderr)
         return EXIT_DIVERGED

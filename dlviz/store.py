@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import sqlite3
 import threading
 import time
@@ -18,7 +17,7 @@ import torch
 from .errors import UserError
 from .paths import data_dir
 from .spec import Experiment, validate
-from .train import Callback, StepBlock, Trainer
+from .train import Callback, StepBlock, Trainer, json_safe
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -38,16 +37,7 @@ MAX_EPOCH_CHECKPOINTS = 20  # besides the initial and the final one
 
 
 def _json(obj) -> str:
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(obj))
+    return json.dumps(json_safe(obj))
 
 
 def _floats(v) -> float:

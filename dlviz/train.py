@@ -23,6 +23,17 @@ CONTROL_SECONDS = 0.02  # how often step rows are handed to callbacks (the live 
 MAX_TRAJECTORY = 400  # parameter snapshots kept; the interval doubles when this would be exceeded
 
 
+def json_safe(obj):
+    """A result or record as JSON allows it: non-finite numbers (NaN, ±inf) become null, in nested dicts and lists too."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 class Callback:
     """Hooks the loop calls; each does nothing unless overridden (Keras-style)."""
 
