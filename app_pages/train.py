@@ -5,12 +5,13 @@ from dlviz import export, sections, train_figures as tf
 from dlviz.data import describe
 from dlviz.diagnose import diagnose
 from dlviz.errors import UserError
-from dlviz.live import snapshot_from_store
+from dlviz.live import LiveFeed, snapshot_from_store
 from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
 from dlviz.spec import DATASETS, FEATURES, DataSpec
 from dlviz_app import runs, session, widgets
+from dlviz_app.livechart import live_chart
 
-REFRESH = 0.25  # seconds between redraws of the progress, loss and accuracy while training: 4 Hz
+REFRESH = 0.2  # seconds between redraws of the progress, loss and accuracy while training: 5 Hz asked, 3-4 Hz on 2 cores
 SLOW_REFRESH = 1.0  # the boundary, the per-layer charts and the diagnoses: once a second is enough to read them
 DONE = ("finished", "stopped", "diverged", "failed", "interrupted")
 
@@ -279,6 +280,9 @@ def chart(fig, key):
     st.plotly_chart(fig, key=key, width="stretch", config={"displayModeBar": False})
 
 
+chart_live = live_chart  # the charts redrawn while a run trains: updated in place in the browser
+
+
 def snapshot():
     """What to draw: the live feed of this session's run, or the stored run; None before the first run."""
     runner.touch(bid)
@@ -303,9 +307,17 @@ def view_fast():
             st.info("Press **Train** to start. The charts fill in as the network learns.", icon=":material/play_arrow:")
         else:
             st.caption("Starting the training workers: this takes a few seconds after the server starts.")
+        # the empty charts are drawn before the first run, so pressing Train only updates them (the browser has
+        # loaded the charting code already and keeps the same chart elements)
+        snap = LiveFeed().snapshot()
+        c1, c2 = st.columns(2)
+        with c1:
+            chart_live(tf.loss_figure(snap), "loss")
+        with c2:
+            chart_live(tf.metric_figure(snap), "metric")
         return
     done, total = snap["steps_done"], max(snap["total_steps"], 1)
-    eta = f" · about {snap['eta']:.0f} s left" if snap.get("eta") else ""
+    eta = f" · about {snap['eta']:.0f} s left" if snap.get("eta") and snap["status"] == "running" else ""
     st.progress(min(done / total, 1.0), text=f"{snap['status']} · epoch {len(snap['epochs'])} · step {done:,} of {total:,}{eta}")
     if snap["status"] in ("diverged", "failed"):
         st.error(snap["reason"] or snap["status"])
@@ -313,9 +325,9 @@ def view_fast():
         st.caption(snap["reason"])
     c1, c2 = st.columns(2)
     with c1:
-        chart(tf.loss_figure(snap), "loss")
+        chart_live(tf.loss_figure(snap), "loss")
     with c2:
-        chart(tf.metric_figure(snap), "metric")
+        chart_live(tf.metric_figure(snap), "metric")
 
 
 def view_slow():
@@ -323,10 +335,14 @@ def view_slow():
     snap = snapshot()
     if snap is None:
         return
+    if not len(snap["step"]) and snap["status"] in ("starting", "queued", "running"):
+        # nothing measured yet: the per-layer charts appear with the first steps, a second later at most
+        st.caption("The decision boundary, the diagnoses and the per-layer charts appear with the first steps.")
+        return
     if snap.get("boundary") is not None:
         c1, _ = st.columns(2)
         with c1:
-            chart(tf.boundary_figure(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
+            chart_live(tf.boundary_figure(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Diagnoses**")
@@ -344,30 +360,31 @@ def view_slow():
             st.caption("Nothing to report yet.")
     with c2:
         if ev and "confusion" in ev:
-            chart(tf.confusion_figure(ev), "confusion")
+            chart_live(tf.confusion_figure(ev), "confusion")
         elif ev:
-            chart(tf.fit_figure(ev), "fit")
+            chart_live(tf.fit_figure(ev), "fit")
         else:
             st.caption("The confusion matrix or the fit appears after the first epoch.")
     c1, c2 = st.columns(2)
     with c1:
-        chart(tf.grad_norm_figure(snap), "grad")
+        chart_live(tf.grad_norm_figure(snap), "grad")
     with c2:
-        chart(tf.update_ratio_figure(snap), "ratio")
+        chart_live(tf.update_ratio_figure(snap), "ratio")
     c1, c2 = st.columns(2)
     with c1:
-        chart(tf.unit_health_figure(snap), "health")
+        chart_live(tf.unit_health_figure(snap), "health")
     with c2:
         tensors = [n for n in snap["param_names"] if not n.rsplit(".", 1)[-1].startswith("bias")]
         if tensors and snap.get("telemetry"):
             pick = st.selectbox("Histogram of", tensors, key="hist-tensor", label_visibility="collapsed")
             which = st.radio("values", ["weight", "grad"], horizontal=True, key="hist-which", label_visibility="collapsed")
-            chart(tf.histogram_figure(snap, pick, which), "hist")
+            chart_live(tf.histogram_figure(snap, pick, which), "hist")
 
 
 with main:
     st.fragment(run_every=REFRESH if live or warming else None)(view_fast)()
     st.fragment(run_every=SLOW_REFRESH if live else None)(view_slow)()
+
 
 # ---------------------------------------------------------------- compare and export
 
@@ -376,7 +393,10 @@ mine = runs.store().runs(bid)
 if len(mine):
     st.subheader("Compare runs")
     labels = {r.id: f"{r.name} · {r.status} · {r.created:%H:%M:%S}" for r in mine.itertuples()}
-    picked = st.multiselect("Runs", list(labels), default=list(labels)[: min(3, len(labels))], format_func=labels.get, key="compare")
+    # keyed by the list of runs: a new run makes a new selection (the three newest), instead of reusing a widget state
+    # whose options have changed under it
+    picked = st.multiselect("Runs", list(labels), default=list(labels)[: min(3, len(labels))], format_func=labels.get,
+                            key=f"compare-{len(labels)}-{next(iter(labels))}")
     if picked:
         records = {labels[r]: runs.store().epochs(r).to_dict("records") for r in picked}
         keys = [k for k in ("val_loss", "train_loss", "val_accuracy", "val_r2") if any(k in (e[0] if e else {}) for e in records.values())]
@@ -388,19 +408,21 @@ if rid:
     st.subheader("Export this run")
     run_exp = runs.store().experiment(rid)
     e1, e2, e3, e4, e5 = st.columns(5)
-    e1.download_button("Metrics (CSV)", runs.store().export_csv(rid), file_name=f"run-{rid}.csv", mime="text/csv",
+    # the files are made when a button is clicked (a callable `data`), not on every rerun of the page
+    e1.download_button("Metrics (CSV)", lambda: runs.store().export_csv(rid), file_name=f"run-{rid}.csv", mime="text/csv",
                        on_click="ignore", icon=":material/table:")
     try:
-        e2.download_button("PyTorch script", export.script(run_exp), file_name=f"run-{rid}.py", mime="text/x-python",
+        text = export.script(run_exp)
+        e2.download_button("PyTorch script", text, file_name=f"run-{rid}.py", mime="text/x-python",
                            on_click="ignore", icon=":material/code:",
                            help="a standalone script (PyTorch and the data code, no dlviz) that reproduces this run exactly")
     except UserError as err:
         e2.caption(str(err))
-    try:
-        weights = runs.store().load_checkpoint(rid)["model"]
-        e3.download_button("Weights (safetensors)", export.safetensors_bytes(weights), file_name=f"run-{rid}.safetensors",
+    if len(runs.store().checkpoints(rid)):
+        weights = lambda: runs.store().load_checkpoint(rid)["model"]  # noqa: E731
+        e3.download_button("Weights (safetensors)", lambda: export.safetensors_bytes(weights()), file_name=f"run-{rid}.safetensors",
                            on_click="ignore", icon=":material/download:")
-        e4.download_button("Weights (state dict)", export.state_dict_bytes(weights), file_name=f"run-{rid}.pt",
+        e4.download_button("Weights (state dict)", lambda: export.state_dict_bytes(weights()), file_name=f"run-{rid}.pt",
                            on_click="ignore", icon=":material/download:", help="load with torch.load(path, weights_only=True)")
         if e5.button("Make ONNX", icon=":material/deployed_code:", help="export the trained model and check it in onnxruntime"):
             import tempfile
@@ -408,12 +430,12 @@ if rid:
             with tempfile.TemporaryDirectory() as d:
                 path = f"{d}/model.onnx"
                 try:
-                    report = export.onnx(run_exp, path, state_dict=weights)
+                    report = export.onnx(run_exp, path, state_dict=weights())
                     st.session_state["onnx"] = (rid, open(path, "rb").read(), report)
                 except UserError as err:
                     st.session_state[session.NOTICE] = str(err)
         made = st.session_state.get("onnx")
         if made and made[0] == rid:
             e5.download_button("Download ONNX", made[1], file_name=f"run-{rid}.onnx", on_click="ignore", icon=":material/download:")
-    except UserError as err:
-        e3.caption(str(err))
+    else:
+        e3.caption("The weights can be downloaded once the run has saved a checkpoint (after its first epoch).")

@@ -13,6 +13,10 @@ from .train import Callback, StepBlock, Trainer
 
 MAX_POINTS = 400  # per series on screen: plenty for a chart, small enough for the browser to redraw 4 times a second
 BOUNDARY_SECONDS = 0.4  # how often the decision boundary is recomputed while training
+# how often the validation evaluation (confusion matrix or fit) and the unit telemetry are sent to the live view: a
+# small model finishes tens of epochs a second, and the page redraws those charts once a second
+EVALUATION_SECONDS = 0.5
+TELEMETRY_SECONDS = 0.25
 BOUNDARY_GRID = 60
 KEEP_TELEMETRY = 40
 
@@ -137,7 +141,7 @@ class FeedCallback(Callback):
 
     def __init__(self, send: Callable[[dict], None]):
         self.send = send
-        self.last_boundary = 0.0
+        self.last_boundary = self.last_evaluation = self.last_telemetry = -math.inf
 
     def on_train_begin(self, trainer: Trainer) -> None:
         total = trainer.exp.training.epochs * trainer.steps_per_epoch
@@ -150,21 +154,27 @@ class FeedCallback(Callback):
         self._boundary(trainer)
 
     def on_telemetry(self, trainer: Trainer, snapshot: dict) -> None:
-        self.send({"kind": "telemetry", "snapshot": snapshot})
+        now = time.perf_counter()
+        if now - self.last_telemetry >= TELEMETRY_SECONDS:  # the store keeps every snapshot; the live view needs a few a second
+            self.last_telemetry = now
+            self.send({"kind": "telemetry", "snapshot": snapshot})
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         self.send({"kind": "epoch", "record": record})
         self._evaluation(trainer)
-        self._boundary(trainer, force=True)
+        self._boundary(trainer)
 
     def on_train_end(self, trainer: Trainer, result: dict) -> None:
+        self._evaluation(trainer, force=True)
         self._boundary(trainer, force=True)
         self.send({"kind": "end", "result": result})
 
-    def _evaluation(self, trainer: Trainer) -> None:
+    def _evaluation(self, trainer: Trainer, force: bool = False) -> None:
         val = getattr(trainer, "last_val", None)
-        if not val:
+        now = time.perf_counter()
+        if not val or (not force and now - self.last_evaluation < EVALUATION_SECONDS):
             return
+        self.last_evaluation = now
         y = trainer.dataset.y_val
         if trainer.objective.task == "classification":
             c = trainer.objective.num_classes

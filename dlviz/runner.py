@@ -25,7 +25,9 @@ from .live import LiveFeed
 from .spec import Experiment
 
 SESSION_TIMEOUT = float(os.environ.get("DLVIZ_SESSION_TIMEOUT", "60"))  # seconds without a page refresh before a run is stopped
-STOP_GRACE = 1.0  # seconds a worker gets to stop cleanly before it is terminated
+# seconds a worker gets to finish cleanly after Stop (it leaves its step loop at once; this bounds the saving of its
+# trajectory and status) before it is terminated
+STOP_GRACE = 5.0
 
 
 def _alive(pid: int) -> bool:
@@ -65,7 +67,10 @@ def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[byte
     from .train import Control, Trainer
 
     torch.set_num_threads(threads)
-    out_q.cancel_join_thread()  # if the server is gone, exit without waiting for it to read the last messages
+    try:
+        os.nice(int(os.environ.get("DLVIZ_TRAIN_NICE", "10")))
+    except OSError:
+        pass
     store = RunStore(store_path)
     try:
         exp = validate(preset)
@@ -85,6 +90,11 @@ def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[byte
     finally:
         out_q.put({"kind": "closed"})
         store.close()
+        out_q.close()
+        if _alive(server_pid):
+            out_q.join_thread()  # hand the last messages (the result, "closed") to the pipe before the process exits
+        else:
+            out_q.cancel_join_thread()  # nobody reads them any more
 
 
 _CTX = None
@@ -142,6 +152,7 @@ class RunHandle:
 
     def stop(self) -> None:
         self.stopping = True
+        self.feed.handle({"kind": "status", "status": "stopping"})  # the page says so at once
         self.stop_event.set()
         self.run_event.set()
 
@@ -229,7 +240,7 @@ class Runner:
                 msg = h.queue.get(timeout=0.5)
             except queue_mod.Empty:
                 if not h.process.is_alive():
-                    self._finish(h, "" if h.stopping else "the training process ended unexpectedly")
+                    self._finish(h, "the training process ended unexpectedly")
                     return
                 continue
             if msg["kind"] == "closed":
@@ -238,13 +249,21 @@ class Runner:
             h.feed.handle(msg)
 
     def _finish(self, h: RunHandle, problem: str = "") -> None:
+        """The worker has gone: make sure the feed and the store say how the run ended, then mark the handle closed.
+
+        `closed` is set last, so a page that sees a closed handle always finds the final status in its feed."""
         h.process.join(timeout=5)
-        if problem and h.feed.result is None:
+        if h.feed.result is None and h.feed.status != "failed":
             from .store import RunStore
 
-            h.feed.handle({"kind": "error", "message": problem})
+            if h.stopping:  # ended by the grace period's terminate, or died while stopping
+                status, reason = "stopped", "stopped by the user"
+                h.feed.handle({"kind": "end", "result": {"status": status, "reason": reason}})
+            else:
+                status, reason = "failed", problem or "the training process ended without a result"
+                h.feed.handle({"kind": "error", "message": reason})
             store = RunStore(self.store_path)
-            store.set_status(h.run_id, "failed", problem)
+            store.set_status(h.run_id, status, reason)
             store.close()
         h.closed = True
 
@@ -266,13 +285,7 @@ class Runner:
         while time.time() < deadline and not h.closed:
             time.sleep(0.02)
         if not h.closed and h.process.is_alive():
-            h.process.terminate()  # it did not stop within the grace period: end it; its last epoch is in the store
-            from .store import RunStore
-
-            store = RunStore(self.store_path)
-            store.set_status(h.run_id, "stopped", "stopped by the user")
-            store.close()
-            h.feed.handle({"kind": "end", "result": {"status": "stopped", "reason": "stopped by the user"}})
+            h.process.terminate()  # it did not stop within the grace period: end it; the feed's pump then finishes the handle
 
     def handle(self, run_id: str) -> Optional[RunHandle]:
         return self._runs.get(run_id)

@@ -14,6 +14,16 @@ PLAYGROUND = [[0.0, "#f59322"], [0.5, "#e8eaeb"], [1.0, "#0877bd"]]  # TensorFlo
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
+def _figure(*traces) -> go.Figure:
+    """An empty figure that skips plotly.py's per-property validation: these builders run several times a second
+    while a run trains, and validating every property costs more than half of their time. They are checked by their
+    tests against what plotly.js receives instead."""
+    fig = go.Figure(_validate=False)
+    for t in traces:
+        fig.add_trace(t)
+    return fig
+
+
 def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:
     # the legend goes under the axis title, so it never covers the chart's title or the x axis
     fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), height=height + 40, margin=dict(l=50, r=15, t=40, b=40),
@@ -21,22 +31,49 @@ def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:
     return fig
 
 
-def _epoch_x(epochs: list[dict]) -> list:
-    return [e.get("step", i) for i, e in enumerate(epochs)]
+MAX_EPOCH_POINTS = 200  # per-epoch series drawn: more would not show on a chart a few hundred pixels wide
+MARKERS_UP_TO = 40  # per-epoch points get markers up to this many; beyond, every marker is a redrawn SVG node for nothing
+
+
+def _epoch_rows(epochs: list[dict]) -> list[dict]:
+    """The epochs to draw: all of them, or an even subset that keeps the first and the last."""
+    n = len(epochs)
+    if n <= MAX_EPOCH_POINTS:
+        return epochs
+    idx = np.unique(np.linspace(0, n - 1, MAX_EPOCH_POINTS).round().astype(int))
+    return [epochs[i] for i in idx]
+
+
+def _epoch_traces(fig: go.Figure, epochs: list[dict], train_key: str, val_key: str) -> None:
+    """The per-epoch training and validation curves of a live chart."""
+    ep = _epoch_rows(epochs)
+    if not ep:
+        return
+    # numpy arrays travel to plotly.js packed (and are not walked value by value); NaN marks a missing value
+    x = np.array([e.get("step", i) for i, e in enumerate(ep)], dtype=float)
+    mode = "lines+markers" if len(ep) <= MARKERS_UP_TO else "lines"
+    for key, name, color in ((train_key, "train", TRAIN), (val_key, "validation", VAL)):
+        y = np.array([v if v is not None else np.nan for v in _finite(e.get(key) for e in ep)], dtype=float)
+        fig.add_scatter(x=x, y=y, mode=mode, name=name, line=dict(color=color))
 
 
 def _finite(values) -> list:
     return [v if v is not None and isinstance(v, (int, float)) and math.isfinite(v) else None for v in values]
 
 
+def _waiting(fig: go.Figure, snap: dict) -> None:
+    """Before the first step, say where the curve will appear instead of showing bare axes."""
+    if len(snap["step"]) == 0:
+        fig.add_annotation(text="press Train: the curve appears with the first steps", showarrow=False, xref="paper",
+                           yref="paper", x=0.5, y=0.5, font=dict(color="#888"))
+
+
 def loss_figure(snap: dict) -> go.Figure:
     """Loss per step (thin) and per epoch for training and validation, against the step."""
-    fig = go.Figure()
+    fig = _figure()
     fig.add_scatter(x=snap["step"], y=snap["loss"], mode="lines", name="batch loss", line=dict(color=STEP, width=1))
-    ep = snap["epochs"]
-    if ep:
-        fig.add_scatter(x=_epoch_x(ep), y=_finite(e["train_loss"] for e in ep), mode="lines+markers", name="train", line=dict(color=TRAIN))
-        fig.add_scatter(x=_epoch_x(ep), y=_finite(e.get("val_loss") for e in ep), mode="lines+markers", name="validation", line=dict(color=VAL))
+    _epoch_traces(fig, snap["epochs"], "train_loss", "val_loss")
+    _waiting(fig, snap)
     return _layout(fig, "Loss", xaxis_title="step", yaxis_title="loss")
 
 
@@ -44,12 +81,10 @@ def metric_figure(snap: dict) -> go.Figure:
     """Accuracy (classification) or R² (regression) per step and per epoch."""
     key = "accuracy" if snap.get("task") != "regression" else "r2"
     label = "accuracy" if key == "accuracy" else "R²"
-    fig = go.Figure()
+    fig = _figure()
     fig.add_scatter(x=snap["step"], y=snap["metric"], mode="lines", name=f"batch {label}", line=dict(color=STEP, width=1))
-    ep = snap["epochs"]
-    if ep:
-        fig.add_scatter(x=_epoch_x(ep), y=_finite(e.get(f"train_{key}") for e in ep), mode="lines+markers", name="train", line=dict(color=TRAIN))
-        fig.add_scatter(x=_epoch_x(ep), y=_finite(e.get(f"val_{key}") for e in ep), mode="lines+markers", name="validation", line=dict(color=VAL))
+    _epoch_traces(fig, snap["epochs"], f"train_{key}", f"val_{key}")
+    _waiting(fig, snap)
     fig.update_yaxes(range=[0, 1.02] if key == "accuracy" else None)
     return _layout(fig, label.capitalize() if key == "accuracy" else label, xaxis_title="step", yaxis_title=label)
 
@@ -62,7 +97,7 @@ def _weights_only(names: list[str]) -> list[int]:
 def _per_tensor(snap: dict, key: str, title: str, ytitle: str, bands: list[tuple[float, float, str, str]]) -> go.Figure:
     names = snap["param_names"]
     logs = np.asarray(snap[key])
-    fig = go.Figure()
+    fig = _figure()
     for y0, y1, color, text in bands:
         fig.add_hrect(y0=y0, y1=y1, fillcolor=color, opacity=0.12, line_width=0, annotation_text=text,
                       annotation_position="top left", annotation_font_size=10)
@@ -89,7 +124,7 @@ def update_ratio_figure(snap: dict) -> go.Figure:
 def unit_health_figure(snap: dict) -> go.Figure:
     """Fraction of dead ReLU units and of saturated sigmoid/tanh outputs per activation layer over time."""
     tel = snap.get("telemetry") or []
-    fig = go.Figure()
+    fig = _figure()
     paths = []
     for t in tel:
         for p in t["layers"]:
@@ -111,7 +146,7 @@ def unit_health_figure(snap: dict) -> go.Figure:
 def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> go.Figure:
     """How one tensor's weight (or gradient) distribution moved during training: a heatmap of counts over steps."""
     tel = [t for t in (snap.get("telemetry") or []) if tensor in t["histograms"] and t["histograms"][tensor].get(which)]
-    fig = go.Figure()
+    fig = _figure()
     if tel:
         top = max(t["histograms"][tensor][which]["range"] for t in tel)
         edges = np.linspace(-top, top, 41)
@@ -132,7 +167,7 @@ def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> go.Figur
 
 def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str) -> go.Figure:
     """TensorFlow-Playground-style decision boundary: the model's output over the plane and the data points on it."""
-    fig = go.Figure()
+    fig = _figure()
     if boundary:
         classes = boundary.get("classes")
         binary = task == "classification" and (classes or 2) <= 2
@@ -156,9 +191,9 @@ def confusion_figure(evaluation: dict) -> go.Figure:
     """Validation confusion matrix: rows are the true class, columns the predicted one."""
     cm = np.asarray(evaluation["confusion"])
     classes = [str(c) for c in evaluation["classes"]]
-    fig = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Blues", text=cm, texttemplate="%{text}", showscale=False,
+    fig = _figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Blues", text=cm, texttemplate="%{text}", showscale=False,
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{z} samples<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_yaxes(autorange="reversed", type="category", automargin=True)  # class names can be long
     fig.update_xaxes(type="category")
     return _layout(fig, "Confusion matrix (validation)", height=360, xaxis_title="predicted", yaxis_title="true")
 
@@ -166,7 +201,7 @@ def confusion_figure(evaluation: dict) -> go.Figure:
 def fit_figure(evaluation: dict) -> go.Figure:
     """Regression fit on validation data: prediction against target, with the line of perfect fit."""
     t, p = np.asarray(evaluation["target"]), np.asarray(evaluation["pred"])
-    fig = go.Figure()
+    fig = _figure()
     fig.add_scatter(x=t, y=p, mode="markers", name="validation", marker=dict(size=5, color=TRAIN, opacity=0.6))
     if len(t):
         lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
@@ -176,7 +211,7 @@ def fit_figure(evaluation: dict) -> go.Figure:
 
 def compare_figure(runs: dict[str, list[dict]], key: str) -> go.Figure:
     """Overlay one per-epoch metric of several runs (name -> epoch records)."""
-    fig = go.Figure()
+    fig = _figure()
     for j, (name, epochs) in enumerate(runs.items()):
         fig.add_scatter(x=[e["epoch"] for e in epochs], y=_finite(e.get(key) for e in epochs), mode="lines+markers", name=name,
                         line=dict(color=PALETTE[j % len(PALETTE)]))

@@ -98,3 +98,25 @@ def test_a_failing_run_reports_one_sentence_and_the_server_stays_up(runner):
     ok = runner.start(validate(PRESET), "gina")
     wait(ok)
     assert ok.feed.status == "finished"
+
+
+def test_a_worker_ended_after_the_grace_period_is_stopped_and_its_handle_closes_last(runner):
+    """A worker that does not stop in time is ended; the handle only reads closed once feed and store say "stopped"."""
+    import os
+    import signal
+
+    h = runner.start(validate({**PRESET, "training": {"epochs": 500}}), "hank")
+    while h.feed.steps_done == 0:
+        time.sleep(0.02)
+    os.kill(h.process.pid, signal.SIGSTOP)  # a worker that cannot react to Stop
+    h.process.terminate = h.process.kill  # a stopped process only dies of SIGKILL
+    seen = []
+    runner.stop(h.run_id, wait=0.3, block=False)
+    assert h.feed.status == "stopping"
+    t0 = time.time()
+    while h.alive and time.time() - t0 < 30:
+        time.sleep(0.001)
+    seen.append(h.feed.status)
+    assert not h.alive and seen == ["stopped"], seen
+    assert h.feed.result["status"] == "stopped"
+    assert RunStore(runner.store_path).run(h.run_id)["status"] == "stopped"
