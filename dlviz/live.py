@@ -142,6 +142,7 @@ class FeedCallback(Callback):
     def __init__(self, send: Callable[[dict], None]):
         self.send = send
         self.last_boundary = self.last_evaluation = self.last_telemetry = -math.inf
+        self.pending_telemetry: Optional[dict] = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         total = trainer.exp.training.epochs * trainer.steps_per_epoch
@@ -155,9 +156,15 @@ class FeedCallback(Callback):
 
     def on_telemetry(self, trainer: Trainer, snapshot: dict) -> None:
         now = time.perf_counter()
+        self.pending_telemetry = snapshot
         if now - self.last_telemetry >= TELEMETRY_SECONDS:  # the store keeps every snapshot; the live view needs a few a second
+            self._send_telemetry(now)
+
+    def _send_telemetry(self, now: float) -> None:
+        if self.pending_telemetry is not None:
             self.last_telemetry = now
-            self.send({"kind": "telemetry", "snapshot": snapshot})
+            self.send({"kind": "telemetry", "snapshot": self.pending_telemetry})
+            self.pending_telemetry = None
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         self.send({"kind": "epoch", "record": record})
@@ -165,6 +172,7 @@ class FeedCallback(Callback):
         self._boundary(trainer)
 
     def on_train_end(self, trainer: Trainer, result: dict) -> None:
+        self._send_telemetry(time.perf_counter())  # the run's last snapshot, which the diagnoses read
         self._evaluation(trainer, force=True)
         self._boundary(trainer, force=True)
         self.send({"kind": "end", "result": result})

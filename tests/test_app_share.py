@@ -52,3 +52,34 @@ def test_a_damaged_link_opens_the_default_preset_with_one_sentence():
     assert not at.exception
     assert at.session_state["preset"] == gallery.raw(gallery.DEFAULT)
     assert any("damaged or cut short" in e.value for e in at.error)
+
+
+def test_a_link_in_an_older_format_opens_migrated(monkeypatch):
+    """A link made by an older dlviz (its own format name and key) opens as the current preset, in the app too.
+
+    dlviz has one format so far; this registers a previous one as a future format change would, and checks the
+    whole path a link takes: decode, migrate, validate, open."""
+    import base64
+    import json
+    import zlib
+
+    from dlviz import spec
+
+    def from_v0(doc):  # the shape of a migration: rename, then restamp
+        doc = {k: v for k, v in doc.items() if k != "optimiser"}
+        return {**doc, "format": spec.FORMAT, "optimizer": dict(doc0["optimiser"])}
+
+    monkeypatch.setitem(spec.MIGRATIONS, "dlviz-preset/0", from_v0)
+    doc0 = {**gallery.raw("xor"), "format": "dlviz-preset/0"}
+    doc0["optimiser"] = doc0.pop("optimizer")
+    token = base64.urlsafe_b64encode(zlib.compress(json.dumps(doc0).encode())).decode().rstrip("=")
+    assert share.decode(token) == validate(gallery.raw("xor"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params[share.PARAM] = token
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["preset"] == validate(gallery.raw("xor")).to_dict()
+    # without the migration, the same link is refused with one sentence naming the format
+    monkeypatch.delitem(spec.MIGRATIONS, "dlviz-preset/0")
+    with pytest.raises(UserError, match=r"unknown (format|key)"):
+        share.decode(token)
