@@ -9,7 +9,7 @@ from dlviz.live import LiveFeed, snapshot_from_store
 from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
 from dlviz.spec import DATASETS, FEATURES, DataSpec
 from dlviz_app import runs, session, widgets
-from dlviz_app.livechart import live_chart
+from dlviz_app.livechart import live_chart  # the charts redrawn while a run trains: updated in place in the browser
 
 REFRESH = 0.2  # seconds between redraws of the progress, loss and accuracy while training: 5 Hz asked, 3-4 Hz on 2 cores
 SLOW_REFRESH = 1.0  # the boundary, the per-layer charts and the diagnoses: once a second is enough to read them
@@ -280,9 +280,6 @@ def chart(fig, key):
     st.plotly_chart(fig, key=key, width="stretch", config={"displayModeBar": False})
 
 
-chart_live = live_chart  # the charts redrawn while a run trains: updated in place in the browser
-
-
 def snapshot():
     """What to draw: the live feed of this session's run, or the stored run; None before the first run."""
     runner.touch(bid)
@@ -312,9 +309,9 @@ def view_fast():
         snap = LiveFeed().snapshot()
         c1, c2 = st.columns(2)
         with c1:
-            chart_live(tf.loss_figure(snap), "loss")
+            live_chart(tf.loss_figure(snap), "loss")
         with c2:
-            chart_live(tf.metric_figure(snap), "metric")
+            live_chart(tf.metric_figure(snap), "metric")
         return
     done, total = snap["steps_done"], max(snap["total_steps"], 1)
     eta = f" · about {snap['eta']:.0f} s left" if snap.get("eta") and snap["status"] == "running" else ""
@@ -325,9 +322,9 @@ def view_fast():
         st.caption(snap["reason"])
     c1, c2 = st.columns(2)
     with c1:
-        chart_live(tf.loss_figure(snap), "loss")
+        live_chart(tf.loss_figure(snap), "loss")
     with c2:
-        chart_live(tf.metric_figure(snap), "metric")
+        live_chart(tf.metric_figure(snap), "metric")
 
 
 def view_slow():
@@ -342,7 +339,7 @@ def view_slow():
     if snap.get("boundary") is not None:
         c1, _ = st.columns(2)
         with c1:
-            chart_live(tf.boundary_figure(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
+            live_chart(tf.boundary_figure(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Diagnoses**")
@@ -360,25 +357,25 @@ def view_slow():
             st.caption("Nothing to report yet.")
     with c2:
         if ev and "confusion" in ev:
-            chart_live(tf.confusion_figure(ev), "confusion")
+            live_chart(tf.confusion_figure(ev), "confusion")
         elif ev:
-            chart_live(tf.fit_figure(ev), "fit")
+            live_chart(tf.fit_figure(ev), "fit")
         else:
             st.caption("The confusion matrix or the fit appears after the first epoch.")
     c1, c2 = st.columns(2)
     with c1:
-        chart_live(tf.grad_norm_figure(snap), "grad")
+        live_chart(tf.grad_norm_figure(snap), "grad")
     with c2:
-        chart_live(tf.update_ratio_figure(snap), "ratio")
+        live_chart(tf.update_ratio_figure(snap), "ratio")
     c1, c2 = st.columns(2)
     with c1:
-        chart_live(tf.unit_health_figure(snap), "health")
+        live_chart(tf.unit_health_figure(snap), "health")
     with c2:
         tensors = [n for n in snap["param_names"] if not n.rsplit(".", 1)[-1].startswith("bias")]
         if tensors and snap.get("telemetry"):
             pick = st.selectbox("Histogram of", tensors, key="hist-tensor", label_visibility="collapsed")
             which = st.radio("values", ["weight", "grad"], horizontal=True, key="hist-which", label_visibility="collapsed")
-            chart_live(tf.histogram_figure(snap, pick, which), "hist")
+            live_chart(tf.histogram_figure(snap, pick, which), "hist")
 
 
 with main:
