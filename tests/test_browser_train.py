@@ -85,12 +85,3 @@ def test_train_live_then_stop(app_url, page):  # noqa: F811
         .map(gd => gd.layout && gd.layout.title && (gd.layout.title.text || gd.layout.title))""")
     assert not empty, f"charts drawn empty: {empty}"
     pg.screenshot(path=str(ARTIFACTS / "train-stopped.png"), full_page=True)
-    # the trained weights download as a state dict that loads with weights_only=True
-    with pg.expect_download(timeout=30_000) as dl:
-        pg.get_by_role("button", name="Weights (state dict)").click()
-    path = ARTIFACTS / "train-weights.pt"
-    dl.value.save_as(str(path))
-    import torch
-
-    state = torch.load(path, weights_only=True)
-    assert any(k.endswith("weight") for k in state) and all(torch.isfinite(v).all() for v in state.values())
