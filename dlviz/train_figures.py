@@ -14,16 +14,6 @@ PLAYGROUND = [[0.0, "#f59322"], [0.5, "#e8eaeb"], [1.0, "#0877bd"]]  # TensorFlo
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
-def _figure(*traces) -> go.Figure:
-    """An empty figure that skips plotly.py's per-property validation: these builders run several times a second
-    while a run trains, and validating every property costs more than half of their time. They are checked by their
-    tests against what plotly.js receives instead."""
-    fig = go.Figure(_validate=False)
-    for t in traces:
-        fig.add_trace(t)
-    return fig
-
-
 def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:
     # the legend goes under the axis title, so it never covers the chart's title or the x axis
     fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), height=height + 40, margin=dict(l=50, r=15, t=40, b=40),
@@ -53,7 +43,7 @@ def _epoch_traces(fig: go.Figure, epochs: list[dict], train_key: str, val_key: s
     x = np.array([e.get("step", i) for i, e in enumerate(ep)], dtype=float)
     mode = "lines+markers" if len(ep) <= MARKERS_UP_TO else "lines"
     for key, name, color in ((train_key, "train", TRAIN), (val_key, "validation", VAL)):
-        y = np.array([v if v is not None else np.nan for v in _finite(e.get(key) for e in ep)], dtype=float)
+        y = np.array(_finite(e.get(key) for e in ep), dtype=float)  # None -> NaN
         fig.add_scatter(x=x, y=y, mode=mode, name=name, line=dict(color=color))
 
 
@@ -70,7 +60,7 @@ def _waiting(fig: go.Figure, snap: dict) -> None:
 
 def loss_figure(snap: dict) -> go.Figure:
     """Loss per step (thin) and per epoch for training and validation, against the step."""
-    fig = _figure()
+    fig = go.Figure()
     fig.add_scatter(x=snap["step"], y=snap["loss"], mode="lines", name="batch loss", line=dict(color=STEP, width=1))
     _epoch_traces(fig, snap["epochs"], "train_loss", "val_loss")
     _waiting(fig, snap)
@@ -81,7 +71,7 @@ def metric_figure(snap: dict) -> go.Figure:
     """Accuracy (classification) or R² (regression) per step and per epoch."""
     key = "accuracy" if snap.get("task") != "regression" else "r2"
     label = "accuracy" if key == "accuracy" else "R²"
-    fig = _figure()
+    fig = go.Figure()
     fig.add_scatter(x=snap["step"], y=snap["metric"], mode="lines", name=f"batch {label}", line=dict(color=STEP, width=1))
     _epoch_traces(fig, snap["epochs"], f"train_{key}", f"val_{key}")
     _waiting(fig, snap)
@@ -97,7 +87,7 @@ def _weights_only(names: list[str]) -> list[int]:
 def _per_tensor(snap: dict, key: str, title: str, ytitle: str, bands: list[tuple[float, float, str, str]]) -> go.Figure:
     names = snap["param_names"]
     logs = np.asarray(snap[key])
-    fig = _figure()
+    fig = go.Figure()
     for y0, y1, color, text in bands:
         fig.add_hrect(y0=y0, y1=y1, fillcolor=color, opacity=0.12, line_width=0, annotation_text=text,
                       annotation_position="top left", annotation_font_size=10)
@@ -124,7 +114,7 @@ def update_ratio_figure(snap: dict) -> go.Figure:
 def unit_health_figure(snap: dict) -> go.Figure:
     """Fraction of dead ReLU units and of saturated sigmoid/tanh outputs per activation layer over time."""
     tel = snap.get("telemetry") or []
-    fig = _figure()
+    fig = go.Figure()
     paths = []
     for t in tel:
         for p in t["layers"]:
@@ -146,7 +136,7 @@ def unit_health_figure(snap: dict) -> go.Figure:
 def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> go.Figure:
     """How one tensor's weight (or gradient) distribution moved during training: a heatmap of counts over steps."""
     tel = [t for t in (snap.get("telemetry") or []) if tensor in t["histograms"] and t["histograms"][tensor].get(which)]
-    fig = _figure()
+    fig = go.Figure()
     if tel:
         top = max(t["histograms"][tensor][which]["range"] for t in tel)
         edges = np.linspace(-top, top, 41)
@@ -167,7 +157,7 @@ def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> go.Figur
 
 def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str) -> go.Figure:
     """TensorFlow-Playground-style decision boundary: the model's output over the plane and the data points on it."""
-    fig = _figure()
+    fig = go.Figure()
     if boundary:
         classes = boundary.get("classes")
         binary = task == "classification" and (classes or 2) <= 2
@@ -191,7 +181,7 @@ def confusion_figure(evaluation: dict) -> go.Figure:
     """Validation confusion matrix: rows are the true class, columns the predicted one."""
     cm = np.asarray(evaluation["confusion"])
     classes = [str(c) for c in evaluation["classes"]]
-    fig = _figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Blues", text=cm, texttemplate="%{text}", showscale=False,
+    fig = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Blues", text=cm, texttemplate="%{text}", showscale=False,
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{z} samples<extra></extra>"))
     fig.update_yaxes(autorange="reversed", type="category", automargin=True)  # class names can be long
     fig.update_xaxes(type="category")
@@ -201,7 +191,7 @@ def confusion_figure(evaluation: dict) -> go.Figure:
 def fit_figure(evaluation: dict) -> go.Figure:
     """Regression fit on validation data: prediction against target, with the line of perfect fit."""
     t, p = np.asarray(evaluation["target"]), np.asarray(evaluation["pred"])
-    fig = _figure()
+    fig = go.Figure()
     fig.add_scatter(x=t, y=p, mode="markers", name="validation", marker=dict(size=5, color=TRAIN, opacity=0.6))
     if len(t):
         lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
@@ -211,7 +201,7 @@ def fit_figure(evaluation: dict) -> go.Figure:
 
 def compare_figure(runs: dict[str, list[dict]], key: str) -> go.Figure:
     """Overlay one per-epoch metric of several runs (name -> epoch records)."""
-    fig = _figure()
+    fig = go.Figure()
     for j, (name, epochs) in enumerate(runs.items()):
         fig.add_scatter(x=[e["epoch"] for e in epochs], y=_finite(e.get(key) for e in epochs), mode="lines+markers", name=name,
                         line=dict(color=PALETTE[j % len(PALETTE)]))

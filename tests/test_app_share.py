@@ -66,8 +66,9 @@ def test_a_link_in_an_older_format_opens_migrated(monkeypatch):
     from dlviz import spec
 
     def from_v0(doc):  # the shape of a migration: rename, then restamp
-        doc = {k: v for k, v in doc.items() if k != "optimiser"}
-        return {**doc, "format": spec.FORMAT, "optimizer": dict(doc0["optimiser"])}
+        doc = dict(doc)
+        doc["optimizer"] = doc.pop("optimiser")
+        return {**doc, "format": spec.FORMAT}
 
     monkeypatch.setitem(spec.MIGRATIONS, "dlviz-preset/0", from_v0)
     doc0 = {**gallery.raw("xor"), "format": "dlviz-preset/0"}

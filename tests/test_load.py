@@ -24,8 +24,8 @@ def enough_runs_for_everyone():
         os.environ["DLVIZ_MAX_CONCURRENT_RUNS"] = old
 
 
-def tree_rss(pid: int, field: str = "Rss") -> int:
-    """Resident memory of a process and all its descendants, in bytes (Linux /proc). "Rss" counts pages shared by
+def tree_memory(pid: int) -> dict[str, int]:
+    """Resident memory of a process and all its descendants, in bytes (Linux /proc): "Rss" counts pages shared by
     the workers (torch, forked from one forkserver) once per process; "Pss" splits them, so the sum is what the tree
     really holds."""
     children = {}
@@ -37,13 +37,16 @@ def tree_rss(pid: int, field: str = "Rss") -> int:
                 children.setdefault(ppid, []).append(int(entry))
             except (OSError, ValueError, IndexError):
                 continue
-    total, stack = 0, [pid]
+    total, stack = {"Rss": 0, "Pss": 0}, [pid]
     while stack:
         p = stack.pop()
         try:
             with open(f"/proc/{p}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
-        except (OSError, StopIteration):
+                for line in f:
+                    field = line.split(":", 1)[0]
+                    if field in total:
+                        total[field] += int(line.split()[1]) * 1024
+        except OSError:
             pass
         stack.extend(children.get(p, []))
     return total
@@ -72,13 +75,13 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
     if not os.path.exists(CHROMIUM):
         pytest.skip("chromium missing")
     pid = server_pid(app_url)
-    peak = [tree_rss(pid), tree_rss(pid, "Pss")]
+    peak = tree_memory(pid)
     sampling = True
 
     def sample():
         while sampling:
-            peak[0] = max(peak[0], tree_rss(pid))
-            peak[1] = max(peak[1], tree_rss(pid, "Pss"))
+            for field, value in tree_memory(pid).items():
+                peak[field] = max(peak[field], value)
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -132,8 +135,8 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
         assert run["result"] == json.loads(json.dumps(Trainer(exp).run())), f"run {rid} does not match its own preset"
     seeds = sorted(validate(store.run(r)["preset"]).seed for r in runs["id"])
     assert seeds == list(range(100, 100 + SESSIONS))
-    report = {"sessions": SESSIONS, "errors": len(errors), "peak_server_rss_mb": round(peak[0] / 2**20),
-              "peak_server_pss_mb": round(peak[1] / 2**20), "seconds": round(elapsed, 1)}
+    report = {"sessions": SESSIONS, "errors": len(errors), "peak_server_rss_mb": round(peak["Rss"] / 2**20),
+              "peak_server_pss_mb": round(peak["Pss"] / 2**20), "seconds": round(elapsed, 1)}
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load-test.json").write_text(json.dumps(report))
     print(report)
