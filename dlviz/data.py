@@ -484,9 +484,8 @@ def _source_error(message: str) -> UserError:
     return UserError("data.source", message)
 
 
-def _csv_source_bytes(spec: DataSpec, csv_bytes: bytes | None) -> bytes:
-    if csv_bytes is not None:
-        return csv_bytes
+def csv_source_path(spec: DataSpec) -> Path:
+    """The absolute path of the CSV file `data.source` names: the path as given, else that name in the uploads folder."""
     if not spec.source:
         raise _source_error("no CSV file given: upload one or set data.source to its path")
     given = Path(spec.source)
@@ -495,6 +494,13 @@ def _csv_source_bytes(spec: DataSpec, csv_bytes: bytes | None) -> bytes:
     path = given if given.is_file() else paths.uploads_dir() / given
     if not path.is_file():
         raise _source_error(f"no file '{spec.source}' here or in the uploads folder {paths.uploads_dir()}")
+    return path.resolve()
+
+
+def _csv_source_bytes(spec: DataSpec, csv_bytes: bytes | None) -> bytes:
+    if csv_bytes is not None:
+        return csv_bytes
+    path = csv_source_path(spec)
     _check_size(path.stat().st_size)
     return path.read_bytes()
 

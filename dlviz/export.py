@@ -14,7 +14,7 @@ from . import __version__
 from . import limits as _limits
 from .errors import UserError, json_path
 from .registry import ALL_LAYERS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
-from .spec import Experiment, LayerSpec
+from .spec import DataSpec, Experiment, LayerSpec
 
 # ---------------------------------------------------------------- literals and calls
 
@@ -474,11 +474,47 @@ def blobs(n, noise, rng):
 ''',
 }
 
+CSV_READ = '''
+def read_table(path):
+    """The table as dlviz reads it: comma-separated, or semicolons or tabs where commas give one column."""
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8-sig")
+
+    def read(sep):
+        return pd.read_csv(io.StringIO(text), sep=sep, index_col=False, skipinitialspace=True)
+
+    frame = read(",")
+    if frame.shape[1] == 1:
+        header = text.split("\\n", 1)[0]
+        for sep in (";", "\\t"):
+            if sep in header:
+                frame = read(sep)
+                break
+    names = [str(c).strip() for c in frame.columns]
+    if len(set(names)) == len(names):  # spaces around names are dropped unless that makes two names the same
+        frame.columns = names
+    return frame.drop(columns=[c for c in frame.columns if frame[c].isna().all()])
+
+
+def is_numeric(column):
+    """Numbers and true/false are used as they are; any other column is text."""
+    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+
+
+def target_is_classes(y):
+    """dlviz's inference: text and true/false targets are class labels, and so are whole numbers with at most
+    MAX_CLASS_VALUES different values; other numbers are a regression target."""
+    if not is_numeric(y) or pd.api.types.is_bool_dtype(y):
+        return True
+    values = np.unique(y.to_numpy(dtype=np.float64))
+    return len(values) <= MAX_CLASS_VALUES and bool(np.all(values == np.round(values)))
+'''
+
 FEATURE_CODE = {"x1": "a", "x2": "b", "x1^2": "a * a", "x2^2": "b * b", "x1*x2": "a * b", "sin(x1)": "np.sin(a)", "sin(x2)": "np.sin(b)"}
 CURVE_CODE = {"sin": "np.sin(x)", "cubic": "x**3 / 9", "abs": "np.abs(x)", "step": "np.sign(x)"}
 
 
-def _data_code(exp: Experiment) -> tuple[list[str], list[str], str]:
+def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[str], str]:
     """(constants, code blocks, heading) of the data section for the preset's dataset."""
     from .data import (DIGITS_MEAN, DIGITS_STD, IMAGE_SETS, MNIST_MEAN, MNIST_STD, OUTLIER_SHIFT, PLAYGROUND, POINT_SETS,
                        SINE_PERIODS, option)
@@ -597,6 +633,8 @@ def load_data():
         load += tail.replace("@X", "np.int64").replace("@Y", "y[i]").replace("@T", "np.int64")
         blocks.append(load)
         return consts, blocks, f"data: a toy sequence task ({task})"
+    if name == "csv":
+        return _csv_code(spec, classification, consts, blocks, tail)
     if name not in IMAGE_SETS:
         raise UserError("data.name", f"the {name} dataset cannot be exported as a script yet; train the preset with `python -m dlviz train`")
     mean, std = (MNIST_MEAN, MNIST_STD) if name == "mnist" else (DIGITS_MEAN, DIGITS_STD)
@@ -640,6 +678,62 @@ def load_data():
     if a is not None and (a.hflip or a.crop or a.noise):
         blocks.append(_augment_code(a))
     return consts, blocks, f"data: {what}"
+
+
+def _csv_code(spec: DataSpec, classification: bool, consts: list[str], blocks: list[str], tail: str) -> tuple[list[str], list[str], str]:
+    """The data section for a CSV table: read and prepared at run time as dlviz reads and prepares it, so that the
+    script also trains on another table with the same columns."""
+    from .data import MAX_CLASS_VALUES, csv_source_path
+
+    path = csv_source_path(spec)
+    consts += [f"CSV_PATH = {_lit(str(path))}  # the table; a path given as the script's first argument replaces it",
+               f"TARGET = {_lit(spec.target)}  # the column to predict",
+               f"MAX_CLASS_VALUES = {MAX_CLASS_VALUES}  # a whole-number target with at most this many values holds class labels"]
+    if classification:
+        target = '''
+    if not target_is_classes(y):
+        raise ValueError(f"column {TARGET!r} of {path} holds numbers to regress on, but this model predicts classes")
+    # classes are numbered in sorted order: numbers by value, text alphabetically, false before true
+    y = np.unique(y.to_numpy(dtype=np.float64) if is_numeric(y) else y.astype(str).to_numpy(), return_inverse=True)[1]
+    parts = split(len(y), y, np.random.default_rng([SEED, 1]))'''
+    else:
+        target = '''
+    if target_is_classes(y):
+        raise ValueError(f"column {TARGET!r} of {path} holds class labels, but this model predicts a number")
+    y = y.to_numpy(dtype=np.float64)[:, None]
+    parts = split(len(y), np.random.default_rng([SEED, 1]))'''
+    load = f'''
+def load_data(path=CSV_PATH):
+    """[train, validation, test] inputs and targets from the table at `path`, prepared as dlviz prepares a CSV table."""
+    frame = read_table(path)
+    features = [c for c in frame.columns if c != TARGET]
+    numeric = [c for c in features if is_numeric(frame[c])]
+    text = [c for c in features if c not in numeric]
+    table = frame[[*numeric, *text, TARGET]]
+    # rows with a missing value, or an infinite number, are left out
+    missing = table.isna().any(axis=1).to_numpy().copy()
+    for c in [*numeric, TARGET]:
+        if is_numeric(table[c]):
+            missing |= ~np.isfinite(table[c].to_numpy(dtype=np.float64, na_value=np.nan))
+    table = table[~missing]
+    y = table[TARGET]{target}
+    train = parts[0]
+    x = table[numeric].to_numpy(dtype=np.float64)
+    # numeric columns standardized with the training rows' statistics; a column constant there stays at 0
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    x = (x - mean) / np.where(std > 0, std, 1.0)
+    # text columns one-hot encoded, one column per value in sorted order
+    for c in text:
+        values = table[c].astype(str).to_numpy()
+        x = np.concatenate([x, (values[:, None] == np.array(sorted(set(values)))[None]).astype(np.float64)], axis=1)'''
+    if not classification:
+        load += '''
+    # standardized targets let the default learning rates work whatever the target's units
+    t_mean, t_std = float(y[train].mean()), float(y[train].std()) or 1.0
+    y = (y - t_mean) / t_std'''
+    load += tail.replace("@X", "np.float32").replace("@Y", "y[i]").replace("@T", "np.int64" if classification else "np.float32")
+    blocks += [SPLIT_STRATIFIED if classification else SPLIT_PLAIN, CSV_READ, load]
+    return consts, blocks, f"data: the CSV table {path.name}, predicting {spec.target!r}"
 
 
 def _augment_code(a) -> str:
@@ -757,18 +851,14 @@ def script(exp: Experiment) -> str:
     `python -m dlviz train PRESET --json` does and prints the same lines."""
     from .sections import check_trainable
 
-    if exp.data is not None and exp.data.name == "csv":
-        # an exact script would carry the user's table (or dlviz's column inference, type detection and row dropping)
-        raise UserError("data.name", "a script cannot be exported for CSV data: it would have to carry your table; "
-                                     "train it with `python -m dlviz train`, or export the model as ONNX")
     _, task, classes, target_shape = check_trainable(exp)
     shapes, weighted, labels, out_shape = _meta(exp)
     if not labels:
         raise UserError("model.layers", "the model has no trainable parameters, so there is nothing to train or export")
     model = _Model(exp, shapes, weighted)
-    data_consts, data_blocks, data_heading = _data_code(exp)
     tr, data = exp.training, exp.data
     classification = task == "classification"
+    data_consts, data_blocks, data_heading = _data_code(exp, classification)
     key = "accuracy" if classification else "r2"
     augment = data.augment is not None and (data.augment.hflip or data.augment.crop or data.augment.noise)
     penalty = tr.l1 > 0 or tr.l2 > 0
@@ -777,7 +867,9 @@ def script(exp: Experiment) -> str:
     es = tr.early_stopping
     threads = _limits.current().train_threads
 
-    imports = ["import json", "import math", "import sys", "", "import numpy as np", "import torch", "from torch import nn"]
+    csv = data.name == "csv"  # the table is read with pandas at run time
+    imports = [*["import io"] * csv, "import json", "import math", "import sys", "",
+               "import numpy as np", *["import pandas as pd"] * csv, "import torch", "from torch import nn"]
     preset_lines = _compact_json(exp.to_dict()).splitlines()
     head = [
         '"""Train one dlviz preset with plain PyTorch: its data, model, loss, optimizer and training loop, written out.',
@@ -978,7 +1070,11 @@ def _main_code(exp: Experiment, classification: bool, key: str, augment: bool, p
     L = []  # lines of main(), indented by 4
     add = L.append
     add("torch.set_num_threads(THREADS)")
-    add("(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data()")
+    if data.name == "csv":
+        add("path = sys.argv[1] if len(sys.argv) > 1 else CSV_PATH  # a table named on the command line replaces the exported one")
+        add("(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data(path)")
+    else:
+        add("(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data()")
     add("torch.manual_seed(SEED)  # the weights: layers draw their initial values in preset order")
     add("model = Net()")
     if has_inits:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from dlviz import export, gallery
+from dlviz import export, gallery, paths
 from dlviz.__main__ import main
 from dlviz.build import build_model
 from dlviz.data import load_dataset
@@ -40,7 +40,7 @@ def _doc(data, layers, shape, loss, optimizer, schedule=None, training=None, ini
 
 SEVEN = ["x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)"]
 
-# Between them these use every layer, init, loss, optimizer, schedule and dataset but csv (test_presets_cover_the_registry).
+# Between them these use every layer, init, loss, optimizer, schedule and dataset (test_presets_cover_the_registry).
 ZOO = {
     "dense-activations-inits": _doc(
         {"name": "circle", "num_samples": 120, "noise": 0.2, "features": SEVEN, "batch_size": 16, "test_fraction": 0.1},
@@ -146,6 +146,16 @@ ZOO = {
         {"name": "reg-plane", "num_samples": 100, "batch_size": 10},
         [{"type": "Linear", "out_features": 64}, {"type": "Linear", "out_features": 64}, {"type": "Linear", "out_features": 1}],
         [2], {"type": "MSELoss"}, {"type": "SGD", "lr": 10.0}, None, {"epochs": 3}, init={"type": "normal", "std": 50.0}),
+    # the tables are written to the uploads folder by the csv_tables fixture; data.source finds them there by name
+    "csv-classes": _doc(
+        {"name": "csv", "source": "export-classes.csv", "target": "label", "batch_size": 16, "test_fraction": 0.2},
+        [{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 3}],
+        [6], {"type": "CrossEntropyLoss"}, {"type": "Adam", "lr": 0.01}),
+    "csv-regression": _doc(
+        {"name": "csv", "source": "export-regression.csv", "target": "price", "batch_size": 16, "val_fraction": 0.25,
+         "test_fraction": 0.1},
+        [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}, {"type": "Linear", "out_features": 1}],
+        [4], {"type": "MSELoss"}, {"type": "SGD", "lr": 0.05}, None, {"epochs": 3}),
     # finite gradients whose float32 sum overflows: the trainer reports it instead of failing to name a culprit
     "gradient-sum-overflows": _doc(
         {"name": "reg-plane", "num_samples": 100, "batch_size": 100, "val_fraction": 0.1},
@@ -181,6 +191,36 @@ GALLERY = {
 }
 
 PRESETS = {**GALLERY, **ZOO}
+
+
+def _csv_table(kind: str, seed: int) -> str:
+    """A small table for the csv presets. "classes": commas, a text target with three classes, a true/false column,
+    a text column to one-hot encode, spaces around names, an empty column and a row with a missing value.
+    "regression": semicolons, CRLF line ends, a whole-number target with many values, a constant column and a row
+    with an infinite value."""
+    rng = np.random.default_rng(seed)
+    if kind == "classes":
+        n = 90
+        a, b = rng.normal(0, 2, n), rng.uniform(-100, 100, n)
+        flag, colour = rng.random(n) < 0.5, rng.choice(["red", "green", "blue"], n)
+        score = a + b / 50 + flag
+        label = np.where(score > 1, "high", np.where(score < -1, "low", "mid"))
+        colour[7] = ""
+        rows = [f"{x:.5f},{y:.3f},{f},{c},,{t}" for x, y, f, c, t in zip(a, b, flag, colour, label)]
+        return "\n".join([" a , b ,flag,colour,notes,label", *rows]) + "\n"
+    n = 80
+    size, rooms, age = rng.uniform(30, 200, n), rng.integers(1, 6, n), rng.integers(0, 50, n)
+    price = np.round(1000 * size + 5000 * rooms - 300 * age + rng.normal(0, 2000, n)).astype(int)
+    rows = [f"{x:.1f};{r};{g};1;{p}" for x, r, g, p in zip(size, rooms, age, price)]
+    rows[3] = "inf;" + rows[3].split(";", 1)[1]
+    return "\r\n".join(["size;rooms;age;const;price", *rows]) + "\r\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def csv_tables():
+    """The csv presets' tables, generated with a fixed seed into the uploads folder (the test session's own)."""
+    for kind in ("classes", "regression"):
+        (paths.uploads_dir() / f"export-{kind}.csv").write_bytes(_csv_table(kind, seed=0).encode())
 
 
 def load_script(text: str, folder: Path, name: str = "script"):
@@ -268,7 +308,7 @@ def test_presets_cover_the_registry():
     assert used["loss"] == set(LOSSES) == set(export.SCRIPT_LOSSES)
     assert used["optimizer"] == set(OPTIMIZERS)
     assert used["schedule"] == set(SCHEDULES) == set(export.SCRIPT_SCHEDULES)
-    assert used["data"] == set(DATASETS) - {"csv"}
+    assert used["data"] == set(DATASETS)
 
 
 def test_script_reads_as_plain_pytorch(tmp_path):
@@ -289,11 +329,6 @@ def test_script_reads_as_plain_pytorch(tmp_path):
 
 
 def test_refusals_are_user_errors(monkeypatch):
-    csv = {"format": "dlviz-preset/1", "data": {"name": "csv", "source": "table.csv", "target": "y"},
-           "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 1}]},
-           "loss": {"type": "MSELoss"}, "optimizer": {"type": "SGD"}}
-    with pytest.raises(UserError, match="CSV"):
-        export.script(validate(csv))
     no_data = {k: v for k, v in GALLERY["xor"].items() if k != "data"}
     with pytest.raises(UserError, match="no data section"):
         export.script(validate(no_data))
@@ -322,6 +357,17 @@ def test_cli_export_errors_are_one_line(tmp_path):
         assert len(err.strip().splitlines()) == 1 and words in err, err
 
 
+def test_csv_export_without_its_table_is_train_s_error(tmp_path):
+    doc = copy.deepcopy(PRESETS["csv-regression"])
+    doc["data"]["source"] = str(tmp_path / "gone.csv")
+    preset = tmp_path / "gone.json"
+    preset.write_text(json.dumps(doc))
+    code, out, err = _main("export", str(preset), "--format", "py", "-o", str(tmp_path / "run.py"))
+    assert code == 2 and out == "" and "Traceback" not in err and not (tmp_path / "run.py").exists()
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: data.source: no file") and "gone.csv" in err, err
+    assert _main("train", str(preset), "--json") == (2, "", err)
+
+
 # ---------------------------------------------------------------- byte-identical runs in fresh processes
 
 CLI_RUNNER = """
@@ -348,6 +394,7 @@ sys.meta_path.insert(0, NoDlviz())
 runs = []
 for path in sys.argv[1:]:
     out, err = io.StringIO(), io.StringIO()
+    sys.argv = [path]  # as `python path` sets it
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             runpy.run_path(path, run_name="__main__")
@@ -432,6 +479,32 @@ def _standalone(doc: dict, folder: Path, via_cli: bool = False) -> None:
     (a, a_err), (b, b_err) = train.communicate(timeout=300), run.communicate(timeout=300)
     assert b == a and b_err == a_err and run.returncode == train.returncode, (a, a_err, b, b_err)
     assert a.strip()
+
+
+def test_csv_script_reads_the_table_named_by_its_argument(tmp_path, runs):
+    """`python run.py other.csv` trains on other.csv exactly as dlviz trains a preset whose data.source is that file."""
+    (tmp_path / "other.csv").write_text(_csv_table("classes", seed=1))
+    doc = copy.deepcopy(PRESETS["csv-classes"])
+    doc["data"]["source"] = str(tmp_path / "other.csv")
+    preset = tmp_path / "other.json"
+    preset.write_text(json.dumps(doc))
+    text = export.script(validate(PRESETS["csv-classes"]))
+    assert f"CSV_PATH = {json.dumps(str((paths.uploads_dir() / 'export-classes.csv').resolve()))}" in text
+    script = tmp_path / "run.py"
+    script.write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    train = subprocess.Popen([sys.executable, "-m", "dlviz", "train", str(preset), "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    run = subprocess.Popen([sys.executable, "-I", str(script), "other.csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, cwd=tmp_path, env=_clean_env())
+    (a, a_err), (b, b_err) = train.communicate(timeout=300), run.communicate(timeout=300)
+    assert b == a and run.returncode == train.returncode == 0, (a, a_err, b, b_err)
+    assert b != runs["csv-classes"][1]["stdout"]  # not the exported table's numbers
+    # a table whose target dlviz would read as the other task is refused, not trained on
+    mod = load_script(text, tmp_path, "module")
+    (tmp_path / "numbers.csv").write_text("a,label\n" + "".join(f"{i},{i * 0.37:.2f}\n" for i in range(30)))
+    with pytest.raises(ValueError, match="regress"):
+        mod.load_data(str(tmp_path / "numbers.csv"))
 
 
 def test_exported_script_runs_as_its_own_program(tmp_path):
