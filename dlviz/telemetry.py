@@ -15,22 +15,25 @@ HIST_BINS = 30
 
 
 class StepMeter:
-    """Per-step gradient norms, update/weight ratios and parameter snapshots for every parameter tensor, batched.
+    """Per-step gradient norms, update/weight ratios, losses and parameter snapshots for every parameter tensor, batched.
 
-    A step costs two fused copies: the gradients into a row of one preallocated matrix, and the updated parameters
-    into a row of another. Norms and ratios are computed for all buffered steps at once (a few large operations)
-    when the rows are flushed; the parameter rows double as the trajectory snapshots."""
+    A step costs one fused copy, made between backward and the optimizer step: the parameters (as they are before the
+    step) into a row of one preallocated matrix, the gradients and the loss into a row of another. Norms and ratios
+    are computed for all buffered steps at once when the rows are flushed, in NumPy on views of the same memory (its
+    small operations cost a fraction of torch's per-call dispatch); the parameter rows double as the trajectory."""
 
     def __init__(self, params: list[nn.Parameter], max_elements: int = 4_000_000, max_rows: int = 64):
         self.params = params
         self.values = [p.detach() for p in params]  # views that follow the in-place updates, made once
         sizes = [p.numel() for p in params]
-        n = sum(sizes)
+        n = self.n = sum(sizes)
         self.rows = max(1, min(max_rows, max_elements // max(n, 1)))
-        self.G = torch.zeros(self.rows, n)
-        self.P = torch.zeros(self.rows + 1, n)
-        self.lengths = torch.tensor(sizes, dtype=torch.long).expand(max(self.rows, 2), len(sizes)).contiguous()
-        self.segment = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long))
+        self.G = torch.zeros(self.rows, n + 1)  # gradients, then the step's loss in the last column
+        self.P = torch.zeros(self.rows + 1, n)  # row j: the parameters before buffered step j (row m: after the last)
+        self.Gn, self.Pn = self.G.numpy(), self.P.numpy()
+        self.offsets = np.cumsum([0] + sizes[:-1])  # where each tensor starts in a row
+        self.segment = np.repeat(np.arange(len(sizes)), sizes)  # which tensor each element of a row belongs to
+        self.hist_base = (np.arange(2)[:, None] * len(sizes) + self.segment[None, :]) * HIST_BINS  # (weights|grads, tensor) bin 0
 
         def views(m: torch.Tensor) -> list[list[torch.Tensor]]:
             out = []
@@ -42,52 +45,61 @@ class StepMeter:
                 out.append(row)
             return out
 
-        self.g_rows, self.p_rows = views(self.G), views(self.P)
+        self.p_rows = views(self.P)
+        # per row, every destination of a step's copy: parameters, gradients, loss
+        self.targets = [p + g + [self.G[r, n]] for r, (p, g) in enumerate(zip(self.p_rows, views(self.G)))]
+        self.g_flat = list(self.G)  # row r as one vector, indexed without a torch call per step
         self.zeros = [torch.zeros_like(v) for v in self.values]
         self.used = 0
-        torch._foreach_copy_(self.p_rows[0], self.values)
 
     def reset(self) -> None:
-        """Forget buffered steps and start from the parameters as they are now (after loading a checkpoint)."""
+        """Forget buffered steps (after loading a checkpoint: the next step records the parameters as they are)."""
         self.used = 0
-        torch._foreach_copy_(self.p_rows[0], self.values)
 
     @property
     def full(self) -> bool:
         return self.used == self.rows
 
-    def grads(self) -> torch.Tensor:
-        """Copy this step's gradients into the next row and return that row (one flat vector)."""
-        grads = [p.grad if p.grad is not None else z for p, z in zip(self.params, self.zeros)]
-        torch._foreach_copy_(self.g_rows[self.used], grads)
-        return self.G[self.used]
+    def record(self, loss: torch.Tensor) -> torch.Tensor:
+        """Copy this step's parameters, gradients and loss into the next rows; return the gradient row with the loss
+        last (its sum is finite only when every gradient and the loss are)."""
+        try:
+            torch._foreach_copy_(self.targets[self.used], self.values + [p.grad for p in self.params] + [loss])
+        except TypeError:  # a parameter the loss does not reach has no gradient: it counts as zero
+            grads = [p.grad if p.grad is not None else z for p, z in zip(self.params, self.zeros)]
+            torch._foreach_copy_(self.targets[self.used], self.values + grads + [loss])
+        return self.g_flat[self.used]
 
     def stepped(self) -> None:
-        """Copy the parameters just updated by the optimizer into the next parameter row."""
+        """The optimizer has stepped: the recorded row is complete."""
         self.used += 1
-        torch._foreach_copy_(self.p_rows[self.used], self.values)
 
-    def tensor_norms(self, flat: torch.Tensor) -> torch.Tensor:
-        """Per-tensor L2 norms of flat rows (m × n) -> (m × tensors)."""
-        m = flat.shape[0]
-        return torch.segment_reduce(flat.square(), "sum", lengths=self.lengths[:m], axis=1).sqrt()
+    def _current(self, row: int) -> None:
+        torch._foreach_copy_(self.p_rows[row], self.values)
 
-    def flush(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    def segment_sums(self, rows: np.ndarray) -> np.ndarray:
+        """Per-tensor sums of flat rows (m × n) -> (m × tensors)."""
+        return np.add.reduceat(rows, self.offsets, axis=1)
+
+    def loss_rows(self, start: int, stop: int) -> np.ndarray:
+        """The losses of buffered steps start..stop-1, as float64."""
+        return self.Gn[start:stop, self.n].astype(np.float64)
+
+    def flush(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(grad_norms, update_ratios) for the steps since the last flush, each steps × tensors, and the parameter rows
         after each of those steps (a view, valid until the next step)."""
         m = self.used
         k = len(self.params)
         if m == 0:
-            return np.zeros((0, k)), np.zeros((0, k)), self.P[1:1]
-        with torch.no_grad():
-            gn = self.tensor_norms(self.G[:m])
-            dn = self.tensor_norms(self.P[1:m + 1] - self.P[:m])
-            pn = self.tensor_norms(self.P[1:m + 1])
-            ratio = dn / pn.clamp_min(1e-12)
-        after = self.P[1:m + 1].clone()
-        self.P[0].copy_(self.P[m])
+            return np.zeros((0, k)), np.zeros((0, k)), self.Pn[1:1]
+        self._current(m)
+        before, after = self.Pn[:m], self.Pn[1:m + 1]
+        g = self.Gn[:m, :self.n]
+        d = after - before
+        gn = np.sqrt(self.segment_sums(g * g), dtype=np.float64)
+        ratio = np.sqrt(self.segment_sums(d * d) / np.maximum(self.segment_sums(after * after), 1e-24), dtype=np.float64)
         self.used = 0
-        return gn.numpy().astype(np.float64), ratio.numpy().astype(np.float64), after
+        return gn, ratio, after
 
     def histograms(self, bins: int = HIST_BINS) -> tuple[list[list[float]], list[list[list[int]]]]:
         """Histograms of every tensor's weights and gradients at the last step, all in a handful of operations.
@@ -95,12 +107,15 @@ class StepMeter:
         Each tensor gets `bins` equal bins over [−m, m], m = max |x| (as torch.histc with min=−m, max=m).
         Returns (ranges, counts): ranges[0][i], counts[0][i] for the weights of tensor i, [1] for its gradients."""
         r = self.used
-        x = torch.stack([self.P[r], self.G[r - 1]])
+        self._current(r)
+        x = np.stack([self.Pn[r], self.Gn[r - 1, :self.n]])
         k = len(self.params)
-        m = torch.segment_reduce(x.abs(), "max", lengths=self.lengths[:2], axis=1).clamp_min(1e-12)
-        pos = ((x / m[:, self.segment] + 1) * (bins / 2)).floor().clamp_(0, bins - 1).long()
-        flat = (torch.arange(2)[:, None] * k + self.segment[None, :]) * bins + pos
-        counts = torch.bincount(flat.reshape(-1), minlength=2 * k * bins).reshape(2, k, bins)
+        m = np.maximum(np.maximum.reduceat(np.abs(x), self.offsets, axis=1), np.float32(1e-12))
+        # bin = floor((x / m + 1) · bins / 2), clamped to the last bin for x = m
+        pos = np.minimum(np.floor((x / m[:, self.segment] + 1) * np.float32(bins / 2)), bins - 1).astype(np.int64)  # ≥ 0
+        base = self.hist_base if bins == HIST_BINS else (np.arange(2)[:, None] * k + self.segment[None, :]) * bins
+        flat = base + pos
+        counts = np.bincount(flat.reshape(-1), minlength=2 * k * bins).reshape(2, k, bins)
         return m.tolist(), counts.tolist()
 
     def first_bad(self, row: torch.Tensor) -> list[int]:
@@ -127,14 +142,16 @@ def unit_health(kind: str, y: torch.Tensor) -> dict[str, torch.Tensor]:
     out = {"mean": mean, "std": std}
     if kind in RELU_FAMILY and y.dim() >= 2:
         # a unit is dead when it is not positive for any sample (and position) of the batch: f′ = 0 everywhere
-        out["dead"] = (_unit_axis_reduce(y) <= 0).float().mean()
+        out["dead"] = torch.mean(_unit_axis_reduce(y) <= 0, dtype=torch.float32)
     if kind in SATURATING:
         if kind == "Hardtanh":
             sat = (y <= y.min()) | (y >= y.max())
         else:
+            # every range is symmetric about its centre c: y ≤ lo or y ≥ hi is |y − c| ≥ (hi − lo) / 2
             lo, hi = SATURATION[kind]
-            sat = (y <= lo) | (y >= hi)
-        out["saturated"] = sat.float().mean()
+            c = (lo + hi) / 2
+            sat = (y - c if c else y).abs() >= (hi - lo) / 2
+        out["saturated"] = torch.mean(sat, dtype=torch.float32)
     return out
 
 

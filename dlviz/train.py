@@ -129,7 +129,9 @@ class Trainer:
         self.trajectory: list[tuple[int, np.ndarray]] = []
         self.trajectory_every = exp.training.trajectory_every
         self.meter = StepMeter(self.params)
-        self.pending: list[tuple] = []
+        self.pending: list[tuple] = []  # per buffered step: (step, epoch, output, targets, lr), row j of the meter
+        self.scored = 0  # how many of them _score has taken into the epoch's sums
+        self.scores: list[tuple[np.ndarray, np.ndarray]] = []  # their (losses, metrics), in order
         self.stop_after_steps: Optional[int] = None  # for step-exact experiments (tests, the learning-rate finder)
         self.epoch_terms: tuple[list, list, list] = ([], [], [])  # per step: loss·batch, correct (or R²·batch), labels
         self.activation_modules = {path: mod for path, mod in self._leaf_modules().items() if type(mod).__name__ in ACTIVATIONS}
@@ -195,78 +197,84 @@ class Trainer:
         n, bs = len(ds.x_train), data.batch_size
         augment = data.augment is not None
         penalty = tr.l1 > 0 or tr.l2 > 0
-        last_flush, last_check = -math.inf, time.perf_counter()  # the first step is sent at once
+        # the loop's attribute lookups, made once (a playground step is ~0.1 ms, so each one shows)
+        model, meter, params, optimizer, control = self.model, self.meter, self.params, self.optimizer, self.control
+        loss_of, pending, clock = self.objective.loss, self.pending, time.perf_counter
+        every, per_batch = tr.telemetry_every, self.per_batch_schedule
+        last_flush, last_check = -math.inf, clock()  # the first step is sent at once
         diverged = False
         if not self.trajectory:
-            self.trajectory.append((self.step, self.meter.P[0].numpy().copy()))
-        while self.epoch < tr.epochs and not self.control.stop_event.is_set():
-            self.model.train()
+            self.trajectory.append((self.step, torch.cat([v.reshape(-1) for v in meter.values]).numpy()))
+        while self.epoch < tr.epochs and not control.stop_event.is_set():
+            if not model.training:  # Module.train() walks every submodule: only when an evaluation left eval mode on
+                model.train()
             perm = torch.randperm(n, generator=self.generator)
             # one gather per epoch, then each batch is a slice: the same batches as x[perm[i:i+bs]], fewer operations
             xs, ys = ds.x_train[perm], ds.y_train[perm]
             self.epoch_terms = ([], [], [])
+            epoch = self.epoch
             for i in range(0, n, bs):
                 # the events may be multiprocessing ones, whose checks take a lock: look at most every 20 ms
-                now = time.perf_counter()
+                now = clock()
                 if now - last_check >= CONTROL_SECONDS:
                     last_check = now
-                    if not self.control.run_event.is_set():
+                    if not control.run_event.is_set():
                         self._flush()
                         self.status = "paused"
-                        self.control.run_event.wait()
+                        control.run_event.wait()
                         self.status = "running"
-                    if self.control.stop_event.is_set():
+                    if control.stop_event.is_set():
                         break
                 xb, yb = xs[i:i + bs], ys[i:i + bs]
                 if augment:
                     xb = ds.augment(xb, self.generator)
-                probe = self.step % tr.telemetry_every == 0
+                step = self.step
+                probe = step % every == 0
                 if probe:
                     with capture_outputs(self.activation_modules) as outputs:
-                        out = self.model(xb)
+                        out = model(xb)
                 else:
-                    out = self.model(xb)
-                loss = self.objective.loss(out, yb)
-                for p in self.params:  # what optimizer.zero_grad() does, without its profiler bookkeeping
+                    out = model(xb)
+                loss = loss_of(out, yb)
+                for p in params:  # what optimizer.zero_grad() does, without its profiler bookkeeping
                     p.grad = None
                 (loss + self._penalty() if penalty else loss).backward()
-                grads = self.meter.grads()
-                loss_value = loss.detach()
+                grads = meter.record(loss.detach())
                 # a NaN or an infinity in any gradient or in the loss makes this sum non-finite
-                if not math.isfinite(float(grads.sum()) + float(loss_value)):
+                if not math.isfinite(float(grads.sum())):
                     self.reason = self._divergence_reason(loss, grads)
                     diverged = True
                     break
                 if tr.grad_clip is not None:
                     # the same rule as torch.nn.utils.clip_grad_norm_, on the gradients already gathered in one row
-                    total_norm = float(grads.norm())
+                    total_norm = float(grads[:-1].norm())  # the row ends with the loss
                     if total_norm > tr.grad_clip:
-                        torch._foreach_mul_([p.grad for p in self.params if p.grad is not None], tr.grad_clip / (total_norm + 1e-6))
-                self.optimizer.step()
+                        torch._foreach_mul_([p.grad for p in params if p.grad is not None], tr.grad_clip / (total_norm + 1e-6))
+                optimizer.step()
                 if tr.max_norm is not None:
                     self._max_norm(tr.max_norm)
-                self.meter.stepped()
-                self.pending.append((self.step, self.epoch, loss_value, out.detach(), yb, self.lr))
+                meter.stepped()
+                pending.append((step, epoch, out.detach(), yb, optimizer.param_groups[0]["lr"]))
                 if probe:
                     self._telemetry(outputs)
-                self.step += 1
-                if self.step == self.stop_after_steps:
-                    self.control.stop(f"stopped after {self.step} steps")
+                self.step = step = step + 1
+                if step == self.stop_after_steps:
+                    control.stop(f"stopped after {step} steps")
                     last_check = -CONTROL_SECONDS
-                if self.per_batch_schedule:
+                if per_batch:
                     self.scheduler.step()
-                if self.meter.full or time.perf_counter() - last_flush >= FLUSH_SECONDS:
+                if meter.full or clock() - last_flush >= FLUSH_SECONDS:
                     self._flush()
-                    last_flush = time.perf_counter()
+                    last_flush = clock()
             else:  # the epoch ran to its end
-                self._flush()
+                self._score()
                 # exact sums (math.fsum) of per-step terms: the result cannot depend on how steps were grouped into flushes
                 loss_sum, metric_sum, labels = (math.fsum(t) for t in self.epoch_terms)
                 classification = self.objective.task == "classification"
                 record = self._epoch_record(loss_sum / n, metric_sum / (labels if classification else n))
                 self.epoch += 1
                 self.history.append(record)
-                if self.scheduler is not None and not self.per_batch_schedule:
+                if self.scheduler is not None and not per_batch:
                     if self.exp.schedule.type == "ReduceLROnPlateau":
                         self.scheduler.step(record["val_loss"])
                     else:
@@ -274,14 +282,14 @@ class Trainer:
                 for c in cb:
                     c.on_epoch_end(self, record)
                 continue
-            self._flush()
             break  # stopped or diverged inside the epoch: a partial epoch is not recorded
+        self._flush()
         if diverged:
             self.status = "diverged"
-        elif self.control.stop_event.is_set() and self.epoch < tr.epochs:
-            early = self.control.reason.startswith("early stopping")
+        elif control.stop_event.is_set() and self.epoch < tr.epochs:
+            early = control.reason.startswith("early stopping")
             self.status = "finished" if early else "stopped"
-            self.reason = self.control.reason or "stopped by the user"
+            self.reason = control.reason or "stopped by the user"
         else:
             self.status = "finished"
         for c in cb:
@@ -318,46 +326,63 @@ class Trainer:
             return f"the gradients grew too large to add up {where}: {advice}"
         return f"the gradients of {bad[0]} became non-finite {where} ({len(bad)} tensor{'s' if len(bad) > 1 else ''} in all): {advice}"
 
-    def _flush(self) -> None:
-        """Turn the buffered steps into one StepBlock: per-step metrics and the meter's norms, computed in bulk."""
-        pending, self.pending = self.pending, []
-        gn, ratio, after = self.meter.flush()
-        if not pending:
+    def _score(self) -> None:
+        """Loss and accuracy (or R²) of the buffered steps not scored yet, added to the epoch's exact sums.
+
+        Called at the end of each epoch and before each flush, so a flush need not wait for an epoch to end."""
+        j0, j1 = self.scored, len(self.pending)
+        if j1 == j0:
             return
-        steps = np.array([p[0] for p in pending])
+        new = self.pending[j0:j1]
+        # the float32 losses widened exactly to float64; the products and sums below are the exported script's
+        losses = self.meter.loss_rows(j0, j1)
+        sizes = np.array([len(p[3]) for p in new], dtype=np.float64)
         with torch.no_grad():
-            losses = torch.stack([p[2] for p in pending]).double()
-            sizes = torch.tensor([len(p[4]) for p in pending], dtype=torch.float64)
-            labels = torch.tensor([p[4].numel() for p in pending])
-            out, y = torch.cat([p[3] for p in pending]), torch.cat([p[4] for p in pending])
+            out, y = torch.cat([p[2] for p in new]), torch.cat([p[3] for p in new])
             if self.objective.task == "classification":
-                hits = (self.objective.predict(out) == y).reshape(-1).double()
-                correct = torch.segment_reduce(hits, "sum", lengths=labels)
+                labels = np.array([p[3].numel() for p in new])
+                hits = (self.objective.predict(out) == y).reshape(-1).numpy()
+                correct = np.add.reduceat(hits, np.cumsum(labels) - labels, dtype=np.int64).astype(np.float64)
                 metric = correct / labels
                 self.epoch_terms[1].extend(correct.tolist())
                 self.epoch_terms[2].extend(labels.tolist())
             else:
-                counts = torch.tensor([p[4].numel() for p in pending])
+                counts = torch.tensor([p[3].numel() for p in new])
                 err = ((out - y) ** 2).reshape(-1).double()
                 yy = y.reshape(-1).double()
                 sse = torch.segment_reduce(err, "sum", lengths=counts)
                 total = torch.segment_reduce(yy, "sum", lengths=counts)
                 sq = torch.segment_reduce(yy * yy, "sum", lengths=counts)
                 sst = (sq - total * total / counts).clamp_min(1e-12)
-                metric = 1 - sse / sst
+                metric = (1 - sse / sst).numpy()
                 self.epoch_terms[1].extend((metric * sizes).tolist())
-            self.epoch_terms[0].extend((losses * sizes).tolist())
+        self.epoch_terms[0].extend((losses * sizes).tolist())
+        self.scores.append((losses, metric))
+        self.scored = j1
+
+    def _flush(self) -> None:
+        """Turn the buffered steps into one StepBlock: per-step metrics and the meter's norms, computed in bulk."""
+        self._score()
+        pending = list(self.pending)
+        self.pending.clear()  # the loop holds this list
+        self.scored = 0
+        gn, ratio, after = self.meter.flush()
+        if not pending:
+            return
+        losses, metric = (np.concatenate(part) for part in zip(*self.scores))
+        self.scores = []
+        first = pending[0][0]
+        steps = np.arange(first, first + len(pending))  # steps are buffered in order, one per row
         every = self.trajectory_every
-        for j, step in enumerate(steps):
-            if (step + 1) % every == 0:
-                self._keep_trajectory(int(step) + 1, after[j])
-        block = StepBlock(steps, np.array([p[1] for p in pending]), losses.numpy(), metric.numpy(),
-                          np.array([p[5] for p in pending]), gn, ratio)
+        for j in range((every - 1 - first) % every, len(pending), every):  # the rows j with (step_j + 1) % every == 0
+            self._keep_trajectory(first + j + 1, after[j])
+        block = StepBlock(steps, np.array([p[1] for p in pending]), losses, metric,
+                          np.array([p[4] for p in pending], dtype=np.float64), gn, ratio)
         for c in self.callbacks:
             c.on_steps(self, block)
 
-    def _keep_trajectory(self, step: int, params: torch.Tensor) -> None:
-        self.trajectory.append((step, params.numpy().copy()))
+    def _keep_trajectory(self, step: int, params: np.ndarray) -> None:
+        self.trajectory.append((step, params.copy()))
         if len(self.trajectory) > MAX_TRAJECTORY:
             self.trajectory = self.trajectory[::2]
             self.trajectory_every *= 2
@@ -378,24 +403,30 @@ class Trainer:
             c.on_telemetry(self, snap)
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> dict:
-        """Loss and accuracy (or R²) on a split, in eval mode, plus the predictions for the confusion matrix or fit plot."""
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch: int = 1024, restore: bool = True) -> dict:
+        """Loss and accuracy (or R²) on a split, in eval mode, plus the predictions for the confusion matrix or fit plot.
+
+        restore=False leaves the model in eval mode (the epoch's end: the loop switches training back on when the next
+        epoch starts, so the two walks over every submodule are not paid twice)."""
         was_training = self.model.training
         self.model.eval()
+        classification = self.objective.task == "classification"
         total, correct, outs = 0.0, 0, []
         for i in range(0, len(x), batch):
             out = self.model(x[i:i + batch])
             yb = y[i:i + batch]
             total += float(self.objective.loss(out, yb)) * len(yb)
-            if self.objective.task == "classification":
-                correct += int(self.objective.correct(out, yb))
+            if classification:
+                out = self.objective.predict(out)
+                correct += int((out == yb).sum())
             outs.append(out)
-        self.model.train(was_training)
-        out = torch.cat(outs) if outs else torch.zeros(0)
+        if restore and was_training:
+            self.model.train()
         res = {"loss": total / max(len(x), 1)}
-        if self.objective.task == "classification":
+        out = (outs[0] if len(outs) == 1 else torch.cat(outs)) if outs else torch.zeros(0)
+        if classification:
             res["accuracy"] = correct / max(y.numel(), 1)
-            res["pred"] = self.objective.predict(out)
+            res["pred"] = out
         else:
             sse = float(((out - y) ** 2).sum())
             sst = float(((y - y.mean()) ** 2).sum())
@@ -405,7 +436,7 @@ class Trainer:
 
     def _epoch_record(self, train_loss: float, train_metric: float) -> dict:
         ds = self.dataset
-        val = self.evaluate(ds.x_val, ds.y_val) if len(ds.x_val) else None
+        val = self.evaluate(ds.x_val, ds.y_val, restore=False) if len(ds.x_val) else None
         key = "accuracy" if self.objective.task == "classification" else "r2"
         rec = {"epoch": self.epoch + 1, "train_loss": train_loss,
                "val_loss": val["loss"] if val else float("nan"),
