@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import sys
-import types
-from contextlib import contextmanager
 import queue as queue_mod
 import threading
 import time
@@ -104,23 +101,6 @@ def _noop() -> None:
     """A worker that does nothing: starting one proves the forkserver is warm."""
 
 
-@contextmanager
-def _without_main():
-    """Start workers without re-running the server's __main__ script in them.
-
-    multiprocessing re-imports a main module given by path (the `streamlit` launcher is one) in every child;
-    the workers need nothing from it, and importing it would add the whole UI framework to their start-up."""
-    main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__spec__", None) is not None or not hasattr(main, "__file__"):
-        yield
-        return
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
-
-
 def context():
     """The multiprocessing context: a forkserver that preloads torch and the engine, so a worker starts in ~0.1 s."""
     global _CTX
@@ -190,9 +170,8 @@ class Runner:
 
         build.summarize(gallery.load("xor"))  # the server's own first meta-device build imports torch lazily (~1 s)
         ctx = context()
-        with _without_main():
-            proc = ctx.Process(target=_noop, daemon=True)
-            proc.start()  # returns once the forkserver has imported and warmed the engine
+        proc = ctx.Process(target=_noop, daemon=True)
+        proc.start()  # returns once the forkserver has imported and warmed the engine
         proc.join()
         self.ready.set()
 
@@ -225,8 +204,7 @@ class Runner:
             proc = ctx.Process(target=_worker, name=f"dlviz-run-{run_id}", daemon=True,
                                args=(exp.to_dict(full=True), run_id, self.store_path, csv_bytes, resume, q, stop_ev, run_ev, self.threads,
                                      os.getpid()))
-            with _without_main():
-                proc.start()
+            proc.start()
             handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, LiveFeed())
             self._runs[run_id] = handle
             self._seen[session] = time.time()

@@ -120,3 +120,24 @@ def test_a_worker_ended_after_the_grace_period_is_stopped_and_its_handle_closes_
     assert not h.alive and seen == ["stopped"], seen
     assert h.feed.result["status"] == "stopped"
     assert RunStore(runner.store_path).run(h.run_id)["status"] == "stopped"
+
+
+def test_a_worker_does_not_run_the_app_that_streamlit_installed_as_main(runner, monkeypatch, tmp_path):
+    """Streamlit makes app.py the server's __main__, and multiprocessing re-runs a __main__ given by path in each worker.
+    The app must stay out of the workers: run there, it would build a second Runner, which marks live runs interrupted."""
+    import sys
+    import types
+    from pathlib import Path
+
+    from dlviz import paths
+
+    monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path))
+    live = RunStore(paths.data_dir() / "runs.sqlite")
+    other = live.create_run(validate(PRESET), "another person", status="running")
+    app = types.ModuleType("__main__")
+    app.__file__ = str(Path(__file__).resolve().parents[1] / "app.py")  # what Streamlit's script runner installs
+    monkeypatch.setitem(sys.modules, "__main__", app)
+    h = runner.start(validate({**PRESET, "training": {"epochs": 1}}), "main-test")
+    wait(h)
+    assert h.feed.status == "finished", h.feed.reason
+    assert live.run(other)["status"] == "running"
