@@ -298,6 +298,8 @@ def view_fast():
     """Progress, loss, accuracy and the decision boundary: redrawn every REFRESH seconds while a run trains."""
     if warming and runner.ready.is_set() and not live:
         st.rerun()  # the workers are ready: redraw the whole page once, without the timer
+    if live and runs.redraw_factor(runner) != slower:
+        st.rerun()  # more or fewer runs train on the server now: register the timers again at the rate that suits
     snap = snapshot()
     if snap is None:
         if runner.ready.is_set():
@@ -374,8 +376,9 @@ def view_slow():
 
 
 with main:
-    st.fragment(run_every=REFRESH if live or warming else None)(view_fast)()
-    st.fragment(run_every=SLOW_REFRESH if live else None)(view_slow)()
+    slower = runs.redraw_factor(runner)  # fixed for this page run; view_fast reruns the page when it should change
+    st.fragment(run_every=REFRESH * slower if live or warming else None)(view_fast)()
+    st.fragment(run_every=SLOW_REFRESH * slower if live else None)(view_slow)()
 
 
 # ---------------------------------------------------------------- compare and export
@@ -384,13 +387,16 @@ st.divider()
 mine = runs.store().runs(bid)
 if len(mine):
     st.subheader("Compare runs")
-    labels = {r.id: f"{r.name} · {r.status} · {r.created:%H:%M:%S}" for r in mine.itertuples()}
+    # the widget keeps its selection as the option labels, so a label must not change while the run list stays the
+    # same: the status (which does change) is left to the chart legends
+    labels = {r.id: f"{r.name} · {r.created:%H:%M:%S} · {r.id[:6]}" for r in mine.itertuples()}
+    legends = {r.id: f"{r.name} · {r.status} · {r.created:%H:%M:%S}" for r in mine.itertuples()}
     # keyed by the list of runs: a new run makes a new selection (the three newest), instead of reusing a widget state
     # whose options have changed under it
-    picked = st.multiselect("Runs", list(labels), default=list(labels)[: min(3, len(labels))], format_func=labels.get,
-                            key=f"compare-{len(labels)}-{next(iter(labels))}")
+    picked = st.multiselect("Runs", list(labels), default=list(labels)[: min(3, len(labels))],
+                            format_func=lambda r: labels.get(r, str(r)), key=f"compare-{len(labels)}-{next(iter(labels))}")
     if picked:
-        records = {labels[r]: runs.store().epochs(r).to_dict("records") for r in picked}
+        records = {legends[r]: runs.store().epochs(r).to_dict("records") for r in picked if r in legends}
         keys = [k for k in ("val_loss", "train_loss", "val_accuracy", "val_r2") if any(k in (e[0] if e else {}) for e in records.values())]
         cols = st.columns(2)
         for i, key in enumerate(keys[:4]):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import uuid
 
 import streamlit as st
@@ -22,6 +24,14 @@ def runner() -> Runner:
 @st.cache_resource
 def store() -> RunStore:
     return RunStore(data_dir() / "runs.sqlite")
+
+
+def redraw_factor(r: Runner, cores: int | None = None) -> int:
+    """How much the live views stretch their redraw intervals: 1 while each core has at most one run training, then
+    2, 4, 8... as more train at once. Every session's redraws share the server's one Python thread at a time; past
+    that point, redrawing less often keeps every session's view moving instead of letting all of them fall behind."""
+    per_core = len(r.active()) / (cores or os.cpu_count() or 1)
+    return 1 if per_core <= 1 else 2 ** math.ceil(math.log2(per_core))
 
 
 def _xsrf_token(cookie: str) -> str:

@@ -84,3 +84,16 @@ def test_switching_the_dataset_keeps_the_split_and_drops_what_no_longer_applies(
     assert any("set it to [1, 8, 8]" in w.value or "this data gives [1, 8, 8]" in w.value for w in at.warning)
     button(at, "Fit the model to the data").click().run()
     assert at.session_state["preset"]["model"]["input_shape"] == [1, 8, 8]
+
+
+def test_redraws_slow_down_only_when_more_runs_train_than_there_are_cores():
+    from types import SimpleNamespace
+
+    from dlviz_app.runs import redraw_factor
+
+    def runner(n):
+        return SimpleNamespace(active=lambda: [object()] * n)
+
+    assert [redraw_factor(runner(n), cores=2) for n in (0, 1, 2, 3, 4, 5, 8, 9)] == [1, 1, 1, 2, 2, 4, 4, 8]
+    assert redraw_factor(runner(8), cores=8) == 1
+
