@@ -9,10 +9,11 @@ from dlviz.live import LiveFeed, snapshot_from_store
 from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
 from dlviz.spec import DATASETS, FEATURES, DataSpec
 from dlviz_app import runs, session, widgets
-from dlviz_app.livechart import live_chart  # the charts redrawn while a run trains: updated in place in the browser
+from dlviz_app.livechart import live_chart, watch  # the charts redrawn while a run trains: updated in place in the browser
 
 REFRESH = 0.2  # seconds between redraws of the progress, loss and accuracy while training: 5 Hz asked, about 3 Hz measured on 2 cores
 SLOW_REFRESH = 1.0  # the boundary, the per-layer charts and the diagnoses: once a second is enough to read them
+STALL = 30  # seconds without a redraw of a live view after which the browser reloads the page (livechart.watch)
 DONE = ("finished", "stopped", "diverged", "failed", "interrupted")
 
 doc = session.preset()
@@ -298,8 +299,6 @@ def view_fast():
     """Progress, loss, accuracy and the decision boundary: redrawn every REFRESH seconds while a run trains."""
     if warming and runner.ready.is_set() and not live:
         st.rerun()  # the workers are ready: redraw the whole page once, without the timer
-    if live and runs.redraw_factor(runner) != slower:
-        st.rerun()  # more or fewer runs train on the server now: register the timers again at the rate that suits
     snap = snapshot()
     if snap is None:
         if runner.ready.is_set():
@@ -317,6 +316,7 @@ def view_fast():
             st.error(snap["reason"] or snap["status"])
         elif snap["reason"]:
             st.caption(snap["reason"])
+    watch(max(STALL, 20 * REFRESH * slower) if live else 0)
     c1, c2 = st.columns(2)
     with c1:
         live_chart(tf.loss_figure(snap), "loss")
@@ -376,7 +376,7 @@ def view_slow():
 
 
 with main:
-    slower = runs.redraw_factor(runner)  # fixed for this page run; view_fast reruns the page when it should change
+    slower = runs.redraw_factor(runner)  # set when the page runs in full: when Train is pressed, and when the run ends
     st.fragment(run_every=REFRESH * slower if live or warming else None)(view_fast)()
     st.fragment(run_every=SLOW_REFRESH * slower if live else None)(view_slow)()
 

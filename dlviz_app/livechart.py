@@ -7,6 +7,7 @@ objects the rest of the app draws; plotly.js is the copy that ships with the plo
 this server (nothing is fetched from elsewhere)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import plotly
@@ -55,17 +56,44 @@ export default function (component) {
 """
 
 
+_WATCH_JS = """
+// A live view that stops hearing from the server (a session the server dropped under load, behind a connection
+// the browser still thinks open) would wait forever: after `stall` seconds without a beat, reload the page, which
+// reconnects and finds this browser's run again. Each redraw of the live view sends a new beat.
+export default function (component) {
+  const { data } = component;
+  window.__dlvizSeen = Date.now();
+  window.__dlvizStall = data.stall || 0;
+  if (!window.__dlvizWatch) {
+    window.__dlvizWatch = setInterval(() => {
+      if (window.__dlvizStall && Date.now() - window.__dlvizSeen > window.__dlvizStall * 1000) {
+        window.__dlvizStall = 0;
+        window.location.reload();
+      }
+    }, 1000);
+  }
+}
+"""
+
+
 @st.cache_resource
 def _element():
-    """Register the element and the route to plotly.js once per server."""
+    """Register the elements and the route to plotly.js once per server."""
     served = components_v1.declare_component(_ASSETS, path=str(_ASSET_DIR))
     mount = st.components.v2.component("dlviz.live_chart", js=_JS, isolate_styles=False)
-    return served.name, mount
+    watch = st.components.v2.component("dlviz.watch", js=_WATCH_JS, isolate_styles=False)
+    return served.name, mount, watch
 
 
 def live_chart(fig: go.Figure, key: str) -> None:
     """Draw `fig` under `key`; later calls with the same key update that chart in place."""
-    served, mount = _element()
+    served, mount, _ = _element()
     height = int(fig.layout.height or 450)
     mount(data={"figure": fig.to_json(), "height": height, "src": f"component/{served}/plotly.min.js"}, key=key,
           height=height)
+
+
+def watch(stall: float) -> None:
+    """A beat from a live view: the browser reloads the page when `stall` seconds pass without one (0: no watch)."""
+    _, _, element = _element()
+    element(data={"stall": stall, "beat": time.time()}, key="watch", height=0)

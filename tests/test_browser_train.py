@@ -87,3 +87,40 @@ def test_train_live_then_stop(app_url, page):  # noqa: F811
     # the page redrawn after the status changed holds no error (the compare selection once raised one here)
     assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
     pg.screenshot(path=str(ARTIFACTS / "train-stopped.png"), full_page=True)
+
+
+def test_a_live_view_that_stops_hearing_from_the_server_reloads_and_finds_its_run(app_url, page):  # noqa: F811
+    """Under heavy load Streamlit can drop a session behind a connection the browser still holds open: the page
+    then hears nothing more. Here every message from the server is dropped once the run is live; the page must
+    reload by itself and show the run, which went on training meanwhile."""
+    pg = page
+    connections = []
+
+    def route(ws):
+        server = ws.connect_to_server()
+        conn = {"forward": True}
+        connections.append(conn)
+        ws.on_message(lambda m: server.send(m))
+        server.on_message(lambda m: ws.send(m) if conn["forward"] else None)
+
+    pg.route_web_socket("**/_stcore/stream", route)
+    pg.goto(app_url + "/train")
+    wait_for_app(pg)
+    pg.get_by_text("to start. The charts fill in").wait_for(timeout=90_000)
+    epochs = pg.get_by_label("Epochs")
+    epochs.fill("400")  # a run that is still training when the connection goes quiet
+    epochs.press("Enter")
+    wait_for_app(pg)
+    pg.get_by_role("button", name="Train", exact=True).click()
+    pg.get_by_text("running · epoch").first.wait_for(timeout=60_000)
+    connections[-1]["forward"] = False  # from now on the page hears nothing from the server
+    t0 = time.time()
+    with pg.expect_event("load", timeout=90_000):
+        pass
+    reloaded_after = time.time() - t0
+    pg.get_by_text("finished · epoch").first.wait_for(timeout=120_000)
+    assert len(connections) >= 2 and reloaded_after < 60, reloaded_after
+    # the reloaded page draws the run's curves again
+    pg.wait_for_function("() => { const gd = (%s)('Loss'); return !!(gd && gd._fullData && gd._fullData.some(t => t.x && t.x.length)); }"
+                         % CHART_JS, timeout=60_000)
+    pg.screenshot(path=str(ARTIFACTS / "train-reloaded.png"), full_page=True)

@@ -87,6 +87,7 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     errors = []
+    loads = {}  # page loads per session: more than one means the page reloaded itself after losing the server
     with sync_playwright() as pw:
         # eight people each look at their own tab: none of the pages may be throttled as a background tab
         foreground = ["--disable-background-timer-throttling", "--disable-renderer-backgrounding",
@@ -98,6 +99,7 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
             pg = ctx.new_page()
             pg.set_default_timeout(120_000)
             pg.on("pageerror", lambda e, i=i: errors.append(f"session {i}: {e}"))
+            pg.on("load", lambda _, i=i: loads.__setitem__(i, loads.get(i, 0) + 1))
             pg.goto(app_url + "/train")
             pages.append(pg)
         for i, pg in enumerate(pages):
@@ -116,7 +118,8 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
             except Exception:
                 pg.screenshot(path=str(ARTIFACTS / f"load-session-{i}-stuck.png"), full_page=True)
                 from dlviz.store import RunStore as _S
-                raise AssertionError(f"session {i} did not finish; runs: {_S(app_data_dir / 'runs.sqlite').runs().to_dict('records')}")
+                runs = _S(app_data_dir / 'runs.sqlite').runs()[["id", "session", "status"]].to_dict('records')
+                raise AssertionError(f"session {i} did not finish; page errors: {errors}; runs: {runs}")
         elapsed = time.time() - t0
         for i, pg in enumerate(pages):
             if pg.locator('[data-testid="stException"]').count():
@@ -136,7 +139,8 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
     seeds = sorted(validate(store.run(r)["preset"]).seed for r in runs["id"])
     assert seeds == list(range(100, 100 + SESSIONS))
     report = {"sessions": SESSIONS, "errors": len(errors), "peak_server_rss_mb": round(peak["Rss"] / 2**20),
-              "peak_server_pss_mb": round(peak["Pss"] / 2**20), "seconds": round(elapsed, 1)}
+              "peak_server_pss_mb": round(peak["Pss"] / 2**20), "seconds": round(elapsed, 1),
+              "reloads": sum(n - 1 for n in loads.values())}
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load-test.json").write_text(json.dumps(report))
     print(report)
