@@ -8,6 +8,9 @@ from typing import Any
 REQUIRED = object()
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 class ArgError(ValueError):
     """A value does not fit its Arg; the message is a sentence without the path."""
 
@@ -21,6 +24,8 @@ def _num(kind: str, v: Any) -> float:
         raise ArgError(f"expected an integer, got {_show(v)}")
     if isinstance(v, float) and not math.isfinite(v):
         raise ArgError(f"expected a finite number, got {v}")
+    if kind != "int" and abs(v) > FLOAT32_MAX:  # layers take their numbers as float32
+        raise ArgError(f"expected a number between -3.4e38 and 3.4e38, got {v:g}")
     return v
 
 

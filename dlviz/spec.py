@@ -543,7 +543,8 @@ def _user_error(e: ValidationError, prefix: tuple = ()) -> UserError:
     if err["type"] == "value_error" and isinstance(exc, ValueError) and "\0" in str(exc):
         sub, msg = str(exc).split("\0", 1)
         if sub:
-            loc.append(int(sub[1:-1]) if sub.startswith("[") and sub.endswith("]") else sub)  # "[3]" an index, "3" a key
+            index = sub[1:-1] if sub.startswith("[") and sub.endswith("]") else ""
+            loc.append(int(index) if index.isdigit() else sub)  # "[3]" an index; "3" or "[]" a key
     elif err["type"] == "missing":
         msg = "is required"
     else:
