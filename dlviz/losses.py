@@ -31,10 +31,6 @@ class Objective:
             return (out[..., 0] > 0).long()
         return out.argmax(-1)
 
-    def correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Number of correct predictions (classification), as a 0-d tensor; targets per token count each token."""
-        return (self.predict(out) == y).sum()
-
 
 def _flatten_classes(out, y):
     # per-token targets: (B, T, C) logits against (B, T) labels

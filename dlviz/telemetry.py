@@ -33,7 +33,7 @@ class StepMeter:
         self.Gn, self.Pn = self.G.numpy(), self.P.numpy()
         self.offsets = np.cumsum([0] + sizes[:-1])  # where each tensor starts in a row
         self.segment = np.repeat(np.arange(len(sizes)), sizes)  # which tensor each element of a row belongs to
-        self.hist_base = (np.arange(2)[:, None] * len(sizes) + self.segment[None, :]) * HIST_BINS  # (weights|grads, tensor) bin 0
+        self.hist_slot = np.arange(2)[:, None] * len(sizes) + self.segment[None, :]  # (weights|grads, tensor) of each element
 
         def views(m: torch.Tensor) -> list[list[torch.Tensor]]:
             out = []
@@ -113,8 +113,7 @@ class StepMeter:
         m = np.maximum(np.maximum.reduceat(np.abs(x), self.offsets, axis=1), np.float32(1e-12))
         # bin = floor((x / m + 1) · bins / 2), clamped to the last bin for x = m
         pos = np.minimum(np.floor((x / m[:, self.segment] + 1) * np.float32(bins / 2)), bins - 1).astype(np.int64)  # ≥ 0
-        base = self.hist_base if bins == HIST_BINS else (np.arange(2)[:, None] * k + self.segment[None, :]) * bins
-        flat = base + pos
+        flat = self.hist_slot * bins + pos
         counts = np.bincount(flat.reshape(-1), minlength=2 * k * bins).reshape(2, k, bins)
         return m.tolist(), counts.tolist()
 
