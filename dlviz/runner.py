@@ -217,10 +217,15 @@ class Runner:
             try:
                 msg = h.queue.get(timeout=0.5)
             except queue_mod.Empty:
-                if not h.process.is_alive():
+                if h.process.is_alive():
+                    continue
+                # the worker may have sent its last messages and exited between the wait above and this check: what
+                # it wrote before exiting is still in the pipe
+                try:
+                    msg = h.queue.get(timeout=0.5)
+                except (queue_mod.Empty, OSError, EOFError):
                     self._finish(h, "the training process ended unexpectedly")
                     return
-                continue
             if msg["kind"] == "closed":
                 self._finish(h)
                 return
@@ -234,6 +239,14 @@ class Runner:
         if h.feed.result is None and h.feed.status != "failed":
             from .store import RunStore
 
+            store = RunStore(self.store_path)
+            run = store.run(h.run_id)
+            store.close()
+            if run["status"] in ("finished", "stopped", "diverged", "failed"):
+                # the worker recorded how the run ended before its last messages were lost: the store has the truth
+                h.feed.handle({"kind": "end", "result": run["result"] or {"status": run["status"], "reason": run["reason"]}})
+                h.closed = True
+                return
             if h.stopping:  # ended by the grace period's terminate, or died while stopping
                 status, reason = "stopped", "stopped by the user"
                 h.feed.handle({"kind": "end", "result": {"status": status, "reason": reason}})

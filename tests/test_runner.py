@@ -141,3 +141,68 @@ def test_a_worker_does_not_run_the_app_that_streamlit_installed_as_main(runner, 
     wait(h)
     assert h.feed.status == "finished", h.feed.reason
     assert live.run(other)["status"] == "running"
+
+
+class _Exited:
+    """A worker process that has already exited."""
+
+    def is_alive(self):
+        return False
+
+    def join(self, timeout=None):
+        pass
+
+
+class _LateQueue:
+    """A queue whose first wait times out while the worker's last messages are still on their way."""
+
+    def __init__(self, messages):
+        self.messages, self.waits = list(messages), 0
+
+    def get(self, timeout=None):
+        import queue
+
+        self.waits += 1
+        if self.waits == 1 or not self.messages:
+            raise queue.Empty
+        return self.messages.pop(0)
+
+
+def _late_handle(runner, run_id, messages):
+    from dlviz.live import LiveFeed
+    from dlviz.runner import RunHandle
+
+    return RunHandle(run_id, "dave", "late", _Exited(), _LateQueue(messages), None, None, LiveFeed())
+
+
+def test_messages_a_worker_sent_just_before_exiting_are_not_lost(runner):
+    """The worker writes its result and exits between the pump's timed-out wait and its liveness check (seen under
+    eight concurrent runs): the run still ends finished, not "ended unexpectedly"."""
+    store = RunStore(runner.store_path)
+    rid = store.create_run(validate(PRESET), "dave", status="running")
+    result = {"status": "finished", "epochs": 4, "steps": 76}
+    h = _late_handle(runner, rid, [{"kind": "end", "result": result}, {"kind": "closed"}])
+    runner._pump(h)
+    assert h.closed and h.feed.status == "finished" and h.feed.result == result
+    assert store.run(rid)["status"] == "running", "the pump leaves the store to the worker when the worker said how it ended"
+
+
+def test_a_finished_run_whose_last_messages_were_lost_keeps_its_status(runner):
+    """The store, written by the worker, says the run finished: a lost "closed" message does not turn it into a failure."""
+    store = RunStore(runner.store_path)
+    rid = store.create_run(validate(PRESET), "erin", status="running")
+    result = {"status": "finished", "epochs": 4, "steps": 76}
+    store.set_status(rid, "finished", "", result)
+    h = _late_handle(runner, rid, [])
+    runner._pump(h)
+    assert h.closed and h.feed.status == "finished" and h.feed.result == result
+    assert store.run(rid)["status"] == "finished"
+
+
+def test_a_worker_that_dies_without_a_word_fails_its_run(runner):
+    store = RunStore(runner.store_path)
+    rid = store.create_run(validate(PRESET), "fay", status="running")
+    h = _late_handle(runner, rid, [])
+    runner._pump(h)
+    assert h.closed and h.feed.status == "failed" and "ended unexpectedly" in h.feed.reason
+    assert store.run(rid)["status"] == "failed"
