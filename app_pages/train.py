@@ -11,7 +11,7 @@ from dlviz.spec import DATASETS, FEATURES, DataSpec
 from dlviz_app import runs, session, widgets
 from dlviz_app.livechart import live_chart, watch  # the charts redrawn while a run trains: updated in place in the browser
 
-REFRESH = 0.2  # seconds between redraws of the progress, loss and accuracy while training: 5 Hz asked, about 3 Hz measured on 2 cores
+REFRESH = 0.2  # seconds between redraws of the progress, loss and accuracy while training (5 Hz asked)
 SLOW_REFRESH = 1.0  # the boundary, the per-layer charts and the diagnoses: once a second is enough to read them
 STALL = 30  # seconds without a redraw of a live view after which the browser reloads the page (livechart.watch)
 DONE = ("finished", "stopped", "diverged", "failed", "interrupted")
@@ -319,9 +319,9 @@ def view_fast():
     watch(max(STALL, 20 * REFRESH * slower) if live else 0)
     c1, c2 = st.columns(2)
     with c1:
-        live_chart(tf.loss_figure(snap), "loss")
+        live_chart(tf.loss_figure.spec(snap), "loss")
     with c2:
-        live_chart(tf.metric_figure(snap), "metric")
+        live_chart(tf.metric_figure.spec(snap), "metric")
 
 
 def view_slow():
@@ -336,7 +336,7 @@ def view_slow():
     if snap.get("boundary") is not None:
         c1, _ = st.columns(2)
         with c1:
-            live_chart(tf.boundary_figure(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
+            live_chart(tf.boundary_figure.spec(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Diagnoses**")
@@ -354,25 +354,25 @@ def view_slow():
             st.caption("Nothing to report yet.")
     with c2:
         if ev and "confusion" in ev:
-            live_chart(tf.confusion_figure(ev), "confusion")
+            live_chart(tf.confusion_figure.spec(ev), "confusion")
         elif ev:
-            live_chart(tf.fit_figure(ev), "fit")
+            live_chart(tf.fit_figure.spec(ev), "fit")
         else:
             st.caption("The confusion matrix or the fit appears after the first epoch.")
     c1, c2 = st.columns(2)
     with c1:
-        live_chart(tf.grad_norm_figure(snap), "grad")
+        live_chart(tf.grad_norm_figure.spec(snap), "grad")
     with c2:
-        live_chart(tf.update_ratio_figure(snap), "ratio")
+        live_chart(tf.update_ratio_figure.spec(snap), "ratio")
     c1, c2 = st.columns(2)
     with c1:
-        live_chart(tf.unit_health_figure(snap), "health")
+        live_chart(tf.unit_health_figure.spec(snap), "health")
     with c2:
         tensors = [n for n in snap["param_names"] if not n.rsplit(".", 1)[-1].startswith("bias")]
         if tensors and snap.get("telemetry"):
             pick = st.selectbox("Histogram of", tensors, key="hist-tensor", label_visibility="collapsed")
             which = st.radio("values", ["weight", "grad"], horizontal=True, key="hist-which", label_visibility="collapsed")
-            live_chart(tf.histogram_figure(snap, pick, which), "hist")
+            live_chart(tf.histogram_figure.spec(snap, pick, which), "hist")
 
 
 with main:

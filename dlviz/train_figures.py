@@ -1,11 +1,19 @@
-"""Plotly builders for the Train page: live snapshot (see dlviz.live) in, go.Figure out, one builder per chart."""
+"""Plotly builders for the Train page: live snapshot (see dlviz.live) in, figure out, one builder per chart.
+
+Each builder writes the figure as a plain dict ("data" and "layout", as plotly.js takes them). `loss_figure(snap)`
+returns a validated go.Figure; `loss_figure.spec(snap)` returns the bare dict, which the live Train page sends as it is:
+building a go.Figure validates every property through plotly's validators, and at the page's redraw rate that
+validation was half of the server's work with eight sessions training."""
 from __future__ import annotations
 
+import base64
+import functools
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from .diagnose import EXPLODING, VANISHING
 
@@ -14,11 +22,71 @@ PLAYGROUND = [[0.0, "#f59322"], [0.5, "#e8eaeb"], [1.0, "#0877bd"]]  # TensorFlo
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
-def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:
+@functools.lru_cache(maxsize=1)
+def _template() -> dict:
+    """plotly's default template, which go.Figure would put into every layout: the charts look the same either way."""
+    return pio.templates[pio.templates.default].to_plotly_json()
+
+
+def _figure(spec: Callable[..., dict]) -> Callable[..., go.Figure]:
+    """A builder that returns a go.Figure made from `spec`'s dict; the dict itself stays at hand as `.spec`."""
+    @functools.wraps(spec)
+    def build(*args, **kwargs) -> go.Figure:
+        return go.Figure(spec(*args, **kwargs))
+
+    build.spec = spec
+    return build
+
+
+_JS_TYPES = {"float64": "f8", "float32": "f4", "int32": "i4"}  # plotly.js typed arrays (it has no 64-bit integers)
+
+
+def _packed(v):
+    """A numeric numpy array as a plotly.js typed array (its bytes in base64), as go.Figure sends numpy arrays: a
+    fraction of the size of the same numbers written as text, and read by the browser without parsing each one."""
+    if not isinstance(v, np.ndarray) or v.size == 0 or v.dtype.kind not in "fiu":
+        return v
+    if v.dtype.kind in "iu" and str(v.dtype) not in _JS_TYPES:
+        v = v.astype(np.int32) if v.min() >= -2**31 and v.max() < 2**31 else v.astype(np.float64)
+    elif v.dtype.kind == "f" and str(v.dtype) not in _JS_TYPES:
+        v = v.astype(np.float64)
+    out = {"dtype": _JS_TYPES[str(v.dtype)], "bdata": base64.b64encode(np.ascontiguousarray(v)).decode("ascii")}
+    if v.ndim > 1:
+        out["shape"] = ", ".join(map(str, v.shape))
+    return out
+
+
+def _pack(trace: dict) -> dict:
+    return {k: ({kk: _packed(vv) for kk, vv in v.items()} if isinstance(v, dict) else _packed(v)) for k, v in trace.items()}
+
+
+def _spec(title: str, data: list[dict], height: int = 300, xtitle: str = "", ytitle: str = "", xaxis: Optional[dict] = None,
+          yaxis: Optional[dict] = None, **layout) -> dict:
     # the legend goes under the axis title, so it never covers the chart's title or the x axis
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), height=height + 40, margin=dict(l=50, r=15, t=40, b=40),
-                      legend=dict(orientation="h", yanchor="top", y=-0.28, x=0, font=dict(size=10)), uirevision="keep", **kw)
-    return fig
+    return {"data": [_pack(t) for t in data], "layout": {
+        "template": _template(), "title": {"text": title, "x": 0.01, "font": {"size": 14}}, "height": height + 40,
+        "margin": {"l": 50, "r": 15, "t": 40, "b": 40}, "uirevision": "keep",
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.28, "x": 0, "font": {"size": 10}},
+        "xaxis": {"title": {"text": xtitle}, **(xaxis or {})}, "yaxis": {"title": {"text": ytitle}, **(yaxis or {})},
+        **{k: v for k, v in layout.items() if v is not None and v != []}}}
+
+
+def _scatter(x, y, name: str, mode: str = "lines", **kw) -> dict:
+    return {"type": "scatter", "x": x, "y": y, "mode": mode, "name": name, **kw}
+
+
+def _band(y0: float, y1: float, color: str, opacity: float) -> dict:
+    """A horizontal band across the whole width of the plot, between y0 and y1 in data units."""
+    return {"type": "rect", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": y0, "y1": y1, "fillcolor": color,
+            "opacity": opacity, "line": {"width": 0}}
+
+
+@functools.lru_cache(maxsize=None)
+def _colorscale(name: str) -> list:
+    """A named colorscale as plotly.py resolves it (plotly.js alone does not know them all, Turbo for one)."""
+    from plotly.colors import get_colorscale
+
+    return get_colorscale(name)
 
 
 MAX_EPOCH_POINTS = 200  # per-epoch series drawn: more would not show on a chart a few hundred pixels wide
@@ -34,49 +102,46 @@ def _epoch_rows(epochs: list[dict]) -> list[dict]:
     return [epochs[i] for i in idx]
 
 
-def _epoch_traces(fig: go.Figure, epochs: list[dict], train_key: str, val_key: str) -> None:
+def _epoch_traces(epochs: list[dict], train_key: str, val_key: str) -> list[dict]:
     """The per-epoch training and validation curves of a live chart."""
     ep = _epoch_rows(epochs)
     if not ep:
-        return
+        return []
     # numpy arrays travel to plotly.js packed (and are not walked value by value); NaN marks a missing value
     x = np.array([e.get("step", i) for i, e in enumerate(ep)], dtype=float)
     mode = "lines+markers" if len(ep) <= MARKERS_UP_TO else "lines"
-    for key, name, color in ((train_key, "train", TRAIN), (val_key, "validation", VAL)):
-        y = np.array(_finite(e.get(key) for e in ep), dtype=float)  # None -> NaN
-        fig.add_scatter(x=x, y=y, mode=mode, name=name, line=dict(color=color))
+    return [_scatter(x, np.array(_finite(e.get(key) for e in ep), dtype=float), name, mode, line={"color": color})  # None -> NaN
+            for key, name, color in ((train_key, "train", TRAIN), (val_key, "validation", VAL))]
 
 
 def _finite(values) -> list:
     return [v if v is not None and isinstance(v, (int, float)) and math.isfinite(v) else None for v in values]
 
 
-def _waiting(fig: go.Figure, snap: dict) -> None:
+def _waiting(snap: dict) -> list[dict]:
     """Before the first step, say where the curve will appear instead of showing bare axes."""
-    if len(snap["step"]) == 0:
-        fig.add_annotation(text="press Train: the curve appears with the first steps", showarrow=False, xref="paper",
-                           yref="paper", x=0.5, y=0.5, font=dict(color="#888"))
+    if len(snap["step"]):
+        return []
+    return [{"text": "press Train: the curve appears with the first steps", "showarrow": False, "xref": "paper", "yref": "paper",
+             "x": 0.5, "y": 0.5, "font": {"color": "#888"}}]
 
 
-def loss_figure(snap: dict) -> go.Figure:
+@_figure
+def loss_figure(snap: dict) -> dict:
     """Loss per step (thin) and per epoch for training and validation, against the step."""
-    fig = go.Figure()
-    fig.add_scatter(x=snap["step"], y=snap["loss"], mode="lines", name="batch loss", line=dict(color=STEP, width=1))
-    _epoch_traces(fig, snap["epochs"], "train_loss", "val_loss")
-    _waiting(fig, snap)
-    return _layout(fig, "Loss", xaxis_title="step", yaxis_title="loss")
+    data = [_scatter(snap["step"], snap["loss"], "batch loss", line={"color": STEP, "width": 1})]
+    return _spec("Loss", data + _epoch_traces(snap["epochs"], "train_loss", "val_loss"), xtitle="step", ytitle="loss",
+                 annotations=_waiting(snap))
 
 
-def metric_figure(snap: dict) -> go.Figure:
+@_figure
+def metric_figure(snap: dict) -> dict:
     """Accuracy (classification) or R² (regression) per step and per epoch."""
     key = "accuracy" if snap.get("task") != "regression" else "r2"
     label = "accuracy" if key == "accuracy" else "R²"
-    fig = go.Figure()
-    fig.add_scatter(x=snap["step"], y=snap["metric"], mode="lines", name=f"batch {label}", line=dict(color=STEP, width=1))
-    _epoch_traces(fig, snap["epochs"], f"train_{key}", f"val_{key}")
-    _waiting(fig, snap)
-    fig.update_yaxes(range=[0, 1.02] if key == "accuracy" else None)
-    return _layout(fig, label.capitalize() if key == "accuracy" else label, xaxis_title="step", yaxis_title=label)
+    data = [_scatter(snap["step"], snap["metric"], f"batch {label}", line={"color": STEP, "width": 1})]
+    return _spec(label.capitalize() if key == "accuracy" else label, data + _epoch_traces(snap["epochs"], f"train_{key}", f"val_{key}"),
+                 xtitle="step", ytitle=label, yaxis={"range": [0, 1.02]} if key == "accuracy" else None, annotations=_waiting(snap))
 
 
 def _weights_only(names: list[str]) -> list[int]:
@@ -84,59 +149,61 @@ def _weights_only(names: list[str]) -> list[int]:
     return idx or list(range(len(names)))
 
 
-def _per_tensor(snap: dict, key: str, title: str, ytitle: str, bands: list[tuple[float, float, str, str]]) -> go.Figure:
+def _per_tensor(snap: dict, key: str, title: str, ytitle: str, bands: list[tuple[float, float, str, str]], shapes=()) -> dict:
     names = snap["param_names"]
     logs = np.asarray(snap[key])
-    fig = go.Figure()
-    for y0, y1, color, text in bands:
-        fig.add_hrect(y0=y0, y1=y1, fillcolor=color, opacity=0.12, line_width=0, annotation_text=text,
-                      annotation_position="top left", annotation_font_size=10)
-    for j, i in enumerate(_weights_only(names)):
-        if logs.size:
-            fig.add_scatter(x=snap["step"], y=10 ** logs[:, i], mode="lines", name=names[i], line=dict(color=PALETTE[j % len(PALETTE)], width=1.5))
-    fig.update_yaxes(type="log", exponentformat="power")
-    return _layout(fig, title, xaxis_title="step", yaxis_title=ytitle)
+    data = [_scatter(snap["step"], 10 ** logs[:, i], names[i], line={"color": PALETTE[j % len(PALETTE)], "width": 1.5})
+            for j, i in enumerate(_weights_only(names))] if logs.size else []
+    # on a log axis plotly.js places annotations by log10 of the value (shapes take the value itself)
+    notes = [{"text": text, "showarrow": False, "xref": "x domain", "x": 0, "xanchor": "left", "yref": "y", "y": math.log10(y1),
+              "yanchor": "top", "font": {"size": 10}} for y0, y1, color, text in bands]
+    return _spec(title, data, xtitle="step", ytitle=ytitle, yaxis={"type": "log", "exponentformat": "power"},
+                 shapes=[_band(y0, y1, color, 0.12) for y0, y1, color, _ in bands] + list(shapes), annotations=notes)
 
 
-def grad_norm_figure(snap: dict) -> go.Figure:
+@_figure
+def grad_norm_figure(snap: dict) -> dict:
     """Gradient norm of each weight tensor on a log scale, with the vanishing and exploding bands."""
     return _per_tensor(snap, "log_grad_norm", "Gradient norm per layer", "‖g‖",
                        [(1e-12, VANISHING, "#d62728", "vanishing"), (EXPLODING, 1e12, "#d62728", "exploding")])
 
 
-def update_ratio_figure(snap: dict) -> go.Figure:
+@_figure
+def update_ratio_figure(snap: dict) -> dict:
     """‖Δw‖/‖w‖ per step for each weight tensor; about 1e-3 is healthy."""
-    fig = _per_tensor(snap, "log_update_ratio", "Update / weight ratio", "‖Δw‖ / ‖w‖", [(1e-4, 1e-2, "#2ca02c", "healthy ≈ 1e-3")])
-    fig.add_hline(y=1e-3, line_dash="dot", line_color="#2ca02c")
-    return fig
+    healthy = {"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": 1e-3, "y1": 1e-3,
+               "line": {"color": "#2ca02c", "dash": "dot"}}
+    return _per_tensor(snap, "log_update_ratio", "Update / weight ratio", "‖Δw‖ / ‖w‖", [(1e-4, 1e-2, "#2ca02c", "healthy ≈ 1e-3")],
+                       shapes=[healthy])
 
 
-def unit_health_figure(snap: dict) -> go.Figure:
+@_figure
+def unit_health_figure(snap: dict) -> dict:
     """Fraction of dead ReLU units and of saturated sigmoid/tanh outputs per activation layer over time."""
     tel = snap.get("telemetry") or []
-    fig = go.Figure()
     paths = []
     for t in tel:
         for p in t["layers"]:
             if p not in paths:
                 paths.append(p)
+    data = []
     for j, path in enumerate(paths):
         for key, dash in (("dead", "solid"), ("saturated", "dash")):
             xs = [t["step"] for t in tel if key in t["layers"].get(path, {})]
             if xs:
                 ys = [t["layers"][path][key] for t in tel if key in t["layers"].get(path, {})]
                 kind = tel[-1]["layers"].get(path, {}).get("type", "")
-                fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=f"{path.removeprefix('model.')} {kind} {key}",
-                                line=dict(color=PALETTE[j % len(PALETTE)], dash=dash))
-    fig.add_hrect(y0=0.5, y1=1.0, fillcolor="#d62728", opacity=0.08, line_width=0)
-    fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return _layout(fig, "Dead and saturated units", xaxis_title="step", yaxis_title="fraction")
+                data.append(_scatter(xs, ys, f"{path.removeprefix('model.')} {kind} {key}", "lines+markers",
+                                     line={"color": PALETTE[j % len(PALETTE)], "dash": dash}))
+    return _spec("Dead and saturated units", data, xtitle="step", ytitle="fraction", yaxis={"range": [0, 1], "tickformat": ".0%"},
+                 shapes=[_band(0.5, 1.0, "#d62728", 0.08)])
 
 
-def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> go.Figure:
+@_figure
+def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> dict:
     """How one tensor's weight (or gradient) distribution moved during training: a heatmap of counts over steps."""
     tel = [t for t in (snap.get("telemetry") or []) if tensor in t["histograms"] and t["histograms"][tensor].get(which)]
-    fig = go.Figure()
+    data = []
     if tel:
         top = max(t["histograms"][tensor][which]["range"] for t in tel)
         edges = np.linspace(-top, top, 41)
@@ -150,59 +217,64 @@ def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> go.Figur
             mids = (own[:-1] + own[1:]) / 2
             z.append(np.histogram(mids, bins=edges, weights=counts)[0])
         z = np.asarray(z).T
-        fig.add_heatmap(x=[t["step"] for t in tel], y=centres, z=np.log1p(z), colorscale="Viridis", showscale=False,
-                        hovertemplate="step %{x}<br>value %{y:.3g}<extra></extra>")
-    return _layout(fig, f"{'Weights' if which == 'weight' else 'Gradients'} of {tensor} over time", xaxis_title="step", yaxis_title="value")
+        data.append({"type": "heatmap", "x": [t["step"] for t in tel], "y": centres, "z": np.log1p(z), "colorscale": _colorscale("Viridis"),
+                     "showscale": False, "hovertemplate": "step %{x}<br>value %{y:.3g}<extra></extra>"})
+    return _spec(f"{'Weights' if which == 'weight' else 'Gradients'} of {tensor} over time", data, xtitle="step", ytitle="value")
 
 
-def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str) -> go.Figure:
+@_figure
+def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str) -> dict:
     """TensorFlow-Playground-style decision boundary: the model's output over the plane and the data points on it."""
-    fig = go.Figure()
+    data = []
     if boundary:
         classes = boundary.get("classes")
         binary = task == "classification" and (classes or 2) <= 2
-        fig.add_heatmap(x=boundary["x"], y=boundary["y"], z=boundary["z"], zsmooth="fast", showscale=task != "classification" or not binary,
-                        colorscale=PLAYGROUND if binary or task == "regression" else "Turbo", zmin=0 if binary else None, zmax=1 if binary else None,
-                        opacity=0.85, hovertemplate="x1 %{x:.2f}<br>x2 %{y:.2f}<br>output %{z:.2f}<extra></extra>")
+        heat = {"type": "heatmap", "x": np.asarray(boundary["x"]), "y": np.asarray(boundary["y"]),
+                # float32 packs the 60 x 60 grid into a fifth of its text size, at a precision no colour can show
+                "z": np.asarray(boundary["z"], dtype=np.float32), "zsmooth": "fast", "showscale": task != "classification" or not binary,
+                "colorscale": PLAYGROUND if binary or task == "regression" else _colorscale("Turbo"), "opacity": 0.85,
+                "hovertemplate": "x1 %{x:.2f}<br>x2 %{y:.2f}<br>output %{z:.2f}<extra></extra>"}
+        if binary:
+            heat.update(zmin=0, zmax=1)
+        data.append(heat)
     if points:
         for split, symbol in (("train", "circle"), ("val", "circle-open")):
             xy = np.asarray(points.get(split) or np.zeros((0, 2)))
             if len(xy):
                 labels = np.asarray(points[f"{split}_labels"])
-                cs = PLAYGROUND if task != "classification" or len(set(labels.tolist())) <= 2 else "Turbo"
-                fig.add_scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=split,
-                                marker=dict(color=labels, colorscale=cs, symbol=symbol, size=6, line=dict(width=0 if split == "train" else 1.5, color="#333")))
-    fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return _layout(fig, "Decision boundary" if task == "classification" else "Prediction over the plane", height=380,
-                   xaxis_title="x1", yaxis_title="x2", plot_bgcolor="white")
+                cs = PLAYGROUND if task != "classification" or len(set(labels.tolist())) <= 2 else _colorscale("Turbo")
+                data.append(_scatter(xy[:, 0], xy[:, 1], split, "markers", marker={
+                    "color": labels, "colorscale": cs, "symbol": symbol, "size": 6,
+                    "line": {"width": 0 if split == "train" else 1.5, "color": "#333"}}))
+    return _spec("Decision boundary" if task == "classification" else "Prediction over the plane", data, height=380, xtitle="x1", ytitle="x2",
+                 yaxis={"scaleanchor": "x", "scaleratio": 1}, plot_bgcolor="white")
 
 
-def confusion_figure(evaluation: dict) -> go.Figure:
+@_figure
+def confusion_figure(evaluation: dict) -> dict:
     """Validation confusion matrix: rows are the true class, columns the predicted one."""
     cm = np.asarray(evaluation["confusion"])
     classes = [str(c) for c in evaluation["classes"]]
-    fig = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Blues", text=cm, texttemplate="%{text}", showscale=False,
-                               hovertemplate="true %{y}<br>predicted %{x}<br>%{z} samples<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", type="category", automargin=True)  # class names can be long
-    fig.update_xaxes(type="category")
-    return _layout(fig, "Confusion matrix (validation)", height=360, xaxis_title="predicted", yaxis_title="true")
+    heat = {"type": "heatmap", "z": cm, "x": classes, "y": classes, "colorscale": _colorscale("Blues"), "text": cm, "texttemplate": "%{text}",
+            "showscale": False, "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z} samples<extra></extra>"}
+    return _spec("Confusion matrix (validation)", [heat], height=360, xtitle="predicted", ytitle="true", xaxis={"type": "category"},
+                 yaxis={"autorange": "reversed", "type": "category", "automargin": True})  # class names can be long
 
 
-def fit_figure(evaluation: dict) -> go.Figure:
+@_figure
+def fit_figure(evaluation: dict) -> dict:
     """Regression fit on validation data: prediction against target, with the line of perfect fit."""
     t, p = np.asarray(evaluation["target"]), np.asarray(evaluation["pred"])
-    fig = go.Figure()
-    fig.add_scatter(x=t, y=p, mode="markers", name="validation", marker=dict(size=5, color=TRAIN, opacity=0.6))
+    data = [_scatter(t, p, "validation", "markers", marker={"size": 5, "color": TRAIN, "opacity": 0.6})]
     if len(t):
         lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
-        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect fit", line=dict(color="#333", dash="dot"))
-    return _layout(fig, "Fit (validation)", height=360, xaxis_title="target", yaxis_title="prediction")
+        data.append(_scatter([lo, hi], [lo, hi], "perfect fit", line={"color": "#333", "dash": "dot"}))
+    return _spec("Fit (validation)", data, height=360, xtitle="target", ytitle="prediction")
 
 
-def compare_figure(runs: dict[str, list[dict]], key: str) -> go.Figure:
+@_figure
+def compare_figure(runs: dict[str, list[dict]], key: str) -> dict:
     """Overlay one per-epoch metric of several runs (name -> epoch records)."""
-    fig = go.Figure()
-    for j, (name, epochs) in enumerate(runs.items()):
-        fig.add_scatter(x=[e["epoch"] for e in epochs], y=_finite(e.get(key) for e in epochs), mode="lines+markers", name=name,
-                        line=dict(color=PALETTE[j % len(PALETTE)]))
-    return _layout(fig, key.replace("_", " "), xaxis_title="epoch", yaxis_title=key)
+    data = [_scatter([e["epoch"] for e in epochs], _finite(e.get(key) for e in epochs), name, "lines+markers",
+                     line={"color": PALETTE[j % len(PALETTE)]}) for j, (name, epochs) in enumerate(runs.items())]
+    return _spec(key.replace("_", " "), data, xtitle="epoch", ytitle=key)

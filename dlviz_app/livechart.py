@@ -12,6 +12,7 @@ from pathlib import Path
 
 import plotly
 import plotly.graph_objects as go
+from plotly.io.json import to_json_plotly
 import streamlit as st
 import streamlit.components.v1 as components_v1
 
@@ -85,12 +86,16 @@ def _element():
     return served.name, mount, watch
 
 
-def live_chart(fig: go.Figure, key: str) -> None:
-    """Draw `fig` under `key`; later calls with the same key update that chart in place."""
+def live_chart(fig: go.Figure | dict, key: str) -> None:
+    """Draw `fig` (a go.Figure, or a figure dict such as train_figures' specs) under `key`; later calls with the same
+    key update that chart in place."""
     served, mount, _ = _element()
-    height = int(fig.layout.height or 450)
-    mount(data={"figure": fig.to_json(), "height": height, "src": f"component/{served}/plotly.min.js"}, key=key,
-          height=height)
+    if isinstance(fig, go.Figure):
+        text, height = fig.to_json(), fig.layout.height
+    else:  # plotly's own encoder: numpy arrays travel packed, as from a go.Figure
+        text, height = to_json_plotly(fig), fig.get("layout", {}).get("height")
+    height = int(height or 450)
+    mount(data={"figure": text, "height": height, "src": f"component/{served}/plotly.min.js"}, key=key, height=height)
 
 
 def watch(stall: float) -> None:
