@@ -7,9 +7,12 @@ import time
 import pytest
 
 from browser_util import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, app_data_dir, app_url, wait_for_app  # noqa: F401
+from test_browser_train import watch_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SESSIONS = 8
+EPOCHS = 200  # about a minute of eight runs training at once on two cores
+MAX_GAP = 10.0  # seconds: the longest a person may wait between two redraws of their loss chart while their run trains
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -109,6 +112,11 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
             seed.fill(str(100 + i))  # a different experiment per person, to catch cross-talk
             seed.press("Enter")
             wait_for_app(pg, 120_000)
+            epochs = pg.get_by_label("Epochs")
+            epochs.fill(str(EPOCHS))
+            epochs.press("Enter")
+            wait_for_app(pg, 120_000)
+            pg.evaluate(watch_js(900_000))
         t0 = time.time()
         for pg in pages:
             pg.get_by_role("button", name="Train", exact=True).click()
@@ -121,9 +129,17 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
                 runs = _S(app_data_dir / 'runs.sqlite').runs()[["id", "session", "status"]].to_dict('records')
                 raise AssertionError(f"session {i} did not finish; page errors: {errors}; runs: {runs}")
         elapsed = time.time() - t0
+        rates, gaps = [], []
         for i, pg in enumerate(pages):
             if pg.locator('[data-testid="stException"]').count():
                 errors.append(f"session {i}: an exception is shown")
+            w = pg.evaluate("() => window.__watch || null")  # gone if the page reloaded
+            ups = w["updates"] if w else []
+            if len(ups) > 2:
+                rates.append((len(ups) - 1) / ((ups[-1] - ups[0]) / 1000))
+                gaps.append(max(b - a for a, b in zip(ups, ups[1:])) / 1000)
+            else:
+                gaps.append(float("inf"))
         pages[0].screenshot(path=str(ARTIFACTS / "load-session-0.png"))
         browser.close()
     sampling = False
@@ -140,8 +156,13 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
     assert seeds == list(range(100, 100 + SESSIONS))
     report = {"sessions": SESSIONS, "errors": len(errors), "peak_server_rss_mb": round(peak["Rss"] / 2**20),
               "peak_server_pss_mb": round(peak["Pss"] / 2**20), "seconds": round(elapsed, 1),
-              "reloads": sum(n - 1 for n in loads.values())}
+              "reloads": sum(n - 1 for n in loads.values()), "epochs": EPOCHS,
+              "loss_chart_hz_min_median": [round(min(rates), 2), round(sorted(rates)[len(rates) // 2], 2)] if rates else None,
+              "longest_wait_s": round(max(gaps), 2)}
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load-test.json").write_text(json.dumps(report))
     print(report)
     assert not errors, errors
+    # a page that had to reload itself had stopped hearing from the server for 30 s (livechart.watch)
+    assert report["reloads"] == 0, report
+    assert max(gaps) <= MAX_GAP, f"a person waited {max(gaps):.1f} s for a redraw while their run trained: {report}"
