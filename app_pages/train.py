@@ -377,8 +377,15 @@ def view_slow():
 
 with main:
     slower = runs.redraw_factor(runner)  # set when the page runs in full: when Train is pressed, and when the run ends
-    st.fragment(run_every=REFRESH * slower if live or warming else None)(view_fast)()
-    st.fragment(run_every=SLOW_REFRESH * slower if live else None)(view_slow)()
+    # each fragment sits alone in a container the full run draws. When a fragment's rerun starts before the server has
+    # sent the last full run, Streamlit drops that run's unsent elements of the fragment (the rerun redraws them); had
+    # the two fragments been siblings, the second would then arrive before the first and the browser would fail with
+    # "Bad delta path index" (seen with eight sessions training)
+    fast_box, slow_box = st.container(), st.container()
+    with fast_box:
+        st.fragment(run_every=REFRESH * slower if live or warming else None)(view_fast)()
+    with slow_box:
+        st.fragment(run_every=SLOW_REFRESH * slower if live else None)(view_slow)()
 
 
 # ---------------------------------------------------------------- compare and export

@@ -97,3 +97,56 @@ def test_redraws_slow_down_only_when_more_runs_train_than_there_are_cores():
     assert [redraw_factor(runner(n), cores=2) for n in (0, 1, 2, 3, 4, 5, 8, 9)] == [1, 1, 1, 2, 2, 4, 4, 8]
     assert redraw_factor(runner(8), cores=8) == 1
 
+
+
+def _index_gaps(deltas) -> list[list[int]]:
+    """Elements the browser could not place: an index past the end of a parent block (its "Bad delta path index").
+    A block sent again starts empty; a parent never sent here (the page's roots) may hold anything from before."""
+    children: dict[tuple, int] = {}
+    gaps = []
+    for m in deltas:
+        kind = m.delta.WhichOneof("type")
+        if kind not in ("new_element", "add_block"):
+            continue
+        path = tuple(m.metadata.delta_path)
+        parent, i = path[:-1], path[-1]
+        if parent in children:
+            if i > children[parent]:
+                gaps.append(list(path))
+            children[parent] = max(children[parent], i + 1)
+        if kind == "add_block":
+            children[path] = 0
+    return gaps
+
+
+def test_a_fragment_rerun_that_overtakes_the_full_run_leaves_no_gap_in_the_page(at, monkeypatch):
+    """When a fragment's rerun starts before the server has sent the last full run, Streamlit drops that run's unsent
+    elements of the fragment (the rerun redraws them). What is still sent must be a page the browser can build: the
+    live views sat side by side once, and eight sessions training at once met "Bad delta path index" in the browser."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+    from streamlit.runtime.scriptrunner_utils.script_run_context import ScriptRunContext
+
+    sent = []
+    enqueue = ScriptRunContext.enqueue
+
+    def record(self, msg):
+        copy = ForwardMsg()
+        copy.CopyFrom(msg)
+        sent.append(copy)
+        enqueue(self, msg)
+
+    monkeypatch.setattr(ScriptRunContext, "enqueue", record)
+    button(at, "Train").click().run()  # a full run with a run training: both live views on their timers
+    runs.runner().stop(at.session_state[runs.RUN_ID])
+    deltas = [m for m in sent if m.WhichOneof("type") == "delta"]
+    fragments = {m.delta.fragment_id for m in deltas} - {""}
+    assert len(fragments) == 2 and not _index_gaps(deltas)
+    for fragment in fragments:
+        queue = ForwardMsgQueue()
+        for m in deltas:
+            queue.enqueue(m)
+        queue.clear(retain_lifecycle_msgs=True, fragment_ids_this_run=[fragment])
+        kept = queue.flush()
+        assert len(kept) < len(deltas)
+        assert not _index_gaps(kept), f"after dropping fragment {fragment}'s elements, the browser cannot place {_index_gaps(kept)}"
