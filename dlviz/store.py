@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS trajectory (run_id TEXT, step INTEGER, params BLOB, P
 """
 LIVE = ("running", "paused", "queued")
 MAX_EPOCH_CHECKPOINTS = 20  # besides the initial and the final one
+CHECKPOINT_SECONDS = 1.0  # the least time between two epoch checkpoints of a run
 
 
 def _json(obj) -> str:
@@ -218,6 +219,8 @@ class StoreCallback(Callback):
         self.store = store
         self.run_id = run_id
         self.last_saved_step = -1
+        self.last_checkpoint = time.perf_counter()
+        self.unsaved: Optional[tuple[dict, str]] = None  # the newest epoch's state, when its checkpoint was skipped
 
     def on_train_begin(self, trainer: Trainer) -> None:
         self.store._exec("UPDATE runs SET param_names=?, task=? WHERE id=?",
@@ -234,8 +237,18 @@ class StoreCallback(Callback):
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         self.store.add_epoch(self.run_id, record)
-        self.store.save_checkpoint(self.run_id, trainer.state(), f"epoch {record['epoch']}")
+        # one checkpoint per CHECKPOINT_SECONDS at most: a small model ends a hundred epochs a second, and saving each
+        # cost it a fifth of its speed. The newest epoch's state is kept, and saved if the run ends before the next one.
+        self.unsaved = (trainer.state(), f"epoch {record['epoch']}")
+        if time.perf_counter() - self.last_checkpoint >= CHECKPOINT_SECONDS:
+            self._save_unsaved()
         self._save_trajectory(trainer)
+
+    def _save_unsaved(self) -> None:
+        if self.unsaved is not None:
+            self.store.save_checkpoint(self.run_id, *self.unsaved)
+            self.unsaved = None
+            self.last_checkpoint = time.perf_counter()
 
     def _save_trajectory(self, trainer: Trainer) -> None:
         # the trainer thins its list when it grows too long, so what is new is told by the step
@@ -249,5 +262,8 @@ class StoreCallback(Callback):
         # a stopped run keeps its last epoch's checkpoint as its newest: continuing from there is exact, from the middle
         # of an epoch it would not be
         if trainer.status == "finished":
+            self.unsaved = None
             self.store.save_checkpoint(self.run_id, trainer.state(), "final")
+        else:
+            self._save_unsaved()
         self.store.set_status(self.run_id, trainer.status, trainer.reason, result)

@@ -1,6 +1,7 @@
 """The trainer: a short loop over batches that measures every step and calls callbacks for everything else."""
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -168,12 +169,19 @@ class Trainer:
     # ------------------------------------------------------------ state for checkpoints and resume
 
     def state(self) -> dict:
-        """Everything needed to continue exactly: weights, optimizer, schedule, counters and random states."""
-        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+        """Everything needed to continue exactly: weights, optimizer, schedule, counters and random states.
+
+        Of the epoch records it keeps the last, the only one the result reads (the run store keeps them all): with all
+        of them, the cost of a checkpoint grew with the epoch, and a small model saving one per epoch spent more time
+        pickling its history than training."""
+        # a copy, not a view: the optimizer's state_dict holds its live tensors, which the next step changes in place
+        opt = self.optimizer.state_dict()
+        opt = {"state": {i: {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in st.items()}
+                         for i, st in opt["state"].items()}, "param_groups": copy.deepcopy(opt["param_groups"])}
+        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}, "optimizer": opt,
+                "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
                 "epoch": self.epoch, "step": self.step, "torch_rng": torch.get_rng_state(),
-                "generator": self.generator.get_state(), "history": [dict(h) for h in self.history]}
+                "generator": self.generator.get_state(), "history": [dict(h) for h in self.history[-1:]]}
 
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])

@@ -129,3 +129,29 @@ def test_sessions_see_only_their_runs(tmp_path):
     b = store.create_run(validate(PRESET), session="b")
     assert list(store.runs("a")["id"]) == [a] and list(store.runs("b")["id"]) == [b]
     assert set(store.runs()["id"]) == {a, b}
+
+
+def test_fast_epochs_share_a_checkpoint_a_second_and_a_stop_still_keeps_its_last_epoch(tmp_path, monkeypatch):
+    """Checkpoints are saved at most once per CHECKPOINT_SECONDS; the newest epoch's state is saved when the run ends
+    before the next one, so continuing a stopped run stays exact."""
+    import dlviz.store as store_mod
+
+    monkeypatch.setattr(store_mod, "CHECKPOINT_SECONDS", 1e9)  # none saved on time: only the ones the run's end needs
+    exp = validate({**PRESET, "training": {**PRESET["training"], "epochs": 6}})
+    full = Trainer(exp).run()
+    store = RunStore(tmp_path / "r.sqlite")
+    finished = store.create_run(exp)
+    Trainer(exp, [StoreCallback(store, finished)]).run()
+    assert list(store.checkpoints(finished)["label"]) == ["initial", "final"]
+
+    class StopAfterThree(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 3:
+                trainer.control.stop()
+
+    stopped = store.create_run(exp)
+    Trainer(exp, [StoreCallback(store, stopped), StopAfterThree()]).run()
+    assert list(store.checkpoints(stopped)["label"]) == ["initial", "epoch 3"]
+    state = store.load_checkpoint(stopped)
+    assert state["epoch"] == 3 and len(state["history"]) == 1, "a checkpoint carries the last epoch's record, not the whole history"
+    assert Trainer(exp, resume=state).run() == full

@@ -338,3 +338,31 @@ def test_reduce_on_plateau_lowers_the_rate_when_validation_stalls():
     rec = Recorder()
     Trainer(exp, [rec]).run()
     assert rec.epochs[-1]["lr"] < 1e-6
+
+
+def test_a_state_is_a_snapshot_that_later_steps_do_not_change():
+    """Trainer.state() copies the optimizer's tensors: a checkpoint kept in memory and saved later (the run store keeps
+    the newest epoch's state until its next save) must hold the numbers of the moment it was taken."""
+    import io
+
+    exp = validate({"format": "dlviz-preset/1", "seed": 3, "data": {"name": "xor", "num_samples": 100, "batch_size": 10},
+                    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 4}, {"type": "Tanh"},
+                                                             {"type": "Linear", "out_features": 2}]},
+                    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.05},
+                    "schedule": {"type": "StepLR", "step_size": 1}, "training": {"epochs": 2}})
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 1:
+                self.state = trainer.state()
+                buf = io.BytesIO()
+                torch.save(trainer.state(), buf)
+                self.saved = buf.getvalue()
+
+    snap = Snapshot()
+    Trainer(exp, [snap]).run()  # a second epoch of Adam steps after the snapshot
+    then = torch.load(io.BytesIO(snap.saved), weights_only=True)
+    for i, st in then["optimizer"]["state"].items():
+        for k, v in st.items():
+            assert torch.equal(snap.state["optimizer"]["state"][i][k], v), f"optimizer state {i}.{k} changed after the snapshot"
+    assert snap.state["scheduler"] == then["scheduler"]
