@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sqlite3
 import threading
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS trajectory (run_id TEXT, step INTEGER, params BLOB, P
 LIVE = ("running", "paused", "queued")
 MAX_EPOCH_CHECKPOINTS = 20  # besides the initial and the final one
 CHECKPOINT_SECONDS = 1.0  # the least time between two epoch checkpoints of a run
+WRITE_SECONDS = 0.25  # the longest a run's metrics wait in its worker before they are written (the live view does not wait)
 
 
 def _json(obj) -> str:
@@ -63,17 +65,26 @@ class RunStore:
             self._db.close()
 
     def _exec(self, sql: str, args=(), many: bool = False):
+        if many:
+            return self.write([(sql, args)])
         with self._lock:
-            if many:
-                self._db.execute("BEGIN")
-                try:
-                    self._db.executemany(sql, args)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                return None
             return self._db.execute(sql, args).fetchall()
+
+    def write(self, ops: list[tuple[str, list[tuple]]]) -> None:
+        """Statements, each over its rows, in one transaction: one commit for all of them. Rows of the same statement are
+        run together, in the order the statement first appears."""
+        merged: dict[str, list[tuple]] = {}
+        for sql, rows in ops:
+            merged.setdefault(sql, []).extend(rows)
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for sql, rows in merged.items():
+                    self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     # ------------------------------------------------------------ runs
 
@@ -127,20 +138,27 @@ class RunStore:
 
     # ------------------------------------------------------------ metrics
 
-    def add_steps(self, run_id: str, block: StepBlock) -> None:
-        rows = [(run_id, int(block.step[i]), int(block.epoch[i]), float(block.loss[i]), float(block.metric[i]), float(block.lr[i]),
-                 block.grad_norm[i].astype(np.float32).tobytes(), block.update_ratio[i].astype(np.float32).tobytes())
-                for i in range(len(block))]
-        self._exec("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", rows, many=True)
-        if len(block):
-            self._exec("UPDATE runs SET steps_done=?, updated=? WHERE id=?", (int(block.step[-1]) + 1, time.time(), run_id))
+    # what a run writes as it trains, as (statement, rows) for write(): the run's callback gathers them and writes a
+    # few times a second in one transaction
 
-    def add_epoch(self, run_id: str, record: dict) -> None:
-        self._exec("INSERT OR REPLACE INTO epochs VALUES (?,?,?)", (run_id, int(record["epoch"]), _json(record)))
-        self._exec("UPDATE runs SET epochs_done=?, updated=? WHERE id=?", (int(record["epoch"]), time.time(), run_id))
+    @staticmethod
+    def step_ops(run_id: str, block: StepBlock) -> list[tuple[str, list[tuple]]]:
+        if not len(block):
+            return []
+        rows = list(zip(itertools.repeat(run_id), block.step.tolist(), block.epoch.tolist(), block.loss.tolist(), block.metric.tolist(),
+                        block.lr.tolist(), map(bytes, np.ascontiguousarray(block.grad_norm, dtype=np.float32)),
+                        map(bytes, np.ascontiguousarray(block.update_ratio, dtype=np.float32))))
+        return [("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", rows),
+                ("UPDATE runs SET steps_done=?, updated=? WHERE id=?", [(int(block.step[-1]) + 1, time.time(), run_id)])]
 
-    def add_telemetry(self, run_id: str, snapshot: dict) -> None:
-        self._exec("INSERT OR REPLACE INTO telemetry VALUES (?,?,?)", (run_id, int(snapshot["step"]), _json(snapshot)))
+    @staticmethod
+    def epoch_ops(run_id: str, record: dict) -> list[tuple[str, list[tuple]]]:
+        return [("INSERT OR REPLACE INTO epochs VALUES (?,?,?)", [(run_id, int(record["epoch"]), _json(record))]),
+                ("UPDATE runs SET epochs_done=?, updated=? WHERE id=?", [(int(record["epoch"]), time.time(), run_id)])]
+
+    @staticmethod
+    def telemetry_ops(run_id: str, snapshot: dict) -> list[tuple[str, list[tuple]]]:
+        return [("INSERT OR REPLACE INTO telemetry VALUES (?,?,?)", [(run_id, int(snapshot["step"]), _json(snapshot))])]
 
     def epochs(self, run_id: str) -> pd.DataFrame:
         rows = self._exec("SELECT record FROM epochs WHERE run_id=? ORDER BY epoch", (run_id,))
@@ -219,8 +237,11 @@ class StoreCallback(Callback):
         self.store = store
         self.run_id = run_id
         self.last_saved_step = -1
-        self.last_checkpoint = time.perf_counter()
+        self.last_checkpoint = self.last_write = time.perf_counter()
         self.unsaved: Optional[tuple[dict, str]] = None  # the newest epoch's state, when its checkpoint was skipped
+        # metrics not yet written: one transaction per step block, snapshot and epoch cost a small model a tenth of its
+        # speed, one every WRITE_SECONDS costs nothing measurable
+        self.pending: list[tuple[str, list[tuple]]] = []
 
     def on_train_begin(self, trainer: Trainer) -> None:
         self.store._exec("UPDATE runs SET param_names=?, task=? WHERE id=?",
@@ -229,14 +250,21 @@ class StoreCallback(Callback):
         if trainer.step == 0:
             self.store.save_checkpoint(self.run_id, trainer.state(), "initial")
 
+    def _write(self, ops: list, force: bool = False) -> None:
+        self.pending.extend(ops)
+        now = time.perf_counter()
+        if self.pending and (force or now - self.last_write >= WRITE_SECONDS):
+            self.store.write(self.pending)
+            self.pending, self.last_write = [], now
+
     def on_steps(self, trainer: Trainer, block: StepBlock) -> None:
-        self.store.add_steps(self.run_id, block)
+        self._write(RunStore.step_ops(self.run_id, block))
 
     def on_telemetry(self, trainer: Trainer, snapshot: dict) -> None:
-        self.store.add_telemetry(self.run_id, snapshot)
+        self._write(RunStore.telemetry_ops(self.run_id, snapshot))
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-        self.store.add_epoch(self.run_id, record)
+        self._write(RunStore.epoch_ops(self.run_id, record))
         # one checkpoint per CHECKPOINT_SECONDS at most: a small model ends a hundred epochs a second, and saving each
         # cost it a fifth of its speed. The newest epoch's state is kept, and saved if the run ends before the next one.
         self.unsaved = (trainer.state(), f"epoch {record['epoch']}")
@@ -246,6 +274,7 @@ class StoreCallback(Callback):
 
     def _save_unsaved(self) -> None:
         if self.unsaved is not None:
+            self._write([], force=True)  # a checkpoint never gets ahead of the metrics before it
             self.store.save_checkpoint(self.run_id, *self.unsaved)
             self.unsaved = None
             self.last_checkpoint = time.perf_counter()
@@ -258,6 +287,7 @@ class StoreCallback(Callback):
             self.last_saved_step = new[-1][0]
 
     def on_train_end(self, trainer: Trainer, result: dict) -> None:
+        self._write([], force=True)
         self._save_trajectory(trainer)
         # a stopped run keeps its last epoch's checkpoint as its newest: continuing from there is exact, from the middle
         # of an epoch it would not be
