@@ -1,6 +1,7 @@
 """The live feed of a run: the trainer's callback turns steps into messages; LiveFeed keeps a bounded copy for drawing."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -17,6 +18,7 @@ BOUNDARY_SECONDS = 0.4  # how often the decision boundary is recomputed while tr
 # small model finishes tens of epochs a second, and the page redraws those charts once a second
 EVALUATION_SECONDS = 0.5
 TELEMETRY_SECONDS = 0.25
+FEED_SECONDS = 0.05  # the longest a run's steps and epoch records wait before they are sent (the page redraws every 0.2 s)
 BOUNDARY_GRID = 60
 KEEP_TELEMETRY = 40
 
@@ -92,8 +94,8 @@ class LiveFeed:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     self.layers.add(np.column_stack([np.log10(b["grad_norm"]), np.log10(b["update_ratio"])]))
                 self.steps_done = int(b["step"][-1]) + 1
-            elif kind == "epoch":
-                self.epochs.append(msg["record"])
+            elif kind == "epochs":
+                self.epochs.extend(msg["records"])
             elif kind == "telemetry":
                 self.telemetry = (self.telemetry + [msg["snapshot"]])[-KEEP_TELEMETRY:]
             elif kind == "boundary":
@@ -131,6 +133,13 @@ class LiveFeed:
                     "elapsed": elapsed, "eta": eta, "version": self.version}
 
 
+def joined(blocks: list[StepBlock]) -> StepBlock:
+    """Consecutive step blocks as one."""
+    if len(blocks) == 1:
+        return blocks[0]
+    return StepBlock(*(np.concatenate([getattr(b, f.name) for b in blocks]) for f in dataclasses.fields(StepBlock)))
+
+
 def block_message(block: StepBlock) -> dict:
     return {"kind": "steps", "block": {"step": block.step, "epoch": block.epoch, "loss": block.loss, "metric": block.metric,
                                        "lr": block.lr, "grad_norm": block.grad_norm, "update_ratio": block.update_ratio}}
@@ -141,8 +150,10 @@ class FeedCallback(Callback):
 
     def __init__(self, send: Callable[[dict], None]):
         self.send = send
-        self.last_boundary = self.last_evaluation = self.last_telemetry = -math.inf
+        self.last_boundary = self.last_evaluation = self.last_telemetry = self.last_sent = -math.inf
         self.pending_telemetry: Optional[dict] = None
+        self.blocks: list[StepBlock] = []  # steps and epoch records not sent yet: they go out every FEED_SECONDS
+        self.records: list[dict] = []
 
     def on_train_begin(self, trainer: Trainer) -> None:
         total = trainer.exp.training.epochs * trainer.steps_per_epoch
@@ -151,8 +162,24 @@ class FeedCallback(Callback):
         self._boundary(trainer, force=True)
 
     def on_steps(self, trainer: Trainer, block: StepBlock) -> None:
-        self.send(block_message(block))
+        self.blocks.append(block)
+        self._send_pending()
         self._boundary(trainer)
+
+    def _send_pending(self, force: bool = False) -> None:
+        """The gathered steps and epochs, in one message each, at most every FEED_SECONDS (the first at once): a small
+        model sends a step block and an epoch record a hundred times a second, and each message to the server costs the
+        run a pickling and a write."""
+        now = time.perf_counter()
+        if not force and now - self.last_sent < FEED_SECONDS:
+            return
+        if self.blocks:
+            self.send(block_message(joined(self.blocks)))
+            self.blocks = []
+        if self.records:
+            self.send({"kind": "epochs", "records": self.records})
+            self.records = []
+        self.last_sent = now
 
     def on_telemetry(self, trainer: Trainer, snapshot: dict) -> None:
         now = time.perf_counter()
@@ -167,11 +194,13 @@ class FeedCallback(Callback):
             self.pending_telemetry = None
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-        self.send({"kind": "epoch", "record": record})
+        self.records.append(record)
+        self._send_pending()
         self._evaluation(trainer)
         self._boundary(trainer)
 
     def on_train_end(self, trainer: Trainer, result: dict) -> None:
+        self._send_pending(force=True)
         self._send_telemetry(time.perf_counter())  # the run's last snapshot, which the diagnoses read
         self._evaluation(trainer, force=True)
         self._boundary(trainer, force=True)
@@ -267,7 +296,7 @@ def snapshot_from_store(store, run_id: str) -> dict:
                                                 "loss": steps["loss"].to_numpy(), "metric": steps["metric"].to_numpy(),
                                                 "lr": steps["lr"].to_numpy(), "grad_norm": g, "update_ratio": u}})
     for rec in store.epochs(run_id).to_dict("records"):
-        feed.handle({"kind": "epoch", "record": {k: (int(v) if k in ("epoch", "step") else v) for k, v in rec.items()}})
+        feed.handle({"kind": "epochs", "records": [{k: (int(v) if k in ("epoch", "step") else v) for k, v in rec.items()}]})
     for snap in store.telemetry(run_id)[-KEEP_TELEMETRY:]:
         feed.handle({"kind": "telemetry", "snapshot": snap})
     try:

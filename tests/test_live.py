@@ -64,3 +64,29 @@ def test_snapshot_from_store_matches_the_live_one(tmp_path):
     assert stored["epochs"] == live["epochs"]
     assert stored["evaluation"] == live["evaluation"]
     np.testing.assert_allclose(stored["boundary"]["z"], live["boundary"]["z"], rtol=1e-5, atol=1e-6)
+
+
+def test_steps_and_epochs_are_sent_gathered_first_block_at_once_and_nothing_lost():
+    """A small model flushes a step block and ends an epoch a hundred times a second: the feed sends them gathered (one
+    message per FEED_SECONDS), the first block at once (the first point on the chart), and every step and epoch arrives."""
+    from dlviz.train import Callback
+
+    exp = validate({**PRESET, "training": {"epochs": 30}})
+    sent, flushed = [], []
+
+    class Blocks(Callback):
+        def on_steps(self, trainer, block):
+            flushed.append(len(sent))  # messages sent before this block reached the feed
+
+    tr = Trainer(exp, [Blocks(), FeedCallback(sent.append)])
+    tr.run()
+    steps = [m for m in sent if m["kind"] == "steps"]
+    epochs = [r for m in sent if m["kind"] == "epochs" for r in m["records"]]
+    assert any(m["kind"] == "steps" for m in sent[:flushed[1]]), "the first block goes out before the second is flushed"
+    assert len(steps) < len(flushed) / 2, "the others are gathered"
+    assert np.array_equal(np.concatenate([m["block"]["step"] for m in steps]), np.arange(tr.step))
+    assert epochs == tr.history
+    feed = LiveFeed()
+    for m in sent:
+        feed.handle(m)
+    assert feed.steps_done == tr.step and len(feed.epochs) == 30
