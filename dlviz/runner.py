@@ -241,20 +241,16 @@ class Runner:
 
             store = RunStore(self.store_path)
             run = store.run(h.run_id)
-            store.close()
             if run["status"] in ("finished", "stopped", "diverged", "failed"):
                 # the worker recorded how the run ended before its last messages were lost: the store has the truth
                 h.feed.handle({"kind": "end", "result": run["result"] or {"status": run["status"], "reason": run["reason"]}})
-                h.closed = True
-                return
-            if h.stopping:  # ended by the grace period's terminate, or died while stopping
-                status, reason = "stopped", "stopped by the user"
-                h.feed.handle({"kind": "end", "result": {"status": status, "reason": reason}})
+            elif h.stopping:  # ended by the grace period's terminate, or died while stopping
+                h.feed.handle({"kind": "end", "result": {"status": "stopped", "reason": "stopped by the user"}})
+                store.set_status(h.run_id, "stopped", "stopped by the user")
             else:
-                status, reason = "failed", problem or "the training process ended without a result"
+                reason = problem or "the training process ended without a result"
                 h.feed.handle({"kind": "error", "message": reason})
-            store = RunStore(self.store_path)
-            store.set_status(h.run_id, status, reason)
+                store.set_status(h.run_id, "failed", reason)
             store.close()
         h.closed = True
 

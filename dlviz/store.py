@@ -64,9 +64,7 @@ class RunStore:
         with self._lock:
             self._db.close()
 
-    def _exec(self, sql: str, args=(), many: bool = False):
-        if many:
-            return self.write([(sql, args)])
+    def _exec(self, sql: str, args=()):
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -219,8 +217,8 @@ class RunStore:
                                 "it was not loaded") from None
 
     def add_trajectory(self, run_id: str, points: list[tuple[int, np.ndarray]]) -> None:
-        self._exec("INSERT OR REPLACE INTO trajectory VALUES (?,?,?)",
-                   [(run_id, int(s), v.astype(np.float32).tobytes()) for s, v in points], many=True)
+        self.write([("INSERT OR REPLACE INTO trajectory VALUES (?,?,?)",
+                     [(run_id, int(s), v.astype(np.float32).tobytes()) for s, v in points])])
 
     def trajectory(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, snapshots × parameters) of the parameter vectors saved during training."""
