@@ -2,16 +2,16 @@
 
 `st.plotly_chart` builds a new chart in the browser for every new figure (a full Plotly.newPlot and new DOM each
 time), which on a small machine costs more than the redraw rate allows. This element keeps one Plotly graph per key
-and hands each new figure to `Plotly.react`, which only redraws what changed. The figures are the same go.Figure
-objects the rest of the app draws; plotly.js is the copy that ships with the plotly Python package, served by
-this server (nothing is fetched from elsewhere)."""
+and hands each new figure to `Plotly.react`, which only redraws what changed. The figures are the plain figure dicts
+of dlviz.train_figures (`loss_figure.spec(...)`), the same charts the go.Figure builders give without plotly's
+validation; plotly.js is the copy that ships with the plotly Python package, served by this server (nothing is
+fetched from elsewhere)."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
 import plotly
-import plotly.graph_objects as go
 from plotly.io.json import to_json_plotly
 import streamlit as st
 import streamlit.components.v1 as components_v1
@@ -86,16 +86,12 @@ def _element():
     return served.name, mount, watch
 
 
-def live_chart(fig: go.Figure | dict, key: str) -> None:
-    """Draw `fig` (a go.Figure, or a figure dict such as train_figures' specs) under `key`; later calls with the same
-    key update that chart in place."""
+def live_chart(fig: dict, key: str) -> None:
+    """Draw the figure dict `fig` under `key`; later calls with the same key update that chart in place."""
     served, mount, _ = _element()
-    if isinstance(fig, go.Figure):
-        text, height = fig.to_json(), fig.layout.height
-    else:  # plotly's own encoder: numpy arrays travel packed, as from a go.Figure
-        text, height = to_json_plotly(fig), fig.get("layout", {}).get("height")
-    height = int(height or 450)
-    mount(data={"figure": text, "height": height, "src": f"component/{served}/plotly.min.js"}, key=key, height=height)
+    height = int(fig.get("layout", {}).get("height") or 450)
+    # plotly's own encoder, as go.Figure.to_json uses it
+    mount(data={"figure": to_json_plotly(fig), "height": height, "src": f"component/{served}/plotly.min.js"}, key=key, height=height)
 
 
 def watch(stall: float) -> None:
