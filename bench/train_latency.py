@@ -38,20 +38,15 @@ def page_steps(pg, seconds: float) -> float:
 
 
 def headless_steps() -> float:
-    """Steps per second of the same preset trained by `python -m dlviz train`'s trainer, with the worker's one thread."""
-    import torch
-
-    from bench.train_overhead import Clock
+    """Steps per second of the same preset trained by `python -m dlviz train`'s trainer, with the worker's one thread
+    (importing the overhead bench sets it)."""
+    from bench.train_overhead import headless_rate
     from dlviz import gallery
     from dlviz.spec import validate
-    from dlviz.train import Trainer
 
-    torch.set_num_threads(1)
     doc = gallery.raw(gallery.DEFAULT)
     doc["training"]["epochs"] = 200
-    clock = Clock()
-    Trainer(validate(doc), [clock]).run()
-    return clock.rate()
+    return headless_rate(validate(doc))
 
 
 def main() -> None:
