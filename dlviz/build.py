@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, asdict
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn

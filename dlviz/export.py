@@ -4,7 +4,6 @@ from __future__ import annotations
 import inspect
 import io
 import json
-import math
 from typing import Any, Optional
 
 import torch
@@ -1146,7 +1145,7 @@ def _main_code(exp: Experiment, classification: bool, key: str, augment: bool, p
     e = E.append
     e("val_loss, val_metric = evaluate(model, x_val, y_val) if len(x_val) else (math.nan, math.nan)")
     e("# exact sums (math.fsum) of the per-step terms, as dlviz's trainer takes them")
-    e(f"record = {{\"epoch\": epoch + 1, \"train_loss\": math.fsum(loss_terms) / n, \"val_loss\": val_loss,")
+    e("record = {\"epoch\": epoch + 1, \"train_loss\": math.fsum(loss_terms) / n, \"val_loss\": val_loss,")
     e(f"          \"train_{key}\": math.fsum(metric_terms) / {'labels' if classification else 'n'}, \"val_{key}\": val_metric,")
     e("          \"lr\": float(optimizer.param_groups[0][\"lr\"])}")
     e("epoch += 1")

@@ -10,7 +10,7 @@ from . import limits as _limits
 from .errors import UserError
 from .paths import uploads_dir
 from .registry import LOSSES, OPTIMIZERS, SCHEDULES
-from .spec import COMMON_DATA_KEYS, DATASETS, Experiment, validate
+from .spec import COMMON_DATA_KEYS, Experiment, validate
 
 TABLES = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
 

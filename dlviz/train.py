@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from .build import build_model
-from .errors import UserError
 from .losses import r2_score
 from .registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES
 from .spec import Experiment

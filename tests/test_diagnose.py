@@ -1,5 +1,4 @@
 """Diagnoses cite their numbers, and real runs that show a problem get the matching diagnosis."""
-import math
 
 import numpy as np
 

@@ -1,6 +1,5 @@
 """The live feed: bounded series that keep the shape of the curve, and snapshots rebuilt from the store."""
 import numpy as np
-import pytest
 
 from dlviz.live import MAX_POINTS, Decimator, FeedCallback, LiveFeed, snapshot_from_store
 from dlviz.spec import validate

@@ -1,6 +1,5 @@
 """The trainer against independent references: torch.optim loops, direct computations, and its own promises."""
 import copy
-import math
 
 import numpy as np
 import pytest
