@@ -6,6 +6,7 @@ import json
 import sys
 
 from .errors import UserError
+from .text import clean
 
 EXIT_USER = 2
 EXIT_DIVERGED = 3
@@ -26,7 +27,7 @@ def summary_text(summary) -> str:
     head = ("layer", "type", "output", "params", "FLOPs", "RF size/stride/pad")
     rows = []
     for r in summary.rows:
-        label = "  " * r.depth + r.path.rsplit(".", 1)[-1] + (f" ({r.name})" if r.name else "")
+        label = "  " * r.depth + r.path.rsplit(".", 1)[-1] + (f" ({clean(r.name)})" if r.name else "")
         params = r.trainable_params + r.non_trainable_params
         rows.append((label, r.type, _fmt_shape(r.output_shape), f"{params:,}", f"{r.flops:,}", _fmt_rf(r.receptive_field)))
     widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     try:
         return _run(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {clean(e)}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         return 130
@@ -93,7 +94,7 @@ def _run(args) -> int:
         else:
             width = max(len(i["name"]) for i in items)
             for i in items:
-                print(f"{i['name'].ljust(width)}  {i['title']}: {i['description']}")
+                print(clean(f"{i['name'].ljust(width)}  {i['title']}: {i['description']}"))
         return 0
     exp = gallery.resolve(args.preset, sys.stdin)
     if args.command == "validate":
@@ -104,7 +105,7 @@ def _run(args) -> int:
             from .sections import check_trainable
 
             check_trainable(exp)  # and only if the loss fits the model's output and the data's targets
-        print(f"ok: {exp.name}")
+        print(f"ok: {clean(exp.name)}")
         return 0
     if args.command == "summary":
         from .build import summarize
@@ -209,9 +210,9 @@ def _train(exp, args) -> int:
                 print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()), flush=True)
 
     result = Trainer(exp, [Printer()]).run()
-    print(json.dumps(json_safe(result)) if args.json else f"{result['status']}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "status"))
+    print(json.dumps(json_safe(result)) if args.json else clean(f"{result['status']}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "status")))
     if result["status"] == "diverged":
-        print(f"error: the run diverged: {result.get('reason', '')}", file=sys.stderr)
+        print(f"error: the run diverged: {clean(result.get('reason', ''))}", file=sys.stderr)
         return EXIT_DIVERGED
     return 0
 

@@ -1,4 +1,5 @@
 """The one exception type for user mistakes: it carries the JSON path and a sentence a person can act on."""
+from .text import clean
 
 
 class UserError(Exception):
@@ -9,18 +10,13 @@ class UserError(Exception):
     """
 
     def __init__(self, path: str, message: str):
-        path, message = _printable(path), _printable(message)  # one line, even for a key like "\n"
+        path, message = clean(path), clean(message)  # one line, even for a key like "\n"
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
 
     def __reduce__(self):  # so that it crosses process boundaries and caches intact
         return (type(self), (self.path, self.message))
-
-
-def _printable(text: str) -> str:
-    """Control characters (newlines, terminal escapes) from a user's document, escaped as in a Python string."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def json_path(parts) -> str:

@@ -1,0 +1,27 @@
+"""Text from a preset or a user's file, escaped so that Streamlit's Markdown shows it as written."""
+from __future__ import annotations
+
+import re
+
+from dlviz.text import clean
+
+# A backslash before ASCII punctuation makes it literal in CommonMark. Only what can start Markdown is escaped, so
+# that sentences keep their commas, dots and brackets as they are in the page's own tests and in copied text:
+#   \ ` * _ ~        escapes, code, emphasis and strike-through (the underscores of __import__ stay)
+#   < > &            raw HTML, <http://…> autolinks, block quotes, and entities such as &#x202E;
+#   $ #              Streamlit's maths and headings
+#   ] before (       inline links and images
+#   [ opening "[x]:"   a link reference definition; without one, [x] and [x][y] link nowhere
+#   : before a letter or /   bare http://… links, mailto:, Streamlit's :red[…] directives and :material/…: icons
+#   www. and @ of a domain   the other bare links GitHub's Markdown makes
+#   - + or "1." opening the text   list items and rules
+_MARKDOWN = re.compile(r"[\\`*_~<>&$#]|\](?=\()|:(?=[A-Za-z/])|(?<=www)\.|@(?=[\w-]+\.)", re.IGNORECASE)
+_OPENING = re.compile(r"^(\s*)(?:([-+](?=[\s-]|$)|\[(?=[^\]]*\]:))|(\d+)([.)])(?=\s|$))")
+
+
+def md(text) -> str:
+    """`text` (anything str() takes) for st.markdown, st.caption, st.error and the like, widget and expander labels
+    included: shown literally, on one line, without control or bidi characters."""
+    escaped = _MARKDOWN.sub(lambda m: "\\" + m.group(0), clean(text))
+    return _OPENING.sub(lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4)),
+                        escaped, count=1)
