@@ -6,6 +6,7 @@
 if __name__ != "__mp_main__":
     import streamlit as st
 
+    from dlviz import uploads
     from dlviz_app import runs, session
 
     # The pages live in app_pages/, not pages/: a folder named pages/ next to app.py makes Streamlit start in its
@@ -20,6 +21,7 @@ if __name__ != "__mp_main__":
     st.set_page_config(page_title="dlviz", page_icon=":material/hub:", layout="wide")
     session.start()
     runs.runner()  # created with the first page view of the server, so its workers warm up while the person reads
+    st.cache_resource(uploads.sweep)()  # once a server: uploads that aged out while it was down go (later ones as tables are uploaded)
     session.sidebar()
     # classroom mode: a lesson's preset may hide pages (the first page left becomes the default)
     hidden = set(session.hidden("pages"))

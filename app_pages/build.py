@@ -4,7 +4,9 @@ import streamlit as st
 from dlviz import edit, figures
 from dlviz.errors import UserError, json_path
 from dlviz.registry import ACTIVATIONS, ALL_LAYERS, BLOCK_DOCS, BLOCKS, GROUPS, INITS, shape_str
+from dlviz.text import clean
 from dlviz_app import session, widgets
+from dlviz_app.text import md
 
 doc = session.preset()
 view = session.preview(doc)
@@ -45,7 +47,7 @@ def model_controls() -> None:
     new_col.button("New empty model", icon=":material/note_add:", on_click=session.apply, args=(edit.empty_model,),
                    help="Remove every layer; the input shape, data, loss and optimizer stay.", width="stretch")
     if shape_key in st.session_state.get(session.INPUT_ERRORS, {}):
-        st.error(st.session_state[session.INPUT_ERRORS][shape_key])
+        st.error(md(st.session_state[session.INPUT_ERRORS][shape_key]))
     act, act_go = st.columns([3, 2], vertical_alignment="bottom")
     act.selectbox("Activation", list(ACTIVATIONS), key="all_activation")
     act_go.button("Set every activation", width="stretch",
@@ -55,7 +57,7 @@ def model_controls() -> None:
     init, init_go = st.columns([3, 2], vertical_alignment="bottom")
     init_key = key("all_init")
     init.selectbox("Init", list(INITS), key=init_key, index=list(INITS).index(current) if current in INITS else 0,
-                   help=f"The model's initialization is now {current}; setting one clears every per-layer override.")
+                   help=f"The model's initialization is now {md(current)}; setting one clears every per-layer override.")
     init_go.button("Set every init", width="stretch",
                    on_click=lambda: session.apply(edit.set_all_inits, st.session_state[init_key]))
 
@@ -65,7 +67,7 @@ def add_picker() -> None:
         group_col, type_col, target_col = st.columns(3)
         group = group_col.selectbox("Group", GROUPS, key="add_group")
         type_name = type_col.selectbox("Layer type", edit.layer_types(group), key="add_type")
-        targets = {json_path(path): label for path, label in edit.containers(doc)}
+        targets = {json_path(path): clean(label) for path, label in edit.containers(doc)}
         target_col.selectbox("Insert into", list(targets), format_func=targets.get, key="add_target")
         with st.container(horizontal=True, vertical_alignment="center"):
             st.button("Add layer", type="primary", icon=":material/add:", on_click=add_from_picker)
@@ -84,9 +86,9 @@ def layer_editor(layer: dict, path: tuple, last: bool) -> None:
     row = rows.get(where)
     title = f"[{path[-1]}] {edit.layer_label(layer)}" + (f" → {shape_str(row.output_shape)}" if row else "")
     troubled = edit.error_at(view.error, path)
-    with st.expander(title, expanded=troubled, icon=":material/error:" if troubled else None):
+    with st.expander(md(title), expanded=troubled, icon=":material/error:" if troubled else None):
         if path == error_layer:
-            st.error(view.error.message)
+            st.error(md(view.error.message))
         with st.container(horizontal=True):
             st.button("Up", key=key(where, "up"), icon=":material/arrow_upward:", disabled=path[-1] == 0,
                       on_click=session.apply, args=(edit.move, path, -1))
@@ -170,9 +172,9 @@ def summary_panel() -> None:
 
 st.title("Build")
 if doc.get("look_at"):
-    st.caption(doc["look_at"])
+    st.caption(md(doc["look_at"]))
 if view.error is not None:
-    st.error(str(view.error))
+    st.error(md(view.error))
 summary_numbers()
 
 edit_col, summary_col = st.columns([5, 6], gap="large")

@@ -15,7 +15,9 @@ from dlviz.data import IMAGE_SETS, load_dataset
 from dlviz.errors import UserError
 from dlviz.registry import INITS, shape_str
 from dlviz.spec import DataSpec, validate
+from dlviz.text import clean, plot_text
 from dlviz_app import runs, session
+from dlviz_app.text import md
 
 UNIT = "inspect_unit"  # (layer path, channel, row, column) of the unit whose receptive field is drawn
 LAYER, CHANNEL = "inspect_layer", "inspect_channel"
@@ -112,11 +114,11 @@ def choose_model():
         try:
             exp = validate(session.preset())
         except UserError as err:
-            st.error(f"{err} Fix the preset on Build to inspect it.")
+            st.error(f"{md(err)} Fix the preset on Build to inspect it.")
             return None, None, None, None, None
         return exp, _build(_text(exp), None, None), None, None, None
     ids = [str(i) for i in browser_runs["id"]]
-    names = {str(r.id): f"{r.name} · {r.status} · {r.epochs} epochs · {r.id}" for r in browser_runs.itertuples()}
+    names = {str(r.id): clean(f"{r.name} · {r.status} · {r.epochs} epochs · {r.id}") for r in browser_runs.itertuples()}
     current = runs.current_run_id()
     run_id = mid.selectbox("Run", ids, format_func=names.get, key="inspect_run",
                            index=ids.index(current) if current in ids else 0)
@@ -135,7 +137,7 @@ def _build(text: str, run_id, step):
     try:
         return _model(text, run_id, step)
     except UserError as err:
-        st.error(f"{err}")
+        st.error(md(err))
         return None
 
 
@@ -167,7 +169,7 @@ def choose_input(exp, net) -> features.ModelInput:
         seed = right.number_input("Noise seed", 0, 10_000, 0, key="inspect_seed") if source == "Random noise" else 0
         return features.noise_input(net, int(seed))
     except UserError as err:
-        st.error(str(err))
+        st.error(md(err))
         return features.noise_input(net, 0)
 
 
@@ -221,13 +223,13 @@ def resolve_unit(maps: dict) -> tuple[str, int, int, int]:
 
 def show_input(inp: features.ModelInput) -> None:
     if inp.pixels is not None:
-        st.plotly_chart(figs.input_figure(inp.pixels, "Input" + (f" (label {inp.label})" if inp.label else ""), height=260),
+        st.plotly_chart(figs.input_figure(inp.pixels, "Input" + (f" (label {plot_text(inp.label)})" if inp.label else ""), height=260),
                         config=figs.CONFIG, key="inspect_input_fig")
     elif inp.x.dim() == 2:
         st.plotly_chart(figs.vector_figure(inp.x[0].float().numpy(), "Input features"), config=figs.CONFIG)
     elif inp.x.dim() == 3 and inp.x.is_floating_point():
         st.plotly_chart(figs.rows_figure(inp.x[0].numpy(), "Input"), config=figs.CONFIG)
-    st.caption(" · ".join(p for p in (inp.source, inp.note) if p))
+    st.caption(md(" · ".join(p for p in (inp.source, inp.note) if p)))
 
 
 def _title(o: features.LayerOutput) -> str:
@@ -418,7 +420,7 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
                 kernel = convlab.edge_kernel(family, direction)
                 result = convlab.convolve(image, kernel, padding, stride, dilation)
     except UserError as err:
-        st.error(str(err))
+        st.error(md(err))
         return
     (n_h, n_w), (k_h, k_w) = image.shape, kernel.shape
     p_h, p_w = result.predicted
@@ -438,7 +440,7 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
     try:
         pooled = {kind: convlab.pool(result.output, kind, int(pool_k)) for kind in convlab.POOLS}
     except UserError as err:
-        k.error(str(err))
+        k.error(md(err))
         return
     cols = st.columns(2)
     for col, (kind, arr) in zip(cols, pooled.items()):
@@ -475,7 +477,7 @@ def activation_tab() -> None:
             try:
                 stack = _deep_stack(a, i, json.dumps(args))
             except UserError as err:
-                st.error(str(err))
+                st.error(md(err))
                 continue
             st.plotly_chart(figs.deep_stack_figure(stack), config=figs.CONFIG, key=f"act_stack_{side}")
             st.caption(f"{a} with {i}: std of z from {stack.z_std[0]:.3g} (layer 1) to {stack.z_std[-1]:.3g} (layer 10); "

@@ -8,7 +8,9 @@ from dlviz.data import load_dataset
 from dlviz.errors import UserError
 from dlviz.registry import OPTIMIZERS
 from dlviz.spec import DataSpec, validate
+from dlviz.text import clean
 from dlviz_app import runs, session, widgets
+from dlviz_app.text import md
 
 CHART_CONFIG = {"displaylogo": False, "scrollZoom": False}
 # Settings that show each function's lesson from its default start within the default number of steps.
@@ -96,7 +98,7 @@ def optimizer_editor(fn_name: str) -> None:
                               lambda v: item["args"].__setitem__(name, v))
 
         with st.container(border=True):
-            st.markdown(f":{lf.color_name(i)}[**━━ {landscape.optimizer_label(item['type'], item['args'])}**]")
+            st.markdown(f":{lf.color_name(i)}[**━━ {md(landscape.optimizer_label(item['type'], item['args']))}**]")
             row = st.columns([3, 3, 3, 1, 1], vertical_alignment="bottom")
             row[0].selectbox("Optimizer", names, index=names.index(item["type"]), key=kind, on_change=change_type,
                              help=OPTIMIZERS[item["type"]].doc)
@@ -146,7 +148,7 @@ def lab() -> None:
     try:
         fn = landscape.make_function(fn_name, **given)
     except UserError as err:
-        st.error(str(err))
+        st.error(md(err))
         return
     steps = top[2].number_input("Steps", 1, 5000, 300 if fn_name == "Quadratic ravine" else 500, 50, key=f"ls_steps|{fn_name}")
     tol = top[3].selectbox("Tolerance", TOLERANCES, index=2, key="ls_tol", format_func=lambda v: f"{v:g}",
@@ -166,7 +168,7 @@ def lab() -> None:
     try:
         paths = race(fn_name, json.dumps(given, sort_keys=True), (x0, y0), json.dumps(items, sort_keys=True), int(steps), float(tol))
     except UserError as err:
-        contour.error(str(err))
+        contour.error(md(err))
         return
     longest = max(t.steps for t in paths)
     with contour:
@@ -287,7 +289,7 @@ def progressive(compute, key: tuple, mode: str, n: int) -> None:
                                         f"computing {n}×{n}…")
         s = compute(n)
     except UserError as err:
-        slots[2].error(str(err))
+        slots[2].error(md(err))
         return
     done.add(key)
     shape = f"{len(s.a)} points" if s.b is None else f"{n}×{n} grid"
@@ -311,7 +313,8 @@ def network() -> None:
         untrained(session.preset())
         return
     ids = [str(i) for i in table["id"]]
-    titles = {str(r["id"]): f"{r['name']} · {r['status']} · {r['created']:%H:%M:%S} · {r['id']}" for _, r in table.iterrows()}
+    titles = {str(r["id"]): clean(f"{r['name']} · {r['status']} · {r['created']:%H:%M:%S} · {r['id']}")
+              for _, r in table.iterrows()}
     run_id = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0, format_func=titles.get, key="ls_run")
     ckpts = store.checkpoints(run_id)
     if not len(ckpts):

@@ -8,7 +8,9 @@ from dlviz.errors import UserError
 from dlviz.live import LiveFeed, snapshot_from_store
 from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
 from dlviz.spec import DATASETS, FEATURES, DataSpec
+from dlviz.text import clean
 from dlviz_app import runs, session, widgets
+from dlviz_app.text import md
 from dlviz_app.livechart import live_chart, watch  # the charts redrawn while a run trains: updated in place in the browser
 
 REFRESH = 0.2  # seconds between redraws of the progress, loss and accuracy while training (5 Hz asked)
@@ -32,7 +34,7 @@ def edit(fn, *args, structural=False):
 
 st.title("Train")
 if doc.get("look_at"):
-    st.info(doc["look_at"], icon=":material/visibility:")
+    st.info(md(doc["look_at"]), icon=":material/visibility:")
 controls, main = st.columns([1, 2.4], gap="large")
 
 hide = set(session.hidden("controls"))  # classroom mode
@@ -141,7 +143,7 @@ with controls:
                     what = f"{classes} classes" if task == "classification" else "regression"
                     st.caption(f"Input {list(shape)} per sample · {what}")
                     if list(shape) != doc["model"]["input_shape"]:
-                        st.warning(f"The model takes {doc['model']['input_shape']} but this data gives {list(shape)}.")
+                        st.warning(f"The model takes {md(doc['model']['input_shape'])} but this data gives {list(shape)}.")
 
                     def fit():
                         try:
@@ -153,10 +155,10 @@ with controls:
 
                     st.button("Fit the model to the data", on_click=fit, help="set the input shape and the last Linear's size")
                     if st.session_state.get(session.NOTICE + "_ok"):
-                        st.success(st.session_state.pop(session.NOTICE + "_ok"))
+                        st.success(md(st.session_state.pop(session.NOTICE + "_ok")))
             except Exception as err:  # the options may be mid-edit; the Train button reports problems as one sentence
                 if isinstance(err, UserError):
-                    st.caption(str(err))
+                    st.caption(md(err))
 
     if "data" not in hide:
         data_section()
@@ -313,9 +315,9 @@ def view_fast():
         eta = f" · about {snap['eta']:.0f} s left" if snap.get("eta") and snap["status"] == "running" else ""
         st.progress(min(done / total, 1.0), text=f"{snap['status']} · epoch {len(snap['epochs'])} · step {done:,} of {total:,}{eta}")
         if snap["status"] in ("diverged", "failed"):
-            st.error(snap["reason"] or snap["status"])
+            st.error(md(snap["reason"] or snap["status"]))
         elif snap["reason"]:
-            st.caption(snap["reason"])
+            st.caption(md(snap["reason"]))
     watch(max(STALL, 20 * REFRESH * slower) if live else 0)
     c1, c2 = st.columns(2)
     with c1:
@@ -401,7 +403,7 @@ if len(mine):
     # keyed by the list of runs: a new run makes a new selection (the three newest), instead of reusing a widget state
     # whose options have changed under it
     picked = st.multiselect("Runs", list(labels), default=list(labels)[: min(3, len(labels))],
-                            format_func=lambda r: labels.get(r, str(r)), key=f"compare-{len(labels)}-{next(iter(labels))}")
+                            format_func=lambda r: clean(labels.get(r, r)), key=f"compare-{len(labels)}-{next(iter(labels))}")
     if picked:
         records = {legends[r]: runs.store().epochs(r).to_dict("records") for r in picked if r in legends}
         keys = [k for k in ("val_loss", "train_loss", "val_accuracy", "val_r2") if any(k in (e[0] if e else {}) for e in records.values())]
@@ -422,7 +424,8 @@ if rid:
                            on_click="ignore", icon=":material/code:",
                            help="a standalone script (PyTorch and the data code, no dlviz) that reproduces this run exactly")
     except UserError as err:
-        e2.caption(str(err))
+        e2.caption(md(err))
+
     if len(runs.store().checkpoints(rid)):
         weights = lambda: runs.store().load_checkpoint(rid)["model"]  # noqa: E731
         e3.download_button("Weights (safetensors)", lambda: export.safetensors_bytes(weights()), file_name=f"run-{rid}.safetensors",

@@ -70,8 +70,11 @@ def main(argv=None) -> int:
     p.add_argument("--base-url", default=None, help="the app's address (default http://localhost:8501/)")
     args = parser.parse_args(argv)
 
+    from .uploads import local_paths
+
     try:
-        return _run(args)
+        with local_paths():  # a preset on the command line is the user's own: its data.source may be any local CSV
+            return _run(args)
     except UserError as e:
         print(f"error: {clean(e)}", file=sys.stderr)
         return EXIT_USER

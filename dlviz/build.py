@@ -259,13 +259,14 @@ class _Builder:
         except ShapeError as e:
             raise UserError(path, f"{layer.type}: {e}") from None
         except (ValueError, TypeError, RuntimeError, AssertionError) as e:  # torch checks some arguments with assert
+            if _largest_int(layer.args) > self.max_params:  # a size torch cannot even count (its tensors overflow first)
+                raise UserError(path, self._too_many("")) from None
             raise UserError(path, f"{layer.type}: {_first_line(e)}") from None
         n_train = sum(p.numel() for p in mod.parameters() if p.requires_grad)
         n_frozen = sum(p.numel() for p in mod.parameters() if not p.requires_grad)
         self.params += n_train + n_frozen
         if self.params > self.max_params:
-            raise UserError(path, f"the model would have over {self.max_params:,} parameters here ({self.params:,} so far); "
-                                  "make the layers smaller (the limit is DLVIZ_MAX_PARAMS / DLVIZ_MAX_TRAIN_PARAMS)")
+            raise UserError(path, self._too_many(f" ({self.params:,} so far)"))
         out_shape = self._forward_shape(mod, layer, in_shape, path)
         flops = self._flops(mod, in_shape) if self.count_flops else 0
         new_rf = _rf_step(rf, layer, in_shape, out_shape)
@@ -274,6 +275,10 @@ class _Builder:
                              sum(b.numel() for b in mod.buffers()), flops,
                              new_rf.as_dict() if new_rf is not None else None))
         return mod, tuple(out_shape), new_rf
+
+    def _too_many(self, so_far: str) -> str:
+        return (f"the model would have over {self.max_params:,} parameters here{so_far}; "
+                "make the layers smaller (the limit is DLVIZ_MAX_PARAMS / DLVIZ_MAX_TRAIN_PARAMS)")
 
     @staticmethod
     def _probe(mod: nn.Module, in_shape) -> torch.Tensor:
@@ -316,6 +321,16 @@ class _Builder:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:300] if text else type(e).__name__
+
+
+def _largest_int(value) -> int:
+    """The largest magnitude among the integers in a layer's arguments (lists included), 0 when none."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return abs(value)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return max((_largest_int(v) for v in items), default=0)
 
 
 def _check_spec(spec) -> ModelSpec:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from . import limits as _limits
-from . import paths
-from .errors import UserError, did_you_mean
+from . import uploads
+from .errors import UserError, clip, did_you_mean
 from .spec import Augment, DataSpec
 
 PLAYGROUND = ("circle", "xor", "gauss", "spiral", "reg-plane", "reg-gauss")
@@ -30,7 +30,8 @@ MAX_CLASS_VALUES = 20     # an integer-valued target with at most this many valu
 MAX_ONE_HOT_LEVELS = 20   # a text feature column with at most this many values is one-hot encoded
 MAX_TEXT_CLASSES = 100    # a text target with more values is more likely an ID column than a label
 MISSING_DROP_FRACTION = 0.1
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+CSV_SUFFIXES = uploads.SUFFIXES
+MAX_COLUMNS_LISTED = 10  # columns a message names before it says how many more there are
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     # Playground's own sample counts: 500 for its classification sets, 1,200 for its regression sets
@@ -485,30 +486,18 @@ def _source_error(message: str) -> UserError:
 
 
 def csv_source_path(spec: DataSpec) -> Path:
-    """The absolute path of the CSV file `data.source` names: the path as given, else that name in the uploads folder."""
-    if not spec.source:
-        raise _source_error("no CSV file given: upload one or set data.source to its path")
-    given = Path(spec.source)
-    if given.suffix.lower() not in CSV_SUFFIXES:
-        raise _source_error(f"'{spec.source}' is not a CSV file; give a path ending in {', '.join(CSV_SUFFIXES)}")
-    path = given if given.is_file() else paths.uploads_dir() / given
-    if not path.is_file():
-        raise _source_error(f"no file '{spec.source}' here or in the uploads folder {paths.uploads_dir()}")
-    return path.resolve()
+    """The file `data.source` names: an upload of this server (a local path only where the CLI allows it)."""
+    return uploads.resolve(spec.source)
 
 
 def _csv_source_bytes(spec: DataSpec, csv_bytes: bytes | None) -> bytes:
-    if csv_bytes is not None:
-        return csv_bytes
-    path = csv_source_path(spec)
-    _check_size(path.stat().st_size)
-    return path.read_bytes()
+    return csv_bytes if csv_bytes is not None else uploads.read(spec.source)
 
 
-def _check_size(size: int) -> None:
-    limit = _limits.current().max_upload_bytes
-    if size > limit:
-        raise _source_error(f"the file is {size / 1e6:.1f} MB, over the upload limit of {limit / 1e6:g} MB (DLVIZ_MAX_UPLOAD_BYTES)")
+def _columns(names, quoted: bool = True) -> str:
+    names = [repr(clip(c)) if quoted else clip(c) for c in names]
+    more = len(names) - MAX_COLUMNS_LISTED
+    return ", ".join(names[:MAX_COLUMNS_LISTED]) + (f" and {more:,} more" if more > 0 else "")
 
 
 @lru_cache(maxsize=4)
@@ -531,7 +520,7 @@ def _parse_csv(text: str):
         raise _source_error("the file is empty") from None
     except (ValueError, pd.errors.ParserError) as e:
         reason = str(e).strip().splitlines()[-1].split("error: ")[-1].rstrip(".")
-        raise _source_error(f"the file could not be read as CSV: {reason[:1].lower() + reason[1:]}") from None
+        raise _source_error(f"the file could not be read as CSV: {clip(reason[:1].lower() + reason[1:], 120)}") from None
     stripped = [str(c).strip() for c in frame.columns]
     if len(set(stripped)) == len(stripped):
         frame.columns = stripped
@@ -545,7 +534,7 @@ def _row(i: int) -> str:
 def read_csv_table(data: bytes, target: str | None = None) -> CsvTable:
     """Parse and check an uploaded CSV; with `target`, infer the task and the feature columns. Problems raise UserError."""
     lim = _limits.current()
-    _check_size(len(data))
+    uploads.check_size(len(data))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -560,7 +549,7 @@ def read_csv_table(data: bytes, target: str | None = None) -> CsvTable:
     empty = [c for c in columns if frame[c].isna().all()]
     if empty and len(empty) < len(columns):
         frame = frame.drop(columns=empty)
-        notes.append(f"ignored empty column{'s' if len(empty) > 1 else ''} {', '.join(repr(c) for c in empty)}")
+        notes.append(f"ignored empty column{'s' if len(empty) > 1 else ''} {_columns(empty)}")
     n = len(frame)
     if n == 0 or len(empty) == len(columns):
         raise _source_error("the file has a header but no rows of data")
@@ -572,10 +561,10 @@ def read_csv_table(data: bytes, target: str | None = None) -> CsvTable:
         note = f"{n:,} rows and {len(columns)} columns; pick the column to predict"
         return CsvTable(frame=frame, columns=columns, target=None, note="; ".join([note, *notes]))
     if target in empty:
-        raise UserError("data.target", f"column '{target}' is empty; pick a column with values to predict")
+        raise UserError("data.target", f"column '{clip(target)}' is empty; pick a column with values to predict")
     if target not in frame.columns:
-        hint = did_you_mean(target, frame.columns)
-        raise UserError("data.target", f"the table has no column '{target}'" + (hint or f"; its columns are {', '.join(frame.columns)}"))
+        hint = did_you_mean(clip(target), [clip(c) for c in frame.columns])
+        raise UserError("data.target", f"the table has no column '{clip(target)}'" + (hint or f"; its columns are {_columns(frame.columns, quoted=False)}"))
 
     numeric, text_cols = [], []
     for c in frame.columns:
@@ -589,7 +578,7 @@ def read_csv_table(data: bytes, target: str | None = None) -> CsvTable:
         categorical[c] = sorted(levels)
     if not numeric:
         what = "only text columns" if text_cols else "no other columns"
-        raise _source_error(f"the table has no numeric feature columns: besides the target '{target}' it has {what}; add a column of numbers to learn from")
+        raise _source_error(f"the table has no numeric feature columns: besides the target '{clip(target)}' it has {what}; add a column of numbers to learn from")
 
     used = frame[[*numeric, *categorical, target]]
     missing = used.isna().any(axis=1).to_numpy().copy()
@@ -611,8 +600,9 @@ def read_csv_table(data: bytes, target: str | None = None) -> CsvTable:
     y = used[target]
     task, num_classes, class_names, about = _infer_target(y, target)
     if categorical:
-        notes.append(f"one-hot encoded {', '.join(repr(c) for c in categorical)}")
-    feature_names = [*numeric, *(f"{c}={level}" for c, levels in categorical.items() for level in levels)]
+        notes.append(f"one-hot encoded {_columns(categorical)}")
+    # names are for display (charts, captions): the columns themselves are found by numeric and categorical
+    feature_names = [clip(c) for c in numeric] + [clip(f"{c}={level}") for c, levels in categorical.items() for level in levels]
     return CsvTable(frame=used, columns=columns, target=target, task=task, num_classes=num_classes, class_names=class_names,
                     numeric=numeric, categorical=categorical, feature_names=feature_names, note="; ".join([about, *notes]))
 
@@ -637,9 +627,9 @@ def _too_many_levels(col, name: str, count: int) -> str:
     if as_numbers.notna().mean() >= 0.9:
         bad = as_numbers.isna().to_numpy()
         i = int(np.flatnonzero(bad)[0])
-        return (f"column '{name}' is mostly numbers but {_row(int(values.index[i]))} holds '{values.iloc[i]}'; "
+        return (f"column '{clip(name)}' is mostly numbers but {_row(int(values.index[i]))} holds '{clip(values.iloc[i])}'; "
                 "fix or empty such cells so it can be read as numbers")
-    return (f"column '{name}' is text with {count:,} different values, more than the {MAX_ONE_HOT_LEVELS} that can be one-hot encoded; "
+    return (f"column '{clip(name)}' is text with {count:,} different values, more than the {MAX_ONE_HOT_LEVELS} that can be one-hot encoded; "
             "remove it or pick it as the target")
 
 
@@ -652,17 +642,17 @@ def _infer_target(y, target: str) -> tuple[str, int | None, list[str] | None, st
         kind = "integer"
         values = np.unique(y.to_numpy(dtype=np.float64))
         if len(values) > 1 and (len(values) > MAX_CLASS_VALUES or not np.all(values == np.round(values))):
-            return "regression", None, None, f"regression inferred: column '{target}' has {len(values):,} different numbers"
+            return "regression", None, None, f"regression inferred: column '{clip(target)}' has {len(values):,} different numbers"
         names = [str(int(v)) for v in values] if np.all(values == np.round(values)) else [f"{v:g}" for v in values]
     else:
         kind = "text"
         values = np.unique(y.astype(str).to_numpy())
-        names = [str(v) for v in values]
+        names = [clip(v) for v in values]  # shown as class labels; the classes themselves are numbered by `values`
         if len(values) > MAX_TEXT_CLASSES:
-            raise UserError("data.target", f"column '{target}' has {len(values):,} different text values, more than the {MAX_TEXT_CLASSES} classes a target may have; pick another column")
+            raise UserError("data.target", f"column '{clip(target)}' has {len(values):,} different text values, more than the {MAX_TEXT_CLASSES} classes a target may have; pick another column")
     if len(values) == 1:
-        raise UserError("data.target", f"column '{target}' holds the same value ({names[0]}) in every row, so there is nothing to predict; pick another column")
-    return "classification", len(values), names, f"classification inferred: column '{target}' has {len(values)} {kind} values"
+        raise UserError("data.target", f"column '{clip(target)}' holds the same value ({clip(names[0])}) in every row, so there is nothing to predict; pick another column")
+    return "classification", len(values), names, f"classification inferred: column '{clip(target)}' has {len(values)} {kind} values"
 
 
 def _load_csv(spec: DataSpec, seed: int, csv_bytes: bytes | None) -> Dataset:

@@ -40,3 +40,13 @@ def did_you_mean(word: str, options) -> str:
         return f"; did you mean '{lowered[word.lower()]}'?"
     close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+QUOTE_CHARS = 40  # the most characters of a user's value an error or caption repeats
+
+
+def clip(value, limit: int = QUOTE_CHARS) -> str:
+    """A user's value cut to its first `limit` characters, with an ellipsis when cut: a table cell or a file name can be
+    megabytes long, and a message quoting it whole floods the page (and repeats whatever the value holds)."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"

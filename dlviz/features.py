@@ -13,7 +13,7 @@ from torch import nn
 
 from . import limits as _limits
 from .build import Network, build_model
-from .errors import UserError
+from .errors import UserError, clip
 from .registry import Recurrent, SelfAttention, SelfBilinear, shape_str
 from .spec import Experiment
 from .telemetry import capture_outputs
@@ -36,6 +36,12 @@ SAMPLE_IMAGES = {
     "china (scikit-learn)": ("sklearn", "china.jpg"),
     "flower (scikit-learn)": ("sklearn", "flower.jpg"),
 }
+
+# Pillow's decoders that run inside this process, named explicitly (Pillow would otherwise try every plugin it has,
+# EPS among them, which runs Ghostscript); the uploader offers the matching extensions
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp")
+MAX_PICTURE_SIDE = 1024  # an upload is shrunk to this many pixels on its longest side: ~4 MB grey, ~12 MB colour as float32
 
 # ITU-R 601 luma weights, the ones Pillow's convert("L") uses
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -102,44 +108,90 @@ def sample_image(name: str) -> Picture:
 
 
 def decode_image(data: bytes, name: str = "the upload") -> Picture:
-    """An uploaded file as a Picture; anything that is not a readable image of a sensible size is a UserError."""
-    from PIL import Image, UnidentifiedImageError
+    """An uploaded file as a Picture at most MAX_PICTURE_SIDE pixels on its longest side; anything that is not a readable
+    PNG, JPEG, GIF, BMP, TIFF or WebP image of a sensible size is a UserError."""
+    from PIL import Image
 
     lim = _limits.current()
+    name = clip(name)
     if len(data) > lim.max_upload_bytes:
         raise UserError("", f"{name} is {len(data) / 1e6:.1f} MB, over the upload limit of {lim.max_upload_bytes / 1e6:g} MB "
                             "(DLVIZ_MAX_UPLOAD_BYTES); upload a smaller image")
+    unreadable = UserError("", f"{name} is not an image that can be read; upload a {', '.join(IMAGE_FORMATS[:-1])} or {IMAGE_FORMATS[-1]} file")
     try:
-        im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
+        # only decoders that run inside this process are asked: EPS and PDF would start Ghostscript on the server
+        im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+        w, h = im.size  # from the header: nothing is decompressed yet
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UserError("", f"{name} has too many pixels to open (over {lim.max_image_pixels:,}); upload a smaller image") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise UserError("", f"{name} is not an image that can be read; upload a PNG, JPEG, GIF, BMP, TIFF or WebP file") from None
-    w, h = im.size
+    except Exception:  # a decoder of anyone's bytes may fail in any way; each means the same to the person
+        raise unreadable from None
     if w * h > lim.max_image_pixels:
         raise UserError("", f"{name} is {w:,}×{h:,} = {w * h:,} pixels, over the limit of {lim.max_image_pixels:,} "
                             "(DLVIZ_MAX_IMAGE_PIXELS); upload a smaller image")
     if w < 1 or h < 1:
         raise UserError("", f"{name} is an empty image; upload one with pixels")
-    note = "the first frame of an animation" if getattr(im, "n_frames", 1) > 1 else ""
     try:
+        note = "the first frame of an animation" if getattr(im, "is_animated", False) else ""
         im.seek(0)
+        im.draft(None, (MAX_PICTURE_SIDE, MAX_PICTURE_SIDE))  # a JPEG decodes straight at a fraction of its size
         im.load()
-        if im.mode in ("I", "F") or im.mode.startswith("I;"):
-            # 16-bit and float images have no fixed white: their own range becomes [0, 1]
-            arr = np.asarray(im, dtype=np.float64)
+        mode = im.mode
+        if mode in ("I", "F") or mode.startswith("I;"):
+            # 16-bit and float images have no fixed white: their own range becomes [0, 1] (after shrinking, which
+            # averages and so keeps the range)
+            im = im.convert("F")
+        elif "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+        elif im.mode in ("1", "L"):
+            im = im.convert("L")
+        else:
+            im = im.convert("RGB")  # palette, CMYK, YCbCr, LAB, HSV
+        # shrunk in Pillow's own pixels, before any float copy: a 5,000×5,000 upload would be 300 MB of float32
+        im.thumbnail((MAX_PICTURE_SIDE, MAX_PICTURE_SIDE), Image.Resampling.LANCZOS)
+        if im.size != (w, h):
+            note = _join(note, f"shrunk from {w:,}×{h:,} to {im.size[0]:,}×{im.size[1]:,} pixels (at most {MAX_PICTURE_SIDE:,} "
+                               "on the longest side)")
+        arr = np.asarray(im)
+        if im.mode == "F":
             lo, hi = float(arr.min()), float(arr.max())
             arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-            note = _join(note, f"{im.mode} pixels scaled from their range [{lo:g}, {hi:g}] to [0, 1]")
-        elif "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info):
-            arr = np.asarray(im.convert("RGBA"))
-        elif im.mode in ("1", "L"):
-            arr = np.asarray(im.convert("L"))
-        else:
-            arr = np.asarray(im.convert("RGB"))  # palette, CMYK, YCbCr, LAB, HSV
-    except (OSError, ValueError, SyntaxError):
+            note = _join(note, f"{mode} pixels scaled from their range [{lo:g}, {hi:g}] to [0, 1]")
+    except Exception:
         raise UserError("", f"{name} is damaged or truncated and cannot be decoded; upload the image again or another one") from None
     return _as_picture(arr, name, note)
+
+
+class PictureCache:
+    """Decoded uploads of one session, newest kept, within a byte budget: a rerun reuses a picture instead of decoding
+    the file again, and no session holds more than its share of the server's memory."""
+
+    def __init__(self, limit_bytes: int):
+        self.limit_bytes = limit_bytes
+        self._items: dict[str, Picture | UserError] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.pixels.nbytes for p in self._items.values() if isinstance(p, Picture))
+
+    def get(self, data: bytes, name: str) -> Picture:
+        """The upload `data` decoded (see decode_image); a refused file raises its UserError again, without decoding."""
+        import hashlib
+
+        key = hashlib.sha256(data).hexdigest() + "|" + name
+        if key in self._items:
+            self._items[key] = self._items.pop(key)  # now the newest
+        else:
+            try:
+                self._items[key] = decode_image(data, name)
+            except UserError as err:
+                self._items[key] = err
+            while len(self._items) > 1 and self.nbytes > self.limit_bytes:
+                del self._items[next(iter(self._items))]
+        item = self._items[key]
+        if isinstance(item, UserError):
+            raise item
+        return item
 
 
 # ---------------------------------------------------------------- model inputs

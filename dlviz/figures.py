@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from .edit import TOP, layer_label, parse_path
 from .errors import json_path
 from .registry import ALL_LAYERS, shape_str
+from .text import clean, plot_text
 
 GROUP_COLORS = {
     "dense": "#4C78A8", "convolution": "#F58518", "pooling": "#54A24B", "normalization": "#B279A2",
@@ -103,7 +104,7 @@ class _GraphBuilder:
             before = set(self.g.nodes)
             last = self.chain(layer.get("layers") or [], (*path, "layers"), prev, axis)
             if layer.get("name"):
-                self.groups.append((layer["name"], [n for n in self.g.nodes if n not in before]))
+                self.groups.append((plot_text(layer["name"]), [n for n in self.g.nodes if n not in before]))
             return last
         if t == "Residual":
             body = _extent(layer.get("body") or [])
@@ -136,7 +137,7 @@ class _GraphBuilder:
                 self.g.add_edge(end, merge, **({"lane": lane} if lane is not None else {}))
             return merge
         entry = ALL_LAYERS.get(t)
-        self.add_node(node, axis, "layer", layer_label(layer), entry.group if entry else "blocks", row)
+        self.add_node(node, axis, "layer", plot_text(layer_label(layer)), entry.group if entry else "blocks", row)
         self.g.add_edge(prev, node)
         return node
 
@@ -169,7 +170,7 @@ def _hover(data: dict) -> str:
     row = data["row"]
     if row is None:
         return data["label"]
-    lines = [f"<b>{data['label']}</b>" + (f" “{row.name}”" if row.name else ""), row.path,
+    lines = [f"<b>{data['label']}</b>" + (f" “{plot_text(row.name)}”" if row.name else ""), plot_text(row.path),
              f"{shape_str(row.input_shape)} → {shape_str(row.output_shape)}"]
     if data["kind"] == "layer":
         params = row.trainable_params + row.non_trainable_params
@@ -286,7 +287,7 @@ def summary_frame(summary) -> pd.DataFrame:
     for r in summary.rows:
         where = json_path(_relative(r.path))
         records.append({
-            "layer": "\u2003" * r.depth + where + (f" “{r.name}”" if r.name else ""),
+            "layer": "\u2003" * r.depth + where + (f" “{clean(r.name)}”" if r.name else ""),
             "type": r.type, "output shape": shape_str(r.output_shape),
             "params": r.trainable_params + r.non_trainable_params, "FLOPs": r.flops,
             "RF size": _rf_cell(r.receptive_field, "size"), "RF stride": _rf_cell(r.receptive_field, "stride"),

@@ -21,6 +21,9 @@ class Limits:
     max_batch_size: int = 4_096
     max_upload_bytes: int = 20_000_000       # uploaded CSV or image
     max_image_pixels: int = 25_000_000       # pixels of an uploaded image (width × height), checked before decoding
+    upload_quota_bytes: int = 100_000_000    # uploaded tables one browser session may keep on the server at a time
+    upload_max_age_s: int = 86_400           # seconds an uploaded table is kept after its last upload
+    image_cache_bytes: int = 32_000_000      # decoded uploaded images one session keeps for its reruns
     max_concurrent_runs: int = 4             # training runs across all sessions of one server
     max_runs_per_session: int = 1            # training runs of one browser session at a time
     max_grid_points: int = 10_201            # loss-surface grid (101 x 101)

@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import re
 from typing import Any, Optional
 
-from . import limits as _limits
+from . import uploads
 from .errors import UserError
-from .paths import uploads_dir
 from .registry import LOSSES, OPTIMIZERS, SCHEDULES
 from .spec import COMMON_DATA_KEYS, Experiment, validate
 
@@ -85,28 +82,14 @@ def set_training(doc: dict, key: str, value: Any) -> dict:
     return doc
 
 
-def upload_name(data: bytes, filename: str) -> str:
-    """Store an uploaded CSV under the uploads folder, named by its content; returns the name for data.source."""
-    lim = _limits.current()
-    if len(data) > lim.max_upload_bytes:
-        raise UserError("data.source", f"the file is {len(data):,} bytes, over the limit of {lim.max_upload_bytes:,} (DLVIZ_MAX_UPLOAD_BYTES)")
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", filename.rsplit(".", 1)[0])[:40].strip("-") or "table"
-    name = f"{stem}-{hashlib.sha256(data).hexdigest()[:12]}.csv"
-    path = uploads_dir() / name
-    if not path.exists():
-        path.write_bytes(data)
-    return name
+def upload_name(data: bytes, filename: str, owner: str, now: Optional[float] = None) -> str:
+    """Check an uploaded CSV and keep it for session `owner` (see uploads.store); returns the name for data.source.
+    A table that cannot be read is refused before anything is written, so rejected files take no space."""
+    from .data import read_csv_table
 
-
-def upload_bytes(source: str) -> bytes:
-    """The bytes of an uploaded CSV named by data.source. Only bare names inside the uploads folder are read, so a
-    shared preset cannot make a server read any other file."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+\.csv", source or "") or source.startswith("."):
-        raise UserError("data.source", f"'{source}' is not a file uploaded to this server; upload the CSV on the Train page")
-    path = uploads_dir() / source
-    if not path.is_file():
-        raise UserError("data.source", f"the uploaded file '{source}' is not on this server; upload the CSV again")
-    return path.read_bytes()
+    uploads.check_size(len(data))
+    read_csv_table(data)
+    return uploads.store(data, filename, owner, now)
 
 
 def require_sections(exp: Experiment) -> None:

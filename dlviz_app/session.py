@@ -10,6 +10,8 @@ import streamlit as st
 from dlviz import edit, gallery, share, spec
 from dlviz.errors import UserError
 
+from .text import md
+
 PRESET = "preset"
 REV = "rev"  # bumped by every structural edit; widget keys carry it, so no widget keeps a moved layer's value
 NOTICE = "notice"  # one sentence for the next run to show: a damaged share link or a failed edit
@@ -59,7 +61,7 @@ def show_notice() -> None:
     """Show, once, the sentence a callback or the share link left."""
     text = st.session_state.pop(NOTICE, None)
     if text:
-        st.error(text)
+        st.error(md(text))
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -119,7 +121,7 @@ def _share_box(doc: dict) -> None:
     try:
         link = share.share_link(spec.validate(doc), _page_url())
     except UserError as err:
-        st.caption(f"Fix the preset first: {err}")
+        st.caption(f"Fix the preset first: {md(err)}")
         return
     if len(link) > share.SAFE_LINK_CHARS:
         st.warning(f"This link is {len(link):,} characters long; some browsers, chat tools and proxies cut links over "
@@ -133,16 +135,16 @@ def sidebar() -> None:
     doc = preset()
     titles = {item["name"]: item["title"] for item in gallery.listing()}
     with st.sidebar:
-        st.subheader(doc.get("name") or "Untitled")
+        st.subheader(md(doc.get("name") or "Untitled"), anchor=False)
         if doc.get("description"):
-            st.caption(doc["description"])
+            st.caption(md(doc["description"]))
         if "gallery" not in hidden("controls"):
             st.selectbox("Gallery", list(titles), format_func=titles.get, key="gallery_pick",
                          index=list(titles).index(gallery.DEFAULT))
             st.button("Load", on_click=_load_gallery, icon=":material/download_for_offline:")
             st.file_uploader("Open a preset file", type=["json"], key="upload", on_change=_load_upload)
             if st.session_state.get(UPLOAD_ERROR):
-                st.error(st.session_state[UPLOAD_ERROR])
+                st.error(md(st.session_state[UPLOAD_ERROR]))
         with st.popover("Copy share link", icon=":material/link:"):
             _share_box(doc)
         st.download_button("Download preset JSON", json.dumps(doc, indent=1, ensure_ascii=False),

@@ -432,11 +432,14 @@ def test_read_csv_table_for_the_upload_widget():
 
 
 def test_csv_source_paths(tmp_path, monkeypatch):
+    from dlviz import paths, uploads
+
     monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path / "home"))
     (tmp_path / "iris.csv").write_bytes(IRIS_LIKE)
-    by_path = data.load_dataset(spec(name="csv", source=str(tmp_path / "iris.csv"), target="species"), 0)
-    assert torch.equal(by_path.x_train, csv_load(IRIS_LIKE, "species").x_train)
-    from dlviz import paths
+    by_path = spec(name="csv", source=str(tmp_path / "iris.csv"), target="species")
+    user_error("data.source", data.load_dataset, by_path, 0)  # a path on the server is the CLI's only
+    with uploads.local_paths():
+        assert torch.equal(data.load_dataset(by_path, 0).x_train, csv_load(IRIS_LIKE, "species").x_train)
 
     (paths.uploads_dir() / "up.csv").write_bytes(IRIS_LIKE)
     s = spec(name="csv", source="up.csv", target="species")
