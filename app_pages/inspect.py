@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from dlviz import actlab, convlab, features, receptive
+from dlviz import actlab, convlab, features, limits, receptive
 from dlviz import inspect_figures as figs
 from dlviz.build import Network, Summary, summarize
 from dlviz.data import IMAGE_SETS, load_dataset
@@ -57,9 +57,13 @@ def _summary(preset_text: str):
     return summarize(validate(json.loads(preset_text)), count_flops=False)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
 def _upload(data: bytes, name: str) -> features.Picture:
-    return features.decode_image(data, name)
+    """A decoded upload, kept in this session only (within DLVIZ_IMAGE_CACHE_BYTES), never in a cache other sessions share."""
+    cache = st.session_state.get("inspect_uploads")
+    limit = limits.current().image_cache_bytes
+    if cache is None or cache.limit_bytes != limit:
+        cache = st.session_state["inspect_uploads"] = features.PictureCache(limit)
+    return cache.get(data, name)
 
 
 @st.cache_data(max_entries=2, show_spinner=False)
@@ -160,8 +164,9 @@ def choose_input(exp, net) -> features.ModelInput:
             name = right.selectbox("Sample image", list(features.SAMPLE_IMAGES), key="inspect_sample")
             return features.image_input(features.sample_image(name), exp.model.input_shape, normalization, data_name)
         if source == "Upload an image":
-            file = right.file_uploader("Image file", type=None, key="inspect_upload",
-                                       help="Any image Pillow reads; it is cropped to the input's shape, resized and converted to its channels.")
+            file = right.file_uploader("Image file", type=list(features.IMAGE_EXTENSIONS), key="inspect_upload",
+                                       help="A PNG, JPEG, GIF, BMP, TIFF or WebP image; it is cropped to the input's shape, resized and "
+                                            "converted to its channels.")
             if file is not None:
                 picture = _upload(file.getvalue(), file.name)
                 return features.image_input(picture, exp.model.input_shape, normalization, data_name)

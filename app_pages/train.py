@@ -1,10 +1,10 @@
 """Train: pick the data, loss, optimizer and regularization, press Train, and watch the network learn live."""
 import streamlit as st
 
-from dlviz import export, sections, train_figures as tf
+from dlviz import export, sections, train_figures as tf, uploads
 from dlviz.data import describe
 from dlviz.diagnose import diagnose
-from dlviz.errors import UserError
+from dlviz.errors import UserError, clip
 from dlviz.live import LiveFeed, snapshot_from_store
 from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
 from dlviz.spec import DATASETS, FEATURES, DataSpec
@@ -111,7 +111,7 @@ with controls:
                 up = st.file_uploader("CSV file", type=["csv", "tsv", "txt"], key=f"tr-csv-{rev}")
                 if up is not None:
                     try:
-                        name = sections.upload_name(up.getvalue(), up.name)
+                        name = sections.upload_name(up.getvalue(), up.name, bid)
                         if name != data.get("source"):
                             session.set_preset(sections.set_data_option(doc, "source", name), structural=False)
                             doc = session.preset()
@@ -122,12 +122,12 @@ with controls:
                     try:
                         from dlviz.data import read_csv_table
 
-                        csv_bytes = sections.upload_bytes(data["source"])
+                        csv_bytes = uploads.read(data["source"])
                         table = read_csv_table(csv_bytes)
                         cols = list(table.columns)
                         k, cb = setter("target")
                         st.selectbox("Column to predict", cols, index=cols.index(data["target"]) if data.get("target") in cols else None,
-                                     key=k, on_change=cb, placeholder="choose the target column")
+                                     key=k, on_change=cb, placeholder="choose the target column", format_func=clip)
                     except UserError as err:
                         st.error(str(err))
             k, cb = setter("val_fraction")
@@ -250,7 +250,7 @@ def start(resume_from=None):
 
 def _csv(d):
     data = d.get("data") or {}
-    return sections.upload_bytes(data.get("source", "")) if data.get("name") == "csv" else None
+    return uploads.read(data.get("source")) if data.get("name") == "csv" else None
 
 
 rid = runs.current_run_id()
