@@ -33,6 +33,10 @@ def edit(fn, *args, structural=False):
 # ---------------------------------------------------------------- controls
 
 st.title("Train")
+store_problem = runs.store_problem()
+if store_problem:  # a full disk or a read-only data directory: nothing here can be trained or saved until it is fixed
+    st.error(md(store_problem), icon=":material/database:")
+    st.stop()
 if doc.get("look_at"):
     st.info(md(doc["look_at"]), icon=":material/visibility:")
 controls, main = st.columns([1, 2.4], gap="large")
@@ -242,7 +246,8 @@ def start(resume_from=None):
             exp = runs.store().experiment(resume_from)
         else:
             exp = sections.trainable(session.preset(), _csv(session.preset()))
-        h = runner.start(exp, bid, csv_bytes=_csv(exp.to_dict()), resume=(resume_from, None) if resume_from else None)
+        h = runner.start(exp, bid, csv_bytes=_csv(exp.to_dict()), resume=(resume_from, None) if resume_from else None,
+                         address=runs.client_address())
         st.session_state[runs.RUN_ID] = h.run_id
     except UserError as err:
         st.session_state[session.NOTICE] = str(err)
@@ -268,8 +273,7 @@ with main:
     b3.button("Stop", icon=":material/stop:", on_click=(lambda: runner.stop(rid, block=False)) if live else None, disabled=not live,
               width="stretch")
     if rid and not live:
-        status = runs.store().run(rid)["status"]
-        if status in ("stopped", "interrupted"):
+        if runs.store().continuable(rid):
             b4.button("Continue this run", icon=":material/resume:", on_click=start, args=(rid,),
                       help="start a new run from this run's last checkpoint")
 

@@ -26,6 +26,9 @@ class Limits:
     image_cache_bytes: int = 32_000_000      # decoded uploaded images one session keeps for its reruns
     max_concurrent_runs: int = 4             # training runs across all sessions of one server
     max_runs_per_session: int = 1            # training runs of one browser session at a time
+    max_runs_per_address: int = 2            # training runs of one network address at a time: half the server's
+                                             # runs, so a browser that drops its cookies can't take them all, while a
+                                             # classroom behind one NAT address still trains two at once
     max_grid_points: int = 10_201            # loss-surface grid (101 x 101)
     train_threads: int = 1                   # torch threads for training: 1 leaves a core to the server, and the
                                              # CLI and the app then compute bit-identical numbers

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ SESSION_TIMEOUT = float(os.environ.get("DLVIZ_SESSION_TIMEOUT", "60"))  # second
 # seconds a worker gets to finish cleanly after Stop (it leaves its step loop at once; this bounds the saving of its
 # trajectory and status) before it is terminated
 STOP_GRACE = 5.0
+ENDED = ("finished", "stopped", "diverged", "failed", "interrupted")
 
 
 def _alive(pid: int) -> bool:
@@ -44,11 +46,12 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _watch_server(server_pid: int, control) -> None:
+def _watch_server(server_pid: int, control, orphaned: threading.Event, reason: str) -> None:
     """Stop the run when the server that started it has gone (a restart or a crash): its checkpoints stay in the store."""
     while not control.stop_event.is_set():
         if not _alive(server_pid):
-            control.stop("the server stopped during this run; continue it from its last checkpoint")
+            orphaned.set()
+            control.stop(reason)
             return
         time.sleep(1.0)
 
@@ -58,9 +61,11 @@ def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[byte
     """Runs in the worker process: train, write the store, and report progress as messages."""
     import torch
 
+    import sqlite3
+
     from .live import FeedCallback
     from .spec import validate
-    from .store import RunStore, StoreCallback
+    from .store import INTERRUPTED, STORE_ERRORS, RunStore, StoreCallback, unwritable
     from .train import Control, Trainer
 
     torch.set_num_threads(threads)
@@ -68,25 +73,40 @@ def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[byte
         os.nice(int(os.environ.get("DLVIZ_TRAIN_NICE", "10")))
     except OSError:
         pass
-    store = RunStore(store_path)
+    store = None
     try:
+        store = RunStore(store_path)
         exp = validate(preset)
         state = store.load_checkpoint(*resume) if resume else None
         control = Control(stop_event=stop_ev, run_event=run_ev)
-        threading.Thread(target=_watch_server, args=(server_pid, control), daemon=True).start()
+        orphaned = threading.Event()
+        threading.Thread(target=_watch_server, args=(server_pid, control, orphaned, INTERRUPTED), daemon=True).start()
         trainer = Trainer(exp, [StoreCallback(store, run_id), FeedCallback(out_q.put)], csv_bytes=csv_bytes,
                           resume=state, control=control)
-        trainer.run()
-    except UserError as e:
-        store.set_status(run_id, "failed", str(e))
-        out_q.put({"kind": "error", "message": str(e)})
-    except Exception as e:  # a bug, not the user's fault: the run fails, the server stays up
-        msg = f"internal error ({type(e).__name__}: {e}); the run was stopped"
-        store.set_status(run_id, "failed", msg)
+        result = trainer.run()
+        if orphaned.is_set() and trainer.status == "stopped":
+            # nobody stopped it: its server died. The next server offers Continue, as for the runs it finds live.
+            store.set_status(run_id, "interrupted", INTERRUPTED, {**result, "status": "interrupted", "reason": INTERRUPTED})
+    except Exception as e:
+        if isinstance(e, UserError):
+            msg = str(e)
+        elif isinstance(e, sqlite3.Error):  # the disk is full or the file became read-only: not a bug, not the user's
+            msg = unwritable(e, "This run was stopped because the run store can't be written")
+        else:  # a bug, not the user's fault: the run fails, the server stays up
+            msg = f"internal error ({type(e).__name__}: {e}); the run was stopped"
+        try:
+            if store is not None:
+                store.set_status(run_id, "failed", msg)
+        except STORE_ERRORS:
+            pass  # the server marks the run once the store takes writes again
         out_q.put({"kind": "error", "message": msg})
     finally:
         out_q.put({"kind": "closed"})
-        store.close()
+        if store is not None:
+            try:
+                store.close()
+            except STORE_ERRORS:
+                pass
         out_q.close()
         if _alive(server_pid):
             out_q.join_thread()  # hand the last messages (the result, "closed") to the pipe before the process exits
@@ -125,6 +145,8 @@ class RunHandle:
     started: float = field(default_factory=time.time)
     closed: bool = False
     stopping: bool = False  # Stop was pressed: if the process has to be ended, that is not a failure
+    address: Optional[str] = None  # the client's network address, for the per-address cap
+    batch_size: Optional[int] = None  # named when the worker is killed, most likely for memory
 
     @property
     def alive(self) -> bool:
@@ -149,16 +171,17 @@ class Runner:
     """All runs of one server process. Thread-safe; pages call it from their script threads."""
 
     def __init__(self, store_path: str, threads: Optional[int] = None):
-        from .store import RunStore
-
         self.store_path = str(store_path)
         self.threads = threads or _limits.current().train_threads
         self._lock = threading.Lock()
         self._runs: dict[str, RunHandle] = {}
         self._seen: dict[str, float] = {}
-        store = RunStore(self.store_path)
-        store.mark_interrupted()  # whatever was running when the last server stopped
-        store.close()
+        # while the run store refuses writes: one sentence for the page, and what is still to be written once it takes
+        # them again (the reaper retries)
+        self.problem: Optional[str] = None
+        self._unmarked: dict[str, tuple[str, str]] = {}  # run id -> (status, reason)
+        self._old_runs_marked = False
+        self._retry_marks()  # whatever was running when the last server stopped becomes "interrupted"
         self.ready = threading.Event()  # set once a worker can start without waiting for the forkserver's imports
         # start the forkserver now, in the background, so that the first Train click does not pay for its imports
         threading.Thread(target=self._warm_up, daemon=True, name="dlviz-forkserver").start()
@@ -178,9 +201,12 @@ class Runner:
     # ------------------------------------------------------------ starting and stopping
 
     def start(self, exp: Experiment, session: str, csv_bytes: Optional[bytes] = None,
-              resume: Optional[tuple[str, Optional[int]]] = None) -> RunHandle:
-        """Start a run in a worker process, or raise UserError when a cap is reached."""
-        from .store import RunStore
+              resume: Optional[tuple[str, Optional[int]]] = None, address: Optional[str] = None) -> RunHandle:
+        """Start a run in a worker process, or raise UserError when a cap is reached or the store refuses the run.
+
+        `address` is the client's network address (None when unknown, as for local connections): a browser that drops
+        its cookies is a new session each time, but not a new address."""
+        from .store import STORE_ERRORS, RunStore, unwritable
 
         lim = _limits.current()
         with self._lock:
@@ -189,14 +215,27 @@ class Runner:
             if len(mine) >= lim.max_runs_per_session:
                 raise UserError("", f"you already have {len(mine)} run{'s' if len(mine) > 1 else ''} training "
                                     f"(the limit per person is {lim.max_runs_per_session}, DLVIZ_MAX_RUNS_PER_SESSION); stop it first")
+            here = [h for h in live if address is not None and h.address == address]
+            if len(here) >= lim.max_runs_per_address:
+                raise UserError("", f"{len(here)} run{'s are' if len(here) > 1 else ' is'} already training from your network "
+                                    f"address (the limit per address is {lim.max_runs_per_address}, DLVIZ_MAX_RUNS_PER_ADDRESS); "
+                                    "try again when one finishes")
             if len(live) >= lim.max_concurrent_runs:
                 raise UserError("", f"the server is already training {len(live)} runs, its limit (DLVIZ_MAX_CONCURRENT_RUNS); "
                                     "try again when one finishes")
             if exp.data is None:
                 raise UserError("data", "this preset has no data section; add one to train it")
-            store = RunStore(self.store_path)
-            run_id = store.create_run(exp, session, status="queued")
-            store.close()
+            try:
+                store = RunStore(self.store_path)
+                try:
+                    run_id = store.create_run(exp, session, status="queued")
+                finally:
+                    store.close()
+            except STORE_ERRORS as e:
+                self.problem = unwritable(e)
+                raise UserError("", self.problem) from None
+            if self._old_runs_marked and not self._unmarked:
+                self.problem = None  # the store takes writes again
             ctx = context()
             q = ctx.Queue()
             stop_ev, run_ev = ctx.Event(), ctx.Event()
@@ -205,54 +244,115 @@ class Runner:
                                args=(exp.to_dict(full=True), run_id, self.store_path, csv_bytes, resume, q, stop_ev, run_ev, self.threads,
                                      os.getpid()))
             proc.start()
-            handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, LiveFeed())
+            handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, LiveFeed(), address=address,
+                               batch_size=exp.data.batch_size)
             self._runs[run_id] = handle
             self._seen[session] = time.time()
         threading.Thread(target=self._pump, args=(handle,), daemon=True, name=f"dlviz-feed-{run_id}").start()
         return handle
 
     def _pump(self, h: RunHandle) -> None:
-        """Move the worker's messages into the live feed until it closes or dies."""
-        while True:
-            try:
-                msg = h.queue.get(timeout=0.5)
-            except queue_mod.Empty:
-                if h.process.is_alive():
-                    continue
-                # the worker may have sent its last messages and exited between the wait above and this check: what
-                # it wrote before exiting is still in the pipe
+        """Move the worker's messages into the live feed until it closes or dies; the handle is closed whatever happens
+        here, since an open one holds a run slot and leaves Stop waiting."""
+        problem = ""
+        try:
+            while True:
                 try:
                     msg = h.queue.get(timeout=0.5)
-                except (queue_mod.Empty, OSError, EOFError):
-                    self._finish(h, "the training process ended unexpectedly")
+                except queue_mod.Empty:
+                    if h.process.is_alive():
+                        continue
+                    # the worker may have sent its last messages and exited between the wait above and this check:
+                    # what it wrote before exiting is still in the pipe
+                    try:
+                        msg = h.queue.get(timeout=0.5)
+                    except (queue_mod.Empty, OSError, EOFError):
+                        problem = "the training process ended unexpectedly"
+                        return
+                if msg["kind"] == "closed":
                     return
-            if msg["kind"] == "closed":
-                self._finish(h)
-                return
-            h.feed.handle(msg)
+                h.feed.handle(msg)
+        except Exception as e:  # a broken pipe, a bug: the run ends here, the server stays up
+            problem = f"internal error ({type(e).__name__}: {e}); the run was stopped"
+        finally:
+            self._finish(h, problem)
 
     def _finish(self, h: RunHandle, problem: str = "") -> None:
         """The worker has gone: make sure the feed and the store say how the run ended, then mark the handle closed.
 
         `closed` is set last, so a page that sees a closed handle always finds the final status in its feed."""
-        h.process.join(timeout=5)
-        if h.feed.result is None and h.feed.status != "failed":
-            from .store import RunStore
+        try:
+            h.process.join(timeout=5)
+            if h.feed.result is None:
+                self._settle(h, problem)
+        finally:
+            h.closed = True
 
+    def _settle(self, h: RunHandle, problem: str) -> None:
+        """Say in the feed and the store how a run ended whose worker sent no result. When the store refuses, the feed
+        still says it, and the store is written once it takes writes again."""
+        from .store import STORE_ERRORS, RunStore, unwritable
+
+        told = h.feed.status == "failed"  # the worker sent its error, which its own store write may have missed
+        if told:
+            status, reason = "failed", h.feed.reason
+        elif h.stopping:  # ended by the grace period's terminate, or died while stopping
+            status, reason = "stopped", "stopped by the user"
+        else:
+            status, reason = "failed", self._death(h) or problem or "the training process ended without a result"
+        try:
             store = RunStore(self.store_path)
-            run = store.run(h.run_id)
-            if run["status"] in ("finished", "stopped", "diverged", "failed"):
-                # the worker recorded how the run ended before its last messages were lost: the store has the truth
-                h.feed.handle({"kind": "end", "result": run["result"] or {"status": run["status"], "reason": run["reason"]}})
-            elif h.stopping:  # ended by the grace period's terminate, or died while stopping
-                h.feed.handle({"kind": "end", "result": {"status": "stopped", "reason": "stopped by the user"}})
-                store.set_status(h.run_id, "stopped", "stopped by the user")
-            else:
-                reason = problem or "the training process ended without a result"
-                h.feed.handle({"kind": "error", "message": reason})
-                store.set_status(h.run_id, "failed", reason)
-            store.close()
-        h.closed = True
+            try:
+                run = store.run(h.run_id)
+                if run["status"] in ENDED:
+                    if not told:  # the worker recorded how the run ended before its last messages were lost
+                        h.feed.handle({"kind": "end", "result": run["result"] or {"status": run["status"], "reason": run["reason"]}})
+                    return
+                store.set_status(h.run_id, status, reason)
+            finally:
+                store.close()
+        except STORE_ERRORS as e:
+            self.problem = unwritable(e)
+            self._unmarked[h.run_id] = (status, reason)
+        if told:
+            return
+        if status == "stopped":
+            h.feed.handle({"kind": "end", "result": {"status": "stopped", "reason": reason}})
+        else:
+            h.feed.handle({"kind": "error", "message": reason})
+
+    @staticmethod
+    def _death(h: RunHandle) -> str:
+        """Why a worker died without a word, when its exit says: the kernel's out-of-memory killer sends SIGKILL, and
+        nothing else here does (Stop's grace period ends a worker with SIGTERM)."""
+        if getattr(h.process, "exitcode", None) == -signal.SIGKILL:
+            at = f" at batch size {h.batch_size}" if h.batch_size else ""
+            return (f"the training process was killed, most likely for lack of memory,{at}: try a smaller batch size "
+                    "or a smaller model")
+        return ""
+
+    def _retry_marks(self) -> None:
+        """Write what the store refused: the final status of runs that ended while it failed, and "interrupted" on the
+        runs the last server left live. Until it takes them, `problem` says why on the page."""
+        if self._old_runs_marked and not self._unmarked:
+            return
+        from .store import STORE_ERRORS, RunStore, unwritable
+
+        try:
+            store = RunStore(self.store_path)
+            try:
+                for rid, (status, reason) in list(self._unmarked.items()):
+                    store.set_status(rid, status, reason)
+                    del self._unmarked[rid]
+                if not self._old_runs_marked:
+                    store.mark_interrupted(live_ids=list(self._runs))
+                    self._old_runs_marked = True
+            finally:
+                store.close()
+        except STORE_ERRORS as e:
+            self.problem = unwritable(e)
+            return
+        self.problem = None
 
     def stop(self, run_id: str, wait: float = STOP_GRACE, block: bool = True) -> None:
         """Ask a run to stop; if it has not stopped within `wait` seconds, end its process.
@@ -289,6 +389,7 @@ class Runner:
 
     def reap(self, timeout: float = SESSION_TIMEOUT) -> list[str]:
         """Stop the runs of sessions not seen for `timeout` seconds and forget closed handles; returns the stopped ids."""
+        self._retry_marks()
         now = time.time()
         stopped = []
         for h in list(self._runs.values()):

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (run_id TEXT, step INTEGER, epoch INTEGER
 CREATE TABLE IF NOT EXISTS trajectory (run_id TEXT, step INTEGER, params BLOB, PRIMARY KEY (run_id, step));
 """
 LIVE = ("running", "paused", "queued")
+INTERRUPTED = "the server stopped during this run; continue it from its last checkpoint"
+# what a store that cannot be opened, read or written raises: SQLite's errors, and the file system's around the file
+STORE_ERRORS = (sqlite3.Error, OSError)
 MAX_EPOCH_CHECKPOINTS = 20  # besides the initial and the final one
 CHECKPOINT_SECONDS = 1.0  # the least time between two epoch checkpoints of a run
 WRITE_SECONDS = 0.25  # the longest a run's metrics wait in its worker before they are written (the live view does not wait)
@@ -41,6 +44,19 @@ WRITE_SECONDS = 0.25  # the longest a run's metrics wait in its worker before th
 
 def _json(obj) -> str:
     return json.dumps(json_safe(obj))
+
+
+def unwritable(err: BaseException, lead: str = "The run store can't be written") -> str:
+    """One sentence for the page about a store that failed, naming SQLite's reason but never the server's paths
+    (an OSError's text holds its file name; its strerror does not)."""
+    if isinstance(err, OSError):
+        detail = err.strerror or type(err).__name__
+    elif isinstance(err, sqlite3.Error):
+        detail = str(err)
+    else:
+        detail = type(err).__name__
+    return (f"{lead}: {detail}; ask whoever runs this server to free disk space and let the server write its data "
+            "directory (DLVIZ_DATA_DIR).")
 
 
 def _floats(v) -> float:
@@ -81,7 +97,13 @@ class RunStore:
                     self._db.executemany(sql, rows)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite may have rolled back already (a disk I/O error does): a second ROLLBACK would raise and hide
+                # the reason the write failed
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise
 
     # ------------------------------------------------------------ runs
@@ -104,7 +126,7 @@ class RunStore:
         extra = f" AND id NOT IN ({','.join('?' * len(keep))})" if keep else ""
         rows = self._exec(f"SELECT id FROM runs WHERE status IN ({marks}){extra}", (*LIVE, *keep))
         for (rid,) in rows:
-            self.set_status(rid, "interrupted", "the server stopped during this run; resume it from its last checkpoint")
+            self.set_status(rid, "interrupted", INTERRUPTED)
         return len(rows)
 
     def run(self, run_id: str) -> dict:
@@ -117,6 +139,14 @@ class RunStore:
                 "created": r[6], "updated": r[7], "epochs_done": r[8], "steps_done": r[9],
                 "result": json.loads(r[10]) if r[10] else None, "param_names": json.loads(r[11]) if r[11] else [],
                 "task": r[12]}
+
+    def continuable(self, run_id: str) -> bool:
+        """Whether a run can be continued from its last checkpoint: a stopped or interrupted one, or a failed one that
+        saved a checkpoint before it failed (a worker killed for memory, a store that could not be written)."""
+        status = self.run(run_id)["status"]
+        if status in ("stopped", "interrupted"):
+            return True
+        return status == "failed" and bool(self._exec("SELECT 1 FROM checkpoints WHERE run_id=? LIMIT 1", (run_id,)))
 
     def experiment(self, run_id: str) -> Experiment:
         return validate(self.run(run_id)["preset"])

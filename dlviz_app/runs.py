@@ -10,7 +10,7 @@ import streamlit as st
 
 from dlviz.paths import data_dir
 from dlviz.runner import Runner
-from dlviz.store import RunStore
+from dlviz.store import STORE_ERRORS, RunStore, unwritable
 
 RUN_ID = "run_id"  # the run this session looks at on Train, Inspect and Landscape
 
@@ -24,6 +24,24 @@ def runner() -> Runner:
 @st.cache_resource
 def store() -> RunStore:
     return RunStore(data_dir() / "runs.sqlite")
+
+
+def store_problem() -> str | None:
+    """One sentence when the run store can't be opened or written (a full disk, a read-only data directory), else None.
+    The pages that do not train never ask, so they work on."""
+    try:
+        store().runs("")  # a read: a store that can't even be opened says so here
+    except STORE_ERRORS as err:
+        return unwritable(err)
+    return runner().problem
+
+
+def client_address() -> str | None:
+    """The client's network address as Streamlit sees it; None for local connections and in tests."""
+    try:
+        return st.context.ip_address
+    except Exception:  # no request context
+        return None
 
 
 def redraw_factor(r: Runner, cores: int | None = None) -> int:
@@ -68,7 +86,10 @@ def current_run_id() -> str | None:
     """The run this session is looking at: the last one it started, or the newest of this browser's runs."""
     rid = st.session_state.get(RUN_ID)
     if rid is None:
-        runs = store().runs(browser_id())
+        try:
+            runs = store().runs(browser_id())
+        except STORE_ERRORS:  # the store can't be read: no run to look at, and the page still works
+            return None
         if len(runs):
             rid = str(runs["id"].iloc[0])
             st.session_state[RUN_ID] = rid

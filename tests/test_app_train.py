@@ -150,3 +150,45 @@ def test_a_fragment_rerun_that_overtakes_the_full_run_leaves_no_gap_in_the_page(
         kept = queue.flush()
         assert len(kept) < len(deltas)
         assert not _index_gaps(kept), f"after dropping fragment {fragment}'s elements, the browser cannot place {_index_gaps(kept)}"
+
+
+def test_a_failed_run_with_checkpoints_offers_continue_and_continues(at):
+    """A worker killed for memory leaves a failed run whose checkpoints are intact: Continue starts from the last one."""
+    from dlviz.spec import validate
+    from dlviz.train import Trainer
+
+    store = runs.store()
+    exp = validate({**at.session_state["preset"], "training": {"epochs": 2}})
+    rid = store.create_run(exp, "someone", status="running")
+    store.save_checkpoint(rid, Trainer(exp).state(), "initial")
+    store.set_status(rid, "failed", "the training process was killed, most likely for lack of memory, at batch size 32: "
+                                    "try a smaller batch size or a smaller model")
+    at.session_state[runs.RUN_ID] = rid
+    at.run()
+    assert not at.exception
+    assert any("lack of memory, at batch size 32" in e.value for e in at.error)
+    button(at, "Continue this run").click().run()
+    assert not at.exception and at.session_state[runs.RUN_ID] != rid
+    h = wait_for_run(at)
+    assert h.feed.status == "finished", h.feed.reason
+    failed = store.create_run(exp, "someone", status="failed")  # failed before its first checkpoint: nothing to continue
+    at.session_state[runs.RUN_ID] = failed
+    at.run()
+    assert not any(b.label == "Continue this run" for b in at.button)
+
+
+def test_a_second_browser_from_the_same_address_is_refused_with_the_limit(at, monkeypatch):
+    from dlviz.spec import validate
+
+    monkeypatch.setenv("DLVIZ_MAX_RUNS_PER_ADDRESS", "1")
+    monkeypatch.setattr(runs, "client_address", lambda: "198.51.100.20")
+    other = runs.runner().start(validate({**at.session_state["preset"], "training": {"epochs": 1000}}), "another browser",
+                                address="198.51.100.20")
+    try:
+        button(at, "Train").click().run()
+        assert not at.exception
+        refused = [e.value.replace("\\", "") for e in at.error]
+        assert any("limit per address is 1, DLVIZ_MAX_RUNS_PER_ADDRESS" in e for e in refused), refused
+        assert runs.RUN_ID not in at.session_state or at.session_state[runs.RUN_ID] != other.run_id
+    finally:
+        runs.runner().stop(other.run_id)

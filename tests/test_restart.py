@@ -1,4 +1,5 @@
-"""A server that dies during a run loses nothing finished: its worker stops, and the next server continues the run."""
+"""A server that dies during a run loses nothing finished: its worker stops, the run reads "interrupted", and the next
+server continues it."""
 import os
 import subprocess
 import sys
@@ -34,6 +35,8 @@ SERVER = textwrap.dedent("""
 def test_a_server_crash_keeps_the_finished_epochs_and_the_run_continues(tmp_path):
     import json
 
+    from dlviz.runner import Runner
+
     db = tmp_path / "runs.sqlite"
     script = tmp_path / "server.py"
     script.write_text(SERVER)
@@ -44,10 +47,11 @@ def test_a_server_crash_keeps_the_finished_epochs_and_the_run_continues(tmp_path
     run_id = id_file.read_text()
     store = RunStore(db)
     deadline = time.time() + 30
-    while store.run(run_id)["status"] == "running" and time.time() < deadline:
+    while store.run(run_id)["status"] in ("running", "stopped") and time.time() < deadline:
         time.sleep(0.2)  # the orphaned worker notices within a second that its server is gone
     run = store.run(run_id)
-    assert run["status"] == "stopped" and "server stopped" in run["reason"]
+    assert run["status"] == "interrupted" and "server stopped" in run["reason"] and "continue it" in run["reason"]
+    assert store.continuable(run_id)
     done = run["epochs_done"]
     assert done >= 2 and len(store.epochs(run_id)) == done
     state = store.load_checkpoint(run_id)
@@ -56,3 +60,13 @@ def test_a_server_crash_keeps_the_finished_epochs_and_the_run_continues(tmp_path
     exp = validate({**PRESET, "training": {"epochs": done + 2}})
     resumed = Trainer(exp, resume=state).run()
     assert resumed == Trainer(exp).run()
+    runner = Runner(db)  # and so does the app's Continue: a new run from the interrupted run's last checkpoint
+    try:
+        h = runner.start(exp, "browser-1", resume=(run_id, None))
+        t0 = time.time()
+        while h.alive and time.time() - t0 < 120:
+            time.sleep(0.05)
+        assert h.feed.status == "finished" and h.feed.result == resumed
+        assert store.run(run_id)["status"] == "interrupted"
+    finally:
+        runner.shutdown()

@@ -206,3 +206,59 @@ def test_a_worker_that_dies_without_a_word_fails_its_run(runner):
     runner._pump(h)
     assert h.closed and h.feed.status == "failed" and "ended unexpectedly" in h.feed.reason
     assert store.run(rid)["status"] == "failed"
+
+
+def test_one_address_cannot_take_every_run_slot_with_fresh_cookies(runner, monkeypatch):
+    """A browser that drops its cookies is a new session each time; its network address stays the same."""
+    monkeypatch.setenv("DLVIZ_MAX_RUNS_PER_SESSION", "1")
+    monkeypatch.setenv("DLVIZ_MAX_CONCURRENT_RUNS", "4")
+    monkeypatch.setenv("DLVIZ_MAX_RUNS_PER_ADDRESS", "2")
+    long = validate({**PRESET, "training": {"epochs": 500}})
+    first = [runner.start(long, f"fresh-cookie-{i}", address="198.51.100.7") for i in range(2)]
+    with pytest.raises(UserError, match=r"limit per address is 2, DLVIZ_MAX_RUNS_PER_ADDRESS"):
+        runner.start(long, "fresh-cookie-2", address="198.51.100.7")
+    other = runner.start(long, "another-school", address="203.0.113.9")  # a different address still trains
+    local = runner.start(long, "on-the-server", address=None)  # an unknown address (a local connection) is not capped
+    for h in (*first, other, local):
+        runner.stop(h.run_id)
+    assert not runner.active()
+
+
+def test_a_worker_killed_for_memory_says_so_and_its_run_continues_from_its_checkpoint(runner):
+    """The kernel's out-of-memory killer ends a worker with SIGKILL: the run fails with the reason and its batch size,
+    and since it saved checkpoints it can be continued, to the numbers of a run that was never killed."""
+    import os
+    import signal
+
+    h = runner.start(validate({**PRESET, "training": {"epochs": 500}}), "ivan")
+    store = RunStore(runner.store_path)
+    t0 = time.time()
+    while len(store.checkpoints(h.run_id).query("label != 'initial'")) == 0 and time.time() - t0 < 60:
+        time.sleep(0.05)
+    os.kill(h.process.pid, signal.SIGKILL)
+    wait(h)
+    sentence = ("the training process was killed, most likely for lack of memory, at batch size 16: try a smaller "
+                "batch size or a smaller model")
+    assert h.feed.status == "failed" and h.feed.reason == sentence
+    run = store.run(h.run_id)
+    assert run["status"] == "failed" and run["reason"] == sentence
+    assert store.continuable(h.run_id)
+    done = store.load_checkpoint(h.run_id)["epoch"]
+    exp = validate({**PRESET, "training": {"epochs": done + 2}})
+    cont = runner.start(exp, "ivan", resume=(h.run_id, None))
+    wait(cont)
+    assert cont.feed.status == "finished" and cont.feed.result == Trainer(exp).run()
+
+
+def test_a_run_stopped_by_its_user_or_that_diverged_is_not_reported_as_killed(runner):
+    """Stop's grace period may end a worker, and a run may fail for its own reasons: neither is a memory problem."""
+    store = RunStore(runner.store_path)
+    rid = store.create_run(validate(PRESET), "jo", status="running")
+    store.save_checkpoint(rid, Trainer(validate(PRESET)).state(), "initial")
+    h = _late_handle(runner, rid, [])
+    h.process.exitcode = -9
+    h.stopping = True
+    runner._pump(h)
+    assert h.feed.status == "stopped" and store.run(rid)["status"] == "stopped"
+    failed = store.create_run(validate(PRESET), "jo", status="failed")
+    assert not store.continuable(failed), "a failed run without a checkpoint has nothing to continue from"
