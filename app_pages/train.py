@@ -121,7 +121,7 @@ with controls:
                             doc = session.preset()
                             data = doc["data"]
                     except UserError as err:
-                        st.error(str(err))
+                        st.error(md(err))
                 if data.get("source"):
                     try:
                         from dlviz.data import read_csv_table
@@ -131,9 +131,10 @@ with controls:
                         cols = list(table.columns)
                         k, cb = setter("target")
                         st.selectbox("Column to predict", cols, index=cols.index(data["target"]) if data.get("target") in cols else None,
-                                     key=k, on_change=cb, placeholder="choose the target column", format_func=clip)
+                                     key=k, on_change=cb, placeholder="choose the target column",
+                                     format_func=lambda c: clean(clip(c)))
                     except UserError as err:
-                        st.error(str(err))
+                        st.error(md(err))
             k, cb = setter("val_fraction")
             st.slider("Validation fraction", 0.0, 0.5, float(opt("val_fraction", 0.2)), 0.05, key=k, on_change=cb)
             k, cb = setter("test_fraction")

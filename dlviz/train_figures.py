@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from .diagnose import EXPLODING, VANISHING
+from .text import plot_text
 
 TRAIN, VAL, STEP = "#1f77b4", "#ff7f0e", "rgba(31,119,180,0.35)"
 PLAYGROUND = [[0.0, "#f59322"], [0.5, "#e8eaeb"], [1.0, "#0877bd"]]  # TensorFlow Playground's orange / blue
@@ -254,7 +255,7 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
 def confusion_figure(evaluation: dict) -> dict:
     """Validation confusion matrix: rows are the true class, columns the predicted one."""
     cm = np.asarray(evaluation["confusion"])
-    classes = [str(c) for c in evaluation["classes"]]
+    classes = [plot_text(c) for c in evaluation["classes"]]  # a CSV's own class names
     heat = {"type": "heatmap", "z": cm, "x": classes, "y": classes, "colorscale": _colorscale("Blues"), "text": cm, "texttemplate": "%{text}",
             "showscale": False, "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z} samples<extra></extra>"}
     return _spec("Confusion matrix (validation)", [heat], height=360, xtitle="predicted", ytitle="true", xaxis={"type": "category"},
@@ -275,6 +276,6 @@ def fit_figure(evaluation: dict) -> dict:
 @_figure
 def compare_figure(runs: dict[str, list[dict]], key: str) -> dict:
     """Overlay one per-epoch metric of several runs (name -> epoch records)."""
-    data = [_scatter([e["epoch"] for e in epochs], _finite(e.get(key) for e in epochs), name, "lines+markers",
+    data = [_scatter([e["epoch"] for e in epochs], _finite(e.get(key) for e in epochs), plot_text(name), "lines+markers",
                      line={"color": PALETTE[j % len(PALETTE)]}) for j, (name, epochs) in enumerate(runs.items())]
     return _spec(key.replace("_", " "), data, xtitle="epoch", ytitle=key)

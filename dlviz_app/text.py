@@ -7,7 +7,8 @@ from dlviz.text import clean
 
 # A backslash before ASCII punctuation makes it literal in CommonMark. Only what can start Markdown is escaped, so
 # that sentences keep their commas, dots and brackets as they are in the page's own tests and in copied text:
-#   \ ` * _ ~        escapes, code, emphasis and strike-through (the underscores of __import__ stay)
+#   \ ` * ~          escapes, code, emphasis and strike-through
+#   _ but between letters or digits   emphasis (the underscores of __import__ stay; DLVIZ_MAX_PARAMS needs none)
 #   < > &            raw HTML, <http://…> autolinks, block quotes, and entities such as &#x202E;
 #   $ #              Streamlit's maths and headings
 #   ] before (       inline links and images
@@ -15,7 +16,7 @@ from dlviz.text import clean
 #   : before a letter or /   bare http://… links, mailto:, Streamlit's :red[…] directives and :material/…: icons
 #   www. and @ of a domain   the other bare links GitHub's Markdown makes
 #   - + or "1." opening the text   list items and rules
-_MARKDOWN = re.compile(r"[\\`*_~<>&$#]|\](?=\()|:(?=[A-Za-z/])|(?<=www)\.|@(?=[\w-]+\.)", re.IGNORECASE)
+_MARKDOWN = re.compile(r"[\\`*~<>&$#]|(?<![^\W_])_|_(?![^\W_])|\](?=\()|:(?=[A-Za-z/])|(?<=www)\.|@(?=[\w-]+\.)", re.IGNORECASE)
 _OPENING = re.compile(r"^(\s*)(?:([-+](?=[\s-]|$)|\[(?=[^\]]*\]:))|(\d+)([.)])(?=\s|$))")
 
 

@@ -11,7 +11,22 @@ from dlviz.args import Arg
 from dlviz.errors import UserError
 
 from .session import INPUT_ERRORS
+from .text import md
+
 TEXT_KINDS = ("size", "padding", "ints", "floats", "number_or_list")
+JS_SAFE_INT = 2**53 - 1  # the browser holds a number_input's value as a JavaScript number; Streamlit refuses larger
+
+
+def _fits_number_input(arg: Arg, value: Any) -> bool:
+    """Whether a number_input can hold `value`; a preset may carry anything (10**20, "abc", [3, 4]) for the schema to
+    report, and such a value is shown in a text box instead."""
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if arg.kind == "int":
+        return isinstance(value, int) and abs(value) <= JS_SAFE_INT
+    return abs(value) <= JS_SAFE_INT if isinstance(value, int) else math.isfinite(value)
 
 
 def _bounds(arg: Arg, value: Any) -> tuple[Any, Any]:
@@ -21,6 +36,8 @@ def _bounds(arg: Arg, value: Any) -> tuple[Any, Any]:
     if arg.kind == "int":
         lo = None if lo is None else int(math.floor(lo)) + (1 if arg.ge is None else 0)
         hi = None if hi is None else int(math.ceil(hi)) - (1 if arg.le is None else 0)
+        lo = None if lo is None or lo < -JS_SAFE_INT else lo
+        hi = None if hi is None or hi > JS_SAFE_INT else hi
     else:
         lo = None if lo is None else float(lo)
         hi = None if hi is None else float(hi)
@@ -39,6 +56,8 @@ def _text_help(arg: Arg) -> str:
         example = "a number, a list like 1, 2, or same / valid"
     elif arg.kind in ("ints", "floats"):
         example = "a list like 1, 2"
+    elif arg.kind in ("int", "float"):
+        example = "a number"
     else:
         example = "a number or a list like 3, 5"
     empty = "; leave empty for the default" if not arg.required else ""
@@ -51,10 +70,11 @@ def arg_input(name: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any
     Text kinds (sizes and lists) are parsed and checked first; a bad entry is shown under the box and
     `on_value` is not called."""
     errors = st.session_state.setdefault(INPUT_ERRORS, {})
+    as_text = arg.kind in TEXT_KINDS or (arg.kind in ("int", "float") and not _fits_number_input(arg, value))
 
     def changed() -> None:
         raw = st.session_state[key]
-        if arg.kind in TEXT_KINDS:
+        if as_text:
             try:
                 raw = edit.parse_value(arg, raw, name)
             except UserError as err:
@@ -64,7 +84,10 @@ def arg_input(name: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any
         on_value(raw)
 
     common = dict(key=key, on_change=changed, help=arg.help or None)
-    if arg.kind in ("int", "float"):
+    if as_text:
+        common["help"] = _text_help(arg)
+        st.text_input(name, value=edit.format_value(arg, value), placeholder="auto" if value is None else None, **common)
+    elif arg.kind in ("int", "float"):
         lo, hi = _bounds(arg, value)
         if arg.kind == "int":
             st.number_input(name, min_value=lo, max_value=hi, value=value, step=1, **common)
@@ -73,7 +96,8 @@ def arg_input(name: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any
                             step=_step(arg), format="%g", **common)
     elif arg.kind == "bool" and arg.default is None:
         options = [None, True, False]
-        st.selectbox(name, options, index=options.index(value), format_func=lambda v: "auto" if v is None else str(v).lower(),
+        st.selectbox(name, options, index=options.index(value) if value in options else None,
+                     format_func=lambda v: "auto" if v is None else str(v).lower(),
                      **common)
     elif arg.kind == "bool":
         st.checkbox(name, value=bool(value), **common)
@@ -81,7 +105,6 @@ def arg_input(name: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any
         choices = list(arg.choices)
         st.selectbox(name, choices, index=choices.index(value) if value in choices else 0, **common)
     else:
-        common["help"] = _text_help(arg)
-        st.text_input(name, value=edit.format_value(arg, value), placeholder="auto" if value is None else None, **common)
+        raise AssertionError(arg.kind)
     if key in errors:
-        st.error(errors[key])
+        st.error(md(errors[key]))

@@ -48,7 +48,7 @@ def live(text: str) -> str:
 
 
 # what makes Markdown (CommonMark, GitHub's extensions, Streamlit's) do anything but show the characters
-ACTIVE = re.compile(r"\]\(|[<>&`*_~$#\\]|://|www\.|\w@\w|:[A-Za-z]|^\s*([-+](\s|$)|\d+[.)](\s|$)|---|\[[^\]]*\]:)", re.I)
+ACTIVE = re.compile(r"\]\(|[<>&`*~$#\\]|(?<![^\W_])_|_(?![^\W_])|://|www\.|\w@\w|:[A-Za-z]|^\s*([-+](\s|$)|\d+[.)](\s|$)|---|\[[^\]]*\]:)", re.I)
 
 
 @pytest.mark.parametrize("text", [
@@ -59,7 +59,7 @@ ACTIVE = re.compile(r"\]\(|[<>&`*_~$#\\]|://|www\.|\w@\w|:[A-Za-z]|^\s*([-+](\s|
     "<a href=\"http://elsewhere.invalid\">x</a>",
     "<img src=\"http://elsewhere.invalid/p.png\">",
     "see http://elsewhere.invalid/p.png", "www.elsewhere.invalid", "x@elsewhere.invalid", "mailto:x@elsewhere.invalid",
-    "__import__ and *stars* and `code` and ~~gone~~",
+    "__import__ and *stars* and `code` and ~~gone~~", "_x_ a_ _b snake_case_", "__init__.py",
     ":red[alarm] :material/home: $x^2$",
     "# heading", "- item", "+ item", "1. item", "3) item", "> quote", "---",
     "a\\b \\*",
@@ -78,7 +78,8 @@ def test_md_keeps_the_underscores_of_a_dunder_name():
 
 def test_md_keeps_plain_sentences_as_they_are():
     for text in ["model.layers[1]: the model would have over 200,000,000 parameters here",
-                 "[0] Conv2d 6@5×5 → [6, 28, 28]", "-1 is below 0 (1.5, 2)", "15% of the targets", "branches[0][1]"]:
+                 "[0] Conv2d 6@5×5 → [6, 28, 28]", "-1 is below 0 (1.5, 2)", "15% of the targets", "branches[0][1]",
+                 "the limit is DLVIZ_MAX_PARAMS / DLVIZ_MAX_TRAIN_PARAMS", "kaiming_normal init"]:
         assert md(text) == text
 
 
