@@ -117,7 +117,7 @@ def decode_image(data: bytes, name: str = "the upload") -> Picture:
     if len(data) > lim.max_upload_bytes:
         raise UserError("", f"{name} is {len(data) / 1e6:.1f} MB, over the upload limit of {lim.max_upload_bytes / 1e6:g} MB "
                             "(DLVIZ_MAX_UPLOAD_BYTES); upload a smaller image")
-    unreadable = UserError("", f"{name} is not an image that can be read; upload a {', '.join(IMAGE_FORMATS[:-1])} or {IMAGE_FORMATS[-1]} file")
+    unreadable = UserError("", f"{name} is not an image that can be read; upload a PNG, JPEG, GIF, BMP, TIFF or WebP file")
     try:
         # only decoders that run inside this process are asked: EPS and PDF would start Ghostscript on the server
         im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
