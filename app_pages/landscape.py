@@ -299,7 +299,9 @@ def progressive(compute, key: tuple, mode: str, n: int) -> None:
     elif s.path is not None:
         explained = (" Two random directions in a space of many weights are almost at right angles to the path, so it "
                      "projects close to the centre; the PCA plane is the one that contains it.")
-    draw_surface(s, slots, f"{shape} on a fixed batch of {s.samples:,} training samples, model in eval mode, computed in "
+    fewer = (f" (the first {s.samples:,} of {s.samples_asked:,}: more would pass the server's budget of operations for one "
+             "surface, DLVIZ_MAX_SURFACE_FLOPS)") if s.samples < s.samples_asked else ""
+    draw_surface(s, slots, f"{shape} on a fixed batch of {s.samples:,} training samples{fewer}, model in eval mode, computed in "
                            f"{s.seconds:.1f} s. Loss at these weights: {s.center_loss:.5g}.{explained}")
 
 

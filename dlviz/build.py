@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import limits as _limits
+from .budget import Footprint, footprint
 from .errors import UserError, json_path
 from .registry import ALL_LAYERS, INITS, ShapeError, shape_str
 from .spec import Experiment, InitSpec, LayerSpec, ModelSpec
@@ -47,12 +48,15 @@ class Concat(nn.Module):
 class Network(nn.Module):
     """The model a preset describes. `json_paths` maps each submodule's name to its preset path."""
 
-    def __init__(self, layers: Stack, input_shape: tuple[int, ...], input_dtype: torch.dtype, json_paths: dict[str, str]):
+    def __init__(self, layers: Stack, input_shape: tuple[int, ...], input_dtype: torch.dtype, json_paths: dict[str, str],
+                 footprint: Optional[Footprint] = None):
         super().__init__()
         self.layers = layers
         self.input_shape = tuple(input_shape)
         self.input_dtype = input_dtype
         self.json_paths = json_paths
+        self.footprint = footprint  # what one sample's pass holds, for the memory budgets of computations on it
+                                    # (build_model always sets it; a meta-device copy for reading names may not)
 
     def forward(self, x):
         return self.layers(x)
@@ -187,6 +191,7 @@ class _Builder:
         self.layers_seen = 0
         self.paths: dict[str, str] = {}
         self.last_spatial_rf: Optional[dict] = None
+        self.shape_memo: dict[tuple, tuple] = {}
         first = spec.layers[0] if spec.layers else None
         self.input_dtype = torch.long if first is not None and first.type == "Embedding" else torch.float32
 
@@ -268,7 +273,12 @@ class _Builder:
         if self.params > self.max_params:
             raise UserError(path, self._too_many(f" ({self.params:,} so far)"))
         out_shape = self._forward_shape(mod, layer, in_shape, path)
-        flops = self._flops(mod, in_shape) if self.count_flops else 0
+        flops = 0
+        if self.count_flops:
+            flops_key = ("flops", layer.type, repr(sorted(layer.args.items())), tuple(in_shape))
+            if flops_key not in self.shape_memo:
+                self.shape_memo[flops_key] = self._flops(mod, in_shape)
+            flops = self.shape_memo[flops_key]
         new_rf = _rf_step(rf, layer, in_shape, out_shape)
         self._note_rf(out_shape, new_rf)
         self.rows.append(Row(path, layer.type, layer.name, depth, list(in_shape), list(out_shape), n_train, n_frozen,
@@ -282,12 +292,21 @@ class _Builder:
 
     @staticmethod
     def _probe(mod: nn.Module, in_shape) -> torch.Tensor:
+
         dtype = torch.long if isinstance(mod, nn.Embedding) else torch.float32
         return torch.zeros((1, *in_shape), dtype=dtype, device="meta")
 
     def _forward_shape(self, mod: nn.Module, layer: LayerSpec, in_shape, path: str):
         if self.known_shapes is not None:  # shapes are always computed on meta, never with real memory
             return self.known_shapes[path]
+        # a layer's output shape depends only on its type, arguments and input shape: a deep stack of repeated layers
+        # runs one meta pass per distinct layer (a meta ReLU costs about a millisecond)
+        memo_key = (layer.type, repr(sorted(layer.args.items())), tuple(in_shape))
+        if memo_key not in self.shape_memo:
+            self.shape_memo[memo_key] = self._meta_forward(mod, layer, in_shape, path)
+        return self.shape_memo[memo_key]
+
+    def _meta_forward(self, mod: nn.Module, layer: LayerSpec, in_shape, path: str):
         mod.eval()
         try:
             with torch.no_grad():
@@ -344,7 +363,11 @@ def _check_spec(spec) -> ModelSpec:
 def summarize(spec, count_flops: bool = True) -> Summary:
     """The per-layer summary of a model, computed on the meta device: no weights are allocated."""
     model = _check_spec(spec)
-    b = _Builder(model, "meta", _limits.current().max_params, count_flops)
+    return _meta_summary(model, _limits.current().max_params, count_flops)
+
+
+def _meta_summary(model: ModelSpec, max_params: int, count_flops: bool) -> Summary:
+    b = _Builder(model, "meta", max_params, count_flops)
     _, out, _ = b.stack(model.layers, tuple(model.input_shape), ("model", "layers"), "layers", 0,
                         RF.identity(len(model.input_shape) - 1) if len(model.input_shape) >= 2 else None)
     leaves = [r for r in b.rows if not r.block]
@@ -362,15 +385,13 @@ def build_model(spec, seed: Optional[int] = None, device: str = "cpu", max_param
     model = _check_spec(spec)
     lim = _limits.current()
     max_params = lim.max_train_params if max_params is None else max_params
-    meta = _Builder(model, "meta", max_params, count_flops=False)
-    rf0 = RF.identity(len(model.input_shape) - 1) if len(model.input_shape) >= 2 else None
-    meta.stack(model.layers, tuple(model.input_shape), ("model", "layers"), "layers", 0, rf0)
+    meta = _meta_summary(model, max_params, count_flops=False)
     shapes = {r.path: tuple(r.output_shape) for r in meta.rows}
     if seed is not None:
         torch.manual_seed(seed)
     real = _Builder(model, device, max_params, count_flops=False, known_shapes=shapes)
     layers, _, _ = real.stack(model.layers, tuple(model.input_shape), ("model", "layers"), "layers", 0, None)
-    net = Network(layers, tuple(model.input_shape), meta.input_dtype, real.paths)
+    net = Network(layers, tuple(model.input_shape), real.input_dtype, real.paths, footprint(meta))
     apply_inits(net, model)
     return net
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import budget
 from . import limits as _limits
 from .build import Network, build_model
 from .errors import UserError, clip
@@ -372,6 +373,7 @@ def type_name(mod: nn.Module) -> str:
 def feature_maps(net: Network, x: torch.Tensor) -> list[LayerOutput]:
     """Every layer's output for the first sample of `x`, in the order the forward pass finishes them (a block after
     its children). Hooks are added for this one pass and removed before returning, even when the pass fails."""
+    budget.check("The feature maps of this model", budget.feature_maps_bytes(net.footprint, len(x)), budget.SMALLER_MODEL)
     modules = {name: net.get_submodule(name) for name in net.json_paths}
     with HOOK_LOCK, torch.no_grad(), capture_outputs(modules) as seen:
         net(x)

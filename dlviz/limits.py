@@ -30,6 +30,11 @@ class Limits:
                                              # runs, so a browser that drops its cookies can't take them all, while a
                                              # classroom behind one NAT address still trains two at once
     max_grid_points: int = 10_201            # loss-surface grid (101 x 101)
+    max_compute_bytes: int = 500_000_000     # memory of one computation in the server process (feature maps, effective
+                                             # fields, loss surfaces): every session shares that process
+    max_train_bytes: int = 2_000_000_000     # memory of one training run's model and batch, checked before it starts
+    max_surface_flops: int = 4_000_000_000_000  # floating-point operations of one loss surface: beyond them it is
+                                             # computed on fewer samples (every gallery preset's 31x31 surface fits)
     train_threads: int = 1                   # torch threads for training: 1 leaves a core to the server, and the
                                              # CLI and the app then compute bit-identical numbers
 

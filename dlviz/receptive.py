@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from . import budget
 from .build import Network, Summary
 from .errors import UserError
 from .features import HOOK_LOCK
@@ -95,6 +96,13 @@ def input_gradient(net: Network, x: torch.Tensor, path: str, unit: Sequence[int]
     if not x.is_floating_point():
         raise UserError("", "this model takes token ids, which have no gradient; effective receptive fields need a numeric input")
     chans = [channels] if isinstance(channels, int) else list(channels)
+    per_copy = budget.gradient_bytes_per_copy(net.footprint)
+    group = budget.rows_that_fit(per_copy)
+    if group < 1:
+        raise budget.over_budget("The effective receptive field of this model", per_copy, budget.SMALLER_MODEL)
+    if len(chans) > group:  # the channels' maps are averaged, so groups of copies that fit add up to the same map
+        return sum(len(part) * input_gradient(net, x, path, unit, part)
+                   for part in (chans[i:i + group] for i in range(0, len(chans), group))) / len(chans)
     xb = x[:1].detach().expand(len(chans), *x.shape[1:]).clone().requires_grad_(True)
     mod = net.get_submodule(module_name(net, path))
     seen = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional
 
+from . import budget
 from . import uploads
 from .errors import UserError
 from .registry import LOSSES, OPTIMIZERS, SCHEDULES
@@ -107,8 +108,10 @@ def check_fit(exp: Experiment, input_shape: tuple, task: str, classes: Optional[
     if tuple(exp.model.input_shape) != tuple(input_shape):
         raise UserError("model.input_shape", f"the {exp.data.name} data gives {shape_str(input_shape)} per sample but the model's "
                                              f"input_shape is {shape_str(exp.model.input_shape)}; set it to {list(input_shape)}")
-    out = summarize(exp, count_flops=False).output_shape
-    return make_objective(exp.loss, task, classes, target_shape, out)
+    summary = summarize(exp, count_flops=False)
+    objective = make_objective(exp.loss, task, classes, target_shape, summary.output_shape)
+    budget.check_training(budget.footprint(summary), exp.data.batch_size)
+    return objective
 
 
 def check_trainable(exp: Experiment, csv_bytes: Optional[bytes] = None) -> tuple[tuple, str, Optional[int], tuple]:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from . import budget as _budget
 from . import limits as _limits
 from .build import Concat, Residual, build_model, summarize
 from .data import load_dataset
@@ -38,6 +39,7 @@ class Problem:
     objective: Objective
     x: torch.Tensor
     y: torch.Tensor
+    flops: int = 0  # of one sample's forward pass (0: not known)
 
     def __post_init__(self):
         self.model.eval()
@@ -51,9 +53,18 @@ class Problem:
             torch._foreach_copy_([p.data for p in self.params], list(values))
 
     @torch.no_grad()
+    def outputs(self) -> torch.Tensor:
+        """The model's outputs for the whole batch at its current weights, computed as many samples at a time as the
+        memory budget allows (eval mode: each sample's output does not depend on the others)."""
+        fp = getattr(self.model, "footprint", None)
+        rows = _budget.rows_that_fit(_budget.forward_bytes_per_sample(fp)) if fp is not None else len(self.x)
+        if rows >= len(self.x):
+            return self.model(self.x)
+        return torch.cat([self.model(self.x[i:i + rows]) for i in range(0, len(self.x), max(rows, 1))])
+
     def loss(self) -> float:
         """The loss at the model's current weights: one plain forward pass."""
-        return float(self.objective.loss(self.model(self.x), self.y))
+        return float(self.objective.loss(self.outputs(), self.y))
 
 
 def evaluation_batch(x: torch.Tensor, y: torch.Tensor, size: int = EVAL_SAMPLES, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,13 +85,31 @@ def make_problem(exp: Experiment, state: Optional[dict] = None, dataset=None, sa
     if tuple(exp.model.input_shape) != tuple(ds.input_shape):
         raise UserError("model.input_shape", f"the {exp.data.name} data gives {shape_str(ds.input_shape)} per sample but the "
                                              f"model's input_shape is {shape_str(exp.model.input_shape)}; set it to {list(ds.input_shape)}")
-    out_shape = summarize(exp, count_flops=False).output_shape
-    objective = make_objective(exp.loss, ds.task, ds.num_classes, ds.target_shape, out_shape)
+    summary = summarize(exp)
+    objective = make_objective(exp.loss, ds.task, ds.num_classes, ds.target_shape, summary.output_shape)
     model = build_model(exp, seed=exp.seed)
+    one = _budget.forward_bytes_per_sample(model.footprint)
+    _budget.check("The loss surface of this model", one, _budget.SMALLER_MODEL)  # its batches shrink to fit, down to one sample
     if state is not None:
         model.load_state_dict(state)
     x, y = evaluation_batch(ds.x_train, ds.y_train, samples, exp.seed)
-    return Problem(model, objective, x, y)
+    return Problem(model, objective, x, y, summary.flops)
+
+
+def within_flops(problem: Problem, points: int) -> Problem:
+    """The problem on as many of its samples as `points` evaluations can take within the server's budget of floating-point
+    operations for one surface (DLVIZ_MAX_SURFACE_FLOPS): the evaluation batch is already a seeded random sample, so its
+    first k samples are one too. Refused with a sentence when not even one sample fits."""
+    limit = _limits.current().max_surface_flops
+    per_sample = points * max(problem.flops, 1)
+    if per_sample * len(problem.x) <= limit:
+        return problem
+    keep = limit // per_sample
+    if keep < 1:
+        raise UserError("resolution", f"{points:,} points of this model's loss surface would take about {per_sample:.3g} "
+                                      f"floating-point operations even on one sample, over the server's budget of {limit:.3g} "
+                                      "(DLVIZ_MAX_SURFACE_FLOPS); lower the resolution or use a smaller model")
+    return Problem(problem.model, problem.objective, problem.x[:keep], problem.y[:keep], problem.flops)
 
 
 # ---------------------------------------------------------------- flat vectors and directions
@@ -187,7 +216,7 @@ def evaluate_loop(problem: Problem, origin: Sequence[torch.Tensor], directions: 
             for cj, d in zip(c, directions):
                 w = w + float(cj) * d[j]
             p.data = w
-        out[i] = float(problem.objective.loss(problem.model(problem.x), problem.y))
+        out[i] = float(problem.objective.loss(problem.outputs(), problem.y))
     problem.set_weights(before)
     return out
 
@@ -407,6 +436,9 @@ def evaluate_batched(problem: Problem, origin: Sequence[torch.Tensor], direction
         chunk, block = budget // (width * n), n
     else:
         chunk, block = 1, max(1, budget // width)
+    # each point of a chunk has its own copy of the moved weights: a large model takes fewer points at a time
+    moved = sum(t.shape[1] for t in stacks.values())
+    chunk = max(1, min(chunk, _budget.rows_that_fit(_budget.ELEMENT_BYTES * moved) // 4))
     dtype = problem.params[0].dtype if problem.params else torch.float32
     loss = problem.objective.loss
     body = model.layers if isinstance(getattr(model, "layers", None), nn.Sequential) else model
@@ -488,6 +520,7 @@ class Surface:
     path_steps: Optional[np.ndarray] = None
     explained: Optional[np.ndarray] = None  # PCA: the explained variance ratio of the two axes
     samples: int = 0  # size of the evaluation batch
+    samples_asked: int = 0  # the batch it was made from, when the budget of operations cut it to `samples`
     seconds: float = 0.0
 
     @property
@@ -548,6 +581,11 @@ def _network_surface(problem: Problem, mode: str, radius: float, resolution: int
         raise UserError("range", f"the range must be a positive number, not {radius}")
     evaluate = METHODS[method]
     t0 = time.perf_counter()
+    full = len(problem.x)
+    if mode == "line":
+        problem = within_flops(problem, len(line_axis(resolution, radius)) if resolution >= 2 else 1)
+    else:
+        problem = within_flops(problem, resolution * resolution + (PATH_POINTS if snapshots is not None else 0))
     center = problem.weights()
     center_loss = problem.loss()
     if mode == "line":
@@ -558,7 +596,7 @@ def _network_surface(problem: Problem, mode: str, radius: float, resolution: int
         direction = [c - i for c, i in zip(center, initial)]
         loss = evaluate(problem, initial, [direction], t[:, None])
         return Surface(mode, t, None, loss, center_loss, ("t (0: initial weights, 1: this checkpoint)", ""),
-                       samples=len(problem.x), seconds=time.perf_counter() - t0)
+                       samples=len(problem.x), samples_asked=full, seconds=time.perf_counter() - t0)
     n = resolution
     axis(1.0, n)  # the odd-size check, before the grid-size check
     check_grid(n * n)
@@ -594,5 +632,5 @@ def _network_surface(problem: Problem, mode: str, radius: float, resolution: int
     loss = values[:n * n].reshape(n, n)
     if path is not None:
         path_loss = values[n * n:]
-    return Surface(mode, a, a, loss, center_loss, titles, path, path_loss, path_steps, explained, len(problem.x),
+    return Surface(mode, a, a, loss, center_loss, titles, path, path_loss, path_steps, explained, len(problem.x), full,
                    seconds=time.perf_counter() - t0)
