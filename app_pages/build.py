@@ -1,4 +1,6 @@
 """Build: stack layers into a model and see its shapes, parameters, FLOPs and receptive fields as you edit."""
+import json
+
 import streamlit as st
 
 from dlviz import edit, figures
@@ -13,6 +15,10 @@ view = session.preview(doc)
 rows = {r.path: r for r in view.summary.rows} if view.summary is not None else {}
 error_layer = edit.error_layer(view.error)
 ALL_TYPES = [*ALL_LAYERS, *BLOCKS]
+PAGE = 25  # layers of one list drawn at a time: a long model pages through them instead of drawing a thousand editors
+# A large model draws each layer's buttons and arguments only while its expander is open: Streamlit builds an
+# expander's content even when it is closed, and a thousand-layer preset took 20-40 s a rerun.
+LAZY = sum(1 for _ in edit.walk(doc)) > 2 * PAGE
 
 
 def key(*parts) -> str:
@@ -77,8 +83,19 @@ def add_picker() -> None:
 
 def layer_list(container: tuple) -> None:
     layers = edit.layer_items(doc, container)
-    for i, layer in enumerate(layers):
-        layer_editor(layer, (*container, i), last=i == len(layers) - 1)
+    for i in page(container, len(layers)):
+        layer_editor(layers[i], (*container, i), last=i == len(layers) - 1)
+
+
+def page(container: tuple, n: int) -> range:
+    """The layers of a list drawn now: all of a short list, one page of a long one (the page with the problem first)."""
+    if n <= PAGE:
+        return range(n)
+    pages = [range(start, min(start + PAGE, n)) for start in range(0, n, PAGE)]
+    troubled = error_layer[len(container)] if error_layer and error_layer[:len(container)] == container else 0
+    chosen = st.selectbox(f"Layers ({n:,} in this list)", range(len(pages)), index=troubled // PAGE, key=key(json_path(container), "page"),
+                          format_func=lambda p: f"{pages[p][0]} to {pages[p][-1]}")
+    return pages[chosen]
 
 
 def layer_editor(layer: dict, path: tuple, last: bool) -> None:
@@ -86,7 +103,10 @@ def layer_editor(layer: dict, path: tuple, last: bool) -> None:
     row = rows.get(where)
     title = f"[{path[-1]}] {edit.layer_label(layer)}" + (f" → {shape_str(row.output_shape)}" if row else "")
     troubled = edit.error_at(view.error, path)
-    with st.expander(md(title), expanded=troubled, icon=":material/error:" if troubled else None):
+    lazily = dict(key=key(where, "open"), on_change="rerun") if LAZY else {}
+    with st.expander(md(title), expanded=troubled, icon=":material/error:" if troubled else None, **lazily) as box:
+        if LAZY and not (box.open or troubled):
+            return
         if path == error_layer:
             st.error(md(view.error.message))
         with st.container(horizontal=True):
@@ -155,13 +175,20 @@ def summary_numbers() -> None:
                        if rf else "The model has no spatial layers."))
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def architecture(preset_text: str):
+    """The architecture graph of a preset, drawn once per preset and shared between sessions (read-only)."""
+    shown = session.preview(json.loads(preset_text))
+    return figures.architecture_figure(shown.summary, shown.model)
+
+
 def summary_panel() -> None:
     s = view.summary
     if s is None:
         return
     graph, table = st.tabs(["Architecture", "Table"])
     with graph:
-        st.plotly_chart(figures.architecture_figure(s, view.model), width="stretch",
+        st.plotly_chart(architecture(json.dumps(doc, sort_keys=True)), width="stretch",
                         config={"displaylogo": False, "scrollZoom": False})
     with table:
         frame = figures.summary_frame(s)

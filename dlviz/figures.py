@@ -80,11 +80,15 @@ def _layer_extent(layer: dict) -> _Extent:
     return _Extent()
 
 
+COLLAPSE_FROM = 120  # layers beyond which runs of identical layers share one node: a thousand nodes are no picture
+
+
 class _GraphBuilder:
     """Turns a model section and its summary rows into a DiGraph whose nodes carry x positions and drawing data."""
 
-    def __init__(self, rows: dict[str, Any]):
+    def __init__(self, rows: dict[str, Any], collapse: bool = False):
         self.rows = rows
+        self.collapse = collapse  # runs of identical layers drawn as one node
         self.g = nx.MultiDiGraph()  # a Residual with an empty body has two edges from one node into its "+"
         self.groups: list[tuple[str, list[str]]] = []  # named Sequential blocks: (label, their node ids)
 
@@ -92,8 +96,21 @@ class _GraphBuilder:
         self.g.add_node(node, x=x, kind=kind, label=label, group=group, row=row)
 
     def chain(self, layers: list, container: tuple, prev: str, axis: float) -> str:
+        run = None  # the node of the last leaf layer, while the following ones repeat it
         for i, layer in enumerate(layers):
+            same = (self.collapse and run is not None and layer.get("type") in ALL_LAYERS
+                    and {k: v for k, v in layer.items() if k != "name"} == self.g.nodes[run]["spec"])
+            if same:  # one node for a run of identical layers, labelled with the count and the last one's output
+                data = self.g.nodes[run]
+                data["repeat"] += 1
+                data["label"] = f"{data['base']} ×{data['repeat']}"
+                data["row"] = self.rows.get(json_path((*container, i)))
+                continue
             prev = self.layer(layer, (*container, i), prev, axis)
+            run = prev if layer.get("type") in ALL_LAYERS else None
+            if run is not None:
+                data = self.g.nodes[run]
+                data.update(spec={k: v for k, v in layer.items() if k != "name"}, repeat=1, base=data["label"])
         return prev
 
     def layer(self, layer: dict, path: tuple, prev: str, axis: float) -> str:
@@ -148,7 +165,7 @@ def model_graph(summary, model: dict) -> tuple[nx.MultiDiGraph, list[tuple[str, 
     Nodes carry `x` (column), `rank` (longest path from the input), `kind`, `label`, `group` and the summary
     `row`; edges carry `lane`, an x to route an identity path through. Also returns the named Sequential
     groups as (name, node ids)."""
-    b = _GraphBuilder({r.path: r for r in summary.rows})
+    b = _GraphBuilder({r.path: r for r in summary.rows}, collapse=len(summary.rows) > COLLAPSE_FROM)
     b.add_node("input", 0.0, "input", f"input {shape_str(summary.input_shape)}", "io")
     last = b.chain(model.get("layers") or [], TOP, "input", 0.0)
     b.add_node("output", 0.0, "output", f"output {shape_str(summary.output_shape)}", "io")
