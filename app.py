@@ -18,7 +18,9 @@ if __name__ != "__mp_main__":
         st.Page("app_pages/landscape.py", title="Landscape", icon=":material/landscape:"),
     ]
 
-    st.set_page_config(page_title="dlviz", page_icon=":material/hub:", layout="wide")
+    # an emoji: the browser draws it itself, while a Material icon (this one, or each page's when none is given) is
+    # fetched from fonts.gstatic.com by every viewer
+    st.set_page_config(page_title="dlviz", page_icon="🧠", layout="wide")
     session.start()
     runs.runner()  # created with the first page view of the server, so its workers warm up while the person reads
     st.cache_resource(uploads.sweep)()  # once a server: uploads that aged out while it was down go (later ones as tables are uploaded)

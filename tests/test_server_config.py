@@ -18,3 +18,9 @@ def test_the_browser_does_not_keep_every_chart_it_drew():
 
 def test_uploads_are_capped():
     assert 0 < CONFIG["server"]["maxUploadSize"] <= 50
+
+
+def test_an_unforeseen_exception_shows_no_message_or_traceback():
+    # "type" keeps Streamlit's exception element (and the tests that look for it) but drops the message and the
+    # traceback, which carry server paths and a preset's values
+    assert CONFIG["client"]["showErrorDetails"] == "type"

@@ -39,7 +39,7 @@ def test_plot_text_escapes_html_that_plotly_renders():
 
 def unescaped(text: str) -> str:
     """What a CommonMark renderer shows for plain text: each backslash before ASCII punctuation dropped."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text).replace("\u200b", "")  # and the zero-width spaces
 
 
 def live(text: str) -> str:
@@ -70,6 +70,20 @@ def test_md_leaves_nothing_for_markdown_to_act_on_and_shows_the_text(text):
     out = md(text)
     assert not ACTIVE.search(live(out)), out
     assert unescaped(out) == clean(text)
+
+
+# the bare links GitHub's Markdown (remark-gfm, which Streamlit uses) finds in the text once it is unescaped
+BARE_LINK = re.compile(r"(https?://|www\.)[-.\w]+|[-.\w+]+@[-\w]+(\.[-\w]+)+", re.I)
+
+
+@pytest.mark.parametrize("text", [
+    "see http://elsewhere.invalid/p.png", "https://elsewhere.invalid", "HTTP://ELSEWHERE.INVALID", "www.elsewhere.invalid",
+    "x@elsewhere.invalid", "mailto:x@elsewhere.invalid", "![x](http://elsewhere.invalid/p.png)",
+])
+def test_md_splits_bare_links_in_the_text_markdown_shows(text):
+    shown = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md(text))  # unescaped, zero-width spaces kept
+    assert not BARE_LINK.search(shown), shown
+    assert shown.replace("\u200b", "") == text
 
 
 def test_md_keeps_the_underscores_of_a_dunder_name():
