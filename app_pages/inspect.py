@@ -306,10 +306,13 @@ def rf_overlay(look: Look, path: str, channel: int, row: int, col: int) -> None:
     fields = {f.path: f for f in receptive.theoretical(look.summary)}
     field = fields.get(path)
     box = receptive.unit_box(field, (row, col), inp.x.shape[2:]) if field is not None and inp.x.dim() == 4 else None
-    erf = None
+    erf = refused = None
     if inp.x.is_floating_point() and inp.x.dim() == 4:
-        erf = _memo("erf", (look.key, path, channel, row, col),
-                    lambda: receptive.input_gradient(look.net, inp.x, path, (row, col), channel))
+        try:
+            erf = _memo("erf", (look.key, path, channel, row, col),
+                        lambda: receptive.input_gradient(look.net, inp.x, path, (row, col), channel))
+        except UserError as err:
+            refused = err
     pixels = inp.pixels if inp.pixels is not None else features.display_pixels(inp.x[0])
     if pixels is None:
         st.info("The input is not an image, so there is no receptive field to draw on it.")
@@ -322,7 +325,9 @@ def rf_overlay(look: Look, path: str, channel: int, row: int, col: int) -> None:
         lines.append(f"**Theoretical field** (orange box): {field.size[0]:g}×{field.size[1]:g} pixels, rows {r0} to {r1}, "
                      f"columns {c0} to {c1}" + (" (dashed: the part in the padding, outside the image)" if box.clipped else ""))
     s = receptive.spread(erf) if erf is not None else None
-    if s is None:
+    if refused is not None:
+        lines.append(f"**Effective field**: {md(str(refused))}")
+    elif s is None:
         lines.append("**Effective field**: no gradient reaches the input from this unit for this input (an inactive unit, "
                      "for example a ReLU at 0); pick another unit or the layer before the activation.")
     else:
@@ -349,8 +354,13 @@ def receptive_tab(look: Look) -> None:
     st.markdown("Each unit of a convolutional map depends on a window of the input, its **theoretical receptive field**: "
                 "r₀ = Σ (k_l − 1) ∏_{i<l} s_i + 1. Its **effective** field is where the gradient of the unit with respect to "
                 "the input is large (Luo et al. 2016); it is often much smaller, and Gaussian-like.")
+    rows = None
     if inp.x.is_floating_point() and inp.x.dim() == 4:
-        rows = _memo("growth", look.key, lambda: receptive.growth(look.net, look.summary, inp.x))
+        try:
+            rows = _memo("growth", look.key, lambda: receptive.growth(look.net, look.summary, inp.x))
+        except UserError as err:
+            st.error(md(str(err)))
+    if rows is not None:
         labels = [f"{r.path.removeprefix('model.')} {r.type}" for r in rows]
         st.plotly_chart(figs.rf_growth_figure(rows, labels), config=figs.CONFIG, key="inspect_growth")
         st.caption("Effective sizes are measured at each layer's centre unit, averaged over up to 8 of its channels, for "
@@ -497,7 +507,14 @@ def inspect(exp, net, run_id, step, ckpts) -> None:
     """Everything about one model: its input, its maps and fields, its filters, and the labs."""
     inp = choose_input(exp, net)
     key = (hashlib.sha1(_text(exp).encode()).hexdigest(), run_id, step, *_input_key(inp))
-    look = Look(net, _summary(_text(exp)), inp, key, _memo("maps", key, lambda: features.feature_maps(net, inp.x)))
+    try:
+        outputs = _memo("maps", key, lambda: features.feature_maps(net, inp.x))
+    except UserError as err:  # over the server's memory budget: the labs still work
+        show_input(inp)
+        st.error(md(str(err)))
+        labs_only()
+        return
+    look = Look(net, _summary(_text(exp)), inp, key, outputs)
     show_input(inp)
     maps_tab, rf_tab, filter_tab, lab_tab, act_tab = st.tabs(["Feature maps", "Receptive fields", "Filters",
                                                               "Convolution lab", "Activation lab"])

@@ -430,7 +430,6 @@ if rid:
                            help="a standalone script (PyTorch and the data code, no dlviz) that reproduces this run exactly")
     except UserError as err:
         e2.caption(md(err))
-
     if len(runs.store().checkpoints(rid)):
         weights = lambda: runs.store().load_checkpoint(rid)["model"]  # noqa: E731
         e3.download_button("Weights (safetensors)", lambda: export.safetensors_bytes(weights()), file_name=f"run-{rid}.safetensors",
