@@ -148,8 +148,9 @@ def block_message(block: StepBlock) -> dict:
 class FeedCallback(Callback):
     """Sends a run's progress as plain messages to `send` (a LiveFeed.handle, or a queue to another process)."""
 
-    def __init__(self, send: Callable[[dict], None]):
+    def __init__(self, send: Callable[[dict], None], clock: Callable[[], float] = time.perf_counter):
         self.send = send
+        self.clock = clock  # seconds; tests pass their own, so what is gathered does not depend on the machine's speed
         self.last_boundary = self.last_evaluation = self.last_telemetry = self.last_sent = -math.inf
         self.pending_telemetry: Optional[dict] = None
         self.blocks: list[StepBlock] = []  # steps and epoch records not sent yet: they go out every FEED_SECONDS
@@ -170,7 +171,7 @@ class FeedCallback(Callback):
         """The gathered steps and epochs, in one message each, at most every FEED_SECONDS (the first at once): a small
         model sends a step block and an epoch record a hundred times a second, and each message to the server costs the
         run a pickling and a write."""
-        now = time.perf_counter()
+        now = self.clock()
         if not force and now - self.last_sent < FEED_SECONDS:
             return
         if self.blocks:
@@ -182,7 +183,7 @@ class FeedCallback(Callback):
         self.last_sent = now
 
     def on_telemetry(self, trainer: Trainer, snapshot: dict) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         self.pending_telemetry = snapshot
         if now - self.last_telemetry >= TELEMETRY_SECONDS:  # the store keeps every snapshot; the live view needs a few a second
             self._send_telemetry(now)
@@ -201,14 +202,14 @@ class FeedCallback(Callback):
 
     def on_train_end(self, trainer: Trainer, result: dict) -> None:
         self._send_pending(force=True)
-        self._send_telemetry(time.perf_counter())  # the run's last snapshot, which the diagnoses read
+        self._send_telemetry(self.clock())  # the run's last snapshot, which the diagnoses read
         self._evaluation(trainer, force=True)
         self._boundary(trainer, force=True)
         self.send({"kind": "end", "result": result})
 
     def _evaluation(self, trainer: Trainer, force: bool = False) -> None:
         val = getattr(trainer, "last_val", None)
-        now = time.perf_counter()
+        now = self.clock()
         if not val or (not force and now - self.last_evaluation < EVALUATION_SECONDS):
             return
         self.last_evaluation = now
@@ -226,7 +227,7 @@ class FeedCallback(Callback):
     def _boundary(self, trainer: Trainer, force: bool = False) -> None:
         if getattr(trainer.dataset, "points_train", None) is None:
             return
-        now = time.perf_counter()
+        now = self.clock()
         if not force and now - self.last_boundary < BOUNDARY_SECONDS:
             return
         self.last_boundary = now

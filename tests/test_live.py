@@ -77,7 +77,8 @@ def test_steps_and_epochs_are_sent_gathered_first_block_at_once_and_nothing_lost
         def on_steps(self, trainer, block):
             flushed.append(len(sent))  # messages sent before this block reached the feed
 
-    tr = Trainer(exp, [Blocks(), FeedCallback(sent.append)])
+    ticks = iter(range(1_000_000))
+    tr = Trainer(exp, [Blocks(), FeedCallback(sent.append, clock=lambda: next(ticks) * 0.002)])  # 2 ms a look
     tr.run()
     steps = [m for m in sent if m["kind"] == "steps"]
     epochs = [r for m in sent if m["kind"] == "epochs" for r in m["records"]]
