@@ -176,10 +176,26 @@ def conv_stack(draw):
     return doc
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True,
-          phases=[Phase.explicit, Phase.generate])  # a failing model is printed whole; shrinking it costs minutes
+def within_budget(examples: int):
+    """The property below, on `examples` random models (a failing one is printed whole: shrinking it costs minutes)."""
+    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True,
+                    phases=[Phase.explicit, Phase.generate])
+
+
+@within_budget(6)
 @given(st.data())
 def test_inspect_and_landscape_computations_stay_within_their_budget(data):
+    computations_stay_within_their_budget(data)
+
+
+@pytest.mark.slow
+@within_budget(80)
+@given(st.data())
+def test_many_more_models_stay_within_their_budget(data):
+    computations_stay_within_their_budget(data)
+
+
+def computations_stay_within_their_budget(data):
     limit = 64 * MB
     old = os.environ.get("DLVIZ_MAX_COMPUTE_BYTES")
     os.environ["DLVIZ_MAX_COMPUTE_BYTES"] = str(limit)
