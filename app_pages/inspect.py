@@ -352,8 +352,9 @@ def receptive_tab(look: Look) -> None:
                 "sees the whole input.")
         return
     st.markdown("Each unit of a convolutional map depends on a window of the input, its **theoretical receptive field**: "
-                "r₀ = Σ (k_l − 1) ∏_{i<l} s_i + 1. Its **effective** field is where the gradient of the unit with respect to "
-                "the input is large (Luo et al. 2016); it is often much smaller, and Gaussian-like.")
+                "$r_0 = 1 + \\sum_{l=1}^{L} (k_l - 1) \\prod_{i=1}^{l-1} s_i$, where layer $l$ has kernel size $k_l$ "
+                "(dilation included) and stride $s_l$. Its **effective** field is where the gradient of the unit with "
+                "respect to the input is large (Luo et al. 2016); it is often much smaller, and Gaussian-like.")
     rows = None
     if inp.x.is_floating_point() and inp.x.dim() == 4:
         try:
@@ -448,7 +449,7 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
         f"{family} x (and its transpose y)" if direction else "Typed kernel")
     two.plotly_chart(figs.kernel_figure(kernel, kernel_title), config=figs.CONFIG, key="lab_kernel_fig")
     out_title = f"Output {result.measured[0]}×{result.measured[1]}" + (" (√(gx² + gy²))" if direction == "magnitude" else "")
-    three.plotly_chart(figs.lab_map_figure(result.output, out_title, diverging=direction != "magnitude"), config=figs.CONFIG,
+    three.plotly_chart(figs.lab_map_figure(result.output, out_title), config=figs.CONFIG,
                        key="lab_out")
     h, k = st.columns([1, 3])
     pool_k = h.number_input("Pool size (stride = size)", 2, 8, 2, key="lab_pool")
@@ -460,7 +461,7 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
     cols = st.columns(2)
     for col, (kind, arr) in zip(cols, pooled.items()):
         col.plotly_chart(figs.lab_map_figure(arr, f"{kind.capitalize()} pooling {pool_k}×{pool_k} → {arr.shape[0]}×{arr.shape[1]}",
-                                             diverging=direction != "magnitude", height=280), config=figs.CONFIG, key=f"lab_pool_{kind}")
+                                             height=280), config=figs.CONFIG, key=f"lab_pool_{kind}")
 
 
 def activation_tab() -> None:

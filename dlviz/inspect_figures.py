@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 MAP_SCALE = "RdBu_r"  # diverging around zero, as CNN Explainer draws maps: white is 0, red positive, blue negative
+SEQUENTIAL_SCALE = "Viridis"  # for maps with no negative value: dark is 0, and brightness grows with the value
 GAP = 1  # blank pixels between the tiles of a grid
 MAX_TILES = 64  # channels drawn in one layer's grid
 THEORY_COLOR = "#F58518"
@@ -248,8 +249,12 @@ def filters_figure(weight: np.ndarray, rgb: Optional[np.ndarray] = None, title: 
 
 
 def lab_map_figure(values: np.ndarray, title: str, diverging: bool = True, height: int = 320) -> go.Figure:
-    """One map of the convolution lab: grey for an image in [0, 1], diverging around 0 for a filter's response."""
-    if diverging:
+    """One map of the convolution lab: grey for an image in [0, 1]; a filter's response diverging around 0, or on a
+    sequential scale from 0 when it has no negative value (a magnitude, a blur), where half a diverging scale is wasted."""
+    if diverging and values.size and float(np.min(values)) >= 0:
+        trace = go.Heatmap(z=values, zmin=0, zmax=float(np.max(values)) or 1.0, colorscale=SEQUENTIAL_SCALE,
+                           colorbar=dict(thickness=10), hovertemplate="(%{y}, %{x})<br>%{z:.4g}<extra></extra>")
+    elif diverging:
         m = float(np.abs(values).max()) or 1.0
         trace = go.Heatmap(z=values, zmin=-m, zmax=m, colorscale=MAP_SCALE, colorbar=dict(thickness=10),
                            hovertemplate="(%{y}, %{x})<br>%{z:.4g}<extra></extra>")

@@ -114,6 +114,26 @@ def test_convolution_lab():
     assert any("the dilated kernel spans 33×33 pixels, more than the padded 18×18 image" in e.value for e in at.error)
 
 
+def test_the_receptive_field_formula_is_written_for_streamlit_to_render():
+    """Subscripts and sums outside $…$ reach the reader as raw markup (∏_{i<l} s_i)."""
+    import re
+
+    at = open_inspect(DIGITS_CNN)
+    (formula,) = [m.value for m in at.markdown if "theoretical receptive field" in m.value]
+    outside_math = re.sub(r"\$[^$]+\$", "", formula)
+    assert "$r_0 = " in formula and not re.search(r"[_{}^\\]", outside_math), formula
+
+
+def test_a_non_negative_lab_output_is_drawn_on_a_sequential_scale():
+    at = open_inspect()
+    at.radio(key="lab_direction").set_value("magnitude").run()
+    at.radio(key="lab_family").set_value("Typed").run()
+    at.text_area(key="lab_kernel").set_value("1 1\n1 1").run()  # a blur: the output is never negative
+    assert not at.exception
+    out = [c for c in at.get("plotly_chart") if '"Output' in c.proto.spec]
+    assert out and all("RdBu" not in c.proto.spec and '"zmin":0' in c.proto.spec.replace(" ", "") for c in out)
+
+
 def test_activation_lab():
     at = open_inspect()
     at.selectbox(key="act_highlight").set_value("ReLU")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import plotly.graph_objects as go
 
 from dlviz import actlab, features
 from dlviz import inspect_figures as figs
@@ -73,3 +74,14 @@ def test_lab_and_growth_charts_hold_their_data():
             Growth("model.layers[1]", "ReLU", (5, 5), None, None)]
     g = figs.rf_growth_figure(rows, ["a", "b"])
     assert list(g.data[0].y) == [3, 5] and list(g.data[1].y) == [3, None]
+
+
+def test_a_lab_map_without_negative_values_takes_a_sequential_scale():
+    """A magnitude or a blur drawn on a red-blue scale around 0 uses only its red half, and reads as 'all positive
+    response' where it is the whole range of the map."""
+    image = np.random.default_rng(0).random((12, 12))
+    magnitude = figs.lab_map_figure(np.abs(image - 0.5), "magnitude").data[0]
+    assert magnitude.zmin == 0 and magnitude.colorscale != figs.lab_map_figure(image - 0.5, "edge").data[0].colorscale
+    assert [c for _, c in magnitude.colorscale] == [c for _, c in go.Heatmap(colorscale=figs.SEQUENTIAL_SCALE).colorscale]
+    signed = figs.lab_map_figure(image - 0.5, "edge").data[0]
+    assert signed.zmin == -signed.zmax
