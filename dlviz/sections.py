@@ -125,10 +125,14 @@ def check_trainable(exp: Experiment, csv_bytes: Optional[bytes] = None) -> tuple
 
 
 def fit_model_to_data(doc: dict, csv_bytes: Optional[bytes] = None) -> tuple[dict, str]:
-    """Set the model's input shape to the data's and the last Linear's size to the number of outputs the loss needs."""
+    """Set the model's input shape to the data's and the last Linear's size to the number of outputs the loss needs.
+
+    The result is accepted only when the model then takes the data (summarize and check_fit pass): otherwise nothing
+    is changed and a UserError says what the person must change on Build."""
     from .data import describe
     from .spec import DataSpec
 
+    original = doc
     doc = copy.deepcopy(doc)
     data = DataSpec.model_validate(doc["data"])
     input_shape, task, classes, target_shape = describe(data, csv_bytes)
@@ -150,6 +154,17 @@ def fit_model_to_data(doc: dict, csv_bytes: Optional[bytes] = None) -> tuple[dic
     if last is not None and last.get("out_features") != want:
         last["out_features"] = want
         changes.append(f"the last Linear's out_features to {want}")
+    try:
+        check_fit(validate(doc), input_shape, task, classes, target_shape)
+    except UserError as err:
+        from .registry import shape_str
+
+        tried = f"even after setting {' and '.join(changes)}, " if changes else ""
+        raise UserError(err.path, f"the model was left as it was: {tried}its layers can't take the {data.name} data's "
+                                  f"{shape_str(input_shape)} samples; {err.message}. "
+                                  "Change those layers on Build (a table of numbers needs a model that starts with Linear "
+                                  "layers), or pick data shaped like the model's input "
+                                  f"{shape_str(original['model'].get('input_shape') or [])}") from None
     return doc, ("Set " + " and ".join(changes) + ".") if changes else "The model already fits the data."
 
 

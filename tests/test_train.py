@@ -365,3 +365,28 @@ def test_a_state_is_a_snapshot_that_later_steps_do_not_change():
         for k, v in st.items():
             assert torch.equal(snap.state["optimizer"]["state"][i][k], v), f"optimizer state {i}.{k} changed after the snapshot"
     assert snap.state["scheduler"] == then["scheduler"]
+
+
+def test_fitting_a_model_to_data_it_cannot_take_changes_nothing_and_says_what_to_change():
+    """The digits CNN and an iris-like table: setting input_shape to [4] would leave Conv2d layers that can't train, so
+    the preset is left as it was and the sentence names the layer and what to change; a model that can take the data
+    is fitted and then trains."""
+    import copy
+
+    from dlviz import gallery, sections
+    from test_data import IRIS_LIKE
+
+    cnn = gallery.raw("cnn-digits")
+    cnn["data"] = {"name": "csv", "target": "species", "batch_size": 16}
+    before = copy.deepcopy(cnn)
+    with pytest.raises(UserError) as err:
+        sections.fit_model_to_data(cnn, IRIS_LIKE)
+    assert cnn == before
+    assert err.value.path == "model.layers[0]" and "left as it was" in err.value.message and "Conv2d" in err.value.message
+    assert "Build" in err.value.message
+
+    mlp = gallery.raw("xor")
+    mlp["data"] = {"name": "csv", "target": "species", "batch_size": 16}
+    fitted, msg = sections.fit_model_to_data(mlp, IRIS_LIKE)
+    assert msg.startswith("Set input_shape to")
+    sections.trainable(fitted, IRIS_LIKE)  # no UserError: it can train
