@@ -150,23 +150,122 @@ def _weights_only(names: list[str]) -> list[int]:
     return idx or list(range(len(names)))
 
 
+def _layer_label(names: list[str], i: int, j: int) -> str:
+    """`j`-th weight tensor (from the input) as a short label: its position first, so the legend reads in layer order."""
+    return plot_text(f"{j + 1} · {names[i].removeprefix('model.').removesuffix('.weight')}")
+
+
+def _layer_colors(n: int) -> list[str]:
+    """One colour a layer, from the first (dark purple) to the last (green-yellow) along Viridis: every colour distinct,
+    and the order of the layers readable from the colour alone. Viridis's last tenth is too pale on the plot background."""
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale(_colorscale("Viridis"), list(np.linspace(0, 0.9, n)) if n > 1 else [0.0])
+
+
+NEAR_DECADES = 2.0  # a band this close to the data (in powers of ten) still shows, as context
+
+
+def _fitted_log_axis(logs: np.ndarray, bands: list[tuple[float, float, str, str]]) -> tuple[dict, list]:
+    """A log axis fitted to the finite values of `logs` (log10 of the data), and the bands that fall in or near it,
+    clipped to it. A fixed 1e-12…1e12 axis squeezed eleven layers two decades apart into one line."""
+    v = logs[np.isfinite(logs)] if logs.size else logs
+    if not v.size:
+        return {"type": "log", "exponentformat": "power"}, bands
+    lo, hi = float(v.min()), float(v.max())
+    pad = max(0.25, 0.08 * (hi - lo))
+    lo, hi = lo - pad, hi + pad
+    shown = []
+    for y0, y1, color, text in bands:
+        a, b = math.log10(y0), math.log10(y1)
+        if a > hi + NEAR_DECADES or b < lo - NEAR_DECADES:
+            continue
+        if b - a > 4:  # the vanishing and exploding bands run on forever: show their edge and half a decade of them
+            lo, hi = (min(lo, b - 0.5), hi) if b < lo else (lo, max(hi, a + 0.5)) if a > hi else (lo, hi)
+        else:  # a band of healthy values shows whole, its middle line included
+            lo, hi = min(lo, a - 0.1), max(hi, b + 0.1)
+        shown.append((y0, y1, color, text))
+    clipped = [(max(y0, 10 ** lo), min(y1, 10 ** hi), color, text) for y0, y1, color, text in shown]
+    return {"type": "log", "exponentformat": "power", "range": [lo, hi], "autorange": False}, clipped
+
+
+# the layer charts' legend lists many tensors: beside the plot, in one column, it cannot run into the step axis's title
+SIDE_LEGEND = {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top", "font": {"size": 10},
+               "tracegroupgap": 0}
+
+
+def _band_notes(bands: list[tuple[float, float, str, str]]) -> list[dict]:
+    # on a log axis plotly.js places annotations by log10 of the value (shapes take the value itself)
+    return [{"text": text, "showarrow": False, "xref": "x domain", "x": 0, "xanchor": "left", "yref": "y", "y": math.log10(y1),
+             "yanchor": "top", "font": {"size": 10}} for y0, y1, color, text in bands]
+
+
 def _per_tensor(snap: dict, key: str, title: str, ytitle: str, bands: list[tuple[float, float, str, str]], shapes=()) -> dict:
     names = snap["param_names"]
     logs = np.asarray(snap[key])
-    data = [_scatter(snap["step"], 10 ** logs[:, i], names[i], line={"color": PALETTE[j % len(PALETTE)], "width": 1.5})
-            for j, i in enumerate(_weights_only(names))] if logs.size else []
-    # on a log axis plotly.js places annotations by log10 of the value (shapes take the value itself)
-    notes = [{"text": text, "showarrow": False, "xref": "x domain", "x": 0, "xanchor": "left", "yref": "y", "y": math.log10(y1),
-              "yanchor": "top", "font": {"size": 10}} for y0, y1, color, text in bands]
-    return _spec(title, data, xtitle="step", ytitle=ytitle, yaxis={"type": "log", "exponentformat": "power"},
-                 shapes=[_band(y0, y1, color, 0.12) for y0, y1, color, _ in bands] + list(shapes), annotations=notes)
+    weights = _weights_only(names)
+    colors = _layer_colors(len(weights))
+    data = [_scatter(snap["step"], 10 ** logs[:, i], _layer_label(names, i, j), line={"color": colors[j], "width": 1.5})
+            for j, i in enumerate(weights)] if logs.size else []
+    yaxis, bands = _fitted_log_axis(logs[:, weights] if logs.size else logs, bands)
+    return _spec(title, data, xtitle="step", ytitle=ytitle, yaxis=yaxis, legend=SIDE_LEGEND,
+                 shapes=[_band(y0, y1, color, 0.12) for y0, y1, color, _ in bands] + list(shapes), annotations=_band_notes(bands))
+
+
+GRAD_BANDS = [(1e-12, VANISHING, "#d62728", "vanishing"), (EXPLODING, 1e12, "#d62728", "exploding")]
 
 
 @_figure
 def grad_norm_figure(snap: dict) -> dict:
-    """Gradient norm of each weight tensor on a log scale, with the vanishing and exploding bands."""
-    return _per_tensor(snap, "log_grad_norm", "Gradient norm per layer", "‖g‖",
-                       [(1e-12, VANISHING, "#d62728", "vanishing"), (EXPLODING, 1e12, "#d62728", "exploding")])
+    """Gradient norm of each weight tensor on a log scale fitted to the run, with the vanishing and exploding bands
+    where they come near it."""
+    return _per_tensor(snap, "log_grad_norm", "Gradient norm per layer", "‖g‖", GRAD_BANDS)
+
+
+MOMENTS = 4  # moments of the run drawn against the layer index: the start, two between, the latest
+
+
+def _moments(steps: np.ndarray, n_rows: int) -> list[tuple[int, slice]]:
+    """A few moments of the run as (step, rows): each the median of a short window, since one batch's norms jitter."""
+    w = max(1, n_rows // 20)
+    ends = sorted({int(round(f * (n_rows - w))) for f in np.linspace(0, 1, MOMENTS)}) if n_rows > w else [0]
+    return [(int(steps[min(e + w, n_rows) - 1]), slice(e, min(e + w, n_rows))) for e in ends]
+
+
+@_figure
+def grad_by_layer_figure(snap: dict) -> dict:
+    """Gradient norm against the layer index, from the input to the output, at a few moments of the run: vanishing
+    gradients are a slope down towards the input, and the ratio of the last layer's norm to the first's is written."""
+    names = snap["param_names"]
+    logs = np.asarray(snap["log_grad_norm"])
+    weights = _weights_only(names)
+    data, notes = [], []
+    if logs.size and len(snap["step"]):
+        logs = logs[:, weights]
+        moments = _moments(np.asarray(snap["step"]), len(logs))
+        shades = [f"rgba(68,1,84,{a:.2f})" for a in np.linspace(0.25, 1.0, len(moments))]  # fainter is earlier
+        x = np.arange(1, len(weights) + 1)
+        for k, ((step, rows), color) in enumerate(zip(moments, shades)):
+            with np.errstate(invalid="ignore"):
+                med = np.nanmedian(np.where(np.isfinite(logs[rows]), logs[rows], np.nan), axis=0)
+            latest = k == len(moments) - 1
+            data.append(_scatter(x, 10 ** med, f"step {step:,}" + (" (latest)" if latest else ""), "lines+markers",
+                                 line={"color": color, "width": 2.5 if latest else 1.5}, marker={"size": 7 if latest else 5}))
+        last = data[-1]["y"]
+        if len(weights) > 1 and np.isfinite(last[[0, -1]]).all() and last[0] > 0:
+            ratio = last[-1] / last[0]
+            times = ratio if ratio >= 1 else 1 / ratio
+            times = f"{times:,.0f}" if times >= 100 else f"{times:.3g}"
+            say = (f"latest: the last layer's gradient is {times}× the first's" if ratio >= 1 else
+                   f"latest: the first layer's gradient is {times}× the last's")
+            notes.append({"text": say, "showarrow": False, "xref": "paper", "x": 0, "xanchor": "left", "yref": "paper", "y": 1,
+                          "yanchor": "bottom", "font": {"size": 11}})
+    yaxis, bands = _fitted_log_axis(np.log10(np.concatenate([d["y"] for d in data])) if data else np.zeros(0), GRAD_BANDS)
+    ticks = [_layer_label(names, i, j) for j, i in enumerate(weights)]
+    return _spec("Gradient norm by layer (input → output)", data, xtitle="layer", ytitle="‖g‖", yaxis=yaxis, legend=SIDE_LEGEND,
+                 xaxis={"tickmode": "array", "tickvals": list(range(1, len(weights) + 1)), "ticktext": ticks, "tickangle": -45,
+                        "automargin": True},
+                 shapes=[_band(y0, y1, color, 0.12) for y0, y1, color, _ in bands], annotations=_band_notes(bands) + notes)
 
 
 @_figure

@@ -54,7 +54,7 @@ def snaps():
 
 def charts(snap):
     """Every chart the Train page draws from a snapshot, as (name, builder, arguments)."""
-    out = [("loss", tf.loss_figure, (snap,)), ("metric", tf.metric_figure, (snap,)), ("grad", tf.grad_norm_figure, (snap,)),
+    out = [("loss", tf.loss_figure, (snap,)), ("metric", tf.metric_figure, (snap,)), ("grad", tf.grad_norm_figure, (snap,)), ("grad-layer", tf.grad_by_layer_figure, (snap,)),
            ("ratio", tf.update_ratio_figure, (snap,)), ("health", tf.unit_health_figure, (snap,))]
     if snap.get("boundary"):
         out.append(("boundary", tf.boundary_figure, (snap["boundary"], snap["points"], snap["task"])))
@@ -111,3 +111,60 @@ def test_band_labels_sit_on_their_bands_on_a_log_axis(snaps):
     assert layout["yaxis"]["type"] == "log"
     assert (band["y0"], band["y1"]) == (1e-4, 1e-2) and 10 ** label["y"] == pytest.approx(band["y1"])
     assert line["y0"] == line["y1"] == 1e-3
+
+
+def layered(log_norms: np.ndarray) -> dict:
+    """A snapshot of a run whose weight tensors (one column each, first layer first) had these log10 gradient norms;
+    every layer has a bias too, whose norm the charts leave out."""
+    steps, layers = log_norms.shape
+    names = [f"layers[{2 * j}].{kind}" for j in range(layers) for kind in ("weight", "bias")]
+    both = np.repeat(log_norms, 2, axis=1)
+    both[:, 1::2] = 5.0  # biases far from the weights: were they drawn, the axis would reach them
+    return {"param_names": names, "step": np.arange(steps), "log_grad_norm": both, "log_update_ratio": both - 3}
+
+
+def sigmoid_stack(steps: int = 200, layers: int = 11) -> np.ndarray:
+    """Each layer's gradient half the next one's, as the vanishing-sigmoid lesson says, with batch-to-batch jitter."""
+    jitter = np.random.default_rng(0).normal(0, 0.1, (steps, layers))
+    return np.log10(0.5) * np.arange(layers - 1, -1, -1)[None, :] - 0.5 + jitter
+
+
+def test_the_gradient_chart_fits_its_axis_to_the_run_and_tells_its_layers_apart():
+    snap = layered(sigmoid_stack())
+    logs = snap["log_grad_norm"][:, ::2]
+    for build, key in ((tf.grad_norm_figure, "log_grad_norm"), (tf.update_ratio_figure, "log_update_ratio")):
+        spec = build.spec(snap)
+        lo, hi = spec["layout"]["yaxis"]["range"]
+        data = snap[key][:, ::2]
+        # the eleven layers span 3.0 decades: a fixed 1e-12…1e12 axis drew them as one band a tenth of its height
+        assert lo <= data.min() and hi >= data.max() and hi - lo < (data.max() - data.min()) + 3
+        colors = [t["line"]["color"] for t in spec["data"]]
+        assert len(colors) == logs.shape[1] == len(set(colors)), "each layer its own colour"
+        assert [t["name"].split(" · ")[0] for t in spec["data"]] == [str(j) for j in range(1, 12)]
+        legend = spec["layout"]["legend"]
+        assert legend["orientation"] == "v" and legend["x"] >= 1, "the legend sits beside the plot, clear of the step axis's title"
+    # the vanishing band is 1.3 decades below the first layer: it shows, cut at the axis, as context
+    (band, *_), (note, *_) = tf.grad_norm_figure.spec(snap)["layout"]["shapes"], tf.grad_norm_figure.spec(snap)["layout"]["annotations"]
+    lo = tf.grad_norm_figure.spec(snap)["layout"]["yaxis"]["range"][0]
+    assert band["y1"] == pytest.approx(1e-5) and band["y0"] == pytest.approx(10 ** lo) and note["text"] == "vanishing"
+    # a healthy run far from both bands: neither stretches its axis
+    healthy = tf.grad_norm_figure.spec(layered(np.zeros((50, 3)) - 1))["layout"]
+    assert not healthy.get("shapes") and healthy["yaxis"]["range"][1] - healthy["yaxis"]["range"][0] < 1
+
+
+def test_the_layer_view_shows_the_ratio_of_the_last_layer_to_the_first():
+    log_norms = sigmoid_stack()
+    spec = tf.grad_by_layer_figure.spec(layered(log_norms))
+    *earlier, latest = spec["data"]
+    assert len(earlier) == tf.MOMENTS - 1 and latest["name"].endswith("(latest)")
+    x, y = unpack(latest["x"]), unpack(latest["y"])
+    assert x.tolist() == list(range(1, 12))
+    assert np.allclose(np.log10(y), np.median(log_norms[-10:], axis=0)), "the median of the run's last twentieth"
+    ratio = y[-1] / y[0]
+    assert ratio == pytest.approx(2 ** 10, rel=0.2)
+    assert f"latest: the last layer's gradient is {ratio:,.0f}× the first's" in [a["text"] for a in spec["layout"]["annotations"]]
+    ticks = spec["layout"]["xaxis"]["ticktext"]
+    assert ticks[0] == "1 · layers[0]" and ticks[-1] == "11 · layers[20]"
+    lo, hi = spec["layout"]["yaxis"]["range"]
+    assert lo <= np.log10(y).min() and hi >= np.log10(y).max() and hi - lo < 6
+    assert tf.grad_by_layer_figure.spec(LiveFeed().snapshot())["data"] == []
