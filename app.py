@@ -12,10 +12,10 @@ if __name__ != "__mp_main__":
     # The pages live in app_pages/, not pages/: a folder named pages/ next to app.py makes Streamlit start in its
     # older multipage mode, which runs a page without this script on the first rerun and drops the first click.
     PAGES = [
-        st.Page("app_pages/build.py", title="Build", icon=":material/construction:", default=True),
-        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("app_pages/inspect.py", title="Inspect", icon=":material/visibility:"),
-        st.Page("app_pages/landscape.py", title="Landscape", icon=":material/landscape:"),
+        ("app_pages/build.py", "Build", ":material/construction:"),
+        ("app_pages/train.py", "Train", ":material/model_training:"),
+        ("app_pages/inspect.py", "Inspect", ":material/visibility:"),
+        ("app_pages/landscape.py", "Landscape", ":material/landscape:"),
     ]
 
     # an emoji: the browser draws it itself, while a Material icon (this one, or each page's when none is given) is
@@ -25,9 +25,20 @@ if __name__ != "__mp_main__":
     runs.runner()  # created with the first page view of the server, so its workers warm up while the person reads
     st.cache_resource(uploads.sweep)()  # once a server: uploads that aged out while it was down go (later ones as tables are uploaded)
     session.sidebar()
-    # classroom mode: a lesson's preset may hide pages (the first page left becomes the default)
+    # Classroom mode: a lesson's preset may hide pages. Every page stays registered, at the same address, and hidden
+    # ones only leave the menu: a link or bookmark to /train must open Train whichever pages the preset hides, and
+    # Streamlit serves its default page at the root only (dropping Build would make Train the default and /train a
+    # page that does not exist).
     hidden = set(session.hidden("pages"))
-    shown = [p for p in PAGES if p.title.lower() not in hidden] or PAGES
-    page = st.navigation(shown)
+    if all(title.lower() in hidden for _, title, _ in PAGES):
+        hidden = set()
+    pages = [st.Page(path, title=title, icon=icon, default=n == 0,
+                     visibility="hidden" if title.lower() in hidden else "visible")
+             for n, (path, title, icon) in enumerate(PAGES)]
+    page = st.navigation(pages)
+    if page.title.lower() in hidden:  # the root, or an old link to a page this lesson hides: its first page shown
+        st.switch_page(next(p for p in pages if p.title.lower() not in hidden), query_params=st.query_params.to_dict())
+    session.keep_in_address()
     session.show_notice()  # a damaged share link or a refused edit, above whichever page is open
     page.run()
+    session.keep_in_address()  # an edit made while the page ran

@@ -3,17 +3,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import os
+import re
 import zlib
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from . import limits as _limits
+from . import paths as _paths
 from .errors import UserError
 from .spec import Experiment, load_json, validate
 
 PARAM = "preset"
 DEFAULT_BASE_URL = "http://localhost:8501/"
 SAFE_LINK_CHARS = 2000  # longer links are cut by some browsers, chat tools and proxies
+ID_PARAM = "p"  # a preset too long for an address is kept on the server under this short id
+_ID = re.compile(r"[0-9a-f]{20}")
+# the address around the token (scheme, host, page, parameter name) gets this much of a safe link's length
+_ADDRESS_ROOM = 200
 
 
 def canonical_json(exp: Experiment) -> str:
@@ -63,3 +71,43 @@ def decode(token: str) -> Experiment:
 
 def decode_link(link: str) -> Experiment:
     return decode(token_from_link(link))
+
+
+def _kept_dir():
+    path = _paths.data_dir() / "presets"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def keep(exp: Experiment) -> str:
+    """Keep a preset on this server and return its id: the hash of its canonical JSON, so one preset is kept once."""
+    data = canonical_json(exp).encode("utf-8")
+    if len(data) > _limits.current().max_document_bytes:
+        raise UserError("", f"the preset is more than {_limits.current().max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
+    pid = hashlib.sha256(data).hexdigest()[:20]
+    path = _kept_dir() / f"{pid}.json"
+    if not path.exists():
+        tmp = path.with_name(f"{pid}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)  # a reader never sees half a file
+    return pid
+
+
+def kept(pid: str) -> Experiment:
+    """A preset kept by `keep`, validated like any other; an id this server does not hold gets one sentence."""
+    lim = _limits.current()
+    path = _kept_dir() / f"{pid}.json" if isinstance(pid, str) and _ID.fullmatch(pid) else None
+    if path is None or not path.is_file():
+        raise UserError("", "this address names a saved experiment this server does not have; ask for the preset file")
+    if path.stat().st_size > lim.max_document_bytes:
+        raise UserError("", f"the saved experiment is more than {lim.max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
+    return validate(load_json(path.read_text(encoding="utf-8")))
+
+
+def address_state(exp: Experiment) -> tuple[str, str]:
+    """The query parameter and value that carry a preset in the browser's address: the share token when it makes a
+    safe link, else the id of a copy kept on this server."""
+    token = encode(exp)
+    if len(token) <= SAFE_LINK_CHARS - _ADDRESS_ROOM:
+        return PARAM, token
+    return ID_PARAM, keep(exp)

@@ -17,21 +17,46 @@ REV = "rev"  # bumped by every structural edit; widget keys carry it, so no widg
 NOTICE = "notice"  # one sentence for the next run to show: a damaged share link or a failed edit
 UPLOAD_ERROR = "upload_error"
 INPUT_ERRORS = "input_errors"  # widget key -> why its text could not be read; the preset keeps its old value
+ADDRESS = "address"  # (preset JSON, query parameter, value) last put in the browser's address
 
 
 def start() -> None:
-    """Set up the session on its first run: the preset from a ?preset= share link, else the default preset."""
+    """Set up the session on its first run: the preset from a ?preset= share link or a ?p= id kept on this server,
+    else the default preset."""
     if PRESET in st.session_state:
         return
     st.session_state[REV] = 0
     doc = gallery.raw(gallery.DEFAULT)
-    token = st.query_params.get(share.PARAM)
-    if token:
+    token, pid = st.query_params.get(share.PARAM), st.query_params.get(share.ID_PARAM)
+    if token or pid:
         try:
-            doc = share.decode(token).to_dict()
+            doc = (share.decode(token) if token else share.kept(pid)).to_dict()
         except UserError as err:
             st.session_state[NOTICE] = str(err)
     st.session_state[PRESET] = doc
+
+
+def keep_in_address() -> None:
+    """Put the current preset in the browser's address, so that a reload or a bookmark opens what is on screen.
+
+    Streamlit drops the query string when the page changes, so this runs on every rerun; the address is written only
+    when it differs. A preset that does not validate leaves the last valid one there."""
+    text = json.dumps(preset(), sort_keys=True)
+    known = st.session_state.get(ADDRESS)
+    if known is None or known[0] != text:
+        try:
+            known = (text, *share.address_state(spec.validate(preset())))
+        except UserError:
+            known = (text, *(known[1:] if known else (None, None)))
+        st.session_state[ADDRESS] = known
+    _, param, value = known
+    if param is None:
+        return
+    stale = [p for p in (share.PARAM, share.ID_PARAM) if p != param and p in st.query_params]
+    if st.query_params.get(param) != value or stale:
+        for p in stale:
+            del st.query_params[p]
+        st.query_params[param] = value
 
 
 def preset() -> dict:

@@ -84,3 +84,95 @@ def test_a_link_in_an_older_format_opens_migrated(monkeypatch):
     monkeypatch.delitem(spec.MIGRATIONS, "dlviz-preset/0")
     with pytest.raises(UserError, match=r"unknown (format|key)"):
         share.decode(token)
+
+
+def address_preset(at) -> dict:
+    """The preset the app's address would reopen."""
+    params = at.query_params
+    if params.get(share.ID_PARAM):
+        return share.kept(params[share.ID_PARAM][0] if isinstance(params[share.ID_PARAM], list) else params[share.ID_PARAM]).to_dict()
+    token = params[share.PARAM]
+    return share.decode(token[0] if isinstance(token, list) else token).to_dict()
+
+
+def test_the_address_carries_the_preset_after_a_gallery_load_an_edit_and_a_page_switch():
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert address_preset(at) == validate(gallery.raw(gallery.DEFAULT)).to_dict()
+    at.sidebar.selectbox(key="gallery_pick").set_value("xor")
+    next(b for b in at.sidebar.button if b.label == "Load").click().run()
+    assert address_preset(at) == validate(gallery.raw("xor")).to_dict()
+    next(b for b in at.button if b.label == "New empty model").click().run()
+    assert address_preset(at) == validate(at.session_state["preset"]).to_dict()
+    assert not address_preset(at)["model"].get("layers")
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception
+    assert not address_preset(at)["model"].get("layers")
+    # a fresh session on that address (a reload) opens the same preset
+    again = AppTest.from_file(APP, default_timeout=60)
+    for name, value in at.query_params.items():
+        again.query_params[name] = value[0] if isinstance(value, list) else value
+    again.run()
+    assert again.session_state["preset"] == at.session_state["preset"] or \
+        validate(again.session_state["preset"]) == validate(at.session_state["preset"])
+
+
+def long_preset() -> dict:
+    import random
+
+    rng = random.Random(0)  # sizes that do not repeat, so the token does not compress below 2,000 characters
+    doc = gallery.raw("xor")
+    doc["model"]["layers"] = [{"type": "Linear", "out_features": rng.randint(2, 99)} for _ in range(900)]
+    doc["model"]["layers"].append({"type": "Linear", "out_features": 2})
+    return doc
+
+
+def test_a_preset_too_long_for_an_address_is_kept_on_the_server_under_a_short_id():
+    doc = long_preset()
+    assert len(share.encode(validate(doc))) > share.SAFE_LINK_CHARS
+    param, pid = share.address_state(validate(doc))
+    assert param == share.ID_PARAM and len(pid) == 20
+    from dlviz.paths import data_dir
+    assert (data_dir() / "presets" / f"{pid}.json").is_file()
+    assert share.kept(pid) == validate(doc)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params[share.ID_PARAM] = pid
+    at.run()
+    assert not at.exception and not at.error
+    assert validate(at.session_state["preset"]) == validate(doc)
+    assert share.PARAM not in at.query_params
+
+
+@pytest.mark.parametrize("pid", ["0123456789abcdef0123", "../../etc/passwd", "x" * 5000, ""])
+def test_an_unknown_or_malformed_id_gets_one_sentence(pid):
+    with pytest.raises(UserError, match="this server does not have"):
+        share.kept(pid)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params[share.ID_PARAM] = pid
+    at.run()
+    assert not at.exception
+    if pid:
+        assert [e.value for e in at.error] == ["this address names a saved experiment this server does not have; "
+                                               "ask for the preset file"]
+
+
+def test_a_classroom_link_to_a_page_opens_it_and_the_root_opens_the_first_page_shown():
+    doc = gallery.raw("vanishing-sigmoid")
+    doc["classroom"] = {"hide_pages": ["build", "landscape"]}
+    token = share.encode(validate(doc))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params[share.PARAM] = token
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Train"
+    root = AppTest.from_file(APP, default_timeout=60)
+    root.query_params[share.PARAM] = token
+    root.run()
+    assert not root.exception
+    assert root.title[0].value == "Train"
+    assert validate(root.session_state["preset"]) == validate(doc)
+    # every page stays registered at its own address, so an older link to a page the lesson hides opens its first page
+    old = AppTest.from_file(APP, default_timeout=60)
+    old.query_params[share.PARAM] = token
+    old.switch_page("app_pages/build.py").run()
+    assert not old.exception
+    assert old.title[0].value == "Train"
