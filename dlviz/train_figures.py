@@ -322,13 +322,33 @@ def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> dict:
     return _spec(f"{'Weights' if which == 'weight' else 'Gradients'} of {tensor} over time", data, xtitle="step", ytitle="value")
 
 
+def _predicted(boundary: dict, xy: np.ndarray, binary: bool) -> np.ndarray:
+    """The class the drawn boundary gives each point: P(class 1) interpolated between the grid's corners as the heatmap
+    shades it (two classes), or the class of the nearest grid cell (more)."""
+    gx, gy, z = np.asarray(boundary["x"]), np.asarray(boundary["y"]), np.asarray(boundary["z"], dtype=float)
+
+    def locate(grid, v):
+        f = np.clip((v - grid[0]) / (grid[1] - grid[0]), 0, len(grid) - 1)
+        i = np.minimum(np.floor(f).astype(int), len(grid) - 2)
+        return i, f - i
+
+    (i, s), (j, t) = locate(gx, xy[:, 0]), locate(gy, xy[:, 1])
+    if not binary:
+        return z[np.rint(j + t).astype(int), np.rint(i + s).astype(int)].round()
+    p = (z[j, i] * (1 - s) * (1 - t) + z[j, i + 1] * s * (1 - t) + z[j + 1, i] * (1 - s) * t + z[j + 1, i + 1] * s * t)
+    return (p > 0.5).astype(float)
+
+
+MISCLASSIFIED = {"symbol": "x-thin-open", "size": 8, "color": "#111", "line": {"width": 1.6}}  # the point's colour shows through
+
+
 @_figure
 def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str) -> dict:
-    """TensorFlow-Playground-style decision boundary: the model's output over the plane and the data points on it."""
-    data = []
+    """TensorFlow-Playground-style decision boundary: the model's output over the plane and the data points on it, each
+    point misclassified by the drawn boundary crossed out (its colour alone matches the region it sits in)."""
+    data, wrong = [], {"x": [], "y": [], "count": []}
+    binary = task == "classification" and ((boundary or {}).get("classes") or 2) <= 2
     if boundary:
-        classes = boundary.get("classes")
-        binary = task == "classification" and (classes or 2) <= 2
         heat = {"type": "heatmap", "x": np.asarray(boundary["x"]), "y": np.asarray(boundary["y"]),
                 # float32 packs the 60 x 60 grid into a fifth of its text size, at a precision no colour can show
                 "z": np.asarray(boundary["z"], dtype=np.float32), "zsmooth": "fast", "showscale": task != "classification" or not binary,
@@ -336,18 +356,38 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
                 "hovertemplate": "x1 %{x:.2f}<br>x2 %{y:.2f}<br>output %{z:.2f}<extra></extra>"}
         if binary:
             heat.update(zmin=0, zmax=1)
+        if task != "classification" or not binary:
+            heat["colorbar"] = {"thickness": 10, "x": 1.02, "xanchor": "left"}
         data.append(heat)
     if points:
         for split, symbol in (("train", "circle"), ("val", "circle-open")):
-            xy = np.asarray(points.get(split) or np.zeros((0, 2)))
+            xy = np.asarray(points.get(split) or np.zeros((0, 2)), dtype=float)
             if len(xy):
                 labels = np.asarray(points[f"{split}_labels"])
                 cs = PLAYGROUND if task != "classification" or len(set(labels.tolist())) <= 2 else _colorscale("Turbo")
                 data.append(_scatter(xy[:, 0], xy[:, 1], split, "markers", marker={
                     "color": labels, "colorscale": cs, "symbol": symbol, "size": 6,
-                    "line": {"width": 0 if split == "train" else 1.5, "color": "#333"}}))
-    return _spec("Decision boundary" if task == "classification" else "Prediction over the plane", data, height=380, xtitle="x1", ytitle="x2",
-                 yaxis={"scaleanchor": "x", "scaleratio": 1}, plot_bgcolor="white")
+                    # a white rim lifts a filled point off a region of its own colour
+                    "line": {"width": 0.7 if split == "train" else 1.5, "color": "white" if split == "train" else "#333"}}))
+                if boundary and task == "classification" and len(boundary["x"]) > 1 and len(boundary["y"]) > 1:
+                    off = _predicted(boundary, xy, binary) != labels.astype(float)
+                    wrong["x"].append(xy[off, 0])
+                    wrong["y"].append(xy[off, 1])
+                    wrong["count"].append(f"{int(off.sum())} {split}")
+    if wrong["x"]:
+        data.append(_scatter(np.concatenate(wrong["x"]), np.concatenate(wrong["y"]), "misclassified: " + ", ".join(wrong["count"]),
+                             "markers", marker=MISCLASSIFIED, hoverinfo="skip"))
+    # both axes at one scale and the axes no wider than the grid: the column's extra width showed as a blank band on
+    # either side of the data; the legend sits in the bottom margin, below the x axis's title
+    ranges = {}
+    if boundary and len(boundary["x"]) > 1 and len(boundary["y"]) > 1:
+        dx, dy = (boundary["x"][1] - boundary["x"][0]) / 2, (boundary["y"][1] - boundary["y"][0]) / 2
+        ranges = {"x": [boundary["x"][0] - dx, boundary["x"][-1] + dx], "y": [boundary["y"][0] - dy, boundary["y"][-1] + dy]}
+    return _spec("Decision boundary" if task == "classification" else "Prediction over the plane", data, height=400, xtitle="x1", ytitle="x2",
+                 xaxis={"constrain": "domain", **({"range": ranges["x"]} if ranges else {})},
+                 yaxis={"scaleanchor": "x", "scaleratio": 1, "constrain": "domain", **({"range": ranges["y"]} if ranges else {})},
+                 legend={"orientation": "h", "x": 0, "y": 0, "yref": "container", "yanchor": "bottom", "font": {"size": 10}},
+                 margin={"l": 50, "r": 15, "t": 40, "b": 75}, plot_bgcolor="white")
 
 
 @_figure

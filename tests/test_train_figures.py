@@ -168,3 +168,40 @@ def test_the_layer_view_shows_the_ratio_of_the_last_layer_to_the_first():
     lo, hi = spec["layout"]["yaxis"]["range"]
     assert lo <= np.log10(y).min() and hi >= np.log10(y).max() and hi - lo < 6
     assert tf.grad_by_layer_figure.spec(LiveFeed().snapshot())["data"] == []
+
+
+def plane(classes: int):
+    """A boundary on a 21 × 21 grid over [-1, 1]²: P(class 1) = 1 right of x1 = 0 for two classes; for four, the
+    class is the quadrant. Six points, none within a grid cell of a boundary, two of them labelled with another class."""
+    g = np.linspace(-1, 1, 21)
+    gx, gy = np.meshgrid(g, g)
+    z = (gx > 0).astype(float) if classes == 2 else (gx > 0) + 2 * (gy > 0).astype(float)
+    pts = np.array([[0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5], [0.5, -0.5], [0.52, 0.33], [-0.12, 0.9]])
+    truth = (pts[:, 0] > 0).astype(int) if classes == 2 else (pts[:, 0] > 0) + 2 * (pts[:, 1] > 0)
+    labels = truth.copy()
+    labels[[1, 3]] = (labels[[1, 3]] + 1) % classes  # two points of the wrong class
+    return {"x": g.tolist(), "y": g.tolist(), "z": z.tolist(), "classes": classes}, pts, labels
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_misclassified_points_are_crossed_out_on_the_boundary(classes):
+    boundary, pts, labels = plane(classes)
+    points = {"train": pts[:4].tolist(), "train_labels": labels[:4].tolist(), "val": pts[4:].tolist(), "val_labels": labels[4:].tolist()}
+    spec = tf.boundary_figure.spec(boundary, points, "classification")
+    go.Figure(spec)
+    *_, wrong = spec["data"]
+    assert wrong["marker"]["symbol"] == tf.MISCLASSIFIED["symbol"] and wrong["name"] == "misclassified: 2 train, 0 val"
+    assert sorted(zip(unpack(wrong["x"]).tolist(), unpack(wrong["y"]).tolist())) == sorted(map(tuple, pts[[1, 3]].tolist()))
+    assert all(t["marker"]["symbol"] != tf.MISCLASSIFIED["symbol"] for t in spec["data"][1:-1])
+    # a regression plane has no class to get wrong
+    assert all("misclassified" not in t.get("name", "") for t in tf.boundary_figure.spec(boundary, points, "regression")["data"])
+
+
+def test_the_boundary_fills_its_plot_at_one_scale():
+    """With the axes free to widen, a square data set left half the chart's width blank beside the grid."""
+    boundary, pts, labels = plane(2)
+    layout = tf.boundary_figure.spec(boundary, {"train": pts.tolist(), "train_labels": labels.tolist()}, "classification")["layout"]
+    assert layout["yaxis"]["scaleanchor"] == "x" and layout["yaxis"]["scaleratio"] == 1
+    assert layout["xaxis"]["constrain"] == layout["yaxis"]["constrain"] == "domain"
+    assert layout["xaxis"]["range"] == pytest.approx([-1.05, 1.05]) and layout["yaxis"]["range"] == pytest.approx([-1.05, 1.05])
+    assert layout["legend"]["yref"] == "container" and layout["legend"]["y"] == 0 and layout["margin"]["b"] >= 70
