@@ -139,7 +139,12 @@ def fit_model_to_data(doc: dict, csv_bytes: Optional[bytes] = None) -> tuple[dic
     changes = []
     if doc["model"].get("input_shape") != list(input_shape):
         doc["model"]["input_shape"] = list(input_shape)
-        changes.append(f"input_shape to {list(input_shape)}")
+        changes.append(f"input_shape {list(input_shape)}")
+    layers = doc["model"].get("layers", [])
+    if len(input_shape) > 1 and layers and layers[0].get("type") == "Linear":
+        # an MLP given images or sequences: it takes them flattened, as a person would write it
+        layers.insert(0, {"type": "Flatten"})
+        changes.append("a Flatten before the first Linear")
     loss = (doc.get("loss") or {}).get("type", "CrossEntropyLoss")
     if task == "classification":
         want = 1 if LOSSES[loss].target == "binary" else classes
@@ -153,19 +158,19 @@ def fit_model_to_data(doc: dict, csv_bytes: Optional[bytes] = None) -> tuple[dic
             last = layer
     if last is not None and last.get("out_features") != want:
         last["out_features"] = want
-        changes.append(f"the last Linear's out_features to {want}")
+        changes.append(f"the last Linear's out_features {want}")
     try:
         check_fit(validate(doc), input_shape, task, classes, target_shape)
     except UserError as err:
         from .registry import shape_str
 
-        tried = f"even after setting {' and '.join(changes)}, " if changes else ""
+        tried = f"even with {' and '.join(changes)}, " if changes else ""
+        hint = " (a table of numbers needs a model that starts with Linear layers)" if len(input_shape) == 1 else ""
         raise UserError(err.path, f"the model was left as it was: {tried}its layers can't take the {data.name} data's "
                                   f"{shape_str(input_shape)} samples; {err.message}. "
-                                  "Change those layers on Build (a table of numbers needs a model that starts with Linear "
-                                  "layers), or pick data shaped like the model's input "
+                                  f"Change those layers on Build{hint}, or pick data shaped like the model's input "
                                   f"{shape_str(original['model'].get('input_shape') or [])}") from None
-    return doc, ("Set " + " and ".join(changes) + ".") if changes else "The model already fits the data."
+    return doc, ("Fitted the model to the data: " + ", ".join(changes) + ".") if changes else "The model already fits the data."
 
 
 def trainable(doc: dict, csv_bytes: Optional[bytes] = None) -> Experiment:

@@ -172,7 +172,8 @@ def test_grad_norms_and_update_ratios_match_a_direct_computation():
         before = [p.detach().clone() for p in ref.parameters()]
         expected_g.append([p.grad.norm().item() for p in ref.parameters()])
         opt.step()
-        expected_u.append([(p.detach() - b).norm().item() / p.detach().norm().item() for p, b in zip(ref.parameters(), before)])
+        # CS231n's ratio: the update's norm over the weights' norm before the step
+        expected_u.append([(p.detach() - b).norm().item() / b.norm().item() for p, b in zip(ref.parameters(), before)])
     tr.run()
     g = np.concatenate([b.grad_norm for b in rec.blocks])
     u = np.concatenate([b.update_ratio for b in rec.blocks])
@@ -186,14 +187,16 @@ def test_unit_health_matches_a_direct_computation():
     exp = preset(training={"epochs": 1, "telemetry_every": 1})
     rec = Recorder()
     tr = Trainer(exp, [rec])
-    first_idx = _batches(tr, 1)[0]
     ref = copy.deepcopy(tr.model)
-    x = tr.dataset.x_train[first_idx]
+    # the probes run on a fixed set of training samples (the first 256), not on the step's batch
+    x = tr.dataset.x_train[:256]
+    assert len(x) == 160
     h1 = ref.layers[1](ref.layers[0](x))  # Tanh output
     h3 = ref.layers[3](ref.layers[2](h1))  # ReLU output
     tr.stop_after_steps = 1
     tr.run()
     snap = rec.telemetry[0]
+    assert snap["probe_samples"] == 160
     tanh, relu = snap["layers"]["model.layers[1]"], snap["layers"]["model.layers[3]"]
     assert tanh["mean"] == pytest.approx(h1.mean().item(), abs=1e-6)
     assert tanh["std"] == pytest.approx(h1.std().item(), abs=1e-6)
@@ -388,5 +391,36 @@ def test_fitting_a_model_to_data_it_cannot_take_changes_nothing_and_says_what_to
     mlp = gallery.raw("xor")
     mlp["data"] = {"name": "csv", "target": "species", "batch_size": 16}
     fitted, msg = sections.fit_model_to_data(mlp, IRIS_LIKE)
-    assert msg.startswith("Set input_shape to")
+    assert msg.startswith("Fitted the model to the data: input_shape [4]")
     sections.trainable(fitted, IRIS_LIKE)  # no UserError: it can train
+
+    on_images = sections.set_dataset(gallery.raw("xor"), "digits")  # an MLP given 8×8 images takes them flattened
+    fitted, msg = sections.fit_model_to_data(on_images)
+    assert fitted["model"]["layers"][0] == {"type": "Flatten"} and "a Flatten before the first Linear" in msg
+    sections.trainable(fitted)
+
+
+def test_probe_cadence_fits_the_run_length():
+    from dlviz.train import probe_interval
+
+    assert probe_interval(48) == 1 and probe_interval(59) == 1  # every step of a short run
+    assert probe_interval(400) == 13 and 400 // 13 + 1 >= 30
+    assert probe_interval(100_000) == 50
+    exp = preset(training={"epochs": 2})  # 10 steps an epoch, no telemetry_every: every step is probed
+    rec = Recorder()
+    Trainer(exp, [rec]).run()
+    assert [t["step"] for t in rec.telemetry] == list(range(20))
+    rec = Recorder()
+    Trainer(preset(training={"epochs": 2, "telemetry_every": 7}), [rec]).run()  # the preset's own value wins
+    assert [t["step"] for t in rec.telemetry] == [0, 7, 14]
+
+
+def test_the_probes_leave_training_unchanged():
+    """A probe runs in eval mode and draws no random numbers: with dropout, the losses are those of a run without probes."""
+    model = {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.5},
+                                            {"type": "Linear", "out_features": 2}]}
+    a, b = Recorder(), Recorder()
+    Trainer(preset(model=model, training={"epochs": 2, "telemetry_every": 1}), [a]).run()
+    Trainer(preset(model=model, training={"epochs": 2, "telemetry_every": 1000}), [b]).run()
+    assert len(a.telemetry) == 20 and len(b.telemetry) == 1
+    np.testing.assert_array_equal(np.concatenate([x.loss for x in a.blocks]), np.concatenate([x.loss for x in b.blocks]))
