@@ -108,6 +108,24 @@ def _expand(v, dims: int) -> tuple:
     return tuple(v) if isinstance(v, (list, tuple)) else (v,) * dims
 
 
+def _adaptive_cover(n: int, o: int) -> tuple[int, int, int]:
+    """Kernel, stride and padding of the smallest regular window that holds every window of an adaptive pool from `n`
+    to `o` positions.
+
+    PyTorch gives output i the inputs floor(i·n/o) to ceil((i+1)·n/o) − 1. One stride fits those windows only when o
+    divides n: 10 → 4 starts them at 0, 2, 5, 7, each 3 wide, which no kernel-3 window of any stride follows. The field
+    reported then holds each unit's true field (10 → 4: kernel 4, stride 2), never cuts one short."""
+    starts = [i * n // o for i in range(o)]
+    ends = [-(-(i + 1) * n // o) - 1 for i in range(o)]
+    best = None
+    for s in sorted({max(1, n // o), max(1, -(-n // o))}):
+        p = max(i * s - a for i, a in enumerate(starts))
+        k = max(b - i * s for i, b in enumerate(ends)) + p + 1
+        if best is None or k < best[0]:
+            best = (k, s, p)
+    return best
+
+
 def _rf_step(rf: Optional[RF], layer: LayerSpec, in_shape, out_shape) -> Optional[RF]:
     """The receptive field after one leaf layer, or None once the output is no longer a spatial map."""
     t, a = layer.type, layer.args
@@ -120,10 +138,8 @@ def _rf_step(rf: Optional[RF], layer: LayerSpec, in_shape, out_shape) -> Optiona
     dims = spatial_in
     entry = ALL_LAYERS[t]
     if t.startswith("Adaptive"):
-        ins, outs = in_shape[1:], out_shape[1:]
-        k = tuple(max(math.ceil((i + 1) * n / o) - math.floor(i * n / o) for i in range(o)) for n, o in zip(ins, outs))
-        s = tuple(n // o for n, o in zip(ins, outs))
-        return rf.window(k, s, (0,) * dims)
+        k, s, p = zip(*(_adaptive_cover(n, o) for n, o in zip(in_shape[1:], out_shape[1:])))
+        return rf.window(k, s, p)
     if not entry.spatial:
         return rf  # elementwise or normalization: statistics are not counted, as in the Distill convention
     k = _expand(a["kernel_size"], dims)

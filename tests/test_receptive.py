@@ -247,3 +247,48 @@ def test_adaptive_pool_that_divides_its_input():
     layers = [{"type": "Conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1},
               {"type": "AdaptiveAvgPool2d", "output_size": [4, 3]}]
     _check(layers, [1, 16, 12], enlarge=False)
+
+
+def _adaptive_windows(n: int, o: int) -> list[tuple[int, int]]:
+    """PyTorch's windows for an adaptive pool from n to o positions, as its documentation writes them."""
+    return [(i * n // o, -(-(i + 1) * n // o) - 1) for i in range(o)]
+
+
+@pytest.mark.parametrize("size_in, size_out", [([10, 12], [4, 3]), ([7, 11], [3, 4]), ([13, 9], [5, 9]), ([3, 6], [5, 4])])
+@pytest.mark.parametrize("pool", ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d"])
+def test_adaptive_pool_fields_hold_every_window_autograd_finds(size_in, size_out, pool):
+    """Where the output size does not divide the input's, the windows start irregularly (10 → 4: at 0, 2, 5, 7). The
+    reported field must hold the inputs each output unit depends on, as autograd finds them, and be no wider than that
+    asks: the first unit's field starts where its window starts, and some unit's field ends where its window ends."""
+    layers = [{"type": "Conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1}, {"type": pool, "output_size": size_out}]
+    exp = validate(preset(layers, [1, *size_in]))
+    rf = summarize(exp).rows[-1].receptive_field
+    size, stride, padding = _field(rf, 2)
+    net = build_model(exp, seed=0).double().eval()
+    with torch.no_grad():
+        net.get_submodule("layers.0").weight.fill_(1.0)
+    x = torch.rand(1, 1, *size_in, dtype=torch.float64, requires_grad=True)
+    y = net(x)
+    for axis in range(2):
+        windows = _adaptive_windows(size_in[axis], size_out[axis])
+        tight_start = tight_end = False
+        for i, (a, b) in enumerate(windows):
+            unit = [0, 0]
+            unit[axis] = i
+            (g,) = torch.autograd.grad(y[0, 0, unit[0], unit[1]], x, retain_graph=True)
+            hit = g[0, 0].abs().sum(1 - axis).nonzero()[:, 0]
+            lo, hi = hit.min().item(), hit.max().item()
+            if pool == "AdaptiveAvgPool2d":  # every tap counts: the 3-wide convolution widens the window by one a side
+                assert (lo, hi) == (max(a - 1, 0), min(b + 1, size_in[axis] - 1))
+            first = i * stride[axis] - padding[axis]
+            last = first + size[axis] - 1
+            assert first <= lo and hi <= last, (axis, i, (lo, hi), rf)
+            tight_start |= first == a - 1
+            tight_end |= last == b + 1
+        assert tight_start and tight_end, ("wider than every window", axis, rf)
+
+
+def test_an_adaptive_pool_from_10_to_4_by_hand():
+    layers = [{"type": "AdaptiveAvgPool2d", "output_size": 4}]
+    rf = summarize(validate(preset(layers, [1, 10, 10]))).receptive_field
+    assert rf == {"size": 4, "stride": 2, "padding": 0}  # windows 0–2, 2–4, 5–7, 7–9: stride 2 and kernel 4 hold each
