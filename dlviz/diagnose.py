@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 VANISHING = 1e-5  # a gradient norm this small moves nothing at any usual learning rate
 EXPLODING = 1e3
-RATIO_LOW, RATIO_HIGH = 1e-4, 1e-2  # update/weight ratios around 1e-3 are healthy
+# Last weight layer's gradient norm over the first's. The ReLU + He lesson calls ten times healthy; the sigmoid lesson
+# teaches that a first layer learning a hundred times more slowly than the last is the vanishing problem.
+VANISHING_SPREAD = 100
+RATIO_LOW, RATIO_HIGH = 1e-4, 1e-2  # update/weight ratios of the weights around 1e-3 are healthy (CS231n)
+INITIAL_TOLERANCE = 0.2  # of the chance level: a first loss within it starts out (nearly) uniform
+DEAD, SATURATED = 0.5, 0.5  # the red band of the dead and saturated units chart
+RELU_FAMILY = ("ReLU", "ReLU6", "LeakyReLU", "PReLU")
+HE_INITS = ("kaiming_normal", "kaiming_uniform")
 
 
 @dataclass(frozen=True)
@@ -16,88 +25,189 @@ class Diagnosis:
     level: str  # "ok" | "warning" | "problem"
     title: str
     text: str
+    lr: Optional[str] = None  # "lower" | "raise": the learning-rate advice it gives, so two never disagree
 
 
-def diagnose(snap: dict, num_classes: int | None) -> list[Diagnosis]:
+def run_context(trainer) -> dict:
+    """What the diagnoses need to know of a run besides its curves: the loss's chance level, the activations and init,
+    which parameter tensors are weights (≥ 2-D, as CS231n's update ratio and the penalties count them)."""
+    from .losses import chance_level
+
+    exp, ds, obj = trainer.exp, trainer.dataset, trainer.objective
+    level = chance_level(exp.loss.type, dict(exp.loss.args), obj.task, obj.num_classes, ds.y_train)
+    init = exp.model.init.type if exp.model.init is not None else "default"
+    return {"loss": exp.loss.type, "chance": level[0] if level else None, "chance_formula": level[1] if level else "",
+            "activations": sorted({type(m).__name__ for m in trainer.activation_modules.values()}), "init": init,
+            "weights": [i for i, p in enumerate(trainer.params) if p.dim() >= 2], "lr": trainer.lr,
+            "optimizer": exp.optimizer.type, "num_classes": obj.num_classes}
+
+
+def _learned(epochs: list[dict], chance: Optional[float]) -> bool:
+    """The task is being learned: accuracy (or R²) of 90 %, or a training loss well below where it started."""
+    if not epochs:
+        return False
+    last = epochs[-1]
+    if last.get("train_accuracy", 0) >= 0.9 or last.get("train_r2", -math.inf) >= 0.9:
+        return True
+    ref = chance if chance else epochs[0]["train_loss"]
+    return last["train_loss"] <= 0.5 * ref
+
+
+def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
     """Read a LiveFeed snapshot (or the same keys rebuilt from the store) and say what it shows."""
     out: list[Diagnosis] = []
-    loss = np.asarray(snap.get("loss", []), dtype=float)
+    ctx = snap.get("context") or {}
     epochs = snap.get("epochs") or []
     names = snap.get("param_names") or []
-    if len(loss) and num_classes and snap.get("task") == "classification":
-        expected = math.log(num_classes)
-        first = float(loss[0])
-        if abs(first - expected) <= 0.25 * expected + 0.1:
-            out.append(Diagnosis("ok", "Initial loss", f"The first loss {first:.3f} is close to −ln(1/{num_classes}) = {expected:.3f}: "
-                                                       "the network starts out guessing every class equally, as it should."))
-        else:
-            out.append(Diagnosis("warning", "Initial loss", f"The first loss {first:.3f} is far from −ln(1/{num_classes}) = {expected:.3f}: "
-                                                            "the initial outputs are confidently wrong; use a smaller init for the last layer."))
-    g = np.asarray(snap.get("log_grad_norm", np.zeros((0, 0))), dtype=float)
-    if g.size and names:
-        recent = g[-max(1, len(g) // 5):]
-        with np.errstate(all="ignore"):
-            med = np.nanmedian(recent, axis=0)
-        weights = [i for i, n in enumerate(names) if n.endswith("weight") or "weight_" in n]
-        idx = weights or list(range(len(names)))
-        lo = min(idx, key=lambda i: med[i])
-        hi = max(idx, key=lambda i: med[i])
-        if 10 ** med[lo] < VANISHING:
-            out.append(Diagnosis("problem", "Vanishing gradients",
-                                 f"The gradient norm of {names[lo]} is {10 ** med[lo]:.1e}, below {VANISHING:.0e}: that layer has stopped "
-                                 "learning. Saturating activations (sigmoid, tanh) with large weights cause this; try ReLU with He init, or BatchNorm."))
-        elif len(idx) > 2 and med[hi] - med[lo] > 3 and lo < hi:
-            out.append(Diagnosis("warning", "Vanishing gradients",
-                                 f"The gradient norm of {names[lo]} ({10 ** med[lo]:.1e}) is {10 ** (med[hi] - med[lo]):.0f}× smaller than "
-                                 f"that of {names[hi]} ({10 ** med[hi]:.1e}): the early layers learn far more slowly."))
-        if 10 ** med[hi] > EXPLODING:
-            out.append(Diagnosis("problem", "Exploding gradients",
-                                 f"The gradient norm of {names[hi]} is {10 ** med[hi]:.1e}, above {EXPLODING:.0e}; lower the learning rate, "
-                                 "clip gradients, or shrink the init."))
-    u = np.asarray(snap.get("log_update_ratio", np.zeros((0, 0))), dtype=float)
-    if u.size and names:
-        with np.errstate(all="ignore"):
-            med_u = np.nanmedian(u[-max(1, len(u) // 5):], axis=0)
-        typical = float(np.nanmedian(med_u))
-        if math.isfinite(typical):
-            if 10 ** typical > RATIO_HIGH:
-                out.append(Diagnosis("warning", "Update ratio", f"Updates change the weights by {10 ** typical:.1e} of their size per step, "
-                                                                f"above {RATIO_HIGH:.0e} (about 1e-3 is healthy): the learning rate looks too high."))
-            elif 10 ** typical < RATIO_LOW:
-                out.append(Diagnosis("warning", "Update ratio", f"Updates change the weights by {10 ** typical:.1e} of their size per step, "
-                                                                f"below {RATIO_LOW:.0e} (about 1e-3 is healthy): the learning rate looks too low."))
+    acts = set(ctx.get("activations") or [])
+    relu_he = bool(acts) and acts <= set(RELU_FAMILY) and ctx.get("init") in HE_INITS
+    zero_init = ctx.get("init") in ("zeros", "constant")
+    chance = ctx.get("chance")
+    if chance is None and num_classes and snap.get("task") == "classification" and not ctx:
+        chance = math.log(num_classes)  # a snapshot without context: a cross-entropy run
+    formula = ctx.get("chance_formula") or (f"−ln(1/{num_classes})" if num_classes else "")
+    learned = _learned(epochs, chance)
     tel = snap.get("telemetry") or []
+    last_tel = tel[-1]["layers"] if tel else {}
+    dead_layers = [(p, s) for p, s in last_tel.items() if s.get("dead", 0) > DEAD]
+
+    # -- the initial loss: step 0's own loss, not the first point of the downsampled curve
+    first = snap.get("first_loss")
+    if first is not None and chance and snap.get("task") == "classification":
+        if abs(first - chance) <= INITIAL_TOLERANCE * chance or first < chance:
+            out.append(Diagnosis("ok", "Initial loss", f"The first step's loss {first:.3f} is close to the chance level {formula} = "
+                                                       f"{chance:.3f}: the network starts out guessing every class equally, as it should."))
+        else:
+            out.append(Diagnosis("warning", "Initial loss", f"The first step's loss {first:.3f} is far above the chance level {formula} = "
+                                                            f"{chance:.3f}: the initial outputs are confidently wrong; use a smaller init "
+                                                            "for the last layer."))
+
+    # -- gradients, per weight tensor
+    weights = ctx.get("weights")
+    if weights is None:
+        weights = [i for i, n in enumerate(names) if n.endswith("weight") or "weight_" in n] or list(range(len(names)))
+    weights = [i for i in weights if i < len(names)]
+    g = np.asarray(snap.get("log_grad_norm", np.zeros((0, 0))), dtype=float)
+    vanishing = False
+    if g.size and weights:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a tensor whose every norm is 0 or NaN
+            recent = np.nanmedian(g[-max(1, len(g) // 5):], axis=0)
+            whole = np.nanmedian(g, axis=0)
+            first_w, last_w = weights[0], weights[-1]
+            spread = whole[last_w] - whole[first_w]
+        # a norm of exactly 0 (log −inf) is the most vanished of all; NaN (no data) is left out
+        lo = min(weights, key=lambda i: math.inf if math.isnan(recent[i]) else recent[i])
+        hi = max(weights, key=lambda i: recent[i] if math.isfinite(recent[i]) else -math.inf)
+        if zero_init:
+            cause = ("Every weight started at zero, so the units of a layer are identical and pass back identical (here vanishing) "
+                     "gradients: start from a random init (xavier or kaiming).")
+        elif dead_layers:
+            cause = "The ReLUs behind it are dead (see Dead ReLUs) and pass back no gradient: lower the learning rate."
+        elif relu_he:
+            cause = ("The network already uses ReLU with He init; residual connections or BatchNorm give the gradient a path "
+                     "through the depth.")
+        else:
+            cause = ("Saturating activations (sigmoid, tanh) with large weights cause this, their slopes multiplying layer by "
+                     "layer; try ReLU with He init, or BatchNorm.")
+        if not math.isnan(recent[lo]) and 10 ** recent[lo] < VANISHING:
+            vanishing = True
+            out.append(Diagnosis("problem", "Vanishing gradients", f"The gradient norm of {names[lo]} is {10 ** recent[lo]:.1e}, below "
+                                                                   f"{VANISHING:.0e}: that layer has stopped learning. {cause}",
+                                 "lower" if dead_layers and not zero_init else None))
+        elif len(weights) > 2 and math.isfinite(spread) and spread >= math.log10(VANISHING_SPREAD):
+            vanishing = True
+            out.append(Diagnosis("warning", "Vanishing gradients",
+                                 f"Over the run, the gradient norm of the first layer {names[first_w]} ({10 ** whole[first_w]:.1e}) is "
+                                 f"{10 ** spread:.0f}× smaller than that of the last, {names[last_w]} ({10 ** whole[last_w]:.1e}): "
+                                 f"the early layers learn that much more slowly. {cause}"))
+        if math.isfinite(recent[hi]) and 10 ** recent[hi] > EXPLODING:
+            out.append(Diagnosis("problem", "Exploding gradients",
+                                 f"The gradient norm of {names[hi]} is {10 ** recent[hi]:.1e}, above {EXPLODING:.0e}; lower the learning "
+                                 "rate, clip gradients, or shrink the init.", "lower"))
+
+    # -- update/weight ratio of the weights, ‖ΔW‖/‖W‖ before the step (CS231n), its typical value over the run
+    u = np.asarray(snap.get("log_update_ratio", np.zeros((0, 0))), dtype=float)
+    if u.size and weights:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # zero-initialized weights have no ratio (NaN)
+            typical = float(np.nanmedian(u[:, weights]))
+        if math.isfinite(typical):
+            r = 10 ** typical
+            said = f"Updates change the weights by {r:.1e} of their size per step (median over the run and the weight tensors)"
+            if r > RATIO_HIGH:
+                if learned:
+                    out.append(Diagnosis("ok", "Update ratio", f"{said}, above the usual 1e-3, yet the loss falls: this small network "
+                                                               "takes big steps well."))
+                else:
+                    out.append(Diagnosis("warning", "Update ratio", f"{said}, above {RATIO_HIGH:.0e} (about 1e-3 is healthy): the "
+                                                                    "learning rate looks too high.", "lower"))
+            elif r < RATIO_LOW and not learned and vanishing:
+                out.append(Diagnosis("warning", "Update ratio", f"{said}, below {RATIO_LOW:.0e} (about 1e-3 is healthy): the "
+                                                                "vanishing gradients leave little to update, so a larger learning "
+                                                                "rate would not fix it."))
+            elif r < RATIO_LOW and not learned and not zero_init:
+                out.append(Diagnosis("warning", "Update ratio", f"{said}, below {RATIO_LOW:.0e} (about 1e-3 is healthy): the "
+                                                                "learning rate looks too low.", "raise"))
+
+    # -- unit health on the fixed probe set
     if tel:
-        for path, st in tel[-1]["layers"].items():
-            if st.get("dead", 0) > 0.5:
-                out.append(Diagnosis("problem", "Dead ReLUs", f"{st['dead']:.0%} of the units of {path} ({st['type']}) output zero for every sample "
-                                                              "in the batch, so they get no gradient; lower the learning rate, or use LeakyReLU."))
-            struggling = not epochs or epochs[-1].get("train_accuracy", 0) < 0.9
-            if st.get("saturated", 0) > 0.5 and struggling:  # saturated units are harmless once the task is learned
-                out.append(Diagnosis("warning", "Saturated units", f"{st['saturated']:.0%} of the outputs of {path} ({st['type']}) sit where the "
-                                                                   "slope is near zero; smaller initial weights or BatchNorm keep them in range."))
+        n = tel[-1].get("probe_samples")
+        on = f"on a fixed probe set of {n} training samples" if n else "on the probe samples"
+        for path, st in dead_layers:
+            out.append(Diagnosis("problem", "Dead ReLUs", f"{st['dead']:.0%} of the units of {path} ({st['type']}) output zero for every "
+                                                          f"sample {on}, so they get no gradient and never recover; lower the learning "
+                                                          "rate, or use LeakyReLU.", "lower"))
+        for path, st in last_tel.items():
+            if st.get("saturated", 0) > SATURATED:
+                if learned:
+                    text = (f"{st['saturated']:.0%} of the outputs of {path} ({st['type']}) {on} sit in its flat ends, where the slope is "
+                            "near zero and those units barely learn. The task is learned, so these are confident units; smaller "
+                            "weights (L2) keep them responsive.")
+                else:
+                    text = (f"{st['saturated']:.0%} of the outputs of {path} ({st['type']}) {on} sit where the slope is near zero; "
+                            "smaller initial weights or BatchNorm keep them in range.")
+                out.append(Diagnosis("warning", "Saturated units", text))
+
+    # -- curves over epochs
+    scale = chance or 1.0
     if len(epochs) >= 3:
         tl = [e["train_loss"] for e in epochs]
         vl = [e["val_loss"] for e in epochs if e.get("val_loss") is not None and math.isfinite(e["val_loss"])]
         if tl[-1] > tl[0] * 1.05:
             out.append(Diagnosis("problem", "Loss rising", f"The training loss rose from {tl[0]:.3f} in epoch 1 to {tl[-1]:.3f}: "
-                                                           "the learning rate is too high."))
+                                                           "the learning rate is too high.", "lower"))
         elif abs(tl[-1] - tl[0]) < 0.01 * abs(tl[0]) and tl[-1] > 0.05:
+            if zero_init:
+                why = "every unit of a layer started identical (zero init) and stays so: start from a random init."
+            elif vanishing:
+                why = "the gradient vanishes before the early layers (see Vanishing gradients)."
+            elif dead_layers:
+                why = "its ReLUs are dead (see Dead ReLUs)."
+            else:
+                why = "the learning rate is too low, or the network cannot learn this."
             out.append(Diagnosis("warning", "Loss flat", f"The training loss moved from {tl[0]:.3f} to {tl[-1]:.3f} in {len(tl)} epochs, "
-                                                         "less than 1%: the learning rate is too low, or the network cannot learn this."))
+                                                         f"less than 1%: {why}"))
         if len(vl) >= 3:
-            best = min(vl)
-            if vl[-1] > best * 1.1 and tl[-1] < tl[int(np.argmin(vl))]:
+            best_i = int(np.argmin(vl))
+            best = vl[best_i]
+            rise = vl[-1] - best
+            # a rise that matters: a twentieth of the chance level and a quarter of the best, with validation above training
+            if rise >= 0.05 * scale and vl[-1] >= 1.25 * best and vl[-1] - tl[-1] >= 0.05 * scale and tl[-1] < tl[min(best_i, len(tl) - 1)]:
                 out.append(Diagnosis("warning", "Over-fitting", f"The validation loss rose from its best {best:.3f} to {vl[-1]:.3f} while the "
                                                                 f"training loss kept falling to {tl[-1]:.3f}: the model is memorising the "
                                                                 "training set (variance). Try dropout, L2, more data or early stopping."))
-        key = "accuracy" if "train_accuracy" in epochs[-1] else None
-        if key:
-            gap = epochs[-1]["train_accuracy"] - epochs[-1]["val_accuracy"]
-            if gap > 0.1:
-                out.append(Diagnosis("warning", "Train/validation gap", f"Training accuracy {epochs[-1]['train_accuracy']:.1%} is "
-                                                                        f"{gap:.1%} above validation accuracy {epochs[-1]['val_accuracy']:.1%}: high variance."))
-            elif epochs[-1]["train_accuracy"] < 0.6 and num_classes and num_classes <= 3:
-                out.append(Diagnosis("warning", "Under-fitting", f"Training accuracy is only {epochs[-1]['train_accuracy']:.1%}: high bias. "
+        if "train_accuracy" in epochs[-1]:
+            acc, val_acc = epochs[-1]["train_accuracy"], epochs[-1].get("val_accuracy", math.nan)
+            gap = acc - val_acc
+            explained = any(d.level == "problem" or d.title in ("Vanishing gradients", "Saturated units") for d in out) or zero_init
+            if gap > 0.1 and acc >= 0.8:
+                out.append(Diagnosis("warning", "Train/validation gap", f"Training accuracy {acc:.1%} is {gap:.1%} above validation "
+                                                                        f"accuracy {val_acc:.1%}: high variance."))
+            elif acc < 0.6 and num_classes and num_classes <= 3 and not explained:
+                out.append(Diagnosis("warning", "Under-fitting", f"Training accuracy is only {acc:.1%}: high bias. "
                                                                  "A bigger network, a nonlinearity, or more epochs should help."))
+    # one direction for the learning rate: damage seen (dead units, exploding or rising loss) outweighs a small ratio
+    if any(d.lr == "lower" for d in out):
+        out = [d for d in out if d.lr != "raise"]
     return out

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .diagnose import run_context
 from .train import Callback, StepBlock, Trainer
 
 MAX_POINTS = 400  # per series on screen: plenty for a chart, small enough for the browser to redraw 4 times a second
@@ -20,7 +21,7 @@ EVALUATION_SECONDS = 0.5
 TELEMETRY_SECONDS = 0.25
 FEED_SECONDS = 0.05  # the longest a run's steps and epoch records wait before they are sent (the page redraws every 0.2 s)
 BOUNDARY_GRID = 60
-KEEP_TELEMETRY = 40
+KEEP_TELEMETRY = 64  # probes the live view keeps: thinned to every other one past this, so never fewer than 32
 
 
 class Decimator:
@@ -71,6 +72,8 @@ class LiveFeed:
         self.evaluation: Optional[dict] = None
         self.result: Optional[dict] = None
         self.points: Optional[dict] = None
+        self.first_loss: Optional[float] = None  # the loss of step 0 itself (the series keeps bucket means of it)
+        self.context: dict = {}  # what the diagnoses need to know of the run (diagnose.run_context)
         self.steps_done = 0
         self.version = 0
 
@@ -84,12 +87,15 @@ class LiveFeed:
                 self.steps_done = msg.get("step", 0)
                 self.status = "running"
                 self.points = msg.get("points")
+                self.context = msg.get("context") or self.context
                 self.series = Decimator(5)
                 self.layers = Decimator(2 * len(self.param_names))
             elif kind == "steps":
                 b = msg["block"]
                 if self.first_step_at is None:
                     self.first_step_at = time.time()
+                if self.first_loss is None and len(b["step"]) and int(b["step"][0]) == 0:
+                    self.first_loss = float(b["loss"][0])
                 self.series.add(np.column_stack([b["step"], b["epoch"], b["loss"], b["metric"], b["lr"]]))
                 with np.errstate(divide="ignore", invalid="ignore"):
                     self.layers.add(np.column_stack([np.log10(b["grad_norm"]), np.log10(b["update_ratio"])]))
@@ -97,7 +103,11 @@ class LiveFeed:
             elif kind == "epochs":
                 self.epochs.extend(msg["records"])
             elif kind == "telemetry":
-                self.telemetry = (self.telemetry + [msg["snapshot"]])[-KEEP_TELEMETRY:]
+                for snap in (msg["snapshots"] if "snapshots" in msg else [msg["snapshot"]]):
+                    self.telemetry.append(snap)
+                    if len(self.telemetry) > KEEP_TELEMETRY:
+                        # every other one goes, the first and the newest stay: the charts cover the whole run
+                        self.telemetry = self.telemetry[::2] if len(self.telemetry) % 2 else self.telemetry[:-1:2] + self.telemetry[-1:]
             elif kind == "boundary":
                 self.boundary = msg["boundary"]
             elif kind == "evaluation":
@@ -130,7 +140,7 @@ class LiveFeed:
                     "log_update_ratio": layers[:, k:] if len(layers) else np.zeros((0, k)),
                     "epochs": [dict(e) for e in self.epochs], "telemetry": list(self.telemetry), "boundary": self.boundary,
                     "evaluation": self.evaluation, "result": self.result, "points": self.points, "steps_done": done, "total_steps": total,
-                    "elapsed": elapsed, "eta": eta, "version": self.version}
+                    "elapsed": elapsed, "eta": eta, "version": self.version, "first_loss": self.first_loss, "context": dict(self.context)}
 
 
 def joined(blocks: list[StepBlock]) -> StepBlock:
@@ -152,14 +162,14 @@ class FeedCallback(Callback):
         self.send = send
         self.clock = clock  # seconds; tests pass their own, so what is gathered does not depend on the machine's speed
         self.last_boundary = self.last_evaluation = self.last_telemetry = self.last_sent = -math.inf
-        self.pending_telemetry: Optional[dict] = None
+        self.pending_telemetry: list[dict] = []  # every probe reaches the live view: a short run probes each step
         self.blocks: list[StepBlock] = []  # steps and epoch records not sent yet: they go out every FEED_SECONDS
         self.records: list[dict] = []
 
     def on_train_begin(self, trainer: Trainer) -> None:
         total = trainer.exp.training.epochs * trainer.steps_per_epoch
         self.send({"kind": "begin", "param_names": trainer.param_names, "task": trainer.objective.task,
-                   "total_steps": total, "step": trainer.step, "points": plane_points(trainer.dataset)})
+                   "total_steps": total, "step": trainer.step, "points": plane_points(trainer.dataset), "context": run_context(trainer)})
         self._boundary(trainer, force=True)
 
     def on_steps(self, trainer: Trainer, block: StepBlock) -> None:
@@ -184,15 +194,18 @@ class FeedCallback(Callback):
 
     def on_telemetry(self, trainer: Trainer, snapshot: dict) -> None:
         now = self.clock()
-        self.pending_telemetry = snapshot
+        self.pending_telemetry.append(snapshot)
+        if len(self.pending_telemetry) > KEEP_TELEMETRY:
+            self.pending_telemetry = self.pending_telemetry[::2] if len(self.pending_telemetry) % 2 else \
+                self.pending_telemetry[:-1:2] + self.pending_telemetry[-1:]
         if now - self.last_telemetry >= TELEMETRY_SECONDS:  # the store keeps every snapshot; the live view needs a few a second
             self._send_telemetry(now)
 
     def _send_telemetry(self, now: float) -> None:
-        if self.pending_telemetry is not None:
+        if self.pending_telemetry:
             self.last_telemetry = now
-            self.send({"kind": "telemetry", "snapshot": self.pending_telemetry})
-            self.pending_telemetry = None
+            self.send({"kind": "telemetry", "snapshots": self.pending_telemetry})
+            self.pending_telemetry = []
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         self.records.append(record)
@@ -298,11 +311,11 @@ def snapshot_from_store(store, run_id: str) -> dict:
                                                 "lr": steps["lr"].to_numpy(), "grad_norm": g, "update_ratio": u}})
     for rec in store.epochs(run_id).to_dict("records"):
         feed.handle({"kind": "epochs", "records": [{k: (int(v) if k in ("epoch", "step") else v) for k, v in rec.items()}]})
-    for snap in store.telemetry(run_id)[-KEEP_TELEMETRY:]:
-        feed.handle({"kind": "telemetry", "snapshot": snap})
+    feed.handle({"kind": "telemetry", "snapshots": store.telemetry(run_id)})  # thinned over the whole run as it goes in
     try:
         trainer = Trainer(store.experiment(run_id), resume=store.load_checkpoint(run_id))
         trainer.last_val = trainer.evaluate(trainer.dataset.x_val, trainer.dataset.y_val)
+        feed.context = run_context(trainer)
         FeedCallback(feed.handle)._evaluation(trainer)
         feed.points = plane_points(trainer.dataset)
         if feed.points is not None:

@@ -81,3 +81,32 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
 def r2_score(sse: float, sst: float) -> float:
     """Coefficient of determination from the sums of squared errors and of squares about the mean."""
     return 1.0 - sse / sst if sst > 0 else float("nan")
+
+
+def chance_level(loss_type: str, args: dict, task: str, num_classes: int | None, y_train: torch.Tensor) -> tuple[float, str] | None:
+    """The loss of a model that has learned nothing, and how it follows from the loss's formula; None for a sum reduction.
+
+    Classification: every output 0 (uniform logits), what a small initialization gives, so a first loss far above it
+    means the network starts out confidently wrong. Regression: predicting the targets' mean (the median for L1)."""
+    if args.get("reduction", "mean") == "sum":
+        return None  # a sum grows with the batch size: no fixed level to compare with
+    c = num_classes
+    if task == "classification":
+        if loss_type in ("CrossEntropyLoss", "NLLLoss") or (loss_type == "KLDivLoss" and args.get("reduction", "batchmean") == "batchmean"):
+            return math.log(c), f"−ln(1/{c})"
+        if loss_type in ("BCEWithLogitsLoss", "SoftMarginLoss"):
+            return math.log(2), "ln 2"
+        if loss_type == "MultiMarginLoss":
+            # outputs 0: each of the C−1 wrong classes costs max(0, margin − 0 + 0)^p, and the sum is divided by C
+            margin, p = float(args.get("margin", 1.0)), int(args.get("p", 1))
+            return margin ** p * (c - 1) / c, f"margin{'²' if p == 2 else ''}·(C−1)/C = {margin:g}{'²' if p == 2 else ''}·{c - 1}/{c}"
+        return None
+    y = y_train.double().reshape(len(y_train), -1)
+    if loss_type == "MSELoss":
+        return float(((y - y.mean(0)) ** 2).mean()), "the targets' variance"
+    if loss_type == "L1Loss":
+        return float((y - y.median(0).values).abs().mean()), "the targets' mean distance to their median"
+    if loss_type in ("HuberLoss", "SmoothL1Loss"):
+        fn = LOSSES[loss_type].cls(**{k: v for k, v in args.items() if k != "reduction"})
+        return float(fn(y.mean(0).expand_as(y), y)), "the loss of predicting the targets' mean"
+    return None

@@ -338,7 +338,8 @@ class TrainingSpec(Strict):
     max_norm: Optional[float] = Field(None, gt=0, description="rescale each unit's incoming weight vector to norm ≤ max_norm after each step")
     grad_clip: Optional[float] = Field(None, gt=0, description="clip the global gradient norm to this value")
     early_stopping: Optional[EarlyStopping] = None
-    telemetry_every: int = Field(50, ge=1, description="steps between activation statistics and histograms")
+    telemetry_every: Optional[int] = Field(None, ge=1, description="steps between activation statistics and histograms; "
+                                           "empty: about 30 probes a run, every step in a run of under 60 steps, at most 50 apart")
     trajectory_every: int = Field(10, ge=1, description="steps between saved parameter snapshots")
 
     @field_validator("epochs")

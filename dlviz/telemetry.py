@@ -97,7 +97,10 @@ class StepMeter:
         g = self.Gn[:m, :self.n]
         d = after - before
         gn = np.sqrt(self.segment_sums(g * g), dtype=np.float64)
-        ratio = np.sqrt(self.segment_sums(d * d) / np.maximum(self.segment_sums(after * after), 1e-24), dtype=np.float64)
+        # ‖ΔW‖ / ‖W‖ before the step, as CS231n defines the update/weight ratio; undefined (NaN) for a tensor that was 0
+        size = self.segment_sums(before * before)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(size > 0, np.sqrt(self.segment_sums(d * d) / size, dtype=np.float64), np.nan)
         self.used = 0
         return gn, ratio, after
 

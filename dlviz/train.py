@@ -21,6 +21,14 @@ from .telemetry import StepMeter, capture_outputs, unit_health
 FLUSH_SECONDS = 0.2
 CONTROL_SECONDS = 0.02  # how often step rows are handed to callbacks (the live chart's refresh budget)
 MAX_TRAJECTORY = 400  # parameter snapshots kept; the interval doubles when this would be exceeded
+PROBE_SAMPLES = 256  # training samples the unit-health probes run on
+PROBES_PER_RUN, MAX_PROBE_INTERVAL = 30, 50
+
+
+def probe_interval(total_steps: int) -> int:
+    """Steps between probes when the preset leaves it open: about PROBES_PER_RUN a run (every step in a run of
+    under 60 steps, so a 48-step lesson still draws its units over time), at most MAX_PROBE_INTERVAL apart."""
+    return max(1, min(MAX_PROBE_INTERVAL, total_steps // PROBES_PER_RUN))
 
 
 def json_safe(obj):
@@ -129,6 +137,10 @@ class Trainer:
         self.trajectory: list[tuple[int, np.ndarray]] = []
         self.trajectory_every = exp.training.trajectory_every
         self.meter = StepMeter(self.params)
+        # units are probed on one fixed set of training samples: "dead for every sample" on a batch of a few samples
+        # counts units that merely missed those samples (twice the data set's figure on the circle lesson)
+        self.probe_x = ds.x_train[:PROBE_SAMPLES]
+        self.telemetry_every = exp.training.telemetry_every or probe_interval(exp.training.epochs * self.steps_per_epoch)
         self.pending: list[tuple] = []  # per buffered step: (step, epoch, output, targets, lr), row j of the meter
         self.scored = 0  # how many of them _score has taken into the epoch's sums
         self.scores: list[tuple[np.ndarray, np.ndarray]] = []  # their (losses, metrics), in order
@@ -207,7 +219,7 @@ class Trainer:
         # the loop's attribute lookups, made once (a playground step is ~0.1 ms, so each one shows)
         model, meter, params, optimizer, control = self.model, self.meter, self.params, self.optimizer, self.control
         loss_of, pending, clock = self.objective.loss, self.pending, time.perf_counter
-        every, per_batch = tr.telemetry_every, self.per_batch_schedule
+        every, per_batch = self.telemetry_every, self.per_batch_schedule
         last_flush, last_check = -math.inf, clock()  # the first step is sent at once
         diverged = False
         if not self.trajectory:
@@ -238,10 +250,8 @@ class Trainer:
                 step = self.step
                 probe = step % every == 0
                 if probe:
-                    with capture_outputs(self.activation_modules) as outputs:
-                        out = model(xb)
-                else:
-                    out = model(xb)
+                    outputs = self._probe()
+                out = model(xb)
                 loss = loss_of(out, yb)
                 for p in params:  # what optimizer.zero_grad() does, without its profiler bookkeeping
                     p.grad = None
@@ -394,6 +404,16 @@ class Trainer:
             self.trajectory = self.trajectory[::2]
             self.trajectory_every *= 2
 
+    @torch.no_grad()
+    def _probe(self) -> dict:
+        """The activation layers' outputs on the probe set, as the network stands before this step. In eval mode: it
+        draws no random numbers (dropout) and moves no running statistics (BatchNorm), so training is unchanged."""
+        self.model.eval()
+        with capture_outputs(self.activation_modules) as outputs:
+            self.model(self.probe_x)
+        self.model.train()
+        return dict(outputs)
+
     def _telemetry(self, outputs: dict) -> None:
         # every statistic stays a tensor until one stack and one host copy at the end
         stats = {path: unit_health(type(self.activation_modules[path]).__name__, y) for path, y in outputs.items() if torch.is_tensor(y)}
@@ -405,7 +425,7 @@ class Trainer:
         ranges, counts = self.meter.histograms()
         hist = {name: {"weight": {"range": ranges[0][i], "counts": counts[0][i]}, "grad": {"range": ranges[1][i], "counts": counts[1][i]}}
                 for i, (name, p) in enumerate(zip(self.param_names, self.params)) if p.dim() >= 2}
-        snap = {"step": self.step, "epoch": self.epoch, "layers": layers, "histograms": hist}
+        snap = {"step": self.step, "epoch": self.epoch, "layers": layers, "histograms": hist, "probe_samples": len(self.probe_x)}
         for c in self.callbacks:
             c.on_telemetry(self, snap)
 

@@ -119,6 +119,14 @@ def _finite(values) -> list:
     return [v if v is not None and isinstance(v, (int, float)) and math.isfinite(v) else None for v in values]
 
 
+def _probe_count(tel: list[dict]) -> list[dict]:
+    """A chart drawn from one probe says so: one dot, or one stretched column, is not a history."""
+    if len(tel) != 1:
+        return []
+    return [{"text": f"one probe so far (step {tel[0]['step']}): the probes come every few steps", "showarrow": False,
+             "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.95, "font": {"color": "#888"}}]
+
+
 def _waiting(snap: dict) -> list[dict]:
     """Before the first step, say where the curve will appear instead of showing bare axes."""
     if len(snap["step"]):
@@ -296,7 +304,7 @@ def unit_health_figure(snap: dict) -> dict:
                 data.append(_scatter(xs, ys, f"{path.removeprefix('model.')} {kind} {key}", "lines+markers",
                                      line={"color": PALETTE[j % len(PALETTE)], "dash": dash}))
     return _spec("Dead and saturated units", data, xtitle="step", ytitle="fraction", yaxis={"range": [0, 1], "tickformat": ".0%"},
-                 shapes=[_band(0.5, 1.0, "#d62728", 0.08)])
+                 shapes=[_band(0.5, 1.0, "#d62728", 0.08)], annotations=_probe_count(tel))
 
 
 @_figure
@@ -319,7 +327,8 @@ def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> dict:
         z = np.asarray(z).T
         data.append({"type": "heatmap", "x": [t["step"] for t in tel], "y": centres, "z": np.log1p(z), "colorscale": _colorscale("Viridis"),
                      "showscale": False, "hovertemplate": "step %{x}<br>value %{y:.3g}<extra></extra>"})
-    return _spec(f"{'Weights' if which == 'weight' else 'Gradients'} of {tensor} over time", data, xtitle="step", ytitle="value")
+    return _spec(f"{'Weights' if which == 'weight' else 'Gradients'} of {tensor} over time", data, xtitle="step", ytitle="value",
+                 annotations=_probe_count(tel))
 
 
 def _predicted(boundary: dict, xy: np.ndarray, binary: bool) -> np.ndarray:

@@ -20,9 +20,9 @@ def titles(found):
 
 
 def test_initial_loss_against_ln_c():
-    ok = titles(diagnose(base(), 10))["Initial loss"]
+    ok = titles(diagnose(base(first_loss=2.30), 10))["Initial loss"]
     assert ok.level == "ok" and "2.303" in ok.text and "2.300" in ok.text
-    bad = titles(diagnose(base(loss=np.array([9.0])), 10))["Initial loss"]
+    bad = titles(diagnose(base(first_loss=9.0), 10))["Initial loss"]
     assert bad.level == "warning" and "9.000" in bad.text
 
 
