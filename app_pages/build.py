@@ -44,6 +44,19 @@ def add_here(container: tuple, type_key: str) -> None:
     session.apply(edit.add_layer, container, st.session_state[type_key])
 
 
+CONFIRM_ACTIVATION = "confirm_activation"
+NORMALIZING = {"Softmax", "LogSoftmax"}  # turn a layer's outputs into a distribution: an output layer's job
+
+
+def set_all_activations(confirmed: bool = False) -> None:
+    name = st.session_state["all_activation"]
+    if name in NORMALIZING and not confirmed:
+        st.session_state[CONFIRM_ACTIVATION] = name
+        return
+    st.session_state.pop(CONFIRM_ACTIVATION, None)
+    session.apply(edit.set_all_activations, name)
+
+
 def model_controls() -> None:
     shape_key = key("input_shape")
     shape_col, new_col = st.columns([3, 2], vertical_alignment="bottom")
@@ -56,8 +69,15 @@ def model_controls() -> None:
         st.error(md(st.session_state[session.INPUT_ERRORS][shape_key]))
     act, act_go = st.columns([3, 2], vertical_alignment="bottom")
     act.selectbox("Activation", list(ACTIVATIONS), key="all_activation")
-    act_go.button("Set every activation", width="stretch",
-                  on_click=lambda: session.apply(edit.set_all_activations, st.session_state["all_activation"]))
+    act_go.button("Set every activation", width="stretch", on_click=set_all_activations)
+    if st.session_state.get(CONFIRM_ACTIVATION):
+        name = st.session_state[CONFIRM_ACTIVATION]
+        st.warning(f"{name} on every hidden layer squeezes each layer's outputs into a probability distribution that "
+                   f"sums to 1, and the network will hardly learn. {name} belongs, if anywhere, after the last layer, "
+                   "and CrossEntropyLoss already applies it to the logits.")
+        with st.container(horizontal=True):
+            st.button(f"Put {name} on every hidden layer", on_click=set_all_activations, args=(True,))
+            st.button("Cancel", on_click=lambda: st.session_state.pop(CONFIRM_ACTIVATION, None))
     current = doc["model"].get("init", "default")
     current = current if isinstance(current, str) else current.get("type", "default")
     init, init_go = st.columns([3, 2], vertical_alignment="bottom")
@@ -103,7 +123,10 @@ def layer_editor(layer: dict, path: tuple, last: bool) -> None:
     row = rows.get(where)
     title = f"[{path[-1]}] {edit.layer_label(layer)}" + (f" → {shape_str(row.output_shape)}" if row else "")
     troubled = edit.error_at(view.error, path)
-    lazily = dict(key=key(where, "open"), on_change="rerun") if LAZY else {}
+    # A key gives the expander an identity apart from its title, which changes with every argument edit: without one
+    # each edit drew a new, closed expander. The key is the layer's place, not the revision, so a panel also stays open
+    # while a layer is added to its block.
+    lazily = dict(key=key(where, "open"), on_change="rerun") if LAZY else dict(key=f"panel|{where}")
     with st.expander(md(title), expanded=troubled, icon=":material/error:" if troubled else None, **lazily) as box:
         if LAZY and not (box.open or troubled):
             return

@@ -16,7 +16,10 @@ PRESET = "preset"
 REV = "rev"  # bumped by every structural edit; widget keys carry it, so no widget keeps a moved layer's value
 NOTICE = "notice"  # one sentence for the next run to show: a damaged share link or a failed edit
 UPLOAD_ERROR = "upload_error"
+GALLERY_SEEN = "gallery_seen"  # the preset's JSON when the Gallery box last followed it
 INPUT_ERRORS = "input_errors"  # widget key -> why its text could not be read; the preset keeps its old value
+UNDO, REDO = "undo", "redo"  # presets an edit replaced, and presets Undo replaced, newest last
+HISTORY = 50  # edits a session can undo
 ADDRESS = "address"  # (preset JSON, query parameter, value) last put in the browser's address
 
 
@@ -68,10 +71,39 @@ def rev() -> int:
 
 
 def set_preset(doc: dict, structural: bool = True) -> None:
+    """Make `doc` the session's preset; the one it replaces can be brought back by Undo."""
+    old = st.session_state.get(PRESET)
+    if old is not None and doc != old:
+        _push(UNDO, old)
+        st.session_state[REDO] = []
     st.session_state[PRESET] = doc
     if structural:
         st.session_state[REV] += 1
         st.session_state.pop(INPUT_ERRORS, None)
+
+
+def _push(stack: str, doc: dict) -> None:
+    items = st.session_state.setdefault(stack, [])
+    items.append(doc)
+    del items[:-HISTORY]
+
+
+def _step(source: str, target: str) -> None:
+    items = st.session_state.get(source)
+    if not items:
+        return
+    _push(target, preset())
+    st.session_state[PRESET] = items.pop()
+    st.session_state[REV] += 1  # every widget shows the restored values
+    st.session_state.pop(INPUT_ERRORS, None)
+
+
+def undo() -> None:
+    _step(UNDO, REDO)
+
+
+def redo() -> None:
+    _step(REDO, UNDO)
 
 
 def apply(fn: Callable[..., dict], *args: Any, structural: bool = True) -> None:
@@ -105,7 +137,8 @@ def preview(doc: dict) -> edit.Preview:
 
 
 def _load_gallery() -> None:
-    set_preset(gallery.raw(st.session_state["gallery_pick"]))
+    if st.session_state.get("gallery_pick") is not None:
+        set_preset(gallery.raw(st.session_state["gallery_pick"]))
 
 
 def _load_upload() -> None:
@@ -163,10 +196,21 @@ def sidebar() -> None:
         st.subheader(md(doc.get("name") or "Untitled"), anchor=False)
         if doc.get("description"):
             st.caption(md(doc["description"]))
+        with st.container(horizontal=True):
+            st.button("Undo", icon=":material/undo:", on_click=undo, disabled=not st.session_state.get(UNDO),
+                      help=f"Bring back the preset as it was before the last change (up to {HISTORY} changes)")
+            st.button("Redo", icon=":material/redo:", on_click=redo, disabled=not st.session_state.get(REDO),
+                      help="Make again the change Undo took back")
         if "gallery" not in hidden("controls"):
-            st.selectbox("Gallery", list(titles), format_func=titles.get, key="gallery_pick",
-                         index=list(titles).index(gallery.DEFAULT))
-            st.button("Load", on_click=_load_gallery, icon=":material/download_for_offline:")
+            text = json.dumps(doc, sort_keys=True)
+            if st.session_state.get(GALLERY_SEEN) != text:
+                # the preset changed (Load, a share link, a file, New empty model, an edit): the box names its lesson, or
+                # "—" for a preset that is none of them; between changes it keeps what the person picks
+                st.session_state[GALLERY_SEEN] = text
+                st.session_state["gallery_pick"] = next((n for n, t in titles.items() if t == doc.get("name")), None)
+            st.selectbox("Gallery", [None, *titles], format_func=lambda n: "—" if n is None else titles[n], key="gallery_pick")
+            st.button("Load", on_click=_load_gallery, icon=":material/download_for_offline:",
+                      disabled=st.session_state.get("gallery_pick") is None)
             st.file_uploader("Open a preset file", type=["json"], key="upload", on_change=_load_upload)
             if st.session_state.get(UPLOAD_ERROR):
                 st.error(md(st.session_state[UPLOAD_ERROR]))

@@ -239,3 +239,58 @@ def test_resnet18_renders_every_nested_block(at):
         "[0] Conv2d 128@3×3 /2 → [128, 28, 28]", "[1] BatchNorm2d → [128, 28, 28]", "[2] ReLU → [128, 28, 28]",
         "[3] Conv2d 128@3×3 → [128, 28, 28]", "[4] BatchNorm2d → [128, 28, 28]",
         "[0] Conv2d 128@1×1 /2 → [128, 28, 28]", "[1] BatchNorm2d → [128, 28, 28]"]
+
+
+def test_undo_and_redo_take_back_delete_new_empty_model_set_every_activation_and_argument_edits(at):
+    assert button(at, "Undo").disabled and button(at, "Redo").disabled
+    steps = [DEFAULT_DOC]
+    at.number_input(key=key(at, "model.layers[0]", "out_features")).set_value(5).run()
+    steps.append(at.session_state["preset"])
+    at.button(key=key(at, "model.layers[0]", "delete")).click().run()
+    steps.append(at.session_state["preset"])
+    at.selectbox(key="all_activation").set_value("GELU")
+    button(at, "Set every activation").click().run()
+    steps.append(at.session_state["preset"])
+    button(at, "New empty model").click().run()
+    steps.append(at.session_state["preset"])
+    assert not at.session_state["preset"]["model"]["layers"]
+    for want in reversed(steps[:-1]):
+        button(at, "Undo").click().run()
+        assert at.session_state["preset"] == want
+    assert button(at, "Undo").disabled
+    # the restored layer's widgets show its own values again
+    assert at.number_input(key=key(at, "model.layers[0]", "out_features")).value == DEFAULT_DOC["model"]["layers"][0]["out_features"]
+    for want in steps[1:]:
+        button(at, "Redo").click().run()
+        assert at.session_state["preset"] == want
+    assert button(at, "Redo").disabled
+    button(at, "Undo").click().run()
+    assert not button(at, "Redo").disabled
+    at.selectbox(key="all_activation").set_value("ReLU")
+    button(at, "Set every activation").click().run()
+    assert button(at, "Redo").disabled  # a new edit starts a new future
+    assert not at.exception
+
+
+def test_undo_history_is_bounded(at):
+    from dlviz_app import session
+
+    for n in range(session.HISTORY + 10):
+        at.number_input(key=key(at, "model.layers[0]", "out_features")).set_value(n + 2).run()
+    assert len(at.session_state["undo"]) == session.HISTORY
+    while not button(at, "Undo").disabled:
+        button(at, "Undo").click().run()
+    assert at.session_state["preset"]["model"]["layers"][0]["out_features"] == 11
+
+
+def test_set_every_activation_asks_before_putting_softmax_on_every_hidden_layer(at):
+    at.selectbox(key="all_activation").set_value("Softmax")
+    button(at, "Set every activation").click().run()
+    assert at.session_state["preset"] == DEFAULT_DOC  # nothing changed yet
+    assert any("Softmax on every hidden layer" in w.value for w in at.warning)
+    button(at, "Cancel").click().run()
+    assert at.session_state["preset"] == DEFAULT_DOC and not at.warning
+    button(at, "Set every activation").click().run()
+    button(at, "Put Softmax on every hidden layer").click().run()
+    assert [e.label.split(" ")[1] for e in at.expander] == ["Linear", "Softmax", "Linear", "Softmax", "Linear"]
+    assert not at.warning and not at.exception
