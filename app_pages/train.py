@@ -3,7 +3,7 @@ import streamlit as st
 
 from dlviz import export, sections, train_figures as tf, uploads
 from dlviz.data import describe
-from dlviz.diagnose import diagnose
+from dlviz.diagnose import diagnose, score_lines
 from dlviz.errors import UserError, clip
 from dlviz.live import LiveFeed, snapshot_from_store
 from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
@@ -346,6 +346,8 @@ def view_slow():
             live_chart(tf.boundary_figure.spec(snap["boundary"], snap.get("points"), snap["task"]), "boundary")
     c1, c2 = st.columns(2)
     with c1:
+        for line in score_lines(snap):  # the penalty beside the data loss, and the test split's score
+            st.caption(md(line))
         st.markdown("**Diagnoses**")
         ev = snap.get("evaluation") or {}
         classes = len(ev["classes"]) if "classes" in ev else None

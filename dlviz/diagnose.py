@@ -211,3 +211,21 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
     if any(d.lr == "lower" for d in out):
         out = [d for d in out if d.lr != "raise"]
     return out
+
+
+def score_lines(snap: dict) -> list[str]:
+    """The numbers beside the curves: the last epoch's data loss, penalty and their total (when the preset has a
+    penalty), and the test split's score once the run has one."""
+    lines = []
+    epochs = snap.get("epochs") or []
+    last = epochs[-1] if epochs else {}
+    if last.get("train_penalty") is not None and last.get("train_loss") is not None:
+        lines.append(f"Epoch {last.get('epoch', len(epochs))}: data loss {last['train_loss']:.4g} + penalty {last['train_penalty']:.4g} "
+                     f"= total {last.get('train_total', last['train_loss'] + last['train_penalty']):.4g}, the total being what the "
+                     "optimizer minimises; the loss curves show the data loss.")
+    result = snap.get("result") or {}
+    if result.get("test_loss") is not None:
+        score = (f"accuracy {result['test_accuracy']:.1%}" if result.get("test_accuracy") is not None
+                 else f"R² {result['test_r2']:.3f}" if result.get("test_r2") is not None else "")
+        lines.append(f"Test split, scored once at the end: {score + ', ' if score else ''}loss {result['test_loss']:.4g}.")
+    return lines

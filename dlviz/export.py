@@ -1102,6 +1102,8 @@ def _main_code(exp: Experiment, classification: bool, key: str, augment: bool, p
     b("perm = torch.randperm(n, generator=generator)")
     b("xs, ys = x_train[perm], y_train[perm]  # one gather per epoch, then each batch is a slice")
     b("loss_terms, metric_terms" + (", labels = [], [], 0" if classification else " = [], []"))
+    if penalty:
+        b("penalty_terms = []")
     b("for i in range(0, n, BATCH_SIZE):")
     S = []  # the step body, indented by 12
     s = S.append
@@ -1111,7 +1113,11 @@ def _main_code(exp: Experiment, classification: bool, key: str, augment: bool, p
     s("out = model(xb)")
     s("loss = loss_of(out, yb)")
     s("optimizer.zero_grad()")
-    s("(loss + penalty(weights)).backward()" if penalty else "loss.backward()")
+    if penalty:
+        s("pen = penalty(weights)")
+        s("(loss + pen).backward()")
+    else:
+        s("loss.backward()")
     s("grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]")
     s("flat = torch.cat([g.reshape(-1) for g in grads])")
     s("# a NaN or an infinity in any gradient or in the loss makes this sum non-finite")
@@ -1131,6 +1137,8 @@ def _main_code(exp: Experiment, classification: bool, key: str, augment: bool, p
         s("        w.copy_(torch.renorm(w, 2, 0, MAX_NORM))")
     s("out = out.detach()")
     s("loss_terms.append(float(loss.detach()) * len(yb))")
+    if penalty:
+        s("penalty_terms.append(float(pen.detach()) * len(yb))")
     if classification:
         s("metric_terms.append(float((predict(out) == yb).sum()))")
         s("labels += yb.numel()")
@@ -1148,6 +1156,9 @@ def _main_code(exp: Experiment, classification: bool, key: str, augment: bool, p
     e("record = {\"epoch\": epoch + 1, \"train_loss\": math.fsum(loss_terms) / n, \"val_loss\": val_loss,")
     e(f"          \"train_{key}\": math.fsum(metric_terms) / {'labels' if classification else 'n'}, \"val_{key}\": val_metric,")
     e("          \"lr\": float(optimizer.param_groups[0][\"lr\"])}")
+    if penalty:  # what the optimizer minimised: the data loss plus the weights' penalty
+        e("record[\"train_penalty\"] = math.fsum(penalty_terms) / n")
+        e("record[\"train_total\"] = record[\"train_loss\"] + record[\"train_penalty\"]")
     e("epoch += 1")
     e("history.append(record)")
     if exp.schedule is not None and not one_cycle:

@@ -231,6 +231,7 @@ class Trainer:
             # one gather per epoch, then each batch is a slice: the same batches as x[perm[i:i+bs]], fewer operations
             xs, ys = ds.x_train[perm], ds.y_train[perm]
             self.epoch_terms = ([], [], [])
+            self.penalty_terms: list[float] = []  # per step: the penalty·batch, as the loss's terms
             epoch = self.epoch
             for i in range(0, n, bs):
                 # the events may be multiprocessing ones, whose checks take a lock: look at most every 20 ms
@@ -255,7 +256,11 @@ class Trainer:
                 loss = loss_of(out, yb)
                 for p in params:  # what optimizer.zero_grad() does, without its profiler bookkeeping
                     p.grad = None
-                (loss + self._penalty() if penalty else loss).backward()
+                if penalty:
+                    pen = self._penalty()
+                    (loss + pen).backward()
+                else:
+                    loss.backward()
                 grads = meter.record(loss.detach())
                 # a NaN or an infinity in any gradient or in the loss makes this sum non-finite
                 if not math.isfinite(float(grads.sum())):
@@ -271,6 +276,8 @@ class Trainer:
                 if tr.max_norm is not None:
                     self._max_norm(tr.max_norm)
                 meter.stepped()
+                if penalty:
+                    self.penalty_terms.append(float(pen.detach()) * len(yb))
                 pending.append((step, epoch, out.detach(), yb, optimizer.param_groups[0]["lr"]))
                 if probe:
                     self._telemetry(outputs)
@@ -470,6 +477,10 @@ class Trainer:
                f"train_{key}": train_metric,
                f"val_{key}": val[key] if val else float("nan"),
                "lr": self.lr, "step": self.step}
+        tr = self.exp.training
+        if tr.l1 > 0 or tr.l2 > 0:  # what the optimizer minimised: the data loss plus the weights' penalty
+            rec["train_penalty"] = math.fsum(self.penalty_terms) / len(ds.x_train)
+            rec["train_total"] = rec["train_loss"] + rec["train_penalty"]
         self.last_val = val
         return rec
 
