@@ -224,7 +224,7 @@ st.title("Build")
 if doc.get("look_at"):
     st.caption(md(doc["look_at"]))
 if view.error is not None:
-    st.error(md(view.error))
+    st.error(md(edit.name_layers(doc, str(view.error))))
 summary_numbers()
 
 edit_col, summary_col = st.columns([5, 6], gap="large")

@@ -240,8 +240,10 @@ class _Builder:
             body, b_shape, b_rf = self.stack(layer.body, in_shape, (*loc, "body"), f"{mod_name}.body", depth + 1, rf)
             short, s_shape, s_rf = self.stack(layer.shortcut or [], in_shape, (*loc, "shortcut"), f"{mod_name}.shortcut", depth + 1, rf)
             if tuple(b_shape) != tuple(s_shape):
-                hint = ("give the shortcut a Conv2d with kernel_size 1 and the body's stride to match it"
-                        if len(b_shape) == 3 else "give the shortcut a Linear to match it")
+                hint = self._unpadded(layer.body, (*loc, "body"), b_shape, s_shape)
+                if hint is None:
+                    hint = ("give the shortcut a Conv2d with kernel_size 1 and the body's stride to match it"
+                            if len(b_shape) == 3 else "give the shortcut a Linear to match it")
                 raise UserError(path, f"Residual: the body gives {shape_str(b_shape)} but the shortcut gives {shape_str(s_shape)}; {hint}")
             mod, out = Residual(body, short), b_shape
             rf_out = b_rf.union(s_rf) if b_rf is not None and s_rf is not None else None
@@ -271,6 +273,33 @@ class _Builder:
         self._note_rf(out, rf_out)
         assert self.params - start_params == row.trainable_params + row.non_trainable_params
         return mod, tuple(out), rf_out
+
+    def _unpadded(self, body: list[LayerSpec], loc: tuple, b_shape, s_shape) -> Optional[str]:
+        """When a Residual's sides differ only because the body's stride-1 convolutions lose their borders, the
+        sentence that says which one and the padding that keeps the size: a 1×1 shortcut cannot grow a map back."""
+        if len(b_shape) != len(s_shape) or len(b_shape) < 2 or list(b_shape[1:]) == list(s_shape[1:]):
+            return None
+        rows = {r.path: r for r in self.rows}
+        causes = []
+        for i, layer in enumerate(body):
+            row = rows.get(json_path((*loc, i)))
+            if row is None or not layer.type.startswith("Conv") or layer.type.startswith("ConvTranspose"):
+                continue
+            dims = len(row.input_shape) - 1
+            k, s, p, d = (_expand(layer.args.get(name, default), dims)
+                          for name, default in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)))
+            if isinstance(layer.args.get("padding"), str) or any(x != 1 for x in s):
+                continue
+            need = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
+            if row.output_shape[1:] != row.input_shape[1:] and any(pi < ni for pi, ni in zip(p, need)):
+                padding = need[0] if len(set(need)) == 1 else list(need)
+                has = "without padding" if not any(p) else f"with padding {p[0] if len(set(p)) == 1 else list(p)}"
+                causes.append(f"the body's {'×'.join(map(str, k))} convolution {has} ({json_path((*loc, i))}) shrinks "
+                              f"{'×'.join(map(str, row.input_shape[1:]))} to {'×'.join(map(str, row.output_shape[1:]))}; "
+                              f"give it padding {padding}")
+        if causes and b_shape[0] != s_shape[0]:
+            causes.append(f"and a Conv2d with kernel_size 1 in the shortcut takes {s_shape[0]} channels to {b_shape[0]}")
+        return "; ".join(causes) or None
 
     def leaf(self, layer: LayerSpec, in_shape, path: str, depth: int, rf: Optional[RF]):
         entry = ALL_LAYERS[layer.type]

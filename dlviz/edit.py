@@ -455,3 +455,39 @@ def error_at(error: Optional[UserError], path: Path) -> bool:
         return False
     here = json_path(path)
     return error.path == here or error.path.startswith(here + ".") or error.path.startswith(here + "[")
+
+
+def layer_place(doc: dict, path: Path) -> str:
+    """A layer named as the Build page shows it: "layer 7, Linear 120", "layer 2 of layer 3's body, Conv2d 8@3×3"."""
+    layer = get(doc, path)
+    steps, i = [], len(path) - 1
+    while i >= 2 and isinstance(path[i], int):
+        part = path[i - 1]
+        if part == "layers" and i == 2:
+            steps.append(f"layer {path[i]}")
+            break
+        if isinstance(part, int):  # a Concat branch: (..., "branches", k, i)
+            steps.append(f"layer {path[i]} of branch {part}")
+            i -= 3
+        else:
+            steps.append(f"layer {path[i]}" + ("" if part == "layers" else f" of the {part}"))
+            i -= 2
+    return f"{' of '.join(steps)}, {layer_label(layer) if isinstance(layer, dict) else '?'}"
+
+
+_LAYER_PATH = re.compile(r"model\.layers\[[\w.\[\]]*")
+
+
+def name_layers(doc: dict, text: str) -> str:
+    """A sentence a student reads, each layer path in it named as the Build page shows the layer and followed by the
+    path for the CLI: "model.layers[7].out_features: ..." -> "layer 7, Linear 120 (model.layers[7].out_features): ..."."""
+    def name(match: re.Match) -> str:
+        path = match.group(0).rstrip(".")
+        layer = error_layer(UserError(path, ""))
+        try:
+            place = layer_place(doc, layer) if layer else None
+        except (KeyError, IndexError, TypeError, AttributeError):
+            place = None
+        return f"{place} ({path})" + match.group(0)[len(path):] if place else match.group(0)
+
+    return _LAYER_PATH.sub(name, text)

@@ -111,7 +111,7 @@ def apply(fn: Callable[..., dict], *args: Any, structural: bool = True) -> None:
     try:
         set_preset(fn(preset(), *args), structural)
     except UserError as err:
-        st.session_state[NOTICE] = str(err)
+        st.session_state[NOTICE] = edit.name_layers(preset(), str(err))
 
 
 def show_notice() -> None:

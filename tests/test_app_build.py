@@ -79,7 +79,8 @@ def test_an_impossible_stack_shows_an_error_at_the_layer_and_no_exception(at):
     assert not at.exception
     assert len(at.main.error) == 2  # at the top and in the offending layer
     top, at_layer = (e.value for e in at.main.error)
-    assert top.startswith("model.layers[5]: Conv2d") and at_layer in top
+    # named as the page shows the layer, then its JSON path for the CLI
+    assert top.startswith("layer 5, Conv2d 8@3×3 (model.layers[5]): Conv2d") and at_layer in top
     bad = expander(at, "[5] Conv2d 8@3×3")
     assert [e.value for e in bad.error] == [at_layer]
     # the layers before it are still summarised

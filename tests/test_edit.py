@@ -317,3 +317,42 @@ def test_gallery_presets_keep_their_counts_through_edits(name):
     relu = edit.set_all_activations(d, "ReLU")
     assert params(relu) == params(d)  # the gallery's activations carry no parameters
     assert [p for p, _, _ in edit.walk(relu)] == [p for p, _, _ in edit.walk(d)]
+
+
+def test_a_problem_names_the_layer_as_the_build_page_shows_it_then_its_json_path():
+    doc = {"format": "dlviz-preset/1", "model": {"input_shape": [1, 28, 28], "layers": [
+        {"type": "Flatten"},
+        {"type": "Linear", "out_features": 120},
+        {"type": "Residual", "body": [{"type": "Linear", "out_features": 120}, {"type": "Tanh"}]},
+        {"type": "Concat", "branches": [[], [{"type": "Sequential", "layers": [{"type": "Conv2d", "out_channels": 6,
+                                                                              "kernel_size": 5}]}]]}]}}
+    err = UserError("model.layers[1].out_features", "must be at least 1")
+    assert edit.name_layers(doc, str(err)) == "layer 1, Linear 120 (model.layers[1].out_features): must be at least 1"
+    assert edit.name_layers(doc, "the gradient norm of model.layers[1].weight is 1e-9.") == \
+        "the gradient norm of layer 1, Linear 120 (model.layers[1].weight) is 1e-9."
+    assert edit.layer_place(doc, (*edit.TOP, 2, "body", 1)) == "layer 1 of the body of layer 2, Tanh"
+    assert edit.layer_place(doc, (*edit.TOP, 3, "branches", 1, 0, "layers", 0)) == \
+        "layer 0 of layer 0 of branch 1 of layer 3, Conv2d 6@5×5"
+    # a problem outside the layers keeps its plain form
+    assert edit.name_layers(doc, "model.input_shape: x") == "model.input_shape: x"
+    assert edit.name_layers(doc, "model.layers[9]: x") == "model.layers[9]: x"  # no such layer: left as it is
+
+
+def test_a_residual_whose_body_loses_its_border_says_which_convolution_needs_padding():
+    conv = {"type": "Conv2d", "out_channels": 8, "kernel_size": 3}
+    doc = {"format": "dlviz-preset/1", "model": {"input_shape": [8, 28, 28], "layers": [
+        {"type": "Residual", "body": [conv, {"type": "ReLU"}, {**conv, "padding": 1}]}]}}
+    with pytest.raises(UserError) as caught:
+        summarize(validate(doc))
+    assert caught.value.path == "model.layers[0]"
+    assert ("the body's 3×3 convolution without padding (model.layers[0].body[0]) shrinks 28×28 to 26×26; "
+            "give it padding 1") in caught.value.message
+    assert "kernel_size 1" not in caught.value.message  # a 1×1 shortcut cannot grow the map back
+    # with the channels changed too, both fixes are named
+    doc["model"]["layers"][0]["body"][2]["out_channels"] = 16
+    with pytest.raises(UserError, match="give it padding 1; and a Conv2d with kernel_size 1 in the shortcut takes 8 channels to 16"):
+        summarize(validate(doc))
+    # a stride-2 body still gets the projection shortcut advice
+    doc["model"]["layers"][0]["body"] = [{**conv, "padding": 1, "stride": 2}]
+    with pytest.raises(UserError, match="give the shortcut a Conv2d with kernel_size 1 and the body's stride"):
+        summarize(validate(doc))
