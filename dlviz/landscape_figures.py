@@ -17,6 +17,9 @@ LAB_SCALE = "Greys_r"  # a grey landscape under coloured paths: the valley dark,
 CLICK_GRID = 41  # invisible points per side that turn a click on the contour into a start point
 CLICK_TRACE = 1  # the index of that grid among lab_contour's traces, as a Plotly selection reports it
 HEIGHT = 480
+# a legend at the foot of the figure, which pushes the plot up by its own height: one placed below the plot in the
+# plot's own units ran into the x axis's title when a narrow column wrapped it onto more lines
+BELOW = dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0)
 
 
 def color_name(i: int) -> str:
@@ -65,7 +68,7 @@ def lab_contour(fn: Function2D, trajectories: Sequence[Trajectory], upto: Option
     s = start if start is not None else (trajectories[0].points[0] if trajectories else fn.start)
     fig.add_trace(go.Scatter(x=[s[0]], y=[s[1]], mode="markers", name="start",
                              marker=dict(symbol="circle", size=12, color="white", line=dict(color="black", width=2))))
-    fig.update_layout(height=HEIGHT, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.12),
+    fig.update_layout(height=HEIGHT, margin=dict(l=10, r=10, t=30, b=10), legend=BELOW,
                       xaxis=dict(range=list(fn.x_range), title="x", constrain="domain"),
                       yaxis=dict(range=list(fn.y_range), title="y"), title=f"{fn.name}: {fn.formula}", dragmode="pan",
                       clickmode="event+select")
@@ -76,23 +79,66 @@ def _inside(fn: Function2D, p: np.ndarray) -> np.ndarray:
     return ((p[:, 0] >= fn.x_range[0]) & (p[:, 0] <= fn.x_range[1]) & (p[:, 1] >= fn.y_range[0]) & (p[:, 1] <= fn.y_range[1]))
 
 
+def _mesh_height(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The drawn surface's height at (x, y): z (rows along y) interpolated between its four nearest grid points."""
+    def locate(grid, v):
+        f = np.clip((v - grid[0]) / (grid[1] - grid[0]), 0, len(grid) - 1)
+        i = np.minimum(np.floor(f).astype(int), len(grid) - 2)
+        return i, f - i
+
+    (i, s), (j, t) = locate(xs, x), locate(ys, y)
+    return z[j, i] * (1 - s) * (1 - t) + z[j, i + 1] * s * (1 - t) + z[j + 1, i] * (1 - s) * t + z[j + 1, i + 1] * s * t
+
+
+DRAPE = 8  # points a path's step is drawn with in 3-D, so that the line follows the surface between two steps
+LIFT = 0.02  # of the surface's height range: a path drawn this far above the surface stays in front of it
+
+
+def _draped(points: np.ndarray, heights, xs, ys, z: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A path in 3-D that lies just above the drawn surface all along, not only at its steps: each step is cut into
+    DRAPE pieces, each piece at the higher of the path's own height and the surface's there, plus a lift.
+
+    A straight segment between two steps on the surface cuts through any bump of the surface between them, and a
+    path at the surface's own height sinks into its triangles; in both the surface hid the path. Steps not in `keep`
+    (outside the box, not finite) break the line. Returns x, y, z and the marker size (steps marked, pieces not)."""
+    n = len(points)
+    if n == 0:
+        return (np.zeros(0),) * 4
+    piece = np.arange((n - 1) * DRAPE + 1)
+    step = piece % DRAPE == 0
+    u = piece / DRAPE
+    k = np.minimum(np.floor(u).astype(int), max(n - 2, 0))
+    f = (u - k)[:, None]
+    nxt = np.minimum(k + 1, n - 1)
+    p = points[k] * (1 - f) + points[nxt] * f
+    ok = keep[k] & keep[nxt] | step & keep[np.rint(u).astype(int)]
+    inside = (p[:, 0] >= xs[0]) & (p[:, 0] <= xs[-1]) & (p[:, 1] >= ys[0]) & (p[:, 1] <= ys[-1])
+    lift = LIFT * (float(np.nanmax(z) - np.nanmin(z)) or 1.0)
+    with np.errstate(invalid="ignore"):
+        h = np.fmax(heights(p[:, 0], p[:, 1]), _mesh_height(xs, ys, z, np.clip(p[:, 0], xs[0], xs[-1]), np.clip(p[:, 1], ys[0], ys[-1])))
+    ok &= inside & np.isfinite(h)
+    size = np.where(step, 3.0, 0.0)
+    return (*(np.where(ok, v, np.nan) for v in (p[:, 0], p[:, 1], h + lift)), size)
+
+
 def lab_surface(fn: Function2D, trajectories: Sequence[Trajectory], upto: Optional[int] = None) -> go.Figure:
     """The 3-D surface of f with the paths on it; a path that leaves the box is cut where it leaves."""
     xs, ys, z = fn.grid(101)
     # a higher floor than the contour's: a grid point that lands on a minimum would otherwise drill a spike
-    fig = go.Figure(go.Surface(x=xs, y=ys, z=_log_height(fn, z, 1e-2), colorscale=LAB_SCALE, showscale=False, opacity=0.95,
-                               name="f", hoverinfo="skip"))
+    height = _log_height(fn, z, 1e-2)
+    # a see-through surface: a path down a valley stays in sight behind the valley's near wall
+    fig = go.Figure(go.Surface(x=xs, y=ys, z=height, colorscale=LAB_SCALE, showscale=False, opacity=0.7, name="f", hoverinfo="skip"))
     for i, t in enumerate(trajectories):
         p = _shown(t.points, upto)
-        zz = _log_height(fn, fn.value(p[:, 0], p[:, 1]), 1e-2) + 0.03
-        ok = _inside(fn, p) & np.isfinite(zz)
-        x, y, zz = (np.where(ok, v, np.nan) for v in (p[:, 0], p[:, 1], zz))
+        with np.errstate(invalid="ignore", over="ignore"):
+            keep = _inside(fn, p) & np.isfinite(p).all(1)
+        x, y, zz, size = _draped(p, lambda a, b: _log_height(fn, fn.value(a, b), 1e-2), xs, ys, height, keep)
         fig.add_trace(go.Scatter3d(x=x, y=y, z=zz, mode="lines+markers", name=t.label, line=dict(color=color(i), width=5),
-                                   marker=dict(size=2, color=color(i)), connectgaps=False))
+                                   marker=dict(size=size, color=color(i)), connectgaps=False))
     fig.update_layout(height=HEIGHT, margin=dict(l=0, r=0, t=30, b=0), showlegend=False, title="log₁₀ height above the minimum",
                       scene=dict(xaxis=dict(range=list(fn.x_range), title="x"), yaxis=dict(range=list(fn.y_range), title="y"),
                                  zaxis=dict(title="log₁₀(f − f*)"), aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.6),
-                                 camera=dict(eye=dict(x=-1.2, y=-1.6, z=1.5))))
+                                 camera=dict(eye=dict(x=-0.9, y=-1.3, z=2.0))))  # high enough to look into the valleys
     return fig
 
 
@@ -106,7 +152,7 @@ def lab_loss(fn: Function2D, trajectories: Sequence[Trajectory], upto: Optional[
         fig.add_trace(go.Scatter(x=np.arange(len(v)), y=y, mode="lines", name=t.label, line=dict(color=color(i))))
     fig.update_layout(height=HEIGHT, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step",
                       yaxis=dict(title="f − f*" if log else "f", type="log" if log else "linear", exponentformat="power"),
-                      title="Loss against step", legend=dict(orientation="h", y=-0.25))
+                      title="Loss against step", legend=BELOW)
     return fig
 
 
@@ -133,7 +179,7 @@ def rate_figure(check: RateCheck) -> go.Figure:
                                  line=dict(color=color(i), dash="dash")))
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step",
                       yaxis=dict(title="distance to the minimum", type="log", exponentformat="power"),
-                      title=f"Quadratic with κ = {check.kappa:g}", legend=dict(orientation="h", y=-0.25))
+                      title=f"Quadratic with κ = {check.kappa:g}", legend=BELOW)
     return fig
 
 
@@ -171,7 +217,7 @@ def surface_contour(s: Surface) -> go.Figure:
     fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers", name="these weights",
                              marker=dict(symbol="star", size=15, color="white", line=dict(color="black", width=1))))
     fig.update_layout(height=HEIGHT, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=s.axis_titles[0], yaxis_title=s.axis_titles[1],
-                      legend=dict(orientation="h", y=-0.15), title=f"Loss over the plane ({s.points:,} points)",
+                      legend=BELOW, title=f"Loss over the plane ({s.points:,} points)",
                       xaxis=dict(range=[float(s.a[0]), float(s.a[-1])]), yaxis=dict(range=[float(s.b[0]), float(s.b[-1])]))
     return fig
 
@@ -179,13 +225,17 @@ def surface_contour(s: Surface) -> go.Figure:
 def surface_3d(s: Surface) -> go.Figure:
     """The loss surface in 3-D with the projected training path drawn on it."""
     fig = go.Figure(go.Surface(x=s.a, y=s.b, z=s.loss, colorscale="Viridis", showscale=False, opacity=0.9, name="loss"))
-    if s.path is not None:
-        lift = 0.01 * float(np.ptp(s.loss)) if np.ptp(s.loss) > 0 else 0.01
-        inside = ((s.path[:, 0] >= s.a[0]) & (s.path[:, 0] <= s.a[-1]) & (s.path[:, 1] >= s.b[0]) & (s.path[:, 1] <= s.b[-1]))
-        x, y, z = (np.where(inside, v, np.nan) for v in (s.path[:, 0], s.path[:, 1], s.path_loss + lift))
+    lift = LIFT * (float(np.ptp(s.loss)) or 1.0)
+    if s.path is not None and len(s.path):
+        # between two steps the path's own loss is not known: the surface's height stands for it there
+        x, y, z, size = _draped(s.path, lambda a, b: np.full(len(a), -np.inf), s.a, s.b, s.loss, np.isfinite(s.path).all(1))
+        steps = size > 0
+        z[steps] = np.where(np.isnan(z[steps]), np.nan, np.fmax(z[steps], s.path_loss + lift))  # each step's own loss
+        text = np.full(len(x), "", dtype=object)
+        text[steps] = _path_text(s)
         fig.add_trace(go.Scatter3d(x=x, y=y, z=z, mode="lines+markers", name="training path", line=dict(color="#E45756", width=6),
-                                   marker=dict(size=2, color="#E45756"), text=_path_text(s), connectgaps=False))
-    fig.add_trace(go.Scatter3d(x=[0.0], y=[0.0], z=[s.center_loss], mode="markers", name="these weights",
+                                   marker=dict(size=size, color="#E45756"), text=text, connectgaps=False))
+    fig.add_trace(go.Scatter3d(x=[0.0], y=[0.0], z=[s.center_loss + lift], mode="markers", name="these weights",
                                marker=dict(size=5, color="white", line=dict(color="black", width=1))))
     fig.update_layout(height=HEIGHT, margin=dict(l=0, r=0, t=30, b=0), showlegend=False, title="Loss surface",
                       scene=dict(xaxis_title="direction 1" if s.mode == "random" else "PC1",
@@ -203,5 +253,5 @@ def surface_line(s: Surface) -> go.Figure:
         fig.add_trace(go.Scatter(x=[s.a[i]], y=[s.loss[i]], mode="markers", name=name,
                                  marker=dict(symbol=symbol, size=13, color="#E45756", line=dict(width=2, color="#E45756"))))
     fig.update_layout(height=HEIGHT, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=s.axis_titles[0], yaxis_title="loss",
-                      title=f"Loss along the line ({s.points:,} points)", legend=dict(orientation="h", y=-0.15))
+                      title=f"Loss along the line ({s.points:,} points)", legend=BELOW)
     return fig
