@@ -371,6 +371,7 @@ def view_slow():
     c1, c2 = st.columns(2)
     with c1:
         live_chart(tf.grad_norm_figure.spec(snap), "grad")
+        live_chart(tf.grad_by_layer_figure.spec(snap), "grad_layer")  # the same norms against depth: the vanishing slope
     with c2:
         live_chart(tf.update_ratio_figure.spec(snap), "ratio")
     c1, c2 = st.columns(2)

@@ -61,7 +61,7 @@ def test_pressing_train_runs_the_preset_and_shows_its_charts(at):
     text = " ".join(p.proto.text for p in at.get("progress"))
     assert "finished" in text and "step 1,500 of 1,500" in text
     charts = live_charts(at)
-    assert {"loss", "metric", "boundary", "confusion", "grad", "ratio", "health", "hist"} <= set(charts)
+    assert {"loss", "metric", "boundary", "confusion", "grad", "grad_layer", "ratio", "health", "hist"} <= set(charts)
     assert charts["loss"]["layout"]["title"]["text"] == "Loss" and len(charts["loss"]["data"]) == 3  # batch, train, validation
     assert charts["boundary"]["data"][0]["type"] == "heatmap"
     assert any(m.value.startswith("**Initial loss.**") for m in list(at.success) + list(at.warning))
