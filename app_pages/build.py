@@ -19,6 +19,7 @@ PAGE = 25  # layers of one list drawn at a time: a long model pages through them
 # A large model draws each layer's buttons and arguments only while its expander is open: Streamlit builds an
 # expander's content even when it is closed, and a thousand-layer preset took 20-40 s a rerun.
 LAZY = sum(1 for _ in edit.walk(doc)) > 2 * PAGE
+OPEN_PANELS = "open_panels"  # the places of the layers whose panels are open, in lazy mode
 
 
 def key(*parts) -> str:
@@ -126,8 +127,14 @@ def layer_editor(layer: dict, path: tuple, last: bool) -> None:
     # A key gives the expander an identity apart from its title, which changes with every argument edit: without one
     # each edit drew a new, closed expander. The key is the layer's place, not the revision, so a panel also stays open
     # while a layer is added to its block.
+    # A lazy expander reports whether it is open, and so takes its title into its identity: the places open in the last
+    # run are remembered and reopened under the new title.
+    opened = st.session_state.setdefault(OPEN_PANELS, set())
     lazily = dict(key=key(where, "open"), on_change="rerun") if LAZY else dict(key=f"panel|{where}")
-    with st.expander(md(title), expanded=troubled, icon=":material/error:" if troubled else None, **lazily) as box:
+    with st.expander(md(title), expanded=troubled or (LAZY and where in opened),
+                     icon=":material/error:" if troubled else None, **lazily) as box:
+        if LAZY:
+            (opened.add if box.open else opened.discard)(where)
         if LAZY and not (box.open or troubled):
             return
         if path == error_layer:

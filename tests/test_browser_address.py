@@ -80,3 +80,21 @@ def test_a_classroom_link_to_train_opens_without_the_page_not_found_modal(app_ur
     assert menu.get_by_text("Train", exact=True).count() == 1
     assert menu.get_by_text("Build", exact=True).count() == 0
     assert menu.get_by_text("Landscape", exact=True).count() == 0
+
+
+def test_a_panel_of_a_large_model_stays_open_while_its_arguments_are_edited(app_url, page):  # noqa: F811
+    """Over 50 layers the page draws a panel's content only while it is open (LAZY), through a stateful expander."""
+    doc = gallery.raw("xor")
+    doc["model"]["layers"] = [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}] * 30 + [
+        {"type": "Linear", "out_features": 2}]
+    pg = page
+    pg.goto(f"{app_url}/?{share.PARAM}={share.encode(validate(doc))}")
+    wait_for_app(pg)
+    expander(pg, "[0] Linear 8 ").locator("summary").click()
+    out = expander(pg, "[0] Linear 8 ").get_by_label("out_features")
+    out.fill("5")
+    out.press("Enter")
+    edited = expander(pg, "[0] Linear 5 ")
+    edited.wait_for()
+    settle(pg)
+    assert edited.get_by_label("out_features").is_visible()
