@@ -105,7 +105,7 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
         elif dead_layers:
             cause = "The ReLUs behind it are dead (see Dead ReLUs) and pass back no gradient: lower the learning rate."
         elif relu_he:
-            cause = ("The network already uses ReLU with He init; residual connections or BatchNorm give the gradient a path "
+            cause = ("The network already has ReLUs and He init, the usual cure; residual connections or BatchNorm give the gradient a path "
                      "through the depth.")
         else:
             cause = ("Saturating activations (sigmoid, tanh) with large weights cause this, their slopes multiplying layer by "

@@ -182,3 +182,45 @@ def test_no_over_fitting_on_noise():
               for i, v in enumerate([0.009, 0.006, 0.008, 0.011])]
     found = {d.title for d in diagnose({"task": "classification", "param_names": [], "epochs": epochs}, 2)}
     assert "Over-fitting" not in found
+
+
+def _snap(**over):
+    snap = {"task": "classification", "param_names": ["layers[0].weight", "layers[2].weight", "layers[4].weight"],
+            "log_grad_norm": np.zeros((0, 3)), "log_update_ratio": np.zeros((0, 3)), "epochs": [], "telemetry": [],
+            "context": {"chance": math.log(2), "weights": [0, 1, 2], "activations": ["ReLU"], "init": "kaiming_normal"}}
+    snap.update(over)
+    return snap
+
+
+def test_saturated_tanh_in_the_red_band_is_reported_even_when_the_task_is_learned():
+    tel = [{"step": 100, "probe_samples": 256, "layers": {"model.layers[1]": {"type": "Tanh", "saturated": 0.6}}}]
+    epochs = [{"epoch": i, "train_loss": 0.02, "val_loss": 0.02, "train_accuracy": 0.995, "val_accuracy": 0.995} for i in (1, 2, 3)]
+    d = {x.title: x for x in diagnose(_snap(telemetry=tel, epochs=epochs), 2)}["Saturated units"]
+    assert "60%" in d.text and "256 training samples" in d.text
+
+
+def test_vanishing_advice_follows_the_network():
+    g = np.log10(np.array([[1e-3, 1e-2, 5e-1]] * 10))  # 500× from the first weight layer to the last
+    relu_he = {x.title: x for x in diagnose(_snap(log_grad_norm=g), 2)}["Vanishing gradients"]
+    assert "500×" in relu_he.text and "ReLU with He init" not in relu_he.text and "already has ReLUs and He init" in relu_he.text
+    ctx = {"chance": math.log(2), "weights": [0, 1, 2], "activations": ["Sigmoid"], "init": "normal"}
+    sigmoid = {x.title: x for x in diagnose(_snap(log_grad_norm=g, context=ctx), 2)}["Vanishing gradients"]
+    assert "try ReLU with He init" in sigmoid.text
+    g = np.log10(np.array([[1e-2, 1e-2, 5e-1]] * 10))  # 50×: under the line the lessons draw
+    assert "Vanishing gradients" not in {x.title for x in diagnose(_snap(log_grad_norm=g), 2)}
+
+
+def test_dead_units_and_a_small_ratio_give_one_learning_rate_direction():
+    tel = [{"step": 100, "probe_samples": 256, "layers": {"model.layers[1]": {"type": "ReLU", "dead": 0.8}}}]
+    u = np.log10(np.full((10, 3), 1e-5))
+    found = diagnose(_snap(telemetry=tel, log_update_ratio=u), 2)
+    assert "Dead ReLUs" in {d.title for d in found}
+    assert not any("too low" in d.text for d in found) and {d.lr for d in found if d.lr} == {"lower"}
+
+
+def test_update_ratio_reads_weights_only():
+    # biases move fast (1e-1) and the weights at a healthy 1e-3: nothing to report
+    snap = _snap(param_names=["layers[0].weight", "layers[0].bias", "layers[2].weight", "layers[2].bias"],
+                 log_update_ratio=np.log10(np.array([[1e-3, 1e-1, 1e-3, 1e-1]] * 10)))
+    snap["context"]["weights"] = [0, 2]
+    assert "Update ratio" not in {d.title for d in diagnose(snap, 2)}
