@@ -177,13 +177,18 @@ def _page_url() -> str:
 
 def _share_box(doc: dict) -> None:
     try:
-        link = share.share_link(spec.validate(doc), _page_url())
+        exp = spec.validate(doc)
+        link = share.share_link(exp, _page_url())
     except UserError as err:
         st.caption(f"Fix the preset first: {md(err)}")
         return
     if len(link) > share.SAFE_LINK_CHARS:
         st.warning(f"This link is {len(link):,} characters long; some browsers, chat tools and proxies cut links over "
                    f"{share.SAFE_LINK_CHARS:,}. Share the preset file instead (Download preset JSON).")
+        param, pid = share.address_state(exp)
+        if param == share.ID_PARAM:
+            st.caption("This short address opens it on this server, which keeps a copy:")
+            st.code(f"{_page_url()}?{share.ID_PARAM}={pid}", language=None, wrap_lines=True)
     st.caption("Anyone who opens this link gets exactly this experiment.")
     st.code(link, language=None, wrap_lines=True)
 

@@ -140,6 +140,9 @@ def test_a_preset_too_long_for_an_address_is_kept_on_the_server_under_a_short_id
     assert not at.exception and not at.error
     assert validate(at.session_state["preset"]) == validate(doc)
     assert share.PARAM not in at.query_params
+    # the share box offers the short address beside the long link
+    short = [c.value for c in at.code if f"?{share.ID_PARAM}=" in c.value]
+    assert short and short[0].endswith(f"?{share.ID_PARAM}={pid}")
 
 
 @pytest.mark.parametrize("pid", ["0123456789abcdef0123", "../../etc/passwd", "x" * 5000, ""])
