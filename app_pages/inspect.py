@@ -109,8 +109,9 @@ def choose_model():
     when there is no model to look at, and the experiment too when the preset itself is invalid."""
     browser_runs = runs.store().runs(runs.browser_id())
     options = [UNTRAINED, RUN] if len(browser_runs) else [UNTRAINED]
+    current = runs.current_run_id()  # the preset's own latest run: right after training, Inspect opens on its weights
     left, mid, right = st.columns([2, 3, 2], vertical_alignment="bottom")
-    source = left.radio("Model", options, key="inspect_model_source",
+    source = left.radio("Model", options, key="inspect_model_source", index=options.index(RUN) if current else 0,
                         help="The preset as it is now on Build, with its initial weights, or the weights of a run's checkpoint.")
     if len(browser_runs) == 0:
         left.caption("No runs yet: train one on the Train page to inspect its checkpoints.")
@@ -123,7 +124,6 @@ def choose_model():
         return exp, _build(_text(exp), None, None), None, None, None
     ids = [str(i) for i in browser_runs["id"]]
     names = {str(r.id): clean(f"{r.name} · {r.status} · {r.epochs} epochs · {r.id}") for r in browser_runs.itertuples()}
-    current = runs.current_run_id()
     run_id = mid.selectbox("Run", ids, format_func=names.get, key="inspect_run",
                            index=ids.index(current) if current in ids else 0)
     exp = runs.store().experiment(run_id)

@@ -1,4 +1,6 @@
 """Train: pick the data, loss, optimizer and regularization, press Train, and watch the network learn live."""
+import time
+
 import streamlit as st
 
 from dlviz import export, sections, train_figures as tf, uploads
@@ -6,6 +8,7 @@ from dlviz.data import describe
 from dlviz.diagnose import diagnose, score_lines
 from dlviz.errors import UserError, clip
 from dlviz.live import LiveFeed, snapshot_from_store
+from dlviz.presetdiff import SHORT, differences
 from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
 from dlviz.spec import DATASETS, FEATURES, DataSpec
 from dlviz.text import clean
@@ -44,11 +47,20 @@ controls, main = st.columns([1, 2.4], gap="large")
 hide = set(session.hidden("controls"))  # classroom mode
 
 with controls:
+    if runner.active(bid):
+        st.info("A run is training: settings changed here apply to the next run, not to the one on the charts.",
+                icon=":material/info:")
     data = doc.get("data") or {}
     def data_section():
         global doc, data
         with st.expander("Data", expanded=True, icon=":material/dataset:"):
             names = list(DATASETS)
+            if not data:
+                st.info("**Architecture only.** This preset has no data section: it can be built, summarised and inspected, "
+                        "but training needs data. Choose a dataset to add one.", icon=":material/architecture:")
+                st.selectbox("Add data", names, index=None, placeholder="choose a dataset", key=f"tr-add-data-{rev}",
+                             on_change=lambda: edit(sections.set_dataset, st.session_state[f"tr-add-data-{rev}"], structural=True))
+                return
             current = data.get("name", "spiral")
             st.selectbox("Dataset", names, index=names.index(current) if current in names else 0, key=f"tr-data-{rev}",
                          on_change=lambda: edit(sections.set_dataset, st.session_state[f"tr-data-{rev}"], structural=True))
@@ -112,7 +124,10 @@ with controls:
                             st.number_input("noise", 0.0, 1.0, float(aug.get("noise", 0.0)), 0.05, key=wkey, on_change=cb)
             csv_bytes = None
             if current == "csv":
-                up = st.file_uploader("CSV file", type=["csv", "tsv", "txt"], key=f"tr-csv-{rev}")
+                if data.get("source"):  # the uploader forgets its file when the page's widgets are rebuilt; the preset does not
+                    st.caption(f"In use: **{md(uploads.shown_name(data['source']))}**. Upload another file to replace it.")
+                up = st.file_uploader("Replace the CSV file" if data.get("source") else "CSV file", type=["csv", "tsv", "txt"],
+                                      key=f"tr-csv-{rev}")
                 if up is not None:
                     try:
                         name = sections.upload_name(up.getvalue(), up.name, bid)
@@ -158,7 +173,8 @@ with controls:
                         except UserError as err:
                             st.session_state[session.NOTICE] = str(err)
 
-                    st.button("Fit the model to the data", on_click=fit, help="set the input shape and the last Linear's size")
+                    st.button("Fit the model to the data", on_click=fit, help="set the input shape and the last Linear's size (and flatten images for a model that starts "
+                                   "with Linear); nothing changes unless the model can then take the data")
                     if st.session_state.get(session.NOTICE + "_ok"):
                         st.success(md(st.session_state.pop(session.NOTICE + "_ok")))
             except Exception as err:  # the options may be mid-edit; the Train button reports problems as one sentence
@@ -254,6 +270,13 @@ def start(resume_from=None):
         st.session_state[session.NOTICE] = str(err)
 
 
+def compare_labels(table) -> dict:
+    """Run id -> a label that tells runs apart: name, start time, short preset hash and the fields that differ."""
+    diffs = differences(list(table["preset"]))
+    return {r.id: f"{r.name} · {r.created:%H:%M:%S} · #{r.preset_hash[:SHORT]}" + (f" · {d}" if d else "")
+            for r, d in zip(table.itertuples(), diffs)}
+
+
 def _csv(d):
     data = d.get("data") or {}
     return uploads.read(data.get("source")) if data.get("name") == "csv" else None
@@ -264,9 +287,33 @@ handle = runner.handle(rid) if rid else None
 live = handle is not None and handle.alive
 warming = not runner.ready.is_set()
 
+def run_label(run: dict) -> str:
+    """Which run this is: its preset's name, when it started and the short hash of its preset."""
+    return f"«{clean(clip(run['name'] or 'Untitled'))}», started {time.strftime('%H:%M:%S', time.localtime(run['created']))} · #{run['preset_hash'][:SHORT]}"
+
+
 with main:
+    if rid is not None:
+        shown = runs.store().run(rid)
+        if shown["preset_hash"] != runs.current_hash():
+            st.warning(f"Showing a run of another preset: {run_label(shown)}. Its charts are not those of the preset on "
+                       "screen.", icon=":material/history:")
+            st.button("Back to this preset", on_click=runs.pick, args=(None,), icon=":material/undo:")
+        else:
+            st.caption(f"This preset's run {run_label(shown)}.")
+        if shown.get("parent"):
+            st.caption(f"Continues run {shown['parent']} from its checkpoint at step {shown['parent_step']:,}; the charts and "
+                       "counts are the whole run's.")
+    else:
+        earlier = runs.store().runs(bid)
+        if len(earlier):
+            st.caption("No run of this preset yet.")
+            st.selectbox("Show an earlier run", list(earlier["id"]), index=None, placeholder="an earlier run, of another preset",
+                         key=f"tr-pick-{len(earlier)}", format_func=lambda r: clean(compare_labels(earlier).get(r, r)),
+                         on_change=lambda: runs.pick(st.session_state[f"tr-pick-{len(earlier)}"]))
     b1, b2, b3, b4 = st.columns([1.2, 1, 1, 2])
-    b1.button("Train", type="primary", icon=":material/play_arrow:", on_click=start, disabled=live, width="stretch")
+    b1.button("Train", type="primary", icon=":material/play_arrow:", on_click=start, disabled=live or not doc.get("data"),
+              width="stretch", help=None if doc.get("data") else "architecture only: add data to train it")
     if live and handle.feed.status == "paused":
         b2.button("Resume", icon=":material/play_circle:", on_click=handle.resume, width="stretch")
     else:
@@ -406,8 +453,8 @@ if len(mine):
     st.subheader("Compare runs")
     # the widget keeps its selection as the option labels, so a label must not change while the run list stays the
     # same: the status (which does change) is left to the chart legends
-    labels = {r.id: f"{r.name} · {r.created:%H:%M:%S} · {r.id[:6]}" for r in mine.itertuples()}
-    legends = {r.id: f"{r.name} · {r.status} · {r.created:%H:%M:%S}" for r in mine.itertuples()}
+    labels = compare_labels(mine)
+    legends = {r.id: f"{r.name} · {r.status} · {r.created:%H:%M:%S} · #{r.preset_hash[:SHORT]}" for r in mine.itertuples()}
     # keyed by the list of runs: a new run makes a new selection (the three newest), instead of reusing a widget state
     # whose options have changed under it
     picked = st.multiselect("Runs", list(labels), default=list(labels)[: min(3, len(labels))],

@@ -60,6 +60,7 @@ class LiveFeed:
         self.total_steps = total_steps
         self.started = time.time()
         self.first_step_at: Optional[float] = None
+        self.first_step = 0
         self.status = "starting"
         self.reason = ""
         self.param_names: list[str] = []
@@ -76,24 +77,29 @@ class LiveFeed:
         self.context: dict = {}  # what the diagnoses need to know of the run (diagnose.run_context)
         self.steps_done = 0
         self.version = 0
+        self.continued: Optional[dict] = None  # {"run": id, "step": s, "epoch": e} when this run continues another
 
     def handle(self, msg: dict) -> None:
         kind = msg["kind"]
         with self._lock:
             self.version += 1
             if kind == "begin":
+                # a continued run's feed already holds the run it continues: its series go on from there
+                keep = self.series is not None and list(msg["param_names"]) == self.param_names
                 self.param_names, self.task = msg["param_names"], msg["task"]
                 self.total_steps = msg["total_steps"]
                 self.steps_done = msg.get("step", 0)
                 self.status = "running"
                 self.points = msg.get("points")
                 self.context = msg.get("context") or self.context
-                self.series = Decimator(5)
-                self.layers = Decimator(2 * len(self.param_names))
+                if not keep:
+                    self.series = Decimator(5)
+                    self.layers = Decimator(2 * len(self.param_names))
             elif kind == "steps":
                 b = msg["block"]
                 if self.first_step_at is None:
                     self.first_step_at = time.time()
+                    self.first_step = int(b["step"][0])  # a continued run's rate counts only the steps it makes
                 if self.first_loss is None and len(b["step"]) and int(b["step"][0]) == 0:
                     self.first_loss = float(b["loss"][0])
                 self.series.add(np.column_stack([b["step"], b["epoch"], b["loss"], b["metric"], b["lr"]]))
@@ -130,8 +136,8 @@ class LiveFeed:
             elapsed = time.time() - self.started
             done, total = self.steps_done, self.total_steps
             eta = None
-            if self.first_step_at is not None and 0 < done < total:
-                rate = done / max(time.time() - self.first_step_at, 1e-6)
+            if self.first_step_at is not None and self.first_step < done < total:
+                rate = (done - self.first_step) / max(time.time() - self.first_step_at, 1e-6)
                 eta = (total - done) / rate
             k = len(self.param_names)
             return {"status": self.status, "reason": self.reason, "task": self.task, "param_names": list(self.param_names),
@@ -140,7 +146,7 @@ class LiveFeed:
                     "log_update_ratio": layers[:, k:] if len(layers) else np.zeros((0, k)),
                     "epochs": [dict(e) for e in self.epochs], "telemetry": list(self.telemetry), "boundary": self.boundary,
                     "evaluation": self.evaluation, "result": self.result, "points": self.points, "steps_done": done, "total_steps": total,
-                    "elapsed": elapsed, "eta": eta, "version": self.version, "first_loss": self.first_loss, "context": dict(self.context)}
+                    "elapsed": elapsed, "eta": eta, "version": self.version, "first_loss": self.first_loss, "context": dict(self.context), "continued": self.continued}
 
 
 def joined(blocks: list[StepBlock]) -> StepBlock:
@@ -296,8 +302,9 @@ def boundary_grid(model, ds, task: str, n: int = BOUNDARY_GRID) -> dict:
     return {"x": xs.tolist(), "y": ys.tolist(), "z": z.reshape(n, n).tolist(), "classes": ds.num_classes}
 
 
-def snapshot_from_store(store, run_id: str) -> dict:
-    """The same snapshot a LiveFeed gives, rebuilt from the store for a run that is not training in this server."""
+def stored_feed(store, run_id: str) -> LiveFeed:
+    """A LiveFeed holding what the store has of a run: its steps, epochs and telemetry. A continued run's feed starts
+    from this, so its live view draws the whole run, the part before the checkpoint included."""
     run = store.run(run_id)
     feed = LiveFeed()
     names = run["param_names"]
@@ -312,6 +319,19 @@ def snapshot_from_store(store, run_id: str) -> dict:
     for rec in store.epochs(run_id).to_dict("records"):
         feed.handle({"kind": "epochs", "records": [{k: (int(v) if k in ("epoch", "step") else v) for k, v in rec.items()}]})
     feed.handle({"kind": "telemetry", "snapshots": store.telemetry(run_id)})  # thinned over the whole run as it goes in
+    feed.steps_done = run["steps_done"]
+    feed.first_step_at = None  # the rate of a continued run is that of the steps it makes
+    if run.get("parent"):
+        ckpts = store.checkpoints(run_id)
+        at = ckpts[ckpts["step"] == run["parent_step"]]
+        feed.continued = {"run": run["parent"], "step": run["parent_step"], "epoch": int(at["epoch"].iloc[0]) if len(at) else None}
+    return feed
+
+
+def snapshot_from_store(store, run_id: str) -> dict:
+    """The same snapshot a LiveFeed gives, rebuilt from the store for a run that is not training in this server."""
+    run = store.run(run_id)
+    feed = stored_feed(store, run_id)
     try:
         trainer = Trainer(store.experiment(run_id), resume=store.load_checkpoint(run_id))
         trainer.last_val = trainer.evaluate(trainer.dataset.x_val, trainer.dataset.y_val)

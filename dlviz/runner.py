@@ -19,7 +19,7 @@ from typing import Optional
 
 from . import limits as _limits
 from .errors import UserError
-from .live import LiveFeed
+from .live import LiveFeed, stored_feed
 from .spec import Experiment
 
 SESSION_TIMEOUT = float(os.environ.get("DLVIZ_SESSION_TIMEOUT", "60"))  # seconds without a page refresh before a run is stopped
@@ -225,10 +225,22 @@ class Runner:
                                     "try again when one finishes")
             if exp.data is None:
                 raise UserError("data", "this preset has no data section; add one to train it")
+            feed = LiveFeed()
             try:
                 store = RunStore(self.store_path)
                 try:
                     run_id = store.create_run(exp, session, status="queued")
+                    if resume:
+                        # the new run holds the part of the old one before the checkpoint, so it counts, draws and
+                        # diagnoses the whole run, as an uninterrupted run would
+                        parent, step = resume
+                        if step is None:
+                            ckpts = store.checkpoints(parent)
+                            step = int(ckpts["step"].iloc[-1]) if len(ckpts) else 0
+                        store.continue_from(run_id, parent, step)
+                        feed = stored_feed(store, run_id)
+                        feed.status = "starting"
+                        resume = (parent, step)
                 finally:
                     store.close()
             except STORE_ERRORS as e:
@@ -244,7 +256,7 @@ class Runner:
                                args=(exp.to_dict(full=True), run_id, self.store_path, csv_bytes, resume, q, stop_ev, run_ev, self.threads,
                                      os.getpid()))
             proc.start()
-            handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, LiveFeed(), address=address,
+            handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, feed, address=address,
                                batch_size=exp.data.batch_size)
             self._runs[run_id] = handle
             self._seen[session] = time.time()

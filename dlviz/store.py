@@ -17,6 +17,7 @@ import torch
 
 from .errors import UserError
 from .paths import data_dir
+from .presetdiff import preset_hash
 from .spec import Experiment, validate
 from .train import Callback, StepBlock, Trainer, json_safe
 
@@ -24,7 +25,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, session TEXT, name TEXT, preset TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
     created REAL, updated REAL, epochs_done INTEGER DEFAULT 0, steps_done INTEGER DEFAULT 0,
-    result TEXT, param_names TEXT, task TEXT);
+    result TEXT, param_names TEXT, task TEXT, preset_hash TEXT, parent TEXT,
+    parent_step INTEGER);
 CREATE TABLE IF NOT EXISTS epochs (run_id TEXT, epoch INTEGER, record TEXT, PRIMARY KEY (run_id, epoch));
 CREATE TABLE IF NOT EXISTS steps (run_id TEXT, step INTEGER, epoch INTEGER, loss REAL, metric REAL, lr REAL,
     grad_norm BLOB, update_ratio BLOB, PRIMARY KEY (run_id, step));
@@ -75,6 +77,11 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            # a store written before runs carried their preset's hash and the run they continue
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(runs)").fetchall()}
+            for column, kind in (("preset_hash", "TEXT"), ("parent", "TEXT"), ("parent_step", "INTEGER")):
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -111,9 +118,29 @@ class RunStore:
     def create_run(self, exp: Experiment, session: str = "", status: str = "queued") -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         now = time.time()
-        self._exec("INSERT INTO runs (id, session, name, preset, status, created, updated) VALUES (?,?,?,?,?,?,?)",
-                   (run_id, session, exp.name, json.dumps(exp.to_dict()), status, now, now))
+        self._exec("INSERT INTO runs (id, session, name, preset, status, created, updated, preset_hash) VALUES (?,?,?,?,?,?,?,?)",
+                   (run_id, session, exp.name, json.dumps(exp.to_dict()), status, now, now, preset_hash(exp)))
         return run_id
+
+    def continue_from(self, run_id: str, parent: str, step: int) -> None:
+        """Give a new run the part of `parent` before its checkpoint at `step`: the steps, epochs, telemetry, checkpoints
+        and trajectory it resumes from. A continued run is then one whole run in the store, its curves, its counts and
+        its first loss those of an uninterrupted run."""
+        self.write([
+            ("INSERT OR REPLACE INTO steps SELECT ?, step, epoch, loss, metric, lr, grad_norm, update_ratio FROM steps "
+             "WHERE run_id=? AND step<?", [(run_id, parent, step)]),
+            ("INSERT OR REPLACE INTO epochs SELECT ?, epoch, record FROM epochs WHERE run_id=? AND "
+             "epoch<=(SELECT epoch FROM checkpoints WHERE run_id=? AND step=?)", [(run_id, parent, parent, step)]),
+            ("INSERT OR REPLACE INTO telemetry SELECT ?, step, snapshot FROM telemetry WHERE run_id=? AND step<?",
+             [(run_id, parent, step)]),
+            ("INSERT OR REPLACE INTO checkpoints SELECT ?, step, epoch, label, state, created FROM checkpoints "
+             "WHERE run_id=? AND step<=?", [(run_id, parent, step)]),
+            ("INSERT OR REPLACE INTO trajectory SELECT ?, step, params FROM trajectory WHERE run_id=? AND step<=?",
+             [(run_id, parent, step)]),
+            ("UPDATE runs SET steps_done=?, epochs_done=(SELECT epoch FROM checkpoints WHERE run_id=? AND step=?), "
+             "param_names=(SELECT param_names FROM runs WHERE id=?), task=(SELECT task FROM runs WHERE id=?), parent=?, "
+             "parent_step=? WHERE id=?", [(step, parent, step, parent, parent, parent, step, run_id)]),
+        ])
 
     def set_status(self, run_id: str, status: str, reason: str = "", result: Optional[dict] = None) -> None:
         self._exec("UPDATE runs SET status=?, reason=?, updated=?, result=COALESCE(?, result) WHERE id=?",
@@ -131,14 +158,15 @@ class RunStore:
 
     def run(self, run_id: str) -> dict:
         rows = self._exec("SELECT id, session, name, preset, status, reason, created, updated, epochs_done, steps_done, result, "
-                          "param_names, task FROM runs WHERE id=?", (run_id,))
+                          "param_names, task, preset_hash, parent, parent_step FROM runs WHERE id=?", (run_id,))
         if not rows:
             raise UserError("", f"no run with id {run_id}")
         r = rows[0]
         return {"id": r[0], "session": r[1], "name": r[2], "preset": json.loads(r[3]), "status": r[4], "reason": r[5] or "",
                 "created": r[6], "updated": r[7], "epochs_done": r[8], "steps_done": r[9],
                 "result": json.loads(r[10]) if r[10] else None, "param_names": json.loads(r[11]) if r[11] else [],
-                "task": r[12]}
+                "task": r[12], "preset_hash": r[13] or preset_hash(json.loads(r[3])), "parent": r[14],
+                "parent_step": r[15]}
 
     def continuable(self, run_id: str) -> bool:
         """Whether a run can be continued from its last checkpoint: a stopped or interrupted one, or a failed one that
@@ -152,10 +180,12 @@ class RunStore:
         return validate(self.run(run_id)["preset"])
 
     def runs(self, session: Optional[str] = None) -> pd.DataFrame:
-        sql = "SELECT id, session, name, status, epochs_done, steps_done, created, result FROM runs"
+        sql = "SELECT id, session, name, status, epochs_done, steps_done, created, result, preset_hash, parent, preset FROM runs"
         rows = self._exec(sql + (" WHERE session=?" if session is not None else "") + " ORDER BY created DESC",
                           (session,) if session is not None else ())
-        df = pd.DataFrame(rows, columns=["id", "session", "name", "status", "epochs", "steps", "created", "result"])
+        rows = [(*r[:8], r[8] or preset_hash(json.loads(r[10])), r[9], json.loads(r[10])) for r in rows]
+        df = pd.DataFrame(rows, columns=["id", "session", "name", "status", "epochs", "steps", "created", "result", "preset_hash",
+                                         "parent", "preset"])
         df["created"] = pd.to_datetime(df["created"], unit="s")
         return df
 

@@ -91,6 +91,11 @@ def name_for(data: bytes, filename: str) -> str:
     return f"{stem}-{hashlib.sha256(data).hexdigest()[:12]}.csv"
 
 
+def shown_name(source: str) -> str:
+    """The file name a person uploaded, from the name it is kept under (name_for adds the content's hash)."""
+    return re.sub(r"-[0-9a-f]{12}(\.csv)$", r"\1", Path(source).name)
+
+
 def _owner_dir(owner: str) -> Path:
     # the session id is hashed: the folder name then says nothing about the cookie it came from
     return paths.uploads_dir() / _OWNERS / hashlib.sha256(owner.encode()).hexdigest()[:32]

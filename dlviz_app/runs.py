@@ -1,18 +1,24 @@
 """The server's runner and run store, and who this browser is, shared by the pages that train or read runs."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 import os
 import uuid
 
 import streamlit as st
 
+from dlviz.errors import UserError
 from dlviz.paths import data_dir
+from dlviz.presetdiff import preset_hash
 from dlviz.runner import Runner
+from dlviz.spec import validate
 from dlviz.store import STORE_ERRORS, RunStore, unwritable
 
 RUN_ID = "run_id"  # the run this session looks at on Train, Inspect and Landscape
+PICKED = "picked_run"  # (run id, hash of the preset it was picked under): a run of another preset, shown on request
 
 
 @st.cache_resource
@@ -82,15 +88,53 @@ def browser_id() -> str:
     return st.session_state["browser_id"]
 
 
+@functools.lru_cache(maxsize=64)
+def _hash_of(text: str) -> str | None:
+    try:
+        return preset_hash(validate(json.loads(text)))
+    except UserError:
+        return None
+
+
+def current_hash() -> str | None:
+    """The hash of the session's preset as a run would store it; None while the preset does not validate."""
+    from . import session
+
+    return _hash_of(json.dumps(session.preset(), sort_keys=True))
+
+
+def pick(run_id: str | None) -> None:
+    """Look at a run chosen by hand, whatever its preset, until the preset changes (None: back to the preset's own run)."""
+    st.session_state[PICKED] = (run_id, current_hash()) if run_id else None
+    st.session_state[RUN_ID] = run_id
+
+
+def picked() -> str | None:
+    """The run picked by hand for the preset on screen, if any."""
+    pair = st.session_state.get(PICKED)
+    return pair[0] if pair and pair[1] == current_hash() else None
+
+
 def current_run_id() -> str | None:
-    """The run this session is looking at: the last one it started, or the newest of this browser's runs."""
+    """The run this session looks at: one training now that it started, one picked by hand for this preset, else the
+    newest run of this browser whose preset is the one on screen (matched by the hash of its canonical JSON). A run
+    of another preset is never shown by default: after Load, an edit or a reload, the charts are this preset's or none."""
     rid = st.session_state.get(RUN_ID)
-    if rid is None:
+    want = current_hash()
+    if rid is not None:
+        h = runner().handle(rid)
+        if (h is not None and h.alive) or rid == picked():
+            return rid
         try:
-            runs = store().runs(browser_id())
-        except STORE_ERRORS:  # the store can't be read: no run to look at, and the page still works
-            return None
-        if len(runs):
-            rid = str(runs["id"].iloc[0])
-            st.session_state[RUN_ID] = rid
+            if store().run(rid)["preset_hash"] == want:
+                return rid
+        except (UserError, *STORE_ERRORS):
+            pass
+    try:
+        mine = store().runs(browser_id())
+    except STORE_ERRORS:  # the store can't be read: no run to look at, and the page still works
+        return None
+    same = mine[mine["preset_hash"] == want] if want is not None and len(mine) else mine.iloc[:0]
+    rid = str(same["id"].iloc[0]) if len(same) else None
+    st.session_state[RUN_ID] = rid
     return rid

@@ -150,3 +150,21 @@ def test_a_model_too_large_to_build_still_has_the_labs():
     assert any("parameters" in e.value and "DLVIZ_MAX_TRAIN_PARAMS" in e.value for e in at.error), [e.value for e in at.error]
     assert [t.label for t in at.tabs] == ["Convolution lab", "Activation lab"]
     assert "labs work without a model" in text(at)
+
+
+def test_inspect_opens_on_the_latest_checkpoint_of_the_preset_s_own_run():
+    """Right after a run, Inspect shows its trained weights, not the untrained preset; a run of another preset does not
+    change what it opens on."""
+    doc = {**DIGITS_CNN, "name": "digits CNN, opened on its run", "training": {"epochs": 1}}
+    exp = validate(doc)
+    store = RunStore(data_dir() / "runs.sqlite")
+    run_id = store.create_run(exp, session=BROWSER)
+    Trainer(exp, callbacks=[StoreCallback(store, run_id)]).run()
+    store.close()
+    at = open_inspect(doc)
+    assert at.radio(key="inspect_model_source").value == "A training run"
+    assert at.selectbox(key="inspect_run").value == run_id
+    ckpt = at.selectbox(key=f"inspect_ckpt|{run_id}")
+    assert "final" in ckpt.format_func(ckpt.value)
+    other = open_inspect(gallery.raw("xor"))
+    assert other.radio(key="inspect_model_source").value == "This preset, untrained"

@@ -159,6 +159,7 @@ def test_a_failed_run_with_checkpoints_offers_continue_and_continues(at):
 
     store = runs.store()
     exp = validate({**at.session_state["preset"], "training": {"epochs": 2}})
+    at.session_state["preset"] = exp.to_dict()  # the page shows the runs of the preset on screen
     rid = store.create_run(exp, "someone", status="running")
     store.save_checkpoint(rid, Trainer(exp).state(), "initial")
     store.set_status(rid, "failed", "the training process was killed, most likely for lack of memory, at batch size 32: "
@@ -192,3 +193,121 @@ def test_a_second_browser_from_the_same_address_is_refused_with_the_limit(at, mo
         assert runs.RUN_ID not in at.session_state or at.session_state[runs.RUN_ID] != other.run_id
     finally:
         runs.runner().stop(other.run_id)
+
+
+def headless_run(doc: dict, browser: str) -> str:
+    """A short run of `doc`, trained here and written to the app's run store as `browser`'s run."""
+    from dlviz.spec import validate
+    from dlviz.store import StoreCallback
+    from dlviz.train import Trainer
+
+    exp = validate(doc)
+    rid = runs.store().create_run(exp, session=browser)
+    Trainer(exp, [StoreCallback(runs.store(), rid)]).run()
+    return rid
+
+
+def short(doc: dict, **training) -> dict:
+    return {**doc, "training": {**(doc.get("training") or {}), "epochs": 2, **training}}
+
+
+def test_a_new_preset_shows_its_own_run_or_none_and_another_preset_s_run_only_when_picked(at):
+    """Train the spiral, then Load XOR: the page is XOR's and empty, not the spiral's curves under XOR's title; the
+    spiral's run is shown when picked, labelled as another preset's; loading the spiral again brings its run back."""
+    from dlviz import gallery
+
+    spiral = short(at.session_state["preset"])
+    at.session_state["preset"] = spiral
+    at.run()
+    rid = headless_run(spiral, at.session_state["browser_id"])
+    at.session_state[runs.RUN_ID] = None  # as after a reload: the page finds the run by its preset
+    at.run()
+    assert not at.exception and at.session_state[runs.RUN_ID] == rid
+    assert any("This preset's run" in c.value for c in at.caption)
+    assert len(live_charts(at)["loss"]["data"][0]["x"]) > 0
+
+    at.selectbox(key="gallery_pick").set_value("xor")
+    button(at, "Load").click().run()
+    assert not at.exception and at.session_state["preset"]["name"] == gallery.raw("xor")["name"]
+    assert at.session_state[runs.RUN_ID] is None
+    assert any("Press **Train**" in i.value for i in at.info)
+    assert any(c.value == "No run of this preset yet." for c in at.caption)
+    assert all(len(t.get("x") or []) == 0 for t in live_charts(at)["loss"]["data"])
+    assert not any(b.label == "Continue this run" for b in at.button)
+
+    pick = next(s for s in at.selectbox if s.label == "Show an earlier run")
+    pick.set_value(rid).run()
+    assert not at.exception and at.session_state[runs.RUN_ID] == rid
+    assert any("Showing a run of another preset" in w.value and spiral["name"] in w.value for w in at.warning)
+    button(at, "Back to this preset").click().run()
+    assert at.session_state[runs.RUN_ID] is None and not any("another preset" in w.value for w in at.warning)
+
+    at.selectbox(key="gallery_pick").set_value(gallery.DEFAULT)
+    button(at, "Load").click().run()
+    assert at.session_state[runs.RUN_ID] is None  # the gallery's spiral has 400 epochs: not the 2-epoch run's preset
+    at.session_state["preset"] = spiral
+    at.run()
+    assert at.session_state[runs.RUN_ID] == rid and not any("another preset" in w.value for w in at.warning)
+
+
+def test_compare_labels_tell_runs_apart_by_time_preset_hash_and_the_fields_that_differ(at):
+    from dlviz.presetdiff import preset_hash
+    from dlviz.spec import validate
+
+    base = short(at.session_state["preset"])
+    other = {**base, "optimizer": {**base["optimizer"], "lr": 0.5}}
+    for doc in (base, other):
+        headless_run(doc, at.session_state["browser_id"])
+    at.session_state["preset"] = other
+    at.run()
+    assert not at.exception
+    compare = next(m for m in at.multiselect if m.label == "Runs")
+    labels = [compare.format_func(o) for o in compare.options]
+    assert len(set(labels)) == 2
+    for doc, lr in ((base, base["optimizer"]["lr"]), (other, 0.5)):
+        label = next(t for t in labels if f"#{preset_hash(validate(doc))[:6]}" in t)
+        assert f"optimizer.lr {lr:g}" in label
+    assert not any(t.endswith("· 202612") for t in labels)
+
+
+def test_an_architecture_only_preset_says_so_and_offers_to_add_data(at):
+    from dlviz import gallery
+
+    at.session_state["preset"] = gallery.raw("resnet18")
+    at.run()
+    assert not at.exception
+    assert any("Architecture only" in i.value for i in at.info)
+    assert button(at, "Train").disabled
+    add = next(s for s in at.selectbox if s.label == "Add data")
+    assert add.value is None  # no dataset shown as if it were the preset's
+    add.set_value("digits").run()
+    assert not at.exception and at.session_state["preset"]["data"] == {"name": "digits"}
+    assert not any("Architecture only" in i.value for i in at.info) and not button(at, "Train").disabled
+
+
+def test_the_csv_in_use_is_named_after_an_edit_rebuilds_the_uploader(at):
+    from dlviz import sections
+    from test_data import IRIS_LIKE
+
+    source = sections.upload_name(IRIS_LIKE, "iris.csv", at.session_state["browser_id"])
+    doc = {**at.session_state["preset"], "data": {"name": "csv", "source": source, "target": "species"}}
+    at.session_state["preset"] = doc
+    at.session_state["rev"] += 1  # as after a structural edit: every widget of the page is new
+    at.run()
+    assert not at.exception
+    assert any("In use: **iris.csv**" in c.value for c in at.caption)
+    assert any(u.label == "Replace the CSV file" for u in at.get("file_uploader"))
+
+
+def test_settings_say_they_apply_to_the_next_run_while_a_run_trains(at):
+    at.session_state["preset"] = {**at.session_state["preset"], "training": {"epochs": 1000}}
+    at.run()
+    assert not any("apply to the next run" in i.value for i in at.info)
+    button(at, "Train").click().run()
+    try:
+        assert any("apply to the next run" in i.value for i in at.info)
+    finally:
+        runs.runner().stop(at.session_state[runs.RUN_ID])
+    wait_for_run(at)
+    at.run()
+    assert not any("apply to the next run" in i.value for i in at.info)

@@ -262,3 +262,43 @@ def test_a_run_stopped_by_its_user_or_that_diverged_is_not_reported_as_killed(ru
     assert h.feed.status == "stopped" and store.run(rid)["status"] == "stopped"
     failed = store.create_run(validate(PRESET), "jo", status="failed")
     assert not store.continuable(failed), "a failed run without a checkpoint has nothing to continue from"
+
+
+def test_a_continued_run_counts_draws_and_stores_the_whole_run_as_an_uninterrupted_one(runner):
+    """Stop a run part-way and continue it: the new run's epochs and steps go on from where the old one stopped, its
+    live view and its stored series hold the earlier part, and every stored number equals an uninterrupted run's."""
+    import numpy as np
+
+    from dlviz.live import snapshot_from_store
+    from dlviz.store import StoreCallback
+
+    exp = validate({**PRESET, "training": {"epochs": 12}})
+    store = RunStore(runner.store_path)
+    whole = store.create_run(exp, "quinn")
+    trainer = Trainer(exp, [StoreCallback(store, whole)])
+    trainer.run()
+    # the first run stops in the middle of epoch 7, as Stop does: its newest checkpoint is epoch 6's end
+    first = store.create_run(exp, "quinn")
+    stopped = Trainer(exp, [StoreCallback(store, first)])
+    stopped.stop_after_steps = 6 * stopped.steps_per_epoch + 5
+    stopped.run()
+    assert store.run(first)["status"] == "stopped" and store.continuable(first)
+    assert store.load_checkpoint(first)["epoch"] == 6
+
+    cont = runner.start(exp, "quinn", resume=(first, None))
+    snap0 = cont.feed.snapshot()  # before the worker's first step: the earlier part is drawn already
+    assert len(snap0["epochs"]) == 6 and snap0["steps_done"] == 6 * stopped.steps_per_epoch and len(snap0["step"])
+    wait(cont)
+    snap = cont.feed.snapshot()
+    assert snap["status"] == "finished" and len(snap["epochs"]) == 12 and snap["steps_done"] == snap["total_steps"]
+    assert snap["step"][0] == 0 and snap["continued"] == {"run": first, "step": 6 * stopped.steps_per_epoch, "epoch": 6}
+
+    for a, b in ((store.steps(whole, with_layers=True), store.steps(cont.run_id, with_layers=True)),
+                 (store.epochs(whole), store.epochs(cont.run_id))):
+        assert a.shape == b.shape and np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True)
+    assert store.run(cont.run_id)["epochs_done"] == 12 and store.run(cont.run_id)["steps_done"] == 12 * stopped.steps_per_epoch
+    stored = snapshot_from_store(store, cont.run_id)
+    ref = snapshot_from_store(store, whole)
+    assert np.array_equal(stored["loss"], ref["loss"]) and len(stored["epochs"]) == 12
+    assert stored["continued"]["run"] == first
+    assert [t["step"] for t in store.telemetry(cont.run_id)] == [t["step"] for t in store.telemetry(whole)]
