@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import math
+import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -240,6 +241,11 @@ def _moments(steps: np.ndarray, n_rows: int) -> list[tuple[int, slice]]:
     return [(int(steps[min(e + w, n_rows) - 1]), slice(e, min(e + w, n_rows))) for e in ends]
 
 
+def _corner_note(text: str) -> dict:
+    return {"text": text, "showarrow": False, "xref": "paper", "x": 0, "xanchor": "left", "yref": "paper", "y": 1, "yanchor": "bottom",
+            "font": {"size": 11}}
+
+
 @_figure
 def grad_by_layer_figure(snap: dict) -> dict:
     """Gradient norm against the layer index, from the input to the output, at a few moments of the run: vanishing
@@ -254,21 +260,24 @@ def grad_by_layer_figure(snap: dict) -> dict:
         shades = [f"rgba(68,1,84,{a:.2f})" for a in np.linspace(0.25, 1.0, len(moments))]  # fainter is earlier
         x = np.arange(1, len(weights) + 1)
         for k, ((step, rows), color) in enumerate(zip(moments, shades)):
-            with np.errstate(invalid="ignore"):
-                med = np.nanmedian(np.where(np.isfinite(logs[rows]), logs[rows], np.nan), axis=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a tensor whose norms are all NaN here: not drawn
+                med = np.nanmedian(logs[rows], axis=0)  # a zero gradient (log −inf) stays zero
             latest = k == len(moments) - 1
             data.append(_scatter(x, 10 ** med, f"step {step:,}" + (" (latest)" if latest else ""), "lines+markers",
                                  line={"color": color, "width": 2.5 if latest else 1.5}, marker={"size": 7 if latest else 5}))
         last = data[-1]["y"]
-        if len(weights) > 1 and np.isfinite(last[[0, -1]]).all() and last[0] > 0:
+        if len(weights) > 1 and last[0] == 0 and last[-1] > 0:
+            notes.append(_corner_note("latest: the first layer's gradient is 0"))
+        elif len(weights) > 1 and np.isfinite(last[[0, -1]]).all() and last[0] > 0:
             ratio = last[-1] / last[0]
             times = ratio if ratio >= 1 else 1 / ratio
             times = f"{times:,.0f}" if times >= 100 else f"{times:.3g}"
             say = (f"latest: the last layer's gradient is {times}× the first's" if ratio >= 1 else
                    f"latest: the first layer's gradient is {times}× the last's")
-            notes.append({"text": say, "showarrow": False, "xref": "paper", "x": 0, "xanchor": "left", "yref": "paper", "y": 1,
-                          "yanchor": "bottom", "font": {"size": 11}})
-    yaxis, bands = _fitted_log_axis(np.log10(np.concatenate([d["y"] for d in data])) if data else np.zeros(0), GRAD_BANDS)
+            notes.append(_corner_note(say))
+    with np.errstate(divide="ignore"):
+        yaxis, bands = _fitted_log_axis(np.log10(np.concatenate([d["y"] for d in data])) if data else np.zeros(0), GRAD_BANDS)
     ticks = [_layer_label(names, i, j) for j, i in enumerate(weights)]
     return _spec("Gradient norm by layer (input → output)", data, xtitle="layer", ytitle="‖g‖", yaxis=yaxis, legend=SIDE_LEGEND,
                  xaxis={"tickmode": "array", "tickvals": list(range(1, len(weights) + 1)), "ticktext": ticks, "tickangle": -45,

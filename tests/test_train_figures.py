@@ -3,6 +3,7 @@ numbers, and what the browser receives from a spec is what plotly would send for
 import base64
 import json
 import math
+import warnings
 
 import numpy as np
 import plotly.graph_objects as go
@@ -205,3 +206,15 @@ def test_the_boundary_fills_its_plot_at_one_scale():
     assert layout["xaxis"]["constrain"] == layout["yaxis"]["constrain"] == "domain"
     assert layout["xaxis"]["range"] == pytest.approx([-1.05, 1.05]) and layout["yaxis"]["range"] == pytest.approx([-1.05, 1.05])
     assert layout["legend"]["yref"] == "container" and layout["legend"]["y"] == 0 and layout["margin"]["b"] >= 70
+
+
+def test_the_layer_view_of_a_layer_with_no_gradient_says_so_without_warnings():
+    """A first layer whose gradient is zero (log10: −inf), as in the zero-init lesson, has no ratio to give."""
+    log_norms = np.zeros((30, 3))
+    log_norms[:, 0] = -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec = tf.grad_by_layer_figure.spec(layered(log_norms))
+        tf.grad_norm_figure.spec(layered(log_norms))
+    assert "latest: the first layer's gradient is 0" in [a["text"] for a in spec["layout"]["annotations"]]
+    assert unpack(spec["data"][-1]["y"]).tolist() == [0.0, 1.0, 1.0]
