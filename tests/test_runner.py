@@ -292,6 +292,8 @@ def test_a_continued_run_counts_draws_and_stores_the_whole_run_as_an_uninterrupt
     snap = cont.feed.snapshot()
     assert snap["status"] == "finished" and len(snap["epochs"]) == 12 and snap["steps_done"] == snap["total_steps"]
     assert snap["step"][0] == 0 and snap["continued"] == {"run": first, "step": 6 * stopped.steps_per_epoch, "epoch": 6}
+    # the diagnoses read the run's own first loss, not the loss of the step it resumed at
+    assert snap["first_loss"] == float(store.steps(whole)["loss"].iloc[0])
 
     for a, b in ((store.steps(whole, with_layers=True), store.steps(cont.run_id, with_layers=True)),
                  (store.epochs(whole), store.epochs(cont.run_id))):
