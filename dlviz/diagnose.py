@@ -42,6 +42,12 @@ def run_context(trainer) -> dict:
             "optimizer": exp.optimizer.type, "num_classes": obj.num_classes}
 
 
+def _layer_list(layers: list[tuple[str, str, float]]) -> str:
+    """'model.layers[3] (ReLU, 62%) and model.layers[5] (ReLU, 81%)': every layer the diagnosis is about, in one box."""
+    parts = [f"{path} ({kind}, {frac:.0%})" for path, kind, frac in layers]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def _learned(epochs: list[dict], chance: Optional[float]) -> bool:
     """The task is being learned: accuracy (or R²) of 90 %, or a training loss well below where it started."""
     if not epochs:
@@ -154,20 +160,24 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
     if tel:
         n = tel[-1].get("probe_samples")
         on = f"on a fixed probe set of {n} training samples" if n else "on the probe samples"
-        for path, st in dead_layers:
-            out.append(Diagnosis("problem", "Dead ReLUs", f"{st['dead']:.0%} of the units of {path} ({st['type']}) output zero for every "
-                                                          f"sample {on}, so they get no gradient and never recover; lower the learning "
-                                                          "rate, or use LeakyReLU.", "lower"))
-        for path, st in last_tel.items():
-            if st.get("saturated", 0) > SATURATED:
-                if learned:
-                    text = (f"{st['saturated']:.0%} of the outputs of {path} ({st['type']}) {on} sit in its flat ends, where the slope is "
-                            "near zero and those units barely learn. The task is learned, so these are confident units; smaller "
-                            "weights (L2) keep them responsive.")
-                else:
-                    text = (f"{st['saturated']:.0%} of the outputs of {path} ({st['type']}) {on} sit where the slope is near zero; "
-                            "smaller initial weights or BatchNorm keep them in range.")
-                out.append(Diagnosis("warning", "Saturated units", text))
+        if dead_layers:
+            which = _layer_list([(p, st["type"], st["dead"]) for p, st in dead_layers])
+            deep = (" In a deep stack without shortcuts the signal fades layer by layer and the deep units die first; "
+                    "residual connections keep it alive." if len(dead_layers) >= 3 else "")
+            out.append(Diagnosis("problem", "Dead ReLUs", f"More than half the units of {which} output zero for every sample {on}, so "
+                                                          "they get no gradient and never recover; lower the learning rate, or use "
+                                                          f"LeakyReLU.{deep}", "lower"))
+        saturated = [(p, st["type"], st["saturated"]) for p, st in last_tel.items() if st.get("saturated", 0) > SATURATED]
+        if saturated:
+            which = _layer_list(saturated)
+            if learned:
+                text = (f"More than half the outputs of {which} {on} sit in the activation's flat ends, where the slope is near zero "
+                        "and those units barely learn. The task is learned, so these are confident units; smaller weights (L2) "
+                        "keep them responsive.")
+            else:
+                text = (f"More than half the outputs of {which} {on} sit where the activation's slope is near zero; smaller "
+                        "initial weights or BatchNorm keep them in range.")
+            out.append(Diagnosis("warning", "Saturated units", text))
 
     # -- curves over epochs
     scale = chance or 1.0

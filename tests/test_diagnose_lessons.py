@@ -92,7 +92,7 @@ def _check(key):
     # no two verdicts disagree: one learning-rate direction, one level per title, no opposite pairs
     directions = {d.lr for d in found if d.lr}
     assert len(directions) <= 1, f"{key}: {directions}\n{shown}"
-    titles = [d.title for d in found if d.title not in ("Dead ReLUs", "Saturated units")]  # these come once per layer
+    titles = [d.title for d in found]
     assert len(titles) == len(set(titles)), shown
     for a, b in CONTRADICTIONS:
         assert not (a in titles and b in titles), f"{key}: {a} and {b}\n{shown}"
@@ -224,3 +224,12 @@ def test_update_ratio_reads_weights_only():
                  log_update_ratio=np.log10(np.array([[1e-3, 1e-1, 1e-3, 1e-1]] * 10)))
     snap["context"]["weights"] = [0, 2]
     assert "Update ratio" not in {d.title for d in diagnose(snap, 2)}
+
+
+def test_dead_layers_share_one_box_and_a_deep_stack_is_pointed_to_shortcuts():
+    layers = {f"model.layers[{i}]": {"type": "ReLU", "dead": d} for i, d in ((1, 0.2), (3, 0.6), (5, 0.9), (7, 1.0))}
+    found = diagnose(_snap(telemetry=[{"step": 9, "probe_samples": 64, "layers": layers}]), 2)
+    dead = [d for d in found if d.title == "Dead ReLUs"]
+    assert len(dead) == 1 and "model.layers[1]" not in dead[0].text
+    assert "model.layers[3] (ReLU, 60%), model.layers[5] (ReLU, 90%) and model.layers[7] (ReLU, 100%)" in dead[0].text
+    assert "64 training samples" in dead[0].text and "residual connections" in dead[0].text
