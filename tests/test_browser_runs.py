@@ -61,8 +61,9 @@ def test_loading_another_lesson_shows_its_own_empty_page_and_the_old_run_only_wh
 
     pg.reload()
     wait_for_app(pg)
+    pg.get_by_text("No run of this preset yet.").wait_for(timeout=60_000)
+    settle(pg)
     pg.screenshot(path=str(ARTIFACTS / "runs-reloaded.png"), full_page=True)
-    pg.get_by_text("No run of this preset yet.").wait_for(timeout=30_000)
     assert pg.get_by_text("Showing a run of another preset").count() == 0 and not pg.evaluate(POINTS_JS)
 
 
