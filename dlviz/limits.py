@@ -24,6 +24,8 @@ class Limits:
     upload_quota_bytes: int = 100_000_000    # uploaded tables one browser session may keep on the server at a time
     upload_max_age_s: int = 86_400           # seconds an uploaded table is kept after its last upload
     image_cache_bytes: int = 32_000_000      # decoded uploaded images one session keeps for its reruns
+    kept_presets_bytes: int = 200_000_000    # presets kept on the server for addresses too long to carry them (?p=);
+                                             # the least recently used go first
     max_concurrent_runs: int = 4             # training runs across all sessions of one server
     max_runs_per_session: int = 1            # training runs of one browser session at a time
     max_runs_per_address: int = 2            # training runs of one network address at a time: half the server's

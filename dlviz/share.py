@@ -86,11 +86,33 @@ def keep(exp: Experiment) -> str:
         raise UserError("", f"the preset is more than {_limits.current().max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
     pid = hashlib.sha256(data).hexdigest()[:20]
     path = _kept_dir() / f"{pid}.json"
-    if not path.exists():
-        tmp = path.with_name(f"{pid}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # a reader never sees half a file
+    if path.exists():
+        os.utime(path)  # recently used: the last to go
+        return pid
+    tmp = path.with_name(f"{pid}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # a reader never sees half a file
+    _sweep_kept(keep_path=path)
     return pid
+
+
+def _sweep_kept(keep_path) -> None:
+    """Remove the least recently used kept presets beyond kept_presets_bytes (each edit of a long preset keeps one)."""
+    budget = _limits.current().kept_presets_bytes
+    files = []
+    for p in _kept_dir().glob("*.json"):
+        try:
+            st = p.stat()
+        except OSError:  # removed by another server process meanwhile
+            continue
+        files.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in files)
+    for _, size, p in sorted(files, key=lambda f: f[0]):
+        if total <= budget:
+            break
+        if p != keep_path:
+            p.unlink(missing_ok=True)
+            total -= size
 
 
 def kept(pid: str) -> Experiment:

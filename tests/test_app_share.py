@@ -179,3 +179,18 @@ def test_a_classroom_link_to_a_page_opens_it_and_the_root_opens_the_first_page_s
     old.switch_page("app_pages/build.py").run()
     assert not old.exception
     assert old.title[0].value == "Train"
+
+
+def test_kept_presets_stay_within_their_byte_budget(monkeypatch, tmp_path):
+    monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path))
+    doc = long_preset()
+    size = len(share.canonical_json(validate(doc)).encode())
+    monkeypatch.setenv("DLVIZ_KEPT_PRESETS_BYTES", str(3 * size + size // 2))
+    ids = []
+    for n in range(6):
+        doc["name"] = f"edit {n}"
+        ids.append(share.keep(validate(doc)))
+    kept = {p.stem for p in (tmp_path / "presets").glob("*.json")}
+    assert len(kept) == 3 and ids[-1] in kept
+    with pytest.raises(UserError, match="this server does not have"):
+        share.kept(ids[0])
