@@ -311,3 +311,22 @@ def test_settings_say_they_apply_to_the_next_run_while_a_run_trains(at):
     wait_for_run(at)
     at.run()
     assert not any("apply to the next run" in i.value for i in at.info)
+
+
+def test_a_classroom_lesson_opens_on_its_own_run_or_none(at):
+    """A lesson whose classroom section hides the gallery and the data: another preset's run, newer than any of the
+    lesson's, is not shown under the lesson's title."""
+    from dlviz import gallery
+
+    lesson = short(gallery.raw("vanishing-sigmoid"))
+    lesson["classroom"] = {"hide_controls": ["gallery", "data"]}
+    other = short(at.session_state["preset"])
+    headless_run(other, at.session_state["browser_id"])
+    at.session_state["preset"] = lesson
+    at.session_state[runs.RUN_ID] = None
+    at.run()
+    assert not at.exception and at.session_state[runs.RUN_ID] is None
+    assert any("Press **Train**" in i.value for i in at.info)
+    mine = headless_run(lesson, at.session_state["browser_id"])
+    at.run()
+    assert at.session_state[runs.RUN_ID] == mine and any("This preset's run" in c.value for c in at.caption)
