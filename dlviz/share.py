@@ -123,7 +123,9 @@ def kept(pid: str) -> Experiment:
         raise UserError("", "this address names a saved experiment this server does not have; ask for the preset file")
     if path.stat().st_size > lim.max_document_bytes:
         raise UserError("", f"the saved experiment is more than {lim.max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
-    return validate(load_json(path.read_text(encoding="utf-8")))
+    exp = validate(load_json(path.read_text(encoding="utf-8")))
+    os.utime(path)  # recently used: the last to go
+    return exp
 
 
 def address_state(exp: Experiment) -> tuple[str, str]:
