@@ -265,7 +265,10 @@ def start(resume_from=None):
             exp = sections.trainable(session.preset(), _csv(session.preset()))
         h = runner.start(exp, bid, csv_bytes=_csv(exp.to_dict()), resume=(resume_from, None) if resume_from else None,
                          address=runs.client_address())
-        st.session_state[runs.RUN_ID] = h.run_id
+        if resume_from and resume_from == runs.picked():
+            runs.pick(h.run_id)  # continuing a run picked from another preset: its continuation stays on view after it ends
+        else:
+            st.session_state[runs.RUN_ID] = h.run_id
     except UserError as err:
         st.session_state[session.NOTICE] = str(err)
 

@@ -330,3 +330,28 @@ def test_a_classroom_lesson_opens_on_its_own_run_or_none(at):
     mine = headless_run(lesson, at.session_state["browser_id"])
     at.run()
     assert at.session_state[runs.RUN_ID] == mine and any("This preset's run" in c.value for c in at.caption)
+
+
+def test_continuing_a_run_picked_from_another_preset_keeps_its_continuation_on_view(at):
+    from dlviz.spec import validate
+    from dlviz.store import StoreCallback
+    from dlviz.train import Trainer
+
+    other = short(at.session_state["preset"], epochs=4)
+    exp = validate(other)
+    rid = runs.store().create_run(exp, session=at.session_state["browser_id"])
+    trainer = Trainer(exp, [StoreCallback(runs.store(), rid)])
+    trainer.stop_after_steps = 2 * trainer.steps_per_epoch + 3
+    trainer.run()
+    at.session_state["preset"] = short(at.session_state["preset"], epochs=3)  # another preset on screen
+    at.run()
+    assert at.session_state[runs.RUN_ID] is None
+    next(s for s in at.selectbox if s.label == "Show an earlier run").set_value(rid).run()
+    button(at, "Continue this run").click().run()
+    assert not at.exception
+    h = wait_for_run(at)
+    assert h.feed.status == "finished", h.feed.reason
+    at.run()
+    assert at.session_state[runs.RUN_ID] == h.run_id
+    assert any("Showing a run of another preset" in w.value for w in at.warning)
+    assert any("finished · epoch 4 ·" in p.proto.text for p in at.get("progress"))
