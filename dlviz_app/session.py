@@ -111,7 +111,12 @@ def apply(fn: Callable[..., dict], *args: Any, structural: bool = True) -> None:
     try:
         set_preset(fn(preset(), *args), structural)
     except UserError as err:
-        st.session_state[NOTICE] = edit.name_layers(preset(), str(err))
+        report(err)
+
+
+def report(err: UserError) -> None:
+    """Leave a problem with the current preset for the next run to show, its layers named as the Build page shows them."""
+    st.session_state[NOTICE] = edit.name_layers(preset(), str(err))
 
 
 def show_notice() -> None:
