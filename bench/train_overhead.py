@@ -97,7 +97,7 @@ def overhead(case: str, doc: dict, reps: int) -> None:
     print(json.dumps({"bench": "train_overhead", "case": case, "ratio": round(med(a / b for a, b in zip(ours_t, ref_t)), 4),
                       "ratio_loss_only": round(med(a / b for a, b in zip(ours_t, bare_t)), 4),
                       "ours_s": round(med(ours_t), 4), "reference_s": round(med(ref_t), 4), "loss_only_s": round(med(bare_t), 4),
-                      "steps": tr.step, "reps": reps, "telemetry_every": exp.training.telemetry_every}), flush=True)
+                      "steps": tr.step, "reps": reps, "telemetry_every": tr.telemetry_every}), flush=True)
 
 
 def first_step_latency_thread(exp) -> tuple[float, float]:
