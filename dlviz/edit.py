@@ -475,7 +475,8 @@ def layer_place(doc: dict, path: Path) -> str:
     return f"{' of '.join(steps)}, {layer_label(layer) if isinstance(layer, dict) else '?'}"
 
 
-_LAYER_PATH = re.compile(r"model\.layers\[[\w.\[\]]*")
+# a preset path ("model.layers[7].out_features") or a parameter's ("layers[7].weight", as telemetry names them)
+_LAYER_PATH = re.compile(r"(?<![\w.])(?:model\.)?layers\[[\w.\[\]]*")
 
 
 def name_layers(doc: dict, text: str) -> str:
@@ -483,7 +484,7 @@ def name_layers(doc: dict, text: str) -> str:
     path for the CLI: "model.layers[7].out_features: ..." -> "layer 7, Linear 120 (model.layers[7].out_features): ..."."""
     def name(match: re.Match) -> str:
         path = match.group(0).rstrip(".")
-        layer = error_layer(UserError(path, ""))
+        layer = error_layer(UserError(path if path.startswith("model.") else f"model.{path}", ""))
         try:
             place = layer_place(doc, layer) if layer else None
         except (KeyError, IndexError, TypeError, AttributeError):

@@ -330,6 +330,9 @@ def test_a_problem_names_the_layer_as_the_build_page_shows_it_then_its_json_path
     assert edit.name_layers(doc, str(err)) == "layer 1, Linear 120 (model.layers[1].out_features): must be at least 1"
     assert edit.name_layers(doc, "the gradient norm of model.layers[1].weight is 1e-9.") == \
         "the gradient norm of layer 1, Linear 120 (model.layers[1].weight) is 1e-9."
+    assert edit.name_layers(doc, "layers[2].body[0].weight is 3× smaller than layers[1].weight.") == (
+        "layer 0 of the body of layer 2, Linear 120 (layers[2].body[0].weight) is 3× smaller than "
+        "layer 1, Linear 120 (layers[1].weight).")
     assert edit.layer_place(doc, (*edit.TOP, 2, "body", 1)) == "layer 1 of the body of layer 2, Tanh"
     assert edit.layer_place(doc, (*edit.TOP, 3, "branches", 1, 0, "layers", 0)) == \
         "layer 0 of layer 0 of branch 1 of layer 3, Conv2d 6@5×5"
