@@ -6,8 +6,10 @@
 if __name__ != "__mp_main__":
     import streamlit as st
 
-    from dlviz import uploads
+    from dlviz import budget, uploads
     from dlviz_app import runs, session
+
+    budget.return_freed_memory()  # a large computation's memory goes back to the system when it is done
 
     # The pages live in app_pages/, not pages/: a folder named pages/ next to app.py makes Streamlit start in its
     # older multipage mode, which runs a page without this script on the first rerun and drops the first click.

@@ -9,6 +9,11 @@ os.environ.setdefault("DLVIZ_DATA_DIR", tempfile.mkdtemp(prefix="dlviz-test-"))
 
 import torch  # noqa: E402
 
+from dlviz import budget  # noqa: E402
+
+# The app's server gives large freed blocks back to the system (app.py); tests that measure memory see the same.
+budget.return_freed_memory()
+
 # Training in tests uses one thread, as the CLI and the app's workers do (limits.train_threads), so their numbers agree.
 torch.set_num_threads(1)
 
