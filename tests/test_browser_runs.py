@@ -71,7 +71,7 @@ def test_a_stopped_run_continued_counts_and_draws_the_whole_run(app_url, app_dat
     pg = page
     open_train(pg, app_url, 200)
     pg.get_by_role("button", name="Train", exact=True).click()
-    pg.wait_for_function("() => /running · epoch ([1-9]\\d)/.test(document.body.innerText)", timeout=60_000)
+    pg.wait_for_function("() => /running · epoch ([2-9]|\\d\\d)/.test(document.body.innerText)", timeout=60_000)
     pg.get_by_role("button", name="Stop", exact=True).click()
     pg.get_by_text("stopped ·").first.wait_for(timeout=15_000)
     pg.get_by_role("button", name="Continue this run").click()
