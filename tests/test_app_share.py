@@ -194,3 +194,18 @@ def test_kept_presets_stay_within_their_byte_budget(monkeypatch, tmp_path):
     assert len(kept) == 3 and ids[-1] in kept
     with pytest.raises(UserError, match="this server does not have"):
         share.kept(ids[0])
+
+
+def test_the_address_follows_an_uploaded_preset_and_is_worked_out_only_when_the_preset_changes(monkeypatch):
+    import json
+
+    calls = []
+    real = share.address_state
+    monkeypatch.setattr(share, "address_state", lambda exp: calls.append(exp) or real(exp))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.run()
+    assert len(calls) == 1  # a rerun without an edit leaves the address alone
+    xor = gallery.raw("xor")
+    at.file_uploader(key="upload").set_value(("xor.json", json.dumps(xor).encode(), "application/json")).run()
+    assert not at.exception
+    assert address_preset(at) == validate(xor).to_dict()
