@@ -73,6 +73,13 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
         chance = math.log(num_classes)  # a snapshot without context: a cross-entropy run
     formula = ctx.get("chance_formula") or (f"−ln(1/{num_classes})" if num_classes else "")
     learned = _learned(epochs, chance)
+    # the loss is coming down: the last fifth of the steps well under the first step (also within the first epoch)
+    steps_loss = np.asarray(snap.get("loss", []), dtype=float)
+    start = snap.get("first_loss") if snap.get("first_loss") is not None else (steps_loss[0] if len(steps_loss) else math.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        falling = len(steps_loss) >= 5 and bool(np.nanmean(steps_loss[-max(1, len(steps_loss) // 5):]) < 0.8 * start)
+    progress = learned or falling
     tel = snap.get("telemetry") or []
     last_tel = tel[-1]["layers"] if tel else {}
     dead_layers = [(p, s) for p, s in last_tel.items() if s.get("dead", 0) > DEAD]
@@ -142,17 +149,17 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
             r = 10 ** typical
             said = f"Updates change the weights by {r:.1e} of their size per step (median over the run and the weight tensors)"
             if r > RATIO_HIGH:
-                if learned:
+                if progress:
                     out.append(Diagnosis("ok", "Update ratio", f"{said}, above the usual 1e-3, yet the loss falls: this small network "
                                                                "takes big steps well."))
                 else:
                     out.append(Diagnosis("warning", "Update ratio", f"{said}, above {RATIO_HIGH:.0e} (about 1e-3 is healthy): the "
                                                                     "learning rate looks too high.", "lower"))
-            elif r < RATIO_LOW and not learned and vanishing:
+            elif r < RATIO_LOW and not progress and vanishing:
                 out.append(Diagnosis("warning", "Update ratio", f"{said}, below {RATIO_LOW:.0e} (about 1e-3 is healthy): the "
                                                                 "vanishing gradients leave little to update, so a larger learning "
                                                                 "rate would not fix it."))
-            elif r < RATIO_LOW and not learned and not zero_init:
+            elif r < RATIO_LOW and not progress and not zero_init:
                 out.append(Diagnosis("warning", "Update ratio", f"{said}, below {RATIO_LOW:.0e} (about 1e-3 is healthy): the "
                                                                 "learning rate looks too low.", "raise"))
 
