@@ -98,3 +98,24 @@ def test_a_panel_of_a_large_model_stays_open_while_its_arguments_are_edited(app_
     edited.wait_for()
     settle(pg)
     assert edited.get_by_label("out_features").is_visible()
+
+
+def test_a_preset_too_long_for_the_address_survives_a_reload_under_its_short_id(app_url, page):  # noqa: F811
+    import random
+
+    rng = random.Random(1)  # sizes that do not repeat, so the token does not compress below a safe link
+    doc = gallery.raw("xor")
+    doc["name"] = "Long enough for an id"
+    doc["model"]["layers"] = [{"type": "Linear", "out_features": rng.randint(2, 60)} for _ in range(700)] + [
+        {"type": "Linear", "out_features": 2}]
+    token = share.encode(validate(doc))
+    assert len(token) > share.SAFE_LINK_CHARS - 200
+    pg = page
+    pg.goto(f"{app_url}/?{share.PARAM}={token}")
+    wait_for_app(pg)
+    pg.wait_for_url(f"**?{share.ID_PARAM}=*")
+    assert share.PARAM not in parse_qs(urlparse(pg.url).query)
+    pg.reload()
+    wait_for_app(pg)
+    pg.locator('[data-testid="stSidebar"]').get_by_text("Long enough for an id").wait_for()
+    assert pg.get_by_text("does not have").count() == 0
