@@ -239,3 +239,19 @@ def test_dead_layers_share_one_box_and_a_deep_stack_is_pointed_to_shortcuts():
     assert len(dead) == 1 and "model.layers[1]" not in dead[0].text
     assert "model.layers[3] (ReLU, 60%), model.layers[5] (ReLU, 90%) and model.layers[7] (ReLU, 100%)" in dead[0].text
     assert "64 training samples" in dead[0].text and "residual connections" in dead[0].text
+
+
+def test_a_stored_run_gets_the_same_diagnoses_as_the_live_one(tmp_path):
+    """After a reload the page diagnoses the run from the store: the same first loss, context and verdicts."""
+    from dlviz.live import snapshot_from_store
+    from dlviz.store import RunStore, StoreCallback
+
+    exp = gallery.load("dead-relu")
+    store = RunStore(tmp_path / "r.sqlite")
+    rid = store.create_run(exp)
+    feed = LiveFeed()
+    Trainer(exp, [StoreCallback(store, rid), FeedCallback(feed.handle)]).run()
+    live, stored = feed.snapshot(), snapshot_from_store(store, rid)
+    assert stored["first_loss"] == pytest.approx(live["first_loss"], rel=1e-6) and stored["context"] == live["context"]
+    assert [(d.level, d.title) for d in diagnose(stored, 2)] == [(d.level, d.title) for d in diagnose(live, 2)]
+    assert len(stored["telemetry"]) == len(live["telemetry"]) == 25  # 125 steps, a probe every 5 (the preset's own)
