@@ -312,7 +312,9 @@ def unit_health_figure(snap: dict) -> dict:
                 kind = tel[-1]["layers"].get(path, {}).get("type", "")
                 data.append(_scatter(xs, ys, f"{path.removeprefix('model.')} {kind} {key}", "lines+markers",
                                      line={"color": PALETTE[j % len(PALETTE)], "dash": dash}))
-    return _spec("Dead and saturated units", data, xtitle="step", ytitle="fraction", yaxis={"range": [0, 1], "tickformat": ".0%"},
+    n = tel[-1].get("probe_samples") if tel else None
+    title = f"Dead and saturated units (on {n} training samples)" if n else "Dead and saturated units"
+    return _spec(title, data, xtitle="step", ytitle="fraction", yaxis={"range": [0, 1], "tickformat": ".0%"},
                  shapes=[_band(0.5, 1.0, "#d62728", 0.08)], annotations=_probe_count(tel))
 
 

@@ -17,6 +17,7 @@ def test_a_48_step_lesson_is_probed_at_every_step_and_the_live_view_keeps_the_wh
     assert steps[0] == 0 and steps[-1] == 47 and steps == sorted(steps)  # thinned evenly, first and last kept
     fig = tf.unit_health_figure.spec(feed.snapshot())
     assert not fig["layout"].get("annotations")
+    assert fig["layout"]["title"]["text"] == "Dead and saturated units (on 256 training samples)"  # the fixed probe set
 
 
 def test_a_chart_from_one_probe_says_it_has_one():
