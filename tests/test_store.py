@@ -155,3 +155,26 @@ def test_fast_epochs_share_a_checkpoint_a_second_and_a_stop_still_keeps_its_last
     state = store.load_checkpoint(stopped)
     assert state["epoch"] == 3 and len(state["history"]) == 1, "a checkpoint carries the last epoch's record, not the whole history"
     assert Trainer(exp, resume=state).run() == full
+
+
+def test_a_store_written_before_runs_carried_their_preset_hash_opens_and_hashes_its_runs(tmp_path):
+    import json
+    import sqlite3
+
+    from dlviz.presetdiff import preset_hash
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, session TEXT, name TEXT, preset TEXT NOT NULL, status TEXT NOT NULL, "
+               "reason TEXT, created REAL, updated REAL, epochs_done INTEGER DEFAULT 0, steps_done INTEGER DEFAULT 0, "
+               "result TEXT, param_names TEXT, task TEXT)")
+    exp = validate(PRESET)
+    db.execute("INSERT INTO runs (id, session, name, preset, status, created, updated) VALUES (?,?,?,?,?,?,?)",
+               ("old-run", "b", exp.name, json.dumps(exp.to_dict()), "finished", 1.0, 1.0))
+    db.commit()
+    db.close()
+    store = RunStore(path)
+    assert store.runs("b")["preset_hash"].tolist() == [preset_hash(exp)]
+    assert store.run("old-run")["preset_hash"] == preset_hash(exp) and store.run("old-run")["parent"] is None
+    new = store.create_run(exp, "b")
+    assert store.run(new)["preset_hash"] == preset_hash(exp)
