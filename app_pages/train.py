@@ -4,6 +4,7 @@ import time
 import streamlit as st
 
 from dlviz import export, sections, train_figures as tf, uploads
+from dlviz.edit import name_layers
 from dlviz.data import describe
 from dlviz.diagnose import diagnose, score_lines
 from dlviz.errors import UserError, clip
@@ -171,7 +172,7 @@ with controls:
                             session.set_preset(new)
                             st.session_state[session.NOTICE + "_ok"] = msg
                         except UserError as err:
-                            st.session_state[session.NOTICE] = str(err)
+                            session.report(err)
 
                     st.button("Fit the model to the data", on_click=fit, help="set the input shape and the last Linear's size (and flatten images for a model that starts "
                                    "with Linear); nothing changes unless the model can then take the data")
@@ -270,7 +271,7 @@ def start(resume_from=None):
         else:
             st.session_state[runs.RUN_ID] = h.run_id
     except UserError as err:
-        st.session_state[session.NOTICE] = str(err)
+        session.report(err)
 
 
 def compare_labels(table) -> dict:
@@ -408,7 +409,9 @@ def view_slow():
                 classes = None
         found = diagnose(snap, classes)
         for d in found:
-            {"ok": st.success, "warning": st.warning, "problem": st.error}[d.level](f"**{d.title}.** {d.text}")
+            # layers named as Build shows them, when the run is of the preset on screen
+            text = d.text if runs.picked() else name_layers(doc, d.text)
+            {"ok": st.success, "warning": st.warning, "problem": st.error}[d.level](f"**{d.title}.** {text}")
         if not found:
             st.caption("Nothing to report yet.")
     with c2:
