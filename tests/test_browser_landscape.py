@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
-from dlviz import gallery
+from dlviz import gallery, landscape_figures
 from dlviz.spec import validate
 from dlviz.store import RunStore, StoreCallback
 from dlviz.train import Trainer
@@ -84,7 +84,9 @@ def test_three_optimizers_then_the_trained_networks_surface(app_url, app_data_di
     path = next(t for t in contour if t["name"] == "training path (projected)")
     assert path["n"] > 30  # 375 steps, a snapshot every 10, subsampled to at most 100
     surface3d = pg.evaluate(TRACES_JS, "Loss surface")
-    assert [t["type"] for t in surface3d] == ["surface", "scatter3d", "scatter3d"] and surface3d[1]["n"] == path["n"]
+    # in 3-D each step of the path is drawn with DRAPE points, so that it follows the surface between two steps
+    assert [t["type"] for t in surface3d] == ["surface", "scatter3d", "scatter3d"]
+    assert surface3d[1]["n"] == (path["n"] - 1) * landscape_figures.DRAPE + 1
     pg.screenshot(path=str(ARTIFACTS / "landscape-surface.png"), full_page=True)
 
     pg.get_by_text("PCA plane", exact=True).click()
