@@ -1,6 +1,7 @@
 """Fixtures for browser tests: a `streamlit run app.py` server on a free port and a headless Chromium page on it.
 
 Import the fixtures into a test module (`from browser_util import app_data_dir, app_url, page`) to use them."""
+import contextlib
 import os
 import socket
 import subprocess
@@ -39,25 +40,24 @@ def app_data_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("data")
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, app_data_dir):
-    """The URL of a fresh `streamlit run app.py` server, stopped after the module's tests."""
+@contextlib.contextmanager
+def serve(log_dir: Path, env: dict, preexec_fn=None, timeout: float = START_TIMEOUT_S):
+    """(URL, process) of a fresh `streamlit run app.py` server with the environment `env`, stopped on leaving."""
     port = _free_port()
-    log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
-    env = {**os.environ, "DLVIZ_DATA_DIR": str(app_data_dir)}
+    log = (log_dir / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + START_TIMEOUT_S
+        deadline = time.time() + timeout
         while not _healthy(url):
             if proc.poll() is not None or time.time() > deadline:
                 log.flush()
                 raise RuntimeError(f"streamlit did not start:\n{Path(log.name).read_text()[-3000:]}")
             time.sleep(0.25)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -66,6 +66,26 @@ def app_url(tmp_path_factory, app_data_dir):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, app_data_dir):
+    """The URL of a fresh `streamlit run app.py` server, stopped after the module's tests."""
+    with serve(tmp_path_factory.mktemp("streamlit"), {**os.environ, "DLVIZ_DATA_DIR": str(app_data_dir)}) as (url, _):
+        yield url
+
+
+def server_pid(url: str) -> int:
+    """The process id of the streamlit server listening at `url` (found by its command line in /proc)."""
+    port = url.rsplit(":", 1)[1].encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"streamlit" in b" ".join(cmd) and port in cmd:
+                return int(entry)
 
 
 @pytest.fixture

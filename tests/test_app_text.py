@@ -15,13 +15,15 @@ TAG = '<a href="http://elsewhere.invalid">x</a>'
 LIVE_LINK = re.compile(r"(?<!\\)\]\(|(?<!\\)<a |(?<!\\):/")  # a link Markdown would still make
 
 
-def hostile_doc() -> dict:
+def hostile_doc(tag: str = TAG) -> dict:
+    """The xor lesson with Markdown images and links in its name, description and look_at, and `tag` as the name of a
+    block and of its layer."""
     doc = gallery.raw("xor")
     doc["name"] = EVIL
     doc["description"] = "about " + EVIL
     doc["look_at"] = "look at " + EVIL
     first, *rest = doc["model"]["layers"]
-    doc["model"]["layers"] = [{"type": "Sequential", "name": TAG, "layers": [{**first, "name": TAG}]}, *rest]
+    doc["model"]["layers"] = [{"type": "Sequential", "name": tag, "layers": [{**first, "name": tag}]}, *rest]
     return doc
 
 

@@ -1,25 +1,11 @@
 """The Train page shows the penalty beside the data loss and the test split's score (AppTest)."""
 import time
-from pathlib import Path
-
-import pytest
-from streamlit.testing.v1 import AppTest
 
 from dlviz_app import runs
-
-APP = Path(__file__).resolve().parent.parent / "app.py"
-
-
-@pytest.fixture
-def at():
-    assert runs.runner().ready.wait(180), "the training workers did not start"
-    app = AppTest.from_file(str(APP), default_timeout=60).run()
-    app.switch_page("app_pages/train.py").run()
-    assert not app.exception
-    return app
+from test_app_train import at  # noqa: F401  (the Train page fixture)
 
 
-def test_the_page_shows_data_loss_penalty_total_and_the_test_score(at):
+def test_the_page_shows_data_loss_penalty_total_and_the_test_score(at):  # noqa: F811
     doc = dict(at.session_state["preset"])
     doc["data"] = {**doc["data"], "test_fraction": 0.2}
     doc["training"] = {**doc.get("training", {}), "epochs": 3, "l2": 0.01}

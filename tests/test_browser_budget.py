@@ -7,15 +7,13 @@ computation that outgrew it would have the kernel kill the server, as it did bef
 limit on the server process (then the allocation fails inside it)."""
 import os
 import resource
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from browser_util import ARTIFACTS, ROOT, _free_port, _healthy, page, settle, wait_for_app  # noqa: F401  (page is a fixture)
+from browser_util import ARTIFACTS, _healthy, page, serve, settle, wait_for_app  # noqa: F401  (page is a fixture)
 from dlviz import budget, share
 from dlviz.build import summarize
 from dlviz.spec import validate
@@ -64,8 +62,6 @@ def _cgroup_dir() -> Path | None:
 @pytest.fixture(scope="module")
 def capped_server(tmp_path_factory):
     """(URL, how it is capped) of a `streamlit run app.py` server under CAP."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
     env = {**os.environ, "DLVIZ_DATA_DIR": str(tmp_path_factory.mktemp("data")), "DLVIZ_MAX_SURFACE_FLOPS": "20000000000"}
     group = _cgroup_dir()
 
@@ -75,27 +71,10 @@ def capped_server(tmp_path_factory):
         else:  # torch and its threads reserve much address space they never touch: allow that, not the gigabytes
             resource.setrlimit(resource.RLIMIT_AS, (6 * CAP, 6 * CAP))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=confine)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while not _healthy(url):
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                raise RuntimeError(f"streamlit did not start:\n{Path(log.name).read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield url, ("a memory cgroup" if group is not None else "an address-space limit"), proc
+        with serve(tmp_path_factory.mktemp("streamlit"), env, preexec_fn=confine, timeout=90) as (url, proc):
+            yield url, ("a memory cgroup" if group is not None else "an address-space limit"), proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         if group is not None:
             for _ in range(50):  # the cgroup empties once the forkserver has gone too
                 try:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
+from browser_util import ARTIFACTS, app_data_dir, app_url, page, server_pid, settle  # noqa: F401  (pytest fixtures)
 from dlviz import gallery, share
 from dlviz.spec import validate
 
@@ -42,16 +42,6 @@ def corpus(tmp_path_factory) -> Path:
     return folder
 
 
-def server_pid(url: str) -> int:
-    port = url.rsplit(":", 1)[1].encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if b"streamlit" in b" ".join(cmd) and port in cmd:
-                return int(entry)
     raise AssertionError("server process not found")
 
 

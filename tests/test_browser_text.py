@@ -5,22 +5,17 @@ from urllib.parse import urlparse
 import pytest
 
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle, wait_for_app  # noqa: F401  (pytest fixtures)
-from dlviz import gallery, share
+from dlviz import share
 from dlviz.spec import validate
+from test_app_text import EVIL, hostile_doc
 
 pytestmark = pytest.mark.browser
 
-EVIL = "![x](http://elsewhere.invalid/p.png) [click](http://elsewhere.invalid) __import__"
 TAG = '<a href="http://elsewhere.invalid/tag">tag</a>'
 
 
 def hostile_link(base: str) -> str:
-    doc = gallery.raw("xor")
-    doc["name"] = EVIL
-    doc["description"] = "about " + EVIL
-    doc["look_at"] = "look at " + EVIL
-    first, *rest = doc["model"]["layers"]
-    doc["model"]["layers"] = [{"type": "Sequential", "name": TAG, "layers": [{**first, "name": TAG}]}, *rest]
+    doc = hostile_doc(TAG)
     # an upload that does not exist: the Train page's error quotes it
     doc["data"] = {"name": "csv", "source": "__x__![e](http://elsewhere.invalid/e)", "target": "y"}
     return share.share_link(validate(doc), base)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from browser_util import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, app_data_dir, app_url, wait_for_app  # noqa: F401
+from browser_util import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, app_data_dir, app_url, server_pid, wait_for_app  # noqa: F401
 from test_browser_train import watch_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -55,16 +55,6 @@ def tree_memory(pid: int) -> dict[str, int]:
     return total
 
 
-def server_pid(url: str) -> int:
-    port = url.rsplit(":", 1)[1]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if b"streamlit" in b" ".join(cmd) and port.encode() in cmd:
-                return int(entry)
     raise AssertionError("server process not found")
 
 

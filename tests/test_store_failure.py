@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from dlviz.spec import validate
 from dlviz.store import RunStore
+from test_runner import runner  # noqa: F401  (a Runner on a store of the module's own)
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PRESET = {
@@ -45,18 +46,10 @@ def until(condition, timeout=60.0) -> bool:
     return condition()
 
 
-@pytest.fixture(scope="module")
-def runner(tmp_path_factory):
-    from dlviz.runner import Runner
-
-    r = Runner(tmp_path_factory.mktemp("store") / "runs.sqlite")
-    assert r.ready.wait(180), "the workers' forkserver did not start"
-    yield r
-    r.shutdown()
 
 
 @pytest.mark.parametrize("press_stop", [False, True])
-def test_a_run_whose_store_writes_fail_ends_frees_its_slot_and_is_marked_once_the_store_heals(runner, monkeypatch,
+def test_a_run_whose_store_writes_fail_ends_frees_its_slot_and_is_marked_once_the_store_heals(runner, monkeypatch,  # noqa: F811
                                                                                              press_stop):
     h = runner.start(validate(PRESET), "kim")
     assert until(lambda: h.feed.steps_done > 0), "the run did not start"
@@ -81,7 +74,7 @@ def test_a_run_whose_store_writes_fail_ends_frees_its_slot_and_is_marked_once_th
     assert until(lambda: not again.alive) and again.feed.status == "finished"
 
 
-def test_a_run_refused_by_the_store_is_one_sentence_and_takes_no_slot(runner, monkeypatch):
+def test_a_run_refused_by_the_store_is_one_sentence_and_takes_no_slot(runner, monkeypatch):  # noqa: F811
     from dlviz.errors import UserError
 
     read_only_connections(monkeypatch)
