@@ -289,6 +289,15 @@ def boundary_grid(model, ds, task: str, n: int = BOUNDARY_GRID) -> dict:
     was = model.training
     model.eval()
     out = model(x)
+    # the class the model itself gives each drawn point, so the crossed-out points are the model's mistakes (an
+    # interpolated grid cell can disagree with the model next to the boundary)
+    predicted = {}
+    if task == "classification":
+        for split in ("train", "val"):
+            xs_split = getattr(ds, f"x_{split}", None)
+            if getattr(ds, f"points_{split}", None) is not None and xs_split is not None:
+                o = model(xs_split[:MAX_PLANE_POINTS])
+                predicted[split] = ((o[:, 0] > 0) if o.shape[-1] == 1 else o.argmax(-1)).reshape(-1).tolist()
     model.train(was)
     if task == "classification":
         if out.shape[-1] == 1:
@@ -299,7 +308,7 @@ def boundary_grid(model, ds, task: str, n: int = BOUNDARY_GRID) -> dict:
             z = out.argmax(-1).float()
     else:
         z = out[:, 0]
-    return {"x": xs.tolist(), "y": ys.tolist(), "z": z.reshape(n, n).tolist(), "classes": ds.num_classes}
+    return {"x": xs.tolist(), "y": ys.tolist(), "z": z.reshape(n, n).tolist(), "classes": ds.num_classes, "predicted": predicted}
 
 
 def stored_feed(store, run_id: str) -> LiveFeed:

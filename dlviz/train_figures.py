@@ -365,7 +365,7 @@ MISCLASSIFIED = {"symbol": "x-thin-open", "size": 8, "color": "#111", "line": {"
 @_figure
 def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str) -> dict:
     """TensorFlow-Playground-style decision boundary: the model's output over the plane and the data points on it, each
-    point misclassified by the drawn boundary crossed out (its colour alone matches the region it sits in)."""
+    point the model misclassifies crossed out (its colour alone matches the region it sits in)."""
     data, wrong = [], {"x": [], "y": [], "count": []}
     binary = task == "classification" and ((boundary or {}).get("classes") or 2) <= 2
     if boundary:
@@ -389,8 +389,13 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
                     "color": labels, "colorscale": cs, "symbol": symbol, "size": 6,
                     # a white rim lifts a filled point off a region of its own colour
                     "line": {"width": 0.7 if split == "train" else 1.5, "color": "white" if split == "train" else "#333"}}))
-                if boundary and task == "classification" and len(boundary["x"]) > 1 and len(boundary["y"]) > 1:
-                    off = _predicted(boundary, xy, binary) != labels.astype(float)
+                own = np.asarray((boundary or {}).get("predicted", {}).get(split, []), dtype=float)
+                off = None
+                if boundary and task == "classification" and len(own) == len(xy):
+                    off = own != labels.astype(float)  # the model's own mistakes
+                elif boundary and task == "classification" and len(boundary["x"]) > 1 and len(boundary["y"]) > 1:
+                    off = _predicted(boundary, xy, binary) != labels.astype(float)  # a stored grid without predictions
+                if off is not None:
                     wrong["x"].append(xy[off, 0])
                     wrong["y"].append(xy[off, 1])
                     wrong["count"].append(f"{int(off.sum())} {split}")

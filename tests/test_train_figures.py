@@ -198,6 +198,30 @@ def test_misclassified_points_are_crossed_out_on_the_boundary(classes):
     assert all("misclassified" not in t.get("name", "") for t in tf.boundary_figure.spec(boundary, points, "regression")["data"])
 
 
+def test_crossed_out_points_are_the_models_own_mistakes():
+    """Next to the boundary a grid cell can disagree with the model: the crosses follow the model's predictions."""
+    import torch
+
+    from dlviz.live import boundary_grid, plane_points
+
+    torch.set_num_threads(1)
+    trainer = Trainer(gallery.load("xor"))
+    trainer.run()  # a trained XOR boundary bends, and a coarse grid misses its corners
+    ds = trainer.dataset
+    b = boundary_grid(trainer.model, ds, "classification", n=5)  # a coarse grid disagrees with the model often
+    pts = plane_points(ds)
+    with torch.no_grad():
+        trainer.model.eval()
+        ref = {s: trainer.model(getattr(ds, f"x_{s}")[:len(pts[s])]).argmax(-1).numpy() for s in ("train", "val")}
+    for s in ("train", "val"):
+        assert b["predicted"][s] == ref[s].tolist()
+    wrong = tf.boundary_figure.spec(b, pts, "classification")["data"][-1]
+    expect = sum(int((ref[s] != np.asarray(pts[f"{s}_labels"])).sum()) for s in ("train", "val"))
+    assert len(unpack(wrong["x"])) == expect
+    grid_says = np.concatenate([tf._predicted(b, np.asarray(pts[s]), True) for s in ("train", "val")])
+    assert (grid_says != np.concatenate([ref["train"], ref["val"]])).any()  # the 5 × 5 grid alone would cross out other points
+
+
 def test_the_boundary_fills_its_plot_at_one_scale():
     """With the axes free to widen, a square data set left half the chart's width blank beside the grid."""
     boundary, pts, labels = plane(2)
