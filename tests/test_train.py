@@ -111,11 +111,63 @@ def test_l1_l2_penalties_add_to_the_gradient():
         torch.testing.assert_close(p1, p2, rtol=1e-6, atol=1e-7)
 
 
-def test_weight_decay_is_not_the_l2_penalty_for_adam():
-    # L2 in the loss is rescaled by Adam's statistics; AdamW's decoupled decay is not: the two must differ
-    a = Trainer(preset(optimizer={"type": "Adam", "lr": 0.01}, training={"epochs": 1, "l2": 0.05})).run()
-    b = Trainer(preset(optimizer={"type": "AdamW", "lr": 0.01, "weight_decay": 0.1}, training={"epochs": 1})).run()
-    assert a["train_loss"] != b["train_loss"]
+def _adam_by_hand(model, ds, batches, lr, grad_of, decoupled=0.0, betas=(0.9, 0.999), eps=1e-8):
+    """Adam written out from Kingma & Ba's Algorithm 1 on the gradients grad_of(param, grad) gives; decoupled > 0 adds AdamW's decay."""
+    b1, b2 = betas
+    params = list(model.parameters())
+    m, v = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    for t, idx in enumerate(batches, 1):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(ds.x_train[idx]), ds.y_train[idx]).backward()
+        with torch.no_grad():
+            for i, p in enumerate(params):
+                g = grad_of(p, p.grad)
+                m[i] = b1 * m[i] + (1 - b1) * g
+                v[i] = b2 * v[i] + (1 - b2) * g * g
+                p.mul_(1 - lr * decoupled)
+                p.sub_(lr * (m[i] / (1 - b1 ** t)) / ((v[i] / (1 - b2 ** t)).sqrt() + eps))
+    return model
+
+
+def test_adam_weight_decay_and_l2_penalty_equal_hand_written_adam():
+    lr, lam = 0.01, 0.5
+    runs = {
+        # l2 = λ puts λ·Σw² in the loss: 2λw joins the gradient of the weights only
+        "l2": ({"type": "Adam", "lr": lr}, {"l2": lam}, lambda p, g: g + 2 * lam * p if p.dim() >= 2 else g, 0.0),
+        # torch.optim.Adam adds weight_decay·p to the gradient of every parameter, biases included
+        "decay": ({"type": "Adam", "lr": lr, "weight_decay": 2 * lam}, {}, lambda p, g: g + 2 * lam * p, 0.0),
+        # AdamW shrinks the parameters outside the gradient statistics
+        "AdamW": ({"type": "AdamW", "lr": lr, "weight_decay": 2 * lam}, {}, lambda p, g: g, 2 * lam),
+    }
+    after_one = {}
+    for name, (optimizer, training, grad_of, decoupled) in runs.items():
+        for steps in (3, 1):
+            tr = Trainer(preset(optimizer=optimizer, training={"epochs": 1, "telemetry_every": 1000, **training}))
+            init = copy.deepcopy(tr.model)
+            ref = _adam_by_hand(copy.deepcopy(init), tr.dataset, _batches(tr, steps), lr, grad_of, decoupled)
+            tr.stop_after_steps = steps
+            tr.run()
+            for (n, p), r in zip(tr.model.named_parameters(), ref.parameters()):
+                torch.testing.assert_close(p, r, rtol=1e-6, atol=1e-6, msg=f"{name} after {steps} steps: {n}")
+        after_one[name] = list(tr.model.parameters())
+    # Adam's first step moves each parameter by lr·g/(|g| + ε) ≈ lr·sign(g). So with weight_decay = 2λ every weight
+    # moves as under l2 = λ, and a bias (which l2 leaves alone) moves lr·|sign(g + 2λb) − sign(g)| apart: 2·lr where
+    # the decay flips its gradient's sign. AdamW's step is lr·sign(g) plus the shrink by (1 − lr·2λ), for every parameter.
+    ds = tr.dataset
+    init.zero_grad()
+    idx = _batches(tr, 1)[0]
+    nn.functional.cross_entropy(init(ds.x_train[idx]), ds.y_train[idx]).backward()
+    flipped = 0
+    for (n, p0), l2, decay, adamw in zip(init.named_parameters(), *after_one.values()):
+        g, p0 = p0.grad, p0.detach()
+        if p0.dim() >= 2:
+            torch.testing.assert_close(decay, l2, rtol=0, atol=1e-6, msg=n)
+        else:
+            apart = lr * (torch.sign(g + 2 * lam * p0) - torch.sign(g)).abs()
+            flipped += int((apart > lr).sum())
+            torch.testing.assert_close((decay - l2).abs(), apart, rtol=0, atol=1e-5, msg=n)
+        torch.testing.assert_close(adamw, p0 * (1 - lr * 2 * lam) - lr * torch.sign(g), rtol=0, atol=1e-5, msg=n)
+    assert flipped > 0  # the biases do tell the coupled decay from the penalty
 
 
 def test_max_norm_constraint_holds_after_every_step():
