@@ -90,10 +90,40 @@ def test_no_test_split_unless_asked():
     assert (len(ds.x_train), len(ds.x_val)) == (400, 100)
 
 
+def _playground_spiral(n):
+    """Playground's noiseless spiral, written out: two arms of n/2 points, radius 5·i/count, angle 1.75·2π·i/count (+ π)."""
+    arms = []
+    for count, delta in ((n - n // 2, 0.0), (n // 2, math.pi)):
+        i = np.arange(count)
+        r, t = i / count * 5, 1.75 * i / count * 2 * math.pi + delta
+        arms.append(np.stack([r * np.sin(t), r * np.cos(t)], axis=1))
+    return np.concatenate(arms)
+
+
 def test_playground_default_sizes_and_noise():
     assert len(load(name="circle", val_fraction=0.0).x_train) == 500
     assert len(load(name="reg-gauss", val_fraction=0.0).x_train) == 1200  # Playground's NUM_SAMPLES_REGRESS
     assert len(load(name="xor", num_samples=37, val_fraction=0.0).x_train) == 37
+    # noise defaults to 0: the spiral is exactly Playground's curve
+    clean = load(name="spiral", val_fraction=0.0).points_train
+    assert np.allclose(sorted(map(tuple, clean.tolist())), sorted(map(tuple, _playground_spiral(500))), atol=1e-5)
+    # Playground adds noise·U(−1, 1) to each coordinate: with one seed the offsets scale linearly with noise,
+    # stay within ±noise, and spread with the uniform's standard deviation noise/√3
+    offsets = {noise: load(name="spiral", noise=noise, val_fraction=0.0).points_train - clean for noise in (0.1, 0.5)}
+    torch.testing.assert_close(offsets[0.5], 5 * offsets[0.1], rtol=0, atol=1e-5)
+    for noise, d in offsets.items():
+        assert d.abs().max() <= noise + 1e-6 and d.abs().max() > 0.99 * noise
+        assert d.std().item() == pytest.approx(noise / math.sqrt(3), rel=0.05)
+    # gauss maps noise to the clusters' variance 0.5 + 7·noise around (2, 2) and (−2, −2): the same seed draws the
+    # same standard normals, scaled by the square root of that variance
+    spread = {}
+    for noise in (0.0, 0.2, 0.5):
+        ds = load(name="gauss", noise=noise, val_fraction=0.0)
+        centre = torch.where(ds.y_train[:, None] == 1, 2.0, -2.0)
+        spread[noise] = (ds.points_train - centre) / math.sqrt(0.5 + 7 * noise)
+        assert spread[noise].var().item() == pytest.approx(1.0, rel=0.15)
+    torch.testing.assert_close(spread[0.2], spread[0.0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(spread[0.5], spread[0.0], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("kw", SPECS, ids=lambda kw: "-".join(str(v) for v in kw.values()))
