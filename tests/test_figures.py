@@ -84,10 +84,18 @@ def test_a_deep_model_gets_a_tall_figure():
 
 
 def test_a_partial_summary_still_draws():
-    bad = edit.add_layer(gallery.raw("xor"), edit.TOP, "Conv2d")
+    # a Conv2d inserted after the ReLU of xor's Linear 8 → ReLU → Linear 2 meets a flat [8] tensor
+    bad = edit.add_layer(gallery.raw("xor"), edit.TOP, "Conv2d", index=2)
     p = edit.preview(bad)
+    assert p.partial and edit.error_layer(p.error) == (*edit.TOP, 2)
+    assert [r.path for r in p.summary.rows] == ["model.layers[0]", "model.layers[1]"]
     fig = figures.architecture_figure(p.summary, p.model)
-    assert fig.data and p.partial
+    drawn = [(text.strip(), hover.split("<br>")[1] if "<br>" in hover else hover)
+             for trace in fig.data if trace.mode == "markers+text" for text, hover in zip(trace.text, trace.hovertext)]
+    # one node per layer before the problem, between the input and an output with layer 1's shape; the Conv2d and
+    # the Linear 2 after it are not drawn (the page says why above the figure)
+    assert sorted(drawn) == sorted([("input [2]", "input [2]"), ("Linear 8", "model.layers[0]"),
+                                    ("ReLU", "model.layers[1]"), ("output [8]", "output [8]")])
 
 
 def test_summary_frame_indents_by_depth_and_ends_with_totals():
