@@ -15,7 +15,7 @@ from dlviz.data import IMAGE_SETS, load_dataset
 from dlviz.errors import UserError
 from dlviz.registry import INITS, shape_str
 from dlviz.spec import DataSpec, validate
-from dlviz.text import clean, plot_text
+from dlviz.text import plot_text
 from dlviz_app import runs, session
 from dlviz_app.text import md
 
@@ -123,17 +123,13 @@ def choose_model():
             return None, None, None, None, None
         return exp, _build(_text(exp), None, None), None, None, None
     ids = [str(i) for i in browser_runs["id"]]
-    names = {str(r.id): clean(f"{r.name} · {r.status} · {r.epochs} epochs · {r.id}") for r in browser_runs.itertuples()}
-    run_id = mid.selectbox("Run", ids, format_func=names.get, key="inspect_run",
+    run_id = mid.selectbox("Run", ids, format_func=runs.run_titles(browser_runs).get, key="inspect_run",
                            index=ids.index(current) if current in ids else 0)
     exp = runs.store().experiment(run_id)
-    ckpts = runs.store().checkpoints(run_id)
-    if len(ckpts) == 0:
+    step, ckpts = runs.pick_checkpoint(run_id, right, "inspect")
+    if step is None:
         st.info("This run has no checkpoint yet; its first one is written when training starts.")
         return exp, None, run_id, None, ckpts
-    steps = [int(s) for s in ckpts["step"]]
-    labels = {int(r.step): f"{r.label} (step {int(r.step)})" for r in ckpts.itertuples()}
-    step = right.selectbox("Checkpoint", steps, index=len(steps) - 1, format_func=labels.get, key=f"inspect_ckpt|{run_id}")
     return exp, _build(_text(exp), run_id, step), run_id, step, ckpts
 
 

@@ -8,7 +8,6 @@ from dlviz.data import load_dataset
 from dlviz.errors import UserError
 from dlviz.registry import OPTIMIZERS
 from dlviz.spec import DataSpec, validate
-from dlviz.text import clean
 from dlviz_app import runs, session, widgets
 from dlviz_app.text import md
 
@@ -305,28 +304,34 @@ def progressive(compute, key: tuple, mode: str, n: int) -> None:
                            f"{s.seconds:.1f} s. Loss at these weights: {s.center_loss:.5g}.{explained}")
 
 
+UNTRAINED = ""  # the Run picker's entry for the preset on screen with its initial weights
+
+
 def network() -> None:
-    store = runs.store()
-    table = store.runs(runs.browser_id())
-    current = runs.current_run_id()
+    table = runs.store().runs(runs.browser_id())
     if not len(table):
         st.info("Train first: the Train page runs the preset and saves its checkpoints and path. Meanwhile, here is the "
                 "loss around the model's current, untrained weights.", icon=":material/model_training:")
         untrained(session.preset())
         return
-    ids = [str(i) for i in table["id"]]
-    titles = {str(r["id"]): clean(f"{r['name']} · {r['status']} · {r['created']:%H:%M:%S} · {r['id']}")
-              for _, r in table.iterrows()}
-    run_id = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0, format_func=titles.get, key="ls_run")
-    ckpts = store.checkpoints(run_id)
-    if not len(ckpts):
+    # the preset on screen, untrained, unless it has a run: a run of another preset is shown only when picked
+    current = runs.current_run_id()
+    options = [UNTRAINED, *(str(i) for i in table["id"])]
+    titles = {UNTRAINED: "The preset on screen, untrained", **runs.run_titles(table)}
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    run_id = left.selectbox("Run", options, index=options.index(current) if current in options else 0, format_func=titles.get,
+                            key="ls_run")
+    if run_id == UNTRAINED:
+        untrained(session.preset())
+        return
+    if "another preset" in titles[run_id]:
+        st.caption("A run of another preset than the one on screen: the surface is of that run's model.")
+    step, _ = runs.pick_checkpoint(run_id, right, "ls")
+    if step is None:
         st.info("This run has no checkpoint yet (it saves one when it starts and after every epoch); here is the loss "
                 "around its model's untrained weights.")
-        untrained(store.run(run_id)["preset"])
+        untrained(runs.store().run(run_id)["preset"])
         return
-    labels = {int(r["step"]): f"{r['label']} (step {int(r['step']):,})" for _, r in ckpts.iterrows()}
-    steps = list(labels)
-    step = st.selectbox("Checkpoint", steps, index=len(steps) - 1, format_func=labels.get, key=f"ls_ckpt|{run_id}")
     mode, radius, n, seed = surface_controls(["random", "pca", "line"])
     progressive(lambda size: run_surface(run_id, step, mode, radius, size, seed), (run_id, step, mode, radius, n, seed), mode, n)
 

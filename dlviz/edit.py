@@ -475,20 +475,28 @@ def layer_place(doc: dict, path: Path) -> str:
     return f"{' of '.join(steps)}, {layer_label(layer) if isinstance(layer, dict) else '?'}"
 
 
-# a preset path ("model.layers[7].out_features") or a parameter's ("layers[7].weight", as telemetry names them)
-_LAYER_PATH = re.compile(r"(?<![\w.])(?:model\.)?layers\[[\w.\[\]]*")
+# a preset path ("model.layers[7].out_features") or a parameter's ("layers[7].weight", as telemetry names them), and
+# the "(Tanh, 73%)" a diagnosis may put after it
+_LAYER_PATH = re.compile(r"(?<![\w.])(?:model\.)?layers\[[\w.\[\]]*(?: \((?P<kind>\w+), (?P<rest>[^()]*)\))?")
 
 
 def name_layers(doc: dict, text: str) -> str:
     """A sentence a student reads, each layer path in it named as the Build page shows the layer and followed by the
     path for the CLI: "model.layers[7].out_features: ..." -> "layer 7, Linear 120 (model.layers[7].out_features): ..."."""
     def name(match: re.Match) -> str:
-        path = match.group(0).rstrip(".")
+        whole = match.group(0)
+        said = whole[:match.start("kind") - match.start() - 2] if match.group("kind") else whole  # the path and what trails it
+        path = said.rstrip(".")
         layer = error_layer(UserError(path if path.startswith("model.") else f"model.{path}", ""))
         try:
             place = layer_place(doc, layer) if layer else None
+            kind = get(doc, layer).get("type") if layer else None
         except (KeyError, IndexError, TypeError, AttributeError):
-            place = None
-        return f"{place} ({path})" + match.group(0)[len(path):] if place else match.group(0)
+            place = kind = None
+        if not place:
+            return whole
+        if match.group("kind") == kind:  # "(Tanh, 73%)" after a Tanh: the name already says Tanh
+            return f"{place} ({path}, {match.group('rest')})" + said[len(path):]
+        return f"{place} ({path})" + whole[len(path):]
 
     return _LAYER_PATH.sub(name, text)

@@ -10,12 +10,13 @@ import uuid
 
 import streamlit as st
 
-from dlviz.errors import UserError
+from dlviz.errors import UserError, clip
 from dlviz.paths import data_dir
-from dlviz.presetdiff import preset_hash
+from dlviz.presetdiff import SHORT, preset_hash
 from dlviz.runner import Runner
 from dlviz.spec import validate
 from dlviz.store import STORE_ERRORS, RunStore, unwritable
+from dlviz.text import clean
 
 RUN_ID = "run_id"  # the run this session looks at on Train, Inspect and Landscape
 PICKED = "picked_run"  # (run id, hash of the preset it was picked under): a run of another preset, shown on request
@@ -138,3 +139,24 @@ def current_run_id() -> str | None:
     rid = str(same["id"].iloc[0]) if len(same) else None
     st.session_state[RUN_ID] = rid
     return rid
+
+
+def run_titles(table) -> dict[str, str]:
+    """Each run of a `store.runs()` table as the run pickers show it: its preset's name, status, epochs, start time and
+    the short hash of its preset, and "another preset" when that is not the preset on screen."""
+    want = current_hash()
+    return {str(r.id): clean(f"{clip(r.name or 'Untitled')} · {r.status} · {r.epochs} epochs · {r.created:%H:%M:%S} · "
+                             f"#{r.preset_hash[:SHORT]}" + ("" if r.preset_hash == want else " · another preset"))
+            for r in table.itertuples()}
+
+
+def pick_checkpoint(run_id: str, where, page: str):
+    """A run's checkpoint chosen in `where` (the latest by default), and the run's checkpoints table; (None, table)
+    while the run has none."""
+    ckpts = store().checkpoints(run_id)
+    if not len(ckpts):
+        return None, ckpts
+    labels = {int(r.step): f"{r.label} (step {int(r.step):,})" for r in ckpts.itertuples()}
+    steps = list(labels)
+    step = where.selectbox("Checkpoint", steps, index=len(steps) - 1, format_func=labels.get, key=f"{page}_ckpt|{run_id}")
+    return step, ckpts

@@ -336,6 +336,9 @@ def test_a_problem_names_the_layer_as_the_build_page_shows_it_then_its_json_path
     assert edit.layer_place(doc, (*edit.TOP, 2, "body", 1)) == "layer 1 of the body of layer 2, Tanh"
     assert edit.layer_place(doc, (*edit.TOP, 3, "branches", 1, 0, "layers", 0)) == \
         "layer 0 of layer 0 of branch 1 of layer 3, Conv2d 6@5×5"
+    # a diagnosis's "(kind, share)" after a path joins the path's brackets instead of naming the kind twice
+    assert edit.name_layers(doc, "the units of model.layers[1] (Linear, 60%) and layers[2] (ReLU, 90%) die.") == (
+        "the units of layer 1, Linear 120 (model.layers[1], 60%) and layer 2, Residual (layers[2]) (ReLU, 90%) die.")
     # a problem outside the layers keeps its plain form
     assert edit.name_layers(doc, "model.input_shape: x") == "model.input_shape: x"
     assert edit.name_layers(doc, "model.layers[9]: x") == "model.layers[9]: x"  # no such layer: left as it is

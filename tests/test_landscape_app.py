@@ -18,9 +18,12 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 NETWORK_TAB = "Your network's loss surface"
 
 
-def open_landscape(browser: str) -> AppTest:
+def open_landscape(browser: str, preset: dict | None = None) -> AppTest:
+    """The Landscape page for a browser, with `preset` on screen (else the default one)."""
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.session_state["browser_id"] = browser
+    if preset is not None:
+        at.session_state["preset"] = preset
     at.run()
     at.switch_page("app_pages/landscape.py").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -115,9 +118,12 @@ def test_without_a_run_the_network_tab_offers_the_untrained_plane():
     assert "Loss at these weights" in text(at)
 
 
+TRAINED = {**gallery.raw("spiral-tanh"), "training": {"epochs": 3}}
+
+
 @pytest.fixture(scope="module")
 def trained_run():
-    exp = validate({**gallery.raw("spiral-tanh"), "training": {"epochs": 3}})
+    exp = validate(TRAINED)
     store = RunStore(data_dir() / "runs.sqlite")
     run_id = store.create_run(exp, session="landscape-trained")
     Trainer(exp, [StoreCallback(store, run_id)]).run()
@@ -126,7 +132,7 @@ def trained_run():
 
 
 def test_a_trained_run_shows_its_surfaces_with_its_path(trained_run):
-    at = open_landscape("landscape-trained")
+    at = open_landscape("landscape-trained", TRAINED)
     at.session_state["ls_tab"] = NETWORK_TAB
     at.run()
     assert not at.exception and not at.error
@@ -152,7 +158,7 @@ def test_a_trained_run_shows_its_surfaces_with_its_path(trained_run):
 
 def test_a_grid_over_the_limit_is_refused_on_the_page(trained_run, monkeypatch):
     monkeypatch.setenv("DLVIZ_MAX_GRID_POINTS", "500")
-    at = open_landscape("landscape-trained")
+    at = open_landscape("landscape-trained", TRAINED)
     at.session_state["ls_tab"] = NETWORK_TAB
     at.run()
     assert any("961 grid points is over the limit of 500" in e.value for e in at.error)
@@ -163,10 +169,26 @@ def test_a_run_without_checkpoints_offers_its_untrained_plane():
     store = RunStore(data_dir() / "runs.sqlite")
     run_id = store.create_run(gallery.load("xor"), session="landscape-queued")
     store.close()
-    at = open_landscape("landscape-queued")
+    at = open_landscape("landscape-queued", gallery.raw("xor"))
     at.session_state["ls_tab"] = NETWORK_TAB
     at.run()
     assert not at.exception and not at.error
     assert at.selectbox(key="ls_run").value == run_id
     assert "no checkpoint yet" in text(at)
     assert len(figures(at)) == 2
+
+
+def test_a_run_of_another_preset_is_shown_only_when_picked_and_says_so(trained_run):
+    """With another preset on screen the page opens on that preset, untrained; the older run is a choice, labelled."""
+    at = open_landscape("landscape-trained", gallery.raw("xor"))
+    at.session_state["ls_tab"] = NETWORK_TAB
+    at.run()
+    run = at.selectbox(key="ls_run")
+    assert run.value == "" and run.format_func("") == "The preset on screen, untrained"
+    assert "another preset" in run.format_func(trained_run) and "another preset" not in text(at)
+    contour, _ = figures(at)
+    assert not any(t.get("name", "").startswith("training") for t in contour["data"])  # no run's path on the untrained plane
+    run.set_value(trained_run).run()
+    assert not at.exception and "A run of another preset" in text(at)
+    contour, _ = figures(at)
+    assert any(t.get("name") == "training path (projected)" for t in contour["data"])
