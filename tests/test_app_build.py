@@ -9,6 +9,8 @@ from dlviz import edit, gallery, share
 from dlviz.build import summarize
 from dlviz.spec import validate
 
+from app_util import beside, by_label, panel
+
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TOP = edit.TOP
 
@@ -32,27 +34,20 @@ def metric(at, label):
 
 
 def button(at, label):
-    matches = [b for b in at.button if b.label == label]
-    assert len(matches) == 1, f"{len(matches)} buttons labelled {label!r}"
-    return matches[0]
+    return by_label(at.button, label)
 
 
-def key(at, *parts) -> str:
-    return "|".join(str(p) for p in (at.session_state["rev"], *parts))
+def arg(at, layer_title, kind, name):
+    """The widget of argument `name` in the panel of the layer titled `layer_title` ('[0] Linear'); kind is 'number_input' etc."""
+    return by_label(getattr(panel(at, layer_title), kind), name)
 
 
 def add_with_picker(at, group, type_name, target=TOP):
-    at.selectbox(key="add_group").set_value(group).run()
-    at.selectbox(key="add_type").set_value(type_name)
-    at.selectbox(key="add_target").set_value(edit.json_path(target))
+    by_label(at.selectbox, "Group").set_value(group).run()
+    by_label(at.selectbox, "Layer type").set_value(type_name)
+    by_label(at.selectbox, "Insert into").set_value(edit.json_path(target))
     button(at, "Add layer").click().run()
     assert not at.exception
-
-
-def expander(at, label_start):
-    matches = [e for e in at.expander if e.label.startswith(label_start)]
-    assert len(matches) == 1, [e.label for e in at.expander]
-    return matches[0]
 
 
 def test_the_app_starts_on_the_default_preset(at):
@@ -81,91 +76,94 @@ def test_an_impossible_stack_shows_an_error_at_the_layer_and_no_exception(at):
     top, at_layer = (e.value for e in at.main.error)
     # named as the page shows the layer, then its JSON path for the CLI
     assert top.startswith("layer 5, Conv2d 8@3×3 (model.layers[5]): Conv2d") and at_layer in top
-    bad = expander(at, "[5] Conv2d 8@3×3")
+    bad = panel(at, "[5] Conv2d 8@3×3")
     assert [e.value for e in bad.error] == [at_layer]
     # the layers before it are still summarised
     assert metric(at, "Parameters") == total(DEFAULT_DOC)
     assert any("before [5]" in w.value for w in at.warning)
     # and deleting it through its own button brings back a clean page
-    at.button(key=key(at, "model.layers[5]", "delete")).click().run()
+    by_label(bad.button, "Delete").click().run()
     assert not at.error and not at.exception
     assert at.session_state["preset"] == DEFAULT_DOC
 
 
 def test_editing_an_argument_through_its_widget(at):
-    at.number_input(key=key(at, "model.layers[0]", "out_features")).set_value(4).run()
+    arg(at, "[0] Linear", "number_input", "out_features").set_value(4).run()
     assert at.session_state["preset"]["model"]["layers"][0] == {"type": "Linear", "out_features": 4}
     assert metric(at, "Parameters") == total(edit.set_arg(DEFAULT_DOC, (*TOP, 0), "out_features", 4))
-    at.checkbox(key=key(at, "model.layers[0]", "bias")).uncheck().run()
+    arg(at, "[0] Linear", "checkbox", "bias").uncheck().run()
     assert at.session_state["preset"]["model"]["layers"][0] == {"type": "Linear", "out_features": 4, "bias": False}
-    at.checkbox(key=key(at, "model.layers[0]", "bias")).check().run()
+    arg(at, "[0] Linear", "checkbox", "bias").check().run()
     assert "bias" not in at.session_state["preset"]["model"]["layers"][0]  # a default is not written
 
 
 def test_widgets_do_not_keep_a_moved_or_deleted_layers_value(at):
-    at.number_input(key=key(at, "model.layers[0]", "out_features")).set_value(5).run()
-    at.button(key=key(at, "model.layers[0]", "delete")).click().run()
+    arg(at, "[0] Linear", "number_input", "out_features").set_value(5).run()
+    by_label(panel(at, "[0] Linear 5").button, "Delete").click().run()
     # layer [1] is now the old [2], which still has 16 features; its widget must show 16, not the deleted 5
-    assert at.number_input(key=key(at, "model.layers[1]", "out_features")).value == 16
-    at.button(key=key(at, "model.layers[1]", "up")).click().run()
-    assert at.number_input(key=key(at, "model.layers[0]", "out_features")).value == 16
+    assert arg(at, "[1] Linear", "number_input", "out_features").value == 16
+    by_label(panel(at, "[1] Linear").button, "Up").click().run()
+    assert arg(at, "[0] Linear", "number_input", "out_features").value == 16
     assert [e.label for e in at.expander][:2] == ["[0] Linear 16 → [16]", "[1] Tanh → [16]"]
     assert not at.exception
 
 
 def test_a_text_argument_accepts_lists_and_rejects_bad_text(at):
     add_with_picker(at, "shape", "Unflatten")
-    box = at.text_input(key=key(at, "model.layers[5]", "unflattened_size"))
+    box = arg(at, "[5] Unflatten", "text_input", "unflattened_size")
     box.set_value("1, 2, 1").run()
     assert at.session_state["preset"]["model"]["layers"][5]["unflattened_size"] == [1, 2, 1]
     assert metric(at, "Output") == "[1, 2, 1]"
-    at.text_input(key=key(at, "model.layers[5]", "unflattened_size")).set_value("1, two").run()
+    arg(at, "[5] Unflatten", "text_input", "unflattened_size").set_value("1, two").run()
     assert at.session_state["preset"]["model"]["layers"][5]["unflattened_size"] == [1, 2, 1]
-    assert any("whole numbers" in e.value for e in expander(at, "[5] Unflatten").error)
+    assert any("whole numbers" in e.value for e in panel(at, "[5] Unflatten").error)
     assert not at.exception
 
 
 def test_blocks_show_their_children_with_their_own_add_targets(at):
     add_with_picker(at, "blocks", "Residual")
-    block = "model.layers[5]"
-    at.selectbox(key=key(at, block + ".body", "type")).set_value("Linear")
-    at.button(key=key(at, block + ".body", "add")).click().run()
+    def add_to(part):
+        block = panel(at, "[5] Residual")
+        pick = by_label(block.selectbox, f"Add to {part}")
+        pick.set_value("Linear")
+        beside(block, pick, "Add").click().run()
+
+    add_to("body")
     # body [16] + identity [2] cannot be added: the error is shown at the block
-    assert expander(at, "[5] Residual").error[0].value.startswith("Residual: the body gives [16]")
-    at.selectbox(key=key(at, block + ".shortcut", "type")).set_value("Linear")
-    at.button(key=key(at, block + ".shortcut", "add")).click().run()
+    assert panel(at, "[5] Residual").error[0].value.startswith("Residual: the body gives [16]")
+    add_to("shortcut")
     assert not at.error
     doc = at.session_state["preset"]
     assert edit.get(doc, (*TOP, 5)) == {"type": "Residual", "body": [{"type": "Linear", "out_features": 16}],
                                         "shortcut": [{"type": "Linear", "out_features": 16}]}
     assert metric(at, "Parameters") == total(doc)
-    assert expander(at, "[5] Residual").label == "[5] Residual → [16]"
-    assert [e.label for e in expander(at, "[5] Residual").expander] == ["[0] Linear 16 → [16]", "[0] Linear 16 → [16]"]
+    assert panel(at, "[5] Residual").label == "[5] Residual → [16]"
+    assert [e.label for e in panel(at, "[5] Residual").expander] == ["[0] Linear 16 → [16]", "[0] Linear 16 → [16]"]
 
 
 def test_new_empty_model_and_input_shape(at):
     button(at, "New empty model").click().run()
     assert metric(at, "Parameters") == "0"
     assert any("No layers yet" in i.value for i in at.info)
-    at.text_input(key=key(at, "input_shape")).set_value("1, 28, 28").run()
+    by_label(at.text_input, "Input shape").set_value("1, 28, 28").run()
     assert metric(at, "Output") == "[1, 28, 28]"
-    at.text_input(key=key(at, "input_shape")).set_value("1, a").run()
+    by_label(at.text_input, "Input shape").set_value("1, a").run()
     assert at.session_state["preset"]["model"]["input_shape"] == [1, 28, 28]
     assert any("whole numbers" in e.value for e in at.main.error)
     assert at.session_state["preset"]["optimizer"] == DEFAULT_DOC["optimizer"]
 
 
 def test_set_every_activation_and_every_init(at):
-    at.selectbox(key="all_activation").set_value("GELU")
+    by_label(at.selectbox, "Activation").set_value("GELU")
     button(at, "Set every activation").click().run()
     assert [e.label.split(" ")[1] for e in at.expander] == ["Linear", "GELU", "Linear", "GELU", "Linear"]
-    at.selectbox(key=key(at, "all_init")).set_value("orthogonal")
+    by_label(at.selectbox, "Init").set_value("orthogonal")
     button(at, "Set every init").click().run()
     assert at.session_state["preset"]["model"]["init"] == "orthogonal"
 
 
 def test_gallery_load_and_download(at):
-    at.selectbox(key="gallery_pick").set_value("lenet5-mnist")
+    by_label(at.sidebar.selectbox, "Gallery").set_value("lenet5-mnist")
     button(at, "Load").click().run()
     assert metric(at, "Parameters") == "61,706"
     assert at.sidebar.subheader[0].value == gallery.raw("lenet5-mnist")["name"]
@@ -174,15 +172,15 @@ def test_gallery_load_and_download(at):
 
 def test_upload_a_preset_and_refuse_a_bad_one(at):
     xor = gallery.raw("xor")
-    at.file_uploader(key="upload").set_value(("xor.json", json.dumps(xor).encode(), "application/json")).run()
+    by_label(at.sidebar.file_uploader, "Open a preset file").set_value(("xor.json", json.dumps(xor).encode(), "application/json")).run()
     assert metric(at, "Parameters") == total(xor)
     assert at.sidebar.subheader[0].value == xor["name"]
     bad = {**xor, "model": {**xor["model"], "layers": [{"type": "Linear", "out_feature": 3}]}}
-    at.file_uploader(key="upload").set_value(("bad.json", json.dumps(bad).encode(), "application/json")).run()
+    by_label(at.sidebar.file_uploader, "Open a preset file").set_value(("bad.json", json.dumps(bad).encode(), "application/json")).run()
     assert [e.value for e in at.sidebar.error] == [
         "model.layers[0].out_feature: unknown key 'out_feature'; did you mean 'out_features'?"]
     assert at.session_state["preset"]["name"] == xor["name"]  # the current preset is kept
-    at.file_uploader(key="upload").set_value(("broken.json", b"{", "application/json")).run()
+    by_label(at.sidebar.file_uploader, "Open a preset file").set_value(("broken.json", b"{", "application/json")).run()
     assert len(at.sidebar.error) == 1 and at.sidebar.error[0].value.startswith("not valid JSON")
     assert not at.exception
 
@@ -206,36 +204,36 @@ def test_a_damaged_share_link_says_so_and_opens_the_default():
 
 
 def test_each_kind_of_argument_widget_writes_back(at):
-    at.selectbox(key="gallery_pick").set_value("lenet5-mnist")
+    by_label(at.sidebar.selectbox, "Gallery").set_value("lenet5-mnist")
     button(at, "Load").click().run()
-    conv = "model.layers[0]"
-    at.text_input(key=key(at, conv, "kernel_size")).set_value("3, 5").run()
-    at.selectbox(key=key(at, conv, "padding_mode")).set_value("reflect").run()
-    at.text_input(key=key(at, conv, "padding")).set_value("same").run()
+    conv = "[0] Conv2d"
+    arg(at, conv, "text_input", "kernel_size").set_value("3, 5").run()
+    arg(at, conv, "selectbox", "padding_mode").set_value("reflect").run()
+    arg(at, conv, "text_input", "padding").set_value("same").run()
     layer = at.session_state["preset"]["model"]["layers"][0]
     assert (layer["kernel_size"], layer["padding_mode"], layer["padding"]) == ([3, 5], "reflect", "same")
-    assert expander(at, "[0] Conv2d 6@3×5").label == "[0] Conv2d 6@3×5 → [6, 28, 28]"
+    assert panel(at, "[0] Conv2d 6@3×5").label == "[0] Conv2d 6@3×5 → [6, 28, 28]"
     add_with_picker(at, "regularization", "Dropout")
-    at.number_input(key=key(at, "model.layers[12]", "p")).set_value(0.25).run()
+    arg(at, "[12] Dropout", "number_input", "p").set_value(0.25).run()
     assert at.session_state["preset"]["model"]["layers"][12] == {"type": "Dropout", "p": 0.25}
     assert metric(at, "Parameters") == total(at.session_state["preset"])
     assert not at.exception
 
 
 def test_resnet18_renders_every_nested_block(at):
-    at.selectbox(key="gallery_pick").set_value("resnet18")
+    by_label(at.sidebar.selectbox, "Gallery").set_value("resnet18")
     button(at, "Load").click().run()
     assert not at.exception and not at.error
     assert metric(at, "Parameters") == "11,689,512"
     doc = at.session_state["preset"]
     # a model this large draws a layer's content only while its expander is open: its blocks' children among them
     assert len(at.expander) == len(edit.layer_items(doc, TOP))
-    at.session_state[expander(at, "[5] Sequential").key] = True  # the person opens stage 2, then its first block
+    at.session_state[panel(at, "[5] Sequential").key] = True  # the person opens stage 2, then its first block
     at.run()
-    at.session_state[expander(at, "[0] Residual → [128, 28, 28]").key] = True
+    at.session_state[panel(at, "[0] Residual → [128, 28, 28]").key] = True
     at.run()
     assert not at.exception
-    downsample = expander(at, "[0] Residual → [128, 28, 28]")
+    downsample = panel(at, "[0] Residual → [128, 28, 28]")
     assert [e.label for e in downsample.expander] == [
         "[0] Conv2d 128@3×3 /2 → [128, 28, 28]", "[1] BatchNorm2d → [128, 28, 28]", "[2] ReLU → [128, 28, 28]",
         "[3] Conv2d 128@3×3 → [128, 28, 28]", "[4] BatchNorm2d → [128, 28, 28]",
@@ -245,11 +243,11 @@ def test_resnet18_renders_every_nested_block(at):
 def test_undo_and_redo_take_back_delete_new_empty_model_set_every_activation_and_argument_edits(at):
     assert button(at, "Undo").disabled and button(at, "Redo").disabled
     steps = [DEFAULT_DOC]
-    at.number_input(key=key(at, "model.layers[0]", "out_features")).set_value(5).run()
+    arg(at, "[0] Linear", "number_input", "out_features").set_value(5).run()
     steps.append(at.session_state["preset"])
-    at.button(key=key(at, "model.layers[0]", "delete")).click().run()
+    by_label(panel(at, "[0] Linear").button, "Delete").click().run()
     steps.append(at.session_state["preset"])
-    at.selectbox(key="all_activation").set_value("GELU")
+    by_label(at.selectbox, "Activation").set_value("GELU")
     button(at, "Set every activation").click().run()
     steps.append(at.session_state["preset"])
     button(at, "New empty model").click().run()
@@ -260,14 +258,14 @@ def test_undo_and_redo_take_back_delete_new_empty_model_set_every_activation_and
         assert at.session_state["preset"] == want
     assert button(at, "Undo").disabled
     # the restored layer's widgets show its own values again
-    assert at.number_input(key=key(at, "model.layers[0]", "out_features")).value == DEFAULT_DOC["model"]["layers"][0]["out_features"]
+    assert arg(at, "[0] Linear", "number_input", "out_features").value == DEFAULT_DOC["model"]["layers"][0]["out_features"]
     for want in steps[1:]:
         button(at, "Redo").click().run()
         assert at.session_state["preset"] == want
     assert button(at, "Redo").disabled
     button(at, "Undo").click().run()
     assert not button(at, "Redo").disabled
-    at.selectbox(key="all_activation").set_value("ReLU")
+    by_label(at.selectbox, "Activation").set_value("ReLU")
     button(at, "Set every activation").click().run()
     assert button(at, "Redo").disabled  # a new edit starts a new future
     assert not at.exception
@@ -277,7 +275,7 @@ def test_undo_history_is_bounded(at):
     from dlviz_app import session
 
     for n in range(session.HISTORY + 10):
-        at.number_input(key=key(at, "model.layers[0]", "out_features")).set_value(n + 2).run()
+        arg(at, "[0] Linear", "number_input", "out_features").set_value(n + 2).run()
     assert len(at.session_state["undo"]) == session.HISTORY
     while not button(at, "Undo").disabled:
         button(at, "Undo").click().run()
@@ -285,7 +283,7 @@ def test_undo_history_is_bounded(at):
 
 
 def test_set_every_activation_asks_before_putting_softmax_on_every_hidden_layer(at):
-    at.selectbox(key="all_activation").set_value("Softmax")
+    by_label(at.selectbox, "Activation").set_value("Softmax")
     button(at, "Set every activation").click().run()
     assert at.session_state["preset"] == DEFAULT_DOC  # nothing changed yet
     assert any("Softmax on every hidden layer" in w.value for w in at.warning)

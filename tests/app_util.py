@@ -1,0 +1,44 @@
+"""Finding AppTest widgets as a person does: by the label shown on the page, inside the panel it sits in.
+
+Widget keys are the page's internal names (some change with every structural edit); a label is what the page promises.
+Import the helpers into a test module: `from app_util import beside, by_label, panel`."""
+from streamlit.testing.v1.element_tree import Block
+
+
+def by_label(widgets, label: str):
+    """The one widget of `widgets` (at.selectbox, at.sidebar.button, a panel's number_input, ...) labelled `label`."""
+    matches = [w for w in widgets if w.label == label]
+    assert len(matches) == 1, f"{len(matches)} widgets labelled {label!r}; the labels here: {[w.label for w in widgets]}"
+    return matches[0]
+
+
+def panel(root, title_start: str):
+    """The one expander under `root` whose title starts with `title_start` ('[0] Linear', 'Loss')."""
+    matches = [e for e in root.expander if e.label.startswith(title_start)]
+    assert len(matches) == 1, f"{len(matches)} panels titled {title_start!r}…; the titles here: {[e.label for e in root.expander]}"
+    return matches[0]
+
+
+def _blocks_around(block: Block, node) -> list[Block]:
+    """The containers from `block` down to the one holding `node`, outermost first; empty when `node` is not inside."""
+    for child in block.children.values():
+        if child is node:
+            return [block]
+        if isinstance(child, Block):
+            inner = _blocks_around(child, node)
+            if inner:
+                return [block, *inner]
+    return []
+
+
+def beside(root, widget, label: str):
+    """The widget labelled `label` that sits nearest `widget`: the only one in the smallest container around `widget`
+    that holds any (the Add button next to its 'Add to body' picker, not the one next to 'Add to shortcut')."""
+    around = _blocks_around(root, widget)
+    assert around, f"{widget.label!r} is not under the given container"
+    for block in reversed(around):
+        matches = [n for n in block if n is not widget and not isinstance(n, Block) and getattr(n, "label", None) == label]
+        if matches:
+            assert len(matches) == 1, f"{len(matches)} widgets labelled {label!r} equally near {widget.label!r}"
+            return matches[0]
+    raise AssertionError(f"no widget labelled {label!r} near {widget.label!r}")
