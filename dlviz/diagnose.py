@@ -15,7 +15,8 @@ EXPLODING = 1e3
 VANISHING_SPREAD = 100
 RATIO_LOW, RATIO_HIGH = 1e-4, 1e-2  # update/weight ratios of the weights around 1e-3 are healthy (CS231n)
 INITIAL_TOLERANCE = 0.2  # of the chance level: a first loss within it starts out (nearly) uniform
-DEAD, SATURATED = 0.5, 0.5  # the red band of the dead and saturated units chart
+DEAD, SATURATED = 0.5, 0.5
+OVERFIT_WINDOW = 3  # epochs averaged before a rise of the validation loss counts (a fifth of the run when longer)  # the red band of the dead and saturated units chart
 RELU_FAMILY = ("ReLU", "ReLU6", "LeakyReLU", "PReLU")
 HE_INITS = ("kaiming_normal", "kaiming_uniform")
 
@@ -59,6 +60,36 @@ def _learned(epochs: list[dict], chance: Optional[float]) -> bool:
     return last["train_loss"] <= 0.5 * ref
 
 
+# losses that are −mean log p(true class): a first loss ln 2 above chance means the network gives the true class half
+# the probability a uniform guess would, on (geometric) average
+LIKELIHOOD_LOSSES = ("CrossEntropyLoss", "NLLLoss", "KLDivLoss", "BCEWithLogitsLoss", "SoftMarginLoss")
+
+
+def _initial_loss(first: float, chance: float, formula: str, loss: Optional[str], snap: dict) -> Diagnosis:
+    """Step 0's loss against the loss's own chance level: close (within INITIAL_TOLERANCE), above it but harmless, or
+    far above it (the true class half as likely as a uniform guess would make it, or twice a constant prediction's
+    loss), where the init is what is wrong."""
+    regression = snap.get("task") == "regression"
+    likelihood = loss is None or loss in LIKELIHOOD_LOSSES
+    far = chance + math.log(2) if likelihood and not regression else 2 * chance
+    cont = snap.get("continued") or {}
+    whose = (f"The run's first step (run {cont['run']}, which this one continues from step {cont['step']:,}) had the loss"
+             if cont.get("run") else "The first step's loss")
+    level = (f"the loss of a constant prediction, {formula} = {chance:.3f}" if regression else f"the chance level {formula} = {chance:.3f}")
+    if first <= (1 + INITIAL_TOLERANCE) * chance:
+        after = ("the network starts out predicting about the targets' centre, as it should." if regression else
+                 "the network starts out guessing every class equally, as it should.")
+        return Diagnosis("ok", "Initial loss", f"{whose} {first:.3f}, close to {level}: {after}")
+    above = f"{whose} {first:.3f}, {first / chance - 1:.0%} above {level}"
+    if first <= far:
+        lean = "the untrained outputs are not constant" if regression else "the untrained outputs already lean towards some classes"
+        return Diagnosis("ok", "Initial loss", f"{above}: {lean} (a default init gives outputs of order 1), not enough to hold "
+                                               "training back. A smaller init for the last layer would start it at the level exactly.")
+    fix = ("the untrained predictions are far from the targets' scale; standardize the targets or use a smaller init for the "
+           "last layer." if regression else "the initial outputs are confidently wrong; use a smaller init for the last layer.")
+    return Diagnosis("warning", "Initial loss", f"{above}: {fix}")
+
+
 def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
     """Read a LiveFeed snapshot (or the same keys rebuilt from the store) and say what it shows."""
     out: list[Diagnosis] = []
@@ -86,14 +117,8 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
 
     # -- the initial loss: step 0's own loss, not the first point of the downsampled curve
     first = snap.get("first_loss")
-    if first is not None and chance and snap.get("task") == "classification":
-        if abs(first - chance) <= INITIAL_TOLERANCE * chance or first < chance:
-            out.append(Diagnosis("ok", "Initial loss", f"The first step's loss {first:.3f} is close to the chance level {formula} = "
-                                                       f"{chance:.3f}: the network starts out guessing every class equally, as it should."))
-        else:
-            out.append(Diagnosis("warning", "Initial loss", f"The first step's loss {first:.3f} is far above the chance level {formula} = "
-                                                            f"{chance:.3f}: the initial outputs are confidently wrong; use a smaller init "
-                                                            "for the last layer."))
+    if first is not None and chance and snap.get("task") in ("classification", "regression"):
+        out.append(_initial_loss(first, chance, formula, ctx.get("loss"), snap))
 
     # -- gradients, per weight tensor
     weights = ctx.get("weights")
@@ -171,9 +196,17 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
             which = _layer_list([(p, st["type"], st["dead"]) for p, st in dead_layers])
             deep = (" In a deep stack without shortcuts the signal fades layer by layer and the deep units die first; "
                     "residual connections keep it alive." if len(dead_layers) >= 3 else "")
-            out.append(Diagnosis("problem", "Dead ReLUs", f"More than half the units of {which} output zero for every sample {on}, so "
-                                                          "they get no gradient and never recover; lower the learning rate, or use "
-                                                          f"LeakyReLU.{deep}", "lower"))
+            if progress and not vanishing:
+                # the network learns with the units it has left: lost capacity, not a failing run, and no reason to
+                # change a learning rate that works
+                out.append(Diagnosis("warning", "Dead ReLUs", f"More than half the units of {which} output zero for every sample "
+                                                              f"{on}, so they get no gradient and never recover. The loss still "
+                                                              "falls: the network learns with the units it has left, a smaller "
+                                                              f"network than the one built. LeakyReLU keeps such units alive.{deep}"))
+            else:
+                out.append(Diagnosis("problem", "Dead ReLUs", f"More than half the units of {which} output zero for every sample {on}, "
+                                                              "so they get no gradient and never recover; lower the learning rate, or "
+                                                              f"use LeakyReLU.{deep}", "lower"))
         saturated = [(p, st["type"], st["saturated"]) for p, st in last_tel.items() if st.get("saturated", 0) > SATURATED]
         if saturated:
             which = _layer_list(saturated)
@@ -205,14 +238,22 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
                 why = "the learning rate is too low, or the network cannot learn this."
             out.append(Diagnosis("warning", "Loss flat", f"The training loss moved from {tl[0]:.3f} to {tl[-1]:.3f} in {len(tl)} epochs, "
                                                          f"less than 1%: {why}"))
-        if len(vl) >= 3:
-            best_i = int(np.argmin(vl))
-            best = vl[best_i]
-            rise = vl[-1] - best
-            # a rise that matters: a twentieth of the chance level and a quarter of the best, with validation above training
-            if rise >= 0.05 * scale and vl[-1] >= 1.25 * best and vl[-1] - tl[-1] >= 0.05 * scale and tl[-1] < tl[min(best_i, len(tl) - 1)]:
-                out.append(Diagnosis("warning", "Over-fitting", f"The validation loss rose from its best {best:.3f} to {vl[-1]:.3f} while the "
-                                                                f"training loss kept falling to {tl[-1]:.3f}: the model is memorising the "
+        if len(vl) >= OVERFIT_WINDOW and len(vl) == len(tl):
+            # means over a window of epochs: one noisy validation epoch (BatchNorm's running statistics, a high learning
+            # rate) is not a trend
+            k = max(OVERFIT_WINDOW, len(vl) // 5)
+            kernel = np.ones(k) / k
+            v_mean, t_mean = np.convolve(vl, kernel, "valid"), np.convolve(tl, kernel, "valid")
+            best_i = int(np.argmin(v_mean))
+            best, now = float(v_mean[best_i]), float(v_mean[-1])
+            # a rise that matters: a twentieth of the chance level and a quarter of the best, with validation above
+            # training and training still falling
+            if (now - best >= 0.05 * scale and now >= 1.25 * best and now - t_mean[-1] >= 0.05 * scale
+                    and t_mean[-1] < t_mean[best_i]):
+                span = f"epochs {best_i + 1}–{best_i + k}" if k > 1 else f"epoch {best_i + 1}"
+                out.append(Diagnosis("warning", "Over-fitting", f"The validation loss, averaged over {k} epochs, rose from its best "
+                                                                f"{best:.3f} ({span}) to {now:.3f} in the last {k} while the training "
+                                                                f"loss kept falling to {t_mean[-1]:.3f}: the model is memorising the "
                                                                 "training set (variance). Try dropout, L2, more data or early stopping."))
         if "train_accuracy" in epochs[-1]:
             acc, val_acc = epochs[-1]["train_accuracy"], epochs[-1].get("val_accuracy", math.nan)

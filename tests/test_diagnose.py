@@ -43,7 +43,7 @@ def test_update_ratio_and_dead_relus_and_overfitting():
     epochs = [{"epoch": i + 1, "train_loss": 1 / (i + 1), "val_loss": v, "train_accuracy": 0.99, "val_accuracy": 0.7}
               for i, v in enumerate([0.8, 0.6, 0.7, 0.9, 1.2])]
     d = titles(diagnose(base(epochs=epochs), 2))
-    assert "Over-fitting" in d and "0.600" in d["Over-fitting"].text and "Train/validation gap" in d
+    assert "Over-fitting" in d and "0.700" in d["Over-fitting"].text and "Train/validation gap" in d
 
 
 def test_a_real_run_with_a_huge_rate_is_told_the_rate_is_too_high():
