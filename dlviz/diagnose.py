@@ -175,8 +175,8 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
             said = f"Updates change the weights by {r:.1e} of their size per step (median over the run and the weight tensors)"
             if r > RATIO_HIGH:
                 if progress:
-                    out.append(Diagnosis("ok", "Update ratio", f"{said}, above the usual 1e-3, yet the loss falls: this small network "
-                                                               "takes big steps well."))
+                    out.append(Diagnosis("ok", "Update ratio", f"{said}, above the usual 1e-3, yet the loss falls: these big steps "
+                                                               "work for this network."))
                 else:
                     out.append(Diagnosis("warning", "Update ratio", f"{said}, above {RATIO_HIGH:.0e} (about 1e-3 is healthy): the "
                                                                     "learning rate looks too high.", "lower"))
