@@ -6,11 +6,13 @@ from streamlit.testing.v1 import AppTest
 from dlviz import gallery, share
 from dlviz.spec import validate
 
+from app_util import by_label
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def box(at):
-    return at.sidebar.selectbox(key="gallery_pick")
+    return by_label(at.sidebar.selectbox, "Gallery")
 
 
 def test_the_gallery_box_names_the_lesson_of_a_share_link_and_a_dash_for_a_preset_of_no_lesson():
@@ -20,12 +22,12 @@ def test_the_gallery_box_names_the_lesson_of_a_share_link_and_a_dash_for_a_prese
     assert not at.exception
     assert box(at).value == "xor" and box(at).format_func(box(at).value) == gallery.raw("xor")["name"]
 
-    next(b for b in at.button if b.label == "New empty model").click().run()
+    by_label(at.button, "New empty model").click().run()
     assert not at.exception and at.session_state["preset"]["name"] == "Untitled model"
     assert box(at).value is None and box(at).format_func(None) == "—"
-    assert next(b for b in at.sidebar.button if b.label == "Load").disabled
+    assert by_label(at.sidebar.button, "Load").disabled
 
     box(at).set_value("perceptron").run()  # picking does not load: the box keeps the pick until Load
     assert box(at).value == "perceptron" and at.session_state["preset"]["name"] == "Untitled model"
-    next(b for b in at.sidebar.button if b.label == "Load").click().run()
+    by_label(at.sidebar.button, "Load").click().run()
     assert at.session_state["preset"] == gallery.raw("perceptron") and box(at).value == "perceptron"

@@ -9,6 +9,8 @@ from dlviz import share
 from dlviz.paths import data_dir
 from dlviz.spec import validate
 
+from app_util import by_label
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 REFUSED = "is not a table uploaded to this server"
 
@@ -56,7 +58,7 @@ def test_train_inspect_and_landscape_read_nothing_outside_the_uploads(secret, ta
 
     at.switch_page("app_pages/train.py").run()
     check(at, secret)
-    next(b for b in at.button if b.label == "Train").click().run()  # the Train button reads the data too
+    by_label(at.button, "Train").click().run()  # the Train button reads the data too
     check(at, secret)
 
     at.switch_page("app_pages/inspect.py").run()  # its first input is a sample of the dataset

@@ -8,6 +8,8 @@ from dlviz import gallery, share
 from dlviz.errors import UserError
 from dlviz.spec import validate
 
+from app_util import by_label
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
@@ -98,10 +100,10 @@ def address_preset(at) -> dict:
 def test_the_address_carries_the_preset_after_a_gallery_load_an_edit_and_a_page_switch():
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert address_preset(at) == validate(gallery.raw(gallery.DEFAULT)).to_dict()
-    at.sidebar.selectbox(key="gallery_pick").set_value("xor")
-    next(b for b in at.sidebar.button if b.label == "Load").click().run()
+    by_label(at.sidebar.selectbox, "Gallery").set_value("xor")
+    by_label(at.sidebar.button, "Load").click().run()
     assert address_preset(at) == validate(gallery.raw("xor")).to_dict()
-    next(b for b in at.button if b.label == "New empty model").click().run()
+    by_label(at.button, "New empty model").click().run()
     assert address_preset(at) == validate(at.session_state["preset"]).to_dict()
     assert not address_preset(at)["model"].get("layers")
     at.switch_page("app_pages/train.py").run()
@@ -206,6 +208,6 @@ def test_the_address_follows_an_uploaded_preset_and_is_worked_out_only_when_the_
     at.run()
     assert len(calls) == 1  # a rerun without an edit leaves the address alone
     xor = gallery.raw("xor")
-    at.file_uploader(key="upload").set_value(("xor.json", json.dumps(xor).encode(), "application/json")).run()
+    by_label(at.sidebar.file_uploader, "Open a preset file").set_value(("xor.json", json.dumps(xor).encode(), "application/json")).run()
     assert not at.exception
     assert address_preset(at) == validate(xor).to_dict()

@@ -9,6 +9,8 @@ from dlviz import gallery, share
 from dlviz.spec import validate
 from dlviz_app.text import md
 
+from app_util import by_label, panel
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 EVIL = "![x](http://elsewhere.invalid/p.png) [click](http://elsewhere.invalid) __import__"
 TAG = '<a href="http://elsewhere.invalid">x</a>'
@@ -87,7 +89,7 @@ def test_a_size_beyond_javascripts_integers_shows_only_the_limits_sentence():
     assert not at.exception, [e.value for e in at.exception]
     errors = {e.value for e in at.error}
     assert errors and all("parameters" in e and "DLVIZ_MAX_PARAMS" in e for e in errors), errors
-    box = at.text_input(key="0|model.layers[0]|out_features")  # the value is shown, in a box that can hold it
+    box = by_label(panel(at, "[0] Linear").text_input, "out_features")  # the value is shown, in a box that can hold it
     assert box.value == str(10**20)
     box.set_value("16").run()
     assert not at.exception and not at.error

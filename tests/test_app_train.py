@@ -7,6 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 from dlviz_app import runs
 
+from app_util import by_label, panel
+
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
 
@@ -20,7 +22,7 @@ def at():
 
 
 def button(at, label):
-    return next(b for b in at.button if b.label == label)
+    return by_label(at.button, label)
 
 
 def live_charts(at) -> dict:
@@ -70,7 +72,7 @@ def test_pressing_train_runs_the_preset_and_shows_its_charts(at):
 
 
 def test_a_loss_that_cannot_fit_is_one_sentence(at):
-    at.selectbox(key=f"tr-loss-type-{at.session_state['rev']}").set_value("MSELoss").run()
+    by_label(panel(at, "Loss").selectbox, "Loss").set_value("MSELoss").run()
     assert at.session_state["preset"]["loss"] == {"type": "MSELoss"}
     button(at, "Train").click().run()
     assert not at.exception
@@ -78,7 +80,7 @@ def test_a_loss_that_cannot_fit_is_one_sentence(at):
 
 
 def test_switching_the_dataset_keeps_the_split_and_drops_what_no_longer_applies(at):
-    at.selectbox(key=f"tr-data-{at.session_state['rev']}").set_value("digits").run()
+    by_label(panel(at, "Data").selectbox, "Dataset").set_value("digits").run()
     data = at.session_state["preset"]["data"]
     assert data["name"] == "digits" and "noise" not in data and data["batch_size"] == 32
     assert any("set it to [1, 8, 8]" in w.value or "this data gives [1, 8, 8]" in w.value for w in at.warning)
@@ -226,7 +228,7 @@ def test_a_new_preset_shows_its_own_run_or_none_and_another_preset_s_run_only_wh
     assert any("This preset's run" in c.value for c in at.caption)
     assert len(live_charts(at)["loss"]["data"][0]["x"]) > 0
 
-    at.selectbox(key="gallery_pick").set_value("xor")
+    by_label(at.sidebar.selectbox, "Gallery").set_value("xor")
     button(at, "Load").click().run()
     assert not at.exception and at.session_state["preset"]["name"] == gallery.raw("xor")["name"]
     assert at.session_state[runs.RUN_ID] is None
@@ -235,14 +237,14 @@ def test_a_new_preset_shows_its_own_run_or_none_and_another_preset_s_run_only_wh
     assert all(len(t.get("x") or []) == 0 for t in live_charts(at)["loss"]["data"])
     assert not any(b.label == "Continue this run" for b in at.button)
 
-    pick = next(s for s in at.selectbox if s.label == "Show an earlier run")
+    pick = by_label(at.selectbox, "Show an earlier run")
     pick.set_value(rid).run()
     assert not at.exception and at.session_state[runs.RUN_ID] == rid
     assert any("Showing a run of another preset" in w.value and spiral["name"] in w.value for w in at.warning)
     button(at, "Back to this preset").click().run()
     assert at.session_state[runs.RUN_ID] is None and not any("another preset" in w.value for w in at.warning)
 
-    at.selectbox(key="gallery_pick").set_value(gallery.DEFAULT)
+    by_label(at.sidebar.selectbox, "Gallery").set_value(gallery.DEFAULT)
     button(at, "Load").click().run()
     assert at.session_state[runs.RUN_ID] is None  # the gallery's spiral has 400 epochs: not the 2-epoch run's preset
     at.session_state["preset"] = spiral
@@ -261,7 +263,7 @@ def test_compare_labels_tell_runs_apart_by_time_preset_hash_and_the_fields_that_
     at.session_state["preset"] = other
     at.run()
     assert not at.exception
-    compare = next(m for m in at.multiselect if m.label == "Runs")
+    compare = by_label(at.multiselect, "Runs")
     labels = [compare.format_func(o) for o in compare.options]
     assert len(set(labels)) == 2
     for doc, lr in ((base, base["optimizer"]["lr"]), (other, 0.5)):
@@ -278,7 +280,7 @@ def test_an_architecture_only_preset_says_so_and_offers_to_add_data(at):
     assert not at.exception
     assert any("Architecture only" in i.value for i in at.info)
     assert button(at, "Train").disabled
-    add = next(s for s in at.selectbox if s.label == "Add data")
+    add = by_label(at.selectbox, "Add data")
     assert add.value is None  # no dataset shown as if it were the preset's
     add.set_value("digits").run()
     assert not at.exception and at.session_state["preset"]["data"] == {"name": "digits"}
@@ -346,7 +348,7 @@ def test_continuing_a_run_picked_from_another_preset_keeps_its_continuation_on_v
     at.session_state["preset"] = short(at.session_state["preset"], epochs=3)  # another preset on screen
     at.run()
     assert at.session_state[runs.RUN_ID] is None
-    next(s for s in at.selectbox if s.label == "Show an earlier run").set_value(rid).run()
+    by_label(at.selectbox, "Show an earlier run").set_value(rid).run()
     button(at, "Continue this run").click().run()
     assert not at.exception
     h = wait_for_run(at)

@@ -2,6 +2,8 @@
 import time
 
 from dlviz_app import runs
+
+from app_util import by_label
 from test_app_train import at  # noqa: F401  (the Train page fixture)
 
 
@@ -11,7 +13,7 @@ def test_the_page_shows_data_loss_penalty_total_and_the_test_score(at):  # noqa:
     doc["training"] = {**doc.get("training", {}), "epochs": 3, "l2": 0.01}
     at.session_state["preset"] = doc
     at.run()
-    next(b for b in at.button if b.label == "Train").click().run()
+    by_label(at.button, "Train").click().run()
     assert not at.exception
     h = runs.runner().handle(at.session_state[runs.RUN_ID])
     t0 = time.time()
