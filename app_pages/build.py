@@ -7,7 +7,7 @@ from dlviz import edit, figures
 from dlviz.errors import UserError, json_path
 from dlviz.registry import ACTIVATIONS, ALL_LAYERS, BLOCK_DOCS, BLOCKS, GROUPS, INITS, shape_str
 from dlviz.text import clean
-from dlviz_app import session, widgets
+from dlviz_app import session, shared, widgets
 from dlviz_app.text import md
 
 doc = session.preset()
@@ -219,7 +219,7 @@ def summary_panel() -> None:
     graph, table = st.tabs(["Architecture", "Table"])
     with graph:
         st.plotly_chart(architecture(json.dumps(doc, sort_keys=True)), width="stretch",
-                        config={"displaylogo": False, "scrollZoom": False})
+                        config=shared.CHART_CONFIG)
     with table:
         frame = figures.summary_frame(s)
         number = st.column_config.NumberColumn(format="localized")

@@ -11,12 +11,12 @@ import streamlit as st
 from dlviz import actlab, convlab, features, limits, receptive
 from dlviz import inspect_figures as figs
 from dlviz.build import Network, Summary, summarize
-from dlviz.data import IMAGE_SETS, load_dataset
+from dlviz.data import IMAGE_SETS
 from dlviz.errors import UserError
 from dlviz.registry import INITS, shape_str
-from dlviz.spec import DataSpec, validate
+from dlviz.spec import validate
 from dlviz.text import plot_text
-from dlviz_app import runs, session
+from dlviz_app import runs, session, shared
 from dlviz_app.text import md
 
 UNIT = "inspect_unit"  # (layer path, channel, row, column) of the unit whose receptive field is drawn
@@ -45,11 +45,6 @@ def _model(preset_text: str, run_id: str | None, step: int | None):
     exp = validate(json.loads(preset_text))
     state = runs.store().load_checkpoint(run_id, step) if run_id else None
     return features.load_model(exp, state)
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _dataset(data_text: str, seed: int):
-    return load_dataset(DataSpec.model_validate(json.loads(data_text)), seed)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -95,10 +90,6 @@ def _input_key(inp: features.ModelInput) -> tuple:
 
 def _text(exp) -> str:
     return json.dumps(exp.to_dict(), sort_keys=True)
-
-
-def _data_text(exp) -> str:
-    return json.dumps(exp.to_dict()["data"], sort_keys=True)
 
 
 # ---------------------------------------------------------------- choosing the model and the input
@@ -149,13 +140,13 @@ def choose_input(exp, net) -> features.ModelInput:
     source = left.radio("Input", sources, horizontal=True, key="inspect_source")
     try:
         if source == "Dataset sample":
-            ds = _dataset(_data_text(exp), exp.seed)
+            ds = shared.dataset(exp)
             n = len(ds.x_val)
             index = right.number_input(f"Validation sample (0 to {n - 1:,})", 0, max(n - 1, 0), 0, key="inspect_index")
             return features.dataset_input(exp, ds, int(index))
         normalization, data_name = None, ""
         if exp.data is not None and exp.data.name in IMAGE_SETS:  # images enter as the training images did
-            normalization, data_name = _dataset(_data_text(exp), exp.seed).normalization, exp.data.name
+            normalization, data_name = shared.dataset(exp).normalization, exp.data.name
         if source == "Sample image":
             name = right.selectbox("Sample image", list(features.SAMPLE_IMAGES), key="inspect_sample")
             return features.image_input(features.sample_image(name), exp.model.input_shape, normalization, data_name)
@@ -225,11 +216,11 @@ def resolve_unit(maps: dict) -> tuple[str, int, int, int]:
 def show_input(inp: features.ModelInput) -> None:
     if inp.pixels is not None:
         st.plotly_chart(figs.input_figure(inp.pixels, "Input" + (f" (label {plot_text(inp.label)})" if inp.label else ""), height=260),
-                        config=figs.CONFIG, key="inspect_input_fig")
+                        config=shared.CHART_CONFIG, key="inspect_input_fig")
     elif inp.x.dim() == 2:
-        st.plotly_chart(figs.vector_figure(inp.x[0].float().numpy(), "Input features"), config=figs.CONFIG)
+        st.plotly_chart(figs.vector_figure(inp.x[0].float().numpy(), "Input features"), config=shared.CHART_CONFIG)
     elif inp.x.dim() == 3 and inp.x.is_floating_point():
-        st.plotly_chart(figs.rows_figure(inp.x[0].numpy(), "Input"), config=figs.CONFIG)
+        st.plotly_chart(figs.rows_figure(inp.x[0].numpy(), "Input"), config=shared.CHART_CONFIG)
     st.caption(md(" · ".join(p for p in (inp.source, inp.note) if p)))
 
 
@@ -258,14 +249,14 @@ def feature_maps_tab(look: Look) -> None:
             chosen = (channel, row, col) if o.path == path else None
             fig, tiling = figs.layer_grid_figure(o.values, ranges, _title(o), selected=chosen)
             key = f"inspect_grid|{o.path}"
-            st.plotly_chart(fig, config=figs.CONFIG, key=key, on_select=lambda k=key, p=o.path, t=tiling: pick_from_grid(k, p, t),
+            st.plotly_chart(fig, config=shared.CHART_CONFIG, key=key, on_select=lambda k=key, p=o.path, t=tiling: pick_from_grid(k, p, t),
                             selection_mode="points")
             if o.values.shape[0] > figs.MAX_TILES:
                 st.caption(f"The first {figs.MAX_TILES} of {o.values.shape[0]} channels; pick any channel below.")
         elif o.kind == "vector":
-            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=figs.CONFIG, key=f"inspect_vec|{o.path}")
+            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=shared.CHART_CONFIG, key=f"inspect_vec|{o.path}")
         elif o.kind == "rows":
-            st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=figs.CONFIG, key=f"inspect_rows|{o.path}")
+            st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=shared.CHART_CONFIG, key=f"inspect_rows|{o.path}")
     st.divider()
     closer(look, maps, mode)
 
@@ -286,7 +277,7 @@ def closer(look: Look, maps: dict, mode: str) -> None:
     with left:
         key = f"inspect_map|{path}|{channel}"
         st.plotly_chart(figs.map_figure(values, zrange, f"{_title(maps[path])}, channel {channel}", unit=(row, col)),
-                        config=figs.CONFIG, key=key, on_select=lambda: pick_from_map(key, path, channel),
+                        config=shared.CHART_CONFIG, key=key, on_select=lambda: pick_from_map(key, path, channel),
                         selection_mode="points")
         lo, hi = float(values.min()), float(values.max())
         a, b, m = st.columns(3)
@@ -314,7 +305,7 @@ def rf_overlay(look: Look, path: str, channel: int, row: int, col: int) -> None:
         st.info("The input is not an image, so there is no receptive field to draw on it.")
         return
     st.plotly_chart(figs.input_figure(pixels, f"Unit ({row}, {col}) of channel {channel}: its field on the input", box=box,
-                                      erf=erf, height=420), config=figs.CONFIG, key="inspect_rf_fig")
+                                      erf=erf, height=420), config=shared.CHART_CONFIG, key="inspect_rf_fig")
     lines = []
     if box is not None:
         (r0, c0), (r1, c1) = box.start, box.end
@@ -335,9 +326,9 @@ def rf_overlay(look: Look, path: str, channel: int, row: int, col: int) -> None:
 def dense_view(outputs) -> None:
     for o in outputs:
         if o.kind == "vector":
-            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=figs.CONFIG, key=f"inspect_dense|{o.path}")
+            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=shared.CHART_CONFIG, key=f"inspect_dense|{o.path}")
         elif o.kind == "rows":
-            st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=figs.CONFIG, key=f"inspect_dense|{o.path}")
+            st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=shared.CHART_CONFIG, key=f"inspect_dense|{o.path}")
 
 
 def receptive_tab(look: Look) -> None:
@@ -359,7 +350,7 @@ def receptive_tab(look: Look) -> None:
             st.error(md(str(err)))
     if rows is not None:
         labels = [f"{r.path.removeprefix('model.')} {r.type}" for r in rows]
-        st.plotly_chart(figs.rf_growth_figure(rows, labels), config=figs.CONFIG, key="inspect_growth")
+        st.plotly_chart(figs.rf_growth_figure(rows, labels), config=shared.CHART_CONFIG, key="inspect_growth")
         st.caption("Effective sizes are measured at each layer's centre unit, averaged over up to 8 of its channels, for "
                    "this input and these weights.")
     st.dataframe([{"layer": f.path.removeprefix("model."), "type": f.type, "output": shape_str(f.output_shape),
@@ -392,7 +383,7 @@ def filters_tab(exp, net, run_id, ckpts) -> None:
             layout = ("colour kernels, each scaled to its own largest |w|" if rgb is not None else
                       "one kernel per output channel" if f.weight.shape[1] == 1 else
                       "one row per output channel, one column per input channel")
-            st.plotly_chart(figs.filters_figure(f.weight, rgb, f"{label}: {layout}", zmax=zmax), config=figs.CONFIG,
+            st.plotly_chart(figs.filters_figure(f.weight, rgb, f"{label}: {layout}", zmax=zmax), config=shared.CHART_CONFIG,
                             key=f"inspect_filters|{label}")
             st.caption(f"|w| largest {np.abs(f.weight).max():.3g}, norm {np.linalg.norm(f.weight):.3g}")
 
@@ -440,12 +431,12 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
                 f"⌊({n_w} + 2·{padding} − {dilation}·({k_w} − 1) − 1) / {stride}⌋ + 1 = **{p_w}** columns · "
                 f"**measured**: {result.measured[0]}×{result.measured[1]}")
     one, two, three = st.columns([3, 2, 3])
-    one.plotly_chart(figs.lab_map_figure(image, f"Image {n_h}×{n_w}", diverging=False), config=figs.CONFIG, key="lab_in")
+    one.plotly_chart(figs.lab_map_figure(image, f"Image {n_h}×{n_w}", diverging=False), config=shared.CHART_CONFIG, key="lab_in")
     kernel_title = f"{family} {direction}" if direction and direction != "magnitude" else (
         f"{family} x (and its transpose y)" if direction else "Typed kernel")
-    two.plotly_chart(figs.kernel_figure(kernel, kernel_title), config=figs.CONFIG, key="lab_kernel_fig")
+    two.plotly_chart(figs.kernel_figure(kernel, kernel_title), config=shared.CHART_CONFIG, key="lab_kernel_fig")
     out_title = f"Output {result.measured[0]}×{result.measured[1]}" + (" (√(gx² + gy²))" if direction == "magnitude" else "")
-    three.plotly_chart(figs.lab_map_figure(result.output, out_title), config=figs.CONFIG,
+    three.plotly_chart(figs.lab_map_figure(result.output, out_title), config=shared.CHART_CONFIG,
                        key="lab_out")
     h, k = st.columns([1, 3])
     pool_k = h.number_input("Pool size (stride = size)", 2, 8, 2, key="lab_pool")
@@ -457,14 +448,14 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
     cols = st.columns(2)
     for col, (kind, arr) in zip(cols, pooled.items()):
         col.plotly_chart(figs.lab_map_figure(arr, f"{kind.capitalize()} pooling {pool_k}×{pool_k} → {arr.shape[0]}×{arr.shape[1]}",
-                                             height=280), config=figs.CONFIG, key=f"lab_pool_{kind}")
+                                             height=280), config=shared.CHART_CONFIG, key=f"lab_pool_{kind}")
 
 
 def activation_tab() -> None:
     curves = _curves()
     names = [c.name for c in curves]
     highlight = st.selectbox("Highlight", names, index=names.index("Sigmoid"), key="act_highlight")
-    st.plotly_chart(_activation_figure(highlight), config=figs.CONFIG, key="act_curves")
+    st.plotly_chart(_activation_figure(highlight), config=shared.CHART_CONFIG, key="act_curves")
     left_out = ", ".join(f"{n} ({why})" for n, why in actlab.NOT_ELEMENTWISE.items())
     st.caption(f"Shaded: where |f′| < {actlab.SLOPE_FLOOR:g}, red where f′ is exactly 0 (a unit there is dead), orange where it "
                f"is small (saturation): little gradient passes. Not drawn, as they are not functions of one number: {left_out}.")
@@ -491,7 +482,7 @@ def activation_tab() -> None:
             except UserError as err:
                 st.error(md(err))
                 continue
-            st.plotly_chart(figs.deep_stack_figure(stack), config=figs.CONFIG, key=f"act_stack_{side}")
+            st.plotly_chart(figs.deep_stack_figure(stack), config=shared.CHART_CONFIG, key=f"act_stack_{side}")
             st.caption(f"{a} with {i}: std of z from {stack.z_std[0]:.3g} (layer 1) to {stack.z_std[-1]:.3g} (layer 10); "
                        f"gradient std from {stack.grad_std[-1]:.3g} (layer 10) to {stack.grad_std[0]:.3g} (layer 1); "
                        f"{stack.flat_fraction[-1]:.0%} of layer 10's units have |f′| < {actlab.SLOPE_FLOOR:g}.")
@@ -500,40 +491,47 @@ def activation_tab() -> None:
 # ---------------------------------------------------------------- the page
 
 
+TABS = ["Feature maps", "Receptive fields", "Filters", "Convolution lab", "Activation lab"]
+
+
 def inspect(exp, net, run_id, step, ckpts) -> None:
-    """Everything about one model: its input, its maps and fields, its filters, and the labs."""
+    """Everything about one model: its input, then the open tab alone (its maps and fields, its filters, or a lab)."""
     inp = choose_input(exp, net)
-    key = (hashlib.sha1(_text(exp).encode()).hexdigest(), run_id, step, *_input_key(inp))
-    try:
-        outputs = _memo("maps", key, lambda: features.feature_maps(net, inp.x))
-    except UserError as err:  # over the server's memory budget: the labs still work
-        show_input(inp)
-        st.error(md(str(err)))
-        labs_only()
-        return
-    look = Look(net, _summary(_text(exp)), inp, key, outputs)
     show_input(inp)
-    maps_tab, rf_tab, filter_tab, lab_tab, act_tab = st.tabs(["Feature maps", "Receptive fields", "Filters",
-                                                              "Convolution lab", "Activation lab"])
+    maps_tab, rf_tab, filter_tab, lab_tab, act_tab = st.tabs(TABS, key="inspect_tab", on_change="rerun")
+    look = None
+    if maps_tab.open or rf_tab.open:  # the layers' outputs, which only these two tabs draw
+        key = (hashlib.sha1(_text(exp).encode()).hexdigest(), run_id, step, *_input_key(inp))
+        try:
+            look = Look(net, _summary(_text(exp)), inp, key, _memo("maps", key, lambda: features.feature_maps(net, inp.x)))
+        except UserError as err:  # over the server's memory budget: the other tabs still work
+            (maps_tab if maps_tab.open else rf_tab).error(md(str(err)))
     with maps_tab:
-        feature_maps_tab(look)
+        if maps_tab.open and look:
+            feature_maps_tab(look)
     with rf_tab:
-        receptive_tab(look)
+        if rf_tab.open and look:
+            receptive_tab(look)
     with filter_tab:
-        filters_tab(exp, net, run_id, ckpts)
+        if filter_tab.open:
+            filters_tab(exp, net, run_id, ckpts)
     with lab_tab:
-        conv_lab_tab(inp)
+        if lab_tab.open:
+            conv_lab_tab(inp)
     with act_tab:
-        activation_tab()
+        if act_tab.open:
+            activation_tab()
 
 
 def labs_only() -> None:
     st.caption("The convolution and activation labs work without a model.")
-    lab_tab, act_tab = st.tabs(["Convolution lab", "Activation lab"])
+    lab_tab, act_tab = st.tabs(TABS[3:], key="inspect_lab_tab", on_change="rerun")
     with lab_tab:
-        conv_lab_tab(None)
+        if lab_tab.open:
+            conv_lab_tab(None)
     with act_tab:
-        activation_tab()
+        if act_tab.open:
+            activation_tab()
 
 
 st.title("Inspect")

@@ -4,14 +4,12 @@ import json
 import streamlit as st
 
 from dlviz import landscape, landscape_figures as lf, surface
-from dlviz.data import load_dataset
 from dlviz.errors import UserError
 from dlviz.registry import OPTIMIZERS
-from dlviz.spec import DataSpec, validate
-from dlviz_app import runs, session, widgets
+from dlviz.spec import validate
+from dlviz_app import runs, session, shared, widgets
 from dlviz_app.text import md
 
-CHART_CONFIG = {"displaylogo": False, "scrollZoom": False}
 # Settings that show each function's lesson from its default start within the default number of steps.
 SUGGESTED = {
     "Rosenbrock": [("SGD", {"lr": 1e-3}), ("SGD", {"lr": 1e-3, "momentum": 0.9}), ("Adam", {"lr": 0.1})],
@@ -173,13 +171,13 @@ def lab() -> None:
     with contour:
         upto = st.slider("Show steps up to", 0, max(longest, 1), max(longest, 1), key=f"ls_upto|{fn_name}|{longest}")
         st.plotly_chart(lf.lab_contour(fn, paths, upto, (x0, y0)), key="ls_contour", on_select=lambda: clicked_start(fn_name),
-                        selection_mode="points", config=CHART_CONFIG)
+                        selection_mode="points", config=shared.CHART_CONFIG)
     for t in paths:
         if t.diverged:
             st.warning(f"{t.label} diverged: {t.reason}. It is drawn until it leaves the plot.", icon=":material/trending_up:")
     left, right = st.columns(2)
-    left.plotly_chart(lf.lab_surface(fn, paths, upto), config=CHART_CONFIG)
-    right.plotly_chart(lf.lab_loss(fn, paths, upto), config=CHART_CONFIG)
+    left.plotly_chart(lf.lab_surface(fn, paths, upto), config=shared.CHART_CONFIG)
+    right.plotly_chart(lf.lab_loss(fn, paths, upto), config=shared.CHART_CONFIG)
     st.dataframe(lf.trajectory_table(paths, tol), hide_index=True, width="stretch")
     if fn.eigenvalues is not None:
         momentum_lesson(fn, (x0, y0))
@@ -205,24 +203,17 @@ def momentum_lesson(fn: landscape.Function2D, start: tuple) -> None:
         ga, ma, mb = check.gd_alpha, check.momentum_alpha, check.momentum_beta
         st.button("Race these two", icon=":material/sports_score:", key="ls_use_best",
                   on_click=lambda: set_optimizers(fn.name, [("SGD", {"lr": ga}), ("SGD", {"lr": ma, "momentum": mb})]))
-    plot.plotly_chart(lf.rate_figure(check), config=CHART_CONFIG)
+    plot.plotly_chart(lf.rate_figure(check), config=shared.CHART_CONFIG)
 
 
 # ---------------------------------------------------------------- the network's surface
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def dataset(data_json: str, seed: int):
-    """A preset's dataset, shared read-only between sessions."""
-    return load_dataset(DataSpec.model_validate(json.loads(data_json)), seed)
 
 
 def _problem(doc: dict, model_state=None) -> surface.Problem:
     exp = validate(doc)
     if exp.data is None:
         raise UserError("data", "this preset has no data section; a loss surface needs data and a loss")
-    data = json.dumps(exp.data.model_dump(exclude_unset=True, exclude_none=True), sort_keys=True)
-    return surface.make_problem(exp, model_state, dataset(data, exp.seed))
+    return surface.make_problem(exp, model_state, shared.dataset(exp))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -266,11 +257,11 @@ def surface_controls(modes: list[str]) -> tuple[str, float, int, int]:
 
 def draw_surface(s: surface.Surface, slots, note: str) -> None:
     if s.b is None:
-        slots[0].plotly_chart(lf.surface_line(s), config=CHART_CONFIG)
+        slots[0].plotly_chart(lf.surface_line(s), config=shared.CHART_CONFIG)
         slots[1].empty()
     else:
-        slots[0].plotly_chart(lf.surface_contour(s), config=CHART_CONFIG)
-        slots[1].plotly_chart(lf.surface_3d(s), config=CHART_CONFIG)
+        slots[0].plotly_chart(lf.surface_contour(s), config=shared.CHART_CONFIG)
+        slots[1].plotly_chart(lf.surface_3d(s), config=shared.CHART_CONFIG)
     slots[2].caption(note)
 
 

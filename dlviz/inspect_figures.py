@@ -17,7 +17,6 @@ MAX_TILES = 64  # channels drawn in one layer's grid
 THEORY_COLOR = "#F58518"
 EFFECTIVE_COLOR = "#E45756"
 FLAT_COLORS = {True: "rgba(228,87,86,0.14)", False: "rgba(245,133,24,0.12)"}  # f′ = 0 / |f′| small
-CONFIG = {"displaylogo": False, "scrollZoom": False}
 
 
 def _square_axes(fig: go.Figure, height: int, shape: Optional[tuple[int, int]] = None) -> go.Figure:

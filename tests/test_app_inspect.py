@@ -35,11 +35,20 @@ def charts(at) -> int:
     return len(at.get("plotly_chart"))
 
 
+def open_tab(at, name: str) -> AppTest:
+    """Open one of Inspect's tabs, as a click on it does: the page then draws that tab alone."""
+    at.session_state["inspect_tab" if "inspect_tab" in at.session_state else "inspect_lab_tab"] = name
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def test_a_dense_model_says_feature_maps_do_not_apply():
     at = open_inspect()  # the default preset: an MLP on the spiral
     assert "feature maps do not apply" in text(at)
-    assert "no receptive field on an image" in text(at) and "no filters to draw" in text(at)
-    assert charts(at) >= 5  # the input, one bar chart per layer, the activation lab
+    assert charts(at) >= 4  # the input and one bar chart per layer
+    assert "no receptive field on an image" in text(open_tab(at, "Receptive fields"))
+    assert "no filters to draw" in text(open_tab(at, "Filters"))
     assert not at.error
 
 
@@ -87,16 +96,17 @@ def test_a_trained_run_its_checkpoints_and_filters():
     assert "feature maps do not apply" not in text(at)
     assert at.session_state["inspect_unit"][0] == "model.layers[0]"
     # filters: the initial weights next to the trained ones
+    open_tab(at, "Filters")
     assert sum("|w| largest" in c.value for c in at.caption) == 2
     at.selectbox(key="inspect_filter_layer").set_value("model.layers[2]").run()
     assert not at.exception
     # the initial checkpoint is the untrained model
-    ckpt.set_value(0).run()
+    at.selectbox(key=f"inspect_ckpt|{run_id}").set_value(0).run()
     assert not at.exception and not at.error
 
 
 def test_convolution_lab():
-    at = open_inspect()
+    at = open_tab(open_inspect(), "Convolution lab")
     at.number_input(key="lab_padding").set_value(1)
     at.number_input(key="lab_stride").set_value(2)
     at.radio(key="lab_direction").set_value("magnitude").run()
@@ -118,14 +128,14 @@ def test_the_receptive_field_formula_is_written_for_streamlit_to_render():
     """Subscripts and sums outside $…$ reach the reader as raw markup (∏_{i<l} s_i)."""
     import re
 
-    at = open_inspect(DIGITS_CNN)
+    at = open_tab(open_inspect(DIGITS_CNN), "Receptive fields")
     (formula,) = [m.value for m in at.markdown if "theoretical receptive field" in m.value]
     outside_math = re.sub(r"\$[^$]+\$", "", formula)
     assert "$r_0 = " in formula and not re.search(r"[_{}^\\]", outside_math), formula
 
 
 def test_a_non_negative_lab_output_is_drawn_on_a_sequential_scale():
-    at = open_inspect()
+    at = open_tab(open_inspect(), "Convolution lab")
     at.radio(key="lab_direction").set_value("magnitude").run()
     at.radio(key="lab_family").set_value("Typed").run()
     at.text_area(key="lab_kernel").set_value("1 1\n1 1").run()  # a blur: the output is never negative
@@ -135,7 +145,7 @@ def test_a_non_negative_lab_output_is_drawn_on_a_sequential_scale():
 
 
 def test_activation_lab():
-    at = open_inspect()
+    at = open_tab(open_inspect(), "Activation lab")
     at.selectbox(key="act_highlight").set_value("ReLU")
     at.selectbox(key="act_a").set_value("Tanh")
     at.selectbox(key="init_a").set_value("normal").run()
@@ -150,6 +160,25 @@ def test_a_model_too_large_to_build_still_has_the_labs():
     assert any("parameters" in e.value and "DLVIZ_MAX_TRAIN_PARAMS" in e.value for e in at.error), [e.value for e in at.error]
     assert [t.label for t in at.tabs] == ["Convolution lab", "Activation lab"]
     assert "labs work without a model" in text(at)
+    assert "Output" in "".join(c.proto.spec for c in at.get("plotly_chart"))  # the convolution lab, open first
+    assert not open_tab(at, "Activation lab").exception and any("std of z" in c.value for c in at.caption)
+
+
+def test_only_the_open_tab_is_computed(monkeypatch):
+    """The feature maps are computed for the two tabs that draw them, not for the filters or the labs."""
+    from dlviz import features
+
+    calls = []
+    real = features.feature_maps
+    monkeypatch.setattr(features, "feature_maps", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = open_inspect(DIGITS_CNN)
+    assert len(calls) == 1 and charts(at) > 3
+    for tab in ("Filters", "Convolution lab", "Activation lab"):
+        at.session_state["inspect_memo"] = {}  # forget the maps: a tab that needed them would compute them again
+        open_tab(at, tab)
+        assert len(calls) == 1, tab
+    open_tab(at, "Receptive fields")
+    assert len(calls) == 2 and "theoretical receptive field" in text(at)
 
 
 def test_inspect_opens_on_the_latest_checkpoint_of_the_preset_s_own_run():
