@@ -99,8 +99,7 @@ def deep_stack(activation: str, init: str, init_args: dict | None = None, depth:
     try:
         args = check_args(INITS[init].args, init_args or {})
     except ArgError as e:
-        key, _, message = str(e).partition("\0")
-        raise UserError(f"init.{key}", message) from None
+        raise e.user_error("init") from None
     torch.manual_seed(seed)  # the init functions draw from the global generator
     # the inputs get a stream of their own: one seeded alike would repeat the weights' draws and correlate them
     g = torch.Generator().manual_seed((seed + 1_000_003) % 2**32)

@@ -5,14 +5,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-REQUIRED = object()
+from .errors import FieldError
 
+REQUIRED = object()
 
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-class ArgError(ValueError):
-    """A value does not fit its Arg; the message is a sentence without the path."""
+class ArgError(FieldError):
+    """A value does not fit its Arg; the message is a sentence without the path, `loc` the key when there is one."""
 
 
 def _num(kind: str, v: Any) -> float:
@@ -164,21 +165,21 @@ class Arg:
 def check_args(args: dict[str, Arg], given: dict) -> dict:
     """Validate `given` against `args`; returns the full argument dict with defaults filled in.
 
-    Raises ArgError whose first word is the offending key (``kernel_size: must be ...``)."""
+    Raises ArgError whose `loc` is the offending key."""
     from .errors import did_you_mean
 
     out = {}
     for key in given:
         if key not in args:
-            raise ArgError(f"{key}\0unknown key '{key}'{did_you_mean(key, args)}")
+            raise ArgError(f"unknown key '{key}'{did_you_mean(key, args)}", (key,))
     for key, arg in args.items():
         if key in given:
             try:
                 out[key] = arg.validate(given[key])
             except ArgError as e:
-                raise ArgError(f"{key}\0{e}") from None
+                raise ArgError(e.message, (key,)) from None
         elif arg.required:
-            raise ArgError(f"{key}\0is required")
+            raise ArgError("is required", (key,))
         else:
             out[key] = arg.default
     return out

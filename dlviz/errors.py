@@ -19,6 +19,23 @@ class UserError(Exception):
         return (type(self), (self.path, self.message))
 
 
+class FieldError(ValueError):
+    """A validator's complaint about part of the value it checks. `loc` is the path below that value (``("type",)``,
+    ``(3,)``), empty for the value itself; it travels through pydantic as data and is joined to the field's own path."""
+
+    def __init__(self, message: str, loc: tuple = ()):
+        super().__init__(message)
+        self.message = message
+        self.loc = tuple(loc)
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.loc))
+
+    def user_error(self, prefix: str) -> "UserError":
+        """This complaint as a UserError under the JSON path `prefix`."""
+        return UserError(json_path([*([prefix] if prefix else []), *self.loc]), self.message)
+
+
 def json_path(parts) -> str:
     """Render ('model', 'layers', 3, 'kernel_size') as model.layers[3].kernel_size."""
     out = ""

@@ -194,8 +194,7 @@ def make_function(name: str, **given: Any) -> Function2D:
     try:
         args = check_args(entry.args, given)
     except ArgError as e:
-        key, _, msg = str(e).partition("\0")
-        raise UserError(f"function.{key}", msg) from None
+        raise e.user_error("function") from None
     return entry.make(**args)
 
 
@@ -242,8 +241,7 @@ def make_optimizer(name: str, args: dict, params: list[Tensor], where: str = "op
     try:
         full = check_args(OPTIMIZERS[name].args, args)
     except ArgError as e:
-        key, _, msg = str(e).partition("\0")
-        raise UserError(f"{where}.{key}", msg) from None
+        raise e.user_error(where) from None
     full = {k: tuple(v) if isinstance(v, list) else v for k, v in full.items()}
     try:
         return OPTIMIZERS[name].cls(params, **full)

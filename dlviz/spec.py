@@ -8,8 +8,8 @@ from typing import Any, ClassVar, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import limits as _limits
-from .args import ArgError, check_args
-from .errors import UserError, did_you_mean, json_path
+from .args import check_args
+from .errors import FieldError, UserError, did_you_mean, json_path
 from .registry import ALL_LAYERS, BIAS_CHOICES, BLOCKS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
 
 FORMAT = "dlviz-preset/1"
@@ -54,9 +54,9 @@ class Strict(BaseModel):
             allowed = list(cls.model_fields)
             for key in raw:
                 if key not in allowed:
-                    raise ValueError(f"{key}\0unknown key '{key}'{did_you_mean(key, allowed)}")
+                    raise FieldError(f"unknown key '{key}'{did_you_mean(key, allowed)}", (key,))
         elif not isinstance(raw, BaseModel):
-            raise ValueError(f"\0expected an object, got {_cut(raw)}")
+            raise FieldError(f"expected an object, got {_cut(raw)}")
         return raw
 
 
@@ -77,18 +77,15 @@ class _Typed(BaseModel):
         if isinstance(raw, str):
             raw = {"type": raw}
         if not isinstance(raw, dict):
-            raise ValueError(f"\0expected an object like {{\"type\": \"{next(iter(cls.TABLE))}\"}}, got {_cut(raw)}")
+            raise FieldError(f"expected an object like {{\"type\": \"{next(iter(cls.TABLE))}\"}}, got {_cut(raw)}")
         raw = dict(raw)
         t = raw.pop("type", None)
         if t is None:
-            raise ValueError(f"type\0is required: one of {', '.join(cls.TABLE)}")
+            raise FieldError(f"is required: one of {', '.join(cls.TABLE)}", ("type",))
         if not isinstance(t, str) or t not in cls.TABLE:
-            raise ValueError(f"type\0unknown {cls.WHAT} {_cut(t)}{did_you_mean(t, cls.TABLE) if isinstance(t, str) else ''}")
+            raise FieldError(f"unknown {cls.WHAT} {_cut(t)}{did_you_mean(t, cls.TABLE) if isinstance(t, str) else ''}", ("type",))
         extra = cls._take_extra(raw)
-        try:
-            args = check_args(cls.TABLE[t].args, raw)
-        except ArgError as e:
-            raise ValueError(str(e)) from None
+        args = check_args(cls.TABLE[t].args, raw)  # an ArgError carries its key to the error's path
         return {"type": t, "args": args, **extra}
 
     @classmethod
@@ -117,7 +114,7 @@ class InitSpec(_Typed):
             return {}
         b = raw.pop("bias")
         if b not in BIAS_CHOICES:
-            raise ValueError(f"bias\0must be one of {', '.join(BIAS_CHOICES)}, got {_cut(b)}")
+            raise FieldError(f"must be one of {', '.join(BIAS_CHOICES)}, got {_cut(b)}", ("bias",))
         return {"bias": b}
 
     def to_dict(self, full: bool = False):
@@ -161,14 +158,14 @@ class LayerSpec(BaseModel):
         if isinstance(raw, BaseModel):
             return raw
         if not isinstance(raw, dict):
-            raise ValueError(f"\0expected a layer object like {{\"type\": \"Linear\", \"out_features\": 10}}, got {_cut(raw)}")
+            raise FieldError(f"expected a layer object like {{\"type\": \"Linear\", \"out_features\": 10}}, got {_cut(raw)}")
         raw = dict(raw)
         t = raw.pop("type", None)
         if t is None:
-            raise ValueError("type\0is required, e.g. \"Linear\" or \"Conv2d\"")
+            raise FieldError("is required, e.g. \"Linear\" or \"Conv2d\"", ("type",))
         if not isinstance(t, str) or (t not in ALL_LAYERS and t not in BLOCKS):
             hint = did_you_mean(t, [*ALL_LAYERS, *BLOCKS]) if isinstance(t, str) else ""
-            raise ValueError(f"type\0unknown layer type {_cut(t)}{hint}")
+            raise FieldError(f"unknown layer type {_cut(t)}{hint}", ("type",))
         out = {"type": t}
         for key in ("name", "init"):
             # PReLU's own `init` argument (the starting slope) wins over the per-layer init override
@@ -178,24 +175,21 @@ class LayerSpec(BaseModel):
             keys = BLOCKS[t]
             for key in raw:
                 if key not in keys:
-                    raise ValueError(f"{key}\0unknown key '{key}' for {t}{did_you_mean(key, keys)}")
+                    raise FieldError(f"unknown key '{key}' for {t}{did_you_mean(key, keys)}", (key,))
             required = {"Residual": ("body",), "Concat": ("branches",), "Sequential": ("layers",)}[t]
             for key in required:
                 if key not in raw:
-                    raise ValueError(f"{key}\0is required for {t}")
+                    raise FieldError(f"is required for {t}", (key,))
             out.update(raw)
             return out
-        try:
-            out["args"] = check_args(ALL_LAYERS[t].args, raw)
-        except ArgError as e:
-            raise ValueError(str(e)) from None
+        out["args"] = check_args(ALL_LAYERS[t].args, raw)  # an ArgError carries its key to the error's path
         return out
 
     @field_validator("branches")
     @classmethod
     def _branches(cls, v):
         if v is not None and not v:
-            raise ValueError("\0needs at least one branch")
+            raise FieldError("needs at least one branch")
         return v
 
     def children(self) -> list[tuple[tuple, list["LayerSpec"]]]:
@@ -240,10 +234,10 @@ class ModelSpec(Strict):
     def _shape(cls, v):
         for i, n in enumerate(v):
             if n < 1:
-                raise ValueError(f"[{i}]\0must be a positive size, got {n}")
+                raise FieldError(f"must be a positive size, got {n}", (i,))
         lim = _limits.current().max_input_elements
         if math.prod(v) > lim:
-            raise ValueError(f"\0{v} has {math.prod(v):,} elements per sample, over the limit of {lim:,} (DLVIZ_MAX_INPUT_ELEMENTS)")
+            raise FieldError(f"{v} has {math.prod(v):,} elements per sample, over the limit of {lim:,} (DLVIZ_MAX_INPUT_ELEMENTS)")
         return v
 
 
@@ -276,7 +270,7 @@ class DataSpec(Strict):
     @classmethod
     def _name(cls, v):
         if v not in DATASETS:
-            raise ValueError(f"\0unknown dataset {_cut(v)}{did_you_mean(v, DATASETS)}; choose one of {', '.join(DATASETS)}")
+            raise FieldError(f"unknown dataset {_cut(v)}{did_you_mean(v, DATASETS)}; choose one of {', '.join(DATASETS)}")
         return v
 
     @field_validator("features")
@@ -284,9 +278,9 @@ class DataSpec(Strict):
     def _features(cls, v):
         for i, f in enumerate(v or []):
             if f not in FEATURES:
-                raise ValueError(f"[{i}]\0unknown feature {_cut(f)}{did_you_mean(f, FEATURES)}; choose from {', '.join(FEATURES)}")
+                raise FieldError(f"unknown feature {_cut(f)}{did_you_mean(f, FEATURES)}; choose from {', '.join(FEATURES)}", (i,))
         if v and len(set(v)) != len(v):
-            raise ValueError("\0lists a feature twice")
+            raise FieldError("lists a feature twice")
         return v
 
     @field_validator("function")
@@ -295,7 +289,7 @@ class DataSpec(Strict):
         from .registry import CURVES
 
         if v not in CURVES:
-            raise ValueError(f"\0unknown curve {_cut(v)}{did_you_mean(v, CURVES)}; choose one of {', '.join(CURVES)}")
+            raise FieldError(f"unknown curve {_cut(v)}{did_you_mean(v, CURVES)}; choose one of {', '.join(CURVES)}")
         return v
 
     @field_validator("task")
@@ -304,7 +298,7 @@ class DataSpec(Strict):
         from .registry import TOKEN_TASKS
 
         if v not in TOKEN_TASKS:
-            raise ValueError(f"\0unknown task {_cut(v)}{did_you_mean(v, TOKEN_TASKS)}; choose one of {', '.join(TOKEN_TASKS)}")
+            raise FieldError(f"unknown task {_cut(v)}{did_you_mean(v, TOKEN_TASKS)}; choose one of {', '.join(TOKEN_TASKS)}")
         return v
 
     @model_validator(mode="after")
@@ -312,16 +306,16 @@ class DataSpec(Strict):
         allowed = DATASETS[self.name]
         for key in self.model_fields_set:
             if key not in COMMON_DATA_KEYS and key not in allowed:
-                raise ValueError(f"{key}\0does not apply to the {self.name} dataset (it takes {', '.join(allowed) or 'no options'})")
+                raise FieldError(f"does not apply to the {self.name} dataset (it takes {', '.join(allowed) or 'no options'})", (key,))
         if self.val_fraction + self.test_fraction >= 0.9:
-            raise ValueError("test_fraction\0val_fraction + test_fraction must leave at least 10% for training")
+            raise FieldError("val_fraction + test_fraction must leave at least 10% for training", ("test_fraction",))
         lim = _limits.current()
         if self.batch_size > lim.max_batch_size:
-            raise ValueError(f"batch_size\0{self.batch_size} is over the limit of {lim.max_batch_size} (DLVIZ_MAX_BATCH_SIZE)")
+            raise FieldError(f"{self.batch_size} is over the limit of {lim.max_batch_size} (DLVIZ_MAX_BATCH_SIZE)", ("batch_size",))
         if self.num_samples is not None and self.num_samples > lim.max_samples:
-            raise ValueError(f"num_samples\0{self.num_samples:,} is over the limit of {lim.max_samples:,} (DLVIZ_MAX_SAMPLES)")
+            raise FieldError(f"{self.num_samples:,} is over the limit of {lim.max_samples:,} (DLVIZ_MAX_SAMPLES)", ("num_samples",))
         if self.name == "csv" and not self.target:
-            raise ValueError("target\0is required for a CSV: name the column to predict")
+            raise FieldError("is required for a CSV: name the column to predict", ("target",))
         return self
 
 
@@ -347,7 +341,7 @@ class TrainingSpec(Strict):
     def _epochs(cls, v):
         lim = _limits.current().max_epochs
         if v > lim:
-            raise ValueError(f"\0{v} epochs is over the limit of {lim} (DLVIZ_MAX_EPOCHS)")
+            raise FieldError(f"{v} epochs is over the limit of {lim} (DLVIZ_MAX_EPOCHS)")
         return v
 
 
@@ -367,7 +361,7 @@ class Classroom(Strict):
         known = PAGES if info.field_name == "hide_pages" else CONTROLS
         for i, name in enumerate(v):
             if name not in known:
-                raise ValueError(f"[{i}]\0unknown {info.field_name[5:-1]} {_cut(name)}{did_you_mean(name, known)}; choose from {', '.join(known)}")
+                raise FieldError(f"unknown {info.field_name[5:-1]} {_cut(name)}{did_you_mean(name, known)}; choose from {', '.join(known)}", (i,))
         return v
 
 
@@ -389,7 +383,7 @@ class Experiment(Strict):
     @classmethod
     def _format(cls, v):
         if v != FORMAT:
-            raise ValueError(f"\0unknown format {_cut(v)}; this dlviz reads {FORMAT}")
+            raise FieldError(f"unknown format {_cut(v)}; this dlviz reads {FORMAT}")
         return v
 
     def to_dict(self, full: bool = False) -> dict:
@@ -541,11 +535,9 @@ def _user_error(e: ValidationError, prefix: tuple = ()) -> UserError:
     loc = [*prefix, *err["loc"]]
     msg = err["msg"]
     exc = (err.get("ctx") or {}).get("error")
-    if err["type"] == "value_error" and isinstance(exc, ValueError) and "\0" in str(exc):
-        sub, msg = str(exc).split("\0", 1)
-        if sub:
-            index = sub[1:-1] if sub.startswith("[") and sub.endswith("]") else ""
-            loc.append(int(index) if index.isdigit() else sub)  # "[3]" an index; "3" or "[]" a key
+    if err["type"] == "value_error" and isinstance(exc, FieldError):
+        loc.extend(exc.loc)
+        msg = exc.message
     elif err["type"] == "missing":
         msg = "is required"
     else:

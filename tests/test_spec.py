@@ -366,3 +366,22 @@ def test_the_schema_rejects_what_validate_rejects(change):
     with pytest.raises(UserError):
         validate(doc)
     assert list(jsonschema.Draft202012Validator(json_schema()).iter_errors(doc))
+
+
+def test_validation_errors_carry_their_path_as_data():
+    """A validator's sub-path reaches UserError.path as a tuple, never as text parsed out of the message."""
+    import pickle
+    from pathlib import Path
+
+    from dlviz.errors import FieldError
+
+    src = Path(__file__).resolve().parent.parent / "dlviz"
+    assert not [p.name for p in src.rglob("*.py") if "\\0" in p.read_text()]  # no "key\0message" strings left
+    err = pickle.loads(pickle.dumps(FieldError("must be at least 1, got 0", ("layers", 3, "out_features"))))
+    assert err.loc == ("layers", 3, "out_features") and err.user_error("model").path == "model.layers[3].out_features"
+    with pytest.raises(UserError) as info:
+        validate({**gallery.raw("xor"), "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 0}]}})
+    assert info.value.path == "model.layers[0].out_features" and info.value.message.startswith("must be at least 1")
+    with pytest.raises(UserError) as info:
+        validate({**gallery.raw("xor"), "data": {**gallery.raw("xor")["data"], "features": ["x1", "x9"]}})
+    assert info.value.path == "data.features[1]" and "unknown feature" in info.value.message
