@@ -138,7 +138,7 @@ def _export(exp, args) -> int:
     out = args.output
     if args.format == "py":
         if args.run:
-            raise UserError("", "--run applies to the onnx, safetensors and pt formats; a script trains its own weights")
+            raise UserError("export.run", "--run applies to the onnx, safetensors and pt formats; a script trains its own weights")
         text = export.script(exp)
         if out == "-":
             sys.stdout.write(text)
@@ -147,7 +147,7 @@ def _export(exp, args) -> int:
         print(f"wrote {out}: run it with `python {out}` to train the preset and print the same lines as `train --json`")
         return 0
     if out == "-":
-        raise UserError("", f"the {args.format} format is binary; give a file name with -o")
+        raise UserError("export.output", f"the {args.format} format is binary; give a file name with -o")
     weights = export.run_weights(args.run) if args.run else None
     if args.format == "onnx":
         _check_writable(out)
@@ -162,7 +162,7 @@ def _export(exp, args) -> int:
         try:
             net.load_state_dict(weights)
         except RuntimeError:
-            raise UserError("", f"the weights of run {args.run} do not fit this preset's model; export with the run's own preset") from None
+            raise UserError("export.run", f"the weights of run {args.run} do not fit this preset's model; export with the run's own preset") from None
     state = net.state_dict()
     data = export.safetensors_bytes(state) if args.format == "safetensors" else export.state_dict_bytes(state)
     _write(out, data)
@@ -176,7 +176,7 @@ def _check_writable(path: str) -> None:
 
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise UserError("", f"cannot write {path}: the folder {folder} does not exist")
+        raise UserError("export.output", f"cannot write {path}: the folder {folder} does not exist")
 
 
 def _write(path: str, data: bytes) -> None:
@@ -185,7 +185,7 @@ def _write(path: str, data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
     except OSError as e:
-        raise UserError("", f"cannot write {path}: {e.strerror}") from None
+        raise UserError("export.output", f"cannot write {path}: {e.strerror}") from None
 
 
 def _train(exp, args) -> int:

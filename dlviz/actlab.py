@@ -28,7 +28,7 @@ def elementwise() -> list[str]:
 def make_activation(name: str) -> nn.Module:
     """An activation module with its registry defaults."""
     if name not in ACTIVATIONS:
-        raise UserError("", f"no activation named '{name}'")
+        raise UserError("actlab.activation", f"no activation named '{name}'")
     entry = ACTIVATIONS[name]
     return entry.make((1,), **{k: a.default for k, a in entry.args.items()})
 
@@ -62,7 +62,7 @@ def _intervals(z: np.ndarray, df: np.ndarray) -> list[tuple[float, float, bool]]
 def curve(name: str, z: np.ndarray | None = None) -> Curve:
     """f(z) and f′(z) by autograd, for one elementwise activation."""
     if name in NOT_ELEMENTWISE:
-        raise UserError("", f"{name} {NOT_ELEMENTWISE[name]}, so it has no curve f(z) of one number")
+        raise UserError("actlab.activation", f"{name} {NOT_ELEMENTWISE[name]}, so it has no curve f(z) of one number")
     z = np.linspace(*Z_RANGE, 561) if z is None else np.asarray(z, dtype=np.float64)
     t = torch.tensor(z, dtype=torch.float64).reshape(-1, 1).requires_grad_(True)
     mod = make_activation(name).double()

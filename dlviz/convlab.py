@@ -27,20 +27,20 @@ POOLS = ("max", "average")
 def edge_kernel(family: str, direction: str) -> np.ndarray:
     """The x or y kernel of a family (y is the transpose of x)."""
     if family not in EDGE_KERNELS:
-        raise UserError("", f"no edge kernel family '{family}'; choose one of {', '.join(EDGE_KERNELS)}")
+        raise UserError("convlab.family", f"no edge kernel family '{family}'; choose one of {', '.join(EDGE_KERNELS)}")
     k = EDGE_KERNELS[family]
     if direction == "x":
         return k.copy()
     if direction == "y":
         return k.T.copy()
-    raise UserError("", f"an edge kernel's direction is x or y, not '{direction}'")
+    raise UserError("convlab.direction", f"an edge kernel's direction is x or y, not '{direction}'")
 
 
 def parse_kernel(text: str) -> np.ndarray:
     """A kernel typed as rows of numbers: one row a line (or rows separated by ';'), numbers by spaces or commas."""
     rows = [r for r in re.split(r"[;\n]", text.strip()) if r.strip()]
     if not rows:
-        raise UserError("", "the kernel is empty; type rows of numbers, one row a line, such as -1 0 1")
+        raise UserError("convlab.kernel", "the kernel is empty; type rows of numbers, one row a line, such as -1 0 1")
     values = []
     for i, row in enumerate(rows, 1):
         cells = [c for c in re.split(r"[,\s]+", row.strip().strip("[]").strip()) if c]
@@ -48,16 +48,16 @@ def parse_kernel(text: str) -> np.ndarray:
             nums = [float(c) for c in cells]
         except ValueError:
             bad = next(c for c in cells if not _is_float(c))
-            raise UserError("", f"row {i} of the kernel holds '{bad[:20]}', which is not a number") from None
+            raise UserError("convlab.kernel", f"row {i} of the kernel holds '{bad[:20]}', which is not a number") from None
         if not all(math.isfinite(v) for v in nums):
-            raise UserError("", f"row {i} of the kernel holds an infinite or missing number; use finite numbers")
+            raise UserError("convlab.kernel", f"row {i} of the kernel holds an infinite or missing number; use finite numbers")
         values.append(nums)
     widths = {len(r) for r in values}
     if len(widths) != 1:
-        raise UserError("", f"the kernel's rows have different lengths ({', '.join(str(len(r)) for r in values)}); give every row the same number of values")
+        raise UserError("convlab.kernel", f"the kernel's rows have different lengths ({', '.join(str(len(r)) for r in values)}); give every row the same number of values")
     k = np.array(values, dtype=np.float32)
     if max(k.shape) > MAX_KERNEL:
-        raise UserError("", f"the kernel is {k.shape[0]}×{k.shape[1]}; the lab takes kernels up to {MAX_KERNEL}×{MAX_KERNEL}")
+        raise UserError("convlab.kernel", f"the kernel is {k.shape[0]}×{k.shape[1]}; the lab takes kernels up to {MAX_KERNEL}×{MAX_KERNEL}")
     return k
 
 
@@ -103,7 +103,7 @@ def convolve(image: np.ndarray, kernel: np.ndarray, padding: int = 0, stride: in
     predicted = tuple(output_size(n, k, padding, stride, dilation) for n, k in zip(image.shape, kernel.shape))
     if min(predicted) < 1:
         reach = [dilation * (k - 1) + 1 for k in kernel.shape]
-        raise UserError("", f"the dilated kernel spans {reach[0]}×{reach[1]} pixels, more than the padded "
+        raise UserError("convlab.kernel", f"the dilated kernel spans {reach[0]}×{reach[1]} pixels, more than the padded "
                             f"{image.shape[0] + 2 * padding}×{image.shape[1] + 2 * padding} image; "
                             "lower the dilation or the kernel size, or add padding")
     y = F.conv2d(torch.from_numpy(image)[None, None], torch.from_numpy(kernel)[None, None],
@@ -123,11 +123,11 @@ def pool(image: np.ndarray, kind: str, kernel_size: int = 2, stride: int | None 
     image = np.asarray(image, dtype=np.float32)
     stride = stride or kernel_size
     if min(image.shape) < kernel_size:
-        raise UserError("", f"a {kernel_size}×{kernel_size} pool does not fit the {image.shape[0]}×{image.shape[1]} map; "
+        raise UserError("convlab.pool", f"a {kernel_size}×{kernel_size} pool does not fit the {image.shape[0]}×{image.shape[1]} map; "
                             "use a smaller pool or a larger map")
     t = torch.from_numpy(image)[None, None]
     if kind == "max":
         return F.max_pool2d(t, kernel_size, stride)[0, 0].numpy()
     if kind == "average":
         return F.avg_pool2d(t, kernel_size, stride)[0, 0].numpy()
-    raise UserError("", f"pooling is max or average, not '{kind}'")
+    raise UserError("convlab.pool", f"pooling is max or average, not '{kind}'")

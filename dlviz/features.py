@@ -104,7 +104,7 @@ def _sample_pixels(name: str) -> Picture:
 def sample_image(name: str) -> Picture:
     """One of the sample images scikit-image and scikit-learn ship."""
     if name not in SAMPLE_IMAGES:
-        raise UserError("", f"no sample image named '{name}'; choose one of {', '.join(SAMPLE_IMAGES)}")
+        raise UserError("inspect.image", f"no sample image named '{name}'; choose one of {', '.join(SAMPLE_IMAGES)}")
     return _sample_pixels(name)
 
 
@@ -116,22 +116,22 @@ def decode_image(data: bytes, name: str = "the upload") -> Picture:
     lim = _limits.current()
     name = clip(name)
     if len(data) > lim.max_upload_bytes:
-        raise UserError("", f"{name} is {len(data) / 1e6:.1f} MB, over the upload limit of {lim.max_upload_bytes / 1e6:g} MB "
+        raise UserError("inspect.upload", f"{name} is {len(data) / 1e6:.1f} MB, over the upload limit of {lim.max_upload_bytes / 1e6:g} MB "
                             "(DLVIZ_MAX_UPLOAD_BYTES); upload a smaller image")
-    unreadable = UserError("", f"{name} is not an image that can be read; upload a PNG, JPEG, GIF, BMP, TIFF or WebP file")
+    unreadable = UserError("inspect.upload", f"{name} is not an image that can be read; upload a PNG, JPEG, GIF, BMP, TIFF or WebP file")
     try:
         # only decoders that run inside this process are asked: EPS and PDF would start Ghostscript on the server
         im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
         w, h = im.size  # from the header: nothing is decompressed yet
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError("", f"{name} has too many pixels to open (over {lim.max_image_pixels:,}); upload a smaller image") from None
+        raise UserError("inspect.upload", f"{name} has too many pixels to open (over {lim.max_image_pixels:,}); upload a smaller image") from None
     except Exception:  # a decoder of anyone's bytes may fail in any way; each means the same to the person
         raise unreadable from None
     if w * h > lim.max_image_pixels:
-        raise UserError("", f"{name} is {w:,}×{h:,} = {w * h:,} pixels, over the limit of {lim.max_image_pixels:,} "
+        raise UserError("inspect.upload", f"{name} is {w:,}×{h:,} = {w * h:,} pixels, over the limit of {lim.max_image_pixels:,} "
                             "(DLVIZ_MAX_IMAGE_PIXELS); upload a smaller image")
     if w < 1 or h < 1:
-        raise UserError("", f"{name} is an empty image; upload one with pixels")
+        raise UserError("inspect.upload", f"{name} is an empty image; upload one with pixels")
     try:
         note = "the first frame of an animation" if getattr(im, "is_animated", False) else ""
         im.seek(0)
@@ -159,7 +159,7 @@ def decode_image(data: bytes, name: str = "the upload") -> Picture:
             arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
             note = _join(note, f"{mode} pixels scaled from their range [{lo:g}, {hi:g}] to [0, 1]")
     except Exception:
-        raise UserError("", f"{name} is damaged or truncated and cannot be decoded; upload the image again or another one") from None
+        raise UserError("inspect.upload", f"{name} is damaged or truncated and cannot be decoded; upload the image again or another one") from None
     return _as_picture(arr, name, note)
 
 
@@ -305,7 +305,7 @@ def dataset_input(exp: Experiment, dataset, index: int) -> ModelInput:
     if n == 0:
         raise UserError("data.val_fraction", "the dataset has no validation samples to show; set val_fraction above 0")
     if not 0 <= index < n:
-        raise UserError("", f"sample {index} does not exist: the validation set has {n:,} samples (0 to {n - 1:,})")
+        raise UserError("inspect.sample", f"sample {index} does not exist: the validation set has {n:,} samples (0 to {n - 1:,})")
     x = dataset.x_val[index:index + 1]
     y = dataset.y_val[index]
     label = None
@@ -333,7 +333,7 @@ def load_model(exp: Experiment, state: Optional[dict] = None) -> Network:
         try:
             net.load_state_dict(weights)
         except RuntimeError:
-            raise UserError("", "the checkpoint's weights do not fit this preset's model; pick the run's own preset") from None
+            raise UserError("inspect.checkpoint", "the checkpoint's weights do not fit this preset's model; pick the run's own preset") from None
     net.eval()
     net.requires_grad_(False)
     return net

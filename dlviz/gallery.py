@@ -28,7 +28,7 @@ def load(name: str) -> Experiment:
     if name not in _texts():
         from .errors import did_you_mean
 
-        raise UserError("", f"no built-in preset named '{name}'{did_you_mean(name, names())}; `python -m dlviz list` shows them")
+        raise UserError("preset", f"no built-in preset named '{name}'{did_you_mean(name, names())}; `python -m dlviz list` shows them")
     return parse_text(_texts()[name])
 
 
@@ -55,7 +55,7 @@ def resolve(ref: str, stdin=None) -> Experiment:
         size = os.path.getsize(ref)
         lim = _limits.current().max_document_bytes
         if size > lim:
-            raise UserError("", f"{ref} is {size:,} bytes, over the limit of {lim:,} for a preset (DLVIZ_MAX_DOCUMENT_BYTES)")
+            raise UserError("preset", f"{ref} is {size:,} bytes, over the limit of {lim:,} for a preset (DLVIZ_MAX_DOCUMENT_BYTES)")
         with open(ref, "rb") as f:
             return parse_text(f.read())
     if ref in _texts():
@@ -65,10 +65,10 @@ def resolve(ref: str, stdin=None) -> Experiment:
 
         return decode_link(ref)
     if os.path.exists(ref):
-        raise UserError("", f"{ref} is not a file")
+        raise UserError("preset", f"{ref} is not a file")
     from .errors import did_you_mean
 
-    raise UserError("", f"no preset file, built-in preset or share link '{ref}'{did_you_mean(ref, names())}; "
+    raise UserError("preset", f"no preset file, built-in preset or share link '{ref}'{did_you_mean(ref, names())}; "
                         "`python -m dlviz list` shows the built-in presets")
 
 

@@ -64,10 +64,11 @@ class Box:
 def unit_box(field: Field, unit: Sequence[int], input_size: Sequence[int]) -> Box:
     """The theoretical field of the unit at spatial index `unit` of the field's layer, on an input of `input_size`."""
     if len(unit) != len(field.size) or len(input_size) != len(field.size):
-        raise ValueError(f"the field has {len(field.size)} spatial axes; got unit {tuple(unit)} and input {tuple(input_size)}")
+        raise UserError("receptive.unit", f"the layer's map has {len(field.size)} spatial axes; give a unit and an input size with "
+                                          f"{len(field.size)} each, not {tuple(unit)} and {tuple(input_size)}")
     for i, n in zip(unit, field.output_shape[1:]):
         if not 0 <= i < n:
-            raise UserError("", f"unit {tuple(unit)} is outside the layer's {'×'.join(map(str, field.output_shape[1:]))} map")
+            raise UserError("receptive.unit", f"unit {tuple(unit)} is outside the layer's {'×'.join(map(str, field.output_shape[1:]))} map")
     start = tuple(int(math.floor(i * s - p)) for i, s, p in zip(unit, field.stride, field.padding))
     end = tuple(int(math.ceil(a + r - 1)) for a, r in zip(start, field.size))
     lo = tuple(min(max(a, 0), n - 1) for a, n in zip(start, input_size))
@@ -94,7 +95,7 @@ def input_gradient(net: Network, x: torch.Tensor, path: str, unit: Sequence[int]
     With several `channels` the maps of those channels' units at `unit` are averaged; they are computed in one
     backward pass over a batch of copies of the input (sample b differentiates channel b)."""
     if not x.is_floating_point():
-        raise UserError("", "this model takes token ids, which have no gradient; effective receptive fields need a numeric input")
+        raise UserError("receptive.input", "this model takes token ids, which have no gradient; effective receptive fields need a numeric input")
     chans = [channels] if isinstance(channels, int) else list(channels)
     per_copy = budget.gradient_bytes_per_copy(net.footprint)
     group = budget.rows_that_fit(per_copy)
@@ -122,7 +123,7 @@ def input_gradient(net: Network, x: torch.Tensor, path: str, unit: Sequence[int]
             handle.remove()
     y = seen["y"]
     if y.dim() != 2 + len(unit):
-        raise UserError("", f"{path} gives [{', '.join(map(str, y.shape[1:]))}], not a map with {len(unit)} spatial axes")
+        raise UserError("receptive.unit", f"{path} gives [{', '.join(map(str, y.shape[1:]))}], not a map with {len(unit)} spatial axes")
     picked = y[(torch.arange(len(chans)), torch.tensor(chans), *(torch.full((len(chans),), i) for i in unit))]
     if not picked.requires_grad:  # a layer whose output does not depend on the input (e.g. constant weights of zero)
         return np.zeros(x.shape[2:], dtype=np.float32)

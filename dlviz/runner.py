@@ -213,15 +213,15 @@ class Runner:
             live = [h for h in self._runs.values() if h.alive]
             mine = [h for h in live if h.session == session]
             if len(mine) >= lim.max_runs_per_session:
-                raise UserError("", f"you already have {len(mine)} run{'s' if len(mine) > 1 else ''} training "
+                raise UserError("train", f"you already have {len(mine)} run{'s' if len(mine) > 1 else ''} training "
                                     f"(the limit per person is {lim.max_runs_per_session}, DLVIZ_MAX_RUNS_PER_SESSION); stop it first")
             here = [h for h in live if address is not None and h.address == address]
             if len(here) >= lim.max_runs_per_address:
-                raise UserError("", f"{len(here)} run{'s are' if len(here) > 1 else ' is'} already training from your network "
+                raise UserError("train", f"{len(here)} run{'s are' if len(here) > 1 else ' is'} already training from your network "
                                     f"address (the limit per address is {lim.max_runs_per_address}, DLVIZ_MAX_RUNS_PER_ADDRESS); "
                                     "try again when one finishes")
             if len(live) >= lim.max_concurrent_runs:
-                raise UserError("", f"the server is already training {len(live)} runs, its limit (DLVIZ_MAX_CONCURRENT_RUNS); "
+                raise UserError("train", f"the server is already training {len(live)} runs, its limit (DLVIZ_MAX_CONCURRENT_RUNS); "
                                     "try again when one finishes")
             if exp.data is None:
                 raise UserError("data", "this preset has no data section; add one to train it")
@@ -245,7 +245,7 @@ class Runner:
                     store.close()
             except STORE_ERRORS as e:
                 self.problem = unwritable(e)
-                raise UserError("", self.problem) from None
+                raise UserError("train", self.problem) from None
             if self._old_runs_marked and not self._unmarked:
                 self.problem = None  # the store takes writes again
             ctx = context()

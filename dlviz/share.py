@@ -44,7 +44,7 @@ def token_from_link(link: str) -> str:
     if "?" in link or link.startswith(("http://", "https://")):
         values = parse_qs(urlparse(link).query).get(PARAM)
         if not values:
-            raise UserError("", f"the link has no '{PARAM}=' parameter; copy the whole share link")
+            raise UserError("share.link", f"the link has no '{PARAM}=' parameter; copy the whole share link")
         return values[0]
     return link[len(PARAM) + 1:] if link.startswith(PARAM + "=") else link
 
@@ -53,19 +53,19 @@ def decode(token: str) -> Experiment:
     """A share token back to a validated preset; a damaged token gets one clear sentence."""
     lim = _limits.current()
     if not isinstance(token, str) or not token or len(token) > 2 * lim.max_document_bytes:
-        raise UserError("", "the share link is empty or far too long; ask for the preset file instead")
+        raise UserError("share.link", "the share link is empty or far too long; ask for the preset file instead")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         d = zlib.decompressobj()
         text = d.decompress(raw, lim.max_document_bytes + 1)
         if len(text) > lim.max_document_bytes or d.unconsumed_tail:
-            raise UserError("", f"the share link unpacks to more than {lim.max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
+            raise UserError("share.link", f"the share link unpacks to more than {lim.max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
         if not d.eof:
             raise zlib.error("truncated")
     except UserError:
         raise
     except (binascii.Error, zlib.error, ValueError):
-        raise UserError("", "the share link is damaged or cut short; copy it again in full") from None
+        raise UserError("share.link", "the share link is damaged or cut short; copy it again in full") from None
     return validate(load_json(text))
 
 
@@ -83,7 +83,7 @@ def keep(exp: Experiment) -> str:
     """Keep a preset on this server and return its id: the hash of its canonical JSON, so one preset is kept once."""
     data = canonical_json(exp).encode("utf-8")
     if len(data) > _limits.current().max_document_bytes:
-        raise UserError("", f"the preset is more than {_limits.current().max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
+        raise UserError("preset", f"the preset is more than {_limits.current().max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
     pid = hashlib.sha256(data).hexdigest()[:20]
     path = _kept_dir() / f"{pid}.json"
     if path.exists():
@@ -120,9 +120,9 @@ def kept(pid: str) -> Experiment:
     lim = _limits.current()
     path = _kept_dir() / f"{pid}.json" if isinstance(pid, str) and _ID.fullmatch(pid) else None
     if path is None or not path.is_file():
-        raise UserError("", "this address names a saved experiment this server does not have; ask for the preset file")
+        raise UserError("share.saved", "this address names a saved experiment this server does not have; ask for the preset file")
     if path.stat().st_size > lim.max_document_bytes:
-        raise UserError("", f"the saved experiment is more than {lim.max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
+        raise UserError("share.saved", f"the saved experiment is more than {lim.max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
     exp = validate(load_json(path.read_text(encoding="utf-8")))
     os.utime(path)  # recently used: the last to go
     return exp

@@ -429,7 +429,7 @@ def _check_json_depth(text: str, limit: int) -> None:
         elif ch in "[{":
             depth += 1
             if depth > limit:
-                raise UserError("", f"the document is nested more than {limit} levels deep; flatten it (DLVIZ_MAX_DEPTH limits blocks to {_limits.current().max_depth})")
+                raise UserError("preset", f"the document is nested more than {limit} levels deep; flatten it (DLVIZ_MAX_DEPTH limits blocks to {_limits.current().max_depth})")
         elif ch in "]}":
             depth -= 1
 
@@ -449,19 +449,19 @@ def load_json(text: str | bytes) -> Any:
     lim = _limits.current()
     size = len(text.encode("utf-8", "replace") if isinstance(text, str) else text)
     if size > lim.max_document_bytes:
-        raise UserError("", f"the preset is {size:,} bytes, over the limit of {lim.max_document_bytes:,} (DLVIZ_MAX_DOCUMENT_BYTES)")
+        raise UserError("preset", f"the preset is {size:,} bytes, over the limit of {lim.max_document_bytes:,} (DLVIZ_MAX_DOCUMENT_BYTES)")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
-            raise UserError("", "the preset is not UTF-8 text; save it as a .json file") from None
+            raise UserError("preset", "the preset is not UTF-8 text; save it as a .json file") from None
     _check_json_depth(text, _max_json_depth())
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise UserError("", f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        raise UserError("preset", f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     except (RecursionError, ValueError) as e:
-        raise UserError("", f"not valid JSON: {e}") from None
+        raise UserError("preset", f"not valid JSON: {e}") from None
 
 
 def _walk_limits(doc: Any) -> None:
@@ -490,7 +490,7 @@ def _container_depth(doc: Any, limit: int) -> None:
     while stack:
         node, d = stack.pop()
         if d > limit:
-            raise UserError("", f"the document is nested more than {limit} levels deep; flatten it")
+            raise UserError("preset", f"the document is nested more than {limit} levels deep; flatten it")
         children = node.values() if isinstance(node, dict) else node
         stack.extend((v, d + 1) for v in children if isinstance(v, (dict, list)))
 
@@ -507,7 +507,7 @@ def migrate(doc: dict) -> dict:
 def validate(doc: Any) -> Experiment:
     """Validate a preset given as a Python value; raises UserError naming the first problem's JSON path."""
     if not isinstance(doc, dict):
-        raise UserError("", f"a preset is a JSON object, got {_cut(doc)}")
+        raise UserError("preset", f"a preset is a JSON object, got {_cut(doc)}")
     _container_depth(doc, _max_json_depth())
     doc = migrate(doc)
     if "model" in doc:
@@ -517,7 +517,7 @@ def validate(doc: Any) -> Experiment:
     except ValidationError as e:
         raise _user_error(e) from None
     except RecursionError:
-        raise UserError("", "the document is nested too deeply; flatten it") from None
+        raise UserError("preset", "the document is nested too deeply; flatten it") from None
 
 
 def validate_model(model: Any) -> ModelSpec:

@@ -160,7 +160,7 @@ class RunStore:
         rows = self._exec("SELECT id, session, name, preset, status, reason, created, updated, epochs_done, steps_done, result, "
                           "param_names, task, preset_hash, parent, parent_step FROM runs WHERE id=?", (run_id,))
         if not rows:
-            raise UserError("", f"no run with id {run_id}")
+            raise UserError("run", f"no run with id {run_id}")
         r = rows[0]
         return {"id": r[0], "session": r[1], "name": r[2], "preset": json.loads(r[3]), "status": r[4], "reason": r[5] or "",
                 "created": r[6], "updated": r[7], "epochs_done": r[8], "steps_done": r[9],
@@ -269,11 +269,11 @@ class RunStore:
         else:
             rows = self._exec("SELECT state FROM checkpoints WHERE run_id=? AND step=?", (run_id, step))
         if not rows:
-            raise UserError("", f"run {run_id} has no checkpoint{'' if step is None else f' at step {step}'}; train it first")
+            raise UserError("run.checkpoint", f"run {run_id} has no checkpoint{'' if step is None else f' at step {step}'}; train it first")
         try:
             return torch.load(io.BytesIO(rows[0][0]), weights_only=True)
         except Exception:  # weights_only refuses anything but tensors and plain containers
-            raise UserError("", f"the checkpoint of run {run_id} cannot be read safely (it holds more than weights); "
+            raise UserError("run.checkpoint", f"the checkpoint of run {run_id} cannot be read safely (it holds more than weights); "
                                 "it was not loaded") from None
 
     def add_trajectory(self, run_id: str, points: list[tuple[int, np.ndarray]]) -> None:

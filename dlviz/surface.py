@@ -124,7 +124,7 @@ def unflatten(flat, like: Sequence[torch.Tensor]) -> Direction:
     flat = torch.as_tensor(flat)
     sizes = [t.numel() for t in like]
     if flat.numel() != sum(sizes):
-        raise UserError("", f"a saved parameter vector has {flat.numel():,} values but the model has {sum(sizes):,} "
+        raise UserError("surface.trajectory", f"a saved parameter vector has {flat.numel():,} values but the model has {sum(sizes):,} "
                             "trainable parameters; the run's preset and model no longer match")
     return [part.reshape(t.shape).to(t.dtype) for part, t in zip(torch.split(flat, sizes), like)]
 
@@ -155,7 +155,7 @@ def pca_directions(snapshots: np.ndarray, center: torch.Tensor, like: Sequence[t
     Li et al.: the rows θᵢ − θ_centre, mean-centred, then their principal axes (the SVD's, found through the small
     snapshots × snapshots Gram matrix). Returns unit directions and the explained variance ratio."""
     if len(snapshots) < 3:
-        raise UserError("", f"the run saved {len(snapshots)} parameter snapshots; the PCA plane needs at least 3 "
+        raise UserError("surface.trajectory", f"the run saved {len(snapshots)} parameter snapshots; the PCA plane needs at least 3 "
                             "(train longer, or lower training.trajectory_every)")
     m = torch.as_tensor(np.asarray(snapshots, dtype=np.float64)) - center.double()
     m = m - m.mean(dim=0)
@@ -164,7 +164,7 @@ def pca_directions(snapshots: np.ndarray, center: torch.Tensor, like: Sequence[t
     evals, evecs = evals.flip(0).clamp_min(0), evecs.flip(1)
     total = float(evals.sum())
     if total <= 0 or evals[1] <= 1e-12 * total:
-        raise UserError("", "the saved trajectory lies on a line or a point, so it spans no plane; use random directions")
+        raise UserError("surface.trajectory", "the saved trajectory lies on a line or a point, so it spans no plane; use random directions")
     dirs = []
     for i in range(2):
         v = evecs[:, i] @ m

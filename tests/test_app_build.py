@@ -181,7 +181,7 @@ def test_upload_a_preset_and_refuse_a_bad_one(at):
         "model.layers[0].out_feature: unknown key 'out_feature'; did you mean 'out_features'?"]
     assert at.session_state["preset"]["name"] == xor["name"]  # the current preset is kept
     by_label(at.sidebar.file_uploader, "Open a preset file").set_value(("broken.json", b"{", "application/json")).run()
-    assert len(at.sidebar.error) == 1 and at.sidebar.error[0].value.startswith("not valid JSON")
+    assert len(at.sidebar.error) == 1 and at.sidebar.error[0].value.startswith("preset: not valid JSON")
     assert not at.exception
 
 
@@ -198,7 +198,7 @@ def test_a_damaged_share_link_says_so_and_opens_the_default():
     app = AppTest.from_file(str(APP), default_timeout=60)
     app.query_params[share.PARAM] = share.encode(gallery.load("lenet5-mnist"))[:-12]
     app.run()
-    assert [e.value for e in app.error] == ["the share link is damaged or cut short; copy it again in full"]
+    assert [e.value for e in app.error] == ["share.link: the share link is damaged or cut short; copy it again in full"]
     assert metric(app, "Parameters") == total(DEFAULT_DOC)
     assert not app.exception
 

@@ -156,7 +156,7 @@ def test_an_unknown_or_malformed_id_gets_one_sentence(pid):
     at.run()
     assert not at.exception
     if pid:
-        assert [e.value for e in at.error] == ["this address names a saved experiment this server does not have; "
+        assert [e.value for e in at.error] == ["share.saved: this address names a saved experiment this server does not have; "
                                                "ask for the preset file"]
 
 

@@ -81,9 +81,9 @@ def test_wrong_values_name_their_path():
     rejects(edit(lambda d: d["model"].update({"3": 1})), "model.3", "unknown key")
     rejects(edit(lambda d: d.update(format="dlviz-preset/9")), "format", "dlviz-preset/1")
     rejects(edit(lambda d: d.pop("model")), "model", "required")
-    rejects("[1, 2]", "", "object")
-    rejects("{ nope", "", "JSON")
-    rejects(b"\xff\xfe{}", "", "UTF-8")
+    rejects("[1, 2]", "preset", "object")
+    rejects("{ nope", "preset", "JSON")
+    rejects(b"\xff\xfe{}", "preset", "UTF-8")
 
 
 # ---------------------------------------------------------------- data section
@@ -219,7 +219,7 @@ def test_a_trillion_unit_linear():
 def test_a_hundred_thousand_layers():
     doc = preset([{"type": "ReLU"}] * 100_000, [4])
     fails_fast(_pipeline(doc), "model.layers", "DLVIZ_MAX_LAYERS")
-    fails_fast(_pipeline(json.dumps(doc)), "", "DLVIZ_MAX_DOCUMENT_BYTES")  # 1.8 MB of text
+    fails_fast(_pipeline(json.dumps(doc)), "preset", "DLVIZ_MAX_DOCUMENT_BYTES")  # 1.8 MB of text
     fails_fast(_pipeline(json.dumps(preset([{"type": "ReLU"}] * 5_000, [4]))), "model.layers", "DLVIZ_MAX_LAYERS")
 
 
@@ -237,17 +237,17 @@ def _deep_text(depth):
 
 @pytest.mark.parametrize("depth", [5_000, 200_000])
 def test_nesting_thousands_deep(depth):
-    fails_fast(_pipeline(_deep_text(depth)), "")
+    fails_fast(_pipeline(_deep_text(depth)), "preset")
     if depth <= 5_000:
         fails_fast(_pipeline(preset([_deep_dict(depth)], [4])))
 
 
 def test_deep_lists_outside_the_model():
-    fails_fast(_pipeline('{"format": "dlviz-preset/1", "name": ' + "[" * 50_000 + "]" * 50_000 + "}"), "")
+    fails_fast(_pipeline('{"format": "dlviz-preset/1", "name": ' + "[" * 50_000 + "]" * 50_000 + "}"), "preset")
     doc = []
     for _ in range(5_000):
         doc = [doc]
-    fails_fast(_pipeline({"format": "dlviz-preset/1", "name": doc, "model": {"input_shape": [4]}}), "")
+    fails_fast(_pipeline({"format": "dlviz-preset/1", "name": doc, "model": {"input_shape": [4]}}), "preset")
 
 
 def test_blocks_nested_just_past_the_depth_limit():
@@ -258,8 +258,8 @@ def test_blocks_nested_just_past_the_depth_limit():
 
 def test_an_oversize_document():
     text = json.dumps(edit(lambda d: d.update(description="x" * 2_000_000)))
-    fails_fast(_pipeline(text), "", "DLVIZ_MAX_DOCUMENT_BYTES")
-    fails_fast(lambda: load_json(text.encode()), "", "DLVIZ_MAX_DOCUMENT_BYTES")
+    fails_fast(_pipeline(text), "preset", "DLVIZ_MAX_DOCUMENT_BYTES")
+    fails_fast(lambda: load_json(text.encode()), "preset", "DLVIZ_MAX_DOCUMENT_BYTES")
 
 
 @pytest.mark.parametrize("shape", [[3, 100_000, 100_000], [10**30], [2**40, 2**40, 2**40, 2**40], [1] * 5])
@@ -308,7 +308,7 @@ def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.delenv("DLVIZ_MAX_DEPTH")
 
     monkeypatch.setenv("DLVIZ_MAX_DOCUMENT_BYTES", "100")
-    fails_fast(lambda: parse_text(json.dumps(LENET)), "", "DLVIZ_MAX_DOCUMENT_BYTES")
+    fails_fast(lambda: parse_text(json.dumps(LENET)), "preset", "DLVIZ_MAX_DOCUMENT_BYTES")
     monkeypatch.delenv("DLVIZ_MAX_DOCUMENT_BYTES")
 
     monkeypatch.setenv("DLVIZ_MAX_INPUT_ELEMENTS", "100")
