@@ -7,6 +7,7 @@ import time
 import pytest
 
 from browser_util import ARTIFACTS, ROOT, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
+from dlviz import share
 from dlviz.spec import validate
 from dlviz.store import RunStore, StoreCallback
 from dlviz.train import Trainer
@@ -39,9 +40,12 @@ RF_JS = """() => {
 }""" % FIND_JS
 
 
+TRAINED = {**DIGITS_CNN, "training": {"epochs": 2}}
+
+
 def train_into_store(data_dir, browser: str) -> str:
     """Two epochs of a small CNN on digits, written to the server's run store as this browser's run."""
-    doc = {**DIGITS_CNN, "training": {"epochs": 2}}
+    doc = TRAINED
     store = RunStore(data_dir / "runs.sqlite")
     run_id = store.create_run(validate(doc), session=browser)
     result = Trainer(validate(doc), callbacks=[StoreCallback(store, run_id)]).run()
@@ -77,15 +81,16 @@ def test_click_a_unit_and_see_its_receptive_field(app_url, app_data_dir, page): 
     pg.get_by_text("Feature maps", exact=True).first.wait_for(timeout=60_000)
     settle(pg)
     cookie = next(c["value"] for c in pg.context.cookies() if c["name"] == "_streamlit_xsrf")
-    run_id = train_into_store(app_data_dir, hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16])
+    train_into_store(app_data_dir, hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16])
 
-    pg.reload()
+    pg.goto(f"{app_url}/inspect?{share.PARAM}={share.encode(validate(TRAINED))}")  # the trained preset on screen
     pg.get_by_text("A training run").wait_for(timeout=60_000)
     settle(pg)
     pg.get_by_text("A training run").click()
     pg.wait_for_function("(t) => (%s)(t) !== null" % FIND_JS, arg="Conv2d → [8, 8, 8], channel 0", timeout=30_000)
     settle(pg)
-    assert run_id in pg.get_by_role("combobox", name="Run").input_value()
+    shown = pg.get_by_role("combobox", name="Run").input_value()  # the preset's own run, opened on by default
+    assert "CNN on digits · finished · 2 epochs" in shown and "another preset" not in shown, shown
 
     # the first convolution's map: a 3×3 field, box at rows 1-3, columns 4-6 for unit (2, 5)
     first = pg.evaluate(RF_JS)
@@ -130,6 +135,7 @@ def test_click_a_unit_and_see_its_receptive_field(app_url, app_data_dir, page): 
     pg.evaluate("() => window.scrollTo(0, 0)")
     pg.wait_for_timeout(500)
     pg.screenshot(path=str(ARTIFACTS / "inspect-page.png"))
+    growth = None
     for tab, title, shot in (("Receptive fields", "theoretical size", "inspect-growth.png"),
                              ("Filters", "Initial weights", "inspect-filters.png"),
                              ("Convolution lab", "Output", "inspect-conv-lab.png"),
@@ -141,8 +147,9 @@ def test_click_a_unit_and_see_its_receptive_field(app_url, app_data_dir, page): 
             "  JSON.stringify(gd.data.map(d => d.name))).includes(t))", arg=title, timeout=20_000)
         pg.wait_for_timeout(800)
         pg.screenshot(path=str(ARTIFACTS / shot))
-    growth = pg.evaluate("() => { const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.data.some(d => d.name === "
-                         "'theoretical size')); return gd.data.map(d => Array.from(d.y)); }")
+        if tab == "Receptive fields":  # only the open tab is drawn: read its chart while it is open
+            growth = pg.evaluate("() => { const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.data.some(d => "
+                                 "d.name === 'theoretical size')); return gd.data.map(d => Array.from(d.y)); }")
     pg.get_by_role("tab", name="Receptive fields").click()
     # DIGITS_CNN: conv 3 (3), ReLU (3), conv 3 (5), ReLU (5), pool 2 (6)
     assert growth[0] == [3, 3, 5, 5, 6], growth

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
-from dlviz import gallery, landscape_figures
+from dlviz import gallery, landscape_figures, share
 from dlviz.spec import validate
 from dlviz.store import RunStore, StoreCallback
 from dlviz.train import Trainer
@@ -33,9 +33,12 @@ def paths(pg, title: str) -> list[dict]:
     return [t for t in pg.evaluate(TRACES_JS, title) or [] if t["mode"] == "lines+markers" and t["type"] == "scatter"]
 
 
+SPIRAL = {**gallery.raw("spiral-tanh"), "training": {"epochs": 15}}
+
+
 def train_spiral(data_dir, browser: str) -> str:
     """The gallery's spiral preset, 15 epochs, trained into the server's run store as this browser's run."""
-    exp = validate({**gallery.raw("spiral-tanh"), "training": {"epochs": 15}})
+    exp = validate(SPIRAL)
     store = RunStore(data_dir / "runs.sqlite")
     run_id = store.create_run(exp, session=browser)
     result = Trainer(exp, callbacks=[StoreCallback(store, run_id)]).run()
@@ -70,15 +73,16 @@ def test_three_optimizers_then_the_trained_networks_surface(app_url, app_data_di
     pg.screenshot(path=str(ARTIFACTS / "landscape-lab-clicked.png"), full_page=True)
 
     cookie = next(c["value"] for c in pg.context.cookies() if c["name"] == "_streamlit_xsrf")
-    run_id = train_spiral(app_data_dir, hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16])
-    pg.reload()
+    train_spiral(app_data_dir, hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16])
+    pg.goto(f"{app_url}/landscape?{share.PARAM}={share.encode(validate(SPIRAL))}")  # the trained preset on screen
     pg.get_by_role("tab", name="Your network's loss surface").wait_for(timeout=60_000)
     settle(pg)
     pg.get_by_role("tab", name="Your network's loss surface").click()
     # the coarse grid comes first; wait for the full 31×31 one
     pg.wait_for_function("(t) => (%s)(t) !== null" % FIND_JS, arg="(961 points)", timeout=60_000)
     settle(pg)
-    assert run_id in pg.get_by_role("combobox", name="Run").input_value()
+    shown = pg.get_by_role("combobox", name="Run").input_value()  # the preset's own run, opened on by default
+    assert "finished · 15 epochs" in shown and "another preset" not in shown, shown
     contour = pg.evaluate(TRACES_JS, "(961 points)")
     assert contour[0]["type"] == "contour" and contour[0]["n"] == 31
     path = next(t for t in contour if t["name"] == "training path (projected)")
