@@ -15,8 +15,8 @@ EXPLODING = 1e3
 VANISHING_SPREAD = 100
 RATIO_LOW, RATIO_HIGH = 1e-4, 1e-2  # update/weight ratios of the weights around 1e-3 are healthy (CS231n)
 INITIAL_TOLERANCE = 0.2  # of the chance level: a first loss within it starts out (nearly) uniform
-DEAD, SATURATED = 0.5, 0.5
-OVERFIT_WINDOW = 3  # epochs averaged before a rise of the validation loss counts (a fifth of the run when longer)  # the red band of the dead and saturated units chart
+DEAD, SATURATED = 0.5, 0.5  # the red band of the dead and saturated units chart
+OVERFIT_WINDOW = 3  # epochs averaged before a rise of the validation loss counts (a fifth of the run when longer)
 RELU_FAMILY = ("ReLU", "ReLU6", "LeakyReLU", "PReLU")
 HE_INITS = ("kaiming_normal", "kaiming_uniform")
 
