@@ -69,6 +69,11 @@ class Arg:
         if self.lt is not None and x >= self.lt:
             raise ArgError(f"must be less than {self.lt:g}, got {x:g}")
 
+    def _number(self, kind: str, v: Any):
+        """One number of this argument, in range: an int, or a float for a float argument."""
+        x = _num(kind, v)
+        self._bounds(x)
+        return x if kind == "int" else float(x)
     def validate(self, v: Any) -> Any:
         """Return the value in canonical form (lists for sizes) or raise ArgError."""
         if v is None:
@@ -96,36 +101,19 @@ class Arg:
             if v not in ("same", "valid"):
                 raise ArgError(f"padding must be a number, a list, 'same' or 'valid', got {_show(v)}")
             return v
-        if k in ("size", "padding", "ints"):
-            if k != "ints" and not isinstance(v, list):
-                x = _num("int", v)
-                self._bounds(x)
-                return x
-            if not isinstance(v, list):
+        if k in ("size", "padding", "ints", "floats", "number_or_list"):
+            num = "int" if k in ("size", "padding", "ints") else "float"
+            if k in ("size", "padding", "number_or_list") and not isinstance(v, list):
+                return self._number(num, v)
+            if num == "int" and not isinstance(v, list):
                 raise ArgError(f"expected a list of integers, got {_show(v)}")
-            if not v or (self.dims and len(v) != self.dims) or len(v) > 8:
-                want = f"{self.dims} integers" if self.dims else "1 to 8 integers"
-                raise ArgError(f"expected a number or a list of {want}, got {_show(v)}")
-            out = []
-            for x in v:
-                x = _num("int", x)
-                self._bounds(x)
-                out.append(x)
-            return out
-        if k in ("floats", "number_or_list"):
-            if k == "number_or_list" and not isinstance(v, list):
-                x = _num("float", v)
-                self._bounds(x)
-                return float(x)
-            if not isinstance(v, list) or (self.dims and len(v) != self.dims) or not v or len(v) > 8:
+            if not isinstance(v, list) or not v or (self.dims and len(v) != self.dims) or len(v) > 8:
+                if num == "int":
+                    want = f"{self.dims} integers" if self.dims else "1 to 8 integers"
+                    raise ArgError(f"expected a number or a list of {want}, got {_show(v)}")
                 want = f"a list of {self.dims} numbers" if self.dims else "a list of numbers"
                 raise ArgError(f"expected {want}, got {_show(v)}")
-            out = []
-            for x in v:
-                x = _num("float", x)
-                self._bounds(x)
-                out.append(float(x))
-            return out
+            return [self._number(num, x) for x in v]
         raise AssertionError(f"unknown Arg kind {k}")
 
     def json_schema(self) -> dict:
