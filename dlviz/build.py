@@ -13,6 +13,7 @@ from . import limits as _limits
 from .budget import Footprint, footprint
 from .errors import UserError, json_path
 from .registry import ALL_LAYERS, INITS, ShapeError, shape_str
+from .runtime import Concat, Residual, init_module
 from .spec import Experiment, InitSpec, LayerSpec, ModelSpec
 
 # ---------------------------------------------------------------- containers that mirror the preset
@@ -20,29 +21,6 @@ from .spec import Experiment, InitSpec, LayerSpec, ModelSpec
 
 class Stack(nn.Sequential):
     """A list of layers from the preset (model.layers, a Residual's body, one Concat branch)."""
-
-
-class Residual(nn.Module):
-    """output = body(x) + shortcut(x); an empty shortcut is the identity."""
-
-    def __init__(self, body: Stack, shortcut: Stack):
-        super().__init__()
-        self.body = body
-        self.shortcut = shortcut
-
-    def forward(self, x):
-        return self.body(x) + self.shortcut(x)
-
-
-class Concat(nn.Module):
-    """Runs each branch on the input and concatenates the outputs on the channel (first non-batch) dimension."""
-
-    def __init__(self, branches: list[Stack]):
-        super().__init__()
-        self.branches = nn.ModuleList(branches)
-
-    def forward(self, x):
-        return torch.cat([b(x) for b in self.branches], dim=1)
 
 
 class Network(nn.Module):
@@ -444,21 +422,6 @@ def build_model(spec, seed: Optional[int] = None, device: str = "cpu", max_param
 # ---------------------------------------------------------------- initialization
 
 
-def _is_weight(name: str, p: torch.Tensor) -> bool:
-    return p.dim() >= 2
-
-
-def _is_bias(name: str) -> bool:
-    last = name.rsplit(".", 1)[-1]
-    return "bias" in last
-
-
-def init_tensor(t: torch.Tensor, init: InitSpec) -> None:
-    """Fill one ≥2-D weight tensor in place with a named init."""
-    with torch.no_grad():
-        INITS[init.type].fill(t, **init.args)
-
-
 def apply_inits(net: Network, model: ModelSpec) -> None:
     """Apply the model-wide init and per-layer overrides; biases are zeroed unless the init says "bias": "default"."""
     by_path = {path: name for name, path in net.json_paths.items()}
@@ -472,13 +435,8 @@ def apply_inits(net: Network, model: ModelSpec) -> None:
                 if init is not None and init.type != "default":
                     # Embeddings keep PyTorch's N(0, 1) unless given an init of their own: a table, not a linear map
                     if layer.type != "Embedding" or layer.init is not None:
-                        mod = modules[by_path[json_path(here)]]
-                        for name, p in mod.named_parameters():
-                            if _is_weight(name, p):
-                                init_tensor(p, init)
-                            elif _is_bias(name) and init.bias == "zeros":
-                                with torch.no_grad():
-                                    p.zero_()
+                        fill = INITS[init.type].fill
+                        init_module(modules[by_path[json_path(here)]], lambda w: fill(w, **init.args), init.bias == "zeros")
             for rel, children in layer.children():
                 walk(children, (*here, *rel), init)
 

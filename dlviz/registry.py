@@ -7,13 +7,17 @@ arguments, and returns an nn.Module; it raises ShapeError when the input cannot 
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
+from . import runtime
 from .args import Arg
+from .runtime import Maxout, Recurrent, SelfAttention, SelfBilinear, lecun_normal_
 
 Shape = tuple[int, ...]
 
@@ -26,73 +30,34 @@ def shape_str(shape) -> str:
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
 
-# ---------------------------------------------------------------- modules of our own
+# ---------------------------------------------------------------- constructor calls
 
 
-class Maxout(nn.Module):
-    """Maxout over groups of `pieces` consecutive features (dim 1): max(w1·x+b1, ..., wk·x+bk) after a Linear."""
+class _Calls(threading.local):
+    """The constructor calls noted while `noting_calls()` is on, per thread: {id(module): (module, class, args, kwargs)}."""
 
-    def __init__(self, pieces: int):
-        super().__init__()
-        self.pieces = pieces
-
-    def forward(self, x):
-        c = x.shape[1]
-        return x.reshape(x.shape[0], c // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
-
-    def extra_repr(self):
-        return f"pieces={self.pieces}"
+    log = None
 
 
-class Recurrent(nn.Module):
-    """An RNN, LSTM or GRU with batch_first input that returns the last step or all steps."""
-
-    def __init__(self, rnn: nn.Module, output: str):
-        super().__init__()
-        self.rnn = rnn
-        self.output = output
-
-    def forward(self, x):
-        y = self.rnn(x)[0]
-        if self.output == "all":
-            return y
-        if self.rnn.bidirectional:
-            # the backward direction reads the sequence from the end: its summary of the whole sequence is at step 0
-            h = self.rnn.hidden_size
-            return torch.cat([y[:, -1, :h], y[:, 0, h:]], dim=1)
-        return y[:, -1]
+_CALLS = _Calls()
 
 
-class SelfAttention(nn.Module):
-    """nn.MultiheadAttention used as self-attention (query = key = value = x), optionally causal."""
-
-    def __init__(self, attn: nn.MultiheadAttention, causal: bool):
-        super().__init__()
-        self.attn = attn
-        self.causal = causal
-        self.last_weights = None  # kept for the attention-map view; None unless `keep_weights` is set
-        self.keep_weights = False
-
-    def forward(self, x):
-        mask = None
-        if self.causal:
-            t = x.shape[1]
-            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
-        y, w = self.attn(x, x, x, attn_mask=mask, need_weights=self.keep_weights)
-        if self.keep_weights:
-            self.last_weights = w.detach()
-        return y
+def _new(cls, *args, **kwargs):
+    """cls(*args, **kwargs), noted while `noting_calls()` is on, so that an exported script makes the layer with the same call."""
+    module = cls(*args, **kwargs)
+    if _CALLS.log is not None:
+        _CALLS.log[id(module)] = (module, cls, args, kwargs)
+    return module
 
 
-class SelfBilinear(nn.Module):
-    """nn.Bilinear applied to the input with itself: y = xᵀ A x + b, a quadratic layer in a stack."""
-
-    def __init__(self, bilinear: nn.Bilinear):
-        super().__init__()
-        self.bilinear = bilinear
-
-    def forward(self, x):
-        return self.bilinear(x, x)
+@contextmanager
+def noting_calls():
+    """Note the constructor calls the layer makers make inside the block, in a dict by id of the module made."""
+    _CALLS.log = log = {}
+    try:
+        yield log
+    finally:
+        _CALLS.log = None
 
 
 # ---------------------------------------------------------------- shape helpers
@@ -144,7 +109,7 @@ def _conv(dims: int):
         c = _channels(shape)
         if c % a["groups"] or a["out_channels"] % a["groups"]:
             raise ShapeError(f"groups={a['groups']} must divide both the {c} input channels and the {a['out_channels']} output channels")
-        return cls(c, **a)
+        return _new(cls, c, **a)
 
     return make
 
@@ -159,7 +124,7 @@ def _conv_transpose(shape, **a):
     if any(o >= max(s, d) for o, s, d in zip(op, st, dl)):
         raise ShapeError(f"output_padding={a['output_padding']} must be smaller than the stride or the dilation; "
                          "use output_padding < stride")
-    return nn.ConvTranspose2d(c, **a)
+    return _new(nn.ConvTranspose2d, c, **a)
 
 
 def _pool(cls, dims: int):
@@ -171,7 +136,7 @@ def _pool(cls, dims: int):
             if any(2 * pi > di * (ki - 1) + 1 for ki, pi, di in zip(k, p, d)):
                 raise ShapeError(f"padding={a['padding']} is more than half of kernel_size={a['kernel_size']}; "
                                  "use a padding of at most half the kernel")
-        return cls(**a)
+        return _new(cls, **a)
 
     return make
 
@@ -179,19 +144,19 @@ def _pool(cls, dims: int):
 def _linear(shape, **a):
     if len(shape) > 2:
         raise ShapeError(f"input is {shape_str(shape)}; add a Flatten before it")
-    return nn.Linear(int(shape[-1]), **a)
+    return _new(nn.Linear, int(shape[-1]), **a)
 
 
 def _bilinear(shape, **a):
     if len(shape) != 1:
         raise ShapeError(f"input is {shape_str(shape)} but Bilinear needs 1-D features; add a Flatten before it")
-    return SelfBilinear(nn.Bilinear(int(shape[0]), int(shape[0]), **a))
+    return _new(SelfBilinear, _new(nn.Bilinear, int(shape[0]), int(shape[0]), **a))
 
 
 def _batchnorm(cls, ranks):
     def make(shape, **a):
         _rank(shape, ranks, cls.__name__, "use BatchNorm1d for [features] or [channels, length], BatchNorm2d for [channels, height, width]")
-        return cls(_channels(shape), **a)
+        return _new(cls, _channels(shape), **a)
 
     return make
 
@@ -202,7 +167,7 @@ def _layernorm(shape, normalized_shape=None, **a):
     n = len(normalized_shape)
     if list(shape[-n:]) != list(normalized_shape) or n > len(shape):
         raise ShapeError(f"normalized_shape {normalized_shape} does not match the end of the input {shape_str(shape)}; leave it out to normalize over the last dimension")
-    return nn.LayerNorm(normalized_shape, **a)
+    return _new(nn.LayerNorm, normalized_shape, **a)
 
 
 def _groupnorm(shape, num_groups, **a):
@@ -210,17 +175,17 @@ def _groupnorm(shape, num_groups, **a):
     c = _channels(shape)
     if c % num_groups:
         raise ShapeError(f"num_groups={num_groups} does not divide the {c} channels; pick a divisor of {c}")
-    return nn.GroupNorm(num_groups, c, **a)
+    return _new(nn.GroupNorm, num_groups, c, **a)
 
 
 def _instancenorm(shape, **a):
     _rank(shape, (3,), "InstanceNorm2d", "it needs [channels, height, width] input")
-    return nn.InstanceNorm2d(_channels(shape), **a)
+    return _new(nn.InstanceNorm2d, _channels(shape), **a)
 
 
 def _spatial_dropout(shape, **a):
     _rank(shape, (3,), "Dropout2d", "use Dropout for features, Dropout2d for [channels, height, width]")
-    return nn.Dropout2d(**a)
+    return _new(nn.Dropout2d, **a)
 
 
 def _flatten(shape, start_dim, end_dim):
@@ -230,7 +195,7 @@ def _flatten(shape, start_dim, end_dim):
             raise ShapeError(f"{name}={d} is outside the {full} dimensions of a batch of {shape_str(shape)}")
     if start_dim % full == 0:
         raise ShapeError("start_dim=0 would flatten the batch dimension; use start_dim=1")
-    return nn.Flatten(start_dim, end_dim)
+    return _new(nn.Flatten, start_dim, end_dim)
 
 
 def _unflatten(shape, dim, unflattened_size):
@@ -240,7 +205,7 @@ def _unflatten(shape, dim, unflattened_size):
     n = shape[dim % full - 1]
     if math.prod(unflattened_size) != n:
         raise ShapeError(f"unflattened_size {unflattened_size} holds {math.prod(unflattened_size)} elements but dimension {dim} has {n}")
-    return nn.Unflatten(dim, unflattened_size)
+    return _new(nn.Unflatten, dim, unflattened_size)
 
 
 def _upsample(shape, size, scale_factor, mode, align_corners):
@@ -254,7 +219,7 @@ def _upsample(shape, size, scale_factor, mode, align_corners):
         align_corners = None
     if isinstance(scale_factor, list):
         scale_factor = tuple(scale_factor)  # nn.Upsample takes one number or a tuple
-    return nn.Upsample(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners)
+    return _new(nn.Upsample, size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners)
 
 
 def _embedding(shape, **a):
@@ -262,7 +227,7 @@ def _embedding(shape, **a):
     n, pad = a["num_embeddings"], a["padding_idx"]
     if pad is not None and not -n <= pad < n:
         raise ShapeError(f"padding_idx={pad} is not a token id of a vocabulary of {n}; use 0 to {n - 1}, or leave it out")
-    return nn.Embedding(**a)
+    return _new(nn.Embedding, **a)
 
 
 def _recurrent(cls):
@@ -270,7 +235,7 @@ def _recurrent(cls):
         _rank(shape, (2,), cls.__name__, "it takes [time, features]: set input_shape to [steps, features] or add an Embedding before it")
         if a["num_layers"] == 1:
             a["dropout"] = 0.0  # torch warns that dropout between layers needs num_layers > 1
-        return Recurrent(cls(int(shape[-1]), batch_first=True, **a), output)
+        return _new(Recurrent, _new(cls, int(shape[-1]), batch_first=True, **a), output)
 
     return make
 
@@ -280,7 +245,7 @@ def _attention(shape, num_heads, causal, **a):
     e = int(shape[-1])
     if e % num_heads:
         raise ShapeError(f"num_heads={num_heads} does not divide the embedding size {e}; pick a divisor of {e}")
-    return SelfAttention(nn.MultiheadAttention(e, num_heads, batch_first=True, **a), causal)
+    return _new(SelfAttention, _new(nn.MultiheadAttention, e, num_heads, batch_first=True, **a), causal)
 
 
 def _transformer(shape, nhead, **a):
@@ -288,7 +253,7 @@ def _transformer(shape, nhead, **a):
     e = int(shape[-1])
     if e % nhead:
         raise ShapeError(f"nhead={nhead} does not divide d_model={e}; pick a divisor of {e}")
-    return nn.TransformerEncoderLayer(e, nhead, batch_first=True, **a)
+    return _new(nn.TransformerEncoderLayer, e, nhead, batch_first=True, **a)
 
 
 def _per_feature(cls):
@@ -300,13 +265,13 @@ def _per_feature(cls):
         if cls is Maxout:
             if len(shape) < 1 or shape[0] % a["pieces"]:
                 raise ShapeError(f"{shape[0] if shape else 0} features do not split into groups of {a['pieces']}; make the previous layer's output a multiple of {a['pieces']}")
-        return cls(**a)
+        return _new(cls, **a)
 
     return make
 
 
 def _plain(cls):
-    return lambda shape, **a: cls(**a)
+    return lambda shape, **a: _new(cls, **a)
 
 
 def _along_dim(cls):
@@ -317,7 +282,7 @@ def _along_dim(cls):
         if not -full <= dim < full:
             raise ShapeError(f"dim={dim} is outside the {full} dimensions of a batch of {shape_str(shape)}; "
                              "use 1 for the features or channels, -1 for the last dimension")
-        return cls(dim=dim)
+        return _new(cls, dim=dim)
 
     return make
 
@@ -480,12 +445,6 @@ class InitEntry:
     doc: str = ""
 
 
-def _lecun_normal(t, gain=1.0):
-    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(t)
-    with torch.no_grad():
-        t.normal_(0.0, gain / math.sqrt(fan_in))
-
-
 _GAIN = Arg("float", 1.0, gt=0)
 _KAIMING = {"a": Arg("float", 0.0, ge=0), "mode": Arg("choice", "fan_in", choices=("fan_in", "fan_out")),
             "nonlinearity": Arg("choice", "relu", choices=("relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu"))}
@@ -503,7 +462,7 @@ INITS: dict[str, InitEntry] = {
     "xavier_normal": InitEntry({"gain": _GAIN}, nn.init.xavier_normal_, "Glorot: Var = 2/(fan_in + fan_out)"),
     "kaiming_uniform": InitEntry(_KAIMING, nn.init.kaiming_uniform_, "He: Var = 2/fan_in for ReLU"),
     "kaiming_normal": InitEntry(_KAIMING, nn.init.kaiming_normal_, "He: Var = 2/fan_in for ReLU"),
-    "lecun_normal": InitEntry({"gain": _GAIN}, _lecun_normal, "LeCun: N(0, 1/fan_in); pairs with SELU"),
+    "lecun_normal": InitEntry({"gain": _GAIN}, lecun_normal_, "LeCun: N(0, 1/fan_in); pairs with SELU"),
     "orthogonal": InitEntry({"gain": _GAIN}, nn.init.orthogonal_, "a (semi-)orthogonal matrix, scaled by gain"),
 }
 BIAS_CHOICES = ("zeros", "default")  # what a named init does to biases; zeros is the common practice
@@ -520,6 +479,7 @@ class TypedEntry:
     args: dict[str, Arg]
     doc: str = ""
     target: str = ""  # losses: "class" (integer labels), "binary", "value" (same shape as the output), "distribution"
+    step: str = "epoch"  # schedules: stepped each "epoch", each "batch" (given total_steps), or on the "val_loss"
 
 
 _RED = {"reduction": Arg("choice", "mean", choices=("mean", "sum"))}
@@ -576,15 +536,15 @@ SCHEDULES: dict[str, TypedEntry] = {
     "OneCycleLR": TypedEntry(torch.optim.lr_scheduler.OneCycleLR, {"max_lr": Arg("float", gt=0, le=100), "pct_start": Arg("float", 0.3, gt=0, lt=1),
                                                                    "anneal_strategy": Arg("choice", "cos", choices=("cos", "linear")),
                                                                    "div_factor": Arg("float", 25.0, gt=0), "final_div_factor": Arg("float", 1e4, gt=0)},
-                             "warm up to max_lr, then anneal; stepped every batch"),
+                             "warm up to max_lr, then anneal; stepped every batch", step="batch"),
     "LinearLR": TypedEntry(torch.optim.lr_scheduler.LinearLR, {"start_factor": Arg("float", 1 / 3, gt=0, le=1), "end_factor": Arg("float", 1.0, gt=0, le=1),
                                                                "total_iters": Arg("int", 5, ge=1)}, "linear warm-up over total_iters epochs"),
     "ReduceLROnPlateau": TypedEntry(torch.optim.lr_scheduler.ReduceLROnPlateau, {"factor": Arg("float", 0.1, gt=0, lt=1), "patience": Arg("int", 10, ge=0),
                                                                                  "threshold": Arg("float", 1e-4, ge=0), "min_lr": Arg("float", 0.0, ge=0)},
-                                    "divide the rate when the validation loss stops improving"),
+                                    "divide the rate when the validation loss stops improving", step="val_loss"),
 }
 
-CURVES = ("sin", "cubic", "abs", "step")  # 1-D regression curves of the `curve` dataset
+CURVES = tuple(runtime.CURVES)  # 1-D regression curves of the `curve` dataset
 TOKEN_TASKS = ("reverse", "sort", "majority")  # toy sequence tasks of the `tokens` dataset
 
 TABLES = {"layer": ALL_LAYERS, "init": INITS, "loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from .build import build_model
-from .losses import r2_score
 from .registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES
+from .runtime import batch_r2, clip_gradients_, divergence_reason, evaluate, renorm_, weight_penalty
+from .runtime import json_safe  # noqa: F401  (the CLI and the run store take it from here)
 from .spec import Experiment
 from .telemetry import StepMeter, capture_outputs, unit_health
 
@@ -29,17 +30,6 @@ def probe_interval(total_steps: int) -> int:
     """Steps between probes when the preset leaves it open: about PROBES_PER_RUN a run (every step in a run of
     under 60 steps, so a 48-step lesson still draws its units over time), at most MAX_PROBE_INTERVAL apart."""
     return max(1, min(MAX_PROBE_INTERVAL, total_steps // PROBES_PER_RUN))
-
-
-def json_safe(obj):
-    """A result or record as JSON allows it: non-finite numbers (NaN, ±inf) become null, in nested dicts and lists too."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 class Callback:
@@ -165,13 +155,13 @@ class Trainer:
         if s is None:
             return None
         args = dict(s.args)
-        if s.type == "OneCycleLR":
+        if SCHEDULES[s.type].step == "batch":
             args["total_steps"] = self.exp.training.epochs * self.steps_per_epoch
         return SCHEDULES[s.type].cls(self.optimizer, **args)
 
     @property
     def per_batch_schedule(self) -> bool:
-        return self.exp.schedule is not None and self.exp.schedule.type == "OneCycleLR"
+        return self.exp.schedule is not None and SCHEDULES[self.exp.schedule.type].step == "batch"
 
     @property
     def lr(self) -> float:
@@ -257,7 +247,7 @@ class Trainer:
                 for p in params:  # what optimizer.zero_grad() does, without its profiler bookkeeping
                     p.grad = None
                 if penalty:
-                    pen = self._penalty()
+                    pen = weight_penalty(self.weights, tr.l1, tr.l2)
                     (loss + pen).backward()
                 else:
                     loss.backward()
@@ -270,11 +260,10 @@ class Trainer:
                 if tr.grad_clip is not None:
                     # the same rule as torch.nn.utils.clip_grad_norm_, on the gradients already gathered in one row
                     total_norm = float(grads[:-1].norm())  # the row ends with the loss
-                    if total_norm > tr.grad_clip:
-                        torch._foreach_mul_([p.grad for p in params if p.grad is not None], tr.grad_clip / (total_norm + 1e-6))
+                    clip_gradients_(params, total_norm, tr.grad_clip)
                 optimizer.step()
                 if tr.max_norm is not None:
-                    self._max_norm(tr.max_norm)
+                    renorm_(self.weights, tr.max_norm)
                 meter.stepped()
                 if penalty:
                     self.penalty_terms.append(float(pen.detach()) * len(yb))
@@ -299,7 +288,7 @@ class Trainer:
                 self.epoch += 1
                 self.history.append(record)
                 if self.scheduler is not None and not per_batch:
-                    if self.exp.schedule.type == "ReduceLROnPlateau":
+                    if SCHEDULES[self.exp.schedule.type].step == "val_loss":
                         self.scheduler.step(record["val_loss"])
                     else:
                         self.scheduler.step()
@@ -323,32 +312,9 @@ class Trainer:
             c.on_train_end(self, result)
         return result
 
-    def _penalty(self) -> torch.Tensor:
-        tr = self.exp.training
-        total = torch.zeros(())
-        if tr.l1 > 0:
-            total = total + tr.l1 * torch.stack(torch._foreach_norm(self.weights, 1)).sum()
-        if tr.l2 > 0:
-            total = total + tr.l2 * torch.stack(torch._foreach_norm(self.weights, 2)).pow(2).sum()
-        return total
-
-    @torch.no_grad()
-    def _max_norm(self, c: float) -> None:
-        # each unit's incoming weight vector (a row of a Linear, one filter of a Conv) is rescaled to norm ≤ c
-        for w in self.weights:
-            w.copy_(torch.renorm(w, 2, 0, c))
-
     def _divergence_reason(self, loss: torch.Tensor, grads: torch.Tensor) -> str:
-        where = f"at epoch {self.epoch + 1}, step {self.step + 1}"
         bad = [self.param_names[i] for i in self.meter.first_bad(grads)]
-        advice = "lower the learning rate, add gradient clipping, or use a smaller init"
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            first = f"; the first layer with non-finite gradients is {bad[0]}" if bad else ""
-            return f"the loss became {value} {where}{first}: {advice}"
-        if not bad:  # every gradient is finite, but their float32 sum overflows
-            return f"the gradients grew too large to add up {where}: {advice}"
-        return f"the gradients of {bad[0]} became non-finite {where} ({len(bad)} tensor{'s' if len(bad) > 1 else ''} in all): {advice}"
+        return divergence_reason(float(loss.detach()), bad, self.epoch, self.step)
 
     def _score(self) -> None:
         """Loss and accuracy (or R²) of the buffered steps not scored yet, added to the epoch's exact sums.
@@ -371,14 +337,7 @@ class Trainer:
                 self.epoch_terms[1].extend(correct.tolist())
                 self.epoch_terms[2].extend(labels.tolist())
             else:
-                counts = torch.tensor([p[3].numel() for p in new])
-                err = ((out - y) ** 2).reshape(-1).double()
-                yy = y.reshape(-1).double()
-                sse = torch.segment_reduce(err, "sum", lengths=counts)
-                total = torch.segment_reduce(yy, "sum", lengths=counts)
-                sq = torch.segment_reduce(yy * yy, "sum", lengths=counts)
-                sst = (sq - total * total / counts).clamp_min(1e-12)
-                metric = (1 - sse / sst).numpy()
+                metric = batch_r2(out, y, torch.tensor([p[3].numel() for p in new])).numpy()
                 self.epoch_terms[1].extend((metric * sizes).tolist())
         self.epoch_terms[0].extend((losses * sizes).tolist())
         self.scores.append((losses, metric))
@@ -443,30 +402,11 @@ class Trainer:
         restore=False leaves the model in eval mode (the epoch's end: the loop switches training back on when the next
         epoch starts, so the two walks over every submodule are not paid twice)."""
         was_training = self.model.training
-        self.model.eval()
         classification = self.objective.task == "classification"
-        total, correct, outs = 0.0, 0, []
-        for i in range(0, len(x), batch):
-            out = self.model(x[i:i + batch])
-            yb = y[i:i + batch]
-            total += float(self.objective.loss(out, yb)) * len(yb)
-            if classification:
-                out = self.objective.predict(out)
-                correct += int((out == yb).sum())
-            outs.append(out)
+        loss, metric, pred = evaluate(self.model, x, y, self.objective.loss, self.objective.num_classes if classification else None, batch)
         if restore and was_training:
             self.model.train()
-        res = {"loss": total / max(len(x), 1)}
-        out = (outs[0] if len(outs) == 1 else torch.cat(outs)) if outs else torch.zeros(0)
-        if classification:
-            res["accuracy"] = correct / max(y.numel(), 1)
-            res["pred"] = out
-        else:
-            sse = float(((out - y) ** 2).sum())
-            sst = float(((y - y.mean()) ** 2).sum())
-            res["r2"] = r2_score(sse, sst)
-            res["pred"] = out
-        return res
+        return {"loss": loss, "accuracy" if classification else "r2": metric, "pred": pred}
 
     def _epoch_record(self, train_loss: float, train_metric: float) -> dict:
         ds = self.dataset

@@ -240,7 +240,7 @@ def test_moons_and_blobs():
 
 
 def test_curve_functions():
-    assert set(data.CURVE_FUNCTIONS) == set(CURVES)
+    assert set(data.CURVE_FORMULAS) == set(CURVES)
     reference = {"sin": np.sin, "cubic": lambda x: x**3 / 9, "abs": np.abs, "step": np.sign}
     for name in CURVES:
         ds = load(name="curve", function=name, noise=0.0)

