@@ -495,10 +495,8 @@ def batch_r2(out, y, sizes):
 
 @torch.no_grad()
 def evaluate(model, x, y, loss_of, num_classes=None, batch=1024):
-    """(mean loss, accuracy or R², predicted classes or outputs) on a split, in batches, leaving the model in eval mode.
-
-    With num_classes the task is classification; the caller switches training back on."""
-    model.eval()
+    """(mean loss, accuracy (given num_classes) or R², predicted classes or outputs) on a split, in batches, in eval mode."""
+    model.eval()  # left on: the training loop switches training back on when its next epoch starts
     total, correct, outs = 0.0, 0, []
     for i in range(0, len(x), batch):
         out, yb = model(x[i:i + batch]), y[i:i + batch]
