@@ -6,7 +6,8 @@
 if __name__ != "__mp_main__":
     import streamlit as st
 
-    from dlviz import budget, uploads
+    from dlviz.data import uploads
+    from dlviz.model import budget
     from dlviz_app import runs, session
 
     budget.return_freed_memory()  # a large computation's memory goes back to the system when it is done

@@ -3,9 +3,10 @@ import json
 
 import streamlit as st
 
-from dlviz import edit, figures
 from dlviz.errors import UserError, json_path
-from dlviz.registry import ACTIVATIONS, ALL_LAYERS, BLOCK_DOCS, BLOCKS, GROUPS, INITS, shape_str
+from dlviz.figures import build as figures
+from dlviz.preset import edit
+from dlviz.preset.registry import ACTIVATIONS, ALL_LAYERS, BLOCK_DOCS, BLOCKS, GROUPS, INITS, shape_str
 from dlviz.text import clean
 from dlviz_app import session, shared, widgets
 from dlviz_app.text import md

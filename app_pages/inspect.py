@@ -8,13 +8,16 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from dlviz import actlab, convlab, features, limits, receptive
-from dlviz import inspect_figures as figs
-from dlviz.build import Network, Summary, summarize
-from dlviz.data import IMAGE_SETS
+from dlviz import limits
+from dlviz.analysis import activation_lab as actlab
+from dlviz.analysis import conv_lab as convlab
+from dlviz.analysis import features, receptive
+from dlviz.data.datasets import IMAGE_SETS
 from dlviz.errors import UserError
-from dlviz.registry import INITS, shape_str
-from dlviz.spec import validate
+from dlviz.figures import inspect as figs
+from dlviz.model.build import Network, Summary, summarize
+from dlviz.preset.registry import INITS, shape_str
+from dlviz.preset.schema import validate
 from dlviz.text import plot_text
 from dlviz_app import runs, session, shared
 from dlviz_app.text import md

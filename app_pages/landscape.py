@@ -3,10 +3,12 @@ import json
 
 import streamlit as st
 
-from dlviz import landscape, landscape_figures as lf, surface
+from dlviz.analysis import optimizer_lab as landscape
+from dlviz.analysis import surface
 from dlviz.errors import UserError
-from dlviz.registry import OPTIMIZERS
-from dlviz.spec import validate
+from dlviz.figures import landscape as lf
+from dlviz.preset.registry import OPTIMIZERS
+from dlviz.preset.schema import validate
 from dlviz_app import runs, session, shared, widgets
 from dlviz_app.text import md
 

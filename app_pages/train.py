@@ -3,19 +3,23 @@ import time
 
 import streamlit as st
 
-from dlviz import export, sections, train_figures as tf, uploads
-from dlviz.edit import name_layers
-from dlviz.data import describe
-from dlviz.diagnose import diagnose, score_lines
+from dlviz import export
+from dlviz.data import uploads
+from dlviz.data.datasets import describe
 from dlviz.errors import UserError, clip
-from dlviz.live import LiveFeed, snapshot_from_store
-from dlviz.presetdiff import SHORT, differences
-from dlviz.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
-from dlviz.spec import DATASETS, FEATURES, DataSpec
+from dlviz.figures import train as tf
+from dlviz.preset import sections
+from dlviz.preset.diff import SHORT, differences
+from dlviz.preset.edit import name_layers
+from dlviz.preset.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
+from dlviz.preset.schema import DATASETS, FEATURES, DataSpec
 from dlviz.text import clean
+from dlviz.training import fit as fitting
+from dlviz.training.diagnose import diagnose, score_lines
+from dlviz.training.live import LiveFeed, snapshot_from_store
 from dlviz_app import runs, session, widgets
-from dlviz_app.text import md
 from dlviz_app.livechart import live_chart, watch  # the charts redrawn while a run trains: updated in place in the browser
+from dlviz_app.text import md
 
 REFRESH = 0.2  # seconds between redraws of the progress, loss and accuracy while training (5 Hz asked)
 SLOW_REFRESH = 1.0  # the boundary, the per-layer charts and the diagnoses: once a second is enough to read them
@@ -131,7 +135,7 @@ with controls:
                                       key=f"tr-csv-{rev}")
                 if up is not None:
                     try:
-                        name = sections.upload_name(up.getvalue(), up.name, bid)
+                        name = uploads.upload_name(up.getvalue(), up.name, bid)
                         if name != data.get("source"):
                             session.set_preset(sections.set_data_option(doc, "source", name), structural=False)
                             doc = session.preset()
@@ -140,7 +144,7 @@ with controls:
                         st.error(md(err))
                 if data.get("source"):
                     try:
-                        from dlviz.data import read_csv_table
+                        from dlviz.data.datasets import read_csv_table
 
                         csv_bytes = uploads.read(data["source"])
                         table = read_csv_table(csv_bytes)
@@ -168,7 +172,7 @@ with controls:
 
                     def fit():
                         try:
-                            new, msg = sections.fit_model_to_data(session.preset(), csv_bytes)
+                            new, msg = fitting.fit_model_to_data(session.preset(), csv_bytes)
                             session.set_preset(new)
                             st.session_state[session.NOTICE + "_ok"] = msg
                         except UserError as err:
@@ -263,7 +267,7 @@ def start(resume_from=None):
         if resume_from:
             exp = runs.store().experiment(resume_from)
         else:
-            exp = sections.trainable(session.preset(), _csv(session.preset()))
+            exp = fitting.trainable(session.preset(), _csv(session.preset()))
         h = runner.start(exp, bid, csv_bytes=_csv(exp.to_dict()), resume=(resume_from, None) if resume_from else None,
                          address=runs.client_address())
         if resume_from and resume_from == runs.picked():

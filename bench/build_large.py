@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dlviz import gallery  # noqa: E402
+from dlviz.preset import gallery  # noqa: E402
 
 REPEATS = 5
 

@@ -16,8 +16,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from dlviz import features, gallery, receptive  # noqa: E402
-from dlviz.data import load_dataset  # noqa: E402
+from dlviz.analysis import (
+    features,  # noqa: E402
+    receptive,  # noqa: E402
+)
+from dlviz.data.datasets import load_dataset  # noqa: E402
+from dlviz.preset import gallery  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 REPEATS = 50 if QUICK else 300

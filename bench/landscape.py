@@ -20,8 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dlviz import gallery, surface  # noqa: E402
-from dlviz.spec import validate  # noqa: E402
+from dlviz.analysis import surface  # noqa: E402
+from dlviz.preset import gallery  # noqa: E402
+from dlviz.preset.schema import validate  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 THREADS = [int(t) for t in (sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1").split(",")]

@@ -41,8 +41,8 @@ def headless_steps() -> float:
     """Steps per second of the same preset trained by `python -m dlviz train`'s trainer, with the worker's one thread
     (importing the overhead bench sets it)."""
     from bench.train_overhead import headless_rate
-    from dlviz import gallery
-    from dlviz.spec import validate
+    from dlviz.preset import gallery
+    from dlviz.preset.schema import validate
 
     doc = gallery.raw(gallery.DEFAULT)
     doc["training"]["epochs"] = 200

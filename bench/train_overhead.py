@@ -19,10 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from dlviz import gallery  # noqa: E402
-from dlviz.spec import validate  # noqa: E402
-from dlviz.runner import Runner  # noqa: E402
-from dlviz.train import Callback, Trainer  # noqa: E402
+from dlviz.preset import gallery  # noqa: E402
+from dlviz.preset.schema import validate  # noqa: E402
+from dlviz.training.runner import Runner  # noqa: E402
+from dlviz.training.trainer import Callback, Trainer  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 torch.set_num_threads(1)
@@ -102,7 +102,7 @@ def overhead(case: str, doc: dict, reps: int) -> None:
 
 def first_step_latency_thread(exp) -> tuple[float, float]:
     """Start-to-first-step latency and steps/s with the trainer in a thread of this process."""
-    from dlviz.live import FeedCallback, LiveFeed
+    from dlviz.training.live import FeedCallback, LiveFeed
 
     feed, clock = LiveFeed(), Clock()
     t0 = time.perf_counter()

@@ -5,8 +5,8 @@ import argparse
 import json
 import sys
 
-from .errors import UserError
-from .text import clean
+from dlviz.errors import UserError
+from dlviz.text import clean
 
 EXIT_USER = 2
 EXIT_DIVERGED = 3
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     p.add_argument("--base-url", default=None, help="the app's address (default http://localhost:8501/)")
     args = parser.parse_args(argv)
 
-    from .uploads import local_paths
+    from dlviz.data.uploads import local_paths
 
     try:
         with local_paths():  # a preset on the command line is the user's own: its data.source may be any local CSV
@@ -83,10 +83,10 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    from . import gallery
+    from dlviz.preset import gallery
 
     if args.command == "schema":
-        from .spec import json_schema
+        from dlviz.preset.schema import json_schema
 
         print(json.dumps(json_schema(), indent=2))
         return 0
@@ -101,17 +101,17 @@ def _run(args) -> int:
         return 0
     exp = gallery.resolve(args.preset, sys.stdin)
     if args.command == "validate":
-        from .build import summarize
+        from dlviz.model.build import summarize
 
         summarize(exp, count_flops=False)  # a preset is valid only if its shapes work out
         if exp.data is not None and exp.loss is not None and exp.optimizer is not None:
-            from .sections import check_trainable
+            from dlviz.training.fit import check_trainable
 
             check_trainable(exp)  # and only if the loss fits the model's output and the data's targets
         print(f"ok: {clean(exp.name)}")
         return 0
     if args.command == "summary":
-        from .build import summarize
+        from dlviz.model.build import summarize
 
         s = summarize(exp)
         print(json.dumps(s.to_json()) if args.json else summary_text(s))
@@ -121,7 +121,7 @@ def _run(args) -> int:
     if args.command == "export":
         return _export(exp, args)
     if args.command == "share":
-        from .share import DEFAULT_BASE_URL, SAFE_LINK_CHARS, share_link
+        from dlviz.preset.share import DEFAULT_BASE_URL, SAFE_LINK_CHARS, share_link
 
         link = share_link(exp, args.base_url or DEFAULT_BASE_URL)
         print(link)
@@ -133,7 +133,7 @@ def _run(args) -> int:
 
 
 def _export(exp, args) -> int:
-    from . import export
+    from dlviz import export
 
     out = args.output
     if args.format == "py":
@@ -155,7 +155,7 @@ def _export(exp, args) -> int:
         batch = "any batch size" if info["dynamic_batch"] else "batches of 2"
         print(f"wrote {out}: checked in onnxruntime for {batch}, largest difference from PyTorch {info['max_abs_diff']:.2g}")
         return 0
-    from .build import build_model
+    from dlviz.model.build import build_model
 
     net = build_model(exp, seed=exp.seed)
     if weights is not None:
@@ -191,13 +191,13 @@ def _write(path: str, data: bytes) -> None:
 def _train(exp, args) -> int:
     import torch
 
-    from . import limits
-    from .train import Callback, Trainer, json_safe
+    from dlviz import limits
+    from dlviz.training.trainer import Callback, Trainer, json_safe
 
     if args.epochs is not None:
         if args.epochs < 1:
             raise UserError("training.epochs", f"--epochs must be at least 1, got {args.epochs}")
-        from .spec import validate
+        from dlviz.preset.schema import validate
 
         doc = exp.to_dict(full=True)
         doc["training"]["epochs"] = args.epochs

@@ -1,5 +1,5 @@
 """The one exception type for user mistakes: it carries the JSON path and a sentence a person can act on."""
-from .text import clean
+from dlviz.text import clean
 
 
 class UserError(Exception):

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import plotly
-from plotly.io.json import to_json_plotly
 import streamlit as st
 import streamlit.components.v1 as components_v1
+from plotly.io.json import to_json_plotly
 
 # the plotly package's own plotly.js, served by Streamlit's component file route under this name
 _ASSETS = "plotlyjs"

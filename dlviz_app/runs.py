@@ -12,11 +12,11 @@ import streamlit as st
 
 from dlviz.errors import UserError, clip
 from dlviz.paths import data_dir
-from dlviz.presetdiff import SHORT, preset_hash
-from dlviz.runner import Runner
-from dlviz.spec import validate
-from dlviz.store import STORE_ERRORS, RunStore, unwritable
+from dlviz.preset.diff import SHORT, preset_hash
+from dlviz.preset.schema import validate
 from dlviz.text import clean
+from dlviz.training.runner import Runner
+from dlviz.training.store import STORE_ERRORS, RunStore, unwritable
 
 RUN_ID = "run_id"  # the run this session looks at on Train, Inspect and Landscape
 PICKED = "picked_run"  # (run id, hash of the preset it was picked under): a run of another preset, shown on request

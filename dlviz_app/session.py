@@ -7,8 +7,10 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from dlviz import edit, gallery, share, spec
 from dlviz.errors import UserError
+from dlviz.model import build
+from dlviz.preset import edit, gallery, share
+from dlviz.preset import schema as spec
 
 from .text import md
 
@@ -128,11 +130,11 @@ def show_notice() -> None:
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def _preview(text: str) -> edit.Preview:
-    return edit.preview(json.loads(text))
+    return build.preview(json.loads(text))
 
 
 def preview(doc: dict) -> edit.Preview:
-    """edit.preview, cached on the preset's JSON text so that a rerun without an edit costs nothing.
+    """build.preview, cached on the preset's JSON text so that a rerun without an edit costs nothing.
 
     The result is shared between sessions and must not be changed."""
     return _preview(json.dumps(doc, sort_keys=True))

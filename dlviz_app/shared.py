@@ -5,8 +5,8 @@ import json
 
 import streamlit as st
 
-from dlviz.data import load_dataset
-from dlviz.spec import DataSpec, Experiment
+from dlviz.data.datasets import load_dataset
+from dlviz.preset.schema import DataSpec, Experiment
 
 CHART_CONFIG = {"displaylogo": False, "scrollZoom": False}  # no logo link out, and the page scrolls instead of zooming
 

@@ -6,9 +6,9 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from dlviz import edit
-from dlviz.args import Arg
 from dlviz.errors import UserError
+from dlviz.preset import edit
+from dlviz.preset.args import Arg
 
 from .session import INPUT_ERRORS
 from .text import md

@@ -9,7 +9,7 @@ os.environ.setdefault("DLVIZ_DATA_DIR", tempfile.mkdtemp(prefix="dlviz-test-"))
 
 import torch  # noqa: E402
 
-from dlviz import budget  # noqa: E402
+from dlviz.model import budget  # noqa: E402
 
 # The app's server gives large freed blocks back to the system (app.py); tests that measure memory see the same.
 budget.return_freed_memory()

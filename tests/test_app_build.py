@@ -3,13 +3,12 @@ import json
 from pathlib import Path
 
 import pytest
+from app_util import beside, by_label, panel
 from streamlit.testing.v1 import AppTest
 
-from dlviz import edit, gallery, share
-from dlviz.build import summarize
-from dlviz.spec import validate
-
-from app_util import beside, by_label, panel
+from dlviz.model.build import summarize
+from dlviz.preset import edit, gallery, share
+from dlviz.preset.schema import validate
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TOP = edit.TOP

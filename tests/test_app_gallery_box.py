@@ -1,12 +1,11 @@
 """The sidebar's Gallery box names the lesson on screen: after Load, a share link or New empty model it follows the preset."""
 from pathlib import Path
 
+from app_util import by_label
 from streamlit.testing.v1 import AppTest
 
-from dlviz import gallery, share
-from dlviz.spec import validate
-
-from app_util import by_label
+from dlviz.preset import gallery, share
+from dlviz.preset.schema import validate
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 

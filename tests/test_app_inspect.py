@@ -3,13 +3,13 @@ trained run's checkpoints and filters, and the two labs."""
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
-
-from dlviz import gallery
-from dlviz.paths import data_dir
-from dlviz.spec import validate
-from dlviz.store import RunStore, StoreCallback
-from dlviz.train import Trainer
 from test_features import DIGITS_CNN
+
+from dlviz.paths import data_dir
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore, StoreCallback
+from dlviz.training.trainer import Trainer
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 BROWSER = "inspect-apptest"
@@ -166,7 +166,7 @@ def test_a_model_too_large_to_build_still_has_the_labs():
 
 def test_only_the_open_tab_is_computed(monkeypatch):
     """The feature maps are computed for the two tabs that draw them, not for the filters or the labs."""
-    from dlviz import features
+    from dlviz.analysis import features
 
     calls = []
     real = features.feature_maps

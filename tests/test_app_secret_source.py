@@ -3,13 +3,12 @@ table is not an upload of this server, and shows neither the file's columns nor 
 from pathlib import Path
 
 import pytest
+from app_util import by_label
 from streamlit.testing.v1 import AppTest
 
-from dlviz import share
 from dlviz.paths import data_dir
-from dlviz.spec import validate
-
-from app_util import by_label
+from dlviz.preset import share
+from dlviz.preset.schema import validate
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 REFUSED = "is not a table uploaded to this server"

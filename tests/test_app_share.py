@@ -2,13 +2,12 @@
 from pathlib import Path
 
 import pytest
+from app_util import by_label
 from streamlit.testing.v1 import AppTest
 
-from dlviz import gallery, share
 from dlviz.errors import UserError
-from dlviz.spec import validate
-
-from app_util import by_label
+from dlviz.preset import gallery, share
+from dlviz.preset.schema import validate
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -65,7 +64,7 @@ def test_a_link_in_an_older_format_opens_migrated(monkeypatch):
     import json
     import zlib
 
-    from dlviz import spec
+    from dlviz.preset import schema as spec
 
     def from_v0(doc):  # the shape of a migration: rename, then restamp
         doc = dict(doc)

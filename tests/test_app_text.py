@@ -3,13 +3,12 @@ and a value the browser cannot hold in a number box leaves only the schema's sen
 import re
 from pathlib import Path
 
+from app_util import by_label, panel
 from streamlit.testing.v1 import AppTest
 
-from dlviz import gallery, share
-from dlviz.spec import validate
+from dlviz.preset import gallery, share
+from dlviz.preset.schema import validate
 from dlviz_app.text import md
-
-from app_util import by_label, panel
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 EVIL = "![x](http://elsewhere.invalid/p.png) [click](http://elsewhere.invalid) __import__"

@@ -3,11 +3,10 @@ import time
 from pathlib import Path
 
 import pytest
+from app_util import by_label, panel
 from streamlit.testing.v1 import AppTest
 
 from dlviz_app import runs
-
-from app_util import by_label, panel
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
@@ -156,8 +155,8 @@ def test_a_fragment_rerun_that_overtakes_the_full_run_leaves_no_gap_in_the_page(
 
 def test_a_failed_run_with_checkpoints_offers_continue_and_continues(at):
     """A worker killed for memory leaves a failed run whose checkpoints are intact: Continue starts from the last one."""
-    from dlviz.spec import validate
-    from dlviz.train import Trainer
+    from dlviz.preset.schema import validate
+    from dlviz.training.trainer import Trainer
 
     store = runs.store()
     exp = validate({**at.session_state["preset"], "training": {"epochs": 2}})
@@ -181,7 +180,7 @@ def test_a_failed_run_with_checkpoints_offers_continue_and_continues(at):
 
 
 def test_a_second_browser_from_the_same_address_is_refused_with_the_limit(at, monkeypatch):
-    from dlviz.spec import validate
+    from dlviz.preset.schema import validate
 
     monkeypatch.setenv("DLVIZ_MAX_RUNS_PER_ADDRESS", "1")
     monkeypatch.setattr(runs, "client_address", lambda: "198.51.100.20")
@@ -199,9 +198,9 @@ def test_a_second_browser_from_the_same_address_is_refused_with_the_limit(at, mo
 
 def headless_run(doc: dict, browser: str) -> str:
     """A short run of `doc`, trained here and written to the app's run store as `browser`'s run."""
-    from dlviz.spec import validate
-    from dlviz.store import StoreCallback
-    from dlviz.train import Trainer
+    from dlviz.preset.schema import validate
+    from dlviz.training.store import StoreCallback
+    from dlviz.training.trainer import Trainer
 
     exp = validate(doc)
     rid = runs.store().create_run(exp, session=browser)
@@ -216,7 +215,7 @@ def short(doc: dict, **training) -> dict:
 def test_a_new_preset_shows_its_own_run_or_none_and_another_preset_s_run_only_when_picked(at):
     """Train the spiral, then Load XOR: the page is XOR's and empty, not the spiral's curves under XOR's title; the
     spiral's run is shown when picked, labelled as another preset's; loading the spiral again brings its run back."""
-    from dlviz import gallery
+    from dlviz.preset import gallery
 
     spiral = short(at.session_state["preset"])
     at.session_state["preset"] = spiral
@@ -253,8 +252,8 @@ def test_a_new_preset_shows_its_own_run_or_none_and_another_preset_s_run_only_wh
 
 
 def test_compare_labels_tell_runs_apart_by_time_preset_hash_and_the_fields_that_differ(at):
-    from dlviz.presetdiff import preset_hash
-    from dlviz.spec import validate
+    from dlviz.preset.diff import preset_hash
+    from dlviz.preset.schema import validate
 
     base = short(at.session_state["preset"])
     other = {**base, "optimizer": {**base["optimizer"], "lr": 0.5}}
@@ -273,7 +272,7 @@ def test_compare_labels_tell_runs_apart_by_time_preset_hash_and_the_fields_that_
 
 
 def test_an_architecture_only_preset_says_so_and_offers_to_add_data(at):
-    from dlviz import gallery
+    from dlviz.preset import gallery
 
     at.session_state["preset"] = gallery.raw("resnet18")
     at.run()
@@ -288,10 +287,11 @@ def test_an_architecture_only_preset_says_so_and_offers_to_add_data(at):
 
 
 def test_the_csv_in_use_is_named_after_an_edit_rebuilds_the_uploader(at):
-    from dlviz import sections
     from test_data import IRIS_LIKE
 
-    source = sections.upload_name(IRIS_LIKE, "iris.csv", at.session_state["browser_id"])
+    from dlviz.data import uploads
+
+    source = uploads.upload_name(IRIS_LIKE, "iris.csv", at.session_state["browser_id"])
     doc = {**at.session_state["preset"], "data": {"name": "csv", "source": source, "target": "species"}}
     at.session_state["preset"] = doc
     at.session_state["rev"] += 1  # as after a structural edit: every widget of the page is new
@@ -318,7 +318,7 @@ def test_settings_say_they_apply_to_the_next_run_while_a_run_trains(at):
 def test_a_classroom_lesson_opens_on_its_own_run_or_none(at):
     """A lesson whose classroom section hides the gallery and the data: another preset's run, newer than any of the
     lesson's, is not shown under the lesson's title."""
-    from dlviz import gallery
+    from dlviz.preset import gallery
 
     lesson = short(gallery.raw("vanishing-sigmoid"))
     lesson["classroom"] = {"hide_controls": ["gallery", "data"]}
@@ -335,9 +335,9 @@ def test_a_classroom_lesson_opens_on_its_own_run_or_none(at):
 
 
 def test_continuing_a_run_picked_from_another_preset_keeps_its_continuation_on_view(at):
-    from dlviz.spec import validate
-    from dlviz.store import StoreCallback
-    from dlviz.train import Trainer
+    from dlviz.preset.schema import validate
+    from dlviz.training.store import StoreCallback
+    from dlviz.training.trainer import Trainer
 
     other = short(at.session_state["preset"], epochs=4)
     exp = validate(other)

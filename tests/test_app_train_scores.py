@@ -1,10 +1,10 @@
 """The Train page shows the penalty beside the data loss and the test split's score (AppTest)."""
 import time
 
-from dlviz_app import runs
-
 from app_util import by_label
 from test_app_train import at  # noqa: F401  (the Train page fixture)
+
+from dlviz_app import runs
 
 
 def test_the_page_shows_data_loss_penalty_total_and_the_test_score(at):  # noqa: F811

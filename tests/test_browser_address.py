@@ -3,10 +3,10 @@ link opens its page, an edited layer's panel stays open, and Undo brings back a 
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle, wait_for_app  # noqa: F401  (pytest fixtures)
-from dlviz import gallery, share
-from dlviz.spec import validate
+
+from dlviz.preset import gallery, share
+from dlviz.preset.schema import validate
 
 pytestmark = pytest.mark.browser
 

@@ -12,11 +12,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from browser_util import ARTIFACTS, _healthy, page, serve, settle, wait_for_app  # noqa: F401  (page is a fixture)
-from dlviz import budget, share
-from dlviz.build import summarize
-from dlviz.spec import validate
+
+from dlviz.model import budget
+from dlviz.model.build import summarize
+from dlviz.preset import share
+from dlviz.preset.schema import validate
 
 pytestmark = pytest.mark.browser
 

@@ -1,10 +1,10 @@
 """The Build page in headless Chromium: build a small MLP by clicking and read its parameter count off the page."""
 import pytest
-
 from browser_util import ARTIFACTS, ROOT, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
-from dlviz import edit
-from dlviz.build import summarize
-from dlviz.spec import validate
+
+from dlviz.model.build import summarize
+from dlviz.preset import edit
+from dlviz.preset.schema import validate
 
 pytestmark = pytest.mark.browser
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_util import ARTIFACTS, app_data_dir, app_url, page, server_pid, settle  # noqa: F401  (pytest fixtures)
 from PIL import Image
 
-from browser_util import ARTIFACTS, app_data_dir, app_url, page, server_pid, settle  # noqa: F401  (pytest fixtures)
-from dlviz import gallery, share
-from dlviz.spec import validate
+from dlviz.preset import gallery, share
+from dlviz.preset.schema import validate
 
 pytestmark = pytest.mark.browser
 

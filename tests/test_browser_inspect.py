@@ -5,14 +5,14 @@ import json
 import time
 
 import pytest
-
 from browser_util import ARTIFACTS, ROOT, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
-from dlviz import share
-from dlviz.spec import validate
-from dlviz.store import RunStore, StoreCallback
-from dlviz.train import Trainer
-from dlviz_app import runs
 from test_features import DIGITS_CNN
+
+from dlviz.preset import share
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore, StoreCallback
+from dlviz.training.trainer import Trainer
+from dlviz_app import runs
 
 pytestmark = pytest.mark.browser
 

@@ -3,12 +3,13 @@ start, then a trained spiral network's loss surface with the path its optimizer 
 import hashlib
 
 import pytest
-
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
-from dlviz import gallery, landscape_figures, share
-from dlviz.spec import validate
-from dlviz.store import RunStore, StoreCallback
-from dlviz.train import Trainer
+
+from dlviz.figures import landscape as landscape_figures
+from dlviz.preset import gallery, share
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore, StoreCallback
+from dlviz.training.trainer import Trainer
 from dlviz_app import runs
 
 pytestmark = pytest.mark.browser

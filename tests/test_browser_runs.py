@@ -3,14 +3,14 @@ preset's run only when picked, and a stopped run continued to the numbers of one
 import re
 
 import pytest
-
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle, wait_for_app  # noqa: F401
-from dlviz import gallery
-from dlviz.spec import validate
-from dlviz.store import RunStore
-from dlviz.train import Trainer
 from test_browser_build import choose
 from test_browser_train import CHART_JS
+
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore
+from dlviz.training.trainer import Trainer
 
 pytestmark = pytest.mark.browser
 

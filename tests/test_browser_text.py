@@ -3,11 +3,11 @@ for anything, nothing from the preset is clickable, and the text reads as it was
 from urllib.parse import urlparse
 
 import pytest
-
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle, wait_for_app  # noqa: F401  (pytest fixtures)
-from dlviz import share
-from dlviz.spec import validate
 from test_app_text import EVIL, hostile_doc
+
+from dlviz.preset import share
+from dlviz.preset.schema import validate
 
 pytestmark = pytest.mark.browser
 

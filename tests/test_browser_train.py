@@ -4,7 +4,6 @@ The latency of the first point and the refresh rate are measured by bench/train_
 import time
 
 import pytest
-
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, wait_for_app  # noqa: F401
 
 pytestmark = pytest.mark.browser

@@ -9,16 +9,18 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import preset
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from conftest import preset
-from dlviz import budget, features, gallery, receptive, surface
-from dlviz.build import build_model, summarize
+from dlviz.analysis import features, receptive, surface
 from dlviz.errors import UserError
-from dlviz.losses import make_objective
-from dlviz.sections import check_fit
-from dlviz.spec import validate
+from dlviz.model import budget
+from dlviz.model.build import build_model, summarize
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
+from dlviz.training.fit import check_fit
+from dlviz.training.losses import make_objective
 
 MB = 1_000_000
 # What a computation may hold beyond the activations it is budgeted for: torch's and glibc's allocation rounding,

@@ -7,11 +7,11 @@ import tracemalloc
 
 import pytest
 import torch
-
 from conftest import rss_bytes
-from dlviz import gallery
-from dlviz.build import summarize
-from dlviz.spec import validate
+
+from dlviz.model.build import summarize
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
 
 # The LeNet-5 preset exactly as DESIGN.md prints it.
 LENET = {

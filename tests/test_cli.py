@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dlviz import gallery
+from dlviz.preset import gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 

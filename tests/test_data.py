@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dlviz import data
+from dlviz.data import datasets as data
 from dlviz.errors import UserError
-from dlviz.registry import CURVES, TOKEN_TASKS
-from dlviz.spec import FEATURES, DataSpec
+from dlviz.preset.registry import CURVES, TOKEN_TASKS
+from dlviz.preset.schema import FEATURES, DataSpec
 
 IRIS_LIKE = b"sepal,petal,colour,species\n" + b"".join(
     f"{1 + i * 0.1:.1f},{(i * 7) % 10 / 3:.2f},{['red', 'green'][i % 2]},{['setosa', 'versicolor', 'virginica'][i % 3]}\n".encode()
@@ -462,7 +462,8 @@ def test_read_csv_table_for_the_upload_widget():
 
 
 def test_csv_source_paths(tmp_path, monkeypatch):
-    from dlviz import paths, uploads
+    from dlviz import paths
+    from dlviz.data import uploads
 
     monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path / "home"))
     (tmp_path / "iris.csv").write_bytes(IRIS_LIKE)

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from dlviz.diagnose import diagnose
-from dlviz.live import FeedCallback, LiveFeed
-from dlviz.spec import validate
-from dlviz.train import Trainer
+from dlviz.preset.schema import validate
+from dlviz.training.diagnose import diagnose
+from dlviz.training.live import FeedCallback, LiveFeed
+from dlviz.training.trainer import Trainer
 
 
 def base(**over):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from dlviz import gallery
-from dlviz.diagnose import diagnose
-from dlviz.live import FeedCallback, LiveFeed
-from dlviz.losses import chance_level
-from dlviz.spec import validate
-from dlviz.train import Trainer
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
+from dlviz.training.diagnose import diagnose
+from dlviz.training.live import FeedCallback, LiveFeed
+from dlviz.training.losses import chance_level
+from dlviz.training.trainer import Trainer
 
 W, P, OK = "warning", "problem", "ok"
 
@@ -296,8 +296,8 @@ def test_dead_layers_share_one_box_and_a_deep_stack_is_pointed_to_shortcuts():
 
 def test_a_stored_run_gets_the_same_diagnoses_as_the_live_one(tmp_path):
     """After a reload the page diagnoses the run from the store: the same first loss, context and verdicts."""
-    from dlviz.live import snapshot_from_store
-    from dlviz.store import RunStore, StoreCallback
+    from dlviz.training.live import snapshot_from_store
+    from dlviz.training.store import RunStore, StoreCallback
 
     exp = gallery.load("dead-relu")
     store = RunStore(tmp_path / "r.sqlite")

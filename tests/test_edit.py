@@ -3,11 +3,12 @@ import copy
 
 import pytest
 
-from dlviz import edit, gallery
-from dlviz.build import summarize
 from dlviz.errors import UserError
-from dlviz.registry import ALL_LAYERS, BLOCKS, GROUPS
-from dlviz.spec import validate
+from dlviz.model import build
+from dlviz.model.build import summarize
+from dlviz.preset import edit, gallery
+from dlviz.preset.registry import ALL_LAYERS, BLOCKS, GROUPS
+from dlviz.preset.schema import validate
 
 TOP = edit.TOP
 
@@ -272,7 +273,7 @@ def test_parse_path_inverts_json_path():
 
 
 def test_preview_of_a_valid_preset():
-    p = edit.preview(MLP)
+    p = build.preview(MLP)
     assert p.error is None and not p.partial
     assert p.summary.total_params == params(MLP)
     assert p.model["layers"] == MLP["model"]["layers"]
@@ -280,7 +281,7 @@ def test_preview_of_a_valid_preset():
 
 def test_preview_of_an_impossible_stack_summarises_the_layers_before_it():
     bad = edit.add_layer(MLP, TOP, "Conv2d", index=2)  # a Conv2d on [8] features cannot work
-    p = edit.preview(bad)
+    p = build.preview(bad)
     assert p.error.path == "model.layers[2]" and "Conv2d" in p.error.message
     assert p.partial and [r.path for r in p.summary.rows] == ["model.layers[0]", "model.layers[1]"]
     assert edit.error_layer(p.error) == (*TOP, 2)
@@ -288,7 +289,7 @@ def test_preview_of_an_impossible_stack_summarises_the_layers_before_it():
 
 def test_preview_of_a_bad_argument_inside_a_block():
     bad = edit.set_arg(BLOCKY, (*TOP, 1, "body", 0), "out_features", 0)
-    p = edit.preview(bad)
+    p = build.preview(bad)
     assert p.error.path == "model.layers[1].body[0].out_features"
     assert edit.error_layer(p.error) == (*TOP, 1, "body", 0)
     assert edit.error_at(p.error, (*TOP, 1)) and edit.error_at(p.error, (*TOP, 1, "body", 0))
@@ -298,7 +299,7 @@ def test_preview_of_a_bad_argument_inside_a_block():
 
 def test_preview_of_a_problem_outside_the_layers_has_no_summary():
     bad = {**MLP, "model": {**MLP["model"], "input_shape": [0]}}
-    p = edit.preview(bad)
+    p = build.preview(bad)
     assert p.summary is None and p.error.path == "model.input_shape[0]"
     assert edit.error_layer(p.error) is None
 

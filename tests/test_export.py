@@ -19,13 +19,14 @@ import pytest
 import torch
 from torch import nn
 
-from dlviz import export, gallery, paths, runtime
+from dlviz import export, paths, runtime
 from dlviz.__main__ import main
-from dlviz.build import build_model
-from dlviz.data import load_dataset
+from dlviz.data.datasets import load_dataset
 from dlviz.errors import UserError
-from dlviz.registry import ALL_LAYERS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
-from dlviz.spec import DATASETS, validate
+from dlviz.model.build import build_model
+from dlviz.preset import gallery
+from dlviz.preset.registry import ALL_LAYERS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
+from dlviz.preset.schema import DATASETS, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -344,7 +345,7 @@ def test_script_kernels_are_the_runtime_s_own_source():
             else:
                 assert getattr(node, "name", None) not in kernels
     assert {"split", "Residual", "Concat", "SelfAttention", "augment", "evaluate", "lecun_normal_", "read_table"} <= seen
-    source = (ROOT / "dlviz" / "export.py").read_text()
+    source = "".join(p.read_text() for p in (ROOT / "dlviz" / "export").glob("*.py"))
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             for name in kernels:
@@ -617,8 +618,8 @@ def test_onnx_carries_given_weights_and_refuses_what_it_cannot_trace(tmp_path):
 
 
 def _trained_run():
-    from dlviz.store import RunStore, StoreCallback
-    from dlviz.train import Trainer
+    from dlviz.training.store import RunStore, StoreCallback
+    from dlviz.training.trainer import Trainer
 
     exp = validate(GALLERY["xor"])
     store = RunStore()

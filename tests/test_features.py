@@ -7,16 +7,17 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import preset
 from PIL import Image
 
-from conftest import preset
-from dlviz import features, gallery
-from dlviz.build import build_model
-from dlviz.data import MNIST_MEAN, MNIST_STD, load_dataset
+from dlviz.analysis import features
+from dlviz.data.datasets import MNIST_MEAN, MNIST_STD, load_dataset
 from dlviz.errors import UserError
-from dlviz.spec import validate
-from dlviz.store import RunStore, StoreCallback
-from dlviz.train import Trainer
+from dlviz.model.build import build_model
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore, StoreCallback
+from dlviz.training.trainer import Trainer
 
 DIGITS_CNN = {
     "format": "dlviz-preset/1", "name": "CNN on digits", "seed": 0,

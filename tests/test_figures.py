@@ -1,10 +1,12 @@
 """Tests for the Build page's figure builders: the architecture graph and the summary table."""
 import pytest
 
-from dlviz import edit, figures, gallery
-from dlviz.build import summarize
-from dlviz.registry import shape_str
-from dlviz.spec import validate
+from dlviz.figures import build as figures
+from dlviz.model import build
+from dlviz.model.build import summarize
+from dlviz.preset import edit, gallery
+from dlviz.preset.registry import shape_str
+from dlviz.preset.schema import validate
 
 
 def model_doc(layers, input_shape):
@@ -86,7 +88,7 @@ def test_a_deep_model_gets_a_tall_figure():
 def test_a_partial_summary_still_draws():
     # a Conv2d inserted after the ReLU of xor's Linear 8 → ReLU → Linear 2 meets a flat [8] tensor
     bad = edit.add_layer(gallery.raw("xor"), edit.TOP, "Conv2d", index=2)
-    p = edit.preview(bad)
+    p = build.preview(bad)
     assert p.partial and edit.error_layer(p.error) == (*edit.TOP, 2)
     assert [r.path for r in p.summary.rows] == ["model.layers[0]", "model.layers[1]"]
     fig = figures.architecture_figure(p.summary, p.model)

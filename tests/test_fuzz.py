@@ -10,12 +10,12 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dlviz import gallery, share
-from dlviz.args import Arg
-from dlviz.build import build_model, summarize
 from dlviz.errors import UserError
-from dlviz.registry import ALL_LAYERS, BLOCKS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
-from dlviz.spec import DATASETS, FORMAT, parse_text, validate
+from dlviz.model.build import build_model, summarize
+from dlviz.preset import gallery, share
+from dlviz.preset.args import Arg
+from dlviz.preset.registry import ALL_LAYERS, BLOCKS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
+from dlviz.preset.schema import DATASETS, FORMAT, parse_text, validate
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 LONG = settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))

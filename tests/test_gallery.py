@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from dlviz import gallery
-from dlviz.build import summarize
-from dlviz.train import Callback, Trainer
+from dlviz.model.build import summarize
+from dlviz.preset import gallery
+from dlviz.training.trainer import Callback, Trainer
 
 LESSONS = [n for n in gallery.names() if gallery.raw(n).get("data")]
 
@@ -135,7 +135,7 @@ def test_inception_reductions_cut_parameters():
     # the same block with the 1x1 reductions removed: the 3x3 and 5x5 convolutions see all 16 channels
     for branch in block["branches"][1:3]:
         del branch[:2]
-    from dlviz.spec import validate
+    from dlviz.preset.schema import validate
 
     without = summarize(validate(doc)).total_params
     assert with_reduction < without

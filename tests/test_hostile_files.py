@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlviz import data, features, paths, sections, uploads
+from dlviz import paths
+from dlviz.analysis import features
+from dlviz.data import datasets as data
+from dlviz.data import uploads
 from dlviz.errors import QUOTE_CHARS, UserError
-from dlviz.spec import DataSpec
+from dlviz.preset.schema import DataSpec
 
 TABLE = b"a,b,label\n" + b"".join(f"{i % 7},{i * 0.5},{'yes' if i % 3 else 'no'}\n".encode() for i in range(40))
 SECRET = b"api_key,password,user\n" + b"".join(f"{1000 + i},{i * 7 % 13},{i % 2}\n".encode() for i in range(20))
@@ -89,7 +92,7 @@ def test_the_cli_opts_into_local_paths_and_only_for_its_own_call(home, tmp_path)
 
 
 def test_an_upload_is_found_by_its_bare_name(home):
-    name = sections.upload_name(TABLE, "my table.csv", "browser-a")
+    name = uploads.upload_name(TABLE, "my table.csv", "browser-a")
     assert "/" not in name and name.endswith(".csv")
     assert data.describe(spec(source=name, target="label")) == ((2,), "classification", 2, ())
 
@@ -247,19 +250,19 @@ def test_a_session_quota_and_an_age_limit_with_an_injected_clock(home, monkeypat
     monkeypatch.setenv("DLVIZ_UPLOAD_MAX_AGE_S", "3600")
     tables = [TABLE.replace(b"label", f"label{i}".encode()) for i in range(3)]
     t0 = 1_000_000.0
-    a = sections.upload_name(tables[0], "t.csv", "browser-a", now=t0)
-    b = sections.upload_name(tables[1], "t.csv", "browser-a", now=t0 + 10)
+    a = uploads.upload_name(tables[0], "t.csv", "browser-a", now=t0)
+    b = uploads.upload_name(tables[1], "t.csv", "browser-a", now=t0 + 10)
     assert uploads.used_bytes("browser-a") == len(tables[0]) + len(tables[1])
-    err = refusal(sections.upload_name, tables[2], "t.csv", "browser-a", t0 + 20)
+    err = refusal(uploads.upload_name, tables[2], "t.csv", "browser-a", t0 + 20)
     assert "DLVIZ_UPLOAD_QUOTA_BYTES" in err.message
-    assert sections.upload_name(tables[0], "t.csv", "browser-a", now=t0 + 30) == a  # the same table again costs nothing
-    assert sections.upload_name(tables[2], "t.csv", "browser-b", now=t0 + 40)  # another session has its own quota
+    assert uploads.upload_name(tables[0], "t.csv", "browser-a", now=t0 + 30) == a  # the same table again costs nothing
+    assert uploads.upload_name(tables[2], "t.csv", "browser-b", now=t0 + 40)  # another session has its own quota
     # b was last written at t0 + 10 and a at t0 + 30: an hour later b goes, a stays
     assert uploads.sweep(now=t0 + 10 + 3601) == 1
     assert not (paths.uploads_dir() / b).exists() and (paths.uploads_dir() / a).exists()
     assert uploads.used_bytes("browser-a") == len(tables[0])
     refusal(uploads.read, b)
-    assert sections.upload_name(tables[2], "t.csv", "browser-a", now=t0 + 10 + 3602)  # the quota freed with it
+    assert uploads.upload_name(tables[2], "t.csv", "browser-a", now=t0 + 10 + 3602)  # the quota freed with it
     assert uploads.sweep(now=t0 + 10_000) == 2
     assert sorted(p.name for p in paths.uploads_dir().iterdir() if not p.name.startswith(".")) == []
 
@@ -268,5 +271,5 @@ def test_a_session_quota_and_an_age_limit_with_an_injected_clock(home, monkeypat
                                  b"h\n" + b"x" * 1000 + b"\n"])
 def test_a_rejected_upload_is_not_kept(home, bad):
     before = sorted(p.name for p in paths.uploads_dir().rglob("*"))
-    refusal(sections.upload_name, bad, "bad.csv", "browser-a")
+    refusal(uploads.upload_name, bad, "bad.csv", "browser-a")
     assert sorted(p.name for p in paths.uploads_dir().rglob("*")) == before

@@ -5,11 +5,11 @@ import math
 
 import pytest
 import torch
-
 from conftest import preset
-from dlviz.build import build_model
-from dlviz.registry import INITS
-from dlviz.spec import validate
+
+from dlviz.model.build import build_model
+from dlviz.preset.registry import INITS
+from dlviz.preset.schema import validate
 
 Z = 5.0  # standard errors allowed: a false alarm has odds of about 1 in 1.7 million
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from dlviz import actlab, features
-from dlviz import inspect_figures as figs
-from dlviz.receptive import Box, Growth
+from dlviz.analysis import activation_lab as actlab
+from dlviz.analysis import features
+from dlviz.analysis.receptive import Box, Growth
+from dlviz.figures import inspect as figs
 
 
 def test_a_grid_click_maps_back_to_its_channel_and_unit():

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from dlviz import actlab, convlab
+from dlviz.analysis import activation_lab as actlab
+from dlviz.analysis import conv_lab as convlab
 from dlviz.errors import UserError
-from dlviz.registry import ACTIVATIONS
+from dlviz.preset.registry import ACTIVATIONS
 
 
 def _reference(image, kernel, p, s, d):

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from dlviz import gallery, landscape, landscape_figures as lf, surface
+from dlviz.analysis import optimizer_lab as landscape
+from dlviz.analysis import surface, surface_points
 from dlviz.errors import UserError
-from dlviz.spec import validate
-from dlviz.store import RunStore, StoreCallback
-from dlviz.train import Trainer
+from dlviz.figures import landscape as lf
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore, StoreCallback
+from dlviz.training.trainer import Trainer
 
 ALL = [landscape.make_function(n) for n in landscape.FUNCTIONS] + [landscape.make_function("Quadratic ravine", kappa=100.0)]
 
@@ -244,7 +247,7 @@ def test_batched_surface_equals_the_loop(doc, normalized):
         dirs = [[0.3 * torch.randn(t.shape, generator=g) for t in w] for _ in range(2)]
     coords = grid(0.8, 7)
     loop = surface.evaluate_loop(problem, w, dirs, coords)
-    for budget in (1 << 10, surface.FOLD_BUDGET):  # many small chunks and sample blocks, and few large ones
+    for budget in (1 << 10, surface_points.FOLD_BUDGET):  # many small chunks and sample blocks, and few large ones
         fast = surface.evaluate_batched(problem, w, dirs, coords, budget=budget)
         np.testing.assert_allclose(fast, loop, rtol=1e-5)
 
@@ -339,13 +342,13 @@ def test_untrained_weights_give_a_plane_and_no_path():
 def test_the_batched_methods_faster_forms_equal_the_layers(kernel):
     x = torch.randn(3, 4, 11, 13, generator=torch.Generator().manual_seed(0))
     pool = torch.nn.AvgPool2d(kernel)
-    assert surface._plain_pool(pool)
+    assert surface_points._plain_pool(pool)
     before = x.clone()
-    torch.testing.assert_close(surface._apply(pool, x), pool(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(surface_points._apply(pool, x), pool(x), rtol=1e-6, atol=1e-6)
     assert torch.equal(x, before)  # the input is left alone
-    assert not surface._plain_pool(torch.nn.AvgPool2d(3, stride=1)) and not surface._plain_pool(torch.nn.AvgPool2d(2, padding=1))
+    assert not surface_points._plain_pool(torch.nn.AvgPool2d(3, stride=1)) and not surface_points._plain_pool(torch.nn.AvgPool2d(2, padding=1))
     z = torch.linspace(-30, 30, 10001)
-    torch.testing.assert_close(surface._apply(torch.nn.Tanh(), z), torch.tanh(z), rtol=0, atol=3e-7)
+    torch.testing.assert_close(surface_points._apply(torch.nn.Tanh(), z), torch.tanh(z), rtol=0, atol=3e-7)
 
 
 def test_tanh_then_linear_folded_into_one_product_equals_the_loop():

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dlviz import gallery
 from dlviz.paths import data_dir
-from dlviz.spec import validate
-from dlviz.store import RunStore, StoreCallback
-from dlviz.train import Trainer
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore, StoreCallback
+from dlviz.training.trainer import Trainer
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 NETWORK_TAB = "Your network's loss surface"

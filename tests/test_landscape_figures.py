@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy.interpolate import RegularGridInterpolator
 
-from dlviz import landscape, landscape_figures as lf
-from dlviz.surface import Surface
+from dlviz.analysis import optimizer_lab as landscape
+from dlviz.analysis.surface import Surface
+from dlviz.figures import landscape as lf
 
 
 def _surface_height(trace) -> RegularGridInterpolator:

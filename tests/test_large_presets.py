@@ -4,7 +4,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from dlviz import edit, figures
+from dlviz.figures import build as figures
+from dlviz.model import build
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
@@ -53,11 +54,11 @@ def test_a_small_preset_still_draws_every_editor():
 
 def test_the_graph_of_a_deep_model_collapses_runs_of_identical_layers():
     doc = deep()
-    view = edit.preview(doc)
+    view = build.preview(doc)
     g, _ = figures.model_graph(view.summary, view.model)
     assert [d["label"] for _, d in g.nodes(data=True)] == ["input [2]", "Linear 4", "ReLU ×998", "output [4]"]
     fig = figures.architecture_figure(view.summary, view.model)
     assert len(fig.to_json()) < 20_000  # a thousand nodes took 220 kB
-    short = edit.preview(deep(10))
+    short = build.preview(deep(10))
     g, _ = figures.model_graph(short.summary, short.model)
     assert len(g.nodes) == 12  # a model of ordinary size keeps a node per layer

@@ -5,12 +5,12 @@ import math
 
 import pytest
 import torch
-
 from conftest import preset
-from dlviz.build import build_model, summarize
+
 from dlviz.errors import UserError
-from dlviz.registry import ACTIVATIONS, ALL_LAYERS
-from dlviz.spec import validate
+from dlviz.model.build import build_model, summarize
+from dlviz.preset.registry import ACTIVATIONS, ALL_LAYERS
+from dlviz.preset.schema import validate
 
 BATCH = 2
 

@@ -1,10 +1,10 @@
 """The live feed: bounded series that keep the shape of the curve, and snapshots rebuilt from the store."""
 import numpy as np
 
-from dlviz.live import MAX_POINTS, Decimator, FeedCallback, LiveFeed, snapshot_from_store
-from dlviz.spec import validate
-from dlviz.store import RunStore, StoreCallback
-from dlviz.train import Trainer
+from dlviz.preset.schema import validate
+from dlviz.training.live import MAX_POINTS, Decimator, FeedCallback, LiveFeed, snapshot_from_store
+from dlviz.training.store import RunStore, StoreCallback
+from dlviz.training.trainer import Trainer
 
 PRESET = {
     "format": "dlviz-preset/1", "name": "live", "seed": 1,
@@ -28,7 +28,7 @@ def test_decimator_is_bounded_and_keeps_means():
 
 
 def test_feed_follows_a_run_with_bounded_memory():
-    from dlviz.train import Callback
+    from dlviz.training.trainer import Callback
 
     feed = LiveFeed()
     losses = []
@@ -68,7 +68,7 @@ def test_snapshot_from_store_matches_the_live_one(tmp_path):
 def test_steps_and_epochs_are_sent_gathered_first_block_at_once_and_nothing_lost():
     """A small model flushes a step block and ends an epoch a hundred times a second: the feed sends them gathered (one
     message per FEED_SECONDS), the first block at once (the first point on the chart), and every step and epoch arrives."""
-    from dlviz.train import Callback
+    from dlviz.training.trainer import Callback
 
     # probes read the clock too: left at one per run, the clock's ticks are the steps' and epochs' own
     exp = validate({**PRESET, "training": {"epochs": 30, "telemetry_every": 1000}})

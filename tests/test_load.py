@@ -5,7 +5,6 @@ import threading
 import time
 
 import pytest
-
 from browser_util import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, app_data_dir, app_url, server_pid, wait_for_app  # noqa: F401
 from test_browser_train import watch_js
 
@@ -61,9 +60,9 @@ def tree_memory(pid: int) -> dict[str, int]:
 def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
-    from dlviz.spec import validate
-    from dlviz.store import RunStore
-    from dlviz.train import Trainer
+    from dlviz.preset.schema import validate
+    from dlviz.training.store import RunStore
+    from dlviz.training.trainer import Trainer
 
     if not os.path.exists(CHROMIUM):
         pytest.skip("chromium missing")
@@ -115,7 +114,7 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
                 pg.get_by_text("finished · epoch").first.wait_for(timeout=300_000)
             except Exception:
                 pg.screenshot(path=str(ARTIFACTS / f"load-session-{i}-stuck.png"), full_page=True)
-                from dlviz.store import RunStore as _S
+                from dlviz.training.store import RunStore as _S
                 runs = _S(app_data_dir / 'runs.sqlite').runs()[["id", "session", "status"]].to_dict('records')
                 raise AssertionError(f"session {i} did not finish; page errors: {errors}; runs: {runs}")
         elapsed = time.time() - t0

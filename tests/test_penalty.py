@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from dlviz.spec import validate
-from dlviz.train import Trainer
+from dlviz.preset.schema import validate
+from dlviz.training.trainer import Trainer
 
 
 def preset(l1=0.0, l2=0.0):

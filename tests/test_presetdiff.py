@@ -1,9 +1,9 @@
 """Telling runs apart: the preset hash ignores how a preset is written, and labels name exactly the fields that differ."""
 import copy
 
-from dlviz import gallery
-from dlviz.presetdiff import differences, leaves, preset_hash
-from dlviz.spec import validate
+from dlviz.preset import gallery
+from dlviz.preset.diff import differences, leaves, preset_hash
+from dlviz.preset.schema import validate
 
 
 def test_the_hash_is_the_canonical_preset_s():

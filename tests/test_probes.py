@@ -1,9 +1,10 @@
 """Short runs are probed often enough to draw their units over time, every probe reaches the live view, and a chart
 drawn from a single probe says so."""
 
-from dlviz import gallery, train_figures as tf
-from dlviz.live import KEEP_TELEMETRY, FeedCallback, LiveFeed
-from dlviz.train import Trainer
+from dlviz.figures import train as tf
+from dlviz.preset import gallery
+from dlviz.training.live import KEEP_TELEMETRY, FeedCallback, LiveFeed
+from dlviz.training.trainer import Trainer
 
 
 def test_a_48_step_lesson_is_probed_at_every_step_and_the_live_view_keeps_the_whole_run():

@@ -7,12 +7,12 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import preset
 from torch import nn
 
-from conftest import preset
-from dlviz.build import build_model, summarize
 from dlviz.errors import UserError
-from dlviz.spec import validate
+from dlviz.model.build import build_model, summarize
+from dlviz.preset.schema import validate
 
 
 class DilatedMean(nn.Module):

@@ -8,13 +8,14 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import preset
 from torch import nn
 
-from conftest import preset
-from dlviz import features, gallery, receptive
-from dlviz.build import summarize
+from dlviz.analysis import features, receptive
 from dlviz.errors import UserError
-from dlviz.spec import validate
+from dlviz.model.build import summarize
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
 
 
 def _positive(net):

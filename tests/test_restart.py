@@ -6,9 +6,9 @@ import sys
 import textwrap
 import time
 
-from dlviz.spec import validate
-from dlviz.store import RunStore
-from dlviz.train import Trainer
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore
+from dlviz.training.trainer import Trainer
 
 PRESET = {
     "format": "dlviz-preset/1", "name": "restart", "seed": 7,
@@ -19,8 +19,8 @@ PRESET = {
 
 SERVER = textwrap.dedent("""
     import json, os, sys, time
-    from dlviz.runner import Runner
-    from dlviz.spec import validate
+    from dlviz.training.runner import Runner
+    from dlviz.preset.schema import validate
     if __name__ == "__main__":
         runner = Runner(sys.argv[1])
         h = runner.start(validate(json.loads(sys.argv[2])), "browser-1")
@@ -35,7 +35,7 @@ SERVER = textwrap.dedent("""
 def test_a_server_crash_keeps_the_finished_epochs_and_the_run_continues(tmp_path):
     import json
 
-    from dlviz.runner import Runner
+    from dlviz.training.runner import Runner
 
     db = tmp_path / "runs.sqlite"
     script = tmp_path / "server.py"

@@ -4,9 +4,9 @@ import time
 import pytest
 
 from dlviz.errors import UserError
-from dlviz.spec import validate
-from dlviz.store import RunStore
-from dlviz.train import Trainer
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore
+from dlviz.training.trainer import Trainer
 
 PRESET = {
     "format": "dlviz-preset/1", "name": "runner test", "seed": 2,
@@ -26,7 +26,7 @@ def wait(handle, timeout=60):
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
-    from dlviz.runner import Runner
+    from dlviz.training.runner import Runner
 
     r = Runner(tmp_path_factory.mktemp("store") / "runs.sqlite")
     assert r.ready.wait(180), "the workers' forkserver did not start"
@@ -169,8 +169,8 @@ class _LateQueue:
 
 
 def _late_handle(runner, run_id, messages):
-    from dlviz.live import LiveFeed
-    from dlviz.runner import RunHandle
+    from dlviz.training.live import LiveFeed
+    from dlviz.training.runner import RunHandle
 
     return RunHandle(run_id, "dave", "late", _Exited(), _LateQueue(messages), None, None, LiveFeed())
 
@@ -269,8 +269,8 @@ def test_a_continued_run_counts_draws_and_stores_the_whole_run_as_an_uninterrupt
     live view and its stored series hold the earlier part, and every stored number equals an uninterrupted run's."""
     import numpy as np
 
-    from dlviz.live import snapshot_from_store
-    from dlviz.store import StoreCallback
+    from dlviz.training.live import snapshot_from_store
+    from dlviz.training.store import StoreCallback
 
     exp = validate({**PRESET, "training": {"epochs": 12}})
     store = RunStore(runner.store_path)

@@ -7,13 +7,13 @@ import time
 
 import jsonschema
 import pytest
-
 from conftest import preset, rss_bytes
-from dlviz import gallery
-from dlviz.build import build_model, summarize
+
 from dlviz.errors import UserError
-from dlviz.registry import BLOCKS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
-from dlviz.spec import json_schema, load_json, parse_text, validate
+from dlviz.model.build import build_model, summarize
+from dlviz.preset import gallery
+from dlviz.preset.registry import BLOCKS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
+from dlviz.preset.schema import json_schema, load_json, parse_text, validate
 
 LENET = gallery.raw("lenet5-mnist")
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from dlviz.errors import UserError
-from dlviz.spec import validate
-from dlviz.store import RunStore, StoreCallback
-from dlviz.train import Callback, Trainer
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore, StoreCallback
+from dlviz.training.trainer import Callback, Trainer
 
 PRESET = {
     "format": "dlviz-preset/1", "name": "store test", "seed": 5,
@@ -134,7 +134,7 @@ def test_sessions_see_only_their_runs(tmp_path):
 def test_fast_epochs_share_a_checkpoint_a_second_and_a_stop_still_keeps_its_last_epoch(tmp_path, monkeypatch):
     """Checkpoints are saved at most once per CHECKPOINT_SECONDS; the newest epoch's state is saved when the run ends
     before the next one, so continuing a stopped run stays exact."""
-    import dlviz.store as store_mod
+    import dlviz.training.store as store_mod
 
     monkeypatch.setattr(store_mod, "CHECKPOINT_SECONDS", 1e9)  # none saved on time: only the ones the run's end needs
     exp = validate({**PRESET, "training": {**PRESET["training"], "epochs": 6}})
@@ -161,7 +161,7 @@ def test_a_store_written_before_runs_carried_their_preset_hash_opens_and_hashes_
     import json
     import sqlite3
 
-    from dlviz.presetdiff import preset_hash
+    from dlviz.preset.diff import preset_hash
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-
-from dlviz.spec import validate
-from dlviz.store import RunStore
 from test_runner import runner  # noqa: F401  (a Runner on a store of the module's own)
+
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PRESET = {
@@ -86,7 +86,7 @@ def test_a_run_refused_by_the_store_is_one_sentence_and_takes_no_slot(runner, mo
 def test_the_app_starts_when_the_store_cannot_mark_the_runs_the_last_server_left(tmp_path, monkeypatch):
     """A restart with a read-only store and a run still marked "running": the runner starts and says why, Build,
     Inspect's untrained model and Landscape's 2-D lab work, Train is one sentence."""
-    from dlviz.runner import Runner
+    from dlviz.training.runner import Runner
     from dlviz_app import runs
 
     monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path))

@@ -5,12 +5,12 @@ import json
 import re
 
 import pytest
+from test_cli import cli
 
 from dlviz import __main__ as cli_main
-from dlviz import gallery
+from dlviz.preset import gallery
 from dlviz.text import clean, plot_text
 from dlviz_app.text import md
-from test_cli import cli
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 CONTROLS = "".join(map(chr, [*range(0x00, 0x20), 0x7f, *range(0x80, 0xa0)]))

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from dlviz.errors import UserError
-from dlviz.registry import OPTIMIZERS
-from dlviz.spec import validate
-from dlviz.train import Callback, Trainer
+from dlviz.preset.registry import OPTIMIZERS
+from dlviz.preset.schema import validate
+from dlviz.training.trainer import Callback, Trainer
 
 
 def preset(**over):
@@ -428,32 +428,34 @@ def test_fitting_a_model_to_data_it_cannot_take_changes_nothing_and_says_what_to
     is fitted and then trains."""
     import copy
 
-    from dlviz import gallery, sections
     from test_data import IRIS_LIKE
+
+    from dlviz.preset import gallery, sections
+    from dlviz.training import fit
 
     cnn = gallery.raw("cnn-digits")
     cnn["data"] = {"name": "csv", "target": "species", "batch_size": 16}
     before = copy.deepcopy(cnn)
     with pytest.raises(UserError) as err:
-        sections.fit_model_to_data(cnn, IRIS_LIKE)
+        fit.fit_model_to_data(cnn, IRIS_LIKE)
     assert cnn == before
     assert err.value.path == "model.layers[0]" and "left as it was" in err.value.message and "Conv2d" in err.value.message
     assert "Build" in err.value.message
 
     mlp = gallery.raw("xor")
     mlp["data"] = {"name": "csv", "target": "species", "batch_size": 16}
-    fitted, msg = sections.fit_model_to_data(mlp, IRIS_LIKE)
+    fitted, msg = fit.fit_model_to_data(mlp, IRIS_LIKE)
     assert msg.startswith("Fitted the model to the data: input_shape [4]")
-    sections.trainable(fitted, IRIS_LIKE)  # no UserError: it can train
+    fit.trainable(fitted, IRIS_LIKE)  # no UserError: it can train
 
     on_images = sections.set_dataset(gallery.raw("xor"), "digits")  # an MLP given 8×8 images takes them flattened
-    fitted, msg = sections.fit_model_to_data(on_images)
+    fitted, msg = fit.fit_model_to_data(on_images)
     assert fitted["model"]["layers"][0] == {"type": "Flatten"} and "a Flatten before the first Linear" in msg
-    sections.trainable(fitted)
+    fit.trainable(fitted)
 
 
 def test_probe_cadence_fits_the_run_length():
-    from dlviz.train import probe_interval
+    from dlviz.training.trainer import probe_interval
 
     assert probe_interval(48) == 1 and probe_interval(59) == 1  # every step of a short run
     assert probe_interval(400) == 13 and 400 // 13 + 1 >= 30

@@ -10,10 +10,11 @@ import plotly.graph_objects as go
 import pytest
 from plotly.io.json import to_json_plotly
 
-from dlviz import gallery, train_figures as tf
-from dlviz.live import FeedCallback, LiveFeed
-from dlviz.spec import validate
-from dlviz.train import Trainer
+from dlviz.figures import train as tf
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
+from dlviz.training.live import FeedCallback, LiveFeed
+from dlviz.training.trainer import Trainer
 
 DTYPES = {"f8": np.float64, "f4": np.float32, "i4": np.int32, "i1": np.int8, "i2": np.int16, "u1": np.uint8, "u2": np.uint16}
 
@@ -202,7 +203,7 @@ def test_crossed_out_points_are_the_models_own_mistakes():
     """Next to the boundary a grid cell can disagree with the model: the crosses follow the model's predictions."""
     import torch
 
-    from dlviz.live import boundary_grid, plane_points
+    from dlviz.training.live import boundary_grid, plane_points
 
     torch.set_num_threads(1)
     trainer = Trainer(gallery.load("xor"))

@@ -1,0 +1,1 @@
+"""Datasets: generated sets, images, tables and sequences, split and loaded for a preset; uploaded files."""

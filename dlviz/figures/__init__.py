@@ -1,0 +1,1 @@
+"""Plotly figures, one module a page and one shared style: data in, figure out."""

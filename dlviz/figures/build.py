@@ -1,0 +1,322 @@
+"""Plotly figure and table builders: plain data in, a go.Figure or a DataFrame out, one builder per kind of chart."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import networkx as nx
+import pandas as pd
+import plotly.graph_objects as go
+
+from dlviz.errors import json_path
+from dlviz.preset.edit import TOP, layer_label, parse_path
+from dlviz.preset.registry import ALL_LAYERS, shape_str
+from dlviz.text import clean, plot_text
+
+GROUP_COLORS = {
+    "dense": "#4C78A8", "convolution": "#F58518", "pooling": "#54A24B", "normalization": "#B279A2",
+    "regularization": "#9D755D", "shape": "#72B7B2", "recurrent": "#E45756", "attention": "#EECA3B",
+    "activation": "#FF9DA6", "blocks": "#BAB0AC", "io": "#6B6B6B",
+}
+EDGE_COLOR = "#9A9A9A"
+
+
+def human_count(n: int) -> str:
+    """1234567 -> '1.23M': for hover text and labels, where exact digits do not help."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def size_text(v) -> str:
+    """A receptive-field number, or one per spatial dimension when they differ: 16 or '16×12'."""
+    return "×".join(str(x) for x in v) if isinstance(v, list) else str(v)
+
+
+def _rf_text(rf: Optional[dict]) -> str:
+    if not rf:
+        return ""
+    return f"size {size_text(rf['size'])}, stride {size_text(rf['stride'])}, padding {size_text(rf['padding'])}"
+
+
+# ---------------------------------------------------------------- architecture graph
+
+
+@dataclass
+class _Extent:
+    """How far a layer's drawing reaches left and right of the axis its list is drawn on (in node widths)."""
+
+    left: float = 0.5
+    right: float = 1.3  # node labels are written to the right of their node
+
+    @property
+    def width(self) -> float:
+        return self.left + self.right
+
+
+LANE = 0.5  # width kept free for an identity path (empty shortcut or empty Concat branch)
+
+
+def _extent(layers: list) -> _Extent:
+    ext = _Extent()
+    for layer in layers:
+        e = _layer_extent(layer)
+        ext = _Extent(max(ext.left, e.left), max(ext.right, e.right))
+    return ext
+
+
+def _layer_extent(layer: dict) -> _Extent:
+    t = layer.get("type")
+    if t == "Sequential":
+        return _extent(layer.get("layers") or [])
+    if t == "Residual":
+        body = _extent(layer.get("body") or [])
+        short = layer.get("shortcut") or []
+        return _Extent(body.left, body.right + (_extent(short).width if short else LANE))
+    if t == "Concat":
+        total = sum(_extent(b).width if b else LANE for b in layer.get("branches") or [])
+        return _Extent(total / 2, total / 2)
+    return _Extent()
+
+
+COLLAPSE_FROM = 120  # layers beyond which runs of identical layers share one node: a thousand nodes are no picture
+
+
+class _GraphBuilder:
+    """Turns a model section and its summary rows into a DiGraph whose nodes carry x positions and drawing data."""
+
+    def __init__(self, rows: dict[str, Any], collapse: bool = False):
+        self.rows = rows
+        self.collapse = collapse  # runs of identical layers drawn as one node
+        self.g = nx.MultiDiGraph()  # a Residual with an empty body has two edges from one node into its "+"
+        self.groups: list[tuple[str, list[str]]] = []  # named Sequential blocks: (label, their node ids)
+
+    def add_node(self, node: str, x: float, kind: str, label: str, group: str, row: Any = None) -> None:
+        self.g.add_node(node, x=x, kind=kind, label=label, group=group, row=row)
+
+    def chain(self, layers: list, container: tuple, prev: str, axis: float) -> str:
+        run = None  # the node of the last leaf layer, while the following ones repeat it
+        for i, layer in enumerate(layers):
+            same = (self.collapse and run is not None and layer.get("type") in ALL_LAYERS
+                    and {k: v for k, v in layer.items() if k != "name"} == self.g.nodes[run]["spec"])
+            if same:  # one node for a run of identical layers, labelled with the count and the last one's output
+                data = self.g.nodes[run]
+                data["repeat"] += 1
+                data["label"] = f"{data['base']} ×{data['repeat']}"
+                data["row"] = self.rows.get(json_path((*container, i)))
+                continue
+            prev = self.layer(layer, (*container, i), prev, axis)
+            run = prev if layer.get("type") in ALL_LAYERS else None
+            if run is not None:
+                data = self.g.nodes[run]
+                data.update(spec={k: v for k, v in layer.items() if k != "name"}, repeat=1, base=data["label"])
+        return prev
+
+    def layer(self, layer: dict, path: tuple, prev: str, axis: float) -> str:
+        node = json_path(path)
+        row = self.rows.get(node)
+        t = layer.get("type")
+        if t == "Sequential":
+            before = set(self.g.nodes)
+            last = self.chain(layer.get("layers") or [], (*path, "layers"), prev, axis)
+            if layer.get("name"):
+                self.groups.append((plot_text(layer["name"]), [n for n in self.g.nodes if n not in before]))
+            return last
+        if t == "Residual":
+            body = _extent(layer.get("body") or [])
+            merge = node + "+"
+            end_body = self.chain(layer.get("body") or [], (*path, "body"), prev, axis)
+            self.add_node(merge, axis, "add", "+", "blocks", row)
+            self.g.add_edge(end_body, merge)
+            short = layer.get("shortcut") or []
+            if short:
+                s_axis = axis + body.right + _extent(short).left
+                end_short = self.chain(short, (*path, "shortcut"), prev, s_axis)
+                self.g.add_edge(end_short, merge)
+            else:
+                self.g.add_edge(prev, merge, lane=axis + body.right + LANE / 2)
+            return merge
+        if t == "Concat":
+            branches = layer.get("branches") or []
+            widths = [_extent(b).width if b else LANE for b in branches]
+            merge = node + "+"
+            left = axis - sum(widths) / 2
+            ends = []
+            for j, (branch, w) in enumerate(zip(branches, widths)):
+                if branch:
+                    ends.append((self.chain(branch, (*path, "branches", j), prev, left + _extent(branch).left), None))
+                else:
+                    ends.append((prev, left + w / 2))
+                left += w
+            self.add_node(merge, axis, "concat", "concat", "blocks", row)
+            for end, lane in ends:
+                self.g.add_edge(end, merge, **({"lane": lane} if lane is not None else {}))
+            return merge
+        entry = ALL_LAYERS.get(t)
+        self.add_node(node, axis, "layer", plot_text(layer_label(layer)), entry.group if entry else "blocks", row)
+        self.g.add_edge(prev, node)
+        return node
+
+
+def model_graph(summary, model: dict) -> tuple[nx.MultiDiGraph, list[tuple[str, list[str]]]]:
+    """The model as a directed graph from an input node to an output node, with a merge node per Residual and Concat.
+
+    Nodes carry `x` (column), `rank` (longest path from the input), `kind`, `label`, `group` and the summary
+    `row`; edges carry `lane`, an x to route an identity path through. Also returns the named Sequential
+    groups as (name, node ids)."""
+    b = _GraphBuilder({r.path: r for r in summary.rows}, collapse=len(summary.rows) > COLLAPSE_FROM)
+    b.add_node("input", 0.0, "input", f"input {shape_str(summary.input_shape)}", "io")
+    last = b.chain(model.get("layers") or [], TOP, "input", 0.0)
+    b.add_node("output", 0.0, "output", f"output {shape_str(summary.output_shape)}", "io")
+    b.g.add_edge(last, "output")
+    for node in nx.topological_sort(b.g):
+        preds = [b.g.nodes[p]["rank"] for p in b.g.predecessors(node)]
+        b.g.nodes[node]["rank"] = max(preds) + 1 if preds else 0
+    return b.g, b.groups
+
+
+def _out_shape(g: nx.MultiDiGraph, node: str, summary) -> list:
+    if node == "input":
+        return summary.input_shape
+    row = g.nodes[node]["row"]
+    return row.output_shape if row is not None else []
+
+
+def _hover(data: dict) -> str:
+    row = data["row"]
+    if row is None:
+        return data["label"]
+    lines = [f"<b>{data['label']}</b>" + (f" “{plot_text(row.name)}”" if row.name else ""), plot_text(row.path),
+             f"{shape_str(row.input_shape)} → {shape_str(row.output_shape)}"]
+    if data["kind"] == "layer":
+        params = row.trainable_params + row.non_trainable_params
+        lines.append(f"params {params:,}" + (f" ({row.non_trainable_params:,} frozen)" if row.non_trainable_params else ""))
+        lines.append(f"FLOPs {human_count(row.flops)}")
+    else:
+        lines.append(f"block params {row.trainable_params + row.non_trainable_params:,}, FLOPs {human_count(row.flops)}")
+    if row.receptive_field:
+        lines.append("receptive field " + _rf_text(row.receptive_field))
+    return "<br>".join(lines)
+
+
+def _label_edges(g: nx.MultiDiGraph, pos: dict) -> dict:
+    """For each node, the one out-edge that shows its output shape: every edge out of a node carries the same
+    tensor, so one label is enough; a straight edge down is preferred, an identity lane is the last resort."""
+    out = {}
+    for u in g.nodes:
+        edges = list(g.out_edges(u, keys=True, data=True))
+        if edges:
+            best = min(edges, key=lambda e: ("lane" in e[3], pos[e[1]][0] != pos[u][0]))
+            out[u] = (best[1], best[2])
+    return out
+
+
+ROW_PX = 44  # vertical pixels per rank: room for a node label and an edge label between two nodes
+
+
+def architecture_figure(summary, model: dict) -> go.Figure:
+    """The model drawn top to bottom: one node per layer, branches side by side, the tensor shape on each edge.
+
+    `summary` is build.summarize's result and `model` the preset's model section it was computed from."""
+    g, groups = model_graph(summary, model)
+    pos = {n: (d["x"], -float(d["rank"])) for n, d in g.nodes(data=True)}
+    fig = go.Figure()
+
+    ex, ey, lx, ly, ltext = [], [], [], [], []
+    label_edge = _label_edges(g, pos)
+    for u, v, k, d in g.edges(keys=True, data=True):
+        (x0, y0), (x1, y1) = pos[u], pos[v]
+        # leave a node straight down before turning aside, so edges do not cross its label on the right
+        if "lane" in d:
+            xs, ys = [x0, x0, d["lane"], d["lane"], x1], [y0, y0 - 0.3, y0 - 0.6, y1 + 0.5, y1]
+        elif x0 != x1 and y0 - y1 > 1:
+            xs, ys = [x0, x0, x1], [y0, y1 + 0.6, y1]
+        elif x0 != x1:
+            xs, ys = [x0, x0, x1], [y0, y0 - 0.3, y1]
+        else:
+            xs, ys = [x0, x1], [y0, y1]
+        ex += xs + [None]
+        ey += ys + [None]
+        if label_edge.get(u) == (v, k):
+            lx.append(xs[0])
+            ly.append((ys[0] + ys[1]) / 2)
+            ltext.append(shape_str(_out_shape(g, u, summary)))
+    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=EDGE_COLOR, width=1.5), hoverinfo="skip",
+                             showlegend=False))
+    fig.add_trace(go.Scatter(x=[x - 0.06 for x in lx], y=ly, mode="text", text=ltext, textposition="middle left",
+                             textfont=dict(size=10, color="#777777"), hoverinfo="skip", showlegend=False))
+
+    for name, nodes in groups:
+        if not nodes:
+            continue
+        xs = [pos[n][0] for n in nodes]
+        ys = [pos[n][1] for n in nodes]
+        fig.add_shape(type="rect", x0=min(xs) - 0.45, x1=max(xs) + 1.25, y0=min(ys) - 0.4, y1=max(ys) + 0.4,
+                      line=dict(color="#CCCCCC", dash="dot"), fillcolor="rgba(200,200,200,0.08)", layer="below")
+        fig.add_annotation(x=max(xs) + 1.25, y=max(ys) + 0.4, text=name, showarrow=False, xanchor="right",
+                           yanchor="bottom", font=dict(size=11, color="#777777"))
+
+    xs = [p[0] for p in pos.values()]
+    wide = max(xs) - min(xs) > 3  # several branches side by side share the width: smaller labels
+    by_group: dict[str, list[str]] = {}
+    for n, d in g.nodes(data=True):
+        key = d["group"] if d["kind"] == "layer" else d["kind"]
+        by_group.setdefault(key, []).append(n)
+    styles = {"input": ("square", 14, "io", "middle right"), "output": ("square", 14, "io", "middle right"),
+              "add": ("circle", 18, None, "middle center"), "concat": ("diamond", 16, "blocks", "middle right")}
+    for key, nodes in by_group.items():
+        symbol, size, color_key, text_pos = styles.get(key, ("circle", 14, key, "middle right"))
+        color = "white" if color_key is None else GROUP_COLORS.get(color_key, GROUP_COLORS["blocks"])
+        labels = [("  " if text_pos == "middle right" else "") + g.nodes[n]["label"] for n in nodes]
+        fig.add_trace(go.Scatter(
+            x=[pos[n][0] for n in nodes], y=[pos[n][1] for n in nodes], mode="markers+text", text=labels,
+            textposition=text_pos, textfont=dict(size=10 if wide else 12),
+            marker=dict(symbol=symbol, size=size, color=color, line=dict(color="#555555", width=1)),
+            hovertext=[_hover(g.nodes[n]) for n in nodes], hoverinfo="text",
+            name={"add": "residual +", "input": "input / output"}.get(key, key), showlegend=key not in ("output",),
+        ))
+
+    ranks = max(d["rank"] for _, d in g.nodes(data=True))
+    fig.update_layout(
+        height=max(360, int(ROW_PX * (ranks + 1)) + 80), margin=dict(l=10, r=10, t=40, b=10),
+        plot_bgcolor="white", hovermode="closest", dragmode="pan",
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=11)),
+        xaxis=dict(visible=False, range=[min(xs) - 0.8, max(xs) + 1.8], fixedrange=True),
+        yaxis=dict(visible=False, range=[-ranks - 0.7, 0.7]),
+    )
+    return fig
+
+
+# ---------------------------------------------------------------- summary table
+
+
+SUMMARY_COLUMNS = ["layer", "type", "output shape", "params", "FLOPs", "RF size", "RF stride", "RF padding"]
+
+
+def _rf_cell(rf: Optional[dict], key: str) -> str:
+    return size_text(rf[key]) if rf else ""
+
+
+def summary_frame(summary) -> pd.DataFrame:
+    """One row per layer and block (the layer path indented by depth) and a totals row last."""
+    records = []
+    for r in summary.rows:
+        where = json_path(_relative(r.path))
+        records.append({
+            "layer": "\u2003" * r.depth + where + (f" “{clean(r.name)}”" if r.name else ""),
+            "type": r.type, "output shape": shape_str(r.output_shape),
+            "params": r.trainable_params + r.non_trainable_params, "FLOPs": r.flops,
+            "RF size": _rf_cell(r.receptive_field, "size"), "RF stride": _rf_cell(r.receptive_field, "stride"),
+            "RF padding": _rf_cell(r.receptive_field, "padding"),
+        })
+    rf = summary.receptive_field
+    records.append({"layer": "Total", "type": "", "output shape": shape_str(summary.output_shape),
+                    "params": summary.total_params, "FLOPs": summary.flops, "RF size": _rf_cell(rf, "size"),
+                    "RF stride": _rf_cell(rf, "stride"), "RF padding": _rf_cell(rf, "padding")})
+    return pd.DataFrame.from_records(records, columns=SUMMARY_COLUMNS)
+
+
+def _relative(path: str) -> tuple:
+    loc = parse_path(path)
+    return loc[2:] if loc[:2] == TOP else loc

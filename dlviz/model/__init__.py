@@ -1,0 +1,1 @@
+"""The network a preset describes: built, summarised, and its memory footprint."""

@@ -1,0 +1,173 @@
+"""Argument descriptions shared by the registries: how a value is checked, drawn as a widget and documented."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlviz.errors import FieldError
+
+REQUIRED = object()
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+class ArgError(FieldError):
+    """A value does not fit its Arg; the message is a sentence without the path, `loc` the key when there is one."""
+
+
+def _num(kind: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ArgError(f"expected {'an integer' if kind == 'int' else 'a number'}, got {_show(v)}")
+    if kind == "int" and not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+            return int(v)
+        raise ArgError(f"expected an integer, got {_show(v)}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ArgError(f"expected a finite number, got {v}")
+    if kind != "int" and abs(v) > FLOAT32_MAX:  # layers take their numbers as float32
+        raise ArgError(f"expected a number between -3.4e38 and 3.4e38, got {v:g}")
+    return v
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One constructor argument.
+
+    kind: int | float | bool | choice | size (int or list of `dims` ints) | ints (list of ints) |
+          floats (list of `dims` numbers) | padding (size or 'same'/'valid') | number_or_list.
+    `dims` is the list length a list-valued kind accepts (0: any length, None: decided by the layer).
+    """
+
+    kind: str
+    default: Any = REQUIRED
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple = ()
+    dims: int | None = None
+    help: str = ""
+    nullable: bool = field(default=False)
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def _bounds(self, x: float) -> None:
+        if self.ge is not None and x < self.ge:
+            raise ArgError(f"must be at least {self.ge:g}, got {x:g}")
+        if self.gt is not None and x <= self.gt:
+            raise ArgError(f"must be greater than {self.gt:g}, got {x:g}")
+        if self.le is not None and x > self.le:
+            raise ArgError(f"must be at most {self.le:g}, got {x:g}")
+        if self.lt is not None and x >= self.lt:
+            raise ArgError(f"must be less than {self.lt:g}, got {x:g}")
+
+    def _number(self, kind: str, v: Any):
+        """One number of this argument, in range: an int, or a float for a float argument."""
+        x = _num(kind, v)
+        self._bounds(x)
+        return x if kind == "int" else float(x)
+    def validate(self, v: Any) -> Any:
+        """Return the value in canonical form (lists for sizes) or raise ArgError."""
+        if v is None:
+            if self.nullable or self.default is None:
+                return None
+            raise ArgError("must not be null")
+        k = self.kind
+        if k in ("int", "float"):
+            x = _num(k, v)
+            self._bounds(x)
+            return x if k == "int" else float(x)
+        if k == "bool":
+            if not isinstance(v, bool):
+                raise ArgError(f"expected true or false, got {_show(v)}")
+            return v
+        if k == "choice":
+            if v not in self.choices:
+                from dlviz.errors import did_you_mean
+
+                hint = did_you_mean(v, [c for c in self.choices if isinstance(c, str)]) if isinstance(v, str) else ""
+                opts = ", ".join(repr(c) for c in self.choices)
+                raise ArgError(f"{_show(v)} is not one of {opts}{hint}")
+            return v
+        if k == "padding" and isinstance(v, str):
+            if v not in ("same", "valid"):
+                raise ArgError(f"padding must be a number, a list, 'same' or 'valid', got {_show(v)}")
+            return v
+        if k in ("size", "padding", "ints", "floats", "number_or_list"):
+            num = "int" if k in ("size", "padding", "ints") else "float"
+            if k in ("size", "padding", "number_or_list") and not isinstance(v, list):
+                return self._number(num, v)
+            if num == "int" and not isinstance(v, list):
+                raise ArgError(f"expected a list of integers, got {_show(v)}")
+            if not isinstance(v, list) or not v or (self.dims and len(v) != self.dims) or len(v) > 8:
+                if num == "int":
+                    want = f"{self.dims} integers" if self.dims else "1 to 8 integers"
+                    raise ArgError(f"expected a number or a list of {want}, got {_show(v)}")
+                want = f"a list of {self.dims} numbers" if self.dims else "a list of numbers"
+                raise ArgError(f"expected {want}, got {_show(v)}")
+            return [self._number(num, x) for x in v]
+        raise AssertionError(f"unknown Arg kind {k}")
+
+    def json_schema(self) -> dict:
+        """JSON Schema for this argument, for editors and `python -m dlviz schema`."""
+        bounds = {}
+        for key, name in (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"), ("lt", "exclusiveMaximum")):
+            if getattr(self, key) is not None:
+                bounds[name] = getattr(self, key)
+        k = self.kind
+        if k == "int":
+            s = {"type": "integer", **bounds}
+        elif k == "float":
+            s = {"type": "number", **bounds}
+        elif k == "bool":
+            s = {"type": "boolean"}
+        elif k == "choice":
+            s = {"enum": list(self.choices)}
+        elif k in ("size", "padding", "ints"):
+            item = {"type": "integer", **bounds}
+            arr = {"type": "array", "items": item, "minItems": self.dims or 1, "maxItems": self.dims or 8}
+            s = arr if k == "ints" else {"anyOf": [item, arr]}
+            if k == "padding":
+                s["anyOf"].append({"enum": ["same", "valid"]})
+        else:
+            item = {"type": "number", **bounds}
+            arr = {"type": "array", "items": item, "minItems": self.dims or 1, "maxItems": self.dims or 8}
+            s = arr if k == "floats" else {"anyOf": [item, arr]}
+        if self.nullable or self.default is None:
+            s = {"anyOf": [s, {"type": "null"}]}
+        if self.help:
+            s["description"] = self.help
+        if not self.required:
+            s["default"] = self.default
+        return s
+
+
+def check_args(args: dict[str, Arg], given: dict) -> dict:
+    """Validate `given` against `args`; returns the full argument dict with defaults filled in.
+
+    Raises ArgError whose `loc` is the offending key."""
+    from dlviz.errors import did_you_mean
+
+    out = {}
+    for key in given:
+        if key not in args:
+            raise ArgError(f"unknown key '{key}'{did_you_mean(key, args)}", (key,))
+    for key, arg in args.items():
+        if key in given:
+            try:
+                out[key] = arg.validate(given[key])
+            except ArgError as e:
+                raise ArgError(e.message, (key,)) from None
+        elif arg.required:
+            raise ArgError("is required", (key,))
+        else:
+            out[key] = arg.default
+    return out

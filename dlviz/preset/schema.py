@@ -1,0 +1,591 @@
+"""The preset schema (format dlviz-preset/1): parsing, validation with JSON paths, limits, JSON Schema."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, ClassVar, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dlviz import limits as _limits
+from dlviz.errors import FieldError, UserError, did_you_mean, json_path
+from dlviz.preset.args import check_args
+from dlviz.preset.registry import ALL_LAYERS, BIAS_CHOICES, BLOCKS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
+
+FORMAT = "dlviz-preset/1"
+MIGRATIONS: dict[str, Any] = {}  # older format name -> function(doc) -> doc one version newer
+
+DATASETS: dict[str, tuple[str, ...]] = {
+    # name -> the optional data keys that apply to it (besides the split and batch keys every set takes)
+    "circle": ("noise", "num_samples", "features"),
+    "xor": ("noise", "num_samples", "features"),
+    "gauss": ("noise", "num_samples", "features"),
+    "spiral": ("noise", "num_samples", "features"),
+    "reg-plane": ("noise", "num_samples", "features"),
+    "reg-gauss": ("noise", "num_samples", "features"),
+    "moons": ("noise", "num_samples", "features"),
+    "blobs": ("noise", "num_samples", "features", "classes"),
+    "curve": ("noise", "num_samples", "function", "outliers"),
+    "sine": ("noise", "num_samples", "seq_len"),
+    "tokens": ("num_samples", "seq_len", "task", "vocab"),
+    "digits": ("subset", "augment"),
+    "mnist": ("subset", "augment"),
+    "csv": ("source", "target"),
+}
+FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)")
+COMMON_DATA_KEYS = ("name", "val_fraction", "test_fraction", "batch_size")
+
+
+def _cut(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Strict(BaseModel):
+    """A preset section: unknown keys are errors with a suggestion, numbers must be finite."""
+
+    # extra="forbid" only shows in the JSON Schema (additionalProperties: false): _known_keys rejects unknown keys first
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, validate_default=False, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, raw):
+        if isinstance(raw, dict):
+            allowed = list(cls.model_fields)
+            for key in raw:
+                if key not in allowed:
+                    raise FieldError(f"unknown key '{key}'{did_you_mean(key, allowed)}", (key,))
+        elif not isinstance(raw, BaseModel):
+            raise FieldError(f"expected an object, got {_cut(raw)}")
+        return raw
+
+
+class _Typed(BaseModel):
+    """A {"type": name, ...arguments} object checked against one registry table."""
+
+    model_config = ConfigDict(strict=True)
+    TABLE: ClassVar[dict]
+    WHAT: ClassVar[str]
+    type: str
+    args: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, raw):
+        if isinstance(raw, BaseModel):
+            return raw
+        if isinstance(raw, str):
+            raw = {"type": raw}
+        if not isinstance(raw, dict):
+            raise FieldError(f"expected an object like {{\"type\": \"{next(iter(cls.TABLE))}\"}}, got {_cut(raw)}")
+        raw = dict(raw)
+        t = raw.pop("type", None)
+        if t is None:
+            raise FieldError(f"is required: one of {', '.join(cls.TABLE)}", ("type",))
+        if not isinstance(t, str) or t not in cls.TABLE:
+            raise FieldError(f"unknown {cls.WHAT} {_cut(t)}{did_you_mean(t, cls.TABLE) if isinstance(t, str) else ''}", ("type",))
+        extra = cls._take_extra(raw)
+        args = check_args(cls.TABLE[t].args, raw)  # an ArgError carries its key to the error's path
+        return {"type": t, "args": args, **extra}
+
+    @classmethod
+    def _take_extra(cls, raw: dict) -> dict:
+        return {}
+
+    def to_dict(self, full: bool = False) -> dict:
+        entry = self.TABLE[self.type]
+        out = {"type": self.type}
+        for k, v in self.args.items():
+            if full or entry.args[k].required or v != entry.args[k].default:
+                out[k] = v
+        return out
+
+
+class InitSpec(_Typed):
+    """An initialization: a name from torch.nn.init (no trailing underscore) or {"type": name, ...args, "bias": ...}."""
+
+    TABLE = INITS
+    WHAT = "init"
+    bias: str = "zeros"
+
+    @classmethod
+    def _take_extra(cls, raw: dict) -> dict:
+        if "bias" not in raw:
+            return {}
+        b = raw.pop("bias")
+        if b not in BIAS_CHOICES:
+            raise FieldError(f"must be one of {', '.join(BIAS_CHOICES)}, got {_cut(b)}", ("bias",))
+        return {"bias": b}
+
+    def to_dict(self, full: bool = False):
+        out = super().to_dict(full)
+        if self.bias != "zeros":
+            out["bias"] = self.bias
+        return out if len(out) > 1 else self.type
+
+
+class LossSpec(_Typed):
+    TABLE = LOSSES
+    WHAT = "loss"
+
+
+class OptimizerSpec(_Typed):
+    TABLE = OPTIMIZERS
+    WHAT = "optimizer"
+
+
+class ScheduleSpec(_Typed):
+    TABLE = SCHEDULES
+    WHAT = "schedule"
+
+
+class LayerSpec(BaseModel):
+    """One layer or block. The preset writes its arguments flat beside `type`; here they sit in `args`."""
+
+    model_config = ConfigDict(strict=True)
+    type: str
+    name: Optional[str] = Field(None, max_length=80)
+    init: Optional[InitSpec] = None
+    args: dict[str, Any] = {}
+    body: Optional[list["LayerSpec"]] = None
+    shortcut: Optional[list["LayerSpec"]] = None
+    branches: Optional[list[list["LayerSpec"]]] = None
+    layers: Optional[list["LayerSpec"]] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, raw):
+        if isinstance(raw, BaseModel):
+            return raw
+        if not isinstance(raw, dict):
+            raise FieldError(f"expected a layer object like {{\"type\": \"Linear\", \"out_features\": 10}}, got {_cut(raw)}")
+        raw = dict(raw)
+        t = raw.pop("type", None)
+        if t is None:
+            raise FieldError("is required, e.g. \"Linear\" or \"Conv2d\"", ("type",))
+        if not isinstance(t, str) or (t not in ALL_LAYERS and t not in BLOCKS):
+            hint = did_you_mean(t, [*ALL_LAYERS, *BLOCKS]) if isinstance(t, str) else ""
+            raise FieldError(f"unknown layer type {_cut(t)}{hint}", ("type",))
+        out = {"type": t}
+        for key in ("name", "init"):
+            # PReLU's own `init` argument (the starting slope) wins over the per-layer init override
+            if key in raw and not (t in ALL_LAYERS and key in ALL_LAYERS[t].args):
+                out[key] = raw.pop(key)
+        if t in BLOCKS:
+            keys = BLOCKS[t]
+            for key in raw:
+                if key not in keys:
+                    raise FieldError(f"unknown key '{key}' for {t}{did_you_mean(key, keys)}", (key,))
+            required = {"Residual": ("body",), "Concat": ("branches",), "Sequential": ("layers",)}[t]
+            for key in required:
+                if key not in raw:
+                    raise FieldError(f"is required for {t}", (key,))
+            out.update(raw)
+            return out
+        out["args"] = check_args(ALL_LAYERS[t].args, raw)  # an ArgError carries its key to the error's path
+        return out
+
+    @field_validator("branches")
+    @classmethod
+    def _branches(cls, v):
+        if v is not None and not v:
+            raise FieldError("needs at least one branch")
+        return v
+
+    def children(self) -> list[tuple[tuple, list["LayerSpec"]]]:
+        """The nested layer lists as (relative JSON path, list) pairs, in order."""
+        if self.type == "Residual":
+            return [(("body",), self.body), (("shortcut",), self.shortcut or [])]
+        if self.type == "Concat":
+            return [(("branches", i), b) for i, b in enumerate(self.branches)]
+        if self.type == "Sequential":
+            return [(("layers",), self.layers)]
+        return []
+
+    def to_dict(self, full: bool = False) -> dict:
+        out: dict[str, Any] = {"type": self.type}
+        if self.name:
+            out["name"] = self.name
+        if self.init is not None:
+            out["init"] = self.init.to_dict(full)
+        if self.type in ALL_LAYERS:
+            args = ALL_LAYERS[self.type].args
+            for k, v in self.args.items():
+                if full or args[k].required or v != args[k].default:
+                    out[k] = v
+        elif self.type == "Residual":
+            out["body"] = [c.to_dict(full) for c in self.body]
+            if self.shortcut:
+                out["shortcut"] = [c.to_dict(full) for c in self.shortcut]
+        elif self.type == "Concat":
+            out["branches"] = [[c.to_dict(full) for c in b] for b in self.branches]
+        else:
+            out["layers"] = [c.to_dict(full) for c in self.layers]
+        return out
+
+
+class ModelSpec(Strict):
+    input_shape: list[int] = Field(min_length=1, max_length=4)
+    init: Optional[InitSpec] = None
+    layers: list[LayerSpec] = []
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape(cls, v):
+        for i, n in enumerate(v):
+            if n < 1:
+                raise FieldError(f"must be a positive size, got {n}", (i,))
+        lim = _limits.current().max_input_elements
+        if math.prod(v) > lim:
+            raise FieldError(f"{v} has {math.prod(v):,} elements per sample, over the limit of {lim:,} (DLVIZ_MAX_INPUT_ELEMENTS)")
+        return v
+
+
+class Augment(Strict):
+    hflip: bool = False
+    crop: int = Field(0, ge=0, le=8, description="random shifts of up to this many pixels")
+    noise: float = Field(0.0, ge=0, le=1, description="std of Gaussian noise added to the pixels")
+
+
+class DataSpec(Strict):
+    name: str
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    test_fraction: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(32, ge=1)
+    num_samples: Optional[int] = Field(None, ge=10)
+    noise: Optional[float] = Field(None, ge=0, le=10)
+    features: Optional[list[str]] = Field(None, min_length=1)
+    classes: Optional[int] = Field(None, ge=2, le=10)
+    function: Optional[str] = None
+    outliers: Optional[float] = Field(None, ge=0, le=0.5)
+    seq_len: Optional[int] = Field(None, ge=2, le=512)
+    task: Optional[str] = None
+    vocab: Optional[int] = Field(None, ge=2, le=1000)
+    subset: Optional[int] = Field(None, ge=10)
+    augment: Optional[Augment] = None
+    source: Optional[str] = Field(None, max_length=200)
+    target: Optional[str] = Field(None, max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if v not in DATASETS:
+            raise FieldError(f"unknown dataset {_cut(v)}{did_you_mean(v, DATASETS)}; choose one of {', '.join(DATASETS)}")
+        return v
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v):
+        for i, f in enumerate(v or []):
+            if f not in FEATURES:
+                raise FieldError(f"unknown feature {_cut(f)}{did_you_mean(f, FEATURES)}; choose from {', '.join(FEATURES)}", (i,))
+        if v and len(set(v)) != len(v):
+            raise FieldError("lists a feature twice")
+        return v
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, v):
+        from dlviz.preset.registry import CURVES
+
+        if v not in CURVES:
+            raise FieldError(f"unknown curve {_cut(v)}{did_you_mean(v, CURVES)}; choose one of {', '.join(CURVES)}")
+        return v
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v):
+        from dlviz.preset.registry import TOKEN_TASKS
+
+        if v not in TOKEN_TASKS:
+            raise FieldError(f"unknown task {_cut(v)}{did_you_mean(v, TOKEN_TASKS)}; choose one of {', '.join(TOKEN_TASKS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _applies(self):
+        allowed = DATASETS[self.name]
+        for key in self.model_fields_set:
+            if key not in COMMON_DATA_KEYS and key not in allowed:
+                raise FieldError(f"does not apply to the {self.name} dataset (it takes {', '.join(allowed) or 'no options'})", (key,))
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise FieldError("val_fraction + test_fraction must leave at least 10% for training", ("test_fraction",))
+        lim = _limits.current()
+        if self.batch_size > lim.max_batch_size:
+            raise FieldError(f"{self.batch_size} is over the limit of {lim.max_batch_size} (DLVIZ_MAX_BATCH_SIZE)", ("batch_size",))
+        if self.num_samples is not None and self.num_samples > lim.max_samples:
+            raise FieldError(f"{self.num_samples:,} is over the limit of {lim.max_samples:,} (DLVIZ_MAX_SAMPLES)", ("num_samples",))
+        if self.name == "csv" and not self.target:
+            raise FieldError("is required for a CSV: name the column to predict", ("target",))
+        return self
+
+
+class EarlyStopping(Strict):
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best: bool = True
+
+
+class TrainingSpec(Strict):
+    epochs: int = Field(10, ge=1)
+    l1: float = Field(0.0, ge=0, description="λ₁·Σ|w| added to the loss (weights only, not biases)")
+    l2: float = Field(0.0, ge=0, description="λ₂·Σw² added to the loss; unlike weight_decay it flows through the optimizer's statistics")
+    max_norm: Optional[float] = Field(None, gt=0, description="rescale each unit's incoming weight vector to norm ≤ max_norm after each step")
+    grad_clip: Optional[float] = Field(None, gt=0, description="clip the global gradient norm to this value")
+    early_stopping: Optional[EarlyStopping] = None
+    telemetry_every: Optional[int] = Field(None, ge=1, description="steps between activation statistics and histograms; "
+                                           "empty: about 30 probes a run, every step in a run of under 60 steps, at most 50 apart")
+    trajectory_every: int = Field(10, ge=1, description="steps between saved parameter snapshots")
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs(cls, v):
+        lim = _limits.current().max_epochs
+        if v > lim:
+            raise FieldError(f"{v} epochs is over the limit of {lim} (DLVIZ_MAX_EPOCHS)")
+        return v
+
+
+PAGES = ("build", "train", "inspect", "landscape")
+CONTROLS = ("gallery", "data", "loss", "optimizer", "schedule", "training")
+
+
+class Classroom(Strict):
+    """Pages and controls a teacher hides for a lesson (like TensorFlow Playground's *_hide flags)."""
+
+    hide_pages: list[str] = []
+    hide_controls: list[str] = []
+
+    @field_validator("hide_pages", "hide_controls")
+    @classmethod
+    def _known(cls, v, info):
+        known = PAGES if info.field_name == "hide_pages" else CONTROLS
+        for i, name in enumerate(v):
+            if name not in known:
+                raise FieldError(f"unknown {info.field_name[5:-1]} {_cut(name)}{did_you_mean(name, known)}; choose from {', '.join(known)}", (i,))
+        return v
+
+
+class Experiment(Strict):
+    format: str
+    name: str = Field("Untitled", max_length=200)
+    description: str = Field("", max_length=2000)
+    look_at: str = Field("", max_length=2000, description="what to look at: the lesson's note")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    data: Optional[DataSpec] = None
+    model: ModelSpec
+    loss: Optional[LossSpec] = None
+    optimizer: Optional[OptimizerSpec] = None
+    schedule: Optional[ScheduleSpec] = None
+    training: TrainingSpec = TrainingSpec()
+    classroom: Optional[Classroom] = None
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v):
+        if v != FORMAT:
+            raise FieldError(f"unknown format {_cut(v)}; this dlviz reads {FORMAT}")
+        return v
+
+    def to_dict(self, full: bool = False) -> dict:
+        """The preset as a plain JSON-able dict (defaults left out unless `full`)."""
+        out: dict[str, Any] = {"format": self.format, "name": self.name}
+        for key in ("description", "look_at"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        out["seed"] = self.seed
+        if self.data is not None:
+            out["data"] = self.data.model_dump(exclude_unset=not full, exclude_none=True)
+        m = {"input_shape": list(self.model.input_shape)}
+        if self.model.init is not None:
+            m["init"] = self.model.init.to_dict(full)
+        m["layers"] = [layer.to_dict(full) for layer in self.model.layers]
+        out["model"] = m
+        for key in ("loss", "optimizer", "schedule"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key).to_dict(full)
+        out["training"] = self.training.model_dump(exclude_unset=not full, exclude_none=True)
+        if self.classroom is not None:
+            out["classroom"] = self.classroom.model_dump(exclude_defaults=not full)
+        return out
+
+
+# ---------------------------------------------------------------- parsing and validation
+
+
+def _check_json_depth(text: str, limit: int) -> None:
+    """Refuse documents nested deeper than `limit` before json.loads recurses into them."""
+    depth = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                raise UserError("preset", f"the document is nested more than {limit} levels deep; flatten it (DLVIZ_MAX_DEPTH limits blocks to {_limits.current().max_depth})")
+        elif ch in "]}":
+            depth -= 1
+
+
+def _max_json_depth() -> int:
+    # a block level costs at most 3 JSON levels (block object, branches list, branch list) plus the top ones
+    return 3 * _limits.current().max_depth + 8
+
+
+def parse_text(text: str | bytes) -> "Experiment":
+    """Parse and validate a preset document given as JSON text."""
+    return validate(load_json(text))
+
+
+def load_json(text: str | bytes) -> Any:
+    """JSON text -> Python value, with the size and depth limits applied and one clear error."""
+    lim = _limits.current()
+    size = len(text.encode("utf-8", "replace") if isinstance(text, str) else text)
+    if size > lim.max_document_bytes:
+        raise UserError("preset", f"the preset is {size:,} bytes, over the limit of {lim.max_document_bytes:,} (DLVIZ_MAX_DOCUMENT_BYTES)")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError("preset", "the preset is not UTF-8 text; save it as a .json file") from None
+    _check_json_depth(text, _max_json_depth())
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError("preset", f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except (RecursionError, ValueError) as e:
+        raise UserError("preset", f"not valid JSON: {e}") from None
+
+
+def _walk_limits(doc: Any) -> None:
+    """Count layers and block depth iteratively, so hostile documents fail before pydantic recurses."""
+    lim = _limits.current()
+    stack = [(doc, 0)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if "type" in node and isinstance(node.get("type"), str):
+                seen += 1
+                if node["type"] in BLOCKS:
+                    depth += 1
+                    if depth > lim.max_depth:
+                        raise UserError("model.layers", f"blocks are nested more than {lim.max_depth} deep (DLVIZ_MAX_DEPTH); flatten the model")
+            if seen > lim.max_layers:
+                raise UserError("model.layers", f"the model has more than {lim.max_layers:,} layers, over the limit (DLVIZ_MAX_LAYERS)")
+            stack.extend((v, depth) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth) for v in node if isinstance(v, (dict, list)))
+
+
+def _container_depth(doc: Any, limit: int) -> None:
+    stack = [(doc, 1)]
+    while stack:
+        node, d = stack.pop()
+        if d > limit:
+            raise UserError("preset", f"the document is nested more than {limit} levels deep; flatten it")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((v, d + 1) for v in children if isinstance(v, (dict, list)))
+
+
+def migrate(doc: dict) -> dict:
+    """Bring an older preset up to the current format."""
+    seen = set()
+    while isinstance(doc, dict) and isinstance(doc.get("format"), str) and doc["format"] in MIGRATIONS and doc["format"] not in seen:
+        seen.add(doc["format"])
+        doc = MIGRATIONS[doc["format"]](doc)
+    return doc
+
+
+def validate(doc: Any) -> Experiment:
+    """Validate a preset given as a Python value; raises UserError naming the first problem's JSON path."""
+    if not isinstance(doc, dict):
+        raise UserError("preset", f"a preset is a JSON object, got {_cut(doc)}")
+    _container_depth(doc, _max_json_depth())
+    doc = migrate(doc)
+    if "model" in doc:
+        _walk_limits(doc["model"])
+    try:
+        return Experiment.model_validate(doc)
+    except ValidationError as e:
+        raise _user_error(e) from None
+    except RecursionError:
+        raise UserError("preset", "the document is nested too deeply; flatten it") from None
+
+
+def validate_model(model: Any) -> ModelSpec:
+    """Validate only a `model` section (for code that builds without a whole preset)."""
+    _walk_limits(model)
+    try:
+        return ModelSpec.model_validate(model)
+    except ValidationError as e:
+        raise _user_error(e, ("model",)) from None
+
+
+def _user_error(e: ValidationError, prefix: tuple = ()) -> UserError:
+    errs = e.errors(include_url=False)
+    err = errs[0]
+    loc = [*prefix, *err["loc"]]
+    msg = err["msg"]
+    exc = (err.get("ctx") or {}).get("error")
+    if err["type"] == "value_error" and isinstance(exc, FieldError):
+        loc.extend(exc.loc)
+        msg = exc.message
+    elif err["type"] == "missing":
+        msg = "is required"
+    else:
+        msg = msg[0].lower() + msg[1:] if msg else "is not valid"
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            msg += f", got {_cut(err['input'])}"
+    more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
+    return UserError(json_path(loc), msg + more)
+
+
+# ---------------------------------------------------------------- JSON Schema
+
+
+def json_schema() -> dict:
+    """The preset format as JSON Schema (draft 2020-12), layers, inits and the typed sections included."""
+    from dlviz.preset.registry import ACTIVATIONS, LAYERS
+
+    schema = Experiment.model_json_schema()
+    schema["title"] = "dlviz preset"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    defs = schema.setdefault("$defs", {})
+    ref = {"$ref": "#/$defs/LayerSpec"}
+    layers = []
+    common = {"name": {"type": "string", "maxLength": 80}, "init": {"$ref": "#/$defs/InitSpec"}}
+    for name, entry in {**LAYERS, **ACTIVATIONS}.items():
+        props = {"type": {"const": name}, **common, **{k: a.json_schema() for k, a in entry.args.items()}}
+        layers.append({"type": "object", "title": name, "description": entry.doc, "properties": props,
+                       "required": ["type", *[k for k, a in entry.args.items() if a.required]], "additionalProperties": False})
+    lists = {"type": "array", "items": ref}
+    block_props = {"Residual": {"body": lists, "shortcut": lists}, "Concat": {"branches": {"type": "array", "items": lists, "minItems": 1}},
+                   "Sequential": {"layers": lists}}
+    for name, props in block_props.items():
+        layers.append({"type": "object", "title": name, "properties": {"type": {"const": name}, **common, **props},
+                       "required": ["type", next(iter(props))], "additionalProperties": False})
+    defs["LayerSpec"] = {"oneOf": layers}
+
+    def typed(table, extra=None):
+        options = []
+        for name, entry in table.items():
+            props = {"type": {"const": name}, **{k: a.json_schema() for k, a in entry.args.items()}, **(extra or {})}
+            options.append({"type": "object", "title": name, "description": entry.doc, "properties": props,
+                            "required": ["type", *[k for k, a in entry.args.items() if a.required]], "additionalProperties": False})
+        return {"oneOf": options}
+
+    init = typed(INITS, {"bias": {"enum": list(BIAS_CHOICES)}})
+    init["oneOf"].insert(0, {"enum": list(INITS)})
+    defs["InitSpec"] = init
+    defs["LossSpec"] = typed(LOSSES)
+    defs["OptimizerSpec"] = typed(OPTIMIZERS)
+    defs["ScheduleSpec"] = typed(SCHEDULES)
+    return schema

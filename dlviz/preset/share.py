@@ -1,0 +1,137 @@
+"""Share links: the whole preset as canonical JSON, zlib-compressed and URL-safe base64 in one query parameter."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import zlib
+from urllib.parse import parse_qs, urlencode, urlparse
+
+from dlviz import limits as _limits
+from dlviz import paths as _paths
+from dlviz.errors import UserError
+from dlviz.preset.schema import Experiment, load_json, validate
+
+PARAM = "preset"
+DEFAULT_BASE_URL = "http://localhost:8501/"
+SAFE_LINK_CHARS = 2000  # longer links are cut by some browsers, chat tools and proxies
+ID_PARAM = "p"  # a preset too long for an address is kept on the server under this short id
+_ID = re.compile(r"[0-9a-f]{20}")
+# the address around the token (scheme, host, page, parameter name) gets this much of a safe link's length
+_ADDRESS_ROOM = 200
+
+
+def canonical_json(exp: Experiment) -> str:
+    """The preset as canonical JSON: defaults dropped, keys sorted, no spaces."""
+    return json.dumps(exp.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode(exp: Experiment) -> str:
+    raw = zlib.compress(canonical_json(exp).encode("utf-8"), 9)
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def share_link(exp: Experiment, base_url: str = DEFAULT_BASE_URL) -> str:
+    return f"{base_url}{'&' if '?' in base_url else '?'}{urlencode({PARAM: encode(exp)})}"
+
+
+def token_from_link(link: str) -> str:
+    """The encoded preset from a full link, a query string or the bare token."""
+    link = link.strip()
+    if "?" in link or link.startswith(("http://", "https://")):
+        values = parse_qs(urlparse(link).query).get(PARAM)
+        if not values:
+            raise UserError("share.link", f"the link has no '{PARAM}=' parameter; copy the whole share link")
+        return values[0]
+    return link[len(PARAM) + 1:] if link.startswith(PARAM + "=") else link
+
+
+def decode(token: str) -> Experiment:
+    """A share token back to a validated preset; a damaged token gets one clear sentence."""
+    lim = _limits.current()
+    if not isinstance(token, str) or not token or len(token) > 2 * lim.max_document_bytes:
+        raise UserError("share.link", "the share link is empty or far too long; ask for the preset file instead")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        d = zlib.decompressobj()
+        text = d.decompress(raw, lim.max_document_bytes + 1)
+        if len(text) > lim.max_document_bytes or d.unconsumed_tail:
+            raise UserError("share.link", f"the share link unpacks to more than {lim.max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
+        if not d.eof:
+            raise zlib.error("truncated")
+    except UserError:
+        raise
+    except (binascii.Error, zlib.error, ValueError):
+        raise UserError("share.link", "the share link is damaged or cut short; copy it again in full") from None
+    return validate(load_json(text))
+
+
+def decode_link(link: str) -> Experiment:
+    return decode(token_from_link(link))
+
+
+def _kept_dir():
+    path = _paths.data_dir() / "presets"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def keep(exp: Experiment) -> str:
+    """Keep a preset on this server and return its id: the hash of its canonical JSON, so one preset is kept once."""
+    data = canonical_json(exp).encode("utf-8")
+    if len(data) > _limits.current().max_document_bytes:
+        raise UserError("preset", f"the preset is more than {_limits.current().max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
+    pid = hashlib.sha256(data).hexdigest()[:20]
+    path = _kept_dir() / f"{pid}.json"
+    if path.exists():
+        os.utime(path)  # recently used: the last to go
+        return pid
+    tmp = path.with_name(f"{pid}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # a reader never sees half a file
+    _sweep_kept(keep_path=path)
+    return pid
+
+
+def _sweep_kept(keep_path) -> None:
+    """Remove the least recently used kept presets beyond kept_presets_bytes (each edit of a long preset keeps one)."""
+    budget = _limits.current().kept_presets_bytes
+    files = []
+    for p in _kept_dir().glob("*.json"):
+        try:
+            st = p.stat()
+        except OSError:  # removed by another server process meanwhile
+            continue
+        files.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in files)
+    for _, size, p in sorted(files, key=lambda f: f[0]):
+        if total <= budget:
+            break
+        if p != keep_path:
+            p.unlink(missing_ok=True)
+            total -= size
+
+
+def kept(pid: str) -> Experiment:
+    """A preset kept by `keep`, validated like any other; an id this server does not hold gets one sentence."""
+    lim = _limits.current()
+    path = _kept_dir() / f"{pid}.json" if isinstance(pid, str) and _ID.fullmatch(pid) else None
+    if path is None or not path.is_file():
+        raise UserError("share.saved", "this address names a saved experiment this server does not have; ask for the preset file")
+    if path.stat().st_size > lim.max_document_bytes:
+        raise UserError("share.saved", f"the saved experiment is more than {lim.max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
+    exp = validate(load_json(path.read_text(encoding="utf-8")))
+    os.utime(path)  # recently used: the last to go
+    return exp
+
+
+def address_state(exp: Experiment) -> tuple[str, str]:
+    """The query parameter and value that carry a preset in the browser's address: the share token when it makes a
+    safe link, else the id of a copy kept on this server."""
+    token = encode(exp)
+    if len(token) <= SAFE_LINK_CHARS - _ADDRESS_ROOM:
+        return PARAM, token
+    return ID_PARAM, keep(exp)

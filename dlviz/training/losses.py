@@ -1,0 +1,97 @@
+"""How each loss meets the data: target conversion, the fit check done at validation time, and the metric."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from dlviz.errors import UserError
+from dlviz.preset.registry import LOSSES, shape_str
+from dlviz.preset.schema import LossSpec
+from dlviz.runtime import float_labels, one_hot_labels, predicted_classes, signed_labels, token_labels
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A loss ready for the loop: `loss(out, y)` takes the model output and the dataset's targets as they are."""
+
+    loss_fn: nn.Module
+    prepare: Optional[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]  # None: as they are
+    task: str  # "classification" | "regression"
+    num_classes: int | None
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(out, y) if self.prepare is None else self.loss_fn(*self.prepare(out, y))
+
+    def predict(self, out: torch.Tensor) -> torch.Tensor:
+        """Predicted classes: the largest logit, or the sign of a single binary logit."""
+        return predicted_classes(out, self.num_classes)
+
+
+def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_shape: tuple, out_shape: tuple) -> Objective:
+    """Check that `spec` can fit a model output of `out_shape` (per sample) and the data's targets; return the Objective.
+
+    Raises UserError("loss", ...) with a sentence saying what to change when it cannot fit."""
+    entry = LOSSES[spec.type]
+    name = spec.type
+    out_shape, target_shape = tuple(out_shape), tuple(target_shape)
+    fn = entry.cls(**spec.args)
+    if task == "classification":
+        c = num_classes
+        per_token = len(target_shape) == 1
+        want = (*target_shape, c)
+        if entry.target == "value":
+            raise UserError("loss", f"{name} on {c}-class labels: use CrossEntropyLoss, or one-hot targets")
+        if entry.target == "binary":
+            if c != 2:
+                raise UserError("loss", f"{name} is for two classes but the data has {c}; use CrossEntropyLoss")
+            if out_shape not in ((1,), (*target_shape, 1)):
+                raise UserError("loss", f"{name} needs one logit per sample but the model outputs {shape_str(out_shape)}; "
+                                        "make the last Linear out_features 1, or use CrossEntropyLoss with 2 outputs")
+            return Objective(fn, float_labels if name == "BCEWithLogitsLoss" else signed_labels, task, c)
+        if out_shape != want:
+            raise UserError("loss", f"the model outputs {shape_str(out_shape)} per sample but {name} on {c} classes needs "
+                                    f"{shape_str(want)}; make the last layer's size {c}")
+        if entry.target == "distribution":
+            return Objective(fn, one_hot_labels, task, c)
+        return Objective(fn, token_labels if per_token else None, task, c)
+    # regression
+    if entry.target != "value":
+        raise UserError("loss", f"{name} is a classification loss but the data is regression; use MSELoss, L1Loss or HuberLoss")
+    if out_shape != target_shape:
+        n = math.prod(target_shape)
+        raise UserError("loss", f"the model outputs {shape_str(out_shape)} per sample but the targets are {shape_str(target_shape)}; "
+                                f"make the last Linear out_features {n}")
+    return Objective(fn, None, task, None)
+
+
+def chance_level(loss_type: str, args: dict, task: str, num_classes: int | None, y_train: torch.Tensor) -> tuple[float, str] | None:
+    """The loss of a model that has learned nothing, and how it follows from the loss's formula; None for a sum reduction.
+
+    Classification: every output 0 (uniform logits), what a small initialization gives, so a first loss far above it
+    means the network starts out confidently wrong. Regression: predicting the targets' mean (the median for L1)."""
+    if args.get("reduction", "mean") == "sum":
+        return None  # a sum grows with the batch size: no fixed level to compare with
+    c = num_classes
+    if task == "classification":
+        if loss_type in ("CrossEntropyLoss", "NLLLoss") or (loss_type == "KLDivLoss" and args.get("reduction", "batchmean") == "batchmean"):
+            return math.log(c), f"−ln(1/{c})"
+        if loss_type in ("BCEWithLogitsLoss", "SoftMarginLoss"):
+            return math.log(2), "ln 2"
+        if loss_type == "MultiMarginLoss":
+            # outputs 0: each of the C−1 wrong classes costs max(0, margin − 0 + 0)^p, and the sum is divided by C
+            margin, p = float(args.get("margin", 1.0)), int(args.get("p", 1))
+            return margin ** p * (c - 1) / c, f"margin{'²' if p == 2 else ''}·(C−1)/C = {margin:g}{'²' if p == 2 else ''}·{c - 1}/{c}"
+        return None
+    y = y_train.double().reshape(len(y_train), -1)
+    if loss_type == "MSELoss":
+        return float(((y - y.mean(0)) ** 2).mean()), "the targets' variance"
+    if loss_type == "L1Loss":
+        return float((y - y.median(0).values).abs().mean()), "the targets' mean distance to their median"
+    if loss_type in ("HuberLoss", "SmoothL1Loss"):
+        fn = LOSSES[loss_type].cls(**{k: v for k, v in args.items() if k != "reduction"})
+        return float(fn(y.mean(0).expand_as(y), y)), "the loss of predicting the targets' mean"
+    return None

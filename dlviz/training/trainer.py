@@ -1,0 +1,479 @@
+"""The trainer: a short loop over batches that measures every step and calls callbacks for everything else."""
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlviz.model.build import build_model
+from dlviz.preset.registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES
+from dlviz.preset.schema import Experiment
+from dlviz.runtime import (
+    batch_r2,
+    clip_gradients_,
+    divergence_reason,
+    evaluate,
+    json_safe,  # noqa: F401  (the CLI and the run store take it from here)
+    renorm_,
+    weight_penalty,
+)
+from dlviz.training.telemetry import StepMeter, capture_outputs, unit_health
+
+FLUSH_SECONDS = 0.2
+CONTROL_SECONDS = 0.02  # how often step rows are handed to callbacks (the live chart's refresh budget)
+MAX_TRAJECTORY = 400  # parameter snapshots kept; the interval doubles when this would be exceeded
+PROBE_SAMPLES = 256  # training samples the unit-health probes run on
+PROBES_PER_RUN, MAX_PROBE_INTERVAL = 30, 50
+
+
+def probe_interval(total_steps: int) -> int:
+    """Steps between probes when the preset leaves it open: about PROBES_PER_RUN a run (every step in a run of
+    under 60 steps, so a 48-step lesson still draws its units over time), at most MAX_PROBE_INTERVAL apart."""
+    return max(1, min(MAX_PROBE_INTERVAL, total_steps // PROBES_PER_RUN))
+
+
+class Callback:
+    """Hooks the loop calls; each does nothing unless overridden (Keras-style)."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_steps(self, trainer: "Trainer", block: "StepBlock") -> None: ...
+    def on_telemetry(self, trainer: "Trainer", snapshot: dict) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", record: dict) -> None: ...
+    def on_loop_end(self, trainer: "Trainer") -> None: ...
+    def on_train_end(self, trainer: "Trainer", result: dict) -> None: ...
+
+
+@dataclass
+class StepBlock:
+    """Per-step rows since the last flush: one entry per optimizer step."""
+
+    step: np.ndarray
+    epoch: np.ndarray
+    loss: np.ndarray
+    metric: np.ndarray  # batch accuracy (classification) or batch R² (regression)
+    lr: np.ndarray
+    grad_norm: np.ndarray  # steps × parameter tensors
+    update_ratio: np.ndarray  # steps × parameter tensors
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+
+@dataclass
+class Control:
+    """Stop and pause requests from another thread; the loop checks them between steps."""
+
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    run_event: threading.Event = field(default_factory=threading.Event)
+    reason: str = ""
+
+    def __post_init__(self):
+        self.run_event.set()
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        self.reason = self.reason or reason
+        self.stop_event.set()
+        self.run_event.set()
+
+    def pause(self) -> None:
+        self.run_event.clear()
+
+    def resume(self) -> None:
+        self.run_event.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self.run_event.is_set()
+
+
+def param_label(net, name: str) -> str:
+    """'layers.3.body.0.weight' -> 'layers[3].body[0].weight' (the preset path, without 'model.')."""
+    mod, _, leaf = name.rpartition(".")
+    path = net.json_paths.get(mod, mod)
+    return f"{path.removeprefix('model.')}.{leaf}"
+
+
+class Trainer:
+    """Trains one preset. Same preset, seed and thread count: bit-identical numbers on CPU."""
+
+    def __init__(self, exp: Experiment, callbacks=(), dataset=None, csv_bytes: Optional[bytes] = None,
+                 resume: Optional[dict] = None, control: Optional[Control] = None):
+        from dlviz.data.datasets import load_dataset
+        from dlviz.training.fit import check_fit, require_sections
+
+        require_sections(exp)
+        self.exp = exp
+        self.callbacks = list(callbacks)
+        self.control = control or Control()
+        self.dataset = dataset if dataset is not None else load_dataset(exp.data, exp.seed, csv_bytes)
+        ds = self.dataset
+        self.objective = check_fit(exp, ds.input_shape, ds.task, ds.num_classes, ds.target_shape)
+        self.model = build_model(exp, seed=exp.seed)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        self.param_names = [param_label(self.model, names[id(p)]) for p in self.params]
+        # penalties and max-norm act on weights (≥ 2-D), not on biases or normalization scales
+        self.weights = [p for p in self.params if p.dim() >= 2]
+        opt_args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()}
+        self.optimizer = OPTIMIZERS[exp.optimizer.type].cls(self.params, **opt_args)
+        self.steps_per_epoch = math.ceil(len(ds.x_train) / exp.data.batch_size)
+        self.scheduler = self._make_scheduler()
+        self.generator = torch.Generator().manual_seed(exp.seed)
+        self.epoch = 0
+        self.step = 0
+        self.status = "created"
+        self.reason = ""
+        self.history: list[dict] = []
+        self.trajectory: list[tuple[int, np.ndarray]] = []
+        self.trajectory_every = exp.training.trajectory_every
+        self.meter = StepMeter(self.params)
+        # units are probed on one fixed set of training samples: "dead for every sample" on a batch of a few samples
+        # counts units that merely missed those samples (twice the data set's figure on the circle lesson)
+        self.probe_x = ds.x_train[:PROBE_SAMPLES]
+        self.telemetry_every = exp.training.telemetry_every or probe_interval(exp.training.epochs * self.steps_per_epoch)
+        self.pending: list[tuple] = []  # per buffered step: (step, epoch, output, targets, lr), row j of the meter
+        self.scored = 0  # how many of them _score has taken into the epoch's sums
+        self.scores: list[tuple[np.ndarray, np.ndarray]] = []  # their (losses, metrics), in order
+        self.stop_after_steps: Optional[int] = None  # for step-exact experiments (tests, the learning-rate finder)
+        self.epoch_terms: tuple[list, list, list] = ([], [], [])  # per step: loss·batch, correct (or R²·batch), labels
+        self.activation_modules = {path: mod for path, mod in self._leaf_modules().items() if type(mod).__name__ in ACTIVATIONS}
+        torch.manual_seed(exp.seed)  # dropout and augmentation draw from torch's global generator
+        if exp.training.early_stopping is not None:
+            self.callbacks.insert(0, EarlyStopping(exp.training.early_stopping))
+        if resume is not None:
+            self.load_state(resume)
+
+    # ------------------------------------------------------------ set-up helpers
+
+    def _leaf_modules(self) -> dict[str, nn.Module]:
+        mods = dict(self.model.named_modules())
+        return {path: mods[name] for name, path in self.model.json_paths.items()
+                if name in mods and not isinstance(mods[name], nn.Sequential) and type(mods[name]).__name__ not in ("Residual", "Concat")}
+
+    def _make_scheduler(self):
+        s = self.exp.schedule
+        if s is None:
+            return None
+        args = dict(s.args)
+        if SCHEDULES[s.type].step == "batch":
+            args["total_steps"] = self.exp.training.epochs * self.steps_per_epoch
+        return SCHEDULES[s.type].cls(self.optimizer, **args)
+
+    @property
+    def per_batch_schedule(self) -> bool:
+        return self.exp.schedule is not None and SCHEDULES[self.exp.schedule.type].step == "batch"
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ------------------------------------------------------------ state for checkpoints and resume
+
+    def state(self) -> dict:
+        """Everything needed to continue exactly: weights, optimizer, schedule, counters and random states.
+
+        Of the epoch records it keeps the last, the only one the result reads (the run store keeps them all): with all
+        of them, the cost of a checkpoint grew with the epoch, and a small model saving one per epoch spent more time
+        pickling its history than training."""
+        # a copy, not a view: the optimizer's state_dict holds its live tensors, which the next step changes in place
+        opt = self.optimizer.state_dict()
+        opt = {"state": {i: {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in st.items()}
+                         for i, st in opt["state"].items()}, "param_groups": copy.deepcopy(opt["param_groups"])}
+        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}, "optimizer": opt,
+                "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
+                "epoch": self.epoch, "step": self.step, "torch_rng": torch.get_rng_state(),
+                "generator": self.generator.get_state(), "history": [dict(h) for h in self.history[-1:]]}
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"])
+        self.history = [dict(h) for h in state.get("history", [])]
+        self.meter.reset()
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> dict:
+        ds, data, tr = self.dataset, self.exp.data, self.exp.training
+        cb = self.callbacks
+        self.status = "running"
+        for c in cb:
+            c.on_train_begin(self)
+        n, bs = len(ds.x_train), data.batch_size
+        augment = data.augment is not None
+        penalty = tr.l1 > 0 or tr.l2 > 0
+        # the loop's attribute lookups, made once (a playground step is ~0.1 ms, so each one shows)
+        model, meter, params, optimizer, control = self.model, self.meter, self.params, self.optimizer, self.control
+        loss_of, pending, clock = self.objective.loss, self.pending, time.perf_counter
+        every, per_batch = self.telemetry_every, self.per_batch_schedule
+        last_flush, last_check = -math.inf, clock()  # the first step is sent at once
+        diverged = False
+        if not self.trajectory:
+            self.trajectory.append((self.step, torch.cat([v.reshape(-1) for v in meter.values]).numpy()))
+        while self.epoch < tr.epochs and not control.stop_event.is_set():
+            if not model.training:  # Module.train() walks every submodule: only when an evaluation left eval mode on
+                model.train()
+            perm = torch.randperm(n, generator=self.generator)
+            # one gather per epoch, then each batch is a slice: the same batches as x[perm[i:i+bs]], fewer operations
+            xs, ys = ds.x_train[perm], ds.y_train[perm]
+            self.epoch_terms = ([], [], [])
+            self.penalty_terms: list[float] = []  # per step: the penalty·batch, as the loss's terms
+            epoch = self.epoch
+            for i in range(0, n, bs):
+                # the events may be multiprocessing ones, whose checks take a lock: look at most every 20 ms
+                now = clock()
+                if now - last_check >= CONTROL_SECONDS:
+                    last_check = now
+                    if not control.run_event.is_set():
+                        self._flush()
+                        self.status = "paused"
+                        control.run_event.wait()
+                        self.status = "running"
+                    if control.stop_event.is_set():
+                        break
+                xb, yb = xs[i:i + bs], ys[i:i + bs]
+                if augment:
+                    xb = ds.augment(xb, self.generator)
+                step = self.step
+                probe = step % every == 0
+                if probe:
+                    outputs = self._probe()
+                out = model(xb)
+                loss = loss_of(out, yb)
+                for p in params:  # what optimizer.zero_grad() does, without its profiler bookkeeping
+                    p.grad = None
+                if penalty:
+                    pen = weight_penalty(self.weights, tr.l1, tr.l2)
+                    (loss + pen).backward()
+                else:
+                    loss.backward()
+                grads = meter.record(loss.detach())
+                # a NaN or an infinity in any gradient or in the loss makes this sum non-finite
+                if not math.isfinite(float(grads.sum())):
+                    self.reason = self._divergence_reason(loss, grads)
+                    diverged = True
+                    break
+                if tr.grad_clip is not None:
+                    # the same rule as torch.nn.utils.clip_grad_norm_, on the gradients already gathered in one row
+                    total_norm = float(grads[:-1].norm())  # the row ends with the loss
+                    clip_gradients_(params, total_norm, tr.grad_clip)
+                optimizer.step()
+                if tr.max_norm is not None:
+                    renorm_(self.weights, tr.max_norm)
+                meter.stepped()
+                if penalty:
+                    self.penalty_terms.append(float(pen.detach()) * len(yb))
+                pending.append((step, epoch, out.detach(), yb, optimizer.param_groups[0]["lr"]))
+                if probe:
+                    self._telemetry(outputs)
+                self.step = step = step + 1
+                if step == self.stop_after_steps:
+                    control.stop(f"stopped after {step} steps")
+                    last_check = -CONTROL_SECONDS
+                if per_batch:
+                    self.scheduler.step()
+                if meter.full or clock() - last_flush >= FLUSH_SECONDS:
+                    self._flush()
+                    last_flush = clock()
+            else:  # the epoch ran to its end
+                self._score()
+                # exact sums (math.fsum) of per-step terms: the result cannot depend on how steps were grouped into flushes
+                loss_sum, metric_sum, labels = (math.fsum(t) for t in self.epoch_terms)
+                classification = self.objective.task == "classification"
+                record = self._epoch_record(loss_sum / n, metric_sum / (labels if classification else n))
+                self.epoch += 1
+                self.history.append(record)
+                if self.scheduler is not None and not per_batch:
+                    if SCHEDULES[self.exp.schedule.type].step == "val_loss":
+                        self.scheduler.step(record["val_loss"])
+                    else:
+                        self.scheduler.step()
+                for c in cb:
+                    c.on_epoch_end(self, record)
+                continue
+            break  # stopped or diverged inside the epoch: a partial epoch is not recorded
+        self._flush()
+        if diverged:
+            self.status = "diverged"
+        elif control.stop_event.is_set() and self.epoch < tr.epochs:
+            early = control.reason.startswith("early stopping")
+            self.status = "finished" if early else "stopped"
+            self.reason = control.reason or "stopped by the user"
+        else:
+            self.status = "finished"
+        for c in cb:
+            c.on_loop_end(self)
+        result = self.result()
+        for c in cb:
+            c.on_train_end(self, result)
+        return result
+
+    def _divergence_reason(self, loss: torch.Tensor, grads: torch.Tensor) -> str:
+        bad = [self.param_names[i] for i in self.meter.first_bad(grads)]
+        return divergence_reason(float(loss.detach()), bad, self.epoch, self.step)
+
+    def _score(self) -> None:
+        """Loss and accuracy (or R²) of the buffered steps not scored yet, added to the epoch's exact sums.
+
+        Called at the end of each epoch and before each flush, so a flush need not wait for an epoch to end."""
+        j0, j1 = self.scored, len(self.pending)
+        if j1 == j0:
+            return
+        new = self.pending[j0:j1]
+        # the float32 losses widened exactly to float64; the products and sums below are the exported script's
+        losses = self.meter.loss_rows(j0, j1)
+        sizes = np.array([len(p[3]) for p in new], dtype=np.float64)
+        with torch.no_grad():
+            out, y = torch.cat([p[2] for p in new]), torch.cat([p[3] for p in new])
+            if self.objective.task == "classification":
+                labels = np.array([p[3].numel() for p in new])
+                hits = (self.objective.predict(out) == y).reshape(-1).numpy()
+                correct = np.add.reduceat(hits, np.cumsum(labels) - labels, dtype=np.int64).astype(np.float64)
+                metric = correct / labels
+                self.epoch_terms[1].extend(correct.tolist())
+                self.epoch_terms[2].extend(labels.tolist())
+            else:
+                metric = batch_r2(out, y, torch.tensor([p[3].numel() for p in new])).numpy()
+                self.epoch_terms[1].extend((metric * sizes).tolist())
+        self.epoch_terms[0].extend((losses * sizes).tolist())
+        self.scores.append((losses, metric))
+        self.scored = j1
+
+    def _flush(self) -> None:
+        """Turn the buffered steps into one StepBlock: per-step metrics and the meter's norms, computed in bulk."""
+        self._score()
+        pending = list(self.pending)
+        self.pending.clear()  # the loop holds this list
+        self.scored = 0
+        gn, ratio, after = self.meter.flush()
+        if not pending:
+            return
+        losses, metric = (np.concatenate(part) for part in zip(*self.scores))
+        self.scores = []
+        first = pending[0][0]
+        steps = np.arange(first, first + len(pending))  # steps are buffered in order, one per row
+        every = self.trajectory_every
+        for j in range((every - 1 - first) % every, len(pending), every):  # the rows j with (step_j + 1) % every == 0
+            self._keep_trajectory(first + j + 1, after[j])
+        block = StepBlock(steps, np.array([p[1] for p in pending]), losses, metric,
+                          np.array([p[4] for p in pending], dtype=np.float64), gn, ratio)
+        for c in self.callbacks:
+            c.on_steps(self, block)
+
+    def _keep_trajectory(self, step: int, params: np.ndarray) -> None:
+        self.trajectory.append((step, params.copy()))
+        if len(self.trajectory) > MAX_TRAJECTORY:
+            self.trajectory = self.trajectory[::2]
+            self.trajectory_every *= 2
+
+    @torch.no_grad()
+    def _probe(self) -> dict:
+        """The activation layers' outputs on the probe set, as the network stands before this step. In eval mode: it
+        draws no random numbers (dropout) and moves no running statistics (BatchNorm), so training is unchanged."""
+        self.model.eval()
+        with capture_outputs(self.activation_modules) as outputs:
+            self.model(self.probe_x)
+        self.model.train()
+        return dict(outputs)
+
+    def _telemetry(self, outputs: dict) -> None:
+        # every statistic stays a tensor until one stack and one host copy at the end
+        stats = {path: unit_health(type(self.activation_modules[path]).__name__, y) for path, y in outputs.items() if torch.is_tensor(y)}
+        keys = [(path, key) for path, st in stats.items() for key in st]
+        values = torch.stack([stats[p][k] for p, k in keys]).tolist() if keys else []
+        layers: dict[str, dict] = {path: {"type": type(self.activation_modules[path]).__name__} for path in stats}
+        for (path, key), v in zip(keys, values):
+            layers[path][key] = v
+        ranges, counts = self.meter.histograms()
+        hist = {name: {"weight": {"range": ranges[0][i], "counts": counts[0][i]}, "grad": {"range": ranges[1][i], "counts": counts[1][i]}}
+                for i, (name, p) in enumerate(zip(self.param_names, self.params)) if p.dim() >= 2}
+        snap = {"step": self.step, "epoch": self.epoch, "layers": layers, "histograms": hist, "probe_samples": len(self.probe_x)}
+        for c in self.callbacks:
+            c.on_telemetry(self, snap)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch: int = 1024, restore: bool = True) -> dict:
+        """Loss and accuracy (or R²) on a split, in eval mode, plus the predictions for the confusion matrix or fit plot.
+
+        restore=False leaves the model in eval mode (the epoch's end: the loop switches training back on when the next
+        epoch starts, so the two walks over every submodule are not paid twice)."""
+        was_training = self.model.training
+        classification = self.objective.task == "classification"
+        loss, metric, pred = evaluate(self.model, x, y, self.objective.loss, self.objective.num_classes if classification else None, batch)
+        if restore and was_training:
+            self.model.train()
+        return {"loss": loss, "accuracy" if classification else "r2": metric, "pred": pred}
+
+    def _epoch_record(self, train_loss: float, train_metric: float) -> dict:
+        ds = self.dataset
+        val = self.evaluate(ds.x_val, ds.y_val, restore=False) if len(ds.x_val) else None
+        key = "accuracy" if self.objective.task == "classification" else "r2"
+        rec = {"epoch": self.epoch + 1, "train_loss": train_loss,
+               "val_loss": val["loss"] if val else float("nan"),
+               f"train_{key}": train_metric,
+               f"val_{key}": val[key] if val else float("nan"),
+               "lr": self.lr, "step": self.step}
+        tr = self.exp.training
+        if tr.l1 > 0 or tr.l2 > 0:  # what the optimizer minimised: the data loss plus the weights' penalty
+            rec["train_penalty"] = math.fsum(self.penalty_terms) / len(ds.x_train)
+            rec["train_total"] = rec["train_loss"] + rec["train_penalty"]
+        self.last_val = val
+        return rec
+
+    def result(self) -> dict:
+        """The final JSON object of `train --json`: status and the last metrics."""
+        out: dict[str, Any] = {"status": self.status, "epochs": self.epoch, "steps": self.step}
+        if self.history:
+            out.update({k: v for k, v in self.history[-1].items() if k not in ("lr", "step", "epoch")})
+        best = getattr(self, "best_epoch", None)
+        if best is not None:  # early stopping restored the best weights: report what the model now scores
+            val = self.evaluate(self.dataset.x_val, self.dataset.y_val)
+            key = "accuracy" if self.objective.task == "classification" else "r2"
+            out.update({"best_epoch": best, "val_loss": val["loss"], f"val_{key}": val[key]})
+        if self.reason:
+            out["reason"] = self.reason
+        ds = self.dataset
+        if ds.x_test is not None and len(ds.x_test) and self.status != "diverged":
+            test = self.evaluate(ds.x_test, ds.y_test)
+            key = "accuracy" if self.objective.task == "classification" else "r2"
+            out["test_loss"], out[f"test_{key}"] = test["loss"], test[key]
+        return out
+
+
+class EarlyStopping(Callback):
+    """Stops when the validation loss has not improved by min_delta for `patience` epochs; can restore the best weights."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.best = math.inf
+        self.best_epoch = 0
+        self.best_state = None
+        self.wait = 0
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        val = record["val_loss"]
+        if val < self.best - self.spec.min_delta:
+            self.best, self.best_epoch, self.wait = val, record["epoch"], 0
+            if self.spec.restore_best:
+                self.best_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.spec.patience:
+                restored = ", best weights restored" if self.spec.restore_best else ""
+                trainer.control.stop(f"early stopping at epoch {record['epoch']}: val_loss last improved at epoch {self.best_epoch}{restored}")
+
+    def on_loop_end(self, trainer: Trainer) -> None:
+        if self.best_state is not None and self.spec.restore_best and trainer.status != "diverged":
+            trainer.model.load_state_dict(self.best_state)
+            trainer.best_epoch = self.best_epoch

@@ -1,8 +1,0 @@
-"""Imported by the worker forkserver: pays the one-time costs (lazy torch imports, dataset files) once for all workers."""
-from . import build, data, gallery, live, store, train  # noqa: F401
-
-_exp = gallery.load("xor")
-build.summarize(_exp)  # the first meta-device build imports much of torch lazily (about 1.5 s)
-build.build_model(_exp, seed=0)
-for _name in ("mnist", "digits"):
-    data._raw_images(_name)  # parsed once here, inherited by every forked worker
