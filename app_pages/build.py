@@ -5,10 +5,11 @@ import streamlit as st
 
 from dlviz.errors import UserError, json_path
 from dlviz.figures import build as figures
+from dlviz.figures import style
 from dlviz.preset import edit
 from dlviz.preset.registry import ACTIVATIONS, ALL_LAYERS, BLOCK_DOCS, BLOCKS, GROUPS, INITS, shape_str
 from dlviz.text import clean
-from dlviz_app import session, shared, widgets
+from dlviz_app import session, widgets
 from dlviz_app.text import md
 
 doc = session.preset()
@@ -220,7 +221,7 @@ def summary_panel() -> None:
     graph, table = st.tabs(["Architecture", "Table"])
     with graph:
         st.plotly_chart(architecture(json.dumps(doc, sort_keys=True)), width="stretch",
-                        config=shared.CHART_CONFIG)
+                        config=style.CONFIG)
     with table:
         frame = figures.summary_frame(s)
         number = st.column_config.NumberColumn(format="localized")

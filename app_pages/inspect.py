@@ -15,6 +15,7 @@ from dlviz.analysis import features, receptive
 from dlviz.data.datasets import IMAGE_SETS
 from dlviz.errors import UserError
 from dlviz.figures import inspect as figs
+from dlviz.figures import style
 from dlviz.model.build import Network, Summary, summarize
 from dlviz.preset.registry import INITS, shape_str
 from dlviz.preset.schema import validate
@@ -219,11 +220,11 @@ def resolve_unit(maps: dict) -> tuple[str, int, int, int]:
 def show_input(inp: features.ModelInput) -> None:
     if inp.pixels is not None:
         st.plotly_chart(figs.input_figure(inp.pixels, "Input" + (f" (label {plot_text(inp.label)})" if inp.label else ""), height=260),
-                        config=shared.CHART_CONFIG, key="inspect_input_fig")
+                        config=style.CONFIG, key="inspect_input_fig")
     elif inp.x.dim() == 2:
-        st.plotly_chart(figs.vector_figure(inp.x[0].float().numpy(), "Input features"), config=shared.CHART_CONFIG)
+        st.plotly_chart(figs.vector_figure(inp.x[0].float().numpy(), "Input features"), config=style.CONFIG)
     elif inp.x.dim() == 3 and inp.x.is_floating_point():
-        st.plotly_chart(figs.rows_figure(inp.x[0].numpy(), "Input"), config=shared.CHART_CONFIG)
+        st.plotly_chart(figs.rows_figure(inp.x[0].numpy(), "Input"), config=style.CONFIG)
     st.caption(md(" · ".join(p for p in (inp.source, inp.note) if p)))
 
 
@@ -252,14 +253,14 @@ def feature_maps_tab(look: Look) -> None:
             chosen = (channel, row, col) if o.path == path else None
             fig, tiling = figs.layer_grid_figure(o.values, ranges, _title(o), selected=chosen)
             key = f"inspect_grid|{o.path}"
-            st.plotly_chart(fig, config=shared.CHART_CONFIG, key=key, on_select=lambda k=key, p=o.path, t=tiling: pick_from_grid(k, p, t),
+            st.plotly_chart(fig, config=style.CONFIG, key=key, on_select=lambda k=key, p=o.path, t=tiling: pick_from_grid(k, p, t),
                             selection_mode="points")
             if o.values.shape[0] > figs.MAX_TILES:
                 st.caption(f"The first {figs.MAX_TILES} of {o.values.shape[0]} channels; pick any channel below.")
         elif o.kind == "vector":
-            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=shared.CHART_CONFIG, key=f"inspect_vec|{o.path}")
+            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=style.CONFIG, key=f"inspect_vec|{o.path}")
         elif o.kind == "rows":
-            st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=shared.CHART_CONFIG, key=f"inspect_rows|{o.path}")
+            st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=style.CONFIG, key=f"inspect_rows|{o.path}")
     st.divider()
     closer(look, maps, mode)
 
@@ -280,7 +281,7 @@ def closer(look: Look, maps: dict, mode: str) -> None:
     with left:
         key = f"inspect_map|{path}|{channel}"
         st.plotly_chart(figs.map_figure(values, zrange, f"{_title(maps[path])}, channel {channel}", unit=(row, col)),
-                        config=shared.CHART_CONFIG, key=key, on_select=lambda: pick_from_map(key, path, channel),
+                        config=style.CONFIG, key=key, on_select=lambda: pick_from_map(key, path, channel),
                         selection_mode="points")
         lo, hi = float(values.min()), float(values.max())
         a, b, m = st.columns(3)
@@ -308,7 +309,7 @@ def rf_overlay(look: Look, path: str, channel: int, row: int, col: int) -> None:
         st.info("The input is not an image, so there is no receptive field to draw on it.")
         return
     st.plotly_chart(figs.input_figure(pixels, f"Unit ({row}, {col}) of channel {channel}: its field on the input", box=box,
-                                      erf=erf, height=420), config=shared.CHART_CONFIG, key="inspect_rf_fig")
+                                      erf=erf, height=420), config=style.CONFIG, key="inspect_rf_fig")
     lines = []
     if box is not None:
         (r0, c0), (r1, c1) = box.start, box.end
@@ -329,9 +330,9 @@ def rf_overlay(look: Look, path: str, channel: int, row: int, col: int) -> None:
 def dense_view(outputs) -> None:
     for o in outputs:
         if o.kind == "vector":
-            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=shared.CHART_CONFIG, key=f"inspect_dense|{o.path}")
+            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=style.CONFIG, key=f"inspect_dense|{o.path}")
         elif o.kind == "rows":
-            st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=shared.CHART_CONFIG, key=f"inspect_dense|{o.path}")
+            st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=style.CONFIG, key=f"inspect_dense|{o.path}")
 
 
 def receptive_tab(look: Look) -> None:
@@ -353,7 +354,7 @@ def receptive_tab(look: Look) -> None:
             st.error(md(str(err)))
     if rows is not None:
         labels = [f"{r.path.removeprefix('model.')} {r.type}" for r in rows]
-        st.plotly_chart(figs.rf_growth_figure(rows, labels), config=shared.CHART_CONFIG, key="inspect_growth")
+        st.plotly_chart(figs.rf_growth_figure(rows, labels), config=style.CONFIG, key="inspect_growth")
         st.caption("Effective sizes are measured at each layer's centre unit, averaged over up to 8 of its channels, for "
                    "this input and these weights.")
     st.dataframe([{"layer": f.path.removeprefix("model."), "type": f.type, "output": shape_str(f.output_shape),
@@ -386,7 +387,7 @@ def filters_tab(exp, net, run_id, ckpts) -> None:
             layout = ("colour kernels, each scaled to its own largest |w|" if rgb is not None else
                       "one kernel per output channel" if f.weight.shape[1] == 1 else
                       "one row per output channel, one column per input channel")
-            st.plotly_chart(figs.filters_figure(f.weight, rgb, f"{label}: {layout}", zmax=zmax), config=shared.CHART_CONFIG,
+            st.plotly_chart(figs.filters_figure(f.weight, rgb, f"{label}: {layout}", zmax=zmax), config=style.CONFIG,
                             key=f"inspect_filters|{label}")
             st.caption(f"|w| largest {np.abs(f.weight).max():.3g}, norm {np.linalg.norm(f.weight):.3g}")
 
@@ -434,12 +435,12 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
                 f"⌊({n_w} + 2·{padding} − {dilation}·({k_w} − 1) − 1) / {stride}⌋ + 1 = **{p_w}** columns · "
                 f"**measured**: {result.measured[0]}×{result.measured[1]}")
     one, two, three = st.columns([3, 2, 3])
-    one.plotly_chart(figs.lab_map_figure(image, f"Image {n_h}×{n_w}", diverging=False), config=shared.CHART_CONFIG, key="lab_in")
+    one.plotly_chart(figs.lab_map_figure(image, f"Image {n_h}×{n_w}", diverging=False), config=style.CONFIG, key="lab_in")
     kernel_title = f"{family} {direction}" if direction and direction != "magnitude" else (
         f"{family} x (and its transpose y)" if direction else "Typed kernel")
-    two.plotly_chart(figs.kernel_figure(kernel, kernel_title), config=shared.CHART_CONFIG, key="lab_kernel_fig")
+    two.plotly_chart(figs.kernel_figure(kernel, kernel_title), config=style.CONFIG, key="lab_kernel_fig")
     out_title = f"Output {result.measured[0]}×{result.measured[1]}" + (" (√(gx² + gy²))" if direction == "magnitude" else "")
-    three.plotly_chart(figs.lab_map_figure(result.output, out_title), config=shared.CHART_CONFIG,
+    three.plotly_chart(figs.lab_map_figure(result.output, out_title), config=style.CONFIG,
                        key="lab_out")
     h, k = st.columns([1, 3])
     pool_k = h.number_input("Pool size (stride = size)", 2, 8, 2, key="lab_pool")
@@ -451,14 +452,14 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
     cols = st.columns(2)
     for col, (kind, arr) in zip(cols, pooled.items()):
         col.plotly_chart(figs.lab_map_figure(arr, f"{kind.capitalize()} pooling {pool_k}×{pool_k} → {arr.shape[0]}×{arr.shape[1]}",
-                                             height=280), config=shared.CHART_CONFIG, key=f"lab_pool_{kind}")
+                                             height=280), config=style.CONFIG, key=f"lab_pool_{kind}")
 
 
 def activation_tab() -> None:
     curves = _curves()
     names = [c.name for c in curves]
     highlight = st.selectbox("Highlight", names, index=names.index("Sigmoid"), key="act_highlight")
-    st.plotly_chart(_activation_figure(highlight), config=shared.CHART_CONFIG, key="act_curves")
+    st.plotly_chart(_activation_figure(highlight), config=style.CONFIG, key="act_curves")
     left_out = ", ".join(f"{n} ({why})" for n, why in actlab.NOT_ELEMENTWISE.items())
     st.caption(f"Shaded: where |f′| < {actlab.SLOPE_FLOOR:g}, red where f′ is exactly 0 (a unit there is dead), orange where it "
                f"is small (saturation): little gradient passes. Not drawn, as they are not functions of one number: {left_out}.")
@@ -485,7 +486,7 @@ def activation_tab() -> None:
             except UserError as err:
                 st.error(md(err))
                 continue
-            st.plotly_chart(figs.deep_stack_figure(stack), config=shared.CHART_CONFIG, key=f"act_stack_{side}")
+            st.plotly_chart(figs.deep_stack_figure(stack), config=style.CONFIG, key=f"act_stack_{side}")
             st.caption(f"{a} with {i}: std of z from {stack.z_std[0]:.3g} (layer 1) to {stack.z_std[-1]:.3g} (layer 10); "
                        f"gradient std from {stack.grad_std[-1]:.3g} (layer 10) to {stack.grad_std[0]:.3g} (layer 1); "
                        f"{stack.flat_fraction[-1]:.0%} of layer 10's units have |f′| < {actlab.SLOPE_FLOOR:g}.")

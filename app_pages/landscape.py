@@ -7,6 +7,7 @@ from dlviz.analysis import optimizer_lab as landscape
 from dlviz.analysis import surface
 from dlviz.errors import UserError
 from dlviz.figures import landscape as lf
+from dlviz.figures import style
 from dlviz.preset.registry import OPTIMIZERS
 from dlviz.preset.schema import validate
 from dlviz_app import runs, session, shared, widgets
@@ -173,13 +174,13 @@ def lab() -> None:
     with contour:
         upto = st.slider("Show steps up to", 0, max(longest, 1), max(longest, 1), key=f"ls_upto|{fn_name}|{longest}")
         st.plotly_chart(lf.lab_contour(fn, paths, upto, (x0, y0)), key="ls_contour", on_select=lambda: clicked_start(fn_name),
-                        selection_mode="points", config=shared.CHART_CONFIG)
+                        selection_mode="points", config=style.CONFIG)
     for t in paths:
         if t.diverged:
             st.warning(f"{t.label} diverged: {t.reason}. It is drawn until it leaves the plot.", icon=":material/trending_up:")
     left, right = st.columns(2)
-    left.plotly_chart(lf.lab_surface(fn, paths, upto), config=shared.CHART_CONFIG)
-    right.plotly_chart(lf.lab_loss(fn, paths, upto), config=shared.CHART_CONFIG)
+    left.plotly_chart(lf.lab_surface(fn, paths, upto), config=style.CONFIG)
+    right.plotly_chart(lf.lab_loss(fn, paths, upto), config=style.CONFIG)
     st.dataframe(lf.trajectory_table(paths, tol), hide_index=True, width="stretch")
     if fn.eigenvalues is not None:
         momentum_lesson(fn, (x0, y0))
@@ -205,7 +206,7 @@ def momentum_lesson(fn: landscape.Function2D, start: tuple) -> None:
         ga, ma, mb = check.gd_alpha, check.momentum_alpha, check.momentum_beta
         st.button("Race these two", icon=":material/sports_score:", key="ls_use_best",
                   on_click=lambda: set_optimizers(fn.name, [("SGD", {"lr": ga}), ("SGD", {"lr": ma, "momentum": mb})]))
-    plot.plotly_chart(lf.rate_figure(check), config=shared.CHART_CONFIG)
+    plot.plotly_chart(lf.rate_figure(check), config=style.CONFIG)
 
 
 # ---------------------------------------------------------------- the network's surface
@@ -259,11 +260,11 @@ def surface_controls(modes: list[str]) -> tuple[str, float, int, int]:
 
 def draw_surface(s: surface.Surface, slots, note: str) -> None:
     if s.b is None:
-        slots[0].plotly_chart(lf.surface_line(s), config=shared.CHART_CONFIG)
+        slots[0].plotly_chart(lf.surface_line(s), config=style.CONFIG)
         slots[1].empty()
     else:
-        slots[0].plotly_chart(lf.surface_contour(s), config=shared.CHART_CONFIG)
-        slots[1].plotly_chart(lf.surface_3d(s), config=shared.CHART_CONFIG)
+        slots[0].plotly_chart(lf.surface_contour(s), config=style.CONFIG)
+        slots[1].plotly_chart(lf.surface_3d(s), config=style.CONFIG)
     slots[2].caption(note)
 
 

@@ -1,4 +1,4 @@
-"""What several pages share: the charts' Plotly config and the cache of datasets."""
+"""What several pages share: the cache of datasets."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,6 @@ import streamlit as st
 
 from dlviz.data.datasets import load_dataset
 from dlviz.preset.schema import DataSpec, Experiment
-
-CHART_CONFIG = {"displaylogo": False, "scrollZoom": False}  # no logo link out, and the page scrolls instead of zooming
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

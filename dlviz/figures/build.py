@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dlviz.errors import json_path
+from dlviz.figures.style import MARGIN
 from dlviz.preset.edit import TOP, layer_label, parse_path
 from dlviz.preset.registry import ALL_LAYERS, shape_str
 from dlviz.text import clean, plot_text
@@ -279,7 +280,7 @@ def architecture_figure(summary, model: dict) -> go.Figure:
 
     ranks = max(d["rank"] for _, d in g.nodes(data=True))
     fig.update_layout(
-        height=max(360, int(ROW_PX * (ranks + 1)) + 80), margin=dict(l=10, r=10, t=40, b=10),
+        height=max(360, int(ROW_PX * (ranks + 1)) + 80), margin=MARGIN,
         plot_bgcolor="white", hovermode="closest", dragmode="pan",
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=11)),
         xaxis=dict(visible=False, range=[min(xs) - 0.8, max(xs) + 1.8], fixedrange=True),

@@ -10,8 +10,9 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-MAP_SCALE = "RdBu_r"  # diverging around zero, as CNN Explainer draws maps: white is 0, red positive, blue negative
-SEQUENTIAL_SCALE = "Viridis"  # for maps with no negative value: dark is 0, and brightness grows with the value
+from dlviz.figures.style import MAP_SCALE, MARGIN, SEQUENTIAL_SCALE
+from dlviz.figures.style import title as style_title
+
 GAP = 1  # blank pixels between the tiles of a grid
 MAX_TILES = 64  # channels drawn in one layer's grid
 THEORY_COLOR = "#F58518"
@@ -27,7 +28,7 @@ def _square_axes(fig: go.Figure, height: int, shape: Optional[tuple[int, int]] =
     else:
         fig.update_xaxes(visible=False, constrain="domain", range=[-0.5, shape[1] - 0.5])
         fig.update_yaxes(visible=False, range=[shape[0] - 0.5, -0.5], scaleanchor="x", constrain="domain")
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white", dragmode=False)
+    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white", dragmode=False)
     return fig
 
 
@@ -71,7 +72,7 @@ def input_figure(pixels: np.ndarray, title: str = "Input", box=None, erf: Option
                           line=dict(color=THEORY_COLOR, width=2, dash="dash"))
             x_range = [min(x_range[0], c0 - 1), max(x_range[1], c1 + 1)]
             y_range = [max(y_range[0], r1 + 1), min(y_range[1], r0 - 1)]
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=10, r=10, t=40, b=10),
+    fig.update_layout(title=style_title(title, 14), height=height, margin=MARGIN,
                       plot_bgcolor="#f4f4f4", dragmode=False, showlegend=False)
     fig.update_xaxes(visible=False, range=x_range, constrain="domain")
     fig.update_yaxes(visible=False, range=y_range, scaleanchor="x", constrain="domain", autorange=False)
@@ -154,7 +155,7 @@ def layer_grid_figure(values: np.ndarray, ranges: Sequence[tuple[float, float]],
                       line=dict(color="#111111", width=2))
     px = max(24, min(tile_px, 900 // t.cols))
     _square_axes(fig, height=int(t.rows * px * max(1.0, t.height / max(t.width, 1))) + 50, shape=big.shape)
-    fig.update_layout(title=dict(text=title, font=dict(size=13)))
+    fig.update_layout(title=style_title(title))
     return fig, t
 
 
@@ -170,7 +171,7 @@ def map_figure(values: np.ndarray, zrange: tuple[float, float], title: str = "",
         i, j = unit
         fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="black", width=3))
     _square_axes(fig, height, shape=values.shape)
-    fig.update_layout(title=dict(text=title, font=dict(size=14)))
+    fig.update_layout(title=style_title(title, 14))
     return fig
 
 
@@ -179,7 +180,7 @@ def vector_figure(values: np.ndarray, title: str = "", height: int = 220) -> go.
     colors = np.where(values >= 0, "#D6604D", "#4393C3")
     fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors,
                            hovertemplate="unit %{x}<br>value %{y:.4g}<extra></extra>"))
-    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=height, margin=dict(l=10, r=10, t=40, b=30),
+    fig.update_layout(title=style_title(title), height=height, margin=dict(l=10, r=10, t=40, b=30),
                       plot_bgcolor="white", bargap=0.05, xaxis=dict(title="unit"), yaxis=dict(zeroline=True, zerolinecolor="#999"))
     return fig
 
@@ -194,7 +195,7 @@ def rows_figure(values: np.ndarray, title: str = "", height: int = 240, max_line
         fig = go.Figure(go.Heatmap(z=values, zmin=-m, zmax=m, colorscale=MAP_SCALE, colorbar=dict(thickness=10),
                                    hovertemplate="row %{y}, position %{x}<br>value %{z:.4g}<extra></extra>"))
         fig.update_layout(xaxis=dict(title="position"), yaxis=dict(title="channel", autorange="reversed"))
-    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=height, margin=dict(l=10, r=10, t=40, b=30),
+    fig.update_layout(title=style_title(title), height=height, margin=dict(l=10, r=10, t=40, b=30),
                       plot_bgcolor="white")
     return fig
 
@@ -240,7 +241,7 @@ def filters_figure(weight: np.ndarray, rgb: Optional[np.ndarray] = None, title: 
             title += f" (first {n_out} of {out_c} outputs × {n_in} of {in_c} inputs)"
     px = max(10, min(90, 700 // max(rows, 1)))
     _square_axes(fig, height=min(900, rows * px * max(1, kh // 3) + 60))
-    fig.update_layout(title=dict(text=title, font=dict(size=13)))
+    fig.update_layout(title=style_title(title))
     return fig
 
 
@@ -260,7 +261,7 @@ def lab_map_figure(values: np.ndarray, title: str, diverging: bool = True, heigh
     else:
         trace = go.Heatmap(z=values, colorscale="gray", showscale=False, hovertemplate="(%{y}, %{x})<br>%{z:.4g}<extra></extra>")
     fig = _square_axes(go.Figure(trace), height)
-    fig.update_layout(title=dict(text=title, font=dict(size=13)))
+    fig.update_layout(title=style_title(title))
     return fig
 
 
@@ -271,7 +272,7 @@ def kernel_figure(kernel: np.ndarray, title: str = "Kernel", height: int = 240) 
     fig = go.Figure(go.Heatmap(z=kernel, zmin=-m, zmax=m, colorscale=MAP_SCALE, showscale=False, text=text,
                                texttemplate="%{text}", textfont=dict(size=14), hoverinfo="skip"))
     fig = _square_axes(fig, height)
-    fig.update_layout(title=dict(text=title, font=dict(size=13)))
+    fig.update_layout(title=style_title(title))
     return fig
 
 
@@ -319,7 +320,7 @@ def activation_figure(curves, highlight: str, height: int = 440) -> go.Figure:
     fig.update_yaxes(range=[-2.5, 4], row=1, col=1, gridcolor="#eee", zerolinecolor="#bbb")
     fig.update_yaxes(range=[-0.3, 1.6], row=1, col=2, gridcolor="#eee", zerolinecolor="#bbb")
     fig.update_xaxes(title="z", gridcolor="#eee", zerolinecolor="#bbb")
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
+    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white",
                       legend=dict(font=dict(size=11), orientation="h", y=-0.18, x=0))
     return fig
 
@@ -340,6 +341,6 @@ def deep_stack_figure(stack, height: int = 380) -> go.Figure:
     fig.update_yaxes(type="log", row=1, col=2, gridcolor="#eee", exponentformat="power")
     fig.update_yaxes(row=1, col=1, gridcolor="#eee", zerolinecolor="#bbb", title="z")
     fig.update_xaxes(title="layer", dtick=1)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
+    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white",
                       legend=dict(orientation="h", y=-0.2, x=0.6))
     return fig

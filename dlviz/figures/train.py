@@ -16,12 +16,11 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from dlviz.figures.style import PALETTE, PLAYGROUND, colorscale
 from dlviz.text import plot_text
 from dlviz.training.diagnose import EXPLODING, VANISHING
 
 TRAIN, VAL, STEP = "#1f77b4", "#ff7f0e", "rgba(31,119,180,0.35)"
-PLAYGROUND = [[0.0, "#f59322"], [0.5, "#e8eaeb"], [1.0, "#0877bd"]]  # TensorFlow Playground's orange / blue
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,14 +80,6 @@ def _band(y0: float, y1: float, color: str, opacity: float) -> dict:
     """A horizontal band across the whole width of the plot, between y0 and y1 in data units."""
     return {"type": "rect", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": y0, "y1": y1, "fillcolor": color,
             "opacity": opacity, "line": {"width": 0}}
-
-
-@functools.lru_cache(maxsize=None)
-def _colorscale(name: str) -> list:
-    """A named colorscale as plotly.py resolves it (plotly.js alone does not know them all, Turbo for one)."""
-    from plotly.colors import get_colorscale
-
-    return get_colorscale(name)
 
 
 MAX_EPOCH_POINTS = 200  # per-epoch series drawn: more would not show on a chart a few hundred pixels wide
@@ -169,7 +160,7 @@ def _layer_colors(n: int) -> list[str]:
     and the order of the layers readable from the colour alone. Viridis's last tenth is too pale on the plot background."""
     from plotly.colors import sample_colorscale
 
-    return sample_colorscale(_colorscale("Viridis"), list(np.linspace(0, 0.9, n)) if n > 1 else [0.0])
+    return sample_colorscale(colorscale("Viridis"), list(np.linspace(0, 0.9, n)) if n > 1 else [0.0])
 
 
 NEAR_DECADES = 2.0  # a band this close to the data (in powers of ten) still shows, as context
@@ -336,7 +327,7 @@ def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> dict:
             mids = (own[:-1] + own[1:]) / 2
             z.append(np.histogram(mids, bins=edges, weights=counts)[0])
         z = np.asarray(z).T
-        data.append({"type": "heatmap", "x": [t["step"] for t in tel], "y": centres, "z": np.log1p(z), "colorscale": _colorscale("Viridis"),
+        data.append({"type": "heatmap", "x": [t["step"] for t in tel], "y": centres, "z": np.log1p(z), "colorscale": colorscale("Viridis"),
                      "showscale": False, "hovertemplate": "step %{x}<br>value %{y:.3g}<extra></extra>"})
     return _spec(f"{'Weights' if which == 'weight' else 'Gradients'} of {tensor} over time", data, xtitle="step", ytitle="value",
                  annotations=_probe_count(tel))
@@ -372,7 +363,7 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
         heat = {"type": "heatmap", "x": np.asarray(boundary["x"]), "y": np.asarray(boundary["y"]),
                 # float32 packs the 60 x 60 grid into a fifth of its text size, at a precision no colour can show
                 "z": np.asarray(boundary["z"], dtype=np.float32), "zsmooth": "fast", "showscale": task != "classification" or not binary,
-                "colorscale": PLAYGROUND if binary or task == "regression" else _colorscale("Turbo"), "opacity": 0.85,
+                "colorscale": PLAYGROUND if binary or task == "regression" else colorscale("Turbo"), "opacity": 0.85,
                 "hovertemplate": "x1 %{x:.2f}<br>x2 %{y:.2f}<br>output %{z:.2f}<extra></extra>"}
         if binary:
             heat.update(zmin=0, zmax=1)
@@ -384,7 +375,7 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
             xy = np.asarray(points.get(split) or np.zeros((0, 2)), dtype=float)
             if len(xy):
                 labels = np.asarray(points[f"{split}_labels"])
-                cs = PLAYGROUND if task != "classification" or len(set(labels.tolist())) <= 2 else _colorscale("Turbo")
+                cs = PLAYGROUND if task != "classification" or len(set(labels.tolist())) <= 2 else colorscale("Turbo")
                 data.append(_scatter(xy[:, 0], xy[:, 1], split, "markers", marker={
                     "color": labels, "colorscale": cs, "symbol": symbol, "size": 6,
                     # a white rim lifts a filled point off a region of its own colour
@@ -420,7 +411,7 @@ def confusion_figure(evaluation: dict) -> dict:
     """Validation confusion matrix: rows are the true class, columns the predicted one."""
     cm = np.asarray(evaluation["confusion"])
     classes = [plot_text(c) for c in evaluation["classes"]]  # a CSV's own class names
-    heat = {"type": "heatmap", "z": cm, "x": classes, "y": classes, "colorscale": _colorscale("Blues"), "text": cm, "texttemplate": "%{text}",
+    heat = {"type": "heatmap", "z": cm, "x": classes, "y": classes, "colorscale": colorscale("Blues"), "text": cm, "texttemplate": "%{text}",
             "showscale": False, "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z} samples<extra></extra>"}
     return _spec("Confusion matrix (validation)", [heat], height=360, xtitle="predicted", ytitle="true", xaxis={"type": "category"},
                  yaxis={"autorange": "reversed", "type": "category", "automargin": True})  # class names can be long
