@@ -2,6 +2,7 @@
 trained run's checkpoints and filters, and the two labs."""
 from pathlib import Path
 
+from app_util import by_label
 from streamlit.testing.v1 import AppTest
 from test_features import DIGITS_CNN
 
@@ -37,6 +38,7 @@ def charts(at) -> int:
 
 def open_tab(at, name: str) -> AppTest:
     """Open one of Inspect's tabs, as a click on it does: the page then draws that tab alone."""
+    # AppTest cannot click a tab: the tab's own key in session state is the only way to open it
     at.session_state["inspect_tab" if "inspect_tab" in at.session_state else "inspect_lab_tab"] = name
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -59,6 +61,7 @@ def test_lenet_maps_and_the_receptive_field_of_a_picked_unit():
     assert "5×5 pixels, rows 12 to 16, columns 12 to 16" in text(at)
     assert "validation sample 0" in text(at)
     # a unit in the corner of the second convolution: its 14-pixel field starts 2 pixels into the padding
+    # (a click on a map, which AppTest cannot make, sets these three, as the page's on_select callback does)
     at.session_state["inspect_layer"] = "model.layers[3]"
     at.session_state["inspect_channel"] = 5
     at.session_state["inspect_unit"] = ("model.layers[3]", 5, 0, 9)
@@ -67,16 +70,16 @@ def test_lenet_maps_and_the_receptive_field_of_a_picked_unit():
     assert "14×14 pixels, rows -2 to 11, columns 16 to 29 (dashed" in text(at)
     assert "95% of the gradient lies in" in text(at)
     # another layer chosen in the selectbox starts at its centre unit
-    at.selectbox(key="inspect_layer").set_value("model.layers[5]").run()
+    by_label(at.selectbox, "Layer").set_value("model.layers[5]").run()
     assert at.session_state["inspect_unit"] == ("model.layers[5]", 5, 2, 2)
     assert "16×16 pixels, rows 6 to 21" in text(at)
-    at.radio(key="inspect_scale").set_value("global").run()
+    by_label(at.radio, "Colour scale").set_value("global").run()
     assert not at.exception
     # inputs: a colour sample image becomes a grey, normalized digit-sized input; noise has a seed
-    at.radio(key="inspect_source").set_value("Sample image").run()
-    at.selectbox(key="inspect_sample").set_value("astronaut (scikit-image)").run()
+    by_label(at.radio, "Input").set_value("Sample image").run()
+    by_label(at.selectbox, "Sample image").set_value("astronaut (scikit-image)").run()
     assert "512×512 image resized to 28×28; colour converted to greyscale (luminance); normalized like the mnist" in text(at)
-    at.radio(key="inspect_source").set_value("Random noise").run()
+    by_label(at.radio, "Input").set_value("Random noise").run()
     assert "random noise (seed 0)" in text(at)
     assert not at.exception
 
@@ -88,39 +91,39 @@ def test_a_trained_run_its_checkpoints_and_filters():
     Trainer(exp, callbacks=[StoreCallback(store, run_id)]).run()
     store.close()
     at = open_inspect()
-    at.radio(key="inspect_model_source").set_value("A training run").run()
+    by_label(at.radio, "Model").set_value("A training run").run()
     assert not at.exception and not at.error
-    assert at.selectbox(key="inspect_run").value == run_id
-    ckpt = at.selectbox(key=f"inspect_ckpt|{run_id}")
+    assert by_label(at.selectbox, "Run").value == run_id
+    ckpt = by_label(at.selectbox, "Checkpoint")
     assert "final" in ckpt.format_func(ckpt.value)
     assert "feature maps do not apply" not in text(at)
     assert at.session_state["inspect_unit"][0] == "model.layers[0]"
     # filters: the initial weights next to the trained ones
     open_tab(at, "Filters")
     assert sum("|w| largest" in c.value for c in at.caption) == 2
-    at.selectbox(key="inspect_filter_layer").set_value("model.layers[2]").run()
+    by_label(at.selectbox, "Convolution").set_value("model.layers[2]").run()
     assert not at.exception
     # the initial checkpoint is the untrained model
-    at.selectbox(key=f"inspect_ckpt|{run_id}").set_value(0).run()
+    by_label(at.selectbox, "Checkpoint").set_value(0).run()
     assert not at.exception and not at.error
 
 
 def test_convolution_lab():
     at = open_tab(open_inspect(), "Convolution lab")
-    at.number_input(key="lab_padding").set_value(1)
-    at.number_input(key="lab_stride").set_value(2)
-    at.radio(key="lab_direction").set_value("magnitude").run()
+    by_label(at.number_input, "Padding").set_value(1)
+    by_label(at.number_input, "Stride").set_value(2)
+    by_label(at.radio, "Direction").set_value("magnitude").run()
     assert not at.exception
     assert "**measured**: 48×48" in text(at) and "= **48** rows" in text(at)  # ⌊(96 + 2 − 2 − 1)/2⌋ + 1
-    at.radio(key="lab_family").set_value("Typed").run()
-    at.text_area(key="lab_kernel").set_value("1 2\n3").run()
+    by_label(at.radio, "Kernel").set_value("Typed").run()
+    by_label(at.text_area, "Kernel rows").set_value("1 2\n3").run()
     assert any("different lengths" in e.value for e in at.error)
-    at.text_area(key="lab_kernel").set_value("1 1\n1 1")
-    at.number_input(key="lab_dilation").set_value(8).run()
+    by_label(at.text_area, "Kernel rows").set_value("1 1\n1 1")
+    by_label(at.number_input, "Dilation").set_value(8).run()
     assert "**measured**: 45×45" in text(at)  # ⌊(96 + 2 − 8 − 1)/2⌋ + 1
     # a 5×5 kernel dilated 8 spans 33 pixels, more than a padded 16×16 image
-    at.text_area(key="lab_kernel").set_value("\n".join(["1 1 1 1 1"] * 5))
-    at.slider(key="lab_size").set_value(16).run()
+    by_label(at.text_area, "Kernel rows").set_value("\n".join(["1 1 1 1 1"] * 5))
+    by_label(at.slider, "Image size (pixels)").set_value(16).run()
     assert any("the dilated kernel spans 33×33 pixels, more than the padded 18×18 image" in e.value for e in at.error)
 
 
@@ -136,20 +139,29 @@ def test_the_receptive_field_formula_is_written_for_streamlit_to_render():
 
 def test_a_non_negative_lab_output_is_drawn_on_a_sequential_scale():
     at = open_tab(open_inspect(), "Convolution lab")
-    at.radio(key="lab_direction").set_value("magnitude").run()
-    at.radio(key="lab_family").set_value("Typed").run()
-    at.text_area(key="lab_kernel").set_value("1 1\n1 1").run()  # a blur: the output is never negative
+    by_label(at.radio, "Direction").set_value("magnitude").run()
+    by_label(at.radio, "Kernel").set_value("Typed").run()
+    by_label(at.text_area, "Kernel rows").set_value("1 1\n1 1").run()  # a blur: the output is never negative
     assert not at.exception
     out = [c for c in at.get("plotly_chart") if '"Output' in c.proto.spec]
     assert out and all("RdBu" not in c.proto.spec and '"zmin":0' in c.proto.spec.replace(" ", "") for c in out)
 
 
+def lab_sides(at) -> list:
+    """The Activation lab's two sides, left then right: the columns that hold both an Activation and an Init picker."""
+    sides = [c for c in at.columns if {"Activation", "Init"} <= {w.label for w in c.selectbox}]
+    assert len(sides) == 2, [[w.label for w in c.selectbox] for c in sides]
+    return sides
+
+
 def test_activation_lab():
     at = open_tab(open_inspect(), "Activation lab")
-    at.selectbox(key="act_highlight").set_value("ReLU")
-    at.selectbox(key="act_a").set_value("Tanh")
-    at.selectbox(key="init_a").set_value("normal").run()
-    at.number_input(key="std_a").set_value(0.01).run()
+    by_label(at.selectbox, "Highlight").set_value("ReLU")
+    left, _ = lab_sides(at)
+    by_label(left.selectbox, "Activation").set_value("Tanh")
+    by_label(left.selectbox, "Init").set_value("normal").run()
+    left, _ = lab_sides(at)
+    by_label(left.number_input, "std").set_value(0.01).run()
     assert not at.exception
     assert any("Tanh with normal: std of z" in c.value for c in at.caption)
     assert any("ReLU with kaiming_normal: std of z" in c.value for c in at.caption)
@@ -191,9 +203,9 @@ def test_inspect_opens_on_the_latest_checkpoint_of_the_preset_s_own_run():
     Trainer(exp, callbacks=[StoreCallback(store, run_id)]).run()
     store.close()
     at = open_inspect(doc)
-    assert at.radio(key="inspect_model_source").value == "A training run"
-    assert at.selectbox(key="inspect_run").value == run_id
-    ckpt = at.selectbox(key=f"inspect_ckpt|{run_id}")
+    assert by_label(at.radio, "Model").value == "A training run"
+    assert by_label(at.selectbox, "Run").value == run_id
+    ckpt = by_label(at.selectbox, "Checkpoint")
     assert "final" in ckpt.format_func(ckpt.value)
     other = open_inspect(gallery.raw("xor"))
-    assert other.radio(key="inspect_model_source").value == "This preset, untrained"
+    assert by_label(other.radio, "Model").value == "This preset, untrained"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_util import by_label
 from streamlit.testing.v1 import AppTest
 
 from dlviz.paths import data_dir
@@ -28,6 +29,18 @@ def open_landscape(browser: str, preset: dict | None = None) -> AppTest:
     at.switch_page("app_pages/landscape.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def open_network_tab(at) -> AppTest:
+    """Open the network's loss surface tab, as a click on it does."""
+    # AppTest cannot click a tab: the tab's own key in session state is the only way to open it
+    at.session_state["ls_tab"] = NETWORK_TAB
+    return at.run()
+
+
+def optimizer_rows(at) -> list:
+    """The optimizer editor's rows, top to bottom: the bordered boxes that each hold one Optimizer picker."""
+    return [c for c in at.container if sum(w.label == "Optimizer" for w in c.selectbox) == 1]
 
 
 def array(v) -> np.ndarray:
@@ -70,21 +83,22 @@ def test_three_optimizers_race_on_rosenbrock_and_the_start_can_move():
     assert sum(t["type"] == "scatter3d" for t in surface3d["data"]) == 3
     table = at.dataframe[0].value
     assert len(table) == 3 and "final distance to nearest minimum" in table
-    at.number_input(key="ls_x0|Rosenbrock|0").set_value(0.5).run()
+    by_label(at.number_input, "Start x").set_value(0.5).run()
     first = next(t for t in figures(at)[0]["data"] if t["name"] == "SGD (lr=0.001)")
     assert first["x"][0] == 0.5
     # the step slider cuts every path
-    at.slider(key="ls_upto|Rosenbrock|500").set_value(10).run()
+    by_label(at.slider, "Show steps up to").set_value(10).run()
     assert all(len(t["x"]) == 11 for t in figures(at)[0]["data"] if t.get("mode") == "lines+markers")
     assert not at.exception
 
 
 def test_a_huge_learning_rate_diverges_without_breaking_the_page():
     at = open_landscape("landscape-diverge")
-    at.button(key=next(b.key for b in at.button if b.label == "Add optimizer")).click().run()
-    names = at.selectbox(key="ls_type|Rosenbrock|3|1")
-    names.set_value("SGD").run()
-    at.number_input(key="ls_arg|Rosenbrock|3|SGD|lr|2").set_value(50.0).run()
+    by_label(at.button, "Add optimizer").click().run()
+    rows = optimizer_rows(at)
+    assert len(rows) == 4
+    by_label(rows[3].selectbox, "Optimizer").set_value("SGD").run()
+    by_label(optimizer_rows(at)[3].number_input, "lr").set_value(50.0).run()
     assert not at.exception
     assert "SGD (lr=50) diverged" in text(at)
     assert len(paths(figures(at)[0])) == 4
@@ -92,25 +106,24 @@ def test_a_huge_learning_rate_diverges_without_breaking_the_page():
 
 def test_the_ravine_shows_measured_rates_next_to_distills():
     at = open_landscape("landscape-ravine")
-    at.selectbox(key="ls_function").set_value("Quadratic ravine").run()
+    by_label(at.selectbox, "Function").set_value("Quadratic ravine").run()
     assert not at.exception
     assert "Why momentum works" in [s.value for s in at.subheader]
     rates = next(d.value for d in at.dataframe if "theory rate" in d.value)
     assert list(rates["theory rate"]) == ["0.81818", "0.51949"]  # (κ−1)/(κ+1) and (√κ−1)/(√κ+1) for κ = 10
     for measured, theory in zip(rates["measured rate"], rates["theory rate"]):
         assert abs(float(measured) / float(theory) - 1) < 0.01
-    at.number_input(key="ls_fnarg|Quadratic ravine|kappa").set_value(100.0).run()
+    by_label(at.number_input, "κ (condition number)").set_value(100.0).run()
     rates = next(d.value for d in at.dataframe if "theory rate" in d.value)
     assert list(rates["theory rate"]) == ["0.98020", "0.81818"]
-    at.button(key="ls_use_best").click().run()
+    by_label(at.button, "Race these two").click().run()
     assert paths(figures(at)[0]) == ["SGD (lr=0.019802)", "SGD (lr=0.0330579, momentum=0.669421)"]
     assert not at.exception
 
 
 def test_without_a_run_the_network_tab_offers_the_untrained_plane():
     at = open_landscape("landscape-untrained")
-    at.session_state["ls_tab"] = NETWORK_TAB
-    at.run()
+    open_network_tab(at)
     assert not at.exception and not at.error
     assert "Train first" in text(at)
     contour, surface3d = figures(at)
@@ -133,25 +146,24 @@ def trained_run():
 
 def test_a_trained_run_shows_its_surfaces_with_its_path(trained_run):
     at = open_landscape("landscape-trained", TRAINED)
-    at.session_state["ls_tab"] = NETWORK_TAB
-    at.run()
+    open_network_tab(at)
     assert not at.exception and not at.error
-    assert at.selectbox(key="ls_run").value == trained_run
-    ckpt = at.selectbox(key=f"ls_ckpt|{trained_run}")
+    assert by_label(at.selectbox, "Run").value == trained_run
+    ckpt = by_label(at.selectbox, "Checkpoint")
     assert "final" in ckpt.format_func(ckpt.value)
     contour, surface3d = figures(at)
     path = next(t for t in contour["data"] if t["name"] == "training path (projected)")
     assert path["x"][-1] == 0 and path["y"][-1] == 0 and len(path["x"]) == 9  # 75 steps: every 10th, and the last
     assert any(t["type"] == "scatter3d" and t["name"] == "training path" for t in surface3d["data"])
-    at.segmented_control(key="ls_mode|3").set_value("pca").run()
+    by_label(at.segmented_control, "Surface").set_value("pca").run()
     contour, _ = figures(at)
     assert "% of the path's variance" in contour["layout"]["xaxis"]["title"]["text"]
     assert "% of the path's variance" in text(at)
-    at.segmented_control(key="ls_mode|3").set_value("line").run()
+    by_label(at.segmented_control, "Surface").set_value("line").run()
     (line,) = figures(at)
     assert line["data"][0]["name"] == "loss on the line" and 0 in line["data"][0]["x"] and 1 in line["data"][0]["x"]
-    at.segmented_control(key="ls_mode|3").set_value("random").run()
-    at.select_slider(key="ls_res").set_value(101).run()
+    by_label(at.segmented_control, "Surface").set_value("random").run()
+    by_label(at.select_slider, "Resolution").set_value(101).run()
     assert not at.exception
     assert len(figures(at)[0]["data"][0]["z"]) == 101
 
@@ -159,8 +171,7 @@ def test_a_trained_run_shows_its_surfaces_with_its_path(trained_run):
 def test_a_grid_over_the_limit_is_refused_on_the_page(trained_run, monkeypatch):
     monkeypatch.setenv("DLVIZ_MAX_GRID_POINTS", "500")
     at = open_landscape("landscape-trained", TRAINED)
-    at.session_state["ls_tab"] = NETWORK_TAB
-    at.run()
+    open_network_tab(at)
     assert any("961 grid points is over the limit of 500" in e.value for e in at.error)
     assert not at.exception
 
@@ -170,10 +181,9 @@ def test_a_run_without_checkpoints_offers_its_untrained_plane():
     run_id = store.create_run(gallery.load("xor"), session="landscape-queued")
     store.close()
     at = open_landscape("landscape-queued", gallery.raw("xor"))
-    at.session_state["ls_tab"] = NETWORK_TAB
-    at.run()
+    open_network_tab(at)
     assert not at.exception and not at.error
-    assert at.selectbox(key="ls_run").value == run_id
+    assert by_label(at.selectbox, "Run").value == run_id
     assert "no checkpoint yet" in text(at)
     assert len(figures(at)) == 2
 
@@ -181,9 +191,8 @@ def test_a_run_without_checkpoints_offers_its_untrained_plane():
 def test_a_run_of_another_preset_is_shown_only_when_picked_and_says_so(trained_run):
     """With another preset on screen the page opens on that preset, untrained; the older run is a choice, labelled."""
     at = open_landscape("landscape-trained", gallery.raw("xor"))
-    at.session_state["ls_tab"] = NETWORK_TAB
-    at.run()
-    run = at.selectbox(key="ls_run")
+    open_network_tab(at)
+    run = by_label(at.selectbox, "Run")
     assert run.value == "" and run.format_func("") == "The preset on screen, untrained"
     assert "another preset" in run.format_func(trained_run) and "another preset" not in text(at)
     contour, _ = figures(at)
