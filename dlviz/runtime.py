@@ -1,7 +1,8 @@
-"""Self-contained kernels of the engine: the block modules, data generators, splits, tables, inits and training arithmetic.
+"""Self-contained kernels of the engine: the block modules, inits, splits, data generators, images and tables.
 
 This module imports only the standard library, numpy and torch (a few data sources import their reader where they are
-used), because an exported script is assembled from its own source: the engine and the script run the same lines."""
+used), because an exported script is assembled from its own source and dlviz.loop's: the engine and the script run the
+same lines."""
 import io
 import math
 
@@ -123,6 +124,8 @@ def init_module(module, fill, zero_bias=True):
 
 # ---------------------------------------------------------------- splits
 
+SAMPLE_STREAM, SPLIT_STREAM, SUBSET_STREAM, OUTLIER_STREAM = 0, 1, 2, 3  # a seed's streams: new split fractions keep the samples
+
 
 def count(n, fraction):
     """Samples in a part: the fraction of n rounded half up, at least one if the fraction is positive."""
@@ -152,6 +155,17 @@ def split(n, labels, val_fraction, test_fraction, rng):
 def as_tensors(arrays, dtype):
     """Numpy arrays as contiguous tensors of the numpy `dtype` (float32 inputs, int64 labels)."""
     return [torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)) for a in arrays]
+
+
+def split_data(x, y, seed, val_fraction, test_fraction, outliers=0.0):
+    """[train, validation, test] inputs and targets as tensors (whole numbers int64, others float32) and the index arrays:
+    split by class where y holds one label a sample; with `outliers`, that fraction of training targets moved off the curve."""
+    parts = split(len(x), y if y.ndim == 1 else None, val_fraction, test_fraction, np.random.default_rng([seed, SPLIT_STREAM]))
+    ys = [y[i] for i in parts]
+    if outliers:
+        ys[0] = add_outliers(ys[0], outliers, np.random.default_rng([seed, OUTLIER_STREAM]))
+    kind = [np.int64 if np.issubdtype(a.dtype, np.integer) else np.float32 for a in (x, y)]
+    return as_tensors([x[i] for i in parts], kind[0]), as_tensors(ys, kind[1]), parts
 
 
 # ---------------------------------------------------------------- 2-D point sets
@@ -340,6 +354,16 @@ def mnist_digits():
 
 
 IMAGES = {"digits": sklearn_digits, "mnist": mnist_digits}
+# fixed (mean, std), not per-split statistics: one image maps to the same input whatever the seed, split or subset
+PIXEL_STATS = {"mnist": (0.1307, 0.3081), "digits": (0.3053, 0.3760)}
+
+
+def image_data(images, labels, mean, std, subset, seed, val_fraction, test_fraction):
+    """split_data of images normalized as (pixel - mean) / std, first cut to a subset drawn on the seed's SUBSET_STREAM."""
+    if subset is not None:
+        keep = np.random.default_rng([seed, SUBSET_STREAM]).permutation(len(images))[:subset]
+        images, labels = images[keep], labels[keep]
+    return split_data((images - np.float32(mean)) / np.float32(std), labels, seed, val_fraction, test_fraction)
 
 
 def augment(x, generator, mean, std, hflip=False, crop=0, noise=0.0):
@@ -448,115 +472,20 @@ def standardize_target(y, train):
     return (y - mean) / std, mean, std
 
 
-# ---------------------------------------------------------------- losses and metrics
-# How targets meet a loss: each takes (model output, targets as the dataset holds them) and returns the loss's arguments.
-
-
-def float_labels(out, y):
-    """0/1 labels against one logit per sample (BCEWithLogitsLoss)."""
-    return out, y.float().reshape(out.shape)
-
-
-def signed_labels(out, y):
-    """±1 labels against one logit per sample (SoftMarginLoss)."""
-    return out, (2 * y - 1).float().reshape(out.shape)
-
-
-def token_labels(out, y):
-    """A label per token: (B, T, C) logits against (B, T) labels, flattened to (B·T, C) and (B·T)."""
-    return out.reshape(-1, out.shape[-1]), y.reshape(-1)
-
-
-def one_hot_labels(out, y):
-    """Labels as one-hot distributions, against log-probabilities (KLDivLoss)."""
-    c = out.shape[-1]
-    return out.reshape(-1, c), nn.functional.one_hot(y.reshape(-1), c).float()
-
-
-def predicted_classes(out, num_classes):
-    """Predicted classes: the largest logit, or the sign of a single binary logit."""
-    if out.shape[-1] == 1 and num_classes == 2:
-        return (out[..., 0] > 0).long()
-    return out.argmax(-1)
-
-
-def r2_score(sse, sst):
-    """Coefficient of determination from the sums of squared errors and of squares about the mean."""
-    return 1.0 - sse / sst if sst > 0 else float("nan")
-
-
-def batch_r2(out, y, sizes):
-    """R² of consecutive batches of `sizes` targets each, from float64 sums taken in order (exact from run to run)."""
-    err, yy = ((out - y) ** 2).reshape(-1).double(), y.reshape(-1).double()
-    sse, total, sq = (torch.segment_reduce(v, "sum", lengths=sizes) for v in (err, yy, yy * yy))
-    sst = (sq - total * total / sizes).clamp_min(1e-12)
-    return 1 - sse / sst
-
-
-@torch.no_grad()
-def evaluate(model, x, y, loss_of, num_classes=None, batch=1024):
-    """(mean loss, accuracy (given num_classes) or R², predicted classes or outputs) on a split, in batches, in eval mode."""
-    model.eval()  # left on: the training loop switches training back on when its next epoch starts
-    total, correct, outs = 0.0, 0, []
-    for i in range(0, len(x), batch):
-        out, yb = model(x[i:i + batch]), y[i:i + batch]
-        total += float(loss_of(out, yb)) * len(yb)
-        if num_classes is not None:
-            out = predicted_classes(out, num_classes)
-            correct += int((out == yb).sum())
-        outs.append(out)
-    out = (outs[0] if len(outs) == 1 else torch.cat(outs)) if outs else torch.zeros(0)
-    if num_classes is not None:
-        return total / max(len(x), 1), correct / max(y.numel(), 1), out
-    sse = float(((out - y) ** 2).sum())
-    sst = float(((y - y.mean()) ** 2).sum())
-    return total / max(len(x), 1), r2_score(sse, sst), out
-
-
-# ---------------------------------------------------------------- the training step
-
-
-def weight_penalty(weights, l1, l2):
-    """λ₁·Σ|w| + λ₂·Σw² over the weight matrices and filters (not biases), added to the loss."""
-    total = torch.zeros(())
-    if l1 > 0:
-        total = total + l1 * torch.stack(torch._foreach_norm(weights, 1)).sum()
-    if l2 > 0:
-        total = total + l2 * torch.stack(torch._foreach_norm(weights, 2)).pow(2).sum()
-    return total
-
-
-def clip_gradients_(params, total_norm, max_norm):
-    """torch.nn.utils.clip_grad_norm_'s rule, given the gradients' global norm (already taken with the other checks)."""
-    if total_norm > max_norm:
-        torch._foreach_mul_([p.grad for p in params if p.grad is not None], max_norm / (total_norm + 1e-6))
-
-
-@torch.no_grad()
-def renorm_(weights, max_norm):
-    """Rescale each unit's incoming weight vector (a row of a Linear, one filter of a Conv) to norm ≤ max_norm."""
-    for w in weights:
-        w.copy_(torch.renorm(w, 2, 0, max_norm))
-
-
-def divergence_reason(loss, bad, epoch, step):
-    """One sentence on where training diverged and what to try; `bad` names the tensors with non-finite gradients."""
-    where = f"at epoch {epoch + 1}, step {step + 1}"
-    advice = "lower the learning rate, add gradient clipping, or use a smaller init"
-    if not math.isfinite(loss):
-        first = f"; the first layer with non-finite gradients is {bad[0]}" if bad else ""
-        return f"the loss became {loss} {where}{first}: {advice}"
-    if not bad:  # every gradient is finite, but their float32 sum overflows
-        return f"the gradients grew too large to add up {where}: {advice}"
-    return f"the gradients of {bad[0]} became non-finite {where} ({len(bad)} tensor{'s' if len(bad) > 1 else ''} in all): {advice}"
-
-
-def json_safe(obj):
-    """A result or record as JSON allows it: non-finite numbers (NaN, ±inf) become null, in nested dicts and lists too."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
+def table_data(frame, target, classification, seed, val_fraction, test_fraction):
+    """split_data of a table: rows with a missing value left out, numeric columns standardized and text ones one-hot
+    encoded, a regression target standardized (returned last: the training (mean, std) of both). ValueError where the
+    target is not of the kind the model predicts."""
+    features = [c for c in frame.columns if c != target]
+    numeric, text = [c for c in features if is_numeric(frame[c])], [c for c in features if not is_numeric(frame[c])]
+    table = frame[[*numeric, *text, target]]
+    table = table[~incomplete_rows(table, [*numeric, target])]
+    if target_is_classes(table[target]) != classification:
+        held, wanted = ("numbers to regress on", "classes") if classification else ("class labels", "a number")
+        raise ValueError(f"column {target!r} holds {held}, but this model predicts {wanted}")
+    y = class_ids(table[target]) if classification else table[target].to_numpy(dtype=np.float64)[:, None]
+    parts = split(len(y), y if classification else None, val_fraction, test_fraction, np.random.default_rng([seed, SPLIT_STREAM]))
+    x, *x_scale = table_inputs(table, numeric, {c: sorted(set(table[c].astype(str))) for c in text}, parts[0])
+    y, *y_scale = (y, None) if classification else standardize_target(y, parts[0])
+    kind = np.int64 if classification else np.float32
+    return as_tensors([x[i] for i in parts], np.float32), as_tensors([y[i] for i in parts], kind), parts, x_scale, y_scale

@@ -7,7 +7,7 @@ import pytest
 DLVIZ = Path(__file__).resolve().parent.parent / "dlviz"
 # from the bottom up; a module may import its own layer and those below it
 LAYERS = ["base", "preset", "data", "model", "training", "analysis", "figures", "export", "cli"]
-BASE = {"__init__", "errors", "limits", "paths", "text", "runtime"}
+BASE = {"__init__", "errors", "limits", "paths", "text", "runtime", "loop"}
 
 
 def layer(module: str) -> int:

@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from dlviz import export, paths, runtime
+from dlviz import export, loop, paths, runtime
 from dlviz.__main__ import main
 from dlviz.data.datasets import load_dataset
 from dlviz.errors import UserError
@@ -330,10 +330,10 @@ def test_script_reads_as_plain_pytorch(tmp_path):
 
 
 def test_script_kernels_are_the_runtime_s_own_source():
-    """Every function and class a script defines that the runtime also defines is the runtime's source, to the letter;
-    export.py keeps no copy of one as text."""
-    kernels = {name: obj for name, obj in vars(runtime).items()
-               if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == runtime.__name__}
+    """Every function and class a script defines that the kernel modules (runtime, loop) also define is their source, to
+    the letter; the export package keeps no copy of one as text."""
+    kernels = {name: obj for module in (runtime, loop) for name, obj in vars(module).items()
+               if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == module.__name__}
     seen = set()
     for doc in PRESETS.values():
         text = export.script(validate(doc))

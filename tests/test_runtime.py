@@ -1,4 +1,5 @@
-"""The runtime kernels stand alone (standard library, numpy and torch only) and compute what independent references do."""
+"""The kernel modules (runtime and loop) stand alone (standard library, numpy and torch only) and compute what independent
+references do."""
 from __future__ import annotations
 
 import ast
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from dlviz import runtime
+from dlviz import loop, runtime
+
+KERNEL_MODULES = [runtime, loop]  # the modules an exported script copies its kernels from
 
 # Data sources a kernel may read inside the function that reads them, and nowhere else: an exported script needs
 # them only when its preset uses that source.
@@ -27,12 +30,13 @@ def _imported(node) -> list[str]:
     return []
 
 
-def test_every_top_level_name_imports_only_the_standard_library_numpy_and_torch():
-    tree = ast.parse(inspect.getsource(runtime))
+@pytest.mark.parametrize("kernels", KERNEL_MODULES, ids=lambda m: m.__name__)
+def test_every_top_level_name_imports_only_the_standard_library_numpy_and_torch(kernels):
+    tree = ast.parse(inspect.getsource(kernels))
     allowed = set(sys.stdlib_module_names) | {"numpy", "torch"}
     for node in tree.body:
         for module in _imported(node):
-            assert module in allowed, f"runtime.py imports {module} at the top"
+            assert module in allowed, f"{kernels.__name__} imports {module} at the top"
         for inner in ast.walk(node):
             if inner is node:
                 continue
@@ -43,10 +47,11 @@ def test_every_top_level_name_imports_only_the_standard_library_numpy_and_torch(
                 assert module in SOURCES.get(name, set()), f"{name} imports {module}"
 
 
-def test_the_module_loads_on_its_own():
+@pytest.mark.parametrize("kernels", KERNEL_MODULES, ids=lambda m: m.__name__)
+def test_the_module_loads_on_its_own(kernels):
     """As an exported script runs it: a file beside no dlviz, importing nothing past numpy and torch when loaded."""
     code = ("import importlib.util, json, sys\n"
-            f"spec = importlib.util.spec_from_file_location('kernels', {json.dumps(inspect.getfile(runtime))})\n"
+            f"spec = importlib.util.spec_from_file_location('kernels', {json.dumps(inspect.getfile(kernels))})\n"
             "mod = importlib.util.module_from_spec(spec)\n"
             "spec.loader.exec_module(mod)\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('dlviz', 'pandas', 'sklearn', 'mlxtend'))))\n")
@@ -55,9 +60,10 @@ def test_the_module_loads_on_its_own():
     assert json.loads(out.stdout) == []
 
 
-def test_every_kernel_says_what_it_is():
-    for name, obj in vars(runtime).items():
-        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == runtime.__name__:
+@pytest.mark.parametrize("kernels", KERNEL_MODULES, ids=lambda m: m.__name__)
+def test_every_kernel_says_what_it_is(kernels):
+    for name, obj in vars(kernels).items():
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == kernels.__name__:
             assert inspect.getdoc(obj), name
 
 
@@ -81,23 +87,23 @@ def test_batch_r2_and_r2_score_are_the_textbook_formula():
     g = torch.Generator().manual_seed(0)
     y, out = torch.randn(12, 1, generator=g), torch.randn(12, 1, generator=g)
     sizes = torch.tensor([5, 7])
-    got = runtime.batch_r2(out, y, sizes)
+    got = loop.batch_r2(out, y, sizes)
     for r, (a, b) in zip(got.tolist(), ((0, 5), (5, 12))):
         yy, oo = y[a:b].double().numpy()[:, 0], out[a:b].double().numpy()[:, 0]
         assert r == pytest.approx(1 - ((oo - yy) ** 2).sum() / ((yy - yy.mean()) ** 2).sum(), rel=1e-6)  # the errors are squared in float32
-    assert runtime.r2_score(1.0, 4.0) == 0.75 and np.isnan(runtime.r2_score(1.0, 0.0))
+    assert loop.r2_score(1.0, 4.0) == 0.75 and np.isnan(loop.r2_score(1.0, 0.0))
 
 
 def test_weight_penalty_and_renorm_against_plain_torch():
     g = torch.Generator().manual_seed(1)
     w = [torch.randn(4, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g)]
     want = 0.1 * sum(t.abs().sum() for t in w) + 0.01 * sum((t ** 2).sum() for t in w)
-    assert float(runtime.weight_penalty(w, 0.1, 0.01)) == pytest.approx(float(want), rel=1e-6)
-    runtime.renorm_(w, 1.0)
+    assert float(loop.weight_penalty(w, 0.1, 0.01)) == pytest.approx(float(want), rel=1e-6)
+    loop.renorm_(w, 1.0)
     for t in w:
         assert float(t.reshape(len(t), -1).norm(dim=1).max()) <= 1.0 + 1e-6
 
 
 def test_json_safe_turns_non_finite_numbers_into_null():
     record = {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}, "e": 2}
-    assert json.dumps(runtime.json_safe(record)) == '{"a": null, "b": [1.0, null], "c": {"d": null}, "e": 2}'
+    assert json.dumps(loop.json_safe(record)) == '{"a": null, "b": [1.0, null], "c": {"d": null}, "e": 2}'

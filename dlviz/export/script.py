@@ -10,14 +10,13 @@ import json
 from functools import lru_cache
 from typing import Any, Optional
 
-import torch
 from torch import nn
 
-from dlviz import __version__, runtime
+from dlviz import __version__, loop, runtime
 from dlviz import limits as _limits
-from dlviz.errors import UserError, json_path
-from dlviz.preset.registry import ALL_LAYERS, INITS, OPTIMIZERS, SCHEDULES, noting_calls
-from dlviz.preset.schema import Experiment, LayerSpec
+from dlviz.errors import UserError
+from dlviz.preset.registry import INITS, OPTIMIZERS, SCHEDULES, noting_calls
+from dlviz.preset.schema import Experiment
 
 # ---------------------------------------------------------------- literals and calls
 
@@ -75,29 +74,31 @@ def _call(name: str, fn, args: tuple, kwargs: dict, by_position: bool = False, s
 
 
 @lru_cache(maxsize=None)
-def _runtime() -> tuple[dict[str, tuple[int, str, frozenset]], dict[str, str]]:
-    """runtime.py's top-level definitions, {name: (position, source, top-level names it uses)}, and its imports, {name: line}."""
-    source = inspect.getsource(runtime)
-    lines = source.splitlines()
+def _runtime() -> tuple[dict[str, tuple[tuple, str, frozenset]], dict[str, str]]:
+    """The kernel modules' top-level definitions, {name: (position, source, top-level names it uses)}, and their imports,
+    {name: line}: runtime.py's, then loop.py's."""
     defs, imports = {}, {}
-    for i, node in enumerate(ast.parse(source).body):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            imports.update({(a.asname or a.name).split(".")[0]: ast.get_source_segment(source, node) for a in node.names})
-            continue
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            names = [node.name]
-        elif isinstance(node, ast.Assign):
-            names = [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-        else:
-            continue  # the module's docstring
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        while first > 1 and lines[first - 2].startswith("#") and not lines[first - 2].startswith("# ---"):
-            first -= 1  # a comment directly above a definition belongs to it
-        walk = list(ast.walk(node))
-        bound = {n.id for n in walk if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)} | {a.arg for a in walk if isinstance(a, ast.arg)}
-        used = {n.id for n in walk if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
-        for name in names:
-            defs[name] = (i, "\n".join(lines[first - 1:node.end_lineno]), frozenset(used))
+    for m, module in enumerate((runtime, loop)):
+        source = inspect.getsource(module)
+        lines = source.splitlines()
+        for i, node in enumerate(ast.parse(source).body):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imports.update({(a.asname or a.name).split(".")[0]: ast.get_source_segment(source, node) for a in node.names})
+                continue
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+            else:
+                continue  # the module's docstring
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            while first > 1 and lines[first - 2].startswith("#") and not lines[first - 2].startswith("# ---"):
+                first -= 1  # a comment directly above a definition belongs to it
+            walk = list(ast.walk(node))
+            bound = {n.id for n in walk if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)} | {a.arg for a in walk if isinstance(a, ast.arg)}
+            used = {n.id for n in walk if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
+            for name in names:
+                defs[name] = ((m, i), "\n".join(lines[first - 1:node.end_lineno]), frozenset(used))
     return defs, imports
 
 
@@ -105,7 +106,7 @@ class _Kernels:
     """The runtime definitions a script copies, each once, with everything they use, in the runtime's own order."""
 
     def __init__(self):
-        self.done: set[int] = set()
+        self.done: set[tuple] = set()
         self.imports: set[str] = set()
 
     def take(self, *names: str) -> list[str]:
@@ -140,53 +141,24 @@ def _module_code(module: nn.Module, calls: dict, kernels: list[str]) -> str:
                  lit=lambda v: _module_code(v, calls, kernels) if isinstance(v, nn.Module) else _lit(v))
 
 
-class _Model:
-    """The model part of a script: the nested constructor calls, the runtime classes they need, and the inits in order."""
-
-    def __init__(self, exp: Experiment, input_shapes: dict[str, tuple], weighted: set[str]):
-        self.input_shapes = input_shapes
-        self.weighted = weighted  # module names that hold a ≥ 2-D parameter (the only ones an init changes)
-        self.kernels: list[str] = []
-        self.inits: list[tuple[str, Any]] = []  # (module name, InitSpec) in the order apply_inits draws them
-        self.lines = self.stack(exp.model.layers, ("model", "layers"), "layers", 2, exp.model.init)
-
-    def stack(self, layers: list[LayerSpec], loc: tuple, mod_name: str, depth: int, inherited) -> list[str]:
-        pad = "    " * depth
-        out = [pad + "nn.Sequential("]
-        for i, layer in enumerate(layers):
-            out += self.layer(layer, (*loc, i), f"{mod_name}.{i}", depth + 1, inherited)
-        return [*out, pad + "),"] if layers else [pad + "nn.Sequential(),"]
-
-    def layer(self, layer: LayerSpec, loc: tuple, mod_name: str, depth: int, inherited) -> list[str]:
-        pad = "    " * depth
-        note = f"  # {json.dumps(layer.name)[1:-1]}" if layer.name else ""  # one line, control characters escaped
-        init = layer.init if layer.init is not None else inherited
-        if layer.type in ALL_LAYERS:
-            with torch.device("meta"), noting_calls() as calls:
-                module = ALL_LAYERS[layer.type].make(self.input_shapes[json_path(loc)], **layer.args)
-            try:
-                code = _module_code(module, calls, self.kernels)
-            except KeyError:
-                raise UserError(json_path(loc), f"{layer.type} layers cannot be exported as a script yet; export the model as ONNX instead") from None
-            if init is not None and init.type != "default" and (layer.type != "Embedding" or layer.init is not None):
-                if mod_name in self.weighted:
-                    self.inits.append((mod_name, init))
-            return [f"{pad}{code},{note}"]
-        if layer.type == "Sequential":
-            # a Sequential block is itself an nn.Sequential, so its children are named mod_name.0, mod_name.1, ...
-            lines = self.stack(layer.layers, (*loc, "layers"), mod_name, depth, init)
-            lines[0] += note
-            return lines
-        self.kernels.append(layer.type)
-        if layer.type == "Residual":
-            return [f"{pad}Residual({note}",
-                    *self.stack(layer.body, (*loc, "body"), f"{mod_name}.body", depth + 1, init),
-                    *self.stack(layer.shortcut or [], (*loc, "shortcut"), f"{mod_name}.shortcut", depth + 1, init),
-                    f"{pad}),"]
-        out = [f"{pad}Concat([{note}"]
-        for i, branch in enumerate(layer.branches):
-            out += self.stack(branch, (*loc, "branches", i), f"{mod_name}.branches.{i}", depth + 1, init)
-        return [*out, f"{pad}]),"]
+def _model_lines(module: nn.Module, name: str, net, calls: dict, rows: dict, kernels: list[str], depth: int) -> list[str]:
+    """The code that makes a module of the network built on the meta device: a layer as the registry's noted call, a list of
+    layers as nn.Sequential, a Residual or Concat block as the runtime's class, each holding its children written the same way."""
+    pad, row = "    " * depth, rows.get(net.json_paths.get(name))
+    note = f"  # {json.dumps(row.name)[1:-1]}" if row is not None and row.name else ""  # one line, control characters escaped
+    if id(module) in calls or not isinstance(module, (nn.Sequential, runtime.Residual, runtime.Concat)):
+        try:
+            return [f"{pad}{_module_code(module, calls, kernels)},{note}"]
+        except KeyError:
+            raise UserError(row.path, f"{row.type} layers cannot be exported as a script yet; export the model as ONNX instead") from None
+    children = module.branches.named_children() if isinstance(module, runtime.Concat) else module.named_children()
+    prefix = f"{name}.branches" if isinstance(module, runtime.Concat) else name
+    lines = [line for key, child in children for line in _model_lines(child, f"{prefix}.{key}", net, calls, rows, kernels, depth + 1)]
+    kind = type(module).__name__ if isinstance(module, (runtime.Residual, runtime.Concat)) else None
+    if kind:
+        kernels.append(kind)
+    opening, closing = {"Residual": ("Residual(", "),"), "Concat": ("Concat([", "]),")}.get(kind, ("nn.Sequential(", "),"))
+    return [f"{pad}{opening}{note}", *lines, f"{pad}{closing}"] if lines or kind else [f"{pad}nn.Sequential(),{note}"]
 
 
 def _init_fill(init, kernels: list[str]) -> str:
@@ -226,128 +198,79 @@ def _init_code(inits, kernels: list[str]) -> str:
 
 
 def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[str], str, str]:
-    """(constants, runtime kernels, load_data's source, heading) of the data section for the preset's dataset."""
-    from dlviz.data.datasets import DIGITS_MEAN, DIGITS_STD, IMAGE_SETS, MNIST_MEAN, MNIST_STD, PLAYGROUND, POINT_SETS, option
+    """(constants, runtime kernels, load_data's body, heading) of the data section: the runtime's own calls for the dataset."""
+    from dlviz.data.datasets import IMAGE_SETS, PLAYGROUND, POINT_SETS, csv_source_path, option
 
-    spec = exp.data
-    name = spec.name
+    spec, name = exp.data, exp.data.name
     consts = [f"VAL_FRACTION, TEST_FRACTION = {_lit(spec.val_fraction)}, {_lit(spec.test_fraction)}"]
-    rng = "np.random.default_rng([SEED, {}])"
-    labels = "int64" if classification else "float32"
-    split = f"    parts = split(len(x), {{}}, VAL_FRACTION, TEST_FRACTION, {rng.format(1)})"
-    tail = f"    return as_tensors([x[i] for i in parts], np.{{}}), as_tensors([y[i] for i in parts], np.{labels})"
-    doc = '    """[train, validation, test] inputs and targets: {}, generated from SEED as dlviz generates them."""'
-    if name in POINT_SETS:
-        fn = runtime.POINT_SETS[name].__name__
-        consts += [f"NUM_SAMPLES, NOISE = {option(spec, 'num_samples')}, {_lit(option(spec, 'noise'))}",
-                   f"INPUTS = {_lit(option(spec, 'features'))}  # the input features of each point"]
-        extra = ", classes=CLASSES" if name == "blobs" else ""
-        body = [doc.format(f"the {name} set's points"), f"    points, y = {fn}(NUM_SAMPLES, NOISE, {rng.format(0)}{extra})",
-                "    x = featurize(points, INPUTS)", split.format("y" if classification else "None"), tail.format("float32")]
-        heading = f"TensorFlow Playground's {name} set" if name in PLAYGROUND else f"the {name} set"
-        return consts, [fn, "featurize", "split", "as_tensors"], "\n".join(body), heading
-    if name in ("curve", "sine", "tokens"):
-        n = option(spec, "num_samples")
-        if name == "curve":
-            outliers = option(spec, "outliers")
-            consts += [f"NUM_SAMPLES, NOISE, FUNCTION = {n}, {_lit(option(spec, 'noise'))}, {_lit(option(spec, 'function'))}"]
-            make, kernels, heading = "curve(NUM_SAMPLES, NOISE, FUNCTION, {})", ["curve"], "a 1-D curve to fit"
-        elif name == "sine":
-            consts += [f"NUM_SAMPLES, NOISE, SEQ_LEN = {n}, {_lit(option(spec, 'noise'))}, {option(spec, 'seq_len')}"]
-            make, kernels, heading = "sine(NUM_SAMPLES, NOISE, SEQ_LEN, {})", ["sine"], "sine waves to forecast"
-        else:
-            task = option(spec, "task")
-            consts += [f"NUM_SAMPLES, SEQ_LEN, VOCAB = {n}, {option(spec, 'seq_len')}, {option(spec, 'vocab')}"]
-            if task == "majority":
-                make, kernels = "majority_tokens(NUM_SAMPLES, SEQ_LEN, VOCAB, {})", ["majority_tokens"]
-            else:
-                consts.append(f"TASK = {_lit(task)}")
-                make, kernels = "ordered_tokens(NUM_SAMPLES, SEQ_LEN, VOCAB, TASK, {})", ["ordered_tokens"]
-            heading = f"a toy sequence task ({task})"
-        stratified = name == "tokens" and option(spec, "task") == "majority"
-        body = [doc.format(heading), f"    x, y = {make.format(rng.format(0))}", split.format("y" if stratified else "None")]
-        if name == "curve" and outliers:
-            consts.append(f"OUTLIERS = {_lit(outliers)}  # the fraction of training targets moved far above the curve")
-            body += ["    ys = [y[i] for i in parts]", f"    ys[0] = add_outliers(ys[0], OUTLIERS, {rng.format(3)})",
-                     "    return as_tensors([x[i] for i in parts], np.float32), as_tensors(ys, np.float32)"]
-            kernels.append("add_outliers")
-        else:
-            body.append(tail.format("int64" if name == "tokens" else "float32"))
-        return consts, [*kernels, "split", "as_tensors"], "\n".join(body), heading
+    fractions = "SEED, VAL_FRACTION, TEST_FRACTION"
+    doc = '    """[train, validation, test] inputs and targets: {}, as dlviz {} them."""'
     if name == "csv":
-        return _csv_code(spec, classification, consts)
-    if name not in IMAGE_SETS:
+        path = csv_source_path(spec)
+        consts += [f"CSV_PATH = {_lit(str(path))}  # the table; a path given as the script's first argument replaces it",
+                   f"TARGET = {_lit(spec.target)}  # the column to predict"]
+        heading = f"the CSV table {path.name}, predicting {spec.target!r}"
+        body = [doc.format("the table at `path`", "prepares"),
+                f"    return table_data(read_table(path), TARGET, {classification}, {fractions})[:2]"]
+        return consts, ["read_table", "table_data"], "\n".join(body), heading
+    if name in IMAGE_SETS:
+        reader, a = runtime.IMAGES[name], spec.augment
+        consts += [f"MEAN, STD = {_lit(runtime.PIXEL_STATS[name])}  # fixed pixel statistics: one image always maps to the same input",
+                   f"SUBSET = {_lit(spec.subset)}  # images drawn from the set (None: all)"]
+        kernels = [reader.__name__, "image_data"]
+        if a is not None and (a.hflip or a.crop or a.noise):
+            consts.append(f"HFLIP, CROP, PIXEL_NOISE = {a.hflip}, {a.crop}, {_lit(a.noise)}  # how training batches are augmented")
+            kernels.append("augment")
+        body = [doc.format("images (pixels in [0, 1], normalized) and labels", "reads"), f"    images, labels = {reader.__name__}()",
+                f"    return image_data(images, labels, MEAN, STD, SUBSET, {fractions})[:2]"]
+        return consts, kernels, "\n".join(body), inspect.getdoc(reader).rsplit(", pixels", 1)[0]
+    if name not in POINT_SETS and name not in ("curve", "sine", "tokens"):
         raise UserError("data.name", f"the {name} dataset cannot be exported as a script yet; train the preset with `python -m dlviz train`")
-    mean, std = (MNIST_MEAN, MNIST_STD) if name == "mnist" else (DIGITS_MEAN, DIGITS_STD)
-    consts.append(f"MEAN, STD = {_lit(mean)}, {_lit(std)}  # fixed pixel statistics: one image always maps to the same input")
-    reader = runtime.IMAGES[name]
-    body = ['    """[train, validation, test] images (pixels in [0, 1], normalized) and their labels."""',
-            f"    images, labels = {reader.__name__}()"]
-    if spec.subset is not None:
-        consts.append(f"SUBSET = {spec.subset}")
-        body += [f"    keep = {rng.format(2)}.permutation(len(images))[:SUBSET]", "    images, labels = images[keep], labels[keep]"]
-    body += [f"    parts = split(len(images), labels, VAL_FRACTION, TEST_FRACTION, {rng.format(1)})",
-             "    xs = [torch.from_numpy((images[i] - np.float32(MEAN)) / np.float32(STD)) for i in parts]",
-             "    return xs, [torch.from_numpy(labels[i]) for i in parts]"]
-    kernels = [reader.__name__, "split"]
-    a = spec.augment
-    if a is not None and (a.hflip or a.crop or a.noise):
-        consts.append(f"HFLIP, CROP, PIXEL_NOISE = {a.hflip}, {a.crop}, {_lit(a.noise)}  # how training batches are augmented")
-        kernels.append("augment")
-    return consts, kernels, "\n".join(body), inspect.getdoc(reader).rsplit(", pixels", 1)[0]
-
-
-def _csv_code(spec, classification: bool, consts: list[str]) -> tuple[list[str], list[str], str, str]:
-    """The data section for a CSV table: read and prepared at run time as dlviz reads and prepares it, so that the
-    script also trains on another table with the same columns."""
-    from dlviz.data.datasets import csv_source_path
-
-    path = csv_source_path(spec)
-    consts += [f"CSV_PATH = {_lit(str(path))}  # the table; a path given as the script's first argument replaces it",
-               f"TARGET = {_lit(spec.target)}  # the column to predict"]
-    body = ['    """[train, validation, test] inputs and targets from the table at `path`, prepared as dlviz prepares a CSV table."""',
-            "    frame = read_table(path)",
-            "    features = [c for c in frame.columns if c != TARGET]",
-            "    numeric = [c for c in features if is_numeric(frame[c])]",
-            "    text = [c for c in features if c not in numeric]",
-            "    table = frame[[*numeric, *text, TARGET]]",
-            "    table = table[~incomplete_rows(table, [*numeric, TARGET])]",
-            "    y = table[TARGET]"]
-    if classification:
-        body += ["    if not target_is_classes(y):",
-                 '        raise ValueError(f"column {TARGET!r} of {path} holds numbers to regress on, but this model predicts classes")',
-                 "    y = class_ids(y)",
-                 "    parts = split(len(y), y, VAL_FRACTION, TEST_FRACTION, np.random.default_rng([SEED, 1]))"]
-    else:
-        body += ["    if target_is_classes(y):",
-                 '        raise ValueError(f"column {TARGET!r} of {path} holds class labels, but this model predicts a number")',
-                 "    y = y.to_numpy(dtype=np.float64)[:, None]",
-                 "    parts = split(len(y), None, VAL_FRACTION, TEST_FRACTION, np.random.default_rng([SEED, 1]))",
-                 "    y = standardize_target(y, parts[0])[0]"]
-    body += ["    levels = {c: sorted(set(table[c].astype(str))) for c in text}  # text columns are one-hot encoded",
-             "    x = table_inputs(table, numeric, levels, parts[0])[0]",
-             f"    return as_tensors([x[i] for i in parts], np.float32), as_tensors([y[i] for i in parts], np.{'int64' if classification else 'float32'})"]
-    kernels = ["read_table", "is_numeric", "incomplete_rows", "target_is_classes", "split", "table_inputs", "as_tensors",
-               "class_ids" if classification else "standardize_target"]
-    return consts, kernels, "\n".join(body), f"the CSV table {path.name}, predicting {spec.target!r}"
+    task = option(spec, "task") if name == "tokens" else None
+    fn = runtime.POINT_SETS.get(name) or getattr(runtime, {"tokens": "majority_tokens" if task == "majority" else "ordered_tokens"}.get(name, name))
+    args, values = [], []
+    for param in inspect.signature(fn).parameters:  # the generator's arguments, named as the dataset's options
+        if param == "rng":
+            args.append("np.random.default_rng([SEED, SAMPLE_STREAM])")
+        elif param == "classes":
+            args.append("classes=CLASSES")
+        else:
+            args.append("NUM_SAMPLES" if param == "n" else param.upper())
+            values.append(_lit(option(spec, "num_samples" if param == "n" else param)))
+    consts.append(f"{', '.join(a for a in args if a.isupper())} = {', '.join(values)}")
+    made = "x"
+    if name in POINT_SETS:
+        consts.append(f"INPUTS = {_lit(option(spec, 'features'))}  # the input features of each point")
+        made = "points"
+    outliers = option(spec, "outliers") if name == "curve" else 0
+    if outliers:
+        consts.append(f"OUTLIERS = {_lit(outliers)}  # the fraction of training targets moved far above the curve")
+    heading = f"TensorFlow Playground's {name} set" if name in PLAYGROUND else f"the {name} set" + (f" ({task})" if task else "")
+    body = [doc.format(heading, "generates"), f"    {made}, y = {fn.__name__}({', '.join(args)})",
+            *(["    x = featurize(points, INPUTS)"] if made == "points" else []),
+            f"    return split_data(x, y, {fractions}{', outliers=OUTLIERS' if outliers else ''})[:2]"]
+    return consts, [fn.__name__, "SAMPLE_STREAM", "split_data", *(["featurize"] if made == "points" else [])], "\n".join(body), heading
 
 
 # ---------------------------------------------------------------- the script
 
 
 def _meta(exp: Experiment):
-    """The model built on the meta device (no memory): its input shapes per preset path, module names and parameter labels."""
-    from dlviz.model.build import Network, _Builder
+    """The model built on the meta device (no memory), with the calls that made its layers, its summary rows by preset path,
+    the inits it gets as (module name, InitSpec), its parameters' preset labels and its output shape."""
+    from dlviz.model.build import Network, _Builder, init_plan
     from dlviz.training.trainer import param_label
 
     model = exp.model
     b = _Builder(model, "meta", _limits.current().max_train_params, count_flops=False)
-    layers, out, _ = b.stack(model.layers, tuple(model.input_shape), ("model", "layers"), "layers", 0, None)
+    with noting_calls() as calls:
+        layers, out, _ = b.stack(model.layers, tuple(model.input_shape), ("model", "layers"), "layers", 0, None)
     net = Network(layers, tuple(model.input_shape), b.input_dtype, b.paths)
-    shapes = {r.path: tuple(r.input_shape) for r in b.rows}
-    weighted = {name for name, m in net.named_modules() if any(p.dim() >= 2 for p in m.parameters())}
+    by_path = {path: name for name, path in net.json_paths.items()}
+    # only layers holding a ≥ 2-D parameter are written: an init changes nothing else
+    inits = [(by_path[path], init) for path, init in init_plan(model) if any(p.dim() >= 2 for p in net.get_submodule(by_path[path]).parameters())]
     labels = [param_label(net, n) for n, p in net.named_parameters() if p.requires_grad]
-    return shapes, weighted, labels, tuple(out)
+    return net, calls, {r.path: r for r in b.rows}, inits, labels, tuple(out)
 
 
 def script(exp: Experiment) -> str:
@@ -357,21 +280,18 @@ def script(exp: Experiment) -> str:
     from dlviz.training.losses import make_objective
 
     _, task, classes, target_shape = check_trainable(exp)
-    shapes, weighted, labels, out_shape = _meta(exp)
+    net, calls, rows, inits, labels, out_shape = _meta(exp)
     if not labels:
         raise UserError("model.layers", "the model has no trainable parameters, so there is nothing to train or export")
-    model = _Model(exp, shapes, weighted)
-    init_code = _init_code(model.inits, model.kernels) if model.inits else None
+    kernels: list[str] = []
+    lines = _model_lines(net.layers, "layers", net, calls, rows, kernels, 2)
+    init_code = _init_code(inits, kernels) if inits else None
     objective = make_objective(exp.loss, task, classes, target_shape, out_shape)
-    tr, data = exp.training, exp.data
+    tr, data, es, k = exp.training, exp.data, exp.training.early_stopping, _Kernels()
     classification = task == "classification"
     data_consts, data_kernels, load, data_heading = _data_code(exp, classification)
-    es = tr.early_stopping
-    k = _Kernels()
-
-    head = [f"SEED = {exp.seed}", f"EPOCHS = {tr.epochs}", f"BATCH_SIZE = {data.batch_size}", *data_consts]
-    if classification:
-        head.append(f"CLASSES = {classes}")
+    head = [f"SEED = {exp.seed}", f"EPOCHS = {tr.epochs}", f"BATCH_SIZE = {data.batch_size}", *data_consts,
+            f"CLASSES = {classes}" if classification else "CLASSES = None  # a regression: no classes"]
     if tr.l1 > 0 or tr.l2 > 0:
         head.append(f"L1, L2 = {_lit(tr.l1)}, {_lit(tr.l2)}  # λ₁·Σ|w| and λ₂·Σw² added to the loss")
     if tr.grad_clip is not None:
@@ -381,40 +301,33 @@ def script(exp: Experiment) -> str:
     if es is not None:
         head.append(f"PATIENCE, MIN_DELTA, RESTORE_BEST = {es.patience}, {_lit(es.min_delta)}, {es.restore_best}  # early stopping")
     head.append(f"THREADS = {_limits.current().train_threads}  # one thread computes the same bits on every run, as dlviz trains")
-
-    signature = "def load_data(path=CSV_PATH):" if data.name == "csv" else "def load_data():"
-    parts = ["\n".join(head), _section(f"data: {data_heading}"), *k.take(*data_kernels), f"{signature}\n{load}", _section("model"),
-             *k.take(*model.kernels)]
-    parts.append("\n".join(["class Net(nn.Module):",
-                            '    """The preset\'s model; its parameter names are dlviz\'s, so weights saved by dlviz load into it."""',
-                            "", "    def __init__(self):", "        super().__init__()",
-                            "        self.layers = " + model.lines[0].strip(), *model.lines[1:-1], "        )", "",
-                            "    def forward(self, x):", "        return self.layers(x)"]))
-    if init_code:
-        parts.append(init_code)
-    parts.append(_section("loss and metrics"))
     prepare = objective.prepare
-    parts += k.take("evaluate", *([prepare.__name__] if prepare else []), *([] if classification else ["batch_r2"]),
-                    *(["weight_penalty"] if tr.l1 > 0 or tr.l2 > 0 else []))
-    make = _call(f"nn.{type(objective.loss_fn).__name__}", type(objective.loss_fn), (), dict(exp.loss.args))
-    parts += [f"loss_fn = {make}",
-              'def loss_of(out, y):\n    """The loss of a batch, its targets prepared for the loss as dlviz prepares them."""\n'
-              f"    return loss_fn({f'*{prepare.__name__}(out, y)' if prepare else 'out, y'})"]
-    parts.append(_section("training"))
-    parts += k.take("divergence_reason", "json_safe", *(["clip_gradients_"] if tr.grad_clip is not None else []),
-                    *(["renorm_"] if tr.max_norm is not None else []))
-    parts.append("# preset paths of the trainable tensors, in model.parameters() order, for messages\n" + _wrapped("PARAMETERS", labels))
-    parts += [_main_code(exp, classification, bool(model.inits)), 'if __name__ == "__main__":\n    sys.exit(main())']
-
-    preset_lines = _compact_json(exp.to_dict()).splitlines()
+    loss_call = _call(f"nn.{type(objective.loss_fn).__name__}", type(objective.loss_fn), (), dict(exp.loss.args))
+    net = ["class Net(nn.Module):", '    """The preset\'s model; its parameter names are dlviz\'s, so weights saved by dlviz load into it."""',
+           "", "    def __init__(self):", "        super().__init__()", "        self.layers = " + lines[0].strip(),
+           *lines[1:-1], "        )", "", "    def forward(self, x):", "        return self.layers(x)"]
+    parts = [
+        "\n".join(head), _section(f"data: {data_heading}"), *k.take(*data_kernels),
+        f"def load_data({'path=CSV_PATH' if data.name == 'csv' else ''}):\n{load}", _section("model"), *k.take(*kernels),
+        "\n".join(net), init_code, _section("loss and metrics"),
+        *k.take("evaluate", *([prepare.__name__] if prepare else []), *([] if classification else ["batch_r2"]),
+                *(["weight_penalty"] if tr.l1 > 0 or tr.l2 > 0 else [])),
+        f"loss_fn = {loss_call}",
+        'def loss_of(out, y):\n    """The loss of a batch, its targets prepared for the loss as dlviz prepares them."""\n'
+        f"    return loss_fn({f'*{prepare.__name__}(out, y)' if prepare else 'out, y'})",
+        _section("training"),
+        *k.take("divergence_reason", "epoch_record", "run_result", "json_safe", *(["EarlyStopping"] if es is not None else []),
+                *(["clip_gradients_"] if tr.grad_clip is not None else []), *(["renorm_"] if tr.max_norm is not None else [])),
+        "# preset paths of the trainable tensors, in model.parameters() order, for messages\n" + _wrapped("PARAMETERS", labels),
+        _main_code(exp, classification, bool(inits)), 'if __name__ == "__main__":\n    sys.exit(main())']
     std = sorted({"import json", "import math", "import sys", *(i for i in k.imports if i.startswith("import ") and "torch" not in i
                                                                   and "numpy" not in i)})
     top = ['"""Train one dlviz preset with plain PyTorch: its data, model, loss, optimizer and training loop, written out.',
            "",
            "Running it prints one JSON line per epoch and then the final result: the same lines, to the last digit, as",
            "`python -m dlviz train PRESET --json` prints for the preset below (on a CPU, with the same library versions).",
-           '"""', f"# Exported by dlviz {__version__} from this preset:", *("# " + line for line in preset_lines), "",
-           *std, "", "import numpy as np", "import torch", "from torch import nn"]
+           '"""', f"# Exported by dlviz {__version__} from this preset:", *("# " + line for line in _compact_json(exp.to_dict()).splitlines()),
+           "", *std, "", "import numpy as np", "import torch", "from torch import nn"]
     return _join(["\n".join(top), *parts])
 
 
@@ -446,7 +359,7 @@ def _join(blocks: list[str]) -> str:
     """Top-level blocks with PEP 8 spacing: two blank lines between them, one after a section heading."""
     out = ""
     for block in blocks:
-        block = block.strip("\n")
+        block = (block or "").strip("\n")
         if not block:
             continue
         if not out:
@@ -472,110 +385,68 @@ def _section(title: str) -> str:
 
 def _main_code(exp: Experiment, classification: bool, has_inits: bool) -> str:
     """main(): the training loop, step for step the trainer's, with only the branches this preset takes."""
-    tr, data = exp.training, exp.data
-    es = tr.early_stopping
+    tr, data, es = exp.training, exp.data, exp.training.early_stopping
     step = SCHEDULES[exp.schedule.type].step if exp.schedule is not None else None
     augment = data.augment is not None and (data.augment.hflip or data.augment.crop or data.augment.noise)
     penalty = tr.l1 > 0 or tr.l2 > 0
-    key = "accuracy" if classification else "r2"
-    evaluate = "evaluate(model, x_{0}, y_{0}, loss_of" + (", CLASSES)[:2]" if classification else ")[:2]")
+    evaluate = "evaluate(model, x_{0}, y_{0}, loss_of, CLASSES)[:2]"
     opt = OPTIMIZERS[exp.optimizer.type].cls
     opt_args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()}
-    L = ["torch.set_num_threads(THREADS)"]  # lines of main(), indented by 4
-    add = L.append
-    if data.name == "csv":
-        add("path = sys.argv[1] if len(sys.argv) > 1 else CSV_PATH  # a table named on the command line replaces the exported one")
-    add(f"(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data({'path' if data.name == 'csv' else ''})")
-    add("torch.manual_seed(SEED)  # the weights: layers draw their initial values in preset order")
-    add("model = Net()")
-    if has_inits:
-        add("init_weights(model)")
-    add("params = [p for p in model.parameters() if p.requires_grad]")
-    if penalty or tr.max_norm is not None:
-        add("weights = [p for p in params if p.dim() >= 2]  # penalties and max-norm act on weights, not biases")
-    add(f"optimizer = {_call(f'torch.optim.{opt.__name__}', opt, ('@params',), opt_args)}".replace('"@params"', "params"))
-    add("n = len(x_train)")
-    if step == "batch":
-        add("steps_per_epoch = math.ceil(n / BATCH_SIZE)")
-    if step is not None:
-        add(f"scheduler = {_schedule_code(exp)}")
-    add("generator = torch.Generator().manual_seed(SEED)  # batch order" + (" and augmentation" if augment else ""))
-    add("torch.manual_seed(SEED)  # dropout draws from the global generator, reseeded after the model is built")
-    add("history, epoch, step = [], 0, 0")
-    add('status, reason = "finished", ""')
-    if es is not None:
-        add('best, best_epoch, best_state, wait, stop = math.inf, 0, None, 0, ""')
-    add("while epoch < EPOCHS and not stop:" if es is not None else "while epoch < EPOCHS:")
+    optimizer = _call(f"torch.optim.{opt.__name__}", opt, ("@params",), opt_args).replace('"@params"', "params")
+    csv = data.name == "csv"
+    L = ["torch.set_num_threads(THREADS)",  # lines of main(), indented by 4
+         *(["path = sys.argv[1] if len(sys.argv) > 1 else CSV_PATH  # a table named on the command line replaces the exported one"] if csv else []),
+         f"(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data({'path' if csv else ''})",
+         "torch.manual_seed(SEED)  # the weights: layers draw their initial values in preset order", "model = Net()",
+         *(["init_weights(model)"] if has_inits else []), "params = [p for p in model.parameters() if p.requires_grad]",
+         *(["weights = [p for p in params if p.dim() >= 2]  # penalties and max-norm act on weights, not biases"] if penalty or tr.max_norm is not None else []),
+         f"optimizer = {optimizer}", "n = len(x_train)",
+         *(["steps_per_epoch = math.ceil(n / BATCH_SIZE)"] if step == "batch" else []),
+         *([f"scheduler = {_schedule_code(exp)}"] if step is not None else []),
+         "generator = torch.Generator().manual_seed(SEED)  # batch order" + (" and augmentation" if augment else ""),
+         "torch.manual_seed(SEED)  # dropout draws from the global generator, reseeded after the model is built",
+         *(["early = EarlyStopping(PATIENCE, MIN_DELTA, RESTORE_BEST)"] if es is not None else []),
+         'history, epoch, step, status, reason, stop = [], 0, 0, "finished", "", ""',
+         "while epoch < EPOCHS and not stop:"]
     B = ["model.train()", "perm = torch.randperm(n, generator=generator)",  # the epoch body, indented by 8
          "xs, ys = x_train[perm], y_train[perm]  # one gather per epoch, then each batch is a slice",
-         "loss_terms, metric_terms" + (", labels = [], [], 0" if classification else " = [], []")]
-    if penalty:
-        B.append("penalty_terms = []")
-    B.append("for i in range(0, n, BATCH_SIZE):")
-    S = ["xb, yb = xs[i:i + BATCH_SIZE], ys[i:i + BATCH_SIZE]"]  # the step body, indented by 12
-    if augment:
-        S.append("xb = augment(xb, generator, MEAN, STD, HFLIP, CROP, PIXEL_NOISE)")
-    S += ["out = model(xb)", "loss = loss_of(out, yb)", "optimizer.zero_grad()"]
-    S += ["pen = weight_penalty(weights, L1, L2)", "(loss + pen).backward()"] if penalty else ["loss.backward()"]
-    S += ["grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]",
-          "flat = torch.cat([g.reshape(-1) for g in grads])",
-          "# a NaN or an infinity in any gradient or in the loss makes this sum non-finite",
-          "if not math.isfinite(float(flat.sum()) + float(loss.detach())):",
-          "    bad = [name for name, g in zip(PARAMETERS, grads) if not bool(torch.isfinite(g).all())]",
-          '    status, reason = "diverged", divergence_reason(float(loss.detach()), bad, epoch, step)',
-          "    break"]
-    if tr.grad_clip is not None:
-        S.append("clip_gradients_(params, float(flat.norm()), GRAD_CLIP)")
-    S.append("optimizer.step()")
-    if tr.max_norm is not None:
-        S.append("renorm_(weights, MAX_NORM)")
-    S += ["out = out.detach()", "loss_terms.append(float(loss.detach()) * len(yb))"]
-    if penalty:
-        S.append("penalty_terms.append(float(pen.detach()) * len(yb))")
-    if classification:
-        S += ["metric_terms.append(float((predicted_classes(out, CLASSES) == yb).sum()))", "labels += yb.numel()"]
-    else:
-        S.append("metric_terms.append(float(batch_r2(out, yb, torch.tensor([yb.numel()]))[0]) * len(yb))")
-    S.append("step += 1")
-    if step == "batch":
-        S.append("scheduler.step()  # this schedule steps every batch")
-    B += ["    " + x for x in S]
-    B.append("else:  # the epoch ran to its end")
-    E = [f"val_loss, val_metric = {evaluate.format('val')} if len(x_val) else (math.nan, math.nan)",  # indented by 12
-         "# exact sums (math.fsum) of the per-step terms, as dlviz's trainer takes them",
-         'record = {"epoch": epoch + 1, "train_loss": math.fsum(loss_terms) / n, "val_loss": val_loss,',
-         f"          \"train_{key}\": math.fsum(metric_terms) / {'labels' if classification else 'n'}, \"val_{key}\": val_metric,",
-         '          "lr": float(optimizer.param_groups[0]["lr"])}']
-    if penalty:  # what the optimizer minimised: the data loss plus the weights' penalty
-        E += ['record["train_penalty"] = math.fsum(penalty_terms) / n',
-              'record["train_total"] = record["train_loss"] + record["train_penalty"]']
-    E += ["epoch += 1", "history.append(record)"]
-    if step in ("epoch", "val_loss"):
-        E.append("scheduler.step(val_loss)" if step == "val_loss" else "scheduler.step()")
-    if es is not None:
-        restored = ", best weights restored" if es.restore_best else ""
-        E += ["if val_loss < best - MIN_DELTA:", "    best, best_epoch, wait = val_loss, epoch, 0", "    if RESTORE_BEST:",
-              "        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}", "else:", "    wait += 1",
-              "    if wait >= PATIENCE:",
-              f'        stop = f"early stopping at epoch {{epoch}}: val_loss last improved at epoch {{best_epoch}}{restored}"']
-    E += ["print(json.dumps(json_safe(record)), flush=True)", "continue"]
-    B += ["    " + x for x in E]
-    B.append("break  # diverged: a partial epoch is not recorded")
+         "loss_terms, metric_terms, penalty_terms, labels = [], [], [], 0", "for i in range(0, n, BATCH_SIZE):"]
+    S = ["xb, yb = xs[i:i + BATCH_SIZE], ys[i:i + BATCH_SIZE]",  # the step body, indented by 12
+         *(["xb = augment(xb, generator, MEAN, STD, HFLIP, CROP, PIXEL_NOISE)"] if augment else []),
+         "out = model(xb)", "loss = loss_of(out, yb)", "optimizer.zero_grad()",
+         *(["pen = weight_penalty(weights, L1, L2)", "(loss + pen).backward()"] if penalty else ["loss.backward()"]),
+         "grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]",
+         "flat = torch.cat([g.reshape(-1) for g in grads])",
+         "# a NaN or an infinity in any gradient or in the loss makes this sum non-finite",
+         "if not math.isfinite(float(flat.sum()) + float(loss.detach())):",
+         "    bad = [name for name, g in zip(PARAMETERS, grads) if not bool(torch.isfinite(g).all())]",
+         '    status, reason = "diverged", divergence_reason(float(loss.detach()), bad, epoch, step)', "    break",
+         *(["clip_gradients_(params, float(flat.norm()), GRAD_CLIP)"] if tr.grad_clip is not None else []), "optimizer.step()",
+         *(["renorm_(weights, MAX_NORM)"] if tr.max_norm is not None else []),
+         "out = out.detach()", "loss_terms.append(float(loss.detach()) * len(yb))",
+         *(["penalty_terms.append(float(pen.detach()) * len(yb))"] if penalty else []),
+         *(["metric_terms.append(float((predicted_classes(out, CLASSES) == yb).sum()))", "labels += yb.numel()"] if classification
+           else ["metric_terms.append(float(batch_r2(out, yb, torch.tensor([yb.numel()]))[0]) * len(yb))"]),
+         "step += 1", *(["scheduler.step()  # this schedule steps every batch"] if step == "batch" else [])]
+    E = [f"val = {evaluate.format('val')} if len(x_val) else (math.nan, math.nan)",  # the epoch's end, indented by 12
+         'lr = float(optimizer.param_groups[0]["lr"])',
+         f"record = epoch_record(epoch + 1, n, loss_terms, metric_terms, labels, val, {_lit('accuracy' if classification else 'r2')}, lr"
+         + (", penalty_terms)" if penalty else ")"),
+         "epoch += 1", "history.append(record)",
+         *({"epoch": ["scheduler.step()"], "val_loss": ["scheduler.step(val[0])"]}.get(step, [])),
+         *(["stop = early.update(model, val[0], epoch)"] if es is not None else []),
+         "print(json.dumps(json_safe(record)), flush=True)", "continue"]
+    B += [*("    " + x for x in S), "else:  # the epoch ran to its end", *("    " + x for x in E),
+          "break  # diverged: a partial epoch is not recorded"]
     L += ["    " + x for x in B]
     if es is not None:
-        L += ["if stop and epoch < EPOCHS:", "    reason = stop",
-              'restored = best_state is not None and RESTORE_BEST and status != "diverged"',
-              "if restored:", "    model.load_state_dict(best_state)"]
-    L += ['result = {"status": status, "epochs": epoch, "steps": step}', "if history:",
-          '    result.update({k: v for k, v in history[-1].items() if k not in ("lr", "epoch")})']
-    if es is not None:
-        L += ["if restored:  # early stopping restored the best weights: report what the model now scores",
-              f"    val_loss, val_metric = {evaluate.format('val')}",
-              f'    result.update({{"best_epoch": best_epoch, "val_loss": val_loss, "val_{key}": val_metric}})']
-    L += ["if reason:", '    result["reason"] = reason']
-    if data.test_fraction > 0:
-        L += ['if len(x_test) and status != "diverged":', f'    result["test_loss"], result["test_{key}"] = {evaluate.format("test")}']
-    L += ["print(json.dumps(json_safe(result)), flush=True)", 'if status == "diverged":',
+        L += ["if stop and epoch < EPOCHS:", "    reason = stop", "best = None",
+              "if early.restore(model, status):  # report what the best weights score",
+              f"    best = (early.best_epoch, *{evaluate.format('val')})"]
+    L += [f"test = {evaluate.format('test')} if len(x_test) and status != \"diverged\" else None",
+          f"result = run_result(status, epoch, step, history[-1] if history else None, {_lit('accuracy' if classification else 'r2')}, "
+          f"{'best' if es is not None else 'None'}, reason, test)",
+          "print(json.dumps(json_safe(result)), flush=True)", 'if status == "diverged":',
           '    print(f"error: the run diverged: {reason}", file=sys.stderr)', "    return 3", "return 0"]
     return "\n".join(["def main():", '    """Train, printing a JSON line per epoch and the final result; exit 3 if the run diverges."""',
                       *("    " + x for x in L)])

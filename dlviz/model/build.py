@@ -424,25 +424,31 @@ def build_model(spec, seed: Optional[int] = None, device: str = "cpu", max_param
 # ---------------------------------------------------------------- initialization
 
 
-def apply_inits(net: Network, model: ModelSpec) -> None:
-    """Apply the model-wide init and per-layer overrides; biases are zeroed unless the init says "bias": "default"."""
-    by_path = {path: name for name, path in net.json_paths.items()}
-    modules = dict(net.named_modules())
+def init_plan(model: ModelSpec) -> list[tuple[str, InitSpec]]:
+    """The layers an init fills, as (preset path, InitSpec) in preset order, the order they draw random numbers in: the
+    model-wide init and per-layer overrides, a block's init passed on to its layers."""
+    plan = []
 
     def walk(layers: list[LayerSpec], loc: tuple, inherited: Optional[InitSpec]):
         for i, layer in enumerate(layers):
             here = (*loc, i)
             init = layer.init if layer.init is not None else inherited
-            if layer.type in ALL_LAYERS:
-                if init is not None and init.type != "default":
-                    # Embeddings keep PyTorch's N(0, 1) unless given an init of their own: a table, not a linear map
-                    if layer.type != "Embedding" or layer.init is not None:
-                        fill = INITS[init.type].fill
-                        init_module(modules[by_path[json_path(here)]], lambda w: fill(w, **init.args), init.bias == "zeros")
+            # Embeddings keep PyTorch's N(0, 1) unless given an init of their own: a table, not a linear map
+            if layer.type in ALL_LAYERS and init is not None and init.type != "default" and (layer.type != "Embedding" or layer.init is not None):
+                plan.append((json_path(here), init))
             for rel, children in layer.children():
                 walk(children, (*here, *rel), init)
 
     walk(model.layers, ("model", "layers"), model.init)
+    return plan
+
+
+def apply_inits(net: Network, model: ModelSpec) -> None:
+    """Apply the model's init plan; biases are zeroed unless the init says "bias": "default"."""
+    by_path = {path: name for name, path in net.json_paths.items()}
+    for path, init in init_plan(model):
+        fill = INITS[init.type].fill
+        init_module(net.get_submodule(by_path[path]), lambda w: fill(w, **init.args), init.bias == "zeros")
 
 
 # ---------------------------------------------------------------- checking while editing

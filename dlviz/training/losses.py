@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from dlviz.errors import UserError
+from dlviz.loop import float_labels, one_hot_labels, predicted_classes, signed_labels, token_labels
 from dlviz.preset.registry import LOSSES, shape_str
 from dlviz.preset.schema import LossSpec
-from dlviz.runtime import float_labels, one_hot_labels, predicted_classes, signed_labels, token_labels
 
 
 @dataclass(frozen=True)

@@ -6,24 +6,27 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from dlviz.model.build import build_model
-from dlviz.preset.registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES
-from dlviz.preset.schema import Experiment
-from dlviz.runtime import (
+from dlviz import loop
+from dlviz.loop import (
     batch_r2,
     clip_gradients_,
     divergence_reason,
+    epoch_record,
     evaluate,
     json_safe,  # noqa: F401  (the CLI and the run store take it from here)
     renorm_,
+    run_result,
     weight_penalty,
 )
+from dlviz.model.build import build_model
+from dlviz.preset.registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES
+from dlviz.preset.schema import Experiment
 from dlviz.training.telemetry import StepMeter, capture_outputs, unit_health
 
 FLUSH_SECONDS = 0.2
@@ -289,9 +292,7 @@ class Trainer:
             else:  # the epoch ran to its end
                 self._score()
                 # exact sums (math.fsum) of per-step terms: the result cannot depend on how steps were grouped into flushes
-                loss_sum, metric_sum, labels = (math.fsum(t) for t in self.epoch_terms)
-                classification = self.objective.task == "classification"
-                record = self._epoch_record(loss_sum / n, metric_sum / (labels if classification else n))
+                record = self._epoch_record()
                 self.epoch += 1
                 self.history.append(record)
                 if self.scheduler is not None and not per_batch:
@@ -415,65 +416,47 @@ class Trainer:
             self.model.train()
         return {"loss": loss, "accuracy" if classification else "r2": metric, "pred": pred}
 
-    def _epoch_record(self, train_loss: float, train_metric: float) -> dict:
-        ds = self.dataset
+    @property
+    def key(self) -> str:
+        """The metric's name: accuracy for classification, r2 for regression."""
+        return "accuracy" if self.objective.task == "classification" else "r2"
+
+    def _epoch_record(self) -> dict:
+        ds, tr, key = self.dataset, self.exp.training, self.key
         val = self.evaluate(ds.x_val, ds.y_val, restore=False) if len(ds.x_val) else None
-        key = "accuracy" if self.objective.task == "classification" else "r2"
-        rec = {"epoch": self.epoch + 1, "train_loss": train_loss,
-               "val_loss": val["loss"] if val else float("nan"),
-               f"train_{key}": train_metric,
-               f"val_{key}": val[key] if val else float("nan"),
-               "lr": self.lr, "step": self.step}
-        tr = self.exp.training
-        if tr.l1 > 0 or tr.l2 > 0:  # what the optimizer minimised: the data loss plus the weights' penalty
-            rec["train_penalty"] = math.fsum(self.penalty_terms) / len(ds.x_train)
-            rec["train_total"] = rec["train_loss"] + rec["train_penalty"]
+        loss_terms, metric_terms, labels = self.epoch_terms
+        rec = epoch_record(self.epoch + 1, len(ds.x_train), loss_terms, metric_terms, math.fsum(labels),
+                           (val["loss"], val[key]) if val else (math.nan, math.nan), key, self.lr,
+                           self.penalty_terms if tr.l1 > 0 or tr.l2 > 0 else None)
+        rec["step"] = self.step
         self.last_val = val
         return rec
 
     def result(self) -> dict:
         """The final JSON object of `train --json`: status and the last metrics."""
-        out: dict[str, Any] = {"status": self.status, "epochs": self.epoch, "steps": self.step}
-        if self.history:
-            out.update({k: v for k, v in self.history[-1].items() if k not in ("lr", "step", "epoch")})
+        ds, key = self.dataset, self.key
         best = getattr(self, "best_epoch", None)
         if best is not None:  # early stopping restored the best weights: report what the model now scores
-            val = self.evaluate(self.dataset.x_val, self.dataset.y_val)
-            key = "accuracy" if self.objective.task == "classification" else "r2"
-            out.update({"best_epoch": best, "val_loss": val["loss"], f"val_{key}": val[key]})
-        if self.reason:
-            out["reason"] = self.reason
-        ds = self.dataset
+            val = self.evaluate(ds.x_val, ds.y_val)
+            best = (best, val["loss"], val[key])
+        test = None
         if ds.x_test is not None and len(ds.x_test) and self.status != "diverged":
             test = self.evaluate(ds.x_test, ds.y_test)
-            key = "accuracy" if self.objective.task == "classification" else "r2"
-            out["test_loss"], out[f"test_{key}"] = test["loss"], test[key]
-        return out
+            test = (test["loss"], test[key])
+        return run_result(self.status, self.epoch, self.step, self.history[-1] if self.history else None, key, best, self.reason, test)
 
 
 class EarlyStopping(Callback):
     """Stops when the validation loss has not improved by min_delta for `patience` epochs; can restore the best weights."""
 
     def __init__(self, spec):
-        self.spec = spec
-        self.best = math.inf
-        self.best_epoch = 0
-        self.best_state = None
-        self.wait = 0
+        self.rule = loop.EarlyStopping(spec.patience, spec.min_delta, spec.restore_best)
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-        val = record["val_loss"]
-        if val < self.best - self.spec.min_delta:
-            self.best, self.best_epoch, self.wait = val, record["epoch"], 0
-            if self.spec.restore_best:
-                self.best_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-        else:
-            self.wait += 1
-            if self.wait >= self.spec.patience:
-                restored = ", best weights restored" if self.spec.restore_best else ""
-                trainer.control.stop(f"early stopping at epoch {record['epoch']}: val_loss last improved at epoch {self.best_epoch}{restored}")
+        stop = self.rule.update(trainer.model, record["val_loss"], record["epoch"])
+        if stop:
+            trainer.control.stop(stop)
 
     def on_loop_end(self, trainer: Trainer) -> None:
-        if self.best_state is not None and self.spec.restore_best and trainer.status != "diverged":
-            trainer.model.load_state_dict(self.best_state)
-            trainer.best_epoch = self.best_epoch
+        if self.rule.restore(trainer.model, trainer.status):
+            trainer.best_epoch = self.rule.best_epoch

@@ -1,0 +1,173 @@
+"""Self-contained kernels of the training loop: how targets meet a loss, the metrics and evaluation, the step's penalties
+and constraints, early stopping, and the lines a run prints.
+
+Like dlviz.runtime, this module imports only the standard library and torch, because an exported script is assembled
+from its own source: the trainer and the script run the same lines."""
+import math
+
+import torch
+from torch import nn
+
+# ---------------------------------------------------------------- losses and metrics
+# How targets meet a loss: each takes (model output, targets as the dataset holds them) and returns the loss's arguments.
+
+
+def float_labels(out, y):
+    """0/1 labels against one logit per sample (BCEWithLogitsLoss)."""
+    return out, y.float().reshape(out.shape)
+
+
+def signed_labels(out, y):
+    """±1 labels against one logit per sample (SoftMarginLoss)."""
+    return out, (2 * y - 1).float().reshape(out.shape)
+
+
+def token_labels(out, y):
+    """A label per token: (B, T, C) logits against (B, T) labels, flattened to (B·T, C) and (B·T)."""
+    return out.reshape(-1, out.shape[-1]), y.reshape(-1)
+
+
+def one_hot_labels(out, y):
+    """Labels as one-hot distributions, against log-probabilities (KLDivLoss)."""
+    c = out.shape[-1]
+    return out.reshape(-1, c), nn.functional.one_hot(y.reshape(-1), c).float()
+
+
+def predicted_classes(out, num_classes):
+    """Predicted classes: the largest logit, or the sign of a single binary logit."""
+    if out.shape[-1] == 1 and num_classes == 2:
+        return (out[..., 0] > 0).long()
+    return out.argmax(-1)
+
+
+def r2_score(sse, sst):
+    """Coefficient of determination from the sums of squared errors and of squares about the mean."""
+    return 1.0 - sse / sst if sst > 0 else float("nan")
+
+
+def batch_r2(out, y, sizes):
+    """R² of consecutive batches of `sizes` targets each, from float64 sums taken in order (exact from run to run)."""
+    err, yy = ((out - y) ** 2).reshape(-1).double(), y.reshape(-1).double()
+    sse, total, sq = (torch.segment_reduce(v, "sum", lengths=sizes) for v in (err, yy, yy * yy))
+    sst = (sq - total * total / sizes).clamp_min(1e-12)
+    return 1 - sse / sst
+
+
+@torch.no_grad()
+def evaluate(model, x, y, loss_of, num_classes=None, batch=1024):
+    """(mean loss, accuracy (given num_classes) or R², predicted classes or outputs) on a split, in batches, in eval mode."""
+    model.eval()  # left on: the training loop switches training back on when its next epoch starts
+    total, correct, outs = 0.0, 0, []
+    for i in range(0, len(x), batch):
+        out, yb = model(x[i:i + batch]), y[i:i + batch]
+        total += float(loss_of(out, yb)) * len(yb)
+        if num_classes is not None:
+            out = predicted_classes(out, num_classes)
+            correct += int((out == yb).sum())
+        outs.append(out)
+    out = (outs[0] if len(outs) == 1 else torch.cat(outs)) if outs else torch.zeros(0)
+    if num_classes is not None:
+        return total / max(len(x), 1), correct / max(y.numel(), 1), out
+    sse = float(((out - y) ** 2).sum())
+    sst = float(((y - y.mean()) ** 2).sum())
+    return total / max(len(x), 1), r2_score(sse, sst), out
+
+
+# ---------------------------------------------------------------- the training step
+
+
+def weight_penalty(weights, l1, l2):
+    """λ₁·Σ|w| + λ₂·Σw² over the weight matrices and filters (not biases), added to the loss."""
+    total = torch.zeros(())
+    if l1 > 0:
+        total = total + l1 * torch.stack([torch.linalg.vector_norm(w, 1) for w in weights]).sum()
+    if l2 > 0:
+        total = total + l2 * torch.stack([torch.linalg.vector_norm(w, 2) for w in weights]).pow(2).sum()
+    return total
+
+
+def clip_gradients_(params, total_norm, max_norm):
+    """torch.nn.utils.clip_grad_norm_'s rule, given the gradients' global norm (already taken with the other checks)."""
+    if total_norm > max_norm:
+        torch._foreach_mul_([p.grad for p in params if p.grad is not None], max_norm / (total_norm + 1e-6))
+
+
+@torch.no_grad()
+def renorm_(weights, max_norm):
+    """Rescale each unit's incoming weight vector (a row of a Linear, one filter of a Conv) to norm ≤ max_norm."""
+    for w in weights:
+        w.copy_(torch.renorm(w, 2, 0, max_norm))
+
+
+def divergence_reason(loss, bad, epoch, step):
+    """One sentence on where training diverged and what to try; `bad` names the tensors with non-finite gradients."""
+    where = f"at epoch {epoch + 1}, step {step + 1}"
+    advice = "lower the learning rate, add gradient clipping, or use a smaller init"
+    if not math.isfinite(loss):
+        first = f"; the first layer with non-finite gradients is {bad[0]}" if bad else ""
+        return f"the loss became {loss} {where}{first}: {advice}"
+    if not bad:  # every gradient is finite, but their float32 sum overflows
+        return f"the gradients grew too large to add up {where}: {advice}"
+    return f"the gradients of {bad[0]} became non-finite {where} ({len(bad)} tensor{'s' if len(bad) > 1 else ''} in all): {advice}"
+
+
+class EarlyStopping:
+    """Early stopping's bookkeeping: the best validation loss so far, its epoch and (to restore) its weights."""
+
+    def __init__(self, patience, min_delta, restore_best):
+        self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
+        self.best, self.best_epoch, self.best_state, self.wait = math.inf, 0, None, 0
+
+    def update(self, model, val_loss, epoch):
+        """After an epoch (counted from 1): the sentence that stops training, or "" to go on."""
+        if val_loss < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = val_loss, epoch, 0
+            if self.restore_best:
+                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return ""
+        self.wait += 1
+        restored = ", best weights restored" if self.restore_best else ""
+        return f"early stopping at epoch {epoch}: val_loss last improved at epoch {self.best_epoch}{restored}" if self.wait >= self.patience else ""
+
+    def restore(self, model, status):
+        """Load the best weights back unless the run diverged; True if it did."""
+        if self.best_state is None or status == "diverged":
+            return False
+        model.load_state_dict(self.best_state)
+        return True
+
+
+def epoch_record(epoch, n, loss_terms, metric_terms, labels, val, key, lr, penalty_terms=None):
+    """An epoch's line: the training loss and accuracy (over `labels` labels) or R² (over the n samples) as exact sums
+    (math.fsum) of per-step terms, the validation (loss, metric), the learning rate, and any penalty and total."""
+    record = {"epoch": epoch, "train_loss": math.fsum(loss_terms) / n, "val_loss": val[0],
+              f"train_{key}": math.fsum(metric_terms) / (labels if key == "accuracy" else n), f"val_{key}": val[1], "lr": lr}
+    if penalty_terms is not None:  # what the optimizer minimised: the data loss plus the weights' penalty
+        record["train_penalty"] = math.fsum(penalty_terms) / n
+        record["train_total"] = record["train_loss"] + record["train_penalty"]
+    return record
+
+
+def run_result(status, epochs, steps, last, key, best=None, reason="", test=None):
+    """The final result: status, counts and the last epoch's numbers, then `best` (epoch, val loss, val metric) when early
+    stopping restored the best weights, the reason a run ended early, and the test (loss, metric)."""
+    out = {"status": status, "epochs": epochs, "steps": steps}
+    out.update({k: v for k, v in (last or {}).items() if k not in ("lr", "step", "epoch")})
+    if best is not None:
+        out.update({"best_epoch": best[0], "val_loss": best[1], f"val_{key}": best[2]})
+    if reason:
+        out["reason"] = reason
+    if test is not None:
+        out["test_loss"], out[f"test_{key}"] = test
+    return out
+
+
+def json_safe(obj):
+    """A result or record as JSON allows it: non-finite numbers (NaN, ±inf) become null, in nested dicts and lists too."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
