@@ -86,6 +86,32 @@ def weight_penalty(weights, l1, l2):
     return total
 
 
+def gradient_row(params, loss):
+    """Every gradient (zeros for a parameter the loss does not reach) and then the loss, in one float32 row."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params] + [loss.reshape(1)])
+
+
+def train_step(model, xb, yb, loss_of, optimizer, params, gather, penalty=None, clip=None, constrain=None):
+    """One step on a batch, as the trainer and an exported script take it: the gradients of the loss plus `penalty()`,
+    gathered with the loss into one row by `gather(loss)`; then, only if that row is finite, `clip(its gradients' norm)`,
+    the optimizer's step and `constrain()`. Returns (output, loss, penalty, row, whether the row is finite)."""
+    out = model(xb)
+    loss = loss_of(out, yb)
+    for p in params:  # what optimizer.zero_grad() does, without its profiler bookkeeping
+        p.grad = None
+    pen = penalty() if penalty is not None else None
+    (loss if pen is None else loss + pen).backward()
+    row = gather(loss.detach())
+    finite = math.isfinite(float(row.sum()))  # a NaN or an infinity in any gradient or in the loss makes the sum non-finite
+    if finite:
+        if clip is not None:
+            clip(float(row[:-1].norm()))
+        optimizer.step()
+        if constrain is not None:
+            constrain()
+    return out, loss, pen, row, finite
+
+
 def clip_gradients_(params, total_norm, max_norm):
     """torch.nn.utils.clip_grad_norm_'s rule, given the gradients' global norm (already taken with the other checks)."""
     if total_norm > max_norm:

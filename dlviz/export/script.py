@@ -316,7 +316,7 @@ def script(exp: Experiment) -> str:
         'def loss_of(out, y):\n    """The loss of a batch, its targets prepared for the loss as dlviz prepares them."""\n'
         f"    return loss_fn({f'*{prepare.__name__}(out, y)' if prepare else 'out, y'})",
         _section("training"),
-        *k.take("divergence_reason", "epoch_record", "run_result", "json_safe", *(["EarlyStopping"] if es is not None else []),
+        *k.take("train_step", "gradient_row", "divergence_reason", "epoch_record", "run_result", "json_safe", *(["EarlyStopping"] if es is not None else []),
                 *(["clip_gradients_"] if tr.grad_clip is not None else []), *(["renorm_"] if tr.max_norm is not None else [])),
         "# preset paths of the trainable tensors, in model.parameters() order, for messages\n" + _wrapped("PARAMETERS", labels),
         _main_code(exp, classification, bool(inits)), 'if __name__ == "__main__":\n    sys.exit(main())']
@@ -400,6 +400,10 @@ def _main_code(exp: Experiment, classification: bool, has_inits: bool) -> str:
          "torch.manual_seed(SEED)  # the weights: layers draw their initial values in preset order", "model = Net()",
          *(["init_weights(model)"] if has_inits else []), "params = [p for p in model.parameters() if p.requires_grad]",
          *(["weights = [p for p in params if p.dim() >= 2]  # penalties and max-norm act on weights, not biases"] if penalty or tr.max_norm is not None else []),
+         "gather = lambda loss: gradient_row(params, loss)  # every gradient and the loss in one row, checked for divergence",
+         *(["penalty = lambda: weight_penalty(weights, L1, L2)  # added to the loss"] if penalty else []),
+         *(["clip = lambda norm: clip_gradients_(params, norm, GRAD_CLIP)  # given the gradients' global norm"] if tr.grad_clip is not None else []),
+         *(["constrain = lambda: renorm_(weights, MAX_NORM)  # after each step"] if tr.max_norm is not None else []),
          f"optimizer = {optimizer}", "n = len(x_train)",
          *(["steps_per_epoch = math.ceil(n / BATCH_SIZE)"] if step == "batch" else []),
          *([f"scheduler = {_schedule_code(exp)}"] if step is not None else []),
@@ -411,18 +415,13 @@ def _main_code(exp: Experiment, classification: bool, has_inits: bool) -> str:
     B = ["model.train()", "perm = torch.randperm(n, generator=generator)",  # the epoch body, indented by 8
          "xs, ys = x_train[perm], y_train[perm]  # one gather per epoch, then each batch is a slice",
          "loss_terms, metric_terms, penalty_terms, labels = [], [], [], 0", "for i in range(0, n, BATCH_SIZE):"]
+    rules = [f"{k}={k}" for k, on in (("penalty", penalty), ("clip", tr.grad_clip is not None), ("constrain", tr.max_norm is not None)) if on]
     S = ["xb, yb = xs[i:i + BATCH_SIZE], ys[i:i + BATCH_SIZE]",  # the step body, indented by 12
          *(["xb = augment(xb, generator, MEAN, STD, HFLIP, CROP, PIXEL_NOISE)"] if augment else []),
-         "out = model(xb)", "loss = loss_of(out, yb)", "optimizer.zero_grad()",
-         *(["pen = weight_penalty(weights, L1, L2)", "(loss + pen).backward()"] if penalty else ["loss.backward()"]),
-         "grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]",
-         "flat = torch.cat([g.reshape(-1) for g in grads])",
-         "# a NaN or an infinity in any gradient or in the loss makes this sum non-finite",
-         "if not math.isfinite(float(flat.sum()) + float(loss.detach())):",
-         "    bad = [name for name, g in zip(PARAMETERS, grads) if not bool(torch.isfinite(g).all())]",
+         f"out, loss, pen, row, finite = train_step(model, xb, yb, loss_of, optimizer, params, gather{''.join(', ' + r for r in rules)})",
+         "if not finite:",
+         "    bad = [name for name, p in zip(PARAMETERS, params) if p.grad is not None and not bool(torch.isfinite(p.grad).all())]",
          '    status, reason = "diverged", divergence_reason(float(loss.detach()), bad, epoch, step)', "    break",
-         *(["clip_gradients_(params, float(flat.norm()), GRAD_CLIP)"] if tr.grad_clip is not None else []), "optimizer.step()",
-         *(["renorm_(weights, MAX_NORM)"] if tr.max_norm is not None else []),
          "out = out.detach()", "loss_terms.append(float(loss.detach()) * len(yb))",
          *(["penalty_terms.append(float(pen.detach()) * len(yb))"] if penalty else []),
          *(["metric_terms.append(float((predicted_classes(out, CLASSES) == yb).sum()))", "labels += yb.numel()"] if classification

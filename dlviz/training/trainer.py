@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Optional
 
 import numpy as np
@@ -22,6 +23,7 @@ from dlviz.loop import (
     json_safe,  # noqa: F401  (the CLI and the run store take it from here)
     renorm_,
     run_result,
+    train_step,
     weight_penalty,
 )
 from dlviz.model.build import build_model
@@ -221,6 +223,11 @@ class Trainer:
         loss_of, pending, clock = self.objective.loss, self.pending, time.perf_counter
         every, per_batch = self.telemetry_every, self.per_batch_schedule
         last_flush, last_check = -math.inf, clock()  # the first step is sent at once
+        weights = self.weights
+        # the step's penalty, gradient clipping (on the gradients the meter gathers in one row) and max-norm constraint
+        rules = (partial(weight_penalty, weights, tr.l1, tr.l2) if penalty else None,
+                 partial(clip_gradients_, params, max_norm=tr.grad_clip) if tr.grad_clip is not None else None,
+                 partial(renorm_, weights, tr.max_norm) if tr.max_norm is not None else None)
         diverged = False
         if not self.trajectory:
             self.trajectory.append((self.step, torch.cat([v.reshape(-1) for v in meter.values]).numpy()))
@@ -252,28 +259,11 @@ class Trainer:
                 probe = step % every == 0
                 if probe:
                     outputs = self._probe()
-                out = model(xb)
-                loss = loss_of(out, yb)
-                for p in params:  # what optimizer.zero_grad() does, without its profiler bookkeeping
-                    p.grad = None
-                if penalty:
-                    pen = weight_penalty(self.weights, tr.l1, tr.l2)
-                    (loss + pen).backward()
-                else:
-                    loss.backward()
-                grads = meter.record(loss.detach())
-                # a NaN or an infinity in any gradient or in the loss makes this sum non-finite
-                if not math.isfinite(float(grads.sum())):
+                out, loss, pen, grads, finite = train_step(model, xb, yb, loss_of, optimizer, params, meter.record, *rules)
+                if not finite:
                     self.reason = self._divergence_reason(loss, grads)
                     diverged = True
                     break
-                if tr.grad_clip is not None:
-                    # the same rule as torch.nn.utils.clip_grad_norm_, on the gradients already gathered in one row
-                    total_norm = float(grads[:-1].norm())  # the row ends with the loss
-                    clip_gradients_(params, total_norm, tr.grad_clip)
-                optimizer.step()
-                if tr.max_norm is not None:
-                    renorm_(self.weights, tr.max_norm)
                 meter.stepped()
                 if penalty:
                     self.penalty_terms.append(float(pen.detach()) * len(yb))
