@@ -5,14 +5,15 @@ import streamlit as st
 
 from dlviz import export
 from dlviz.data import uploads
-from dlviz.data.datasets import describe
+from dlviz.data.datasets import describe, read_csv_table
 from dlviz.errors import UserError, clip
 from dlviz.figures import train as tf
-from dlviz.preset import sections
+from dlviz.preset import options, sections
 from dlviz.preset.diff import SHORT, differences
 from dlviz.preset.edit import name_layers
-from dlviz.preset.registry import CURVES, LOSSES, OPTIMIZERS, SCHEDULES, TOKEN_TASKS
-from dlviz.preset.schema import DATASETS, FEATURES, DataSpec
+from dlviz.preset.options import DATA_ARGS, DATASETS, SEED, TRAINING
+from dlviz.preset.registry import LOSSES, OPTIMIZERS, SCHEDULES
+from dlviz.preset.schema import DataSpec
 from dlviz.text import clean
 from dlviz.training import fit as fitting
 from dlviz.training.diagnose import diagnose, score_lines
@@ -55,9 +56,42 @@ with controls:
     if runner.active(bid):
         st.info("A run is training: settings changed here apply to the next run, not to the one on the charts.",
                 icon=":material/info:")
-    data = doc.get("data") or {}
+
+    def option_input(data: dict, key: str, arg):
+        """The widget of one data option, showing what training uses: the preset's value or the catalog's default."""
+        widgets.arg_input(key, arg, data.get(key, options.default(data["name"], key)), f"tr-data-{key}-{rev}",
+                          lambda v: edit(sections.set_data_option, key, v))
+
+    def csv_file(data: dict) -> tuple[dict, bytes | None]:
+        """The CSV uploader and the column picker; the data section after an upload, and the file's bytes."""
+        if data.get("source"):  # the uploader forgets its file when the page's widgets are rebuilt; the preset does not
+            st.caption(f"In use: **{md(uploads.shown_name(data['source']))}**. Upload another file to replace it.")
+        up = st.file_uploader("Replace the CSV file" if data.get("source") else "CSV file", type=["csv", "tsv", "txt"],
+                              key=f"tr-csv-{rev}")
+        if up is not None:
+            try:
+                name = uploads.upload_name(up.getvalue(), up.name, bid)
+                if name != data.get("source"):
+                    session.set_preset(sections.set_data_option(session.preset(), "source", name), structural=False)
+                    data = session.preset()["data"]
+            except UserError as err:
+                st.error(md(err))
+        if not data.get("source"):
+            return data, None
+        try:
+            csv_bytes = uploads.read(data["source"])
+            cols = list(read_csv_table(csv_bytes).columns)
+            wkey = f"tr-data-target-{rev}"
+            st.selectbox("Column to predict", cols, index=cols.index(data["target"]) if data.get("target") in cols else None,
+                         key=wkey, on_change=lambda: edit(sections.set_data_option, "target", st.session_state[wkey]),
+                         placeholder="choose the target column", format_func=lambda c: clean(clip(c)))
+            return data, csv_bytes
+        except UserError as err:
+            st.error(md(err))
+            return data, None
+
     def data_section():
-        global doc, data
+        data = doc.get("data") or {}
         with st.expander("Data", expanded=True, icon=":material/dataset:"):
             names = list(DATASETS)
             if not data:
@@ -66,128 +100,46 @@ with controls:
                 st.selectbox("Add data", names, index=None, placeholder="choose a dataset", key=f"tr-add-data-{rev}",
                              on_change=lambda: edit(sections.set_dataset, st.session_state[f"tr-add-data-{rev}"], structural=True))
                 return
-            current = data.get("name", "spiral")
+            current = data.get("name")
             st.selectbox("Dataset", names, index=names.index(current) if current in names else 0, key=f"tr-data-{rev}",
                          on_change=lambda: edit(sections.set_dataset, st.session_state[f"tr-data-{rev}"], structural=True))
-            applies = DATASETS.get(current, ())
-            opt = lambda key, default: data.get(key, default)  # noqa: E731
-
-            def setter(key, transform=lambda v: v):
-                wkey = f"tr-data-{key}-{rev}"
-                return wkey, (lambda: edit(sections.set_data_option, key, transform(st.session_state[wkey])))
-
-            if "noise" in applies:
-                k, cb = setter("noise")
-                st.slider("Noise", 0.0, 0.5, float(opt("noise", 0.0 if current in ("circle", "xor", "gauss", "spiral", "reg-plane", "reg-gauss") else 0.1)),
-                          0.05, key=k, on_change=cb)
-            if "num_samples" in applies:
-                k, cb = setter("num_samples")
-                st.number_input("Samples", 10, 100_000, int(opt("num_samples", 500)), 50, key=k, on_change=cb)
-            if "features" in applies:
-                k, cb = setter("features", lambda v: v or None)
-                st.multiselect("Input features", FEATURES, default=opt("features", ["x1", "x2"]), key=k, on_change=cb,
-                               help="TensorFlow Playground's feature transforms of the two coordinates")
-            if "classes" in applies:
-                k, cb = setter("classes")
-                st.number_input("Classes", 2, 10, int(opt("classes", 3)), key=k, on_change=cb)
-            if "function" in applies:
-                k, cb = setter("function")
-                st.selectbox("Curve", CURVES, index=CURVES.index(opt("function", CURVES[0])), key=k, on_change=cb)
-            if "outliers" in applies:
-                k, cb = setter("outliers")
-                st.slider("Outliers (training targets)", 0.0, 0.5, float(opt("outliers", 0.0)), 0.05, key=k, on_change=cb)
-            if "seq_len" in applies:
-                k, cb = setter("seq_len")
-                st.number_input("Sequence length", 2, 512, int(opt("seq_len", 16)), key=k, on_change=cb)
-            if "task" in applies:
-                k, cb = setter("task")
-                st.selectbox("Task", TOKEN_TASKS, index=TOKEN_TASKS.index(opt("task", TOKEN_TASKS[0])), key=k, on_change=cb)
-            if "vocab" in applies:
-                k, cb = setter("vocab")
-                st.number_input("Vocabulary", 2, 1000, int(opt("vocab", 8)), key=k, on_change=cb)
-            if "subset" in applies:
-                k, cb = setter("subset", lambda v: int(v) if v else None)
-                st.number_input("Images used (empty: all)", 10, 5000, opt("subset", None), 100, key=k, on_change=cb)
-            if "augment" in applies:
-                aug = dict(opt("augment", None) or {})
-                st.caption("Augmentation at train time")
-                a1, a2, a3 = st.columns(3)
-                for col, key, widget in ((a1, "hflip", "check"), (a2, "crop", "crop"), (a3, "noise", "noise")):
-                    wkey = f"tr-aug-{key}-{rev}"
-
-                    def cb(key=key, wkey=wkey):
-                        new = {**(session.preset().get("data", {}).get("augment") or {}), key: st.session_state[wkey]}
-                        new = {k: v for k, v in new.items() if v}
-                        edit(sections.set_data_option, "augment", new or None)
-
-                    with col:
-                        if widget == "check":
-                            st.checkbox("flip", bool(aug.get("hflip")), key=wkey, on_change=cb)
-                        elif widget == "crop":
-                            st.number_input("shift px", 0, 8, int(aug.get("crop", 0)), key=wkey, on_change=cb)
-                        else:
-                            st.number_input("noise", 0.0, 1.0, float(aug.get("noise", 0.0)), 0.05, key=wkey, on_change=cb)
-            csv_bytes = None
-            if current == "csv":
-                if data.get("source"):  # the uploader forgets its file when the page's widgets are rebuilt; the preset does not
-                    st.caption(f"In use: **{md(uploads.shown_name(data['source']))}**. Upload another file to replace it.")
-                up = st.file_uploader("Replace the CSV file" if data.get("source") else "CSV file", type=["csv", "tsv", "txt"],
-                                      key=f"tr-csv-{rev}")
-                if up is not None:
-                    try:
-                        name = uploads.upload_name(up.getvalue(), up.name, bid)
-                        if name != data.get("source"):
-                            session.set_preset(sections.set_data_option(doc, "source", name), structural=False)
-                            doc = session.preset()
-                            data = doc["data"]
-                    except UserError as err:
-                        st.error(md(err))
-                if data.get("source"):
-                    try:
-                        from dlviz.data.datasets import read_csv_table
-
-                        csv_bytes = uploads.read(data["source"])
-                        table = read_csv_table(csv_bytes)
-                        cols = list(table.columns)
-                        k, cb = setter("target")
-                        st.selectbox("Column to predict", cols, index=cols.index(data["target"]) if data.get("target") in cols else None,
-                                     key=k, on_change=cb, placeholder="choose the target column",
-                                     format_func=lambda c: clean(clip(c)))
-                    except UserError as err:
-                        st.error(md(err))
-            k, cb = setter("val_fraction")
-            st.slider("Validation fraction", 0.0, 0.5, float(opt("val_fraction", 0.2)), 0.05, key=k, on_change=cb)
-            k, cb = setter("test_fraction")
-            st.slider("Test fraction", 0.0, 0.4, float(opt("test_fraction", 0.0)), 0.05, key=k, on_change=cb)
-            k, cb = setter("batch_size")
-            st.number_input("Batch size", 1, 4096, int(opt("batch_size", 32)), key=k, on_change=cb)
+            entry = DATASETS.get(current)
+            if entry is None:
+                return
+            st.caption(entry.doc)
+            for key, arg in entry.args.items():
+                if arg.widget not in ("upload", "column"):  # a CSV's file and column: csv_file draws them
+                    option_input(data, key, arg)
+            data, csv_bytes = csv_file(data) if current == "csv" else (data, None)
+            for key, arg in DATA_ARGS.items():
+                option_input(data, key, arg)
             try:
-                info = describe(DataSpec.model_validate(data), csv_bytes) if data else None
-                if info:
-                    shape, task, classes, _ = info
-                    what = f"{classes} classes" if task == "classification" else "regression"
-                    st.caption(f"Input {list(shape)} per sample · {what}")
-                    if list(shape) != doc["model"]["input_shape"]:
-                        st.warning(f"The model takes {md(doc['model']['input_shape'])} but this data gives {list(shape)}.")
+                info = describe(DataSpec.model_validate(data), csv_bytes)
+                shape, task, classes, _ = info
+                what = f"{classes} classes" if task == "classification" else "regression"
+                st.caption(f"Input {list(shape)} per sample · {what}")
+                if list(shape) != doc["model"]["input_shape"]:
+                    st.warning(f"The model takes {md(doc['model']['input_shape'])} but this data gives {list(shape)}.")
 
-                    def fit():
-                        try:
-                            new, msg = fitting.fit_model_to_data(session.preset(), csv_bytes)
-                            session.set_preset(new)
-                            st.session_state[session.NOTICE + "_ok"] = msg
-                        except UserError as err:
-                            session.report(err)
+                def fit():
+                    try:
+                        new, msg = fitting.fit_model_to_data(session.preset(), csv_bytes)
+                        session.set_preset(new)
+                        st.session_state[session.NOTICE + "_ok"] = msg
+                    except UserError as err:
+                        session.report(err)
 
-                    st.button("Fit the model to the data", on_click=fit, help="set the input shape and the last Linear's size (and flatten images for a model that starts "
-                                   "with Linear); nothing changes unless the model can then take the data")
-                    if st.session_state.get(session.NOTICE + "_ok"):
-                        st.success(md(st.session_state.pop(session.NOTICE + "_ok")))
+                st.button("Fit the model to the data", on_click=fit, help="set the input shape and the last Linear's size (and flatten images for a model that starts "
+                               "with Linear); nothing changes unless the model can then take the data")
+                if st.session_state.get(session.NOTICE + "_ok"):
+                    st.success(md(st.session_state.pop(session.NOTICE + "_ok")))
             except Exception as err:  # the options may be mid-edit; the Train button reports problems as one sentence
                 if isinstance(err, UserError):
                     st.caption(md(err))
 
     if "data" not in hide:
         data_section()
+        doc = session.preset()  # an upload changes the preset
 
     def typed_section(section, table, label, icon, optional=False):
         part = doc.get(section)
@@ -220,40 +172,20 @@ with controls:
     def training_section():
         with st.expander("Training and regularization", expanded=True, icon=":material/tune:"):
             tr = doc.get("training") or {}
-
-            def tset(key, transform=lambda v: v):
-                wkey = f"tr-train-{key}-{rev}"
-                return wkey, (lambda: edit(sections.set_training, key, transform(st.session_state[wkey])))
-
-            c1, c2 = st.columns(2)
-            k, cb = tset("epochs")
-            c1.number_input("Epochs", 1, 1000, int(tr.get("epochs", 10)), key=k, on_change=cb)
-            k, cb = tset("seed")
-            c2.number_input("Seed", 0, 2**32 - 1, int(doc.get("seed", 0)), key=k, on_change=cb)
-            k, cb = tset("l1", lambda v: v or None)
-            c1.number_input("L1 penalty λ₁", 0.0, 10.0, float(tr.get("l1", 0.0)), 1e-4, format="%g", key=k, on_change=cb)
-            k, cb = tset("l2", lambda v: v or None)
-            c2.number_input("L2 penalty λ₂", 0.0, 10.0, float(tr.get("l2", 0.0)), 1e-4, format="%g", key=k, on_change=cb)
+            fields = {"epochs": TRAINING["epochs"], "seed": SEED, **TRAINING}  # the seed beside the epochs
+            numbers = [(key, arg) for key, arg in fields.items() if arg.kind != "object"]
+            cols = st.columns(2)
+            for i, (key, arg) in enumerate(numbers):
+                with cols[i % 2]:
+                    value = doc.get("seed", arg.default) if key == "seed" else tr.get(key, arg.default)
+                    widgets.arg_input(key, arg, value, f"tr-train-{key}-{rev}", lambda v, key=key: edit(sections.set_training, key, v))
             st.caption("L1 and L2 add λ₁·Σ|w| and λ₂·Σw² to the loss (weights, not biases), so their gradient passes through the "
                        "optimizer: Adam rescales it like any other gradient. The optimizer's weight_decay shrinks the weights in the update "
                        "step instead; in AdamW that decay is decoupled from Adam's scaling. Both together give an elastic net.")
-            k, cb = tset("max_norm", lambda v: v or None)
-            c1.number_input("Max-norm c", 0.0, 100.0, float(tr.get("max_norm") or 0.0), 0.5, format="%g", key=k, on_change=cb,
-                            help="after each step, rescale each unit's incoming weights to norm ≤ c (0: off)")
-            k, cb = tset("grad_clip", lambda v: v or None)
-            c2.number_input("Clip gradient norm", 0.0, 1000.0, float(tr.get("grad_clip") or 0.0), 0.5, format="%g", key=k, on_change=cb,
-                            help="rescale the whole gradient to this norm when it is larger (0: off)")
-            es = tr.get("early_stopping")
-            k = f"tr-train-es-{rev}"
-            st.checkbox("Early stopping", es is not None, key=k,
-                        on_change=lambda: edit(sections.set_training, "early_stopping", {"patience": 5} if st.session_state[k] else None))
-            if es is not None:
-                e1, e2 = st.columns(2)
-                pk, rk = f"tr-train-esp-{rev}", f"tr-train-esr-{rev}"
-                e1.number_input("Patience (epochs)", 1, 100, int(es.get("patience", 5)), key=pk,
-                                on_change=lambda: edit(sections.set_training, "early_stopping", {**es, "patience": st.session_state[pk]}))
-                e2.checkbox("Restore best weights", es.get("restore_best", True), key=rk,
-                            on_change=lambda: edit(sections.set_training, "early_stopping", {**es, "restore_best": st.session_state[rk]}))
+            for key, arg in fields.items():
+                if arg.kind == "object":
+                    widgets.arg_input(key, arg, tr.get(key, arg.default), f"tr-train-{key}-{rev}",
+                                      lambda v, key=key: edit(sections.set_training, key, v))
 
     if "training" not in hide:
         training_section()

@@ -47,8 +47,19 @@ def _bounds(arg: Arg, value: Any) -> tuple[Any, Any]:
 
 
 def _step(arg: Arg) -> float:
+    if arg.step is not None:
+        return arg.step
     ref = arg.default if isinstance(arg.default, (int, float)) and arg.default else (arg.le or arg.lt or 1.0)
     return 10 ** math.floor(math.log10(abs(ref))) / 10
+
+
+def _slider_ends(arg: Arg, lo: Any, hi: Any, value: Any) -> tuple[float, float] | None:
+    """A float slider's ends, for an Arg drawn as a slider whose value lies in its range; else None (a number box)."""
+    if arg.widget != "slider" or arg.kind != "float" or None in (lo, hi, value):
+        return None
+    if arg.le is None:
+        hi -= _step(arg)  # a slider reaches its top, which `lt` excludes
+    return (lo, hi) if lo <= value <= hi else None
 
 
 def _text_help(arg: Arg) -> str:
@@ -65,10 +76,15 @@ def _text_help(arg: Arg) -> str:
 
 
 def arg_input(name: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any], None]) -> None:
-    """Draw the widget for one argument. When the user changes it, `on_value(new value)` runs as a callback.
+    """Draw the widget for one argument, labelled with the Arg's label or else `name`. When the user changes it,
+    `on_value(new value)` runs as a callback.
 
     Text kinds (sizes and lists) are parsed and checked first; a bad entry is shown under the box and
-    `on_value` is not called."""
+    `on_value` is not called. An object is one widget for each of its fields, in columns."""
+    label = arg.label or name
+    if arg.kind == "object":
+        _object_input(label, arg, value, key, on_value)
+        return
     errors = st.session_state.setdefault(INPUT_ERRORS, {})
     as_text = arg.kind in TEXT_KINDS or (arg.kind in ("int", "float") and not _fits_number_input(arg, value))
 
@@ -86,25 +102,59 @@ def arg_input(name: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any
     common = dict(key=key, on_change=changed, help=arg.help or None)
     if as_text:
         common["help"] = _text_help(arg)
-        st.text_input(name, value=edit.format_value(arg, value), placeholder="auto" if value is None else None, **common)
+        st.text_input(label, value=edit.format_value(arg, value), placeholder="auto" if value is None else None, **common)
     elif arg.kind in ("int", "float"):
         lo, hi = _bounds(arg, value)
-        if arg.kind == "int":
-            st.number_input(name, min_value=lo, max_value=hi, value=value, step=1, **common)
+        ends = _slider_ends(arg, lo, hi, value)
+        if ends:
+            st.slider(label, *ends, float(value), _step(arg), **common)
+        elif arg.kind == "int":
+            st.number_input(label, min_value=lo, max_value=hi, value=value, step=int(arg.step or 1), **common)
         else:
-            st.number_input(name, min_value=lo, max_value=hi, value=None if value is None else float(value),
+            st.number_input(label, min_value=lo, max_value=hi, value=None if value is None else float(value),
                             step=_step(arg), format="%g", **common)
     elif arg.kind == "bool" and arg.default is None:
         options = [None, True, False]
-        st.selectbox(name, options, index=options.index(value) if value in options else None,
+        st.selectbox(label, options, index=options.index(value) if value in options else None,
                      format_func=lambda v: "auto" if v is None else str(v).lower(),
                      **common)
     elif arg.kind == "bool":
-        st.checkbox(name, value=bool(value), **common)
+        st.checkbox(label, value=bool(value), **common)
     elif arg.kind == "choice":
         choices = list(arg.choices)
-        st.selectbox(name, choices, index=choices.index(value) if value in choices else 0, **common)
+        st.selectbox(label, choices, index=choices.index(value) if value in choices else 0, **common)
+    elif arg.kind == "choices":
+        chosen = [v for v in value if v in arg.choices] if isinstance(value, list) else []
+        common["on_change"] = lambda: on_value(st.session_state[key] or None)  # none chosen: the default
+        st.multiselect(label, list(arg.choices), default=chosen, **common)
+    elif arg.kind == "text":
+        common["on_change"] = lambda: on_value(st.session_state[key] or None)
+        st.text_input(label, value=value or "", **common)
     else:
         raise AssertionError(arg.kind)
     if key in errors:
         st.error(md(errors[key]))
+
+
+def _object_input(label: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any], None]) -> None:
+    """An object Arg: a checkbox that turns it on or off (widget "toggle"), or a caption; then its fields in columns.
+    A field at its default is left out of the object, and an object with nothing left is no object at all, unless it is
+    a toggle that is on."""
+    toggle = arg.widget == "toggle"
+    given = dict(value) if isinstance(value, dict) else {}
+    if toggle:
+        st.checkbox(label, value is not None, key=key, help=arg.help or None,
+                    on_change=lambda: on_value({} if st.session_state[key] else None))
+        if value is None:
+            return
+    else:
+        st.caption(label, help=arg.help or None)
+
+    def put(field: str, v: Any) -> None:
+        new = {**given, field: v}
+        new = {k: x for k, x in new.items() if x is not None and x != arg.fields[k].default}
+        on_value(new if new or toggle else None)
+
+    for col, (field, sub) in zip(st.columns(len(arg.fields)), arg.fields.items()):
+        with col:
+            arg_input(field, sub, given.get(field, sub.default), f"{key}-{field}", lambda v, field=field: put(field, v))

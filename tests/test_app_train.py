@@ -3,9 +3,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from app_util import by_label, panel
 from streamlit.testing.v1 import AppTest
 
+from dlviz.preset.options import DATASETS
 from dlviz_app import runs
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -357,3 +359,62 @@ def test_continuing_a_run_picked_from_another_preset_keeps_its_continuation_on_v
     assert at.session_state[runs.RUN_ID] == h.run_id
     assert any("Showing a run of another preset" in w.value for w in at.warning)
     assert any("finished · epoch 4 ·" in p.proto.text for p in at.get("progress"))
+
+
+def data_widgets(at) -> list:
+    """Every input widget of the Data panel."""
+    box = panel(at, "Data")
+    return [*box.number_input, *box.slider, *box.selectbox, *box.multiselect, *box.checkbox]
+
+
+@pytest.mark.parametrize("name", ["tokens", *[n for n in DATASETS if n != "tokens"]])
+def test_each_dataset_s_widgets_show_what_training_uses(at, name):
+    """Switching the dataset shows its options at the values the data layer uses when the preset leaves them out."""
+    from dlviz.data.datasets import describe, load_dataset, option
+    from dlviz.preset.options import DATA_ARGS
+    from dlviz.preset.schema import DataSpec
+
+    by_label(panel(at, "Data").selectbox, "Dataset").set_value(name).run()
+    assert not at.exception
+    data = at.session_state["preset"]["data"]
+    assert data["name"] == name
+    spec = DataSpec.model_validate({**data, "target": "y"} if name == "csv" else data)
+    shown = data_widgets(at)
+    for key, arg in {**DATASETS[name].args, **DATA_ARGS}.items():
+        if arg.widget in ("upload", "column"):  # a CSV's file and column are picked, not set
+            continue
+        if arg.kind == "object":  # one widget a field, each at the field's default
+            for field, sub in arg.fields.items():
+                assert by_label(shown, sub.label).value == sub.default, (name, key, field)
+            assert option(spec, key) is None
+            continue
+        assert by_label(shown, arg.label).value == option(spec, key), (name, key)
+    if name == "tokens":  # and those values are the data training gets
+        ds = load_dataset(spec, 0)
+        widget = lambda label: by_label(shown, label).value  # noqa: E731
+        assert describe(spec) == (ds.input_shape, ds.task, ds.num_classes, ds.target_shape)
+        assert len(ds.x_train) + len(ds.x_val) == widget("Samples")
+        assert ds.input_shape == (widget("Sequence length"),) and ds.num_classes == widget("Vocabulary")
+        assert torch.equal(ds.y_train, ds.x_train.flip(1)) and widget("Task") == "reverse"
+
+
+def test_the_training_panel_shows_the_preset_s_values_and_the_defaults_of_the_rest(at):
+    from dlviz.preset.options import SEED, TRAINING
+    from dlviz.preset.schema import validate
+
+    exp = validate(at.session_state["preset"])
+    box = panel(at, "Training")
+    shown = [*box.number_input, *box.checkbox]
+    assert by_label(shown, SEED.label).value == exp.seed
+    for key, arg in TRAINING.items():
+        if arg.kind == "object":
+            assert by_label(shown, arg.label).value == (getattr(exp.training, key) is not None)
+        else:
+            assert by_label(shown, arg.label).value == getattr(exp.training, key), key
+    by_label(shown, "Early stopping").check().run()
+    assert at.session_state["preset"]["training"]["early_stopping"] == {}
+    patience = by_label(panel(at, "Training").number_input, "Patience (epochs)")
+    assert patience.value == TRAINING["early_stopping"].fields["patience"].default
+    patience.set_value(3).run()
+    assert at.session_state["preset"]["training"]["early_stopping"] == {"patience": 3}
+    assert validate(at.session_state["preset"]).training.early_stopping.patience == 3

@@ -100,6 +100,35 @@ def test_list_and_schema():
     assert schema["$schema"].startswith("https://json-schema.org/") and "LayerSpec" in schema["$defs"]
 
 
+def test_the_schema_lists_each_dataset_s_options_with_the_defaults_and_ranges_training_uses():
+    import jsonschema
+
+    from dlviz.data.datasets import option
+    from dlviz.preset.options import DATA_ARGS, DATASETS
+    from dlviz.preset.schema import DataSpec
+
+    code, out, err = cli("schema")
+    assert code == 0, err
+    schema = json.loads(out)
+    sets = {s["properties"]["name"]["const"]: s for s in schema["$defs"]["DataSpec"]["oneOf"]}
+    assert list(sets) == list(DATASETS)
+    for name, s in sets.items():
+        assert set(s["properties"]) == {"name", *DATASETS[name].args, *DATA_ARGS} and s["additionalProperties"] is False
+        spec = DataSpec.model_validate({"name": name, **({"target": "y"} if name == "csv" else {})})
+        for key, prop in s["properties"].items():
+            if key != "name" and key not in s["required"]:
+                assert prop["default"] == option(spec, key), (name, key)  # what the data layer uses without the key
+    assert sets["csv"]["required"] == ["name", "target"]
+    assert sets["circle"]["properties"]["noise"]["maximum"] == 0.5 and sets["moons"]["properties"]["noise"]["maximum"] == 10
+    assert sets["tokens"]["properties"]["task"]["enum"] == ["reverse", "sort", "majority"]
+    validator = jsonschema.Draft202012Validator(schema)
+    doc = gallery.raw("lenet5-mnist")
+    assert not list(validator.iter_errors(doc))
+    for data in ({"name": "mnist", "noise": 0.1}, {"name": "circle", "noise": 0.6}, {"name": "digits", "subset": 2000}):
+        assert list(validator.iter_errors({**doc, "data": data})), data  # the schema refuses what validate refuses
+        assert user_error(*cli("validate", "-", stdin=json.dumps({**doc, "data": data}))).startswith(f"error: data.{[*data][1]}:")
+
+
 def test_share_link_round_trip():
     code, link, err = cli("share", "lenet5-mnist", "--base-url", "https://example.org/app/")
     assert code == 0, err

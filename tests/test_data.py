@@ -8,8 +8,10 @@ import torch
 
 from dlviz.data import datasets as data
 from dlviz.errors import UserError
+from dlviz.preset import options
+from dlviz.preset.options import FEATURES
 from dlviz.preset.registry import CURVES, TOKEN_TASKS
-from dlviz.preset.schema import FEATURES, DataSpec
+from dlviz.preset.schema import FORMAT, DataSpec, validate
 
 IRIS_LIKE = b"sepal,petal,colour,species\n" + b"".join(
     f"{1 + i * 0.1:.1f},{(i * 7) % 10 / 3:.2f},{['red', 'green'][i % 2]},{['setosa', 'versicolor', 'virginica'][i % 3]}\n".encode()
@@ -29,6 +31,11 @@ SPECS = [
 
 def spec(**kw) -> DataSpec:
     return DataSpec.model_validate(kw)
+
+
+def validate_data(**kw):
+    """The data section `kw` checked as part of a preset, as the schema reports it."""
+    return validate({"format": FORMAT, "model": {"input_shape": [2], "layers": []}, "data": kw})
 
 
 def load(seed=0, csv=None, **kw) -> data.Dataset:
@@ -211,9 +218,9 @@ def test_regression_sets():
 
 
 def test_noise_range_is_playgrounds():
-    msg = user_error("data.noise", data.load_dataset, spec(name="circle", noise=0.6), 0)
+    msg = user_error("data.noise", validate_data, name="circle", noise=0.6)
     assert "0.5" in msg
-    data.describe(spec(name="moons", noise=0.8))  # not a Playground set: the schema's range applies
+    data.describe(spec(name="moons", noise=0.8))  # not a Playground set: a wider range applies
 
 
 @pytest.mark.parametrize("features", [["x1"], ["x1^2", "sin(x2)"], list(FEATURES)])
@@ -291,7 +298,7 @@ def test_digits_scaling_and_subset():
     assert ds.x_train.mean().item() == pytest.approx(0, abs=2e-3) and ds.x_train.std().item() == pytest.approx(1, abs=2e-3)
     sub = load(name="digits", subset=100)
     assert len(sub.x_train) + len(sub.x_val) == 100
-    user_error("data.subset", data.describe, spec(name="digits", subset=2000))
+    assert "1797" in user_error("data.subset", validate_data, name="digits", subset=2000)
 
 
 def test_mnist_is_mnist():
@@ -483,3 +490,36 @@ def test_csv_source_paths(tmp_path, monkeypatch):
 def test_too_few_rows_to_split():
     user_error("data.val_fraction", csv_load, b"a,y\n1,0\n2,1\n", "y", test_fraction=0.2)
     assert len(csv_load(b"a,y\n1,0\n2,1\n", "y").x_val) == 1
+
+
+# ---------------------------------------------------------------- the catalog
+
+
+def _same(a: data.Dataset, b: data.Dataset) -> bool:
+    """The same samples, split the same way, described the same way."""
+    ta, tb = tensors(a), tensors(b)
+    return (len(ta) == len(tb) and all(torch.equal(x, y) for x, y in zip(ta, tb))
+            and (a.note, a.input_shape, a.num_classes, a.features) == (b.note, b.input_shape, b.num_classes, b.features))
+
+
+@pytest.mark.parametrize("name", list(options.DATASETS))
+def test_every_option_s_default_is_what_the_data_layer_uses_without_it(name):
+    """Generating with each option at the catalog's default gives the data generated without the option."""
+    base = {"target": "species"} if name == "csv" else {}
+    without = load(name=name, **base)
+    for key, arg in {**options.DATASETS[name].args, **options.DATA_ARGS}.items():
+        if arg.required or key in base or key == "source":
+            continue
+        assert _same(load(name=name, **base, **{key: arg.default}), without), key
+        assert data.option(spec(name=name, **base), key) == arg.default
+
+
+def test_the_catalog_names_every_dataset_the_data_layer_makes():
+    made = {*data._GENERATORS, *data.IMAGE_SETS, "csv"}
+    assert made == set(options.DATASETS)
+    for name, entry in options.DATASETS.items():  # and a different default changes the data, so the option is read
+        for key, arg in entry.args.items():
+            if arg.kind in ("int", "float") and arg.default is not None and name != "csv":
+                step = arg.step or 1
+                changed = arg.default + step if arg.le is None or arg.default + step <= arg.le else arg.default - step
+                assert not _same(load(name=name, **{key: changed}), load(name=name)), (name, key)

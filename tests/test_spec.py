@@ -93,13 +93,13 @@ def test_wrong_values_name_their_path():
     ({"name": "mnist", "noise": 0.1}, "data.noise", ["does not apply to the mnist dataset"]),
     ({"name": "xor", "subset": 100}, "data.subset", ["does not apply to the xor dataset"]),
     ({"name": "circle", "classes": 3}, "data.classes", ["does not apply"]),
-    ({"name": "xor", "features": ["x1", "x3"]}, "data.features[1]", ["unknown feature"]),
+    ({"name": "xor", "features": ["x1", "x3"]}, "data.features[1]", ["'x3' is not one of 'x1', 'x2'"]),
     ({"name": "xor", "features": ["x1", "x1"]}, "data.features", ["twice"]),
     ({"name": "curve", "function": "sine"}, "data.function", ["did you mean 'sin'"]),
     ({"name": "tokens", "task": "revers"}, "data.task", ["did you mean 'reverse'"]),
     ({"name": "csv", "source": "a.csv"}, "data.target", ["required"]),
     ({"name": "xor", "val_fraction": 1.5}, "data.val_fraction", ["less than 1"]),
-    ({"name": "xor", "val_fraction": -0.1}, "data.val_fraction", ["greater than or equal to 0"]),
+    ({"name": "xor", "val_fraction": -0.1}, "data.val_fraction", ["at least 0"]),
     ({"name": "xor", "test_fraction": 1}, "data.test_fraction", []),
     ({"name": "xor", "val_fraction": 0.5, "test_fraction": 0.45}, "data.test_fraction", ["10%"]),
     ({"name": "xor", "val_fraction": "0.2"}, "data.val_fraction", []),
@@ -384,4 +384,4 @@ def test_validation_errors_carry_their_path_as_data():
     assert info.value.path == "model.layers[0].out_features" and info.value.message.startswith("must be at least 1")
     with pytest.raises(UserError) as info:
         validate({**gallery.raw("xor"), "data": {**gallery.raw("xor")["data"], "features": ["x1", "x9"]}})
-    assert info.value.path == "data.features[1]" and "unknown feature" in info.value.message
+    assert info.value.path == "data.features[1]" and "is not one of" in info.value.message

@@ -12,6 +12,7 @@ import torch
 from dlviz import limits as _limits
 from dlviz.data import uploads
 from dlviz.errors import UserError, clip, did_you_mean
+from dlviz.preset import options
 from dlviz.preset.schema import Augment, DataSpec
 from dlviz.runtime import (
     CURVE_RANGE,
@@ -40,7 +41,6 @@ from dlviz.runtime import POINT_SETS as _POINT_SETS
 PLAYGROUND = ("circle", "xor", "gauss", "spiral", "reg-plane", "reg-gauss")
 POINT_SETS = tuple(_POINT_SETS)  # 2-D points mapped through `features`
 IMAGE_SETS = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
-IMAGE_COUNTS = {"digits": 1797, "mnist": 5000}
 
 # Pixels in [0, 1] are normalized with fixed constants rather than per-split statistics, so that one
 # image maps to the same input whatever the seed, split or subset, and an exported script needs two numbers.
@@ -52,20 +52,6 @@ MAX_TEXT_CLASSES = 100    # a text target with more values is more likely an ID 
 MISSING_DROP_FRACTION = 0.1
 CSV_SUFFIXES = uploads.SUFFIXES
 MAX_COLUMNS_LISTED = 10  # columns a message names before it says how many more there are
-
-DEFAULTS: dict[str, dict[str, Any]] = {
-    # Playground's own sample counts: 500 for its classification sets, 1,200 for its regression sets
-    **{name: {"num_samples": 500, "noise": 0.0, "features": ["x1", "x2"]} for name in ("circle", "xor", "gauss", "spiral")},
-    **{name: {"num_samples": 1200, "noise": 0.0, "features": ["x1", "x2"]} for name in ("reg-plane", "reg-gauss")},
-    "moons": {"num_samples": 500, "noise": 0.1, "features": ["x1", "x2"]},
-    "blobs": {"num_samples": 500, "noise": 0.0, "features": ["x1", "x2"], "classes": 3},
-    "curve": {"num_samples": 500, "noise": 0.1, "function": "sin", "outliers": 0.0},
-    "sine": {"num_samples": 1000, "noise": 0.0, "seq_len": 20},
-    "tokens": {"num_samples": 2000, "seq_len": 8, "task": "reverse", "vocab": 10},
-    "digits": {"subset": None, "augment": None},
-    "mnist": {"subset": None, "augment": None},
-    "csv": {"source": None, "target": None},
-}
 
 CURVE_FORMULAS = {"sin": "sin(x)", "cubic": "x³/9", "abs": "|x|", "step": "sign(x)"}  # as notes show the curves
 
@@ -116,19 +102,14 @@ class Dataset:
 
 
 def option(spec: DataSpec, key: str) -> Any:
-    """The value of a data option: the preset's, or the dataset's default when the preset leaves it out."""
+    """The value of a data option: the preset's, or the catalog's default for the dataset when the preset leaves it out."""
     value = getattr(spec, key)
-    return DEFAULTS.get(spec.name, {}).get(key) if value is None else value
+    return options.default(spec.name, key) if value is None else value
 
 
 def _check(spec: DataSpec) -> None:
-    """Problems the schema cannot see because they depend on the dataset."""
-    name = spec.name
-    if name in PLAYGROUND and option(spec, "noise") > 0.5:
-        raise UserError("data.noise", f"the {name} set takes noise from 0 to 0.5, as in TensorFlow Playground; got {spec.noise}")
-    if name in IMAGE_SETS and spec.subset is not None and spec.subset > IMAGE_COUNTS[name]:
-        raise UserError("data.subset", f"{name} has {IMAGE_COUNTS[name]:,} images, so subset can be at most {IMAGE_COUNTS[name]:,}; got {spec.subset:,}")
-    if name in ("sine", "tokens"):
+    """Problems the schema cannot see because they depend on the server's limits and on two options at once."""
+    if spec.name in ("sine", "tokens"):
         budget = 100 * _limits.current().max_samples  # a sequence sample costs seq_len elements, not one
         elements = option(spec, "num_samples") * option(spec, "seq_len")
         if elements > budget:
@@ -268,6 +249,7 @@ def _tokens(spec: DataSpec, rng: np.random.Generator) -> dict:
                 feature_names=[f"position {i}" for i in range(seq_len)], note=note)
 
 
+# the generated sets by name (digits, mnist and csv are loaded, not generated); options.DATASETS lists their options
 _GENERATORS = {**{name: _points_set for name in POINT_SETS}, "curve": _curve, "sine": _sine, "tokens": _tokens}
 
 

@@ -37,11 +37,15 @@ def _show(v: Any) -> str:
 
 @dataclass(frozen=True)
 class Arg:
-    """One constructor argument.
+    """One argument or option: a layer's constructor argument, a dataset's option, a training field.
 
-    kind: int | float | bool | choice | size (int or list of `dims` ints) | ints (list of ints) |
-          floats (list of `dims` numbers) | padding (size or 'same'/'valid') | number_or_list.
+    kind: int | float | bool | choice | choices (distinct values from `choices`, at least one) | text (at most
+          `dims` characters) | object (a JSON object whose keys are the Args in `fields`) | size (int or list of
+          `dims` ints) | ints (list of ints) | floats (list of `dims` numbers) | padding (size or 'same'/'valid') |
+          number_or_list.
     `dims` is the list length a list-valued kind accepts (0: any length, None: decided by the layer).
+    The widget shows `label` (the key when empty) and steps by `step`; `widget` picks a drawing where a kind has two:
+    "slider" for a number with both ends bounded, "toggle" for an object that is on or off.
     """
 
     kind: str
@@ -54,6 +58,10 @@ class Arg:
     dims: int | None = None
     help: str = ""
     nullable: bool = field(default=False)
+    label: str = ""
+    step: float | None = None
+    widget: str = ""
+    fields: dict[str, "Arg"] | None = None
 
     @property
     def required(self) -> bool:
@@ -97,6 +105,18 @@ class Arg:
                 opts = ", ".join(repr(c) for c in self.choices)
                 raise ArgError(f"{_show(v)} is not one of {opts}{hint}")
             return v
+        if k == "choices":
+            return self._choices(v)
+        if k == "text":
+            if not isinstance(v, str):
+                raise ArgError(f"expected text, got {_show(v)}")
+            if self.dims and len(v) > self.dims:
+                raise ArgError(f"must be at most {self.dims} characters, got {len(v):,}")
+            return v
+        if k == "object":
+            if not isinstance(v, dict):
+                raise ArgError(f"expected an object, got {_show(v)}")
+            return check_args(self.fields, v, defaults=False)
         if k == "padding" and isinstance(v, str):
             if v not in ("same", "valid"):
                 raise ArgError(f"padding must be a number, a list, 'same' or 'valid', got {_show(v)}")
@@ -116,6 +136,19 @@ class Arg:
             return [self._number(num, x) for x in v]
         raise AssertionError(f"unknown Arg kind {k}")
 
+    def _choices(self, v: Any) -> list:
+        if not isinstance(v, list) or not v:
+            raise ArgError(f"expected a list of one or more of {', '.join(repr(c) for c in self.choices)}, got {_show(v)}")
+        for i, x in enumerate(v):
+            try:
+                Arg("choice", choices=self.choices).validate(x)
+            except ArgError as e:
+                raise ArgError(e.message, (i,)) from None
+        twice = next((x for i, x in enumerate(v) if x in v[:i]), None)
+        if twice is not None:
+            raise ArgError(f"lists {_show(twice)} twice")
+        return list(v)
+
     def json_schema(self) -> dict:
         """JSON Schema for this argument, for editors and `python -m dlviz schema`."""
         bounds = {}
@@ -131,6 +164,13 @@ class Arg:
             s = {"type": "boolean"}
         elif k == "choice":
             s = {"enum": list(self.choices)}
+        elif k == "choices":
+            s = {"type": "array", "items": {"enum": list(self.choices)}, "minItems": 1, "uniqueItems": True}
+        elif k == "text":
+            s = {"type": "string", **({"maxLength": self.dims} if self.dims else {})}
+        elif k == "object":
+            s = {"type": "object", "properties": {key: a.json_schema() for key, a in self.fields.items()},
+                 "additionalProperties": False}
         elif k in ("size", "padding", "ints"):
             item = {"type": "integer", **bounds}
             arr = {"type": "array", "items": item, "minItems": self.dims or 1, "maxItems": self.dims or 8}
@@ -150,10 +190,11 @@ class Arg:
         return s
 
 
-def check_args(args: dict[str, Arg], given: dict) -> dict:
-    """Validate `given` against `args`; returns the full argument dict with defaults filled in.
+def check_args(args: dict[str, Arg], given: dict, defaults: bool = True) -> dict:
+    """Validate `given` against `args`; returns the checked values, with the defaults of the keys left out filled in
+    unless `defaults` is false.
 
-    Raises ArgError whose `loc` is the offending key."""
+    Raises ArgError whose `loc` is the offending key (and the place inside its value)."""
     from dlviz.errors import did_you_mean
 
     out = {}
@@ -165,9 +206,9 @@ def check_args(args: dict[str, Arg], given: dict) -> dict:
             try:
                 out[key] = arg.validate(given[key])
             except ArgError as e:
-                raise ArgError(e.message, (key,)) from None
+                raise ArgError(e.message, (key, *e.loc)) from None
         elif arg.required:
             raise ArgError("is required", (key,))
-        else:
+        elif defaults:
             out[key] = arg.default
     return out

@@ -3,37 +3,30 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, ClassVar, Optional
+from typing import Annotated, Any, ClassVar, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from dlviz import limits as _limits
 from dlviz.errors import FieldError, UserError, did_you_mean, json_path
-from dlviz.preset.args import check_args
+from dlviz.preset.args import Arg, ArgError, check_args
+from dlviz.preset.options import AUGMENT, DATA_ARGS, DATASETS, EARLY_STOPPING, SEED, TRAINING
 from dlviz.preset.registry import ALL_LAYERS, BIAS_CHOICES, BLOCKS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
 
 FORMAT = "dlviz-preset/1"
 MIGRATIONS: dict[str, Any] = {}  # older format name -> function(doc) -> doc one version newer
 
-DATASETS: dict[str, tuple[str, ...]] = {
-    # name -> the optional data keys that apply to it (besides the split and batch keys every set takes)
-    "circle": ("noise", "num_samples", "features"),
-    "xor": ("noise", "num_samples", "features"),
-    "gauss": ("noise", "num_samples", "features"),
-    "spiral": ("noise", "num_samples", "features"),
-    "reg-plane": ("noise", "num_samples", "features"),
-    "reg-gauss": ("noise", "num_samples", "features"),
-    "moons": ("noise", "num_samples", "features"),
-    "blobs": ("noise", "num_samples", "features", "classes"),
-    "curve": ("noise", "num_samples", "function", "outliers"),
-    "sine": ("noise", "num_samples", "seq_len"),
-    "tokens": ("num_samples", "seq_len", "task", "vocab"),
-    "digits": ("subset", "augment"),
-    "mnist": ("subset", "augment"),
-    "csv": ("source", "target"),
-}
-FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)")
-COMMON_DATA_KEYS = ("name", "val_fraction", "test_fraction", "batch_size")
+COMMON_DATA_KEYS = ("name", *DATA_ARGS)
 
 
 def _cut(v: Any) -> str:
@@ -241,30 +234,28 @@ class ModelSpec(Strict):
         return v
 
 
-class Augment(Strict):
-    hflip: bool = False
-    crop: int = Field(0, ge=0, le=8, description="random shifts of up to this many pixels")
-    noise: float = Field(0.0, ge=0, le=1, description="std of Gaussian noise added to the pixels")
+def _checked(arg: Arg) -> Any:
+    """A field type that `arg` checks and documents."""
+    return Annotated[Any, AfterValidator(arg.validate), WithJsonSchema(arg.json_schema())]
 
 
-class DataSpec(Strict):
+def arg_model(name: str, args: dict[str, Arg], base: type[Strict] = Strict, **objects: type[Strict]) -> type[Strict]:
+    """A preset section whose keys are `args`: each value checked by its Arg, each key left out at the Arg's default.
+    An object-valued Arg is the section model given for its key in `objects`."""
+    fields = {key: (Optional[objects[key]] if arg.kind == "object" else _checked(arg), ... if arg.required else arg.default)
+              for key, arg in args.items()}
+    return create_model(name, __base__=base, __module__=__name__, **fields)
+
+
+Augment = arg_model("Augment", AUGMENT)
+EarlyStopping = arg_model("EarlyStopping", EARLY_STOPPING)
+
+
+class _Data(Strict):
+    """The data section: `name` picks a dataset of options.DATASETS, whose own Args check the options it takes; a
+    dataset option left out is None here, and the data layer uses the catalog's default."""
+
     name: str
-    val_fraction: float = Field(0.2, ge=0, lt=1)
-    test_fraction: float = Field(0.0, ge=0, lt=1)
-    batch_size: int = Field(32, ge=1)
-    num_samples: Optional[int] = Field(None, ge=10)
-    noise: Optional[float] = Field(None, ge=0, le=10)
-    features: Optional[list[str]] = Field(None, min_length=1)
-    classes: Optional[int] = Field(None, ge=2, le=10)
-    function: Optional[str] = None
-    outliers: Optional[float] = Field(None, ge=0, le=0.5)
-    seq_len: Optional[int] = Field(None, ge=2, le=512)
-    task: Optional[str] = None
-    vocab: Optional[int] = Field(None, ge=2, le=1000)
-    subset: Optional[int] = Field(None, ge=10)
-    augment: Optional[Augment] = None
-    source: Optional[str] = Field(None, max_length=200)
-    target: Optional[str] = Field(None, max_length=200)
 
     @field_validator("name")
     @classmethod
@@ -273,40 +264,20 @@ class DataSpec(Strict):
             raise FieldError(f"unknown dataset {_cut(v)}{did_you_mean(v, DATASETS)}; choose one of {', '.join(DATASETS)}")
         return v
 
-    @field_validator("features")
-    @classmethod
-    def _features(cls, v):
-        for i, f in enumerate(v or []):
-            if f not in FEATURES:
-                raise FieldError(f"unknown feature {_cut(f)}{did_you_mean(f, FEATURES)}; choose from {', '.join(FEATURES)}", (i,))
-        if v and len(set(v)) != len(v):
-            raise FieldError("lists a feature twice")
-        return v
-
-    @field_validator("function")
-    @classmethod
-    def _function(cls, v):
-        from dlviz.preset.registry import CURVES
-
-        if v not in CURVES:
-            raise FieldError(f"unknown curve {_cut(v)}{did_you_mean(v, CURVES)}; choose one of {', '.join(CURVES)}")
-        return v
-
-    @field_validator("task")
-    @classmethod
-    def _task(cls, v):
-        from dlviz.preset.registry import TOKEN_TASKS
-
-        if v not in TOKEN_TASKS:
-            raise FieldError(f"unknown task {_cut(v)}{did_you_mean(v, TOKEN_TASKS)}; choose one of {', '.join(TOKEN_TASKS)}")
-        return v
-
     @model_validator(mode="after")
     def _applies(self):
-        allowed = DATASETS[self.name]
-        for key in self.model_fields_set:
-            if key not in COMMON_DATA_KEYS and key not in allowed:
-                raise FieldError(f"does not apply to the {self.name} dataset (it takes {', '.join(allowed) or 'no options'})", (key,))
+        args = DATASETS[self.name].args
+        for key in self.model_fields_set - set(COMMON_DATA_KEYS):
+            if key not in args:
+                raise FieldError(f"does not apply to the {self.name} dataset (it takes {', '.join(args) or 'no options'})", (key,))
+            if args[key].kind != "object":  # an object is its own section model, checked already
+                try:
+                    self.__dict__[key] = args[key].validate(getattr(self, key))
+                except ArgError as e:
+                    raise FieldError(e.message, (key, *e.loc)) from None
+        for key, arg in args.items():
+            if arg.required and getattr(self, key) is None:
+                raise FieldError(f"is required for the {self.name} dataset: {arg.help}", (key,))
         if self.val_fraction + self.test_fraction >= 0.9:
             raise FieldError("val_fraction + test_fraction must leave at least 10% for training", ("test_fraction",))
         lim = _limits.current()
@@ -314,35 +285,37 @@ class DataSpec(Strict):
             raise FieldError(f"{self.batch_size} is over the limit of {lim.max_batch_size} (DLVIZ_MAX_BATCH_SIZE)", ("batch_size",))
         if self.num_samples is not None and self.num_samples > lim.max_samples:
             raise FieldError(f"{self.num_samples:,} is over the limit of {lim.max_samples:,} (DLVIZ_MAX_SAMPLES)", ("num_samples",))
-        if self.name == "csv" and not self.target:
-            raise FieldError("is required for a CSV: name the column to predict", ("target",))
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler) -> dict:
+        common = {key: arg.json_schema() for key, arg in DATA_ARGS.items()}
+        return {"title": "DataSpec", "description": "The dataset and its options; each dataset takes its own.", "oneOf": [
+            {"type": "object", "title": name, "description": entry.doc,
+             "properties": {"name": {"const": name}, **common, **{key: arg.json_schema() for key, arg in entry.args.items()}},
+             "required": ["name", *[key for key, arg in entry.args.items() if arg.required]], "additionalProperties": False}
+            for name, entry in DATASETS.items()]}
+
+
+_OPTIONS = {key: arg for entry in DATASETS.values() for key, arg in entry.args.items()}  # a key's Arg differs by dataset
+_DATA_OBJECTS = {"augment": Augment}
+DataSpec = create_model("DataSpec", __base__=_Data, __module__=__name__,
+                        **{key: (_checked(arg), arg.default) for key, arg in DATA_ARGS.items()},
+                        **{key: (Optional[_DATA_OBJECTS[key]] if arg.kind == "object" else Any, None) for key, arg in _OPTIONS.items()})
+
+
+class _Training(Strict):
+    """The training section: the fields of options.TRAINING, with the epochs within the server's limit."""
+
+    @model_validator(mode="after")
+    def _epochs(self):
+        lim = _limits.current().max_epochs
+        if self.epochs > lim:
+            raise FieldError(f"{self.epochs} epochs is over the limit of {lim} (DLVIZ_MAX_EPOCHS)", ("epochs",))
         return self
 
 
-class EarlyStopping(Strict):
-    patience: int = Field(5, ge=1)
-    min_delta: float = Field(0.0, ge=0)
-    restore_best: bool = True
-
-
-class TrainingSpec(Strict):
-    epochs: int = Field(10, ge=1)
-    l1: float = Field(0.0, ge=0, description="λ₁·Σ|w| added to the loss (weights only, not biases)")
-    l2: float = Field(0.0, ge=0, description="λ₂·Σw² added to the loss; unlike weight_decay it flows through the optimizer's statistics")
-    max_norm: Optional[float] = Field(None, gt=0, description="rescale each unit's incoming weight vector to norm ≤ max_norm after each step")
-    grad_clip: Optional[float] = Field(None, gt=0, description="clip the global gradient norm to this value")
-    early_stopping: Optional[EarlyStopping] = None
-    telemetry_every: Optional[int] = Field(None, ge=1, description="steps between activation statistics and histograms; "
-                                           "empty: about 30 probes a run, every step in a run of under 60 steps, at most 50 apart")
-    trajectory_every: int = Field(10, ge=1, description="steps between saved parameter snapshots")
-
-    @field_validator("epochs")
-    @classmethod
-    def _epochs(cls, v):
-        lim = _limits.current().max_epochs
-        if v > lim:
-            raise FieldError(f"{v} epochs is over the limit of {lim} (DLVIZ_MAX_EPOCHS)")
-        return v
+TrainingSpec = arg_model("TrainingSpec", TRAINING, _Training, early_stopping=EarlyStopping)
 
 
 PAGES = ("build", "train", "inspect", "landscape")
@@ -370,7 +343,7 @@ class Experiment(Strict):
     name: str = Field("Untitled", max_length=200)
     description: str = Field("", max_length=2000)
     look_at: str = Field("", max_length=2000, description="what to look at: the lesson's note")
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    seed: _checked(SEED) = SEED.default
     data: Optional[DataSpec] = None
     model: ModelSpec
     loss: Optional[LossSpec] = None

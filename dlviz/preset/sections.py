@@ -4,8 +4,9 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional
 
+from dlviz.preset.args import Arg
+from dlviz.preset.options import DATA_ARGS, TRAINING, data_option
 from dlviz.preset.registry import LOSSES, OPTIMIZERS, SCHEDULES
-from dlviz.preset.schema import COMMON_DATA_KEYS
 
 TABLES = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
 
@@ -14,19 +15,24 @@ def set_dataset(doc: dict, name: str) -> dict:
     """Switch the dataset, keeping the split and batch settings and dropping options the new set does not take."""
     doc = copy.deepcopy(doc)
     old = doc.get("data") or {}
-    data = {"name": name, **{k: v for k, v in old.items() if k in COMMON_DATA_KEYS and k != "name"}}
+    data = {"name": name, **{k: v for k, v in old.items() if k in DATA_ARGS}}
     doc["data"] = data
     return doc
 
 
+def _put(section: dict, key: str, value: Any, arg: Optional[Arg]) -> None:
+    """Write one key of a section; None or the Arg's default is written as no key at all (the default applies)."""
+    if value is None or (arg is not None and not arg.required and value == arg.default):
+        section.pop(key, None)
+    else:
+        section[key] = value
+
+
 def set_data_option(doc: dict, key: str, value: Any) -> dict:
-    """Set one data option; None removes it (the dataset's default applies)."""
+    """Set one data option; None or the dataset's default removes it."""
     doc = copy.deepcopy(doc)
     data = doc.setdefault("data", {"name": "spiral"})
-    if value is None:
-        data.pop(key, None)
-    else:
-        data[key] = value
+    _put(data, key, value, data_option(data.get("name"), key))
     return doc
 
 
@@ -58,23 +64,15 @@ def set_typed_arg(doc: dict, section: str, key: str, value: Any) -> dict:
     """Set one argument of the loss, optimizer or schedule; the default value is written as no key at all."""
     doc = copy.deepcopy(doc)
     part = doc[section]
-    arg = TABLES[section][part["type"]].args[key]
-    if not arg.required and value == arg.default:
-        part.pop(key, None)
-    else:
-        part[key] = value
+    _put(part, key, value, TABLES[section][part["type"]].args[key])
     return doc
 
 
 def set_training(doc: dict, key: str, value: Any) -> dict:
-    """Set one key of the training section (None removes it); `seed` lives at the top of the preset."""
+    """Set one key of the training section (None or its default removes it); `seed` lives at the top of the preset."""
     doc = copy.deepcopy(doc)
     if key == "seed":
         doc["seed"] = value
         return doc
-    training = doc.setdefault("training", {})
-    if value is None:
-        training.pop(key, None)
-    else:
-        training[key] = value
+    _put(doc.setdefault("training", {}), key, value, TRAINING.get(key))
     return doc
