@@ -359,11 +359,15 @@ PIXEL_STATS = {"mnist": (0.1307, 0.3081), "digits": (0.3053, 0.3760)}
 
 
 def image_data(images, labels, mean, std, subset, seed, val_fraction, test_fraction):
-    """split_data of images normalized as (pixel - mean) / std, first cut to a subset drawn on the seed's SUBSET_STREAM."""
+    """[train, validation, test] images normalized as (pixel - mean) / std and their labels, and the index arrays: a subset
+    drawn on the seed's SUBSET_STREAM, then split by class. Each part is normalized on its own, in the layout (N, 1, H, W)
+    that convolutions compute their bits in."""
     if subset is not None:
         keep = np.random.default_rng([seed, SUBSET_STREAM]).permutation(len(images))[:subset]
         images, labels = images[keep], labels[keep]
-    return split_data((images - np.float32(mean)) / np.float32(std), labels, seed, val_fraction, test_fraction)
+    parts = split(len(images), labels, val_fraction, test_fraction, np.random.default_rng([seed, SPLIT_STREAM]))
+    xs = [torch.from_numpy((images[i] - np.float32(mean)) / np.float32(std)) for i in parts]
+    return xs, [torch.from_numpy(labels[i]) for i in parts], parts
 
 
 def augment(x, generator, mean, std, hflip=False, crop=0, noise=0.0):
@@ -486,6 +490,8 @@ def table_data(frame, target, classification, seed, val_fraction, test_fraction)
     y = class_ids(table[target]) if classification else table[target].to_numpy(dtype=np.float64)[:, None]
     parts = split(len(y), y if classification else None, val_fraction, test_fraction, np.random.default_rng([seed, SPLIT_STREAM]))
     x, *x_scale = table_inputs(table, numeric, {c: sorted(set(table[c].astype(str))) for c in text}, parts[0])
-    y, *y_scale = (y, None) if classification else standardize_target(y, parts[0])
+    y_scale = None
+    if not classification:
+        y, *y_scale = standardize_target(y, parts[0])
     kind = np.int64 if classification else np.float32
     return as_tensors([x[i] for i in parts], np.float32), as_tensors([y[i] for i in parts], kind), parts, x_scale, y_scale

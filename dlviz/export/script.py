@@ -1,14 +1,15 @@
 """A preset as a standalone PyTorch training script.
 
-The script is assembled from dlviz.runtime's own source (the kernels the preset needs, found by walking its syntax
-tree) followed by the preset's model and training loop, written out; it imports no dlviz."""
+The script is assembled from the kernels' own source (those of dlviz.runtime and dlviz.loop the preset needs, found by
+walking their syntax trees) followed by the preset's model and training loop, written out; it imports no dlviz."""
 from __future__ import annotations
 
 import ast
 import inspect
 import json
 from functools import lru_cache
-from typing import Any, Optional
+from itertools import groupby
+from typing import Any
 
 from torch import nn
 
@@ -175,21 +176,15 @@ def _init_fill(init, kernels: list[str]) -> str:
 
 
 def _init_code(inits, kernels: list[str]) -> str:
+    """init_weights(): the inits layer by layer in preset order, the order they draw random numbers in (a loop for a run of
+    layers with the same init)."""
     lines = ["@torch.no_grad()", "def init_weights(model):",
              '    """The preset\'s initializations, layer by layer in preset order (the order they draw random numbers in)."""']
-    i = 0
-    while i < len(inits):
-        j = i
-        while j + 1 < len(inits) and inits[j + 1][1] == inits[i][1]:
-            j += 1
-        init = inits[i][1]
+    for init, group in groupby(inits, key=lambda item: item[1]):
         fill = f"lambda w: {_init_fill(init, kernels)}" + ("" if init.bias == "zeros" else ", zero_bias=False")
-        names = [n for n, _ in inits[i:j + 1]]
-        if len(names) == 1:
-            lines.append(f"    init_module(model.get_submodule({_lit(names[0])}), {fill})")
-        else:
-            lines += [f"    for name in {_lit(names)}:", f"        init_module(model.get_submodule(name), {fill})"]
-        i = j + 1
+        names = [name for name, _ in group]
+        lines += ([f"    init_module(model.get_submodule({_lit(names[0])}), {fill})"] if len(names) == 1 else
+                  [f"    for name in {_lit(names)}:", f"        init_module(model.get_submodule(name), {fill})"])
     kernels.append("init_module")
     return "\n".join(lines)
 
@@ -292,15 +287,12 @@ def script(exp: Experiment) -> str:
     data_consts, data_kernels, load, data_heading = _data_code(exp, classification)
     head = [f"SEED = {exp.seed}", f"EPOCHS = {tr.epochs}", f"BATCH_SIZE = {data.batch_size}", *data_consts,
             f"CLASSES = {classes}" if classification else "CLASSES = None  # a regression: no classes"]
-    if tr.l1 > 0 or tr.l2 > 0:
-        head.append(f"L1, L2 = {_lit(tr.l1)}, {_lit(tr.l2)}  # λ₁·Σ|w| and λ₂·Σw² added to the loss")
-    if tr.grad_clip is not None:
-        head.append(f"GRAD_CLIP = {_lit(tr.grad_clip)}  # the largest global gradient norm")
-    if tr.max_norm is not None:
-        head.append(f"MAX_NORM = {_lit(tr.max_norm)}  # the largest norm of each unit's incoming weights")
-    if es is not None:
-        head.append(f"PATIENCE, MIN_DELTA, RESTORE_BEST = {es.patience}, {_lit(es.min_delta)}, {es.restore_best}  # early stopping")
-    head.append(f"THREADS = {_limits.current().train_threads}  # one thread computes the same bits on every run, as dlviz trains")
+    head += [line for on, line in [
+        (tr.l1 > 0 or tr.l2 > 0, f"L1, L2 = {_lit(tr.l1)}, {_lit(tr.l2)}  # λ₁·Σ|w| and λ₂·Σw² added to the loss"),
+        (tr.grad_clip is not None, f"GRAD_CLIP = {_lit(tr.grad_clip)}  # the largest global gradient norm"),
+        (tr.max_norm is not None, f"MAX_NORM = {_lit(tr.max_norm)}  # the largest norm of each unit's incoming weights"),
+        (es is not None, f"PATIENCE, MIN_DELTA, RESTORE_BEST = {es.patience}, {_lit(es.min_delta)}, {es.restore_best}  # early stopping" if es else ""),
+        (True, f"THREADS = {_limits.current().train_threads}  # one thread computes the same bits on every run, as dlviz trains")] if on]
     prepare = objective.prepare
     loss_call = _call(f"nn.{type(objective.loss_fn).__name__}", type(objective.loss_fn), (), dict(exp.loss.args))
     net = ["class Net(nn.Module):", '    """The preset\'s model; its parameter names are dlviz\'s, so weights saved by dlviz load into it."""',
@@ -329,17 +321,6 @@ def script(exp: Experiment) -> str:
            '"""', f"# Exported by dlviz {__version__} from this preset:", *("# " + line for line in _compact_json(exp.to_dict()).splitlines()),
            "", *std, "", "import numpy as np", "import torch", "from torch import nn"]
     return _join(["\n".join(top), *parts])
-
-
-def _schedule_code(exp: Experiment) -> Optional[str]:
-    s = exp.schedule
-    if s is None:
-        return None
-    cls = SCHEDULES[s.type].cls
-    code = _call(f"torch.optim.lr_scheduler.{cls.__name__}", cls, ("@optimizer",), dict(s.args)).replace('"@optimizer"', "optimizer")
-    if SCHEDULES[s.type].step == "batch":
-        code = code[:-1] + ", total_steps=EPOCHS * steps_per_epoch)"
-    return code
 
 
 def _compact_json(v: Any, indent: int = 0, lead: int = 0, width: int = 110) -> str:
@@ -394,6 +375,10 @@ def _main_code(exp: Experiment, classification: bool, has_inits: bool) -> str:
     opt_args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()}
     optimizer = _call(f"torch.optim.{opt.__name__}", opt, ("@params",), opt_args).replace('"@params"', "params")
     csv = data.name == "csv"
+    if step is not None:
+        cls = SCHEDULES[exp.schedule.type].cls
+        scheduler = _call(f"torch.optim.lr_scheduler.{cls.__name__}", cls, ("@optimizer",), dict(exp.schedule.args)).replace('"@optimizer"', "optimizer")
+        scheduler = scheduler[:-1] + ", total_steps=EPOCHS * steps_per_epoch)" if step == "batch" else scheduler
     L = ["torch.set_num_threads(THREADS)",  # lines of main(), indented by 4
          *(["path = sys.argv[1] if len(sys.argv) > 1 else CSV_PATH  # a table named on the command line replaces the exported one"] if csv else []),
          f"(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data({'path' if csv else ''})",
@@ -406,7 +391,7 @@ def _main_code(exp: Experiment, classification: bool, has_inits: bool) -> str:
          *(["constrain = lambda: renorm_(weights, MAX_NORM)  # after each step"] if tr.max_norm is not None else []),
          f"optimizer = {optimizer}", "n = len(x_train)",
          *(["steps_per_epoch = math.ceil(n / BATCH_SIZE)"] if step == "batch" else []),
-         *([f"scheduler = {_schedule_code(exp)}"] if step is not None else []),
+         *([f"scheduler = {scheduler}"] if step is not None else []),
          "generator = torch.Generator().manual_seed(SEED)  # batch order" + (" and augmentation" if augment else ""),
          "torch.manual_seed(SEED)  # dropout draws from the global generator, reseeded after the model is built",
          *(["early = EarlyStopping(PATIENCE, MIN_DELTA, RESTORE_BEST)"] if es is not None else []),

@@ -1,7 +1,9 @@
 """A model's weights out of dlviz: as ONNX (checked against PyTorch in onnxruntime), safetensors or a state dict."""
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 from typing import Optional
 
 import torch
@@ -98,24 +100,17 @@ def _run_onnx(path, x):
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-class _quiet:
+@contextlib.contextmanager
+def _quiet():
     """Silence what the exporter prints to stdout and stderr, so the CLI prints one line."""
-
-    def __enter__(self):
-        import contextlib
-        import logging
-
-        self._stack = contextlib.ExitStack()
-        log = logging.getLogger("torch")
-        level = log.level
-        log.setLevel(logging.ERROR)  # the exporter's notes (missing optional operators, tracing details) are not the user's business
-        self._stack.callback(log.setLevel, level)
-        self._stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-        self._stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-        return self
-
-    def __exit__(self, *exc):
-        return self._stack.__exit__(*exc)
+    log = logging.getLogger("torch")
+    level = log.level
+    log.setLevel(logging.ERROR)  # the exporter's notes (missing optional operators, tracing details) are not the user's business
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def _export_reason(e: BaseException) -> str:
