@@ -22,7 +22,7 @@ def open_train(pg, url: str, epochs: int) -> None:
     pg.goto(url + "/train")
     wait_for_app(pg)
     pg.get_by_text("to start. The charts fill in").wait_for(timeout=90_000)
-    field = pg.get_by_label("Epochs")
+    field = pg.get_by_role("spinbutton", name="Epochs")
     field.fill(str(epochs))
     field.press("Enter")
     settle(pg)

@@ -64,7 +64,7 @@ def test_train_live_then_stop(app_url, page):  # noqa: F811
     pg.get_by_role("button", name="Train", exact=True).wait_for()
     # the server warms its training workers after its first page view; the page says so until they are ready
     pg.get_by_text("to start. The charts fill in").wait_for(timeout=90_000)
-    epochs = pg.get_by_label("Epochs")
+    epochs = pg.get_by_role("spinbutton", name="Epochs")
     epochs.fill("1000")
     epochs.press("Enter")
     wait_for_app(pg)
@@ -126,7 +126,7 @@ def test_a_live_view_that_stops_hearing_from_the_server_reloads_and_finds_its_ru
     pg.goto(app_url + "/train")
     wait_for_app(pg)
     pg.get_by_text("to start. The charts fill in").wait_for(timeout=90_000)
-    epochs = pg.get_by_label("Epochs")
+    epochs = pg.get_by_role("spinbutton", name="Epochs")
     epochs.fill("400")  # a run that is still training when the connection goes quiet
     epochs.press("Enter")
     wait_for_app(pg)

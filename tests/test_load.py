@@ -97,11 +97,11 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
         for i, pg in enumerate(pages):
             wait_for_app(pg, 120_000)
             pg.get_by_text("to start. The charts fill in").wait_for(timeout=120_000)
-            seed = pg.get_by_label("Seed")
+            seed = pg.get_by_role("spinbutton", name="Seed")
             seed.fill(str(100 + i))  # a different experiment per person, to catch cross-talk
             seed.press("Enter")
             wait_for_app(pg, 120_000)
-            epochs = pg.get_by_label("Epochs")
+            epochs = pg.get_by_role("spinbutton", name="Epochs")
             epochs.fill(str(EPOCHS))
             epochs.press("Enter")
             wait_for_app(pg, 120_000)
