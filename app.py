@@ -35,9 +35,10 @@ if __name__ != "__mp_main__":
     hidden = set(session.hidden("pages"))
     if all(title.lower() in hidden for _, title, _ in PAGES):
         hidden = set()
-    pages = [st.Page(path, title=title, icon=icon, default=n == 0,
-                     visibility="hidden" if title.lower() in hidden else "visible")
-             for n, (path, title, icon) in enumerate(PAGES)]
+    pages = [
+        st.Page(path, title=title, icon=icon, default=n == 0, visibility="hidden" if title.lower() in hidden else "visible")
+        for n, (path, title, icon) in enumerate(PAGES)
+    ]
     page = st.navigation(pages)
     if page.title.lower() in hidden:  # the root, or an old link to a page this lesson hides: its first page shown
         st.switch_page(next(p for p in pages if p.title.lower() not in hidden), query_params=st.query_params.to_dict())

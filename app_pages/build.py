@@ -1,4 +1,5 @@
 """Build: stack layers into a model and see its shapes, parameters, FLOPs and receptive fields as you edit."""
+
 import json
 
 import streamlit as st
@@ -63,11 +64,22 @@ def set_all_activations(confirmed: bool = False) -> None:
 def model_controls() -> None:
     shape_key = key("input_shape")
     shape_col, new_col = st.columns([3, 2], vertical_alignment="bottom")
-    shape_col.text_input("Input shape", ", ".join(str(n) for n in doc["model"]["input_shape"]), key=shape_key,
-                         on_change=set_input_shape, args=(shape_key,),
-                         help="One sample's shape, without the batch: 2 for two features, 1, 28, 28 for a grey 28×28 image.")
-    new_col.button("New empty model", icon=":material/note_add:", on_click=session.apply, args=(edit.empty_model,),
-                   help="Remove every layer; the input shape, data, loss and optimizer stay.", width="stretch")
+    shape_col.text_input(
+        "Input shape",
+        ", ".join(str(n) for n in doc["model"]["input_shape"]),
+        key=shape_key,
+        on_change=set_input_shape,
+        args=(shape_key,),
+        help="One sample's shape, without the batch: 2 for two features, 1, 28, 28 for a grey 28×28 image.",
+    )
+    new_col.button(
+        "New empty model",
+        icon=":material/note_add:",
+        on_click=session.apply,
+        args=(edit.empty_model,),
+        help="Remove every layer; the input shape, data, loss and optimizer stay.",
+        width="stretch",
+    )
     if shape_key in st.session_state.get(session.INPUT_ERRORS, {}):
         st.error(md(st.session_state[session.INPUT_ERRORS][shape_key]))
     act, act_go = st.columns([3, 2], vertical_alignment="bottom")
@@ -75,9 +87,11 @@ def model_controls() -> None:
     act_go.button("Set every activation", width="stretch", on_click=set_all_activations)
     if st.session_state.get(CONFIRM_ACTIVATION):
         name = st.session_state[CONFIRM_ACTIVATION]
-        st.warning(f"{name} on every hidden layer squeezes each layer's outputs into a probability distribution that "
-                   f"sums to 1, and the network will hardly learn. {name} belongs, if anywhere, after the last layer, "
-                   "and CrossEntropyLoss already applies it to the logits.")
+        st.warning(
+            f"{name} on every hidden layer squeezes each layer's outputs into a probability distribution that "
+            f"sums to 1, and the network will hardly learn. {name} belongs, if anywhere, after the last layer, "
+            "and CrossEntropyLoss already applies it to the logits."
+        )
         with st.container(horizontal=True):
             st.button(f"Put {name} on every hidden layer", on_click=set_all_activations, args=(True,))
             st.button("Cancel", on_click=lambda: st.session_state.pop(CONFIRM_ACTIVATION, None))
@@ -85,10 +99,14 @@ def model_controls() -> None:
     current = current if isinstance(current, str) else current.get("type", "default")
     init, init_go = st.columns([3, 2], vertical_alignment="bottom")
     init_key = key("all_init")
-    init.selectbox("Init", list(INITS), key=init_key, index=list(INITS).index(current) if current in INITS else 0,
-                   help=f"The model's initialization is now {md(current)}; setting one clears every per-layer override.")
-    init_go.button("Set every init", width="stretch",
-                   on_click=lambda: session.apply(edit.set_all_inits, st.session_state[init_key]))
+    init.selectbox(
+        "Init",
+        list(INITS),
+        key=init_key,
+        index=list(INITS).index(current) if current in INITS else 0,
+        help=f"The model's initialization is now {md(current)}; setting one clears every per-layer override.",
+    )
+    init_go.button("Set every init", width="stretch", on_click=lambda: session.apply(edit.set_all_inits, st.session_state[init_key]))
 
 
 def add_picker() -> None:
@@ -115,9 +133,14 @@ def page(container: tuple, n: int) -> range:
     if n <= PAGE:
         return range(n)
     pages = [range(start, min(start + PAGE, n)) for start in range(0, n, PAGE)]
-    troubled = error_layer[len(container)] if error_layer and error_layer[:len(container)] == container else 0
-    chosen = st.selectbox(f"Layers ({n:,} in this list)", range(len(pages)), index=troubled // PAGE, key=key(json_path(container), "page"),
-                          format_func=lambda p: f"{pages[p][0]} to {pages[p][-1]}")
+    troubled = error_layer[len(container)] if error_layer and error_layer[: len(container)] == container else 0
+    chosen = st.selectbox(
+        f"Layers ({n:,} in this list)",
+        range(len(pages)),
+        index=troubled // PAGE,
+        key=key(json_path(container), "page"),
+        format_func=lambda p: f"{pages[p][0]} to {pages[p][-1]}",
+    )
     return pages[chosen]
 
 
@@ -133,8 +156,7 @@ def layer_editor(layer: dict, path: tuple, last: bool) -> None:
     # run are remembered and reopened under the new title.
     opened = st.session_state.setdefault(OPEN_PANELS, set())
     lazily = dict(key=key(where, "open"), on_change="rerun") if LAZY else dict(key=f"panel|{where}")
-    with st.expander(md(title), expanded=troubled or (LAZY and where in opened),
-                     icon=":material/error:" if troubled else None, **lazily) as box:
+    with st.expander(md(title), expanded=troubled or (LAZY and where in opened), icon=":material/error:" if troubled else None, **lazily) as box:
         if LAZY:
             (opened.add if box.open else opened.discard)(where)
         if LAZY and not (box.open or troubled):
@@ -142,15 +164,17 @@ def layer_editor(layer: dict, path: tuple, last: bool) -> None:
         if path == error_layer:
             st.error(md(view.error.message))
         with st.container(horizontal=True):
-            st.button("Up", key=key(where, "up"), icon=":material/arrow_upward:", disabled=path[-1] == 0,
-                      on_click=session.apply, args=(edit.move, path, -1))
-            st.button("Down", key=key(where, "down"), icon=":material/arrow_downward:", disabled=last,
-                      on_click=session.apply, args=(edit.move, path, 1))
-            st.button("Delete", key=key(where, "delete"), icon=":material/delete:", on_click=session.apply,
-                      args=(edit.delete, path))
+            st.button("Up", key=key(where, "up"), icon=":material/arrow_upward:", disabled=path[-1] == 0, on_click=session.apply, args=(edit.move, path, -1))
+            st.button("Down", key=key(where, "down"), icon=":material/arrow_downward:", disabled=last, on_click=session.apply, args=(edit.move, path, 1))
+            st.button("Delete", key=key(where, "delete"), icon=":material/delete:", on_click=session.apply, args=(edit.delete, path))
         name_key = key(where, "name")
-        st.text_input("name", layer.get("name", ""), key=name_key, max_chars=80,
-                      on_change=lambda: session.apply(edit.set_name, path, st.session_state[name_key], structural=False))
+        st.text_input(
+            "name",
+            layer.get("name", ""),
+            key=name_key,
+            max_chars=80,
+            on_change=lambda: session.apply(edit.set_name, path, st.session_state[name_key], structural=False),
+        )
         if layer["type"] in BLOCKS:
             block_children(layer, path)
         else:
@@ -163,8 +187,13 @@ def layer_args(layer: dict, path: tuple, where: str) -> None:
     cols = st.columns(3)
     for n, (name, arg) in enumerate(entry.args.items()):
         with cols[n % 3]:
-            widgets.arg_input(name, arg, edit.arg_value(layer, name), key(where, name),
-                              lambda value, name=name: session.apply(edit.set_arg, path, name, value, structural=False))
+            widgets.arg_input(
+                name,
+                arg,
+                edit.arg_value(layer, name),
+                key(where, name),
+                lambda value, name=name: session.apply(edit.set_arg, path, name, value, structural=False),
+            )
 
 
 def block_children(layer: dict, path: tuple) -> None:
@@ -176,16 +205,14 @@ def block_children(layer: dict, path: tuple) -> None:
         note = " (empty: the identity)" if part == "shortcut" else ""
         head.markdown(f"**{part}**{note}")
         if layer["type"] == "Concat" and len(parts) > 1:
-            remove.button("Remove", key=key(where, "remove"), help=f"Remove {part}", on_click=session.apply,
-                          args=(edit.remove_branch, path, container[-1]))
+            remove.button("Remove", key=key(where, "remove"), help=f"Remove {part}", on_click=session.apply, args=(edit.remove_branch, path, container[-1]))
         layer_list(container)
         type_key = key(where, "type")
         pick, add = st.columns([3, 1], vertical_alignment="bottom")
         pick.selectbox(f"Add to {part}", ALL_TYPES, key=type_key, index=ALL_TYPES.index("Conv2d"))
         add.button("Add", key=key(where, "add"), icon=":material/add:", on_click=add_here, args=(container, type_key))
     if layer["type"] == "Concat":
-        st.button("Add branch", key=key(json_path(path), "branch"), icon=":material/call_split:",
-                  on_click=session.apply, args=(edit.add_branch, path))
+        st.button("Add branch", key=key(json_path(path), "branch"), icon=":material/call_split:", on_click=session.apply, args=(edit.add_branch, path))
 
 
 def summary_numbers() -> None:
@@ -201,10 +228,16 @@ def summary_numbers() -> None:
     trainable.metric("Trainable", f"{s.trainable_params:,}")
     flops.metric("FLOPs", figures.human_count(s.flops), help=f"{s.flops:,} floating-point operations for one sample")
     out.metric("Output", shape_str(s.output_shape))
-    field.metric("Receptive field", figures.size_text(rf["size"]) if rf else "–",
-                 help=(f"Of the last spatial layer: size {figures.size_text(rf['size'])}, "
-                       f"stride {figures.size_text(rf['stride'])}, padding {figures.size_text(rf['padding'])}."
-                       if rf else "The model has no spatial layers."))
+    field.metric(
+        "Receptive field",
+        figures.size_text(rf["size"]) if rf else "–",
+        help=(
+            f"Of the last spatial layer: size {figures.size_text(rf['size'])}, "
+            f"stride {figures.size_text(rf['stride'])}, padding {figures.size_text(rf['padding'])}."
+            if rf
+            else "The model has no spatial layers."
+        ),
+    )
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -220,13 +253,11 @@ def summary_panel() -> None:
         return
     graph, table = st.tabs(["Architecture", "Table"])
     with graph:
-        st.plotly_chart(architecture(json.dumps(doc, sort_keys=True)), width="stretch",
-                        config=style.CONFIG)
+        st.plotly_chart(architecture(json.dumps(doc, sort_keys=True)), width="stretch", config=style.CONFIG)
     with table:
         frame = figures.summary_frame(s)
         number = st.column_config.NumberColumn(format="localized")
-        st.dataframe(frame, hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 1200),
-                     column_config={"params": number, "FLOPs": number})
+        st.dataframe(frame, hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 1200), column_config={"params": number, "FLOPs": number})
 
 
 st.title("Build")

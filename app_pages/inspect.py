@@ -1,4 +1,5 @@
 """Inspect: look inside the model, untrained or at any checkpoint of a run: feature maps, receptive fields, filters, and the convolution and activation labs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -106,8 +107,13 @@ def choose_model():
     options = [UNTRAINED, RUN] if len(browser_runs) else [UNTRAINED]
     current = runs.current_run_id()  # the preset's own latest run: right after training, Inspect opens on its weights
     left, mid, right = st.columns([2, 3, 2], vertical_alignment="bottom")
-    source = left.radio("Model", options, key="inspect_model_source", index=options.index(RUN) if current else 0,
-                        help="The preset as it is now on Build, with its initial weights, or the weights of a run's checkpoint.")
+    source = left.radio(
+        "Model",
+        options,
+        key="inspect_model_source",
+        index=options.index(RUN) if current else 0,
+        help="The preset as it is now on Build, with its initial weights, or the weights of a run's checkpoint.",
+    )
     if len(browser_runs) == 0:
         left.caption("No runs yet: train one on the Train page to inspect its checkpoints.")
     if source == UNTRAINED:
@@ -118,8 +124,7 @@ def choose_model():
             return None, None, None, None, None
         return exp, _build(_text(exp), None, None), None, None, None
     ids = [str(i) for i in browser_runs["id"]]
-    run_id = mid.selectbox("Run", ids, format_func=runs.run_titles(browser_runs).get, key="inspect_run",
-                           index=ids.index(current) if current in ids else 0)
+    run_id = mid.selectbox("Run", ids, format_func=runs.run_titles(browser_runs).get, key="inspect_run", index=ids.index(current) if current in ids else 0)
     exp = runs.store().experiment(run_id)
     step, ckpts = runs.pick_checkpoint(run_id, right, "inspect")
     if step is None:
@@ -138,8 +143,7 @@ def _build(text: str, run_id, step):
 
 def choose_input(exp, net) -> features.ModelInput:
     image_shaped = len(exp.model.input_shape) == 3 and net.input_dtype.is_floating_point
-    sources = [s for s in SOURCES if (s != "Dataset sample" or exp.data is not None)
-               and (s not in ("Sample image", "Upload an image") or image_shaped)]
+    sources = [s for s in SOURCES if (s != "Dataset sample" or exp.data is not None) and (s not in ("Sample image", "Upload an image") or image_shaped)]
     left, right = st.columns([2, 3], vertical_alignment="bottom")
     source = left.radio("Input", sources, horizontal=True, key="inspect_source")
     try:
@@ -155,9 +159,12 @@ def choose_input(exp, net) -> features.ModelInput:
             name = right.selectbox("Sample image", list(features.SAMPLE_IMAGES), key="inspect_sample")
             return features.image_input(features.sample_image(name), exp.model.input_shape, normalization, data_name)
         if source == "Upload an image":
-            file = right.file_uploader("Image file", type=list(features.IMAGE_EXTENSIONS), key="inspect_upload",
-                                       help="A PNG, JPEG, GIF, BMP, TIFF or WebP image; it is cropped to the input's shape, resized and "
-                                            "converted to its channels.")
+            file = right.file_uploader(
+                "Image file",
+                type=list(features.IMAGE_EXTENSIONS),
+                key="inspect_upload",
+                help="A PNG, JPEG, GIF, BMP, TIFF or WebP image; it is cropped to the input's shape, resized and converted to its channels.",
+            )
             if file is not None:
                 picture = _upload(file.getvalue(), file.name)
                 return features.image_input(picture, exp.model.input_shape, normalization, data_name)
@@ -219,8 +226,11 @@ def resolve_unit(maps: dict) -> tuple[str, int, int, int]:
 
 def show_input(inp: features.ModelInput) -> None:
     if inp.pixels is not None:
-        st.plotly_chart(figs.input_figure(inp.pixels, "Input" + (f" (label {plot_text(inp.label)})" if inp.label else ""), height=260),
-                        config=style.CONFIG, key="inspect_input_fig")
+        st.plotly_chart(
+            figs.input_figure(inp.pixels, "Input" + (f" (label {plot_text(inp.label)})" if inp.label else ""), height=260),
+            config=style.CONFIG,
+            key="inspect_input_fig",
+        )
     elif inp.x.dim() == 2:
         st.plotly_chart(figs.vector_figure(inp.x[0].float().numpy(), "Input features"), config=style.CONFIG)
     elif inp.x.dim() == 3 and inp.x.is_floating_point():
@@ -235,13 +245,21 @@ def _title(o: features.LayerOutput) -> str:
 def feature_maps_tab(look: Look) -> None:
     outputs = look.outputs
     if not features.has_maps(outputs):
-        st.info("This model has no spatial layers with 2-D maps (outputs of [channels, height, width]), so feature maps do not apply. "
-                "Below is what every layer outputs for this input.")
+        st.info(
+            "This model has no spatial layers with 2-D maps (outputs of [channels, height, width]), so feature maps do not apply. "
+            "Below is what every layer outputs for this input."
+        )
         dense_view(outputs)
         return
-    mode = st.radio("Colour scale", features.SCALES, index=1, horizontal=True, key="inspect_scale",
-                    help="Per map: each map uses its own range. Per layer: the maps of one layer share a range. "
-                         "Global: every map in the network shares one range, so layers can be compared.")
+    mode = st.radio(
+        "Colour scale",
+        features.SCALES,
+        index=1,
+        horizontal=True,
+        key="inspect_scale",
+        help="Per map: each map uses its own range. Per layer: the maps of one layer share a range. "
+        "Global: every map in the network shares one range, so layers can be compared.",
+    )
     maps = {o.path: o for o in outputs if o.kind == "maps"}
     path, channel, row, col = resolve_unit(maps)
     index = {o.path: i for i, o in enumerate(outputs)}
@@ -253,8 +271,7 @@ def feature_maps_tab(look: Look) -> None:
             chosen = (channel, row, col) if o.path == path else None
             fig, tiling = figs.layer_grid_figure(o.values, ranges, _title(o), selected=chosen)
             key = f"inspect_grid|{o.path}"
-            st.plotly_chart(fig, config=style.CONFIG, key=key, on_select=lambda k=key, p=o.path, t=tiling: pick_from_grid(k, p, t),
-                            selection_mode="points")
+            st.plotly_chart(fig, config=style.CONFIG, key=key, on_select=lambda k=key, p=o.path, t=tiling: pick_from_grid(k, p, t), selection_mode="points")
             if o.values.shape[0] > figs.MAX_TILES:
                 st.caption(f"The first {figs.MAX_TILES} of {o.values.shape[0]} channels; pick any channel below.")
         elif o.kind == "vector":
@@ -280,9 +297,13 @@ def closer(look: Look, maps: dict, mode: str) -> None:
     left, right = st.columns(2)
     with left:
         key = f"inspect_map|{path}|{channel}"
-        st.plotly_chart(figs.map_figure(values, zrange, f"{_title(maps[path])}, channel {channel}", unit=(row, col)),
-                        config=style.CONFIG, key=key, on_select=lambda: pick_from_map(key, path, channel),
-                        selection_mode="points")
+        st.plotly_chart(
+            figs.map_figure(values, zrange, f"{_title(maps[path])}, channel {channel}", unit=(row, col)),
+            config=style.CONFIG,
+            key=key,
+            on_select=lambda: pick_from_map(key, path, channel),
+            selection_mode="points",
+        )
         lo, hi = float(values.min()), float(values.max())
         a, b, m = st.columns(3)
         a.metric("Min", f"{lo:.4g}")
@@ -300,30 +321,38 @@ def rf_overlay(look: Look, path: str, channel: int, row: int, col: int) -> None:
     erf = refused = None
     if inp.x.is_floating_point() and inp.x.dim() == 4:
         try:
-            erf = _memo("erf", (look.key, path, channel, row, col),
-                        lambda: receptive.input_gradient(look.net, inp.x, path, (row, col), channel))
+            erf = _memo("erf", (look.key, path, channel, row, col), lambda: receptive.input_gradient(look.net, inp.x, path, (row, col), channel))
         except UserError as err:
             refused = err
     pixels = inp.pixels if inp.pixels is not None else features.display_pixels(inp.x[0])
     if pixels is None:
         st.info("The input is not an image, so there is no receptive field to draw on it.")
         return
-    st.plotly_chart(figs.input_figure(pixels, f"Unit ({row}, {col}) of channel {channel}: its field on the input", box=box,
-                                      erf=erf, height=420), config=style.CONFIG, key="inspect_rf_fig")
+    st.plotly_chart(
+        figs.input_figure(pixels, f"Unit ({row}, {col}) of channel {channel}: its field on the input", box=box, erf=erf, height=420),
+        config=style.CONFIG,
+        key="inspect_rf_fig",
+    )
     lines = []
     if box is not None:
         (r0, c0), (r1, c1) = box.start, box.end
-        lines.append(f"**Theoretical field** (orange box): {field.size[0]:g}×{field.size[1]:g} pixels, rows {r0} to {r1}, "
-                     f"columns {c0} to {c1}" + (" (dashed: the part in the padding, outside the image)" if box.clipped else ""))
+        lines.append(
+            f"**Theoretical field** (orange box): {field.size[0]:g}×{field.size[1]:g} pixels, rows {r0} to {r1}, "
+            f"columns {c0} to {c1}" + (" (dashed: the part in the padding, outside the image)" if box.clipped else "")
+        )
     s = receptive.spread(erf) if erf is not None else None
     if refused is not None:
         lines.append(f"**Effective field**: {md(str(refused))}")
     elif s is None:
-        lines.append("**Effective field**: no gradient reaches the input from this unit for this input (an inactive unit, "
-                     "for example a ReLU at 0); pick another unit or the layer before the activation.")
+        lines.append(
+            "**Effective field**: no gradient reaches the input from this unit for this input (an inactive unit, "
+            "for example a ReLU at 0); pick another unit or the layer before the activation."
+        )
     else:
-        lines.append(f"**Effective field** (red, |∂unit/∂input|): 95% of the gradient lies in {s.size[0]}×{s.size[1]} pixels, "
-                     f"σ = {s.sigma[0]:.2f} × {s.sigma[1]:.2f} pixels.")
+        lines.append(
+            f"**Effective field** (red, |∂unit/∂input|): 95% of the gradient lies in {s.size[0]}×{s.size[1]} pixels, "
+            f"σ = {s.sigma[0]:.2f} × {s.sigma[1]:.2f} pixels."
+        )
     st.markdown("  \n".join(lines))
 
 
@@ -339,13 +368,14 @@ def receptive_tab(look: Look) -> None:
     inp = look.inp
     fields = receptive.theoretical(look.summary)
     if not fields:
-        st.info("This model has no spatial layers, so its units have no receptive field on an image: every dense unit "
-                "sees the whole input.")
+        st.info("This model has no spatial layers, so its units have no receptive field on an image: every dense unit sees the whole input.")
         return
-    st.markdown("Each unit of a convolutional map depends on a window of the input, its **theoretical receptive field**: "
-                "$r_0 = 1 + \\sum_{l=1}^{L} (k_l - 1) \\prod_{i=1}^{l-1} s_i$, where layer $l$ has kernel size $k_l$ "
-                "(dilation included) and stride $s_l$. Its **effective** field is where the gradient of the unit with "
-                "respect to the input is large (Luo et al. 2016); it is often much smaller, and Gaussian-like.")
+    st.markdown(
+        "Each unit of a convolutional map depends on a window of the input, its **theoretical receptive field**: "
+        "$r_0 = 1 + \\sum_{l=1}^{L} (k_l - 1) \\prod_{i=1}^{l-1} s_i$, where layer $l$ has kernel size $k_l$ "
+        "(dilation included) and stride $s_l$. Its **effective** field is where the gradient of the unit with "
+        "respect to the input is large (Luo et al. 2016); it is often much smaller, and Gaussian-like."
+    )
     rows = None
     if inp.x.is_floating_point() and inp.x.dim() == 4:
         try:
@@ -355,11 +385,21 @@ def receptive_tab(look: Look) -> None:
     if rows is not None:
         labels = [f"{r.path.removeprefix('model.')} {r.type}" for r in rows]
         st.plotly_chart(figs.rf_growth_figure(rows, labels), config=style.CONFIG, key="inspect_growth")
-        st.caption("Effective sizes are measured at each layer's centre unit, averaged over up to 8 of its channels, for "
-                   "this input and these weights.")
-    st.dataframe([{"layer": f.path.removeprefix("model."), "type": f.type, "output": shape_str(f.output_shape),
-                   "RF size": "×".join(f"{v:g}" for v in f.size), "RF stride": "×".join(f"{v:g}" for v in f.stride),
-                   "RF padding": "×".join(f"{v:g}" for v in f.padding)} for f in fields], hide_index=True)
+        st.caption("Effective sizes are measured at each layer's centre unit, averaged over up to 8 of its channels, for this input and these weights.")
+    st.dataframe(
+        [
+            {
+                "layer": f.path.removeprefix("model."),
+                "type": f.type,
+                "output": shape_str(f.output_shape),
+                "RF size": "×".join(f"{v:g}" for v in f.size),
+                "RF stride": "×".join(f"{v:g}" for v in f.stride),
+                "RF padding": "×".join(f"{v:g}" for v in f.padding),
+            }
+            for f in fields
+        ],
+        hide_index=True,
+    )
 
 
 def filters_tab(exp, net, run_id, ckpts) -> None:
@@ -368,8 +408,12 @@ def filters_tab(exp, net, run_id, ckpts) -> None:
         st.info("This model has no 2-D convolution, so it has no filters to draw.")
         return
     paths = [f.path for f in now]
-    path = st.selectbox("Convolution", paths, key="inspect_filter_layer",
-                        format_func=lambda p: f"{p.removeprefix('model.')} ({shape_str(next(f for f in now if f.path == p).weight.shape)})")
+    path = st.selectbox(
+        "Convolution",
+        paths,
+        key="inspect_filter_layer",
+        format_func=lambda p: f"{p.removeprefix('model.')} ({shape_str(next(f for f in now if f.path == p).weight.shape)})",
+    )
     chosen = next(f for f in now if f.path == path)
     first = path == paths[0]
     initial = None
@@ -384,22 +428,23 @@ def filters_tab(exp, net, run_id, ckpts) -> None:
     for col, (label, f) in zip(cols, panels):
         with col:
             rgb = features.rgb_filters(f.weight) if first and f.rgb else None
-            layout = ("colour kernels, each scaled to its own largest |w|" if rgb is not None else
-                      "one kernel per output channel" if f.weight.shape[1] == 1 else
-                      "one row per output channel, one column per input channel")
-            st.plotly_chart(figs.filters_figure(f.weight, rgb, f"{label}: {layout}", zmax=zmax), config=style.CONFIG,
-                            key=f"inspect_filters|{label}")
+            layout = (
+                "colour kernels, each scaled to its own largest |w|"
+                if rgb is not None
+                else "one kernel per output channel"
+                if f.weight.shape[1] == 1
+                else "one row per output channel, one column per input channel"
+            )
+            st.plotly_chart(figs.filters_figure(f.weight, rgb, f"{label}: {layout}", zmax=zmax), config=style.CONFIG, key=f"inspect_filters|{label}")
             st.caption(f"|w| largest {np.abs(f.weight).max():.3g}, norm {np.linalg.norm(f.weight):.3g}")
 
 
 def conv_lab_tab(inp: features.ModelInput | None) -> None:
-    st.markdown("A convolution slides a kernel over the image and writes Σ kernel × pixels at each stop. "
-                "Output size: ⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1.")
+    st.markdown("A convolution slides a kernel over the image and writes Σ kernel × pixels at each stop. Output size: ⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1.")
     images = ["Step edge", *features.SAMPLE_IMAGES] + (["The inspected input"] if inp is not None and inp.pixels is not None else [])
     a, b, c = st.columns(3)
     image_name = a.selectbox("Image", images, key="lab_image")
-    size = b.slider("Image size (pixels)", 16, 256, 96, step=8, key="lab_size",
-                    disabled=image_name == "The inspected input")
+    size = b.slider("Image size (pixels)", 16, 256, 96, step=8, key="lab_size", disabled=image_name == "The inspected input")
     family = c.radio("Kernel", [*convlab.EDGE_KERNELS, "Typed"], horizontal=True, key="lab_family")
     d, e, f, g = st.columns(4)
     padding = d.number_input("Padding", 0, 16, 0, key="lab_padding")
@@ -413,8 +458,9 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
         image = features.grey_pixels(features.sample_image(image_name), size)
     try:
         if family == "Typed":
-            text = g.text_area("Kernel rows", "0 -1 0\n-1 4 -1\n0 -1 0", key="lab_kernel", height=100,
-                               help="One row a line, numbers separated by spaces or commas.")
+            text = g.text_area(
+                "Kernel rows", "0 -1 0\n-1 4 -1\n0 -1 0", key="lab_kernel", height=100, help="One row a line, numbers separated by spaces or commas."
+            )
             kernel = convlab.parse_kernel(text)
             direction = None
             result = convlab.convolve(image, kernel, padding, stride, dilation)
@@ -431,17 +477,17 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
         return
     (n_h, n_w), (k_h, k_w) = image.shape, kernel.shape
     p_h, p_w = result.predicted
-    st.markdown(f"**Formula**: ⌊({n_h} + 2·{padding} − {dilation}·({k_h} − 1) − 1) / {stride}⌋ + 1 = **{p_h}** rows, "
-                f"⌊({n_w} + 2·{padding} − {dilation}·({k_w} − 1) − 1) / {stride}⌋ + 1 = **{p_w}** columns · "
-                f"**measured**: {result.measured[0]}×{result.measured[1]}")
+    st.markdown(
+        f"**Formula**: ⌊({n_h} + 2·{padding} − {dilation}·({k_h} − 1) − 1) / {stride}⌋ + 1 = **{p_h}** rows, "
+        f"⌊({n_w} + 2·{padding} − {dilation}·({k_w} − 1) − 1) / {stride}⌋ + 1 = **{p_w}** columns · "
+        f"**measured**: {result.measured[0]}×{result.measured[1]}"
+    )
     one, two, three = st.columns([3, 2, 3])
     one.plotly_chart(figs.lab_map_figure(image, f"Image {n_h}×{n_w}", diverging=False), config=style.CONFIG, key="lab_in")
-    kernel_title = f"{family} {direction}" if direction and direction != "magnitude" else (
-        f"{family} x (and its transpose y)" if direction else "Typed kernel")
+    kernel_title = f"{family} {direction}" if direction and direction != "magnitude" else (f"{family} x (and its transpose y)" if direction else "Typed kernel")
     two.plotly_chart(figs.kernel_figure(kernel, kernel_title), config=style.CONFIG, key="lab_kernel_fig")
     out_title = f"Output {result.measured[0]}×{result.measured[1]}" + (" (√(gx² + gy²))" if direction == "magnitude" else "")
-    three.plotly_chart(figs.lab_map_figure(result.output, out_title), config=style.CONFIG,
-                       key="lab_out")
+    three.plotly_chart(figs.lab_map_figure(result.output, out_title), config=style.CONFIG, key="lab_out")
     h, k = st.columns([1, 3])
     pool_k = h.number_input("Pool size (stride = size)", 2, 8, 2, key="lab_pool")
     try:
@@ -451,8 +497,11 @@ def conv_lab_tab(inp: features.ModelInput | None) -> None:
         return
     cols = st.columns(2)
     for col, (kind, arr) in zip(cols, pooled.items()):
-        col.plotly_chart(figs.lab_map_figure(arr, f"{kind.capitalize()} pooling {pool_k}×{pool_k} → {arr.shape[0]}×{arr.shape[1]}",
-                                             height=280), config=style.CONFIG, key=f"lab_pool_{kind}")
+        col.plotly_chart(
+            figs.lab_map_figure(arr, f"{kind.capitalize()} pooling {pool_k}×{pool_k} → {arr.shape[0]}×{arr.shape[1]}", height=280),
+            config=style.CONFIG,
+            key=f"lab_pool_{kind}",
+        )
 
 
 def activation_tab() -> None:
@@ -461,14 +510,18 @@ def activation_tab() -> None:
     highlight = st.selectbox("Highlight", names, index=names.index("Sigmoid"), key="act_highlight")
     st.plotly_chart(_activation_figure(highlight), config=style.CONFIG, key="act_curves")
     left_out = ", ".join(f"{n} ({why})" for n, why in actlab.NOT_ELEMENTWISE.items())
-    st.caption(f"Shaded: where |f′| < {actlab.SLOPE_FLOOR:g}, red where f′ is exactly 0 (a unit there is dead), orange where it "
-               f"is small (saturation): little gradient passes. Not drawn, as they are not functions of one number: {left_out}.")
+    st.caption(
+        f"Shaded: where |f′| < {actlab.SLOPE_FLOOR:g}, red where f′ is exactly 0 (a unit there is dead), orange where it "
+        f"is small (saturation): little gradient passes. Not drawn, as they are not functions of one number: {left_out}."
+    )
     st.subheader("Ten layers at initialization")
-    st.markdown("A batch of N(0, 1) inputs goes through 10 Linear(256, 256) layers, each followed by the activation. "
-                "Left: the pre-activations z of each layer. Right: their spread, and the spread of the gradient flowing back. "
-                "Sigmoid with N(0, 1) weights pushes z to ±10 and beyond, where most units saturate (f′ ≈ 0); ReLU with He "
-                "initialization keeps the spread of z and of the gradient steady through every layer. Try tanh with a normal "
-                "std of 0.01 (activations and gradients vanish) or 1 (gradients explode towards the input).")
+    st.markdown(
+        "A batch of N(0, 1) inputs goes through 10 Linear(256, 256) layers, each followed by the activation. "
+        "Left: the pre-activations z of each layer. Right: their spread, and the spread of the gradient flowing back. "
+        "Sigmoid with N(0, 1) weights pushes z to ±10 and beyond, where most units saturate (f′ ≈ 0); ReLU with He "
+        "initialization keeps the spread of z and of the gradient steady through every layer. Try tanh with a normal "
+        "std of 0.01 (activations and gradients vanish) or 1 (gradients explode towards the input)."
+    )
     inits = list(INITS)
     acts = actlab.elementwise()
     cols = st.columns(2)
@@ -476,8 +529,7 @@ def activation_tab() -> None:
         with col:
             x, y = st.columns(2)
             a = x.selectbox("Activation", acts, index=acts.index(act), key=f"act_{side}")
-            i = y.selectbox("Init", inits, index=inits.index(init), key=f"init_{side}",
-                            help=INITS[st.session_state.get(f"init_{side}", init)].doc)
+            i = y.selectbox("Init", inits, index=inits.index(init), key=f"init_{side}", help=INITS[st.session_state.get(f"init_{side}", init)].doc)
             args = {}
             if i in ("normal", "trunc_normal"):
                 args["std"] = st.number_input("std", 0.0, 10.0, 1.0, step=0.01, format="%g", key=f"std_{side}")
@@ -487,9 +539,11 @@ def activation_tab() -> None:
                 st.error(md(err))
                 continue
             st.plotly_chart(figs.deep_stack_figure(stack), config=style.CONFIG, key=f"act_stack_{side}")
-            st.caption(f"{a} with {i}: std of z from {stack.z_std[0]:.3g} (layer 1) to {stack.z_std[-1]:.3g} (layer 10); "
-                       f"gradient std from {stack.grad_std[-1]:.3g} (layer 10) to {stack.grad_std[0]:.3g} (layer 1); "
-                       f"{stack.flat_fraction[-1]:.0%} of layer 10's units have |f′| < {actlab.SLOPE_FLOOR:g}.")
+            st.caption(
+                f"{a} with {i}: std of z from {stack.z_std[0]:.3g} (layer 1) to {stack.z_std[-1]:.3g} (layer 10); "
+                f"gradient std from {stack.grad_std[-1]:.3g} (layer 10) to {stack.grad_std[0]:.3g} (layer 1); "
+                f"{stack.flat_fraction[-1]:.0%} of layer 10's units have |f′| < {actlab.SLOPE_FLOOR:g}."
+            )
 
 
 # ---------------------------------------------------------------- the page

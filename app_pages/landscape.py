@@ -1,4 +1,5 @@
 """Landscape: optimizers side by side on 2-D test functions, then the network's own loss surface with the path it took."""
+
 import json
 
 import streamlit as st
@@ -94,14 +95,18 @@ def optimizer_editor(fn_name: str) -> None:
 
         def arg(name: str, item=item, i=i) -> None:
             spec = OPTIMIZERS[item["type"]].args[name]
-            widgets.arg_input(name, spec, item["args"].get(name, spec.default), f"ls_arg|{fn_name}|{i}|{item['type']}|{name}|{rev}",
-                              lambda v: item["args"].__setitem__(name, v))
+            widgets.arg_input(
+                name,
+                spec,
+                item["args"].get(name, spec.default),
+                f"ls_arg|{fn_name}|{i}|{item['type']}|{name}|{rev}",
+                lambda v: item["args"].__setitem__(name, v),
+            )
 
         with st.container(border=True):
             st.markdown(f":{lf.color_name(i)}[**━━ {md(landscape.optimizer_label(item['type'], item['args']))}**]")
             row = st.columns([3, 3, 3, 1, 1], vertical_alignment="bottom")
-            row[0].selectbox("Optimizer", names, index=names.index(item["type"]), key=kind, on_change=change_type,
-                             help=OPTIMIZERS[item["type"]].doc)
+            row[0].selectbox("Optimizer", names, index=names.index(item["type"]), key=kind, on_change=change_type, help=OPTIMIZERS[item["type"]].doc)
             shown = main_args(item["type"])
             for col, name in zip(row[1:3], shown):
                 with col:
@@ -110,14 +115,23 @@ def optimizer_editor(fn_name: str) -> None:
                 for name in OPTIMIZERS[item["type"]].args:
                     if name not in shown:
                         arg(name)
-            row[4].button("", key=f"ls_remove|{fn_name}|{i}|{rev}", icon=":material/delete:", help="Remove",
-                          on_click=lambda i=i: (items.pop(i), bump()), disabled=len(items) == 1)
+            row[4].button(
+                "",
+                key=f"ls_remove|{fn_name}|{i}|{rev}",
+                icon=":material/delete:",
+                help="Remove",
+                on_click=lambda i=i: (items.pop(i), bump()),
+                disabled=len(items) == 1,
+            )
     add, reset = st.columns(2)
-    add.button("Add optimizer", icon=":material/add:", width="stretch",
-               on_click=lambda: (items.append({"type": "Adam", "args": {"lr": 0.05}}), bump()))
-    reset.button("Suggested settings", icon=":material/restart_alt:", width="stretch",
-                 on_click=lambda: set_optimizers(fn_name, SUGGESTED[fn_name]),
-                 help="SGD, SGD with momentum and Adam with learning rates that suit this function")
+    add.button("Add optimizer", icon=":material/add:", width="stretch", on_click=lambda: (items.append({"type": "Adam", "args": {"lr": 0.05}}), bump()))
+    reset.button(
+        "Suggested settings",
+        icon=":material/restart_alt:",
+        width="stretch",
+        on_click=lambda: set_optimizers(fn_name, SUGGESTED[fn_name]),
+        help="SGD, SGD with momentum and Adam with learning rates that suit this function",
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -135,24 +149,29 @@ def rates(kappa: float, steps: int, start: tuple) -> landscape.RateCheck:
 
 
 def lab() -> None:
-    st.caption("Every optimizer is the real torch.optim class, stepping a 2-element parameter from the same start. "
-               "Click the contour to start somewhere else.")
+    st.caption("Every optimizer is the real torch.optim class, stepping a 2-element parameter from the same start. Click the contour to start somewhere else.")
     top = st.columns([2, 1, 1, 1, 1, 1])
     fn_name = top[0].selectbox("Function", list(landscape.FUNCTIONS), key="ls_function")
     entry = landscape.FUNCTIONS[fn_name]
     given = function_args(fn_name)
     for arg_name, arg in entry.args.items():
         with top[1]:
-            widgets.arg_input("κ (condition number)" if arg_name == "kappa" else arg_name, arg, given.get(arg_name, arg.default),
-                              f"ls_fnarg|{fn_name}|{arg_name}", lambda v, arg_name=arg_name: given.__setitem__(arg_name, v))
+            widgets.arg_input(
+                "κ (condition number)" if arg_name == "kappa" else arg_name,
+                arg,
+                given.get(arg_name, arg.default),
+                f"ls_fnarg|{fn_name}|{arg_name}",
+                lambda v, arg_name=arg_name: given.__setitem__(arg_name, v),
+            )
     try:
         fn = landscape.make_function(fn_name, **given)
     except UserError as err:
         st.error(md(err))
         return
     steps = top[2].number_input("Steps", 1, 5000, 300 if fn_name == "Quadratic ravine" else 500, 50, key=f"ls_steps|{fn_name}")
-    tol = top[3].selectbox("Tolerance", TOLERANCES, index=2, key="ls_tol", format_func=lambda v: f"{v:g}",
-                           help="Distance to the nearest minimum that counts as arrived")
+    tol = top[3].selectbox(
+        "Tolerance", TOLERANCES, index=2, key="ls_tol", format_func=lambda v: f"{v:g}", help="Distance to the nearest minimum that counts as arrived"
+    )
     sx, sy = start_point(fn)
     srev = state("ls_start_rev", 0)
     x0 = top[4].number_input("Start x", value=float(sx), format="%.3f", step=0.1, key=f"ls_x0|{fn_name}|{srev}")
@@ -173,8 +192,9 @@ def lab() -> None:
     longest = max(t.steps for t in paths)
     with contour:
         upto = st.slider("Show steps up to", 0, max(longest, 1), max(longest, 1), key=f"ls_upto|{fn_name}|{longest}")
-        st.plotly_chart(lf.lab_contour(fn, paths, upto, (x0, y0)), key="ls_contour", on_select=lambda: clicked_start(fn_name),
-                        selection_mode="points", config=style.CONFIG)
+        st.plotly_chart(
+            lf.lab_contour(fn, paths, upto, (x0, y0)), key="ls_contour", on_select=lambda: clicked_start(fn_name), selection_mode="points", config=style.CONFIG
+        )
     for t in paths:
         if t.diverged:
             st.warning(f"{t.label} diverged: {t.reason}. It is drawn until it leaves the plot.", icon=":material/trending_up:")
@@ -196,16 +216,23 @@ def momentum_lesson(fn: landscape.Function2D, start: tuple) -> None:
         "momentum with α = (2/(√λ1 + √λn))² and β = ((√λn − √λ1)/(√λn + √λ1))² shrinks it by (√κ − 1)/(√κ + 1): the "
         "square root of the condition number takes its place (Goh, *Why Momentum Really Works*, Distill 2017). "
         "Below, both run as torch.optim.SGD from the start above, and the rate is measured as the geometric mean of "
-        "d[k+1]/d[k] over the second half of the run.")
+        "d[k+1]/d[k] over the second half of the run."
+    )
     check = rates(kappa, 300, start)
     info, plot = st.columns([1.3, 1])
     with info:
         st.dataframe(lf.rate_table(check), hide_index=True, width="stretch")
-        st.caption("At its best β, momentum's error falls as k·rateᵏ (the two roots of its recurrence coincide), so a "
-                   "finite window reads a little above the rate; the gap shrinks as the run gets longer.")
+        st.caption(
+            "At its best β, momentum's error falls as k·rateᵏ (the two roots of its recurrence coincide), so a "
+            "finite window reads a little above the rate; the gap shrinks as the run gets longer."
+        )
         ga, ma, mb = check.gd_alpha, check.momentum_alpha, check.momentum_beta
-        st.button("Race these two", icon=":material/sports_score:", key="ls_use_best",
-                  on_click=lambda: set_optimizers(fn.name, [("SGD", {"lr": ga}), ("SGD", {"lr": ma, "momentum": mb})]))
+        st.button(
+            "Race these two",
+            icon=":material/sports_score:",
+            key="ls_use_best",
+            on_click=lambda: set_optimizers(fn.name, [("SGD", {"lr": ga}), ("SGD", {"lr": ma, "momentum": mb})]),
+        )
     plot.plotly_chart(lf.rate_figure(check), config=style.CONFIG)
 
 
@@ -230,8 +257,7 @@ def run_surface(run_id: str, step: int, mode: str, radius: float, n: int, seed: 
         first = int(store.checkpoints(run_id)["step"].min())
         start = _problem(exp.to_dict(), store.load_checkpoint(run_id, first)["model"])
         initial = start.weights()
-    return surface.network_surface(problem, mode, radius, n, initial=initial, steps=steps, snapshots=snaps,
-                                   center_step=step, seed=seed)
+    return surface.network_surface(problem, mode, radius, n, initial=initial, steps=steps, snapshots=snaps, center_step=step, seed=seed)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -242,8 +268,15 @@ def untrained_surface(preset_json: str, radius: float, n: int, seed: int) -> sur
 def surface_controls(modes: list[str]) -> tuple[str, float, int, int]:
     cols = st.columns([2, 1, 1, 1])
     labels = {"random": "Random plane", "pca": "PCA plane", "line": "Interpolation"}
-    mode = cols[0].segmented_control("Surface", modes, format_func=labels.get, default=modes[0], key=f"ls_mode|{len(modes)}",
-                                     required=True, help="; ".join(f"{labels[m]}: {surface.MODES[m]}" for m in modes))
+    mode = cols[0].segmented_control(
+        "Surface",
+        modes,
+        format_func=labels.get,
+        default=modes[0],
+        key=f"ls_mode|{len(modes)}",
+        required=True,
+        help="; ".join(f"{labels[m]}: {surface.MODES[m]}" for m in modes),
+    )
     if mode == "line":
         n = cols[1].select_slider("Steps from 0 to 1", [10, 20, 40, 60, 100], 40, key="ls_line_n")
         radius = cols[2].slider("Beyond each end", 0.0, 2.0, 0.5, 0.25, key="ls_line_margin")
@@ -252,8 +285,7 @@ def surface_controls(modes: list[str]) -> tuple[str, float, int, int]:
         if mode == "pca":
             radius = cols[2].slider("Range (× the path's extent)", 0.25, 4.0, 1.25, 0.25, key="ls_pca_range")
         else:
-            radius = cols[2].slider("Range", 0.05, 3.0, 1.0, 0.05, key="ls_random_range",
-                                    help="1 moves each filter by its own norm")
+            radius = cols[2].slider("Range", 0.05, 3.0, 1.0, 0.05, key="ls_random_range", help="1 moves each filter by its own norm")
     seed = cols[3].number_input("Direction seed", 0, 2**31 - 1, 0, key="ls_seed", disabled=mode != "random")
     return mode, float(radius), int(n), int(seed)
 
@@ -278,8 +310,7 @@ def progressive(compute, key: tuple, mode: str, n: int) -> None:
             surface.check_grid(n * n)  # before the cache: a result computed under a higher limit is not shown either
         if mode != "line" and n > surface.COARSE and key not in done:
             coarse = compute(surface.COARSE)
-            draw_surface(coarse, slots, f"A coarse {surface.COARSE}×{surface.COARSE} grid in {coarse.seconds:.1f} s; "
-                                        f"computing {n}×{n}…")
+            draw_surface(coarse, slots, f"A coarse {surface.COARSE}×{surface.COARSE} grid in {coarse.seconds:.1f} s; computing {n}×{n}…")
         s = compute(n)
     except UserError as err:
         slots[2].error(md(err))
@@ -290,12 +321,21 @@ def progressive(compute, key: tuple, mode: str, n: int) -> None:
     if s.explained is not None:
         explained = f" The two axes hold {100 * s.explained.sum():.1f} % of the path's variance."
     elif s.path is not None:
-        explained = (" Two random directions in a space of many weights are almost at right angles to the path, so it "
-                     "projects close to the centre; the PCA plane is the one that contains it.")
-    fewer = (f" (the first {s.samples:,} of {s.samples_asked:,}: more would pass the server's budget of operations for one "
-             "surface, DLVIZ_MAX_SURFACE_FLOPS)") if s.samples < s.samples_asked else ""
-    draw_surface(s, slots, f"{shape} on a fixed batch of {s.samples:,} training samples{fewer}, model in eval mode, computed in "
-                           f"{s.seconds:.1f} s. Loss at these weights: {s.center_loss:.5g}.{explained}")
+        explained = (
+            " Two random directions in a space of many weights are almost at right angles to the path, so it "
+            "projects close to the centre; the PCA plane is the one that contains it."
+        )
+    fewer = (
+        (f" (the first {s.samples:,} of {s.samples_asked:,}: more would pass the server's budget of operations for one surface, DLVIZ_MAX_SURFACE_FLOPS)")
+        if s.samples < s.samples_asked
+        else ""
+    )
+    draw_surface(
+        s,
+        slots,
+        f"{shape} on a fixed batch of {s.samples:,} training samples{fewer}, model in eval mode, computed in "
+        f"{s.seconds:.1f} s. Loss at these weights: {s.center_loss:.5g}.{explained}",
+    )
 
 
 UNTRAINED = ""  # the Run picker's entry for the preset on screen with its initial weights
@@ -304,8 +344,11 @@ UNTRAINED = ""  # the Run picker's entry for the preset on screen with its initi
 def network() -> None:
     table = runs.store().runs(runs.browser_id())
     if not len(table):
-        st.info("Train first: the Train page runs the preset and saves its checkpoints and path. Meanwhile, here is the "
-                "loss around the model's current, untrained weights.", icon=":material/model_training:")
+        st.info(
+            "Train first: the Train page runs the preset and saves its checkpoints and path. Meanwhile, here is the "
+            "loss around the model's current, untrained weights.",
+            icon=":material/model_training:",
+        )
         untrained(session.preset())
         return
     # the preset on screen, untrained, unless it has a run: a run of another preset is shown only when picked
@@ -313,8 +356,7 @@ def network() -> None:
     options = [UNTRAINED, *(str(i) for i in table["id"])]
     titles = {UNTRAINED: "The preset on screen, untrained", **runs.run_titles(table)}
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    run_id = left.selectbox("Run", options, index=options.index(current) if current in options else 0, format_func=titles.get,
-                            key="ls_run")
+    run_id = left.selectbox("Run", options, index=options.index(current) if current in options else 0, format_func=titles.get, key="ls_run")
     if run_id == UNTRAINED:
         untrained(session.preset())
         return
@@ -322,8 +364,7 @@ def network() -> None:
         st.caption("A run of another preset than the one on screen: the surface is of that run's model.")
     step, _ = runs.pick_checkpoint(run_id, right, "ls")
     if step is None:
-        st.info("This run has no checkpoint yet (it saves one when it starts and after every epoch); here is the loss "
-                "around its model's untrained weights.")
+        st.info("This run has no checkpoint yet (it saves one when it starts and after every epoch); here is the loss around its model's untrained weights.")
         untrained(runs.store().run(run_id)["preset"])
         return
     mode, radius, n, seed = surface_controls(["random", "pca", "line"])

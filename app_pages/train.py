@@ -1,4 +1,5 @@
 """Train: pick the data, loss, optimizer and regularization, press Train, and watch the network learn live."""
+
 import time
 
 import streamlit as st
@@ -54,20 +55,17 @@ hide = set(session.hidden("controls"))  # classroom mode
 
 with controls:
     if runner.active(bid):
-        st.info("A run is training: settings changed here apply to the next run, not to the one on the charts.",
-                icon=":material/info:")
+        st.info("A run is training: settings changed here apply to the next run, not to the one on the charts.", icon=":material/info:")
 
     def option_input(data: dict, key: str, arg):
         """The widget of one data option, showing what training uses: the preset's value or the catalog's default."""
-        widgets.arg_input(key, arg, data.get(key, options.default(data["name"], key)), f"tr-data-{key}-{rev}",
-                          lambda v: edit(sections.set_data_option, key, v))
+        widgets.arg_input(key, arg, data.get(key, options.default(data["name"], key)), f"tr-data-{key}-{rev}", lambda v: edit(sections.set_data_option, key, v))
 
     def csv_file(data: dict) -> tuple[dict, bytes | None]:
         """The CSV uploader and the column picker; the data section after an upload, and the file's bytes."""
         if data.get("source"):  # the uploader forgets its file when the page's widgets are rebuilt; the preset does not
             st.caption(f"In use: **{md(uploads.shown_name(data['source']))}**. Upload another file to replace it.")
-        up = st.file_uploader("Replace the CSV file" if data.get("source") else "CSV file", type=["csv", "tsv", "txt"],
-                              key=f"tr-csv-{rev}")
+        up = st.file_uploader("Replace the CSV file" if data.get("source") else "CSV file", type=["csv", "tsv", "txt"], key=f"tr-csv-{rev}")
         if up is not None:
             try:
                 name = uploads.upload_name(up.getvalue(), up.name, bid)
@@ -82,9 +80,15 @@ with controls:
             csv_bytes = uploads.read(data["source"])
             cols = list(read_csv_table(csv_bytes).columns)
             wkey = f"tr-data-target-{rev}"
-            st.selectbox("Column to predict", cols, index=cols.index(data["target"]) if data.get("target") in cols else None,
-                         key=wkey, on_change=lambda: edit(sections.set_data_option, "target", st.session_state[wkey]),
-                         placeholder="choose the target column", format_func=lambda c: clean(clip(c)))
+            st.selectbox(
+                "Column to predict",
+                cols,
+                index=cols.index(data["target"]) if data.get("target") in cols else None,
+                key=wkey,
+                on_change=lambda: edit(sections.set_data_option, "target", st.session_state[wkey]),
+                placeholder="choose the target column",
+                format_func=lambda c: clean(clip(c)),
+            )
             return data, csv_bytes
         except UserError as err:
             st.error(md(err))
@@ -95,14 +99,28 @@ with controls:
         with st.expander("Data", expanded=True, icon=":material/dataset:"):
             names = list(DATASETS)
             if not data:
-                st.info("**Architecture only.** This preset has no data section: it can be built, summarised and inspected, "
-                        "but training needs data. Choose a dataset to add one.", icon=":material/architecture:")
-                st.selectbox("Add data", names, index=None, placeholder="choose a dataset", key=f"tr-add-data-{rev}",
-                             on_change=lambda: edit(sections.set_dataset, st.session_state[f"tr-add-data-{rev}"], structural=True))
+                st.info(
+                    "**Architecture only.** This preset has no data section: it can be built, summarised and inspected, "
+                    "but training needs data. Choose a dataset to add one.",
+                    icon=":material/architecture:",
+                )
+                st.selectbox(
+                    "Add data",
+                    names,
+                    index=None,
+                    placeholder="choose a dataset",
+                    key=f"tr-add-data-{rev}",
+                    on_change=lambda: edit(sections.set_dataset, st.session_state[f"tr-add-data-{rev}"], structural=True),
+                )
                 return
             current = data.get("name")
-            st.selectbox("Dataset", names, index=names.index(current) if current in names else 0, key=f"tr-data-{rev}",
-                         on_change=lambda: edit(sections.set_dataset, st.session_state[f"tr-data-{rev}"], structural=True))
+            st.selectbox(
+                "Dataset",
+                names,
+                index=names.index(current) if current in names else 0,
+                key=f"tr-data-{rev}",
+                on_change=lambda: edit(sections.set_dataset, st.session_state[f"tr-data-{rev}"], structural=True),
+            )
             entry = DATASETS.get(current)
             if entry is None:
                 return
@@ -129,8 +147,12 @@ with controls:
                     except UserError as err:
                         session.report(err)
 
-                st.button("Fit the model to the data", on_click=fit, help="set the input shape and the last Linear's size (and flatten images for a model that starts "
-                               "with Linear); nothing changes unless the model can then take the data")
+                st.button(
+                    "Fit the model to the data",
+                    on_click=fit,
+                    help="set the input shape and the last Linear's size (and flatten images for a model that starts "
+                    "with Linear); nothing changes unless the model can then take the data",
+                )
                 if st.session_state.get(session.NOTICE + "_ok"):
                     st.success(md(st.session_state.pop(session.NOTICE + "_ok")))
             except Exception as err:  # the options may be mid-edit; the Train button reports problems as one sentence
@@ -149,15 +171,26 @@ with controls:
             options = ([None] if optional else []) + list(table)
             cur = part.get("type") if part else None
             wkey = f"tr-{section}-type-{rev}"
-            st.selectbox(label, options, index=options.index(cur) if cur in options else 0, key=wkey,
-                         format_func=lambda v: "none" if v is None else v, label_visibility="collapsed",
-                         on_change=lambda: edit(sections.set_typed, section, st.session_state[wkey], structural=True))
+            st.selectbox(
+                label,
+                options,
+                index=options.index(cur) if cur in options else 0,
+                key=wkey,
+                format_func=lambda v: "none" if v is None else v,
+                label_visibility="collapsed",
+                on_change=lambda: edit(sections.set_typed, section, st.session_state[wkey], structural=True),
+            )
             if part and part.get("type") in table:
                 entry = table[part["type"]]
                 st.caption(entry.doc)
                 for key, arg in entry.args.items():
-                    widgets.arg_input(key, arg, part.get(key, None if arg.required else arg.default), f"tr-{section}-{key}-{rev}",
-                                      lambda v, key=key: edit(sections.set_typed_arg, section, key, v))
+                    widgets.arg_input(
+                        key,
+                        arg,
+                        part.get(key, None if arg.required else arg.default),
+                        f"tr-{section}-{key}-{rev}",
+                        lambda v, key=key: edit(sections.set_typed_arg, section, key, v),
+                    )
 
     if not doc.get("loss"):
         session.set_preset(sections.set_typed(doc, "loss", "CrossEntropyLoss"), structural=False)
@@ -179,13 +212,14 @@ with controls:
                 with cols[i % 2]:
                     value = doc.get("seed", arg.default) if key == "seed" else tr.get(key, arg.default)
                     widgets.arg_input(key, arg, value, f"tr-train-{key}-{rev}", lambda v, key=key: edit(sections.set_training, key, v))
-            st.caption("L1 and L2 add λ₁·Σ|w| and λ₂·Σw² to the loss (weights, not biases), so their gradient passes through the "
-                       "optimizer: Adam rescales it like any other gradient. The optimizer's weight_decay shrinks the weights in the update "
-                       "step instead; in AdamW that decay is decoupled from Adam's scaling. Both together give an elastic net.")
+            st.caption(
+                "L1 and L2 add λ₁·Σ|w| and λ₂·Σw² to the loss (weights, not biases), so their gradient passes through the "
+                "optimizer: Adam rescales it like any other gradient. The optimizer's weight_decay shrinks the weights in the update "
+                "step instead; in AdamW that decay is decoupled from Adam's scaling. Both together give an elastic net."
+            )
             for key, arg in fields.items():
                 if arg.kind == "object":
-                    widgets.arg_input(key, arg, tr.get(key, arg.default), f"tr-train-{key}-{rev}",
-                                      lambda v, key=key: edit(sections.set_training, key, v))
+                    widgets.arg_input(key, arg, tr.get(key, arg.default), f"tr-train-{key}-{rev}", lambda v, key=key: edit(sections.set_training, key, v))
 
     if "training" not in hide:
         training_section()
@@ -200,8 +234,7 @@ def start(resume_from=None):
             exp = runs.store().experiment(resume_from)
         else:
             exp = fitting.trainable(session.preset(), _csv(session.preset()))
-        h = runner.start(exp, bid, csv_bytes=_csv(exp.to_dict()), resume=(resume_from, None) if resume_from else None,
-                         address=runs.client_address())
+        h = runner.start(exp, bid, csv_bytes=_csv(exp.to_dict()), resume=(resume_from, None) if resume_from else None, address=runs.client_address())
         if resume_from and resume_from == runs.picked():
             runs.pick(h.run_id)  # continuing a run picked from another preset: its continuation stays on view after it ends
         else:
@@ -213,8 +246,7 @@ def start(resume_from=None):
 def compare_labels(table) -> dict:
     """Run id -> a label that tells runs apart: name, start time, short preset hash and the fields that differ."""
     diffs = differences(list(table["preset"]))
-    return {r.id: f"{r.name} · {r.created:%H:%M:%S} · #{r.preset_hash[:SHORT]}" + (f" · {d}" if d else "")
-            for r, d in zip(table.itertuples(), diffs)}
+    return {r.id: f"{r.name} · {r.created:%H:%M:%S} · #{r.preset_hash[:SHORT]}" + (f" · {d}" if d else "") for r, d in zip(table.itertuples(), diffs)}
 
 
 def _csv(d):
@@ -227,6 +259,7 @@ handle = runner.handle(rid) if rid else None
 live = handle is not None and handle.alive
 warming = not runner.ready.is_set()
 
+
 def run_label(run: dict) -> str:
     """Which run this is: its preset's name, when it started and the short hash of its preset."""
     return f"«{clean(clip(run['name'] or 'Untitled'))}», started {time.strftime('%H:%M:%S', time.localtime(run['created']))} · #{run['preset_hash'][:SHORT]}"
@@ -236,34 +269,43 @@ with main:
     if rid is not None:
         shown = runs.store().run(rid)
         if shown["preset_hash"] != runs.current_hash():
-            st.warning(f"Showing a run of another preset: {run_label(shown)}. Its charts are not those of the preset on "
-                       "screen.", icon=":material/history:")
+            st.warning(f"Showing a run of another preset: {run_label(shown)}. Its charts are not those of the preset on screen.", icon=":material/history:")
             st.button("Back to this preset", on_click=runs.pick, args=(None,), icon=":material/undo:")
         else:
             st.caption(f"This preset's run {run_label(shown)}.")
         if shown.get("parent"):
-            st.caption(f"Continues run {shown['parent']} from its checkpoint at step {shown['parent_step']:,}; the charts and "
-                       "counts are the whole run's.")
+            st.caption(f"Continues run {shown['parent']} from its checkpoint at step {shown['parent_step']:,}; the charts and counts are the whole run's.")
     else:
         earlier = runs.store().runs(bid)
         if len(earlier):
             st.caption("No run of this preset yet.")
-            st.selectbox("Show an earlier run", list(earlier["id"]), index=None, placeholder="an earlier run, of another preset",
-                         key=f"tr-pick-{len(earlier)}", format_func=lambda r: clean(compare_labels(earlier).get(r, r)),
-                         on_change=lambda: runs.pick(st.session_state[f"tr-pick-{len(earlier)}"]))
+            st.selectbox(
+                "Show an earlier run",
+                list(earlier["id"]),
+                index=None,
+                placeholder="an earlier run, of another preset",
+                key=f"tr-pick-{len(earlier)}",
+                format_func=lambda r: clean(compare_labels(earlier).get(r, r)),
+                on_change=lambda: runs.pick(st.session_state[f"tr-pick-{len(earlier)}"]),
+            )
     b1, b2, b3, b4 = st.columns([1.2, 1, 1, 2])
-    b1.button("Train", type="primary", icon=":material/play_arrow:", on_click=start, disabled=live or not doc.get("data"),
-              width="stretch", help=None if doc.get("data") else "architecture only: add data to train it")
+    b1.button(
+        "Train",
+        type="primary",
+        icon=":material/play_arrow:",
+        on_click=start,
+        disabled=live or not doc.get("data"),
+        width="stretch",
+        help=None if doc.get("data") else "architecture only: add data to train it",
+    )
     if live and handle.feed.status == "paused":
         b2.button("Resume", icon=":material/play_circle:", on_click=handle.resume, width="stretch")
     else:
         b2.button("Pause", icon=":material/pause:", on_click=handle.pause if live else None, disabled=not live, width="stretch")
-    b3.button("Stop", icon=":material/stop:", on_click=(lambda: runner.stop(rid, block=False)) if live else None, disabled=not live,
-              width="stretch")
+    b3.button("Stop", icon=":material/stop:", on_click=(lambda: runner.stop(rid, block=False)) if live else None, disabled=not live, width="stretch")
     if rid and not live:
         if runs.store().continuable(rid):
-            b4.button("Continue this run", icon=":material/resume:", on_click=start, args=(rid,),
-                      help="start a new run from this run's last checkpoint")
+            b4.button("Continue this run", icon=":material/resume:", on_click=start, args=(rid,), help="start a new run from this run's last checkpoint")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -399,8 +441,13 @@ if len(mine):
     legends = {r.id: f"{r.name} · {r.status} · {r.created:%H:%M:%S} · #{r.preset_hash[:SHORT]}" for r in mine.itertuples()}
     # keyed by the list of runs: a new run makes a new selection (the three newest), instead of reusing a widget state
     # whose options have changed under it
-    picked = st.multiselect("Runs", list(labels), default=list(labels)[: min(3, len(labels))],
-                            format_func=lambda r: clean(labels.get(r, r)), key=f"compare-{len(labels)}-{next(iter(labels))}")
+    picked = st.multiselect(
+        "Runs",
+        list(labels),
+        default=list(labels)[: min(3, len(labels))],
+        format_func=lambda r: clean(labels.get(r, r)),
+        key=f"compare-{len(labels)}-{next(iter(labels))}",
+    )
     if picked:
         records = {legends[r]: runs.store().epochs(r).to_dict("records") for r in picked if r in legends}
         keys = [k for k in ("val_loss", "train_loss", "val_accuracy", "val_r2") if any(k in (e[0] if e else {}) for e in records.values())]
@@ -413,21 +460,39 @@ if rid:
     run_exp = runs.store().experiment(rid)
     e1, e2, e3, e4, e5 = st.columns(5)
     # the files are made when a button is clicked (a callable `data`), not on every rerun of the page
-    e1.download_button("Metrics (CSV)", lambda: runs.store().export_csv(rid), file_name=f"run-{rid}.csv", mime="text/csv",
-                       on_click="ignore", icon=":material/table:")
+    e1.download_button(
+        "Metrics (CSV)", lambda: runs.store().export_csv(rid), file_name=f"run-{rid}.csv", mime="text/csv", on_click="ignore", icon=":material/table:"
+    )
     try:
         text = export.script(run_exp)
-        e2.download_button("PyTorch script", text, file_name=f"run-{rid}.py", mime="text/x-python",
-                           on_click="ignore", icon=":material/code:",
-                           help="a standalone script (PyTorch and the data code, no dlviz) that reproduces this run exactly")
+        e2.download_button(
+            "PyTorch script",
+            text,
+            file_name=f"run-{rid}.py",
+            mime="text/x-python",
+            on_click="ignore",
+            icon=":material/code:",
+            help="a standalone script (PyTorch and the data code, no dlviz) that reproduces this run exactly",
+        )
     except UserError as err:
         e2.caption(md(err))
     if len(runs.store().checkpoints(rid)):
         weights = lambda: runs.store().load_checkpoint(rid)["model"]  # noqa: E731
-        e3.download_button("Weights (safetensors)", lambda: export.safetensors_bytes(weights()), file_name=f"run-{rid}.safetensors",
-                           on_click="ignore", icon=":material/download:")
-        e4.download_button("Weights (state dict)", lambda: export.state_dict_bytes(weights()), file_name=f"run-{rid}.pt",
-                           on_click="ignore", icon=":material/download:", help="load with torch.load(path, weights_only=True)")
+        e3.download_button(
+            "Weights (safetensors)",
+            lambda: export.safetensors_bytes(weights()),
+            file_name=f"run-{rid}.safetensors",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        e4.download_button(
+            "Weights (state dict)",
+            lambda: export.state_dict_bytes(weights()),
+            file_name=f"run-{rid}.pt",
+            on_click="ignore",
+            icon=":material/download:",
+            help="load with torch.load(path, weights_only=True)",
+        )
         if e5.button("Make ONNX", icon=":material/deployed_code:", help="export the trained model and check it in onnxruntime"):
             import tempfile
 

@@ -6,6 +6,7 @@ once per preset. Prints one JSON line per case: ratio = the large preset's media
 
     python bench/build_large.py
 """
+
 import json
 import statistics
 import sys
@@ -54,9 +55,19 @@ def main() -> None:
             times["small"].append(timed(small))
             times["large"].append(timed(large))
         med = {k: statistics.median(v) for k, v in times.items()}
-        print(json.dumps({"bench": "build_large", "case": case, "ratio": round(med["large"] / med["small"], 3),
-                          "large_rerun_s": round(med["large"], 4), "default_rerun_s": round(med["small"], 4),
-                          "large_first_s": round(first["large"], 3), "default_first_s": round(first["small"], 3)}))
+        print(
+            json.dumps(
+                {
+                    "bench": "build_large",
+                    "case": case,
+                    "ratio": round(med["large"] / med["small"], 3),
+                    "large_rerun_s": round(med["large"], 4),
+                    "default_rerun_s": round(med["small"], 4),
+                    "large_first_s": round(first["large"], 3),
+                    "default_first_s": round(first["small"], 3),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

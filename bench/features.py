@@ -4,6 +4,7 @@ Prints JSON lines {"bench", "case", "ratio", "ms", ...}; ratio = our time / the 
 in this run (lower is better), each time the median of many repeats. The goal: every map of LeNet-5 for one image in
 under 100 ms of engine time. Run: python bench/features.py [--quick]
 """
+
 from __future__ import annotations
 
 import json
@@ -53,14 +54,29 @@ def main() -> None:
     ours = median_ms(lambda: features.feature_maps(net, x))
     ref = median_ms(plain)
     maps = features.feature_maps(net, x)
-    print(json.dumps({"bench": "features", "case": "lenet5-all-maps", "ratio": round(ours / ref, 2), "ms": round(ours, 3),
-                      "reference_ms": round(ref, 3), "layers": len(maps), "goal_ms": 100, "met": ours < 100}))
+    print(
+        json.dumps(
+            {
+                "bench": "features",
+                "case": "lenet5-all-maps",
+                "ratio": round(ours / ref, 2),
+                "ms": round(ours, 3),
+                "reference_ms": round(ref, 3),
+                "layers": len(maps),
+                "goal_ms": 100,
+                "met": ours < 100,
+            }
+        )
+    )
 
     # the whole inspection of one checkpoint: build the model, load weights, every map
     state = {"model": net.state_dict()}
     ours = median_ms(lambda: features.feature_maps(features.load_model(exp, state), x), max(10, REPEATS // 10))
-    print(json.dumps({"bench": "features", "case": "lenet5-load-and-all-maps", "ratio": round(ours / ref, 2),
-                      "ms": round(ours, 3), "reference_ms": round(ref, 3)}))
+    print(
+        json.dumps(
+            {"bench": "features", "case": "lenet5-load-and-all-maps", "ratio": round(ours / ref, 2), "ms": round(ours, 3), "reference_ms": round(ref, 3)}
+        )
+    )
 
     # one unit's effective receptive field against a hand-written forward and backward to the input
     def plain_grad():
@@ -72,8 +88,7 @@ def main() -> None:
 
     ours = median_ms(lambda: receptive.input_gradient(net, x, "model.layers[3]", (5, 5), 0))
     ref = median_ms(plain_grad)
-    print(json.dumps({"bench": "features", "case": "lenet5-effective-rf", "ratio": round(ours / ref, 2), "ms": round(ours, 3),
-                      "reference_ms": round(ref, 3)}))
+    print(json.dumps({"bench": "features", "case": "lenet5-effective-rf", "ratio": round(ours / ref, 2), "ms": round(ours, 3), "reference_ms": round(ref, 3)}))
 
 
 if __name__ == "__main__":

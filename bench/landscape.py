@@ -8,6 +8,7 @@ always the whole grid, set-up included.
 `cpu_ratio` is the same ratio in process CPU time, which other programs on the machine do not inflate.
 Run: python bench/landscape.py [--quick] [--threads 1,2]
 """
+
 from __future__ import annotations
 
 import json
@@ -29,12 +30,24 @@ THREADS = [int(t) for t in (sys.argv[sys.argv.index("--threads") + 1] if "--thre
 SIDE = 51
 
 # TensorFlow Playground's size: two inputs, two tanh layers of 8, one logit; 500 points.
-MLP = {"format": "dlviz-preset/1", "name": "playground MLP", "seed": 0,
-       "data": {"name": "circle", "num_samples": 625, "noise": 0.1, "val_fraction": 0.2, "batch_size": 10},
-       "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "Tanh"},
-                                                {"type": "Linear", "out_features": 8}, {"type": "Tanh"},
-                                                {"type": "Linear", "out_features": 1}]},
-       "loss": {"type": "BCEWithLogitsLoss"}, "optimizer": {"type": "SGD", "lr": 0.1}}
+MLP = {
+    "format": "dlviz-preset/1",
+    "name": "playground MLP",
+    "seed": 0,
+    "data": {"name": "circle", "num_samples": 625, "noise": 0.1, "val_fraction": 0.2, "batch_size": 10},
+    "model": {
+        "input_shape": [2],
+        "layers": [
+            {"type": "Linear", "out_features": 8},
+            {"type": "Tanh"},
+            {"type": "Linear", "out_features": 8},
+            {"type": "Tanh"},
+            {"type": "Linear", "out_features": 1},
+        ],
+    },
+    "loss": {"type": "BCEWithLogitsLoss"},
+    "optimizer": {"type": "SGD", "lr": 0.1},
+}
 
 
 def timed(fn, repeat: int):
@@ -63,11 +76,20 @@ def case(name: str, exp, samples: int, loop_every: int, threads: int, repeat: in
     scale = len(coords) / len(timed_points)
     ours, our_wall, our_cpu = timed(lambda: surface.evaluate_batched(problem, w, dirs, coords), repeat)
     diff = np.abs(ours[::loop_every] - ref)
-    return {"bench": "landscape", "case": f"{name}-{SIDE}x{SIDE}-{threads}thread{'s' if threads > 1 else ''}",
-            "ratio": round(our_wall / (loop_wall * scale), 4), "cpu_ratio": round(our_cpu / (loop_cpu * scale), 4),
-            "max_abs_diff": float(diff.max()), "max_rel_diff": float((diff / np.abs(ref)).max()),
-            "ours_s": round(our_wall, 3), "loop_s": round(loop_wall * scale, 3), "points": len(coords),
-            "loop_points_timed": len(timed_points), "samples": samples, "threads": threads}
+    return {
+        "bench": "landscape",
+        "case": f"{name}-{SIDE}x{SIDE}-{threads}thread{'s' if threads > 1 else ''}",
+        "ratio": round(our_wall / (loop_wall * scale), 4),
+        "cpu_ratio": round(our_cpu / (loop_cpu * scale), 4),
+        "max_abs_diff": float(diff.max()),
+        "max_rel_diff": float((diff / np.abs(ref)).max()),
+        "ours_s": round(our_wall, 3),
+        "loop_s": round(loop_wall * scale, 3),
+        "points": len(coords),
+        "loop_points_timed": len(timed_points),
+        "samples": samples,
+        "threads": threads,
+    }
 
 
 def main() -> None:

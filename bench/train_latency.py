@@ -5,6 +5,7 @@ preset trained headless.
 Prints JSON lines {"bench", "case", "ratio", ...}; ratio = measured / goal (goals: first point 1.5 s, refresh 3 Hz,
 so ratio ≤ 1 meets the goal for latency, and for the refresh interval 1/3 s). Run: python bench/train_latency.py
 """
+
 import json
 import os
 import re
@@ -55,9 +56,29 @@ def main() -> None:
     port = _free_port()
     data = ROOT / "artifacts" / "bench-latency-data"
     env = {**os.environ, "DLVIZ_DATA_DIR": str(data)}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-                               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-                               "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     firsts, rates, app, head = [], [], [], []
     try:
@@ -93,14 +114,45 @@ def main() -> None:
         server.wait()
     first = sorted(firsts)[len(firsts) // 2]
     rate = sorted(rates)[len(rates) // 2]
-    print(json.dumps({"bench": "train_latency", "case": "first-loss-point-after-train", "ratio": round(first / 1.5, 3),
-                      "seconds": round(first, 3), "all": [round(f, 3) for f in firsts]}), flush=True)
-    print(json.dumps({"bench": "train_latency", "case": "loss-chart-refresh-interval", "ratio": round((1 / max(rate, 1e-9)) / (1 / 3), 3),
-                      "hz": round(rate, 2), "all_hz": [round(r, 2) for r in rates]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "train_latency",
+                "case": "first-loss-point-after-train",
+                "ratio": round(first / 1.5, 3),
+                "seconds": round(first, 3),
+                "all": [round(f, 3) for f in firsts],
+            }
+        ),
+        flush=True,
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "train_latency",
+                "case": "loss-chart-refresh-interval",
+                "ratio": round((1 / max(rate, 1e-9)) / (1 / 3), 3),
+                "hz": round(rate, 2),
+                "all_hz": [round(r, 2) for r in rates],
+            }
+        ),
+        flush=True,
+    )
     ratios = sorted(a / h for a, h in zip(app, head))
-    print(json.dumps({"bench": "train_latency", "case": "in-browser-throughput-vs-headless", "ratio": round(1 / ratios[len(ratios) // 2], 4),
-                      "throughput_ratio": round(ratios[len(ratios) // 2], 4), "throughput_ratios": [round(a / h, 4) for a, h in zip(app, head)],
-                      "page_steps_per_s": [round(a) for a in app], "headless_steps_per_s": [round(h) for h in head]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "train_latency",
+                "case": "in-browser-throughput-vs-headless",
+                "ratio": round(1 / ratios[len(ratios) // 2], 4),
+                "throughput_ratio": round(ratios[len(ratios) // 2], 4),
+                "throughput_ratios": [round(a / h, 4) for a, h in zip(app, head)],
+                "page_steps_per_s": [round(a) for a in app],
+                "headless_steps_per_s": [round(h) for h in head],
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Prints JSON lines {"bench", "case", "ratio", ...}; ratio = our time / the reference's time on the same work, measured
 side by side in this run (lower is better). Run: python bench/train_overhead.py [--quick]
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,12 +29,24 @@ QUICK = "--quick" in sys.argv
 torch.set_num_threads(1)
 
 MLP = {
-    "format": "dlviz-preset/1", "name": "playground MLP", "seed": 1,
+    "format": "dlviz-preset/1",
+    "name": "playground MLP",
+    "seed": 1,
     "data": {"name": "spiral", "num_samples": 500, "noise": 0.1, "val_fraction": 0.5, "batch_size": 10},
-    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "Tanh"},
-                                             {"type": "Linear", "out_features": 8}, {"type": "Tanh"},
-                                             {"type": "Linear", "out_features": 2}]},
-    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.03}, "training": {"epochs": 10}}
+    "model": {
+        "input_shape": [2],
+        "layers": [
+            {"type": "Linear", "out_features": 8},
+            {"type": "Tanh"},
+            {"type": "Linear", "out_features": 8},
+            {"type": "Tanh"},
+            {"type": "Linear", "out_features": 2},
+        ],
+    },
+    "loss": {"type": "CrossEntropyLoss"},
+    "optimizer": {"type": "SGD", "lr": 0.03},
+    "training": {"epochs": 10},
+}
 
 
 def lenet(epochs: int) -> dict:
@@ -94,10 +107,23 @@ def overhead(case: str, doc: dict, reps: int) -> None:
         bare_t.append(reference_loop(tr, copy.deepcopy(tr.model), accuracy=False))
         ours_t.append(ours(tr))
     med = statistics.median
-    print(json.dumps({"bench": "train_overhead", "case": case, "ratio": round(med(a / b for a, b in zip(ours_t, ref_t)), 4),
-                      "ratio_loss_only": round(med(a / b for a, b in zip(ours_t, bare_t)), 4),
-                      "ours_s": round(med(ours_t), 4), "reference_s": round(med(ref_t), 4), "loss_only_s": round(med(bare_t), 4),
-                      "steps": tr.step, "reps": reps, "telemetry_every": tr.telemetry_every}), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "train_overhead",
+                "case": case,
+                "ratio": round(med(a / b for a, b in zip(ours_t, ref_t)), 4),
+                "ratio_loss_only": round(med(a / b for a, b in zip(ours_t, bare_t)), 4),
+                "ours_s": round(med(ours_t), 4),
+                "reference_s": round(med(ref_t), 4),
+                "loss_only_s": round(med(bare_t), 4),
+                "steps": tr.step,
+                "reps": reps,
+                "telemetry_every": tr.telemetry_every,
+            }
+        ),
+        flush=True,
+    )
 
 
 def first_step_latency_thread(exp) -> tuple[float, float]:
@@ -200,17 +226,45 @@ def main() -> None:
     med = statistics.median
     app_lat, app_rate, head_rate = med(a[0] for a in app), med(a[1] for a in app), med(head)
     th_lat, th_rate = first_step_latency_thread(exp)
-    print(json.dumps({"bench": "train_overhead", "case": "in-app-vs-headless-lenet5", "ratio": round(head_rate / app_rate, 4),
-                      "app_steps_per_s": round(app_rate, 2), "headless_steps_per_s": round(head_rate, 2),
-                      "throughput_ratio": round(med(a[1] / h for a, h in zip(app, head)), 4),
-                      "throughput_ratios": [round(a[1] / h, 4) for a, h in zip(app, head)]}), flush=True)
-    dropout = validate({**MLP, "model": {"input_shape": [2], "layers": [
-        {"type": "Linear", "out_features": 32}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.3}, {"type": "Linear", "out_features": 2}]},
-        "training": {"epochs": 20}})
-    print(json.dumps({"bench": "train_overhead", "case": "worker-first-step-process-vs-thread", "ratio": round(app_lat / th_lat, 4),
-                      "process_first_step_s": round(app_lat, 3), "thread_first_step_s": round(th_lat, 3),
-                      "process_steps_per_s": round(app_rate, 2), "thread_steps_per_s": round(th_rate, 2),
-                      "threads_reproduce_headless_with_dropout": threads_stay_deterministic(dropout)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "train_overhead",
+                "case": "in-app-vs-headless-lenet5",
+                "ratio": round(head_rate / app_rate, 4),
+                "app_steps_per_s": round(app_rate, 2),
+                "headless_steps_per_s": round(head_rate, 2),
+                "throughput_ratio": round(med(a[1] / h for a, h in zip(app, head)), 4),
+                "throughput_ratios": [round(a[1] / h, 4) for a, h in zip(app, head)],
+            }
+        ),
+        flush=True,
+    )
+    dropout = validate(
+        {
+            **MLP,
+            "model": {
+                "input_shape": [2],
+                "layers": [{"type": "Linear", "out_features": 32}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.3}, {"type": "Linear", "out_features": 2}],
+            },
+            "training": {"epochs": 20},
+        }
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "train_overhead",
+                "case": "worker-first-step-process-vs-thread",
+                "ratio": round(app_lat / th_lat, 4),
+                "process_first_step_s": round(app_lat, 3),
+                "thread_first_step_s": round(th_lat, 3),
+                "process_steps_per_s": round(app_rate, 2),
+                "thread_steps_per_s": round(th_rate, 2),
+                "threads_reproduce_headless_with_dropout": threads_stay_deterministic(dropout),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """dlviz: build, train and look inside neural networks described by one JSON preset."""
+
 from dlviz.errors import UserError
 
 __all__ = ["UserError"]

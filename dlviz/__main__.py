@@ -1,4 +1,5 @@
 """The command line: python -m dlviz COMMAND PRESET [options] (see DESIGN.md's CLI contract)."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def summary_text(summary) -> str:
     out += [line(r) for r in rows]
     out.append("-" * len(out[1]))
     out.append(f"input {_fmt_shape(summary.input_shape)} -> output {_fmt_shape(summary.output_shape)}")
-    out.append(f"total params {summary.total_params:,} (trainable {summary.trainable_params:,}, "
-               f"non-trainable {summary.total_params - summary.trainable_params:,}); buffers {summary.buffers:,}")
+    out.append(
+        f"total params {summary.total_params:,} (trainable {summary.trainable_params:,}, "
+        f"non-trainable {summary.total_params - summary.trainable_params:,}); buffers {summary.buffers:,}"
+    )
     out.append(f"FLOPs per sample {summary.flops:,} (multiply-adds count 2)")
     if summary.receptive_field:
         out.append(f"receptive field {_fmt_rf(summary.receptive_field)} (size/stride/padding, at the last spatial map)")
@@ -61,8 +64,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
     p = sub.add_parser("export", help="write a standalone training script, the model as ONNX, or its weights")
     p.add_argument("preset", help=p_ref)
-    p.add_argument("--format", required=True, choices=("py", "onnx", "safetensors", "pt"),
-                   help="py: a script that trains the preset with plain PyTorch; onnx: the model; safetensors or pt: its weights")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=("py", "onnx", "safetensors", "pt"),
+        help="py: a script that trains the preset with plain PyTorch; onnx: the model; safetensors or pt: its weights",
+    )
     p.add_argument("-o", "--output", required=True, help="the file to write (- prints a script to stdout)")
     p.add_argument("--run", default=None, help="a stored run's id: export its final weights instead of the untrained model's")
     p = sub.add_parser("share", help="print a share link for a preset")
@@ -126,8 +133,11 @@ def _run(args) -> int:
         link = share_link(exp, args.base_url or DEFAULT_BASE_URL)
         print(link)
         if len(link) > SAFE_LINK_CHARS:
-            print(f"warning: the link is {len(link):,} characters, over the {SAFE_LINK_CHARS:,} that every browser and chat tool "
-                  "keeps intact; share the preset file instead", file=sys.stderr)
+            print(
+                f"warning: the link is {len(link):,} characters, over the {SAFE_LINK_CHARS:,} that every browser and chat tool "
+                "keeps intact; share the preset file instead",
+                file=sys.stderr,
+            )
         return 0
     raise AssertionError(args.command)
 

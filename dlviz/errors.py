@@ -1,4 +1,5 @@
 """The one exception type for user mistakes: it carries the JSON path and a sentence a person can act on."""
+
 from dlviz.text import clean
 
 

@@ -3,6 +3,7 @@ and constraints, early stopping, and the lines a run prints.
 
 Like dlviz.runtime, this module imports only the standard library and torch, because an exported script is assembled
 from its own source: the trainer and the script run the same lines."""
+
 import math
 
 import torch
@@ -59,7 +60,7 @@ def evaluate(model, x, y, loss_of, num_classes=None, batch=1024):
     model.eval()  # left on: the training loop switches training back on when its next epoch starts
     total, correct, outs = 0.0, 0, []
     for i in range(0, len(x), batch):
-        out, yb = model(x[i:i + batch]), y[i:i + batch]
+        out, yb = model(x[i : i + batch]), y[i : i + batch]
         total += float(loss_of(out, yb)) * len(yb)
         if num_classes is not None:
             out = predicted_classes(out, num_classes)
@@ -166,8 +167,14 @@ class EarlyStopping:
 def epoch_record(epoch, n, loss_terms, metric_terms, labels, val, key, lr, penalty_terms=None):
     """An epoch's line: the training loss and accuracy (over `labels` labels) or R² (over the n samples) as exact sums
     (math.fsum) of per-step terms, the validation (loss, metric), the learning rate, and any penalty and total."""
-    record = {"epoch": epoch, "train_loss": math.fsum(loss_terms) / n, "val_loss": val[0],
-              f"train_{key}": math.fsum(metric_terms) / (labels if key == "accuracy" else n), f"val_{key}": val[1], "lr": lr}
+    record = {
+        "epoch": epoch,
+        "train_loss": math.fsum(loss_terms) / n,
+        "val_loss": val[0],
+        f"train_{key}": math.fsum(metric_terms) / (labels if key == "accuracy" else n),
+        f"val_{key}": val[1],
+        "lr": lr,
+    }
     if penalty_terms is not None:  # what the optimizer minimised: the data loss plus the weights' penalty
         record["train_penalty"] = math.fsum(penalty_terms) / n
         record["train_total"] = record["train_loss"] + record["train_penalty"]

@@ -1,4 +1,5 @@
 """Where dlviz keeps files: the run store, uploads and exports, under one data directory (DLVIZ_DATA_DIR)."""
+
 from __future__ import annotations
 
 import os

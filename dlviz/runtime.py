@@ -3,6 +3,7 @@
 This module imports only the standard library, numpy and torch (a few data sources import their reader where they are
 used), because an exported script is assembled from its own source and dlviz.loop's: the engine and the script run the
 same lines."""
+
 import io
 import math
 
@@ -148,7 +149,7 @@ def split(n, labels, val_fraction, test_fraction, rng):
         rank[by_group] = np.arange(n) - starts[group[by_group]]
         key = (rank + rng.random(len(sizes))[group]) / sizes[group]
         order = np.argsort(key, kind="stable")
-    val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    val, test, train = order[:n_val], order[n_val : n_val + n_test], order[n_val + n_test :]
     return [rng.permutation(train), rng.permutation(val), rng.permutation(test)]
 
 
@@ -255,8 +256,7 @@ def blobs(n, noise, rng, classes=3):
     return centres + rng.normal(0, math.sqrt(0.5 + 7 * noise), (n, 2)), y.astype(np.int64)
 
 
-POINT_SETS = {"circle": circle, "xor": xor, "gauss": gauss, "spiral": spiral, "reg-plane": reg_plane, "reg-gauss": reg_gauss,
-              "moons": moons, "blobs": blobs}
+POINT_SETS = {"circle": circle, "xor": xor, "gauss": gauss, "spiral": spiral, "reg-plane": reg_plane, "reg-gauss": reg_gauss, "moons": moons, "blobs": blobs}
 
 # Playground's input features of a point (a, b); xp is numpy or torch
 FEATURES = {

@@ -1,4 +1,5 @@
 """Text from a user's document made safe to show: control and bidi characters escaped, HTML escaped for plot labels."""
+
 from __future__ import annotations
 
 # Zero-width joiners direct nothing; they hold together emoji sequences and Persian or Indic words.

@@ -6,6 +6,7 @@ and hands each new figure to `Plotly.react`, which only redraws what changed. Th
 of dlviz.train_figures (`loss_figure.spec(...)`), the same charts the go.Figure builders give without plotly's
 validation; plotly.js is the copy that ships with the plotly Python package, served by this server (nothing is
 fetched from elsewhere)."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """The server's runner and run store, and who this browser is, shared by the pages that train or read runs."""
+
 from __future__ import annotations
 
 import functools
@@ -145,9 +146,13 @@ def run_titles(table) -> dict[str, str]:
     """Each run of a `store.runs()` table as the run pickers show it: its preset's name, status, epochs, start time and
     the short hash of its preset, and "another preset" when that is not the preset on screen."""
     want = current_hash()
-    return {str(r.id): clean(f"{clip(r.name or 'Untitled')} · {r.status} · {r.epochs} epochs · {r.created:%H:%M:%S} · "
-                             f"#{r.preset_hash[:SHORT]}" + ("" if r.preset_hash == want else " · another preset"))
-            for r in table.itertuples()}
+    return {
+        str(r.id): clean(
+            f"{clip(r.name or 'Untitled')} · {r.status} · {r.epochs} epochs · {r.created:%H:%M:%S} · "
+            f"#{r.preset_hash[:SHORT]}" + ("" if r.preset_hash == want else " · another preset")
+        )
+        for r in table.itertuples()
+    }
 
 
 def pick_checkpoint(run_id: str, where, page: str):

@@ -1,4 +1,5 @@
 """The session's one preset dict, its revision counter, the shared sidebar and the cached preview of the preset."""
+
 from __future__ import annotations
 
 import json
@@ -179,7 +180,7 @@ def _page_url() -> str:
         url = st.context.url
     except Exception:  # no browser request (AppTest)
         url = None
-    return (url.split("?", 1)[0] if isinstance(url, str) and url else share.DEFAULT_BASE_URL)
+    return url.split("?", 1)[0] if isinstance(url, str) and url else share.DEFAULT_BASE_URL
 
 
 def _share_box(doc: dict) -> None:
@@ -190,8 +191,10 @@ def _share_box(doc: dict) -> None:
         st.caption(f"Fix the preset first: {md(err)}")
         return
     if len(link) > share.SAFE_LINK_CHARS:
-        st.warning(f"This link is {len(link):,} characters long; some browsers, chat tools and proxies cut links over "
-                   f"{share.SAFE_LINK_CHARS:,}. Share the preset file instead (Download preset JSON).")
+        st.warning(
+            f"This link is {len(link):,} characters long; some browsers, chat tools and proxies cut links over "
+            f"{share.SAFE_LINK_CHARS:,}. Share the preset file instead (Download preset JSON)."
+        )
         param, pid = share.address_state(exp)
         if param == share.ID_PARAM:
             st.caption("This short address opens it on this server, which keeps a copy:")
@@ -209,10 +212,14 @@ def sidebar() -> None:
         if doc.get("description"):
             st.caption(md(doc["description"]))
         with st.container(horizontal=True):
-            st.button("Undo", icon=":material/undo:", on_click=undo, disabled=not st.session_state.get(UNDO),
-                      help=f"Bring back the preset as it was before the last change (up to {HISTORY} changes)")
-            st.button("Redo", icon=":material/redo:", on_click=redo, disabled=not st.session_state.get(REDO),
-                      help="Make again the change Undo took back")
+            st.button(
+                "Undo",
+                icon=":material/undo:",
+                on_click=undo,
+                disabled=not st.session_state.get(UNDO),
+                help=f"Bring back the preset as it was before the last change (up to {HISTORY} changes)",
+            )
+            st.button("Redo", icon=":material/redo:", on_click=redo, disabled=not st.session_state.get(REDO), help="Make again the change Undo took back")
         if "gallery" not in hidden("controls"):
             text = json.dumps(doc, sort_keys=True)
             if st.session_state.get(GALLERY_SEEN) != text:
@@ -221,13 +228,17 @@ def sidebar() -> None:
                 st.session_state[GALLERY_SEEN] = text
                 st.session_state["gallery_pick"] = next((n for n, t in titles.items() if t == doc.get("name")), None)
             st.selectbox("Gallery", [None, *titles], format_func=lambda n: "—" if n is None else titles[n], key="gallery_pick")
-            st.button("Load", on_click=_load_gallery, icon=":material/download_for_offline:",
-                      disabled=st.session_state.get("gallery_pick") is None)
+            st.button("Load", on_click=_load_gallery, icon=":material/download_for_offline:", disabled=st.session_state.get("gallery_pick") is None)
             st.file_uploader("Open a preset file", type=["json"], key="upload", on_change=_load_upload)
             if st.session_state.get(UPLOAD_ERROR):
                 st.error(md(st.session_state[UPLOAD_ERROR]))
         with st.popover("Copy share link", icon=":material/link:"):
             _share_box(doc)
-        st.download_button("Download preset JSON", json.dumps(doc, indent=1, ensure_ascii=False),
-                           file_name=_file_name(doc), mime="application/json", on_click="ignore",
-                           icon=":material/file_download:")
+        st.download_button(
+            "Download preset JSON",
+            json.dumps(doc, indent=1, ensure_ascii=False),
+            file_name=_file_name(doc),
+            mime="application/json",
+            on_click="ignore",
+            icon=":material/file_download:",
+        )

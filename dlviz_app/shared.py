@@ -1,4 +1,5 @@
 """What several pages share: the cache of datasets."""
+
 from __future__ import annotations
 
 import json

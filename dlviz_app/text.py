@@ -1,4 +1,5 @@
 """Text from a preset or a user's file, escaped so that Streamlit's Markdown shows it as written."""
+
 from __future__ import annotations
 
 import re
@@ -29,5 +30,4 @@ def md(text) -> str:
     """`text` (anything str() takes) for st.markdown, st.caption, st.error and the like, widget and expander labels
     included: shown literally, on one line, without control or bidi characters."""
     escaped = _MARKDOWN.sub(lambda m: "\\" + m.group(0), _BARE_LINK.sub(ZERO_WIDTH_SPACE, clean(text)))
-    return _OPENING.sub(lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4)),
-                        escaped, count=1)
+    return _OPENING.sub(lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4)), escaped, count=1)

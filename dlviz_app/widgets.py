@@ -1,4 +1,5 @@
 """One Streamlit widget per registry argument (dlviz.args.Arg), shared by every page that edits arguments."""
+
 from __future__ import annotations
 
 import math
@@ -111,13 +112,12 @@ def arg_input(name: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any
         elif arg.kind == "int":
             st.number_input(label, min_value=lo, max_value=hi, value=value, step=int(arg.step or 1), **common)
         else:
-            st.number_input(label, min_value=lo, max_value=hi, value=None if value is None else float(value),
-                            step=_step(arg), format="%g", **common)
+            st.number_input(label, min_value=lo, max_value=hi, value=None if value is None else float(value), step=_step(arg), format="%g", **common)
     elif arg.kind == "bool" and arg.default is None:
         options = [None, True, False]
-        st.selectbox(label, options, index=options.index(value) if value in options else None,
-                     format_func=lambda v: "auto" if v is None else str(v).lower(),
-                     **common)
+        st.selectbox(
+            label, options, index=options.index(value) if value in options else None, format_func=lambda v: "auto" if v is None else str(v).lower(), **common
+        )
     elif arg.kind == "bool":
         st.checkbox(label, value=bool(value), **common)
     elif arg.kind == "choice":
@@ -143,8 +143,7 @@ def _object_input(label: str, arg: Arg, value: Any, key: str, on_value: Callable
     toggle = arg.widget == "toggle"
     given = dict(value) if isinstance(value, dict) else {}
     if toggle:
-        st.checkbox(label, value is not None, key=key, help=arg.help or None,
-                    on_change=lambda: on_value({} if st.session_state[key] else None))
+        st.checkbox(label, value is not None, key=key, help=arg.help or None, on_change=lambda: on_value({} if st.session_state[key] else None))
         if value is None:
             return
     else:

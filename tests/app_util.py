@@ -2,6 +2,7 @@
 
 Widget keys are the page's internal names (some change with every structural edit); a label is what the page promises.
 Import the helpers into a test module: `from app_util import beside, by_label, panel`."""
+
 from streamlit.testing.v1.element_tree import Block
 
 

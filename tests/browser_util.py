@@ -1,6 +1,7 @@
 """Fixtures for browser tests: a `streamlit run app.py` server on a free port and a headless Chromium page on it.
 
 Import the fixtures into a test module (`from browser_util import app_data_dir, app_url, page`) to use them."""
+
 import contextlib
 import os
 import socket
@@ -15,8 +16,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 START_TIMEOUT_S = 60
 
 
@@ -46,9 +54,29 @@ def serve(log_dir: Path, env: dict, preexec_fn=None, timeout: float = START_TIME
     port = _free_port()
     log = (log_dir / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
@@ -112,7 +140,8 @@ def settle(pg, timeout_ms: int = 30_000) -> None:
     pg.wait_for_function(
         "() => { const app = document.querySelector('[data-testid=stApp]');"
         " return app && app.dataset.testScriptState === 'notRunning' && !document.querySelector('[data-stale=true]'); }",
-        timeout=timeout_ms)
+        timeout=timeout_ms,
+    )
 
 
 def wait_for_app(pg, timeout_ms: int = 60_000) -> None:

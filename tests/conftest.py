@@ -1,4 +1,5 @@
 """Shared test helpers and fixtures."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,7 @@ torch.set_num_threads(1)
 
 def preset(layers, input_shape, **model) -> dict:
     """A minimal preset document around a list of layers (no data, loss or optimizer)."""
-    return {"format": "dlviz-preset/1", "name": "test", "seed": 0,
-            "model": {"input_shape": list(input_shape), **model, "layers": layers}}
+    return {"format": "dlviz-preset/1", "name": "test", "seed": 0, "model": {"input_shape": list(input_shape), **model, "layers": layers}}
 
 
 def rss_bytes() -> int:

@@ -1,4 +1,5 @@
 """The app shell and the Build page driven through Streamlit's AppTest: widgets in, summary and errors out."""
+
 import json
 from pathlib import Path
 
@@ -52,8 +53,7 @@ def add_with_picker(at, group, type_name, target=TOP):
 def test_the_app_starts_on_the_default_preset(at):
     assert metric(at, "Parameters") == total(DEFAULT_DOC)
     assert at.sidebar.subheader[0].value == DEFAULT_DOC["name"]
-    assert [e.label for e in at.expander] == ["[0] Linear 16 → [16]", "[1] Tanh → [16]", "[2] Linear 16 → [16]",
-                                              "[3] Tanh → [16]", "[4] Linear 2 → [2]"]
+    assert [e.label for e in at.expander] == ["[0] Linear 16 → [16]", "[1] Tanh → [16]", "[2] Linear 16 → [16]", "[3] Tanh → [16]", "[4] Linear 2 → [2]"]
     assert not at.error
     assert at.session_state["preset"] == DEFAULT_DOC
 
@@ -121,6 +121,7 @@ def test_a_text_argument_accepts_lists_and_rejects_bad_text(at):
 
 def test_blocks_show_their_children_with_their_own_add_targets(at):
     add_with_picker(at, "blocks", "Residual")
+
     def add_to(part):
         block = panel(at, "[5] Residual")
         pick = by_label(block.selectbox, f"Add to {part}")
@@ -133,8 +134,11 @@ def test_blocks_show_their_children_with_their_own_add_targets(at):
     add_to("shortcut")
     assert not at.error
     doc = at.session_state["preset"]
-    assert edit.get(doc, (*TOP, 5)) == {"type": "Residual", "body": [{"type": "Linear", "out_features": 16}],
-                                        "shortcut": [{"type": "Linear", "out_features": 16}]}
+    assert edit.get(doc, (*TOP, 5)) == {
+        "type": "Residual",
+        "body": [{"type": "Linear", "out_features": 16}],
+        "shortcut": [{"type": "Linear", "out_features": 16}],
+    }
     assert metric(at, "Parameters") == total(doc)
     assert panel(at, "[5] Residual").label == "[5] Residual → [16]"
     assert [e.label for e in panel(at, "[5] Residual").expander] == ["[0] Linear 16 → [16]", "[0] Linear 16 → [16]"]
@@ -176,8 +180,7 @@ def test_upload_a_preset_and_refuse_a_bad_one(at):
     assert at.sidebar.subheader[0].value == xor["name"]
     bad = {**xor, "model": {**xor["model"], "layers": [{"type": "Linear", "out_feature": 3}]}}
     by_label(at.sidebar.file_uploader, "Open a preset file").set_value(("bad.json", json.dumps(bad).encode(), "application/json")).run()
-    assert [e.value for e in at.sidebar.error] == [
-        "model.layers[0].out_feature: unknown key 'out_feature'; did you mean 'out_features'?"]
+    assert [e.value for e in at.sidebar.error] == ["model.layers[0].out_feature: unknown key 'out_feature'; did you mean 'out_features'?"]
     assert at.session_state["preset"]["name"] == xor["name"]  # the current preset is kept
     by_label(at.sidebar.file_uploader, "Open a preset file").set_value(("broken.json", b"{", "application/json")).run()
     assert len(at.sidebar.error) == 1 and at.sidebar.error[0].value.startswith("preset: not valid JSON")
@@ -234,9 +237,14 @@ def test_resnet18_renders_every_nested_block(at):
     assert not at.exception
     downsample = panel(at, "[0] Residual → [128, 28, 28]")
     assert [e.label for e in downsample.expander] == [
-        "[0] Conv2d 128@3×3 /2 → [128, 28, 28]", "[1] BatchNorm2d → [128, 28, 28]", "[2] ReLU → [128, 28, 28]",
-        "[3] Conv2d 128@3×3 → [128, 28, 28]", "[4] BatchNorm2d → [128, 28, 28]",
-        "[0] Conv2d 128@1×1 /2 → [128, 28, 28]", "[1] BatchNorm2d → [128, 28, 28]"]
+        "[0] Conv2d 128@3×3 /2 → [128, 28, 28]",
+        "[1] BatchNorm2d → [128, 28, 28]",
+        "[2] ReLU → [128, 28, 28]",
+        "[3] Conv2d 128@3×3 → [128, 28, 28]",
+        "[4] BatchNorm2d → [128, 28, 28]",
+        "[0] Conv2d 128@1×1 /2 → [128, 28, 28]",
+        "[1] BatchNorm2d → [128, 28, 28]",
+    ]
 
 
 def test_undo_and_redo_take_back_delete_new_empty_model_set_every_activation_and_argument_edits(at):

@@ -1,4 +1,5 @@
 """The sidebar's Gallery box names the lesson on screen: after Load, a share link or New empty model it follows the preset."""
+
 from pathlib import Path
 
 from app_util import by_label

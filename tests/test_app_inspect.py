@@ -1,5 +1,6 @@
 """The Inspect page through Streamlit's AppTest: dense and convolutional presets, a picked unit's receptive field, a
 trained run's checkpoints and filters, and the two labs."""
+
 from pathlib import Path
 
 from app_util import by_label
@@ -28,8 +29,7 @@ def open_inspect(doc=None) -> AppTest:
 
 
 def text(at) -> str:
-    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
-                    + [e.value for e in at.error])
+    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info] + [e.value for e in at.error])
 
 
 def charts(at) -> int:

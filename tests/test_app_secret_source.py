@@ -1,5 +1,6 @@
 """A share link whose data.source is a file on the server, opened in the app: every page that reads the data says the
 table is not an upload of this server, and shows neither the file's columns nor any server path."""
+
 from pathlib import Path
 
 import pytest
@@ -23,18 +24,22 @@ def secret(tmp_path_factory) -> Path:
 
 
 def link_to(secret: Path, target: str) -> str:
-    doc = {"format": "dlviz-preset/1", "name": "innocent", "seed": 0,
-           "data": {"name": "csv", "source": str(secret), "target": target},
-           "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "ReLU"},
-                                                    {"type": "Linear", "out_features": 2}]},
-           "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.01}, "training": {"epochs": 1}}
+    doc = {
+        "format": "dlviz-preset/1",
+        "name": "innocent",
+        "seed": 0,
+        "data": {"name": "csv", "source": str(secret), "target": target},
+        "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}]},
+        "loss": {"type": "CrossEntropyLoss"},
+        "optimizer": {"type": "Adam", "lr": 0.01},
+        "training": {"epochs": 1},
+    }
     return share.encode(validate(doc))
 
 
 def shown(at) -> str:
     """Every text the page shows, options of its select boxes included."""
-    parts = [e.value for kind in ("markdown", "caption", "info", "error", "warning", "success", "text", "code")
-             for e in getattr(at, kind)]
+    parts = [e.value for kind in ("markdown", "caption", "info", "error", "warning", "success", "text", "code") for e in getattr(at, kind)]
     parts += [str(o) for s in at.selectbox for o in s.options]
     return "\n".join(str(p) for p in parts)
 

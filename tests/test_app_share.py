@@ -1,4 +1,5 @@
 """Share links and classroom mode in the app: a link restores the experiment, a lesson can hide pages and controls."""
+
 from pathlib import Path
 
 import pytest
@@ -113,8 +114,7 @@ def test_the_address_carries_the_preset_after_a_gallery_load_an_edit_and_a_page_
     for name, value in at.query_params.items():
         again.query_params[name] = value[0] if isinstance(value, list) else value
     again.run()
-    assert again.session_state["preset"] == at.session_state["preset"] or \
-        validate(again.session_state["preset"]) == validate(at.session_state["preset"])
+    assert again.session_state["preset"] == at.session_state["preset"] or validate(again.session_state["preset"]) == validate(at.session_state["preset"])
 
 
 def long_preset() -> dict:
@@ -133,6 +133,7 @@ def test_a_preset_too_long_for_an_address_is_kept_on_the_server_under_a_short_id
     param, pid = share.address_state(validate(doc))
     assert param == share.ID_PARAM and len(pid) == 20
     from dlviz.paths import data_dir
+
     assert (data_dir() / "presets" / f"{pid}.json").is_file()
     assert share.kept(pid) == validate(doc)
     at = AppTest.from_file(APP, default_timeout=60)
@@ -155,8 +156,7 @@ def test_an_unknown_or_malformed_id_gets_one_sentence(pid):
     at.run()
     assert not at.exception
     if pid:
-        assert [e.value for e in at.error] == ["share.saved: this address names a saved experiment this server does not have; "
-                                               "ask for the preset file"]
+        assert [e.value for e in at.error] == ["share.saved: this address names a saved experiment this server does not have; ask for the preset file"]
 
 
 def test_a_classroom_link_to_a_page_opens_it_and_the_root_opens_the_first_page_shown():

@@ -1,5 +1,6 @@
 """Preset text on the pages through AppTest: names, descriptions, look_at, layer names and errors are shown literally,
 and a value the browser cannot hold in a number box leaves only the schema's sentence."""
+
 import re
 from pathlib import Path
 
@@ -36,8 +37,7 @@ def open_link(doc) -> AppTest:
 
 def markdown_texts(at) -> list[str]:
     """The text of every element and label Streamlit renders as Markdown."""
-    out = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title")
-           for e in getattr(at, kind)]
+    out = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title") for e in getattr(at, kind)]
     return out + [e.label for e in at.expander]
 
 

@@ -1,4 +1,5 @@
 """The Train page through Streamlit's AppTest: controls edit the preset, Train runs it, problems are one sentence."""
+
 import time
 from pathlib import Path
 
@@ -101,7 +102,6 @@ def test_redraws_slow_down_only_when_more_runs_train_than_there_are_cores():
     assert redraw_factor(runner(8), cores=8) == 1
 
 
-
 def _index_gaps(deltas) -> list[list[int]]:
     """Elements the browser could not place: an index past the end of a parent block (its "Bad delta path index").
     A block sent again starts empty; a parent never sent here (the page's roots) may hold anything from before."""
@@ -165,8 +165,9 @@ def test_a_failed_run_with_checkpoints_offers_continue_and_continues(at):
     at.session_state["preset"] = exp.to_dict()  # the page shows the runs of the preset on screen
     rid = store.create_run(exp, "someone", status="running")
     store.save_checkpoint(rid, Trainer(exp).state(), "initial")
-    store.set_status(rid, "failed", "the training process was killed, most likely for lack of memory, at batch size 32: "
-                                    "try a smaller batch size or a smaller model")
+    store.set_status(
+        rid, "failed", "the training process was killed, most likely for lack of memory, at batch size 32: try a smaller batch size or a smaller model"
+    )
     at.session_state[runs.RUN_ID] = rid
     at.run()
     assert not at.exception
@@ -186,8 +187,7 @@ def test_a_second_browser_from_the_same_address_is_refused_with_the_limit(at, mo
 
     monkeypatch.setenv("DLVIZ_MAX_RUNS_PER_ADDRESS", "1")
     monkeypatch.setattr(runs, "client_address", lambda: "198.51.100.20")
-    other = runs.runner().start(validate({**at.session_state["preset"], "training": {"epochs": 1000}}), "another browser",
-                                address="198.51.100.20")
+    other = runs.runner().start(validate({**at.session_state["preset"], "training": {"epochs": 1000}}), "another browser", address="198.51.100.20")
     try:
         button(at, "Train").click().run()
         assert not at.exception

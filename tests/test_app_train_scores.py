@@ -1,4 +1,5 @@
 """The Train page shows the penalty beside the data loss and the test split's score (AppTest)."""
+
 import time
 
 from app_util import by_label

@@ -1,4 +1,5 @@
 """The engine's layout holds: nothing under dlviz/ imports Streamlit, and every import runs down the layers."""
+
 import ast
 from pathlib import Path
 
@@ -53,10 +54,12 @@ def test_imports_run_down_the_layers_and_never_reach_streamlit(path):
         top = module.split(".")[0]
         assert top != "streamlit", f"{path}:{line}: the engine never imports Streamlit"
         if top == "dlviz" and module.count(".") >= 1:
-            target = module if (DLVIZ.parent / (module.replace(".", "/") + ".py")).exists() or (
-                DLVIZ.parent / module.replace(".", "/")).is_dir() else module.rsplit(".", 1)[0]
-            assert layer(target) <= own, (f"{path.relative_to(DLVIZ)}:{line} imports {module}: "
-                                          f"{LAYERS[own]} may not import from {LAYERS[layer(target)]}")
+            target = (
+                module
+                if (DLVIZ.parent / (module.replace(".", "/") + ".py")).exists() or (DLVIZ.parent / module.replace(".", "/")).is_dir()
+                else module.rsplit(".", 1)[0]
+            )
+            assert layer(target) <= own, f"{path.relative_to(DLVIZ)}:{line} imports {module}: {LAYERS[own]} may not import from {LAYERS[layer(target)]}"
 
 
 def test_the_layout_is_what_a_newcomer_reads():

@@ -1,5 +1,6 @@
 """The address bar and the layer panels in headless Chromium: a reload keeps the model built on screen, a classroom
 link opens its page, an edited layer's panel stays open, and Undo brings back a deleted layer."""
+
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -85,8 +86,7 @@ def test_a_classroom_link_to_train_opens_without_the_page_not_found_modal(app_ur
 def test_a_panel_of_a_large_model_stays_open_while_its_arguments_are_edited(app_url, page):  # noqa: F811
     """Over 50 layers the page draws a panel's content only while it is open (LAZY), through a stateful expander."""
     doc = gallery.raw("xor")
-    doc["model"]["layers"] = [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}] * 30 + [
-        {"type": "Linear", "out_features": 2}]
+    doc["model"]["layers"] = [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}] * 30 + [{"type": "Linear", "out_features": 2}]
     pg = page
     pg.goto(f"{app_url}/?{share.PARAM}={share.encode(validate(doc))}")
     wait_for_app(pg)
@@ -106,8 +106,7 @@ def test_a_preset_too_long_for_the_address_survives_a_reload_under_its_short_id(
     rng = random.Random(1)  # sizes that do not repeat, so the token does not compress below a safe link
     doc = gallery.raw("xor")
     doc["name"] = "Long enough for an id"
-    doc["model"]["layers"] = [{"type": "Linear", "out_features": rng.randint(2, 60)} for _ in range(700)] + [
-        {"type": "Linear", "out_features": 2}]
+    doc["model"]["layers"] = [{"type": "Linear", "out_features": rng.randint(2, 60)} for _ in range(700)] + [{"type": "Linear", "out_features": 2}]
     token = share.encode(validate(doc))
     assert len(token) > share.SAFE_LINK_CHARS - 200
     pg = page

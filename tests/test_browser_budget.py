@@ -5,6 +5,7 @@ check, and another browser session still works.
 The cap is a memory cgroup around the server and its workers when this machine lets the test make one (then a
 computation that outgrew it would have the kernel kill the server, as it did before the budgets), else an address-space
 limit on the server process (then the allocation fails inside it)."""
+
 import os
 import resource
 import time
@@ -31,8 +32,11 @@ def link_doc(layers) -> dict:
 
 HEAD = [{"type": "AdaptiveAvgPool2d", "output_size": 1}, {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]
 # Inspect: every one of the 40 ReLUs keeps its own 1,275 × 112 × 112 output: about 5 GB of feature maps
-INSPECT = link_doc([{"type": "Upsample", "scale_factor": 4}, {"type": "Conv2d", "out_channels": 1275, "kernel_size": 3, "padding": 1}]
-                   + [{"type": "ReLU"} for _ in range(40)] + HEAD)
+INSPECT = link_doc(
+    [{"type": "Upsample", "scale_factor": 4}, {"type": "Conv2d", "out_channels": 1275, "kernel_size": 3, "padding": 1}]
+    + [{"type": "ReLU"} for _ in range(40)]
+    + HEAD
+)
 # Landscape: 5,102 channels of 26 × 26 per sample, on an evaluation batch of 1,000 samples: about 14 GB in one pass
 LANDSCAPE = link_doc([{"type": "Conv2d", "out_channels": 5102, "kernel_size": 3}] + HEAD)
 

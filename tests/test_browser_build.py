@@ -1,4 +1,5 @@
 """The Build page in headless Chromium: build a small MLP by clicking and read its parameter count off the page."""
+
 import pytest
 from browser_util import ARTIFACTS, ROOT, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
 
@@ -13,8 +14,10 @@ README_SHOT = ROOT / "docs" / "build-page.png"
 
 def wait_for_choice(pg, label: str, values: list) -> None:
     """Wait until the selectbox labelled `label` shows one of `values`."""
-    pg.wait_for_function("([l, vs]) => [...document.querySelectorAll('input[role=combobox]')]"
-                         ".some(e => e.getAttribute('aria-label') === l && vs.includes(e.value))", arg=[label, values])
+    pg.wait_for_function(
+        "([l, vs]) => [...document.querySelectorAll('input[role=combobox]')].some(e => e.getAttribute('aria-label') === l && vs.includes(e.value))",
+        arg=[label, values],
+    )
 
 
 def choose(pg, label: str, option: str) -> None:
@@ -75,12 +78,10 @@ def test_build_an_mlp_by_clicking(app_url, page):  # noqa: F811
     expander(pg, "[2] Linear 3 → [3]").wait_for()
     settle(pg)
 
-    model = {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"},
-                                            {"type": "Linear", "out_features": 3}]}
+    model = {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"}, {"type": "Linear", "out_features": 3}]}
     expected = summarize(validate({"format": "dlviz-preset/1", "model": model})).total_params
     assert expected == (2 * 16 + 16) + (16 * 3 + 3)
-    pg.wait_for_function("n => [...document.querySelectorAll('[data-testid=stMetricValue]')].some(e => e.innerText === n)",
-                         arg=f"{expected:,}")
+    pg.wait_for_function("n => [...document.querySelectorAll('[data-testid=stMetricValue]')].some(e => e.innerText === n)", arg=f"{expected:,}")
     assert metric(pg, "Parameters") == f"{expected:,}"
     assert metric(pg, "Output") == "[3]"
 

@@ -1,6 +1,7 @@
 """Hostile uploads in headless Chromium: a pixel-heavy PNG, a PostScript loop, garbage named .png, a CSV with a 15 MB
 cell and a non-UTF-8 CSV go through the Inspect and Train uploaders. Each gives one sentence and no traceback, no
 Ghostscript starts, and the server's memory stays bounded."""
+
 import io
 import os
 from pathlib import Path
@@ -27,8 +28,7 @@ def corpus(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hostile")
     side = 5_000
     ramp = np.linspace(0, 255, side).astype(np.uint8)
-    rgb = np.stack([np.broadcast_to(ramp[None, :], (side, side)), np.broadcast_to(ramp[:, None], (side, side)),
-                    np.full((side, side), 128, np.uint8)], axis=-1)
+    rgb = np.stack([np.broadcast_to(ramp[None, :], (side, side)), np.broadcast_to(ramp[:, None], (side, side)), np.full((side, side), 128, np.uint8)], axis=-1)
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "PNG")
     (folder / "huge.png").write_bytes(buf.getvalue())
@@ -40,7 +40,6 @@ def corpus(tmp_path_factory) -> Path:
     (folder / "cell.csv").write_text("a,y\n" + "\n".join(rows) + "\n")
     (folder / "latin1.csv").write_bytes("café,y\n1,0\n2,1\n".encode("latin-1"))
     return folder
-
 
     raise AssertionError("server process not found")
 

@@ -1,5 +1,6 @@
 """The Inspect page in headless Chromium on a CNN trained on digits: pick a unit by clicking a feature map and see its
 theoretical receptive-field box and effective-field overlay on the input image."""
+
 import hashlib
 import json
 import time
@@ -23,21 +24,27 @@ FIND_JS = """(title) => [...document.querySelectorAll('.js-plotly-plot')].find(g
   gd.layout && gd.layout.title && String(gd.layout.title.text || gd.layout.title).includes(title)) || null"""
 
 # The screen position of heatmap cell (row, column) of that chart.
-CELL_JS = """([title, row, col]) => {
+CELL_JS = (
+    """([title, row, col]) => {
   const gd = (%s)(title);
   const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
   return [box.left + xa._offset + xa.l2p(col), box.top + ya._offset + ya.l2p(row)];
-}""" % FIND_JS
+}"""
+    % FIND_JS
+)
 
 # What the receptive-field chart shows: its title, its traces with their sizes, and its boxes.
-RF_JS = """() => {
+RF_JS = (
+    """() => {
   const gd = (%s)('its field on the input');
   if (!gd) return null;
   return {title: String(gd.layout.title.text || gd.layout.title),
           traces: gd.calcdata.map((cd, i) => { const z = cd[0].z; return {type: gd.data[i].type, name: gd.data[i].name,
                     rows: z ? z.length : 0, max: z ? Math.max(...Array.from(z, r => Math.max(...Array.from(r, v => v || 0)))) : 0}; }),
           shapes: (gd.layout.shapes || []).map(s => [s.x0, s.x1, s.y0, s.y1])};
-}""" % FIND_JS
+}"""
+    % FIND_JS
+)
 
 
 TRAINED = {**DIGITS_CNN, "training": {"epochs": 2}}
@@ -123,8 +130,7 @@ def test_click_a_unit_and_see_its_receptive_field(app_url, app_data_dir, page): 
     chart = pg.locator(".js-plotly-plot").filter(has=pg.locator("text", has_text="its field on the input")).first
     chart.screenshot(path=str(ARTIFACTS / "inspect-rf-conv2.png"))
     # the README's picture: the picked map and the unit's field on the input, side by side
-    boxes = [pg.locator(".js-plotly-plot").filter(has=pg.locator("text", has_text=t)).first.bounding_box()
-             for t in ("channel 3", "its field on the input")]
+    boxes = [pg.locator(".js-plotly-plot").filter(has=pg.locator("text", has_text=t)).first.bounding_box() for t in ("channel 3", "its field on the input")]
     x0, y0 = min(b["x"] for b in boxes) - 10, min(b["y"] for b in boxes) - 10
     x1, y1 = max(b["x"] + b["width"] for b in boxes) + 10, max(b["y"] + b["height"] for b in boxes) + 120
     pg.screenshot(path=str(README_SHOT), clip={"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0})
@@ -136,20 +142,27 @@ def test_click_a_unit_and_see_its_receptive_field(app_url, app_data_dir, page): 
     pg.wait_for_timeout(500)
     pg.screenshot(path=str(ARTIFACTS / "inspect-page.png"))
     growth = None
-    for tab, title, shot in (("Receptive fields", "theoretical size", "inspect-growth.png"),
-                             ("Filters", "Initial weights", "inspect-filters.png"),
-                             ("Convolution lab", "Output", "inspect-conv-lab.png"),
-                             ("Activation lab", "f(z)", "inspect-activations.png")):
+    for tab, title, shot in (
+        ("Receptive fields", "theoretical size", "inspect-growth.png"),
+        ("Filters", "Initial weights", "inspect-filters.png"),
+        ("Convolution lab", "Output", "inspect-conv-lab.png"),
+        ("Activation lab", "f(z)", "inspect-activations.png"),
+    ):
         pg.get_by_role("tab", name=tab).click()
         pg.wait_for_function(
             "(t) => [...document.querySelectorAll('.js-plotly-plot')].some(gd => gd.offsetParent !== null &&"
             " (JSON.stringify(gd.layout.title || '') + JSON.stringify(gd.layout.annotations || []) +"
-            "  JSON.stringify(gd.data.map(d => d.name))).includes(t))", arg=title, timeout=20_000)
+            "  JSON.stringify(gd.data.map(d => d.name))).includes(t))",
+            arg=title,
+            timeout=20_000,
+        )
         pg.wait_for_timeout(800)
         pg.screenshot(path=str(ARTIFACTS / shot))
         if tab == "Receptive fields":  # only the open tab is drawn: read its chart while it is open
-            growth = pg.evaluate("() => { const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.data.some(d => "
-                                 "d.name === 'theoretical size')); return gd.data.map(d => Array.from(d.y)); }")
+            growth = pg.evaluate(
+                "() => { const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.data.some(d => "
+                "d.name === 'theoretical size')); return gd.data.map(d => Array.from(d.y)); }"
+            )
     pg.get_by_role("tab", name="Receptive fields").click()
     # DIGITS_CNN: conv 3 (3), ReLU (3), conv 3 (5), ReLU (5), pool 2 (6)
     assert growth[0] == [3, 3, 5, 5, 6], growth

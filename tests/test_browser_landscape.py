@@ -1,5 +1,6 @@
 """The Landscape page in headless Chromium: three optimizers on Rosenbrock, a click on the contour that moves their
 start, then a trained spiral network's loss surface with the path its optimizer took."""
+
 import hashlib
 
 import pytest
@@ -19,15 +20,21 @@ FIND_JS = """(title) => [...document.querySelectorAll('.js-plotly-plot')].find(g
   gd.layout && gd.layout.title && String(gd.layout.title.text || gd.layout.title).includes(title)) || null"""
 
 # What a chart draws: each trace's name, type, mode and number of points (_fullData holds the decoded arrays).
-TRACES_JS = """(title) => { const gd = (%s)(title); if (!gd) return null;
+TRACES_JS = (
+    """(title) => { const gd = (%s)(title); if (!gd) return null;
   return gd._fullData.map(t => ({name: t.name, type: t.type, mode: t.mode || '',
                             n: t.x ? t.x.length : (t.z ? t.z.length : 0),
-                            x0: t.x && t.x.length ? t.x[0] : null, y0: t.y && t.y.length ? t.y[0] : null})); }""" % FIND_JS
+                            x0: t.x && t.x.length ? t.x[0] : null, y0: t.y && t.y.length ? t.y[0] : null})); }"""
+    % FIND_JS
+)
 
 # The screen position of data point (x, y) on a chart.
-POINT_JS = """([title, x, y]) => { const gd = (%s)(title);
+POINT_JS = (
+    """([title, x, y]) => { const gd = (%s)(title);
   const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
-  return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)]; }""" % FIND_JS
+  return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)]; }"""
+    % FIND_JS
+)
 
 
 def paths(pg, title: str) -> list[dict]:
@@ -66,9 +73,12 @@ def test_three_optimizers_then_the_trained_networks_surface(app_url, app_data_di
     pg.mouse.move(x, y)
     pg.wait_for_timeout(300)  # Plotly picks the point under the pointer on mousemove, then selects it on click
     pg.mouse.click(x, y)
-    pg.wait_for_function("(t) => { const gd = (%s)(t); const p = gd && gd._fullData.find(d => d.name === 'SGD (lr=0.001)');"
-                         " return p && Math.abs(p.x[0] - 0.5) < 1e-9 && Math.abs(p.y[0] - 2.0) < 1e-9; }" % FIND_JS,
-                         arg="Rosenbrock", timeout=30_000)
+    pg.wait_for_function(
+        "(t) => { const gd = (%s)(t); const p = gd && gd._fullData.find(d => d.name === 'SGD (lr=0.001)');"
+        " return p && Math.abs(p.x[0] - 0.5) < 1e-9 && Math.abs(p.y[0] - 2.0) < 1e-9; }" % FIND_JS,
+        arg="Rosenbrock",
+        timeout=30_000,
+    )
     settle(pg)
     assert all([p["x0"], p["y0"]] == [0.5, 2.0] for p in paths(pg, "Rosenbrock"))
     pg.screenshot(path=str(ARTIFACTS / "landscape-lab-clicked.png"), full_page=True)

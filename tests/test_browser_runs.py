@@ -1,5 +1,6 @@
 """Which run the Train page shows, in headless Chromium: a preset's own run or none after Load and a reload, another
 preset's run only when picked, and a stopped run continued to the numbers of one never stopped."""
+
 import re
 
 import pytest

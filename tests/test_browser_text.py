@@ -1,5 +1,6 @@
 """A share link whose text holds Markdown images and links, opened in headless Chromium: the page asks no other host
 for anything, nothing from the preset is clickable, and the text reads as it was written."""
+
 from urllib.parse import urlparse
 
 import pytest

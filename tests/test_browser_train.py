@@ -1,6 +1,7 @@
 """The Train page in headless Chromium: press Train, watch the loss chart fill and the boundary move, press Stop.
 
 The latency of the first point and the refresh rate are measured by bench/train_latency.py, not asserted here."""
+
 import time
 
 import pytest
@@ -16,6 +17,7 @@ CHART_JS = """(title) => {
   }
   return null;
 }"""
+
 
 def watch_js(window_ms: int = 20_000) -> str:
     """Script that records in window.__watch when the loss chart first shows data and each time its data changes,
@@ -53,7 +55,10 @@ SENT_JS = """() => {
 
 
 def boundary_z(pg):
-    return pg.evaluate("() => { const gd = (%s)('Decision boundary'); return gd && gd._fullData[0] ? JSON.stringify(Array.from(gd._fullData[0].z, r => Array.from(r))) : null; }" % CHART_JS)
+    return pg.evaluate(
+        "() => { const gd = (%s)('Decision boundary'); return gd && gd._fullData[0] ? JSON.stringify(Array.from(gd._fullData[0].z, r => Array.from(r))) : null; }"
+        % CHART_JS
+    )
 
 
 def test_train_live_then_stop(app_url, page):  # noqa: F811
@@ -96,8 +101,9 @@ def test_train_live_then_stop(app_url, page):  # noqa: F811
     wait_for_app(pg)
     n = pg.evaluate("(f) => { const gd = (%s)('Loss'); return gd._fullData[0].x.length; }" % CHART_JS)
     pg.wait_for_timeout(1500)
-    assert pg.evaluate("(f) => { const gd = (%s)('Loss'); return gd._fullData[0].x.length; }" % CHART_JS) == n, \
+    assert pg.evaluate("(f) => { const gd = (%s)('Loss'); return gd._fullData[0].x.length; }" % CHART_JS) == n, (
         "after Stop the chart must stay on the stopped run"
+    )
     # every live chart has drawn something: no empty chart on the page
     empty = pg.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
         .filter(gd => !(gd._fullData || []).some(t => (t.x && t.x.length) || (t.z && t.z.length)))
@@ -140,6 +146,7 @@ def test_a_live_view_that_stops_hearing_from_the_server_reloads_and_finds_its_ru
     pg.get_by_text("finished · epoch").first.wait_for(timeout=120_000)
     assert len(connections) >= 2 and reloaded_after < 60, reloaded_after
     # the reloaded page draws the run's curves again
-    pg.wait_for_function("() => { const gd = (%s)('Loss'); return !!(gd && gd._fullData && gd._fullData.some(t => t.x && t.x.length)); }"
-                         % CHART_JS, timeout=60_000)
+    pg.wait_for_function(
+        "() => { const gd = (%s)('Loss'); return !!(gd && gd._fullData && gd._fullData.some(t => t.x && t.x.length)); }" % CHART_JS, timeout=60_000
+    )
     pg.screenshot(path=str(ARTIFACTS / "train-reloaded.png"), full_page=True)

@@ -1,5 +1,6 @@
 """Memory budgets of the computations the server runs for a page: the estimate against what is really held, and the
 computations kept within the budget (refused with a sentence, or split into smaller batches with the same result)."""
+
 import json
 import math
 import os
@@ -180,8 +181,9 @@ def conv_stack(draw):
 
 def within_budget(examples: int):
     """The property below, on `examples` random models (a failing one is printed whole: shrinking it costs minutes)."""
-    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True,
-                    phases=[Phase.explicit, Phase.generate])
+    return settings(
+        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, phases=[Phase.explicit, Phase.generate]
+    )
 
 
 @within_budget(6)
@@ -206,11 +208,14 @@ def computations_stay_within_their_budget(data):
         net = features.load_model(exp)
         x = net.example_input()
         conv = next(r.path for r in summarize(exp).rows if r.type == "Conv2d")
-        problem = surface.Problem(net, make_objective(exp.loss, "classification", 10, (), [10]),
-                                  torch.randn(200, *net.input_shape), torch.randint(0, 10, (200,)))
-        for name, fn in (("feature maps", lambda: features.feature_maps(net, x)),
-                         ("effective field", lambda: receptive.input_gradient(net, x, conv, (2, 2), list(range(4)))),
-                         ("surface batch", problem.loss)):
+        problem = surface.Problem(
+            net, make_objective(exp.loss, "classification", 10, (), [10]), torch.randn(200, *net.input_shape), torch.randint(0, 10, (200,))
+        )
+        for name, fn in (
+            ("feature maps", lambda: features.feature_maps(net, x)),
+            ("effective field", lambda: receptive.input_gradient(net, x, conv, (2, 2), list(range(4)))),
+            ("surface batch", problem.loss),
+        ):
             result, grew = peak_growth(fn)
             if isinstance(result, UserError):
                 assert "DLVIZ_MAX_COMPUTE_BYTES" in result.message

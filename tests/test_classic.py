@@ -1,4 +1,5 @@
 """Classic networks against published figures: parameter counts, receptive fields, FLOPs, and a weightless VGG-16 summary."""
+
 from __future__ import annotations
 
 import gc
@@ -15,19 +16,32 @@ from dlviz.preset.schema import validate
 
 # The LeNet-5 preset exactly as DESIGN.md prints it.
 LENET = {
-    "format": "dlviz-preset/1", "name": "LeNet-5 on MNIST", "seed": 0,
+    "format": "dlviz-preset/1",
+    "name": "LeNet-5 on MNIST",
+    "seed": 0,
     "data": {"name": "mnist", "val_fraction": 0.2, "batch_size": 64},
-    "model": {"input_shape": [1, 28, 28], "init": "xavier_uniform", "layers": [
-        {"type": "Conv2d", "out_channels": 6, "kernel_size": 5, "padding": 2}, {"type": "Tanh"},
-        {"type": "AvgPool2d", "kernel_size": 2},
-        {"type": "Conv2d", "out_channels": 16, "kernel_size": 5}, {"type": "Tanh"},
-        {"type": "AvgPool2d", "kernel_size": 2}, {"type": "Flatten"},
-        {"type": "Linear", "out_features": 120}, {"type": "Tanh"},
-        {"type": "Linear", "out_features": 84}, {"type": "Tanh"},
-        {"type": "Linear", "out_features": 10}]},
+    "model": {
+        "input_shape": [1, 28, 28],
+        "init": "xavier_uniform",
+        "layers": [
+            {"type": "Conv2d", "out_channels": 6, "kernel_size": 5, "padding": 2},
+            {"type": "Tanh"},
+            {"type": "AvgPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "out_channels": 16, "kernel_size": 5},
+            {"type": "Tanh"},
+            {"type": "AvgPool2d", "kernel_size": 2},
+            {"type": "Flatten"},
+            {"type": "Linear", "out_features": 120},
+            {"type": "Tanh"},
+            {"type": "Linear", "out_features": 84},
+            {"type": "Tanh"},
+            {"type": "Linear", "out_features": 10},
+        ],
+    },
     "loss": {"type": "CrossEntropyLoss"},
     "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9},
-    "training": {"epochs": 5}}
+    "training": {"epochs": 5},
+}
 
 # torchvision's model documentation: parameters and GFLOPS (multiply-adds, in billions)
 PUBLISHED = {"alexnet": (61_100_840, 0.71), "vgg16": (138_357_544, 15.47), "resnet18": (11_689_512, 1.81)}
@@ -109,8 +123,10 @@ def test_vgg16_summary_allocates_no_weights():
     summarize(exp)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"\nVGG-16 summary: {seconds:.3f} s, RSS growth {grown / 2**20:.1f} MiB, "
-          f"Python peak {peak / 2**20:.1f} MiB (the weights would take {138_357_544 * 4 / 2**20:.0f} MiB)")
+    print(
+        f"\nVGG-16 summary: {seconds:.3f} s, RSS growth {grown / 2**20:.1f} MiB, "
+        f"Python peak {peak / 2**20:.1f} MiB (the weights would take {138_357_544 * 4 / 2**20:.0f} MiB)"
+    )
     assert s.total_params == 138_357_544
     assert grown < 100 * 2**20
     assert peak < 100 * 2**20

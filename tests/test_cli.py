@@ -1,4 +1,5 @@
 """The command line as a user runs it: a subprocess, exit codes, stdout and stderr (DESIGN.md's CLI contract)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cli(*args, stdin=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    p = subprocess.run([sys.executable, "-m", "dlviz", *args], input=stdin, capture_output=True, text=True,
-                       timeout=120, cwd=ROOT, env=env)
+    p = subprocess.run([sys.executable, "-m", "dlviz", *args], input=stdin, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -34,14 +34,22 @@ def test_validate_ok():
     assert code == 0 and err == "" and "LeNet-5" in out
 
 
-@pytest.mark.parametrize("doc,words", [
-    ("{ nope", ["not valid JSON", "line 1"]),
-    (json.dumps({**gallery.raw("lenet5-mnist"), "model": {"input_shape": [784], "layers": gallery.raw("lenet5-mnist")["model"]["layers"]}}),
-     ["model.layers[0]", "Unflatten"]),
-    (json.dumps({"format": "dlviz-preset/1", "model": {"input_shape": [4]}, "\nkey\x1b[2J": 1}), ["unknown key"]),
-    ('{"format": "dlviz-preset/1", "model": {"input_shape": [4], "layers": ['
-     + '{"type": "Sequential", "layers": [' * 5000 + "]}" * 5000 + "]}}", ["nested"]),
-], ids=["bad-json", "shape", "control-characters", "deep"])
+@pytest.mark.parametrize(
+    "doc,words",
+    [
+        ("{ nope", ["not valid JSON", "line 1"]),
+        (
+            json.dumps({**gallery.raw("lenet5-mnist"), "model": {"input_shape": [784], "layers": gallery.raw("lenet5-mnist")["model"]["layers"]}}),
+            ["model.layers[0]", "Unflatten"],
+        ),
+        (json.dumps({"format": "dlviz-preset/1", "model": {"input_shape": [4]}, "\nkey\x1b[2J": 1}), ["unknown key"]),
+        (
+            '{"format": "dlviz-preset/1", "model": {"input_shape": [4], "layers": [' + '{"type": "Sequential", "layers": [' * 5000 + "]}" * 5000 + "]}}",
+            ["nested"],
+        ),
+    ],
+    ids=["bad-json", "shape", "control-characters", "deep"],
+)
 def test_validate_rejects_with_one_line(doc, words, tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(doc)

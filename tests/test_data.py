@@ -1,4 +1,5 @@
 """Tests for dlviz.data: every dataset's shapes, seeding and splits, Playground semantics, MNIST, CSV checks, augmentation."""
+
 import math
 import time
 
@@ -14,18 +15,27 @@ from dlviz.preset.registry import CURVES, TOKEN_TASKS
 from dlviz.preset.schema import FORMAT, DataSpec, validate
 
 IRIS_LIKE = b"sepal,petal,colour,species\n" + b"".join(
-    f"{1 + i * 0.1:.1f},{(i * 7) % 10 / 3:.2f},{['red', 'green'][i % 2]},{['setosa', 'versicolor', 'virginica'][i % 3]}\n".encode()
-    for i in range(60)
+    f"{1 + i * 0.1:.1f},{(i * 7) % 10 / 3:.2f},{['red', 'green'][i % 2]},{['setosa', 'versicolor', 'virginica'][i % 3]}\n".encode() for i in range(60)
 )
 
 SPECS = [
-    {"name": "circle"}, {"name": "xor", "noise": 0.2}, {"name": "gauss"}, {"name": "spiral", "features": ["x1", "x2", "sin(x1)", "sin(x2)"]},
-    {"name": "reg-plane"}, {"name": "reg-gauss", "features": ["x1^2", "x2^2", "x1*x2"]},
-    {"name": "moons"}, {"name": "blobs", "classes": 5},
-    {"name": "curve", "function": "cubic", "outliers": 0.1}, {"name": "sine", "seq_len": 12},
-    {"name": "tokens", "task": "reverse"}, {"name": "tokens", "task": "sort", "vocab": 5}, {"name": "tokens", "task": "majority", "seq_len": 7},
-    {"name": "digits"}, {"name": "mnist", "subset": 1000},
-    {"name": "csv", "target": "species"}, {"name": "csv", "target": "sepal"},
+    {"name": "circle"},
+    {"name": "xor", "noise": 0.2},
+    {"name": "gauss"},
+    {"name": "spiral", "features": ["x1", "x2", "sin(x1)", "sin(x2)"]},
+    {"name": "reg-plane"},
+    {"name": "reg-gauss", "features": ["x1^2", "x2^2", "x1*x2"]},
+    {"name": "moons"},
+    {"name": "blobs", "classes": 5},
+    {"name": "curve", "function": "cubic", "outliers": 0.1},
+    {"name": "sine", "seq_len": 12},
+    {"name": "tokens", "task": "reverse"},
+    {"name": "tokens", "task": "sort", "vocab": 5},
+    {"name": "tokens", "task": "majority", "seq_len": 7},
+    {"name": "digits"},
+    {"name": "mnist", "subset": 1000},
+    {"name": "csv", "target": "species"},
+    {"name": "csv", "target": "sepal"},
 ]
 
 
@@ -227,8 +237,15 @@ def test_noise_range_is_playgrounds():
 def test_features_transform(features):
     ds = load(name="xor", features=features)
     p = ds.points_train.double()
-    expected = {"x1": p[:, 0], "x2": p[:, 1], "x1^2": p[:, 0] ** 2, "x2^2": p[:, 1] ** 2, "x1*x2": p[:, 0] * p[:, 1],
-                "sin(x1)": torch.sin(p[:, 0]), "sin(x2)": torch.sin(p[:, 1])}
+    expected = {
+        "x1": p[:, 0],
+        "x2": p[:, 1],
+        "x1^2": p[:, 0] ** 2,
+        "x2^2": p[:, 1] ** 2,
+        "x1*x2": p[:, 0] * p[:, 1],
+        "sin(x1)": torch.sin(p[:, 0]),
+        "sin(x2)": torch.sin(p[:, 1]),
+    }
     assert ds.input_shape == (len(features),)
     assert torch.allclose(ds.x_train.double(), torch.stack([expected[f] for f in features], 1), atol=1e-5)
     grid = np.random.default_rng(0).uniform(-6, 6, (50, 2))
@@ -350,7 +367,7 @@ def test_augmentation_is_deterministic_and_does_what_it_says():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), value=black)
     shifts = [(dy, dx) for dy in range(5) for dx in range(5)]
     for i in range(64):
-        assert any(torch.equal(out[i], padded[i, :, dy:dy + 8, dx:dx + 8]) for dy, dx in shifts)
+        assert any(torch.equal(out[i], padded[i, :, dy : dy + 8, dx : dx + 8]) for dy, dx in shifts)
 
     noisy = load(name="digits", augment={"noise": 0.1})
     delta = noisy.augment(x, torch.Generator().manual_seed(0)) - x
@@ -465,7 +482,14 @@ def test_read_csv_table_for_the_upload_widget():
     table = data.read_csv_table(IRIS_LIKE)
     assert table.columns == ["sepal", "petal", "colour", "species"] and table.task is None and "60 rows" in table.note
     table = data.read_csv_table(IRIS_LIKE, "petal")
-    assert table.task == "regression" and table.feature_names == ["sepal", "colour=green", "colour=red", "species=setosa", "species=versicolor", "species=virginica"]
+    assert table.task == "regression" and table.feature_names == [
+        "sepal",
+        "colour=green",
+        "colour=red",
+        "species=setosa",
+        "species=versicolor",
+        "species=virginica",
+    ]
 
 
 def test_csv_source_paths(tmp_path, monkeypatch):
@@ -498,8 +522,11 @@ def test_too_few_rows_to_split():
 def _same(a: data.Dataset, b: data.Dataset) -> bool:
     """The same samples, split the same way, described the same way."""
     ta, tb = tensors(a), tensors(b)
-    return (len(ta) == len(tb) and all(torch.equal(x, y) for x, y in zip(ta, tb))
-            and (a.note, a.input_shape, a.num_classes, a.features) == (b.note, b.input_shape, b.num_classes, b.features))
+    return (
+        len(ta) == len(tb)
+        and all(torch.equal(x, y) for x, y in zip(ta, tb))
+        and (a.note, a.input_shape, a.num_classes, a.features) == (b.note, b.input_shape, b.num_classes, b.features)
+    )
 
 
 @pytest.mark.parametrize("name", list(options.DATASETS))

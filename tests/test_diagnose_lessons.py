@@ -34,8 +34,7 @@ TABLE = {
     "optim-sgd": ({("Initial loss", OK)}, {("Update ratio", W), "Loss rising"}, ("too high", "confidently wrong")),
     "optim-momentum": ({("Initial loss", OK)}, {("Update ratio", W), "Loss rising"}, ("too high", "confidently wrong")),
     "optim-adam": ({("Initial loss", OK)}, {("Update ratio", W), "Loss rising"}, ("too high", "confidently wrong")),
-    "spiral-tanh": ({("Saturated units", W), ("Initial loss", OK)}, {"Over-fitting", ("Update ratio", W), "Vanishing gradients"},
-                    ("confidently wrong",)),
+    "spiral-tanh": ({("Saturated units", W), ("Initial loss", OK)}, {"Over-fitting", ("Update ratio", W), "Vanishing gradients"}, ("confidently wrong",)),
     "vanishing-sigmoid": ({("Vanishing gradients", W), ("Initial loss", W)}, {"Under-fitting"}, ()),
     # the cure: a few units die in the deep narrow stack, yet it learns; no alarm and no learning-rate advice
     "vanishing-relu-he": (set(), {"Vanishing gradients", ("Dead ReLUs", P)}, ("ReLU with He init", "lower the learning rate")),
@@ -60,8 +59,21 @@ TABLE = {
     "lenet5-mnist": ({("Initial loss", OK)}, {("Update ratio", W), "Vanishing gradients"}, ("ReLU with He init",)),
 }
 # a few seconds each on one core: the rest runs with --slow
-FAST = {"xor", "xor@epochs=1", "perceptron", "dead-relu", "dead-relu@lr=0.05", "zero-init", "optim-sgd", "vanishing-sigmoid",
-        "vanishing-relu-he", "deep-plain", "attention-majority", "outliers-mse", "lstm-sine"}
+FAST = {
+    "xor",
+    "xor@epochs=1",
+    "perceptron",
+    "dead-relu",
+    "dead-relu@lr=0.05",
+    "zero-init",
+    "optim-sgd",
+    "vanishing-sigmoid",
+    "vanishing-relu-he",
+    "deep-plain",
+    "attention-majority",
+    "outliers-mse",
+    "lstm-sine",
+}
 CONTRADICTIONS = [("Under-fitting", "Train/validation gap"), ("Loss rising", "Loss flat"), ("Under-fitting", "Over-fitting")]
 
 
@@ -127,7 +139,7 @@ def test_initial_loss_is_the_first_step_not_the_first_point_of_the_curve():
     # the first step by hand: the same model, the same first batch
     trainer = Trainer(gallery.load("perceptron"))
     g = torch.Generator().manual_seed(trainer.exp.seed)
-    idx = torch.randperm(len(trainer.dataset.x_train), generator=g)[:trainer.exp.data.batch_size]
+    idx = torch.randperm(len(trainer.dataset.x_train), generator=g)[: trainer.exp.data.batch_size]
     ref = torch.nn.functional.cross_entropy(trainer.model(trainer.dataset.x_train[idx]), trainer.dataset.y_train[idx]).item()
     assert snap["first_loss"] == pytest.approx(ref, rel=1e-6) and ref > 3
     assert f"{ref:.3f}" in {d.title: d for d in found}["Initial loss"].text
@@ -139,21 +151,35 @@ def test_first_loss_survives_downsampling():
     losses = np.r_[3.0, np.full(1999, 0.5)]
     for i in range(0, 2000, 100):
         sl = slice(i, i + 100)
-        feed.handle({"kind": "steps", "block": {"step": np.arange(2000)[sl], "epoch": np.zeros(100), "loss": losses[sl],
-                                                "metric": np.zeros(100), "lr": np.zeros(100), "grad_norm": np.ones((100, 1)),
-                                                "update_ratio": np.ones((100, 1))}})
+        feed.handle(
+            {
+                "kind": "steps",
+                "block": {
+                    "step": np.arange(2000)[sl],
+                    "epoch": np.zeros(100),
+                    "loss": losses[sl],
+                    "metric": np.zeros(100),
+                    "lr": np.zeros(100),
+                    "grad_norm": np.ones((100, 1)),
+                    "update_ratio": np.ones((100, 1)),
+                },
+            }
+        )
     snap = feed.snapshot()
     assert snap["loss"][0] < 1 and snap["first_loss"] == 3.0  # the curve's first point is a bucket's mean
 
 
-@pytest.mark.parametrize("loss, args, classes, expected", [
-    ("CrossEntropyLoss", {}, 10, math.log(10)),
-    ("CrossEntropyLoss", {"label_smoothing": 0.1}, 4, math.log(4)),
-    ("BCEWithLogitsLoss", {}, 2, math.log(2)),
-    ("SoftMarginLoss", {}, 2, math.log(2)),
-    ("MultiMarginLoss", {}, 10, 0.9),  # margin 1 · (C−1)/C
-    ("MultiMarginLoss", {"margin": 0.5, "p": 2}, 5, 0.25 * 4 / 5),
-])
+@pytest.mark.parametrize(
+    "loss, args, classes, expected",
+    [
+        ("CrossEntropyLoss", {}, 10, math.log(10)),
+        ("CrossEntropyLoss", {"label_smoothing": 0.1}, 4, math.log(4)),
+        ("BCEWithLogitsLoss", {}, 2, math.log(2)),
+        ("SoftMarginLoss", {}, 2, math.log(2)),
+        ("MultiMarginLoss", {}, 10, 0.9),  # margin 1 · (C−1)/C
+        ("MultiMarginLoss", {"margin": 0.5, "p": 2}, 5, 0.25 * 4 / 5),
+    ],
+)
 def test_chance_level_is_the_loss_on_zero_outputs(loss, args, classes, expected):
     torch.manual_seed(0)
     y = torch.randint(0, classes, (64,))
@@ -237,16 +263,24 @@ def test_dead_units_in_a_network_that_learns_are_lost_capacity_not_a_learning_ra
 
 
 def test_no_over_fitting_on_noise():
-    epochs = [{"epoch": i + 1, "train_loss": 0.02 - 0.001 * i, "val_loss": v, "train_accuracy": 0.995, "val_accuracy": 0.995}
-              for i, v in enumerate([0.009, 0.006, 0.008, 0.011])]
+    epochs = [
+        {"epoch": i + 1, "train_loss": 0.02 - 0.001 * i, "val_loss": v, "train_accuracy": 0.995, "val_accuracy": 0.995}
+        for i, v in enumerate([0.009, 0.006, 0.008, 0.011])
+    ]
     found = {d.title for d in diagnose({"task": "classification", "param_names": [], "epochs": epochs}, 2)}
     assert "Over-fitting" not in found
 
 
 def _snap(**over):
-    snap = {"task": "classification", "param_names": ["layers[0].weight", "layers[2].weight", "layers[4].weight"],
-            "log_grad_norm": np.zeros((0, 3)), "log_update_ratio": np.zeros((0, 3)), "epochs": [], "telemetry": [],
-            "context": {"chance": math.log(2), "weights": [0, 1, 2], "activations": ["ReLU"], "init": "kaiming_normal"}}
+    snap = {
+        "task": "classification",
+        "param_names": ["layers[0].weight", "layers[2].weight", "layers[4].weight"],
+        "log_grad_norm": np.zeros((0, 3)),
+        "log_update_ratio": np.zeros((0, 3)),
+        "epochs": [],
+        "telemetry": [],
+        "context": {"chance": math.log(2), "weights": [0, 1, 2], "activations": ["ReLU"], "init": "kaiming_normal"},
+    }
     snap.update(over)
     return snap
 
@@ -279,8 +313,10 @@ def test_dead_units_and_a_small_ratio_give_one_learning_rate_direction():
 
 def test_update_ratio_reads_weights_only():
     # biases move fast (1e-1) and the weights at a healthy 1e-3: nothing to report
-    snap = _snap(param_names=["layers[0].weight", "layers[0].bias", "layers[2].weight", "layers[2].bias"],
-                 log_update_ratio=np.log10(np.array([[1e-3, 1e-1, 1e-3, 1e-1]] * 10)))
+    snap = _snap(
+        param_names=["layers[0].weight", "layers[0].bias", "layers[2].weight", "layers[2].bias"],
+        log_update_ratio=np.log10(np.array([[1e-3, 1e-1, 1e-3, 1e-1]] * 10)),
+    )
     snap["context"]["weights"] = [0, 2]
     assert "Update ratio" not in {d.title for d in diagnose(snap, 2)}
 

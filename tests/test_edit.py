@@ -1,4 +1,5 @@
 """Tests for dlviz.edit: preset edits addressed by JSON paths, checked against the schema and the summary."""
+
 import copy
 
 import pytest
@@ -14,9 +15,14 @@ TOP = edit.TOP
 
 
 def doc(layers, input_shape=(2,), **model):
-    return {"format": "dlviz-preset/1", "name": "t", "data": {"name": "xor"}, "loss": {"type": "CrossEntropyLoss"},
-            "optimizer": {"type": "Adam", "lr": 0.01},
-            "model": {"input_shape": list(input_shape), **model, "layers": layers}}
+    return {
+        "format": "dlviz-preset/1",
+        "name": "t",
+        "data": {"name": "xor"},
+        "loss": {"type": "CrossEntropyLoss"},
+        "optimizer": {"type": "Adam", "lr": 0.01},
+        "model": {"input_shape": list(input_shape), **model, "layers": layers},
+    }
 
 
 def params(d) -> int:
@@ -24,11 +30,13 @@ def params(d) -> int:
 
 
 MLP = doc([{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}])
-BLOCKY = doc([
-    {"type": "Linear", "out_features": 4},
-    {"type": "Residual", "body": [{"type": "Linear", "out_features": 4}, {"type": "Tanh"}]},
-    {"type": "Concat", "branches": [[{"type": "Sigmoid"}], [{"type": "Sequential", "name": "g", "layers": [{"type": "ReLU"}]}]]},
-])
+BLOCKY = doc(
+    [
+        {"type": "Linear", "out_features": 4},
+        {"type": "Residual", "body": [{"type": "Linear", "out_features": 4}, {"type": "Tanh"}]},
+        {"type": "Concat", "branches": [[{"type": "Sigmoid"}], [{"type": "Sequential", "name": "g", "layers": [{"type": "ReLU"}]}]]},
+    ]
+)
 
 
 # ---------------------------------------------------------------- new layers
@@ -77,8 +85,7 @@ def test_insert_at_an_index_and_the_input_is_untouched():
     assert MLP == before
 
 
-@pytest.mark.parametrize("container", [
-    (*TOP, 1, "body"), (*TOP, 1, "shortcut"), (*TOP, 2, "branches", 0), (*TOP, 2, "branches", 1, 0, "layers")])
+@pytest.mark.parametrize("container", [(*TOP, 1, "body"), (*TOP, 1, "shortcut"), (*TOP, 2, "branches", 0), (*TOP, 2, "branches", 1, 0, "layers")])
 def test_insert_into_every_kind_of_container(container):
     out = edit.add_layer(BLOCKY, container, "Identity")
     assert edit.get(out, container)[-1] == {"type": "Identity"}
@@ -190,8 +197,7 @@ def test_parse_value_per_kind():
 
 def test_format_value_round_trips_through_parse_value():
     conv = ALL_LAYERS["Conv2d"].args
-    for arg, value in ((conv["kernel_size"], [3, 5]), (conv["padding"], "same"), (conv["stride"], 2),
-                       (ALL_LAYERS["Upsample"].args["scale_factor"], 1.5)):
+    for arg, value in ((conv["kernel_size"], [3, 5]), (conv["padding"], "same"), (conv["stride"], 2), (ALL_LAYERS["Upsample"].args["scale_factor"], 1.5)):
         assert edit.parse_value(arg, edit.format_value(arg, value)) == value
     assert edit.format_value(ALL_LAYERS["MaxPool2d"].args["stride"], None) == ""
 
@@ -221,8 +227,14 @@ def test_set_all_activations_drops_arguments_of_the_old_type():
 
 
 def test_set_all_inits_clears_overrides_but_not_prelu_slopes():
-    d = doc([{"type": "Linear", "out_features": 4, "init": "zeros"}, {"type": "PReLU", "init": 0.1},
-             {"type": "Residual", "body": [{"type": "Linear", "out_features": 4, "init": "ones"}]}], init="orthogonal")
+    d = doc(
+        [
+            {"type": "Linear", "out_features": 4, "init": "zeros"},
+            {"type": "PReLU", "init": 0.1},
+            {"type": "Residual", "body": [{"type": "Linear", "out_features": 4, "init": "ones"}]},
+        ],
+        init="orthogonal",
+    )
     out = edit.set_all_inits(d, "kaiming_normal")
     assert out["model"]["init"] == "kaiming_normal"
     assert [layer.get("init") for _, layer, _ in edit.walk(out)] == [None, 0.1, None, None]
@@ -238,8 +250,14 @@ def test_set_all_inits_clears_overrides_but_not_prelu_slopes():
 
 def test_containers_list_every_insertion_point_with_a_label():
     found = edit.containers(BLOCKY)
-    assert [p for p, _ in found] == [TOP, (*TOP, 1, "body"), (*TOP, 1, "shortcut"), (*TOP, 2, "branches", 0),
-                                     (*TOP, 2, "branches", 1), (*TOP, 2, "branches", 1, 0, "layers")]
+    assert [p for p, _ in found] == [
+        TOP,
+        (*TOP, 1, "body"),
+        (*TOP, 1, "shortcut"),
+        (*TOP, 2, "branches", 0),
+        (*TOP, 2, "branches", 1),
+        (*TOP, 2, "branches", 1, 0, "layers"),
+    ]
     labels = dict(found)
     assert labels[TOP] == "Top level"
     assert labels[(*TOP, 1, "shortcut")] == "layers[1] Residual › shortcut"
@@ -321,25 +339,33 @@ def test_gallery_presets_keep_their_counts_through_edits(name):
 
 
 def test_a_problem_names_the_layer_as_the_build_page_shows_it_then_its_json_path():
-    doc = {"format": "dlviz-preset/1", "model": {"input_shape": [1, 28, 28], "layers": [
-        {"type": "Flatten"},
-        {"type": "Linear", "out_features": 120},
-        {"type": "Residual", "body": [{"type": "Linear", "out_features": 120}, {"type": "Tanh"}]},
-        {"type": "Concat", "branches": [[], [{"type": "Sequential", "layers": [{"type": "Conv2d", "out_channels": 6,
-                                                                              "kernel_size": 5}]}]]}]}}
+    doc = {
+        "format": "dlviz-preset/1",
+        "model": {
+            "input_shape": [1, 28, 28],
+            "layers": [
+                {"type": "Flatten"},
+                {"type": "Linear", "out_features": 120},
+                {"type": "Residual", "body": [{"type": "Linear", "out_features": 120}, {"type": "Tanh"}]},
+                {"type": "Concat", "branches": [[], [{"type": "Sequential", "layers": [{"type": "Conv2d", "out_channels": 6, "kernel_size": 5}]}]]},
+            ],
+        },
+    }
     err = UserError("model.layers[1].out_features", "must be at least 1")
     assert edit.name_layers(doc, str(err)) == "layer 1, Linear 120 (model.layers[1].out_features): must be at least 1"
-    assert edit.name_layers(doc, "the gradient norm of model.layers[1].weight is 1e-9.") == \
-        "the gradient norm of layer 1, Linear 120 (model.layers[1].weight) is 1e-9."
+    assert (
+        edit.name_layers(doc, "the gradient norm of model.layers[1].weight is 1e-9.")
+        == "the gradient norm of layer 1, Linear 120 (model.layers[1].weight) is 1e-9."
+    )
     assert edit.name_layers(doc, "layers[2].body[0].weight is 3× smaller than layers[1].weight.") == (
-        "layer 0 of the body of layer 2, Linear 120 (layers[2].body[0].weight) is 3× smaller than "
-        "layer 1, Linear 120 (layers[1].weight).")
+        "layer 0 of the body of layer 2, Linear 120 (layers[2].body[0].weight) is 3× smaller than layer 1, Linear 120 (layers[1].weight)."
+    )
     assert edit.layer_place(doc, (*edit.TOP, 2, "body", 1)) == "layer 1 of the body of layer 2, Tanh"
-    assert edit.layer_place(doc, (*edit.TOP, 3, "branches", 1, 0, "layers", 0)) == \
-        "layer 0 of layer 0 of branch 1 of layer 3, Conv2d 6@5×5"
+    assert edit.layer_place(doc, (*edit.TOP, 3, "branches", 1, 0, "layers", 0)) == "layer 0 of layer 0 of branch 1 of layer 3, Conv2d 6@5×5"
     # a diagnosis's "(kind, share)" after a path joins the path's brackets instead of naming the kind twice
     assert edit.name_layers(doc, "the units of model.layers[1] (Linear, 60%) and layers[2] (ReLU, 90%) die.") == (
-        "the units of layer 1, Linear 120 (model.layers[1], 60%) and layer 2, Residual (layers[2]) (ReLU, 90%) die.")
+        "the units of layer 1, Linear 120 (model.layers[1], 60%) and layer 2, Residual (layers[2]) (ReLU, 90%) die."
+    )
     # a problem outside the layers keeps its plain form
     assert edit.name_layers(doc, "model.input_shape: x") == "model.input_shape: x"
     assert edit.name_layers(doc, "model.layers[9]: x") == "model.layers[9]: x"  # no such layer: left as it is
@@ -347,13 +373,14 @@ def test_a_problem_names_the_layer_as_the_build_page_shows_it_then_its_json_path
 
 def test_a_residual_whose_body_loses_its_border_says_which_convolution_needs_padding():
     conv = {"type": "Conv2d", "out_channels": 8, "kernel_size": 3}
-    doc = {"format": "dlviz-preset/1", "model": {"input_shape": [8, 28, 28], "layers": [
-        {"type": "Residual", "body": [conv, {"type": "ReLU"}, {**conv, "padding": 1}]}]}}
+    doc = {
+        "format": "dlviz-preset/1",
+        "model": {"input_shape": [8, 28, 28], "layers": [{"type": "Residual", "body": [conv, {"type": "ReLU"}, {**conv, "padding": 1}]}]},
+    }
     with pytest.raises(UserError) as caught:
         summarize(validate(doc))
     assert caught.value.path == "model.layers[0]"
-    assert ("the body's 3×3 convolution without padding (model.layers[0].body[0]) shrinks 28×28 to 26×26; "
-            "give it padding 1") in caught.value.message
+    assert ("the body's 3×3 convolution without padding (model.layers[0].body[0]) shrinks 28×28 to 26×26; give it padding 1") in caught.value.message
     assert "kernel_size 1" not in caught.value.message  # a 1×1 shortcut cannot grow the map back
     # with the channels changed too, both fixes are named
     doc["model"]["layers"][0]["body"][2]["out_channels"] = 16

@@ -1,4 +1,5 @@
 """Exports: the standalone script prints what `train --json` prints, byte for byte; ONNX files re-run in onnxruntime; weights round trip."""
+
 from __future__ import annotations
 
 import ast
@@ -32,9 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _doc(data, layers, shape, loss, optimizer, schedule=None, training=None, init=None, seed=1) -> dict:
-    doc = {"format": "dlviz-preset/1", "name": "export test", "seed": seed, "data": data,
-           "model": {"input_shape": shape, "layers": layers}, "loss": loss, "optimizer": optimizer,
-           "training": training or {"epochs": 2}}
+    doc = {
+        "format": "dlviz-preset/1",
+        "name": "export test",
+        "seed": seed,
+        "data": data,
+        "model": {"input_shape": shape, "layers": layers},
+        "loss": loss,
+        "optimizer": optimizer,
+        "training": training or {"epochs": 2},
+    }
     if init is not None:
         doc["model"]["init"] = init
     if schedule is not None:
@@ -48,124 +56,260 @@ SEVEN = ["x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)"]
 ZOO = {
     "dense-activations-inits": _doc(
         {"name": "circle", "num_samples": 120, "noise": 0.2, "features": SEVEN, "batch_size": 16, "test_fraction": 0.1},
-        [{"type": "Linear", "out_features": 16, "init": "xavier_normal"}, {"type": "ReLU"}, {"type": "LeakyReLU", "negative_slope": 0.1},
-         {"type": "PReLU", "num_parameters": 16, "init": 0.1}, {"type": "ELU", "alpha": 0.5}, {"type": "SELU"}, {"type": "CELU"},
-         {"type": "GELU", "approximate": "tanh"}, {"type": "SiLU"}, {"type": "Mish"},
-         {"type": "Linear", "out_features": 16,
-          "init": {"type": "kaiming_uniform", "a": 0.1, "mode": "fan_out", "nonlinearity": "leaky_relu", "bias": "default"}},
-         {"type": "Sigmoid"}, {"type": "Tanh"}, {"type": "Softplus", "beta": 2.0}, {"type": "Softsign"},
-         {"type": "Hardtanh", "min_val": -2.0}, {"type": "Hardswish"}, {"type": "ReLU6"},
-         {"type": "Linear", "out_features": 32, "init": {"type": "orthogonal", "gain": 0.5}}, {"type": "Maxout", "pieces": 2},
-         {"type": "Bilinear", "out_features": 8, "init": {"type": "trunc_normal", "std": 0.2}}, {"type": "BatchNorm1d", "momentum": 0.2},
-         {"type": "LayerNorm", "eps": 1e-4}, {"type": "Dropout", "p": 0.2}, {"type": "AlphaDropout", "p": 0.1}, {"type": "Identity"},
-         {"type": "Linear", "out_features": 8, "init": {"type": "uniform", "a": -0.3, "b": 0.3}}, {"type": "Softmax"},
-         {"type": "Linear", "out_features": 8, "init": {"type": "constant", "val": 0.01}}, {"type": "Linear", "out_features": 8, "init": "ones"},
-         {"type": "Linear", "out_features": 8, "init": "zeros"}, {"type": "Linear", "out_features": 8, "init": "default"},
-         {"type": "Linear", "out_features": 2}, {"type": "LogSoftmax", "dim": -1}],
-        [7], {"type": "NLLLoss"}, {"type": "SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
+        [
+            {"type": "Linear", "out_features": 16, "init": "xavier_normal"},
+            {"type": "ReLU"},
+            {"type": "LeakyReLU", "negative_slope": 0.1},
+            {"type": "PReLU", "num_parameters": 16, "init": 0.1},
+            {"type": "ELU", "alpha": 0.5},
+            {"type": "SELU"},
+            {"type": "CELU"},
+            {"type": "GELU", "approximate": "tanh"},
+            {"type": "SiLU"},
+            {"type": "Mish"},
+            {
+                "type": "Linear",
+                "out_features": 16,
+                "init": {"type": "kaiming_uniform", "a": 0.1, "mode": "fan_out", "nonlinearity": "leaky_relu", "bias": "default"},
+            },
+            {"type": "Sigmoid"},
+            {"type": "Tanh"},
+            {"type": "Softplus", "beta": 2.0},
+            {"type": "Softsign"},
+            {"type": "Hardtanh", "min_val": -2.0},
+            {"type": "Hardswish"},
+            {"type": "ReLU6"},
+            {"type": "Linear", "out_features": 32, "init": {"type": "orthogonal", "gain": 0.5}},
+            {"type": "Maxout", "pieces": 2},
+            {"type": "Bilinear", "out_features": 8, "init": {"type": "trunc_normal", "std": 0.2}},
+            {"type": "BatchNorm1d", "momentum": 0.2},
+            {"type": "LayerNorm", "eps": 1e-4},
+            {"type": "Dropout", "p": 0.2},
+            {"type": "AlphaDropout", "p": 0.1},
+            {"type": "Identity"},
+            {"type": "Linear", "out_features": 8, "init": {"type": "uniform", "a": -0.3, "b": 0.3}},
+            {"type": "Softmax"},
+            {"type": "Linear", "out_features": 8, "init": {"type": "constant", "val": 0.01}},
+            {"type": "Linear", "out_features": 8, "init": "ones"},
+            {"type": "Linear", "out_features": 8, "init": "zeros"},
+            {"type": "Linear", "out_features": 8, "init": "default"},
+            {"type": "Linear", "out_features": 2},
+            {"type": "LogSoftmax", "dim": -1},
+        ],
+        [7],
+        {"type": "NLLLoss"},
+        {"type": "SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
         {"type": "LinearLR", "start_factor": 0.5, "total_iters": 2},
-        {"epochs": 2, "l1": 1e-4, "l2": 1e-4, "grad_clip": 0.5, "max_norm": 2.0}, init="lecun_normal"),
+        {"epochs": 2, "l1": 1e-4, "l2": 1e-4, "grad_clip": 0.5, "max_norm": 2.0},
+        init="lecun_normal",
+    ),
     "conv-blocks-augment-onecycle": _doc(
         {"name": "digits", "subset": 300, "batch_size": 32, "test_fraction": 0.1, "augment": {"hflip": True, "crop": 1, "noise": 0.05}},
-        [{"type": "Conv2d", "out_channels": 8, "kernel_size": 3, "padding": "same", "padding_mode": "reflect"}, {"type": "BatchNorm2d"},
-         {"type": "ReLU"},
-         {"type": "Sequential", "name": "norms", "layers": [{"type": "GroupNorm", "num_groups": 2}, {"type": "InstanceNorm2d", "affine": True},
-                                                            {"type": "LocalResponseNorm", "size": 3}, {"type": "Dropout2d", "p": 0.1}]},
-         {"type": "Residual", "body": [{"type": "Conv2d", "out_channels": 8, "kernel_size": [3, 1], "padding": [1, 0], "groups": 2, "bias": False}],
-          "shortcut": [{"type": "Conv2d", "out_channels": 8, "kernel_size": 1, "init": "xavier_uniform"}]},
-         {"type": "Concat", "branches": [[{"type": "MaxPool2d", "kernel_size": 2, "ceil_mode": True}],
-                                         [{"type": "AvgPool2d", "kernel_size": 2, "count_include_pad": False}],
-                                         [{"type": "Conv2d", "out_channels": 4, "kernel_size": 2, "stride": 2}]]},
-         {"type": "ConvTranspose2d", "out_channels": 6, "kernel_size": 2, "stride": 2}, {"type": "AvgPool2d", "kernel_size": 2},
-         {"type": "Upsample", "scale_factor": 2.0, "mode": "bilinear", "align_corners": False}, {"type": "Upsample", "size": [10, 10]},
-         {"type": "AdaptiveMaxPool2d", "output_size": 5}, {"type": "AdaptiveAvgPool2d", "output_size": [2, 2]},
-         {"type": "Flatten"}, {"type": "Linear", "out_features": 10}],
-        [1, 8, 8], {"type": "CrossEntropyLoss", "label_smoothing": 0.1}, {"type": "Adam", "lr": 0.01, "amsgrad": True},
-        {"type": "OneCycleLR", "max_lr": 0.05, "anneal_strategy": "linear"}, {"epochs": 2, "grad_clip": 1.0},
-        init={"type": "kaiming_normal", "mode": "fan_out"}),
+        [
+            {"type": "Conv2d", "out_channels": 8, "kernel_size": 3, "padding": "same", "padding_mode": "reflect"},
+            {"type": "BatchNorm2d"},
+            {"type": "ReLU"},
+            {
+                "type": "Sequential",
+                "name": "norms",
+                "layers": [
+                    {"type": "GroupNorm", "num_groups": 2},
+                    {"type": "InstanceNorm2d", "affine": True},
+                    {"type": "LocalResponseNorm", "size": 3},
+                    {"type": "Dropout2d", "p": 0.1},
+                ],
+            },
+            {
+                "type": "Residual",
+                "body": [{"type": "Conv2d", "out_channels": 8, "kernel_size": [3, 1], "padding": [1, 0], "groups": 2, "bias": False}],
+                "shortcut": [{"type": "Conv2d", "out_channels": 8, "kernel_size": 1, "init": "xavier_uniform"}],
+            },
+            {
+                "type": "Concat",
+                "branches": [
+                    [{"type": "MaxPool2d", "kernel_size": 2, "ceil_mode": True}],
+                    [{"type": "AvgPool2d", "kernel_size": 2, "count_include_pad": False}],
+                    [{"type": "Conv2d", "out_channels": 4, "kernel_size": 2, "stride": 2}],
+                ],
+            },
+            {"type": "ConvTranspose2d", "out_channels": 6, "kernel_size": 2, "stride": 2},
+            {"type": "AvgPool2d", "kernel_size": 2},
+            {"type": "Upsample", "scale_factor": 2.0, "mode": "bilinear", "align_corners": False},
+            {"type": "Upsample", "size": [10, 10]},
+            {"type": "AdaptiveMaxPool2d", "output_size": 5},
+            {"type": "AdaptiveAvgPool2d", "output_size": [2, 2]},
+            {"type": "Flatten"},
+            {"type": "Linear", "out_features": 10},
+        ],
+        [1, 8, 8],
+        {"type": "CrossEntropyLoss", "label_smoothing": 0.1},
+        {"type": "Adam", "lr": 0.01, "amsgrad": True},
+        {"type": "OneCycleLR", "max_lr": 0.05, "anneal_strategy": "linear"},
+        {"epochs": 2, "grad_clip": 1.0},
+        init={"type": "kaiming_normal", "mode": "fan_out"},
+    ),
     "conv1d-maxnorm-steplr": _doc(
         {"name": "reg-gauss", "num_samples": 200, "noise": 0.1, "features": SEVEN, "batch_size": 20},
-        [{"type": "Linear", "out_features": 16}, {"type": "Unflatten", "dim": 1, "unflattened_size": [2, 8]},
-         {"type": "Conv1d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "BatchNorm1d"},
-         {"type": "MaxPool1d", "kernel_size": 2}, {"type": "AvgPool1d", "kernel_size": 2, "stride": 1}, {"type": "Flatten"},
-         {"type": "Linear", "out_features": 1}],
-        [7], {"type": "SmoothL1Loss", "beta": 0.5}, {"type": "AdamW", "lr": 0.01, "weight_decay": 0.05},
-        {"type": "StepLR", "step_size": 1, "gamma": 0.5}, {"epochs": 3, "max_norm": 1.5, "l1": 1e-3}),
+        [
+            {"type": "Linear", "out_features": 16},
+            {"type": "Unflatten", "dim": 1, "unflattened_size": [2, 8]},
+            {"type": "Conv1d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+            {"type": "BatchNorm1d"},
+            {"type": "MaxPool1d", "kernel_size": 2},
+            {"type": "AvgPool1d", "kernel_size": 2, "stride": 1},
+            {"type": "Flatten"},
+            {"type": "Linear", "out_features": 1},
+        ],
+        [7],
+        {"type": "SmoothL1Loss", "beta": 0.5},
+        {"type": "AdamW", "lr": 0.01, "weight_decay": 0.05},
+        {"type": "StepLR", "step_size": 1, "gamma": 0.5},
+        {"epochs": 3, "max_norm": 1.5, "l1": 1e-3},
+    ),
     "sequence-layers": _doc(
         {"name": "tokens", "task": "reverse", "num_samples": 120, "seq_len": 6, "vocab": 5, "batch_size": 16},
-        [{"type": "Embedding", "num_embeddings": 5, "embedding_dim": 8, "padding_idx": 0},
-         {"type": "TransformerEncoderLayer", "nhead": 2, "dim_feedforward": 16, "activation": "gelu", "norm_first": True},
-         {"type": "MultiheadAttention", "num_heads": 2, "causal": True, "dropout": 0.1},
-         {"type": "GRU", "hidden_size": 6, "bidirectional": True, "output": "all"},
-         {"type": "LSTM", "hidden_size": 8, "num_layers": 2, "dropout": 0.1, "output": "all"},
-         {"type": "RNN", "hidden_size": 8, "nonlinearity": "relu", "output": "all"}, {"type": "Linear", "out_features": 5}],
-        [6], {"type": "CrossEntropyLoss"}, {"type": "RMSprop", "lr": 0.005, "momentum": 0.5, "centered": True},
-        {"type": "CosineAnnealingLR", "T_max": 2}, init={"type": "normal", "std": 0.1}),
+        [
+            {"type": "Embedding", "num_embeddings": 5, "embedding_dim": 8, "padding_idx": 0},
+            {"type": "TransformerEncoderLayer", "nhead": 2, "dim_feedforward": 16, "activation": "gelu", "norm_first": True},
+            {"type": "MultiheadAttention", "num_heads": 2, "causal": True, "dropout": 0.1},
+            {"type": "GRU", "hidden_size": 6, "bidirectional": True, "output": "all"},
+            {"type": "LSTM", "hidden_size": 8, "num_layers": 2, "dropout": 0.1, "output": "all"},
+            {"type": "RNN", "hidden_size": 8, "nonlinearity": "relu", "output": "all"},
+            {"type": "Linear", "out_features": 5},
+        ],
+        [6],
+        {"type": "CrossEntropyLoss"},
+        {"type": "RMSprop", "lr": 0.005, "momentum": 0.5, "centered": True},
+        {"type": "CosineAnnealingLR", "T_max": 2},
+        init={"type": "normal", "std": 0.1},
+    ),
     "sine-bilstm-early-stopping": _doc(
         {"name": "sine", "num_samples": 150, "seq_len": 10, "noise": 0.05, "batch_size": 16},
         [{"type": "LSTM", "hidden_size": 8, "bidirectional": True}, {"type": "Linear", "out_features": 1}],
-        [10, 1], {"type": "L1Loss"}, {"type": "Adam", "lr": 0.01}, {"type": "ExponentialLR", "gamma": 0.9},
-        {"epochs": 4, "early_stopping": {"patience": 1}}),
+        [10, 1],
+        {"type": "L1Loss"},
+        {"type": "Adam", "lr": 0.01},
+        {"type": "ExponentialLR", "gamma": 0.9},
+        {"epochs": 4, "early_stopping": {"patience": 1}},
+    ),
     "majority-plateau": _doc(
         {"name": "tokens", "task": "majority", "num_samples": 150, "seq_len": 5, "vocab": 4, "batch_size": 16},
-        [{"type": "Embedding", "num_embeddings": 4, "embedding_dim": 8, "max_norm": 1.0, "init": "xavier_uniform"},
-         {"type": "MultiheadAttention", "num_heads": 2, "bias": False}, {"type": "Flatten"}, {"type": "Linear", "out_features": 4}],
-        [5], {"type": "MultiMarginLoss", "p": 2, "margin": 0.5}, {"type": "Adagrad", "lr": 0.05, "lr_decay": 0.01},
-        {"type": "ReduceLROnPlateau", "factor": 0.5, "patience": 0}, {"epochs": 3}),
+        [
+            {"type": "Embedding", "num_embeddings": 4, "embedding_dim": 8, "max_norm": 1.0, "init": "xavier_uniform"},
+            {"type": "MultiheadAttention", "num_heads": 2, "bias": False},
+            {"type": "Flatten"},
+            {"type": "Linear", "out_features": 4},
+        ],
+        [5],
+        {"type": "MultiMarginLoss", "p": 2, "margin": 0.5},
+        {"type": "Adagrad", "lr": 0.05, "lr_decay": 0.01},
+        {"type": "ReduceLROnPlateau", "factor": 0.5, "patience": 0},
+        {"epochs": 3},
+    ),
     "gauss-bce-no-restore": _doc(
         {"name": "gauss", "num_samples": 100, "noise": 0.3, "batch_size": 10, "val_fraction": 0.3},
         [{"type": "Linear", "out_features": 4}, {"type": "Tanh"}, {"type": "Linear", "out_features": 1}],
-        [2], {"type": "BCEWithLogitsLoss"}, {"type": "Adadelta"}, None,
-        {"epochs": 3, "early_stopping": {"patience": 2, "min_delta": 0.001, "restore_best": False}}),
+        [2],
+        {"type": "BCEWithLogitsLoss"},
+        {"type": "Adadelta"},
+        None,
+        {"epochs": 3, "early_stopping": {"patience": 2, "min_delta": 0.001, "restore_best": False}},
+    ),
     "xor-softmargin-no-validation": _doc(
         {"name": "xor", "num_samples": 100, "noise": 0.1, "batch_size": 10, "val_fraction": 0.0, "test_fraction": 0.2},
         [{"type": "Linear", "out_features": 4}, {"type": "ReLU"}, {"type": "Linear", "out_features": 1}],
-        [2], {"type": "SoftMarginLoss"}, {"type": "NAdam", "lr": 0.01}),
+        [2],
+        {"type": "SoftMarginLoss"},
+        {"type": "NAdam", "lr": 0.01},
+    ),
     "blobs-kl": _doc(
         {"name": "blobs", "classes": 4, "num_samples": 100, "noise": 0.2, "batch_size": 10},
         [{"type": "Linear", "out_features": 4}, {"type": "LogSoftmax"}],
-        [2], {"type": "KLDivLoss"}, {"type": "RAdam", "lr": 0.01}),
+        [2],
+        {"type": "KLDivLoss"},
+        {"type": "RAdam", "lr": 0.01},
+    ),
     "moons-adamax": _doc(
         {"name": "moons", "num_samples": 100, "batch_size": 10, "features": ["x1", "x2", "x1*x2"]},
         [{"type": "Linear", "out_features": 4}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}],
-        [3], {"type": "CrossEntropyLoss"}, {"type": "Adamax"}),
+        [3],
+        {"type": "CrossEntropyLoss"},
+        {"type": "Adamax"},
+    ),
     "plane-huber": _doc(
         {"name": "reg-plane", "num_samples": 100, "noise": 0.2, "batch_size": 10},
-        [{"type": "Linear", "out_features": 1}], [2], {"type": "HuberLoss", "delta": 0.5}, {"type": "SGD", "lr": 0.05}),
+        [{"type": "Linear", "out_features": 1}],
+        [2],
+        {"type": "HuberLoss", "delta": 0.5},
+        {"type": "SGD", "lr": 0.05},
+    ),
     "curve-outliers-sum": _doc(
         {"name": "curve", "function": "cubic", "num_samples": 100, "outliers": 0.1, "noise": 0.2, "batch_size": 10, "test_fraction": 0.2},
         [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}, {"type": "Linear", "out_features": 1}],
-        [1], {"type": "MSELoss", "reduction": "sum"}, {"type": "SGD", "lr": 0.001}),
+        [1],
+        {"type": "MSELoss", "reduction": "sum"},
+        {"type": "SGD", "lr": 0.001},
+    ),
     "mnist-subset": _doc(
         {"name": "mnist", "subset": 200, "batch_size": 50, "test_fraction": 0.1},
-        [{"type": "Conv2d", "out_channels": 4, "kernel_size": 5, "stride": 2}, {"type": "Tanh"}, {"type": "Flatten"},
-         {"type": "Linear", "out_features": 10}],
-        [1, 28, 28], {"type": "CrossEntropyLoss"}, {"type": "SGD", "lr": 0.05, "momentum": 0.9}, init="xavier_uniform"),
+        [{"type": "Conv2d", "out_channels": 4, "kernel_size": 5, "stride": 2}, {"type": "Tanh"}, {"type": "Flatten"}, {"type": "Linear", "out_features": 10}],
+        [1, 28, 28],
+        {"type": "CrossEntropyLoss"},
+        {"type": "SGD", "lr": 0.05, "momentum": 0.9},
+        init="xavier_uniform",
+    ),
     "sort-per-token": _doc(
         {"name": "tokens", "task": "sort", "num_samples": 100, "seq_len": 4, "vocab": 3, "batch_size": 10},
-        [{"type": "Embedding", "num_embeddings": 3, "embedding_dim": 4}, {"type": "Flatten"}, {"type": "Linear", "out_features": 12},
-         {"type": "Unflatten", "dim": 1, "unflattened_size": [4, 3]}],
-        [4], {"type": "CrossEntropyLoss"}, {"type": "Adam"}),
+        [
+            {"type": "Embedding", "num_embeddings": 3, "embedding_dim": 4},
+            {"type": "Flatten"},
+            {"type": "Linear", "out_features": 12},
+            {"type": "Unflatten", "dim": 1, "unflattened_size": [4, 3]},
+        ],
+        [4],
+        {"type": "CrossEntropyLoss"},
+        {"type": "Adam"},
+    ),
     "diverges": _doc(
         {"name": "reg-plane", "num_samples": 100, "batch_size": 10},
         [{"type": "Linear", "out_features": 64}, {"type": "Linear", "out_features": 64}, {"type": "Linear", "out_features": 1}],
-        [2], {"type": "MSELoss"}, {"type": "SGD", "lr": 10.0}, None, {"epochs": 3}, init={"type": "normal", "std": 50.0}),
+        [2],
+        {"type": "MSELoss"},
+        {"type": "SGD", "lr": 10.0},
+        None,
+        {"epochs": 3},
+        init={"type": "normal", "std": 50.0},
+    ),
     # the tables are written to the uploads folder by the csv_tables fixture; data.source finds them there by name
     "csv-classes": _doc(
         {"name": "csv", "source": "export-classes.csv", "target": "label", "batch_size": 16, "test_fraction": 0.2},
         [{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 3}],
-        [6], {"type": "CrossEntropyLoss"}, {"type": "Adam", "lr": 0.01}),
+        [6],
+        {"type": "CrossEntropyLoss"},
+        {"type": "Adam", "lr": 0.01},
+    ),
     "csv-regression": _doc(
-        {"name": "csv", "source": "export-regression.csv", "target": "price", "batch_size": 16, "val_fraction": 0.25,
-         "test_fraction": 0.1},
+        {"name": "csv", "source": "export-regression.csv", "target": "price", "batch_size": 16, "val_fraction": 0.25, "test_fraction": 0.1},
         [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}, {"type": "Linear", "out_features": 1}],
-        [4], {"type": "MSELoss"}, {"type": "SGD", "lr": 0.05}, None, {"epochs": 3}),
+        [4],
+        {"type": "MSELoss"},
+        {"type": "SGD", "lr": 0.05},
+        None,
+        {"epochs": 3},
+    ),
     # finite gradients whose float32 sum overflows: the trainer reports it instead of failing to name a culprit
     "gradient-sum-overflows": _doc(
         {"name": "reg-plane", "num_samples": 100, "batch_size": 100, "val_fraction": 0.1},
-        [{"type": "Linear", "out_features": 64, "init": {"type": "constant", "val": 1e-36}},
-         {"type": "Linear", "out_features": 1, "init": {"type": "constant", "val": 1e37}}],
-        [2], {"type": "L1Loss"}, {"type": "SGD", "lr": 0.01}, None, {"epochs": 1}),
+        [
+            {"type": "Linear", "out_features": 64, "init": {"type": "constant", "val": 1e-36}},
+            {"type": "Linear", "out_features": 1, "init": {"type": "constant", "val": 1e37}},
+        ],
+        [2],
+        {"type": "L1Loss"},
+        {"type": "SGD", "lr": 0.01},
+        None,
+        {"epochs": 1},
+    ),
 }
 
 
@@ -324,8 +468,8 @@ def test_script_reads_as_plain_pytorch(tmp_path):
     # only the blocks this model uses are written out, and its own dataset's code
     assert "class Residual" in text and "class Concat" in text and "class Recurrent" not in text
     assert "def augment(" in text and "load_digits" in text and "mnist" not in text and "def spiral(" not in text
-    assert "nn.Conv2d(1, 8, 3, padding=\"same\", padding_mode=\"reflect\")" in text
-    assert "OneCycleLR(optimizer, max_lr=0.05, anneal_strategy=\"linear\", total_steps=EPOCHS * steps_per_epoch)" in text
+    assert 'nn.Conv2d(1, 8, 3, padding="same", padding_mode="reflect")' in text
+    assert 'OneCycleLR(optimizer, max_lr=0.05, anneal_strategy="linear", total_steps=EPOCHS * steps_per_epoch)' in text
     code, out, err = _main("export", "xor", "--format", "py", "-o", "-")
     assert code == 0 and err == "" and out == export.script(gallery.load("xor"))
 
@@ -333,8 +477,12 @@ def test_script_reads_as_plain_pytorch(tmp_path):
 def test_script_kernels_are_the_runtime_s_own_source():
     """Every function and class a script defines that the kernel modules (runtime, loop) also define is their source, to
     the letter; the export package keeps no copy of one as text."""
-    kernels = {name: obj for module in (runtime, loop) for name, obj in vars(module).items()
-               if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == module.__name__}
+    kernels = {
+        name: obj
+        for module in (runtime, loop)
+        for name, obj in vars(module).items()
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == module.__name__
+    }
     seen = set()
     for doc in PRESETS.values():
         text = export.script(validate(doc))
@@ -457,10 +605,10 @@ def runs(tmp_path_factory):
         s.write_text(export.script(validate(doc)))
         presets.append(str(p)), scripts.append(str(s))
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cli = subprocess.Popen([sys.executable, "-c", CLI_RUNNER, *presets], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, cwd=ROOT, env=env)
-    script = subprocess.Popen([sys.executable, "-I", "-c", SCRIPT_RUNNER, *scripts], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=folder, env=_clean_env())
+    cli = subprocess.Popen([sys.executable, "-c", CLI_RUNNER, *presets], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    script = subprocess.Popen(
+        [sys.executable, "-I", "-c", SCRIPT_RUNNER, *scripts], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=_clean_env()
+    )
     (a, a_err), (b, b_err) = cli.communicate(timeout=600), script.communicate(timeout=600)
     assert cli.returncode == 0, a_err
     assert script.returncode == 0, b_err
@@ -500,10 +648,10 @@ def _standalone(doc: dict, folder: Path, via_cli: bool = False) -> None:
         assert code == 0 and out.startswith(f"wrote {script}") and err == "", err
     else:
         script.write_text(export.script(validate(doc)))
-    train = subprocess.Popen([sys.executable, "-m", "dlviz", "train", str(preset), "--json"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-    run = subprocess.Popen([sys.executable, "-I", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           cwd=folder, env=_clean_env())
+    train = subprocess.Popen(
+        [sys.executable, "-m", "dlviz", "train", str(preset), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
+    run = subprocess.Popen([sys.executable, "-I", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=_clean_env())
     (a, a_err), (b, b_err) = train.communicate(timeout=300), run.communicate(timeout=300)
     assert b == a and b_err == a_err and run.returncode == train.returncode, (a, a_err, b, b_err)
     assert a.strip()
@@ -521,10 +669,12 @@ def test_csv_script_reads_the_table_named_by_its_argument(tmp_path, runs):
     script = tmp_path / "run.py"
     script.write_text(text)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    train = subprocess.Popen([sys.executable, "-m", "dlviz", "train", str(preset), "--json"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-    run = subprocess.Popen([sys.executable, "-I", str(script), "other.csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, cwd=tmp_path, env=_clean_env())
+    train = subprocess.Popen(
+        [sys.executable, "-m", "dlviz", "train", str(preset), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-I", str(script), "other.csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_clean_env()
+    )
     (a, a_err), (b, b_err) = train.communicate(timeout=300), run.communicate(timeout=300)
     assert b == a and run.returncode == train.returncode == 0, (a, a_err, b, b_err)
     assert b != runs["csv-classes"][1]["stdout"]  # not the exported table's numbers
@@ -550,8 +700,21 @@ def test_every_script_runs_as_its_own_program(key, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["spiral-tanh", "cnn-digits", "deep-cnn-residual", "lstm-sine", "attention-majority", "outliers-mse",
-                                  "vanishing-sigmoid", "optim-momentum", "dead-relu", "zero-init"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "spiral-tanh",
+        "cnn-digits",
+        "deep-cnn-residual",
+        "lstm-sine",
+        "attention-majority",
+        "outliers-mse",
+        "vanishing-sigmoid",
+        "optim-momentum",
+        "dead-relu",
+        "zero-init",
+    ],
+)
 def test_gallery_scripts_at_full_length(name, tmp_path):
     _standalone(gallery.raw(name), tmp_path)
 

@@ -1,5 +1,6 @@
 """Feature maps against direct forward passes, hooks that leave nothing behind, checkpoint weights, filters, and
 images from files, samples, the dataset and noise fitted to a model's input."""
+
 from __future__ import annotations
 
 import io
@@ -20,22 +21,41 @@ from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
 
 DIGITS_CNN = {
-    "format": "dlviz-preset/1", "name": "CNN on digits", "seed": 0,
+    "format": "dlviz-preset/1",
+    "name": "CNN on digits",
+    "seed": 0,
     "data": {"name": "digits", "val_fraction": 0.2, "batch_size": 32},
-    "model": {"input_shape": [1, 8, 8], "layers": [
-        {"type": "Conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "ReLU"},
-        {"type": "Conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, {"type": "ReLU"},
-        {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]},
-    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.01}, "training": {"epochs": 1},
+    "model": {
+        "input_shape": [1, 8, 8],
+        "layers": [
+            {"type": "Conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+            {"type": "ReLU"},
+            {"type": "Conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1},
+            {"type": "ReLU"},
+            {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Flatten"},
+            {"type": "Linear", "out_features": 10},
+        ],
+    },
+    "loss": {"type": "CrossEntropyLoss"},
+    "optimizer": {"type": "Adam", "lr": 0.01},
+    "training": {"epochs": 1},
 }
 
-BLOCKS = preset([
-    {"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
-    {"type": "Residual", "body": [{"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "ReLU"}]},
-    {"type": "Concat", "branches": [[{"type": "Conv2d", "out_channels": 2, "kernel_size": 1}],
-                                    [{"type": "MaxPool2d", "kernel_size": 3, "stride": 1, "padding": 1}]]},
-    {"type": "Identity"}, {"type": "Flatten"}, {"type": "Linear", "out_features": 3},
-], [3, 10, 10])
+BLOCKS = preset(
+    [
+        {"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+        {"type": "Residual", "body": [{"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "ReLU"}]},
+        {
+            "type": "Concat",
+            "branches": [[{"type": "Conv2d", "out_channels": 2, "kernel_size": 1}], [{"type": "MaxPool2d", "kernel_size": 3, "stride": 1, "padding": 1}]],
+        },
+        {"type": "Identity"},
+        {"type": "Flatten"},
+        {"type": "Linear", "out_features": 3},
+    ],
+    [3, 10, 10],
+)
 
 
 def _png(arr: np.ndarray, mode: str | None = None) -> bytes:
@@ -58,8 +78,20 @@ def test_lenet_maps_equal_a_direct_forward_pass_layer_by_layer():
     outs = features.feature_maps(net, x)
     assert [o.path for o in outs] == [f"model.layers[{i}]" for i in range(12)]
     assert [o.type for o in outs] == [layer.type for layer in exp.model.layers]
-    assert [o.values.shape for o in outs] == [(6, 28, 28), (6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 10, 10), (16, 5, 5),
-                                              (400,), (120,), (120,), (84,), (84,), (10,)]
+    assert [o.values.shape for o in outs] == [
+        (6, 28, 28),
+        (6, 28, 28),
+        (6, 14, 14),
+        (16, 10, 10),
+        (16, 10, 10),
+        (16, 5, 5),
+        (400,),
+        (120,),
+        (120,),
+        (84,),
+        (84,),
+        (10,),
+    ]
     assert [o.kind for o in outs] == ["maps"] * 6 + ["vector"] * 6
     h = x
     with torch.no_grad():
@@ -163,8 +195,7 @@ def test_colour_ranges_are_symmetric_and_nested():
 
 
 def test_filters_and_colour_filters():
-    exp = validate(preset([{"type": "Conv2d", "out_channels": 4, "kernel_size": 5},
-                           {"type": "Conv2d", "out_channels": 2, "kernel_size": 3}], [3, 16, 16]))
+    exp = validate(preset([{"type": "Conv2d", "out_channels": 4, "kernel_size": 5}, {"type": "Conv2d", "out_channels": 2, "kernel_size": 3}], [3, 16, 16]))
     fs = features.conv_filters(features.load_model(exp))
     assert [f.path for f in fs] == ["model.layers[0]", "model.layers[1]"]
     assert fs[0].rgb and not fs[1].rgb
@@ -191,7 +222,7 @@ def test_colour_upload_to_a_grey_model_uses_luminance():
 
 
 def test_grey_upload_to_a_colour_model_is_copied_into_three_channels():
-    grey = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 4)
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
     pic = features.decode_image(_png(grey))
     assert pic.grey
     inp = features.image_input(pic, [3, 8, 8])
@@ -236,11 +267,14 @@ def test_images_are_normalized_like_the_training_data():
     np.testing.assert_allclose(inp.pixels, 1.0)  # what is shown stays in pixel units
 
 
-@pytest.mark.parametrize("data, match", [
-    (b"certainly not an image", "not an image that can be read"),
-    (b"", "not an image that can be read"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not an image that can be read"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"certainly not an image", "not an image that can be read"),
+        (b"", "not an image that can be read"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not an image that can be read"),
+    ],
+)
 def test_files_that_are_not_images(data, match):
     with pytest.raises(UserError, match=match) as e:
         features.decode_image(data, "notes.txt")

@@ -1,4 +1,5 @@
 """Tests for the Build page's figure builders: the architecture graph and the summary table."""
+
 import pytest
 
 from dlviz.figures import build as figures
@@ -18,14 +19,26 @@ def graph_of(doc):
     return figures.model_graph(summarize(exp), exp.to_dict()["model"])
 
 
-INCEPTION = model_doc([
-    {"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
-    {"type": "Concat", "branches": [
-        [{"type": "Conv2d", "out_channels": 2, "kernel_size": 1}],
-        [{"type": "Conv2d", "out_channels": 2, "kernel_size": 1}, {"type": "ReLU"},
-         {"type": "Conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1}],
-        []]},
-    {"type": "Flatten"}, {"type": "Linear", "out_features": 2}], (1, 8, 8))
+INCEPTION = model_doc(
+    [
+        {"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+        {
+            "type": "Concat",
+            "branches": [
+                [{"type": "Conv2d", "out_channels": 2, "kernel_size": 1}],
+                [
+                    {"type": "Conv2d", "out_channels": 2, "kernel_size": 1},
+                    {"type": "ReLU"},
+                    {"type": "Conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1},
+                ],
+                [],
+            ],
+        },
+        {"type": "Flatten"},
+        {"type": "Linear", "out_features": 2},
+    ],
+    (1, 8, 8),
+)
 
 
 def test_resnet18_graph_has_a_node_per_layer_and_a_merge_per_block():
@@ -92,12 +105,15 @@ def test_a_partial_summary_still_draws():
     assert p.partial and edit.error_layer(p.error) == (*edit.TOP, 2)
     assert [r.path for r in p.summary.rows] == ["model.layers[0]", "model.layers[1]"]
     fig = figures.architecture_figure(p.summary, p.model)
-    drawn = [(text.strip(), hover.split("<br>")[1] if "<br>" in hover else hover)
-             for trace in fig.data if trace.mode == "markers+text" for text, hover in zip(trace.text, trace.hovertext)]
+    drawn = [
+        (text.strip(), hover.split("<br>")[1] if "<br>" in hover else hover)
+        for trace in fig.data
+        if trace.mode == "markers+text"
+        for text, hover in zip(trace.text, trace.hovertext)
+    ]
     # one node per layer before the problem, between the input and an output with layer 1's shape; the Conv2d and
     # the Linear 2 after it are not drawn (the page says why above the figure)
-    assert sorted(drawn) == sorted([("input [2]", "input [2]"), ("Linear 8", "model.layers[0]"),
-                                    ("ReLU", "model.layers[1]"), ("output [8]", "output [8]")])
+    assert sorted(drawn) == sorted([("input [2]", "input [2]"), ("Linear 8", "model.layers[0]"), ("ReLU", "model.layers[1]"), ("output [8]", "output [8]")])
 
 
 def test_summary_frame_indents_by_depth_and_ends_with_totals():
@@ -118,8 +134,7 @@ def test_summary_frame_totals_receptive_field(name):
     s = summarize(validate(gallery.raw(name)))
     total = figures.summary_frame(s).iloc[-1]
     rf = s.receptive_field
-    assert (total["RF size"], total["RF stride"], total["RF padding"]) == (
-        (str(rf["size"]), str(rf["stride"]), str(rf["padding"])) if rf else ("", "", ""))
+    assert (total["RF size"], total["RF stride"], total["RF padding"]) == ((str(rf["size"]), str(rf["stride"]), str(rf["padding"])) if rf else ("", "", ""))
 
 
 def test_a_non_square_receptive_field_is_written_per_dimension():

@@ -1,4 +1,5 @@
 """Hypothesis fuzzing: whatever a preset or a share link holds, dlviz answers with a UserError or a working model."""
+
 from __future__ import annotations
 
 import base64
@@ -22,10 +23,16 @@ LONG = settings(max_examples=10_000, deadline=None, suppress_health_check=list(H
 
 # ---------------------------------------------------------------- strategies
 
-scalars = (st.none() | st.booleans() | st.integers() | st.integers(-3, 3) | st.floats() | st.text(max_size=12)
-           | st.sampled_from([*ALL_LAYERS, *BLOCKS, *INITS, *OPTIMIZERS, *LOSSES, "same", "valid", "__class__", ""]))
-json_values = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=4),
-                           max_leaves=30)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-3, 3)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from([*ALL_LAYERS, *BLOCKS, *INITS, *OPTIMIZERS, *LOSSES, "same", "valid", "__class__", ""])
+)
+json_values = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=4), max_leaves=30)
 junk = st.one_of(json_values, st.sampled_from([10**12, -1, 0, 2**70, float("nan"), float("inf"), 1e300, "3", [], {}]))
 
 
@@ -33,10 +40,39 @@ ACTIVATION_NAMES = [n for n, e in ALL_LAYERS.items() if e.group == "activation"]
 ANY_RANK = ["Identity", "Dropout", "LayerNorm", "GroupNorm", *ACTIVATION_NAMES]
 BY_RANK = {  # layers that take an input of this many dimensions (batch excluded)
     1: ["Linear", "Bilinear", "BatchNorm1d", "AlphaDropout", "Unflatten", *ANY_RANK],
-    2: ["Linear", "Conv1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d", "RNN", "LSTM", "GRU", "MultiheadAttention",
-        "TransformerEncoderLayer", "Flatten", "Unflatten", "Upsample", "LocalResponseNorm", *ANY_RANK],
-    3: ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "BatchNorm2d",
-        "InstanceNorm2d", "LocalResponseNorm", "Dropout2d", "Flatten", "Unflatten", "Upsample", *ANY_RANK],
+    2: [
+        "Linear",
+        "Conv1d",
+        "MaxPool1d",
+        "AvgPool1d",
+        "BatchNorm1d",
+        "RNN",
+        "LSTM",
+        "GRU",
+        "MultiheadAttention",
+        "TransformerEncoderLayer",
+        "Flatten",
+        "Unflatten",
+        "Upsample",
+        "LocalResponseNorm",
+        *ANY_RANK,
+    ],
+    3: [
+        "Conv2d",
+        "ConvTranspose2d",
+        "MaxPool2d",
+        "AvgPool2d",
+        "AdaptiveAvgPool2d",
+        "AdaptiveMaxPool2d",
+        "BatchNorm2d",
+        "InstanceNorm2d",
+        "LocalResponseNorm",
+        "Dropout2d",
+        "Flatten",
+        "Unflatten",
+        "Upsample",
+        *ANY_RANK,
+    ],
     4: ["Flatten", "Upsample", *ANY_RANK],
 }
 
@@ -162,20 +198,19 @@ def near_valid_preset(draw):
     shape = draw(often(input_shapes, hostile=hostile))
     rank = len(shape) if isinstance(shape, list) else None
     layers, _ = draw(stack_of(0, rank, hostile, max_size=6, first=True, min_size=1))
-    doc = {"format": FORMAT, "name": "fuzz", "seed": draw(often(st.integers(0, 100), hostile=hostile)),
-           "model": {"input_shape": shape, "layers": layers}}
+    doc = {"format": FORMAT, "name": "fuzz", "seed": draw(often(st.integers(0, 100), hostile=hostile)), "model": {"input_shape": shape, "layers": layers}}
     if draw(st.booleans()):
         doc["model"]["init"] = draw(often(st.sampled_from(list(INITS)), hostile=hostile))
     if draw(st.integers(0, 3)) == 0:
-        doc["data"] = {"name": draw(often(st.sampled_from(list(DATASETS)), hostile=hostile)),
-                       **draw(st.dictionaries(st.sampled_from(["noise", "val_fraction", "batch_size", "subset", "features"]),
-                                              scalars, max_size=2 if hostile else 0))}
+        doc["data"] = {
+            "name": draw(often(st.sampled_from(list(DATASETS)), hostile=hostile)),
+            **draw(st.dictionaries(st.sampled_from(["noise", "val_fraction", "batch_size", "subset", "features"]), scalars, max_size=2 if hostile else 0)),
+        }
     for key, table in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
         if draw(st.integers(0, 3)) == 0:
             t = draw(often(st.sampled_from(list(table)), hostile=hostile))
             entry = table.get(t) if isinstance(t, str) else None
-            args = {k: draw(arg_value(a, hostile)) for k, a in (entry.args.items() if entry else ())
-                    if a.required or draw(st.booleans())}
+            args = {k: draw(arg_value(a, hostile)) for k, a in (entry.args.items() if entry else ()) if a.required or draw(st.booleans())}
             doc[key] = {"type": t, **args}
     if hostile and draw(st.integers(0, 7)) == 0:
         doc[draw(st.sampled_from(["device", "dtype", "epochs", "training"]))] = draw(scalars)
@@ -227,8 +262,11 @@ def test_any_json_value(doc):
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(["format", "model", "data", "loss", "optimizer", "name", "seed", "training"]),
-                       json_values, max_size=6).map(lambda d: {"format": FORMAT, **d}))
+@given(
+    st.dictionaries(st.sampled_from(["format", "model", "data", "loss", "optimizer", "name", "seed", "training"]), json_values, max_size=6).map(
+        lambda d: {"format": FORMAT, **d}
+    )
+)
 def test_any_values_under_preset_keys(doc):
     check(doc)
 
@@ -277,8 +315,7 @@ def _wrapped(text):
 
 
 @FAST
-@given(mutated_token() | st.text(max_size=200) | json_values.map(lambda v: _wrapped(str(v)))
-       | st.text(max_size=200).map(_wrapped))
+@given(mutated_token() | st.text(max_size=200) | json_values.map(lambda v: _wrapped(str(v))) | st.text(max_size=200).map(_wrapped))
 def test_share_decode(token):
     for decode in (share.decode, share.decode_link, lambda t: share.decode_link(f"http://x/?preset={t}")):
         try:

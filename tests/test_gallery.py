@@ -1,4 +1,5 @@
 """Every gallery lesson trains to the result its note promises (the presets' own epochs, kept small)."""
+
 import math
 
 import numpy as np

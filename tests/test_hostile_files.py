@@ -1,5 +1,6 @@
 """Files from strangers: data.source confined to this server's uploads, image decoders that run no other program and
 decode no bombs, uploads bounded in memory and on disk, and user values quoted only in short."""
+
 from __future__ import annotations
 
 import io
@@ -79,10 +80,16 @@ def test_the_cli_opts_into_local_paths_and_only_for_its_own_call(home, tmp_path)
     with uploads.local_paths():
         assert data.describe(s) == ((2,), "classification", 2, ())
     refusal(data.describe, s)  # the setting ends with the block
-    preset = {"format": "dlviz-preset/1", "name": "local", "seed": 0,
-              "data": {"name": "csv", "source": str(home / "secret.csv"), "target": "user"},
-              "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 2}]},
-              "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.1}, "training": {"epochs": 1}}
+    preset = {
+        "format": "dlviz-preset/1",
+        "name": "local",
+        "seed": 0,
+        "data": {"name": "csv", "source": str(home / "secret.csv"), "target": "user"},
+        "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 2}]},
+        "loss": {"type": "CrossEntropyLoss"},
+        "optimizer": {"type": "SGD", "lr": 0.1},
+        "training": {"epochs": 1},
+    }
     path = tmp_path / "local.json"
     path.write_text(json.dumps(preset))
     from dlviz.__main__ import main
@@ -148,8 +155,12 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 def png_header(width: int, height: int) -> bytes:
     """A valid PNG of one grey 1-bit row of zeros that claims `width`×`height` pixels (its rows stop early)."""
     row = b"\x00" + b"\x00" * ((width + 7) // 8)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + _chunk(b"IDAT", zlib.compress(row * 4, 9)) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + _chunk(b"IDAT", zlib.compress(row * 4, 9))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -267,8 +278,7 @@ def test_a_session_quota_and_an_age_limit_with_an_injected_clock(home, monkeypat
     assert sorted(p.name for p in paths.uploads_dir().iterdir() if not p.name.startswith(".")) == []
 
 
-@pytest.mark.parametrize("bad", [b"\xff\xfe\x00bad", b"", b"a,b\n", "é,x\n1,2\n".encode("latin-1"),
-                                 b"h\n" + b"x" * 1000 + b"\n"])
+@pytest.mark.parametrize("bad", [b"\xff\xfe\x00bad", b"", b"a,b\n", "é,x\n1,2\n".encode("latin-1"), b"h\n" + b"x" * 1000 + b"\n"])
 def test_a_rejected_upload_is_not_kept(home, bad):
     before = sorted(p.name for p in paths.uploads_dir().rglob("*"))
     refusal(uploads.upload_name, bad, "bad.csv", "browser-a")

@@ -1,4 +1,5 @@
 """Initializations against their published formulas, within the sampling error of the layer's size."""
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,7 @@ def build(init, layers=LAYERS, seed=0):
 
 def _gain(nonlinearity, a=0.0):
     """The gains of Glorot & Bengio / He et al. as torch.nn.init documents them."""
-    return {"linear": 1.0, "sigmoid": 1.0, "tanh": 5 / 3, "relu": math.sqrt(2.0),
-            "leaky_relu": math.sqrt(2.0 / (1 + a * a)), "selu": 3 / 4}[nonlinearity]
+    return {"linear": 1.0, "sigmoid": 1.0, "tanh": 5 / 3, "relu": math.sqrt(2.0), "leaky_relu": math.sqrt(2.0 / (1 + a * a)), "selu": 3 / 4}[nonlinearity]
 
 
 def _trunc_var(std, a, b):
@@ -59,17 +59,17 @@ RANDOM = {
     "kaiming_normal": ("kaiming_normal", "normal", 0.0, lambda i, o: 2 / i),
     "kaiming_normal-fan_out": ({"type": "kaiming_normal", "mode": "fan_out"}, "normal", 0.0, lambda i, o: 2 / o),
     "kaiming_uniform-fan_out": ({"type": "kaiming_uniform", "mode": "fan_out"}, "uniform", 0.0, lambda i, o: 2 / o),
-    "kaiming_normal-leaky": ({"type": "kaiming_normal", "nonlinearity": "leaky_relu", "a": 0.2}, "normal", 0.0,
-                             lambda i, o: 2 / ((1 + 0.04) * i)),
-    **{f"kaiming_normal-{nl}": ({"type": "kaiming_normal", "nonlinearity": nl}, "normal", 0.0,
-                                lambda i, o, nl=nl: _gain(nl) ** 2 / i) for nl in ("linear", "tanh", "sigmoid", "selu")},
+    "kaiming_normal-leaky": ({"type": "kaiming_normal", "nonlinearity": "leaky_relu", "a": 0.2}, "normal", 0.0, lambda i, o: 2 / ((1 + 0.04) * i)),
+    **{
+        f"kaiming_normal-{nl}": ({"type": "kaiming_normal", "nonlinearity": nl}, "normal", 0.0, lambda i, o, nl=nl: _gain(nl) ** 2 / i)
+        for nl in ("linear", "tanh", "sigmoid", "selu")
+    },
     "lecun_normal": ("lecun_normal", "normal", 0.0, lambda i, o: 1 / i),
     "lecun_normal-gain": ({"type": "lecun_normal", "gain": 2.0}, "normal", 0.0, lambda i, o: 4 / i),
     "normal": ({"type": "normal", "mean": 0.5, "std": 0.1}, "normal", 0.5, lambda i, o: 0.01),
     "uniform": ({"type": "uniform", "a": -0.3, "b": 0.7}, "uniform", 0.2, lambda i, o: 1.0 / 12),
     "trunc_normal": ("trunc_normal", "trunc", 0.0, lambda i, o: _trunc_var(1.0, -2.0, 2.0)),
-    "trunc_normal-narrow": ({"type": "trunc_normal", "std": 0.02, "a": -0.03, "b": 0.03}, "trunc", 0.0,
-                            lambda i, o: _trunc_var(0.02, -0.03, 0.03)),
+    "trunc_normal-narrow": ({"type": "trunc_normal", "std": 0.02, "a": -0.03, "b": 0.03}, "trunc", 0.0, lambda i, o: _trunc_var(0.02, -0.03, 0.03)),
     # PyTorch's own: kaiming_uniform with a = √5, i.e. U(−1/√fan_in, 1/√fan_in)
     "default": ("default", "uniform", 0.0, lambda i, o: 1 / (3 * i)),
 }
@@ -121,8 +121,7 @@ def test_random_inits_follow_their_formulas(name):
             assert torch.all(b == 0), bname
 
 
-@pytest.mark.parametrize("spec,value", [("zeros", 0.0), ("ones", 1.0), ({"type": "constant", "val": 0.7}, 0.7),
-                                        ("constant", 0.0)])
+@pytest.mark.parametrize("spec,value", [("zeros", 0.0), ("ones", 1.0), ({"type": "constant", "val": 0.7}, 0.7), ("constant", 0.0)])
 def test_constant_inits(spec, value):
     net = build(spec)
     params = dict(net.named_parameters())
@@ -159,12 +158,17 @@ def test_bias_default_keeps_pytorch_biases():
 
 
 def test_per_layer_overrides_and_inheritance():
-    layers = [dict(LAYERS[0], init="zeros"), *LAYERS[1:5],
-              {"type": "Residual", "init": {"type": "normal", "std": 0.5}, "body": [
-                  {"type": "Linear", "out_features": 1024},
-                  {"type": "Sequential", "layers": [{"type": "Linear", "out_features": 1024, "init": "ones"}]}]},
-              dict(LAYERS[5], init={"type": "uniform", "a": 1.0, "b": 2.0, "bias": "default"}),
-              *LAYERS[6:]]
+    layers = [
+        dict(LAYERS[0], init="zeros"),
+        *LAYERS[1:5],
+        {
+            "type": "Residual",
+            "init": {"type": "normal", "std": 0.5},
+            "body": [{"type": "Linear", "out_features": 1024}, {"type": "Sequential", "layers": [{"type": "Linear", "out_features": 1024, "init": "ones"}]}],
+        },
+        dict(LAYERS[5], init={"type": "uniform", "a": 1.0, "b": 2.0, "bias": "default"}),
+        *LAYERS[6:],
+    ]
     net = build({"type": "kaiming_normal", "mode": "fan_out"}, layers)
     p = dict(net.named_parameters())
     assert torch.all(p["layers.0.weight"] == 0) and torch.all(p["layers.0.bias"] == 0)

@@ -1,4 +1,5 @@
 """The Inspect page's figure builders: grids that map clicks back to units, and charts that carry their data."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,8 +72,7 @@ def test_lab_and_growth_charts_hold_their_data():
     assert f_trace.line.color == df_trace.line.color and f_trace.line.width > 3
     stack = figs.deep_stack_figure(actlab.deep_stack("ReLU", "kaiming_normal", {}, depth=3, width=32, batch=64))
     assert sum(d.type == "violin" for d in stack.data) == 3 and stack.layout.yaxis2.type == "log"
-    rows = [Growth("model.layers[0]", "Conv2d", (3, 3), (3, 3), (0.8, 0.8)),
-            Growth("model.layers[1]", "ReLU", (5, 5), None, None)]
+    rows = [Growth("model.layers[0]", "Conv2d", (3, 3), (3, 3), (0.8, 0.8)), Growth("model.layers[1]", "ReLU", (5, 5), None, None)]
     g = figs.rf_growth_figure(rows, ["a", "b"])
     assert list(g.data[0].y) == [3, 5] and list(g.data[1].y) == [3, None]
 

@@ -1,5 +1,6 @@
 """The convolution lab against hand-computed edges and a loop-by-loop reference, and the activation lab's curves and
 deep-stack statistics against the formulas."""
+
 from __future__ import annotations
 
 import itertools
@@ -88,8 +89,13 @@ def test_kernel_parsing():
     np.testing.assert_array_equal(convlab.parse_kernel("1 2 3\n4 5 6"), [[1, 2, 3], [4, 5, 6]])
     np.testing.assert_array_equal(convlab.parse_kernel("[-1, 0, 1]; [-2, 0, 2]"), [[-1, 0, 1], [-2, 0, 2]])
     np.testing.assert_array_equal(convlab.parse_kernel(" 0.5 "), [[0.5]])
-    for text, match in [("", "empty"), ("1 2\n3", "different lengths"), ("1 x 3", "'x', which is not a number"),
-                        ("1 inf", "infinite"), ("\n".join(["1 " * 16] * 16), "up to 15×15")]:
+    for text, match in [
+        ("", "empty"),
+        ("1 2\n3", "different lengths"),
+        ("1 x 3", "'x', which is not a number"),
+        ("1 inf", "infinite"),
+        ("\n".join(["1 " * 16] * 16), "up to 15×15"),
+    ]:
         with pytest.raises(UserError, match=match):
             convlab.parse_kernel(text)
 
@@ -129,7 +135,7 @@ def test_curves_match_the_formulas():
     np.testing.assert_allclose(s.f, 1 / (1 + np.exp(-s.z)), rtol=1e-12)
     np.testing.assert_allclose(s.df, s.f * (1 - s.f), rtol=1e-10)
     t = actlab.curve("Tanh")
-    np.testing.assert_allclose(t.df, 1 - t.f ** 2, atol=1e-12)
+    np.testing.assert_allclose(t.df, 1 - t.f**2, atol=1e-12)
     r = actlab.curve("ReLU")
     np.testing.assert_array_equal(r.f, np.maximum(r.z, 0))
 

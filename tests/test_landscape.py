@@ -1,5 +1,6 @@
 """The 2-D optimizer lab and the network loss surface, checked against autograd, torch.optim, Distill's rates, Li et al.'s
 definitions and the one-forward-per-point loop."""
+
 import math
 
 import numpy as np
@@ -72,8 +73,14 @@ def test_function_arguments_are_checked():
 # ---------------------------------------------------------------- optimizer runs
 
 
-RUNS = [("SGD", {"lr": 1e-3}), ("SGD", {"lr": 1e-3, "momentum": 0.9, "nesterov": True}), ("Adam", {"lr": 0.05}),
-        ("RMSprop", {"lr": 0.01}), ("Adagrad", {"lr": 0.1}), ("AdamW", {"lr": 0.02, "weight_decay": 0.1})]
+RUNS = [
+    ("SGD", {"lr": 1e-3}),
+    ("SGD", {"lr": 1e-3, "momentum": 0.9, "nesterov": True}),
+    ("Adam", {"lr": 0.05}),
+    ("RMSprop", {"lr": 0.01}),
+    ("Adagrad", {"lr": 0.1}),
+    ("AdamW", {"lr": 0.02, "weight_decay": 0.1}),
+]
 
 
 @pytest.mark.parametrize("name,args", RUNS, ids=lambda v: str(v))
@@ -156,25 +163,54 @@ def test_measured_rate_of_a_geometric_sequence_and_of_a_run_stopped_at_zero():
 
 # ---------------------------------------------------------------- the network's surface
 
-CNN = {"format": "dlviz-preset/1", "name": "cnn", "seed": 0,
-       "data": {"name": "digits", "val_fraction": 0.2, "batch_size": 32},
-       "model": {"input_shape": [1, 8, 8], "layers": [
-           {"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "BatchNorm2d"}, {"type": "Tanh"},
-           {"type": "AvgPool2d", "kernel_size": 2},
-           {"type": "Residual", "body": [{"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "ReLU"}]},
-           {"type": "Concat", "branches": [[{"type": "Conv2d", "out_channels": 2, "kernel_size": 1}], [{"type": "MaxPool2d", "kernel_size": 1}]]},
-           {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]},
-       "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9}}
-SEQ = {"format": "dlviz-preset/1", "name": "seq", "seed": 0,
-       "data": {"name": "sine", "num_samples": 200, "seq_len": 12, "batch_size": 32},
-       "model": {"input_shape": [12, 1], "layers": [{"type": "LSTM", "hidden_size": 6}, {"type": "Linear", "out_features": 1}]},
-       "loss": {"type": "MSELoss"}, "optimizer": {"type": "Adam", "lr": 0.01}}
-FLAT_FIRST = {"format": "dlviz-preset/1", "name": "mlp", "seed": 0,
-              "data": {"name": "digits", "val_fraction": 0.2, "batch_size": 32},
-              "model": {"input_shape": [1, 8, 8], "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 12},
-                                                            {"type": "Tanh"}, {"type": "Dropout", "p": 0.5},
-                                                            {"type": "Linear", "out_features": 10, "bias": False}]},
-              "loss": {"type": "CrossEntropyLoss", "label_smoothing": 0.1}, "optimizer": {"type": "SGD", "lr": 0.1}}
+CNN = {
+    "format": "dlviz-preset/1",
+    "name": "cnn",
+    "seed": 0,
+    "data": {"name": "digits", "val_fraction": 0.2, "batch_size": 32},
+    "model": {
+        "input_shape": [1, 8, 8],
+        "layers": [
+            {"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+            {"type": "BatchNorm2d"},
+            {"type": "Tanh"},
+            {"type": "AvgPool2d", "kernel_size": 2},
+            {"type": "Residual", "body": [{"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "ReLU"}]},
+            {"type": "Concat", "branches": [[{"type": "Conv2d", "out_channels": 2, "kernel_size": 1}], [{"type": "MaxPool2d", "kernel_size": 1}]]},
+            {"type": "Flatten"},
+            {"type": "Linear", "out_features": 10},
+        ],
+    },
+    "loss": {"type": "CrossEntropyLoss"},
+    "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9},
+}
+SEQ = {
+    "format": "dlviz-preset/1",
+    "name": "seq",
+    "seed": 0,
+    "data": {"name": "sine", "num_samples": 200, "seq_len": 12, "batch_size": 32},
+    "model": {"input_shape": [12, 1], "layers": [{"type": "LSTM", "hidden_size": 6}, {"type": "Linear", "out_features": 1}]},
+    "loss": {"type": "MSELoss"},
+    "optimizer": {"type": "Adam", "lr": 0.01},
+}
+FLAT_FIRST = {
+    "format": "dlviz-preset/1",
+    "name": "mlp",
+    "seed": 0,
+    "data": {"name": "digits", "val_fraction": 0.2, "batch_size": 32},
+    "model": {
+        "input_shape": [1, 8, 8],
+        "layers": [
+            {"type": "Flatten"},
+            {"type": "Linear", "out_features": 12},
+            {"type": "Tanh"},
+            {"type": "Dropout", "p": 0.5},
+            {"type": "Linear", "out_features": 10, "bias": False},
+        ],
+    },
+    "loss": {"type": "CrossEntropyLoss", "label_smoothing": 0.1},
+    "optimizer": {"type": "SGD", "lr": 0.1},
+}
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +271,11 @@ def test_centre_point_is_the_model_loss_and_the_surface_is_a_plane(spiral):
     assert all(torch.equal(p, q) for p, q in zip(spiral.weights(), w))  # the weights are put back
 
 
-@pytest.mark.parametrize("doc,normalized", [(CNN, True), (CNN, False), (SEQ, False), (FLAT_FIRST, True)],
-                         ids=["cnn-filter-normalized", "cnn-every-weight-moves", "lstm", "flatten-first"])
+@pytest.mark.parametrize(
+    "doc,normalized",
+    [(CNN, True), (CNN, False), (SEQ, False), (FLAT_FIRST, True)],
+    ids=["cnn-filter-normalized", "cnn-every-weight-moves", "lstm", "flatten-first"],
+)
 def test_batched_surface_equals_the_loop(doc, normalized):
     problem = surface.make_problem(validate(doc), samples=96)
     w = problem.weights()
@@ -281,7 +320,7 @@ def test_pca_directions_match_an_svd_and_projection_recovers_plane_coordinates()
     m = snaps.astype(np.float64) - snaps[-1]
     m -= m.mean(axis=0)
     _, s, vt = np.linalg.svd(m, full_matrices=False)
-    np.testing.assert_allclose(ratio, (s ** 2 / (s ** 2).sum())[:2], rtol=1e-6)
+    np.testing.assert_allclose(ratio, (s**2 / (s**2).sum())[:2], rtol=1e-6)
     for d, v in zip(dirs, vt[:2]):
         flat = surface.flatten(d).double().numpy()
         assert abs(abs(flat @ v) - 1) < 1e-5 and abs(np.linalg.norm(flat) - 1) < 1e-6
@@ -352,17 +391,26 @@ def test_the_batched_methods_faster_forms_equal_the_layers(kernel):
 
 
 def test_tanh_then_linear_folded_into_one_product_equals_the_loop():
-    doc = {**FLAT_FIRST, "model": {"input_shape": [1, 8, 8], "layers": [
-        {"type": "Flatten"}, {"type": "Linear", "out_features": 12}, {"type": "Tanh"}, {"type": "Linear", "out_features": 12, "bias": False},
-        {"type": "Tanh"}, {"type": "Linear", "out_features": 10}]}}
+    doc = {
+        **FLAT_FIRST,
+        "model": {
+            "input_shape": [1, 8, 8],
+            "layers": [
+                {"type": "Flatten"},
+                {"type": "Linear", "out_features": 12},
+                {"type": "Tanh"},
+                {"type": "Linear", "out_features": 12, "bias": False},
+                {"type": "Tanh"},
+                {"type": "Linear", "out_features": 10},
+            ],
+        },
+    }
     problem = surface.make_problem(validate(doc), samples=64)
     w = problem.weights()
     g = torch.Generator().manual_seed(2)
     # only the first layer moves: the later Linears keep their weights at every point
     dirs = [[torch.randn(t.shape, generator=g) if i < 2 else torch.zeros_like(t) for i, t in enumerate(w)] for _ in range(2)]
     coords = grid(0.5, 5)
-    np.testing.assert_allclose(surface.evaluate_batched(problem, w, dirs, coords), surface.evaluate_loop(problem, w, dirs, coords),
-                               rtol=1e-5)
+    np.testing.assert_allclose(surface.evaluate_batched(problem, w, dirs, coords), surface.evaluate_loop(problem, w, dirs, coords), rtol=1e-5)
     dirs = surface.random_directions(w, 2, seed=4)
-    np.testing.assert_allclose(surface.evaluate_batched(problem, w, dirs, coords), surface.evaluate_loop(problem, w, dirs, coords),
-                               rtol=1e-5)
+    np.testing.assert_allclose(surface.evaluate_batched(problem, w, dirs, coords), surface.evaluate_loop(problem, w, dirs, coords), rtol=1e-5)

@@ -1,5 +1,6 @@
 """The Landscape page through Streamlit's AppTest: the optimizer lab, Distill's rates on the ravine, and the loss surface
 of an untrained model and of a trained run."""
+
 import base64
 import json
 from pathlib import Path
@@ -70,8 +71,13 @@ def paths(fig: dict) -> list[str]:
 
 
 def text(at) -> str:
-    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
-                    + [w.value for w in at.warning] + [e.value for e in at.error])
+    return " ".join(
+        [m.value for m in at.markdown]
+        + [c.value for c in at.caption]
+        + [i.value for i in at.info]
+        + [w.value for w in at.warning]
+        + [e.value for e in at.error]
+    )
 
 
 def test_three_optimizers_race_on_rosenbrock_and_the_start_can_move():

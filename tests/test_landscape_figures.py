@@ -1,5 +1,6 @@
 """The Landscape page's figures: 3-D paths drawn above the surface they run on, all along, and legends at the foot of
 the figure, clear of the axis titles."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,7 +58,7 @@ def test_a_diverging_path_is_cut_where_it_leaves_the_box():
 def test_the_network_path_runs_above_its_surface():
     a = b = np.linspace(-1, 1, 11)
     aa, bb = np.meshgrid(a, b)
-    loss = 1 + aa ** 2 + 3 * np.sin(2 * bb) ** 2  # bumps between the path's steps
+    loss = 1 + aa**2 + 3 * np.sin(2 * bb) ** 2  # bumps between the path's steps
     t = np.linspace(0, 1, 6)
     path = np.column_stack([0.9 - 0.9 * t, -0.8 + 0.8 * t])
     path_loss = 1 + path[:, 0] ** 2 + 3 * np.sin(2 * path[:, 1]) ** 2
@@ -76,10 +77,14 @@ def test_landscape_legends_sit_at_the_foot_of_the_figure():
     fn = landscape.make_function("Rosenbrock")
     paths = landscape.run_optimizers(fn, fn.start, [("SGD", {"lr": 0.001, "momentum": 0.9}), ("Adam", {"lr": 0.1})], 50)
     a = b = np.linspace(-1, 1, 5)
-    s = Surface("pca", a, b, np.add.outer(b ** 2, a ** 2), 0.0, ("PC1", "PC2"), path=np.zeros((2, 2)), path_loss=np.zeros(2),
-                path_steps=np.arange(2))
-    line = Surface("line", a, None, a ** 2, 0.0, ("t", ""))
-    for fig in (lf.lab_contour(fn, paths), lf.lab_loss(fn, paths), lf.rate_figure(landscape.rate_check(10.0, steps=50)),
-                lf.surface_contour(s), lf.surface_line(line)):
+    s = Surface("pca", a, b, np.add.outer(b**2, a**2), 0.0, ("PC1", "PC2"), path=np.zeros((2, 2)), path_loss=np.zeros(2), path_steps=np.arange(2))
+    line = Surface("line", a, None, a**2, 0.0, ("t", ""))
+    for fig in (
+        lf.lab_contour(fn, paths),
+        lf.lab_loss(fn, paths),
+        lf.rate_figure(landscape.rate_check(10.0, steps=50)),
+        lf.surface_contour(s),
+        lf.surface_line(line),
+    ):
         legend = fig.layout.legend
         assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom"), fig.layout.title.text

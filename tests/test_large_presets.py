@@ -1,5 +1,6 @@
 """A preset near the limits costs the server about what a small one does: the Build page pages through a long layer list
 and draws a layer's editor only when it is opened, and the architecture graph draws a run of identical layers as one node."""
+
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest

@@ -1,4 +1,5 @@
 """Shape inference for every layer and block, checked against a real forward pass of the built model."""
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,7 @@ CASES = [
     ("conv2d-reflect", [conv(2, 3, padding=1, padding_mode="reflect")], [3, 8, 8]),
     ("conv2d-circular", [conv(2, 3, padding=2, padding_mode="circular")], [3, 8, 8]),
     ("convT", [L("ConvTranspose2d", out_channels=5, kernel_size=3, stride=2, padding=1, output_padding=1)], [4, 5, 6]),
-    ("convT-rect", [L("ConvTranspose2d", out_channels=6, kernel_size=[3, 4], stride=[2, 3], padding=[1, 0],
-                      output_padding=[1, 2], groups=2)], [4, 5, 6]),
+    ("convT-rect", [L("ConvTranspose2d", out_channels=6, kernel_size=[3, 4], stride=[2, 3], padding=[1, 0], output_padding=[1, 2], groups=2)], [4, 5, 6]),
     ("convT-dilation", [L("ConvTranspose2d", out_channels=2, kernel_size=3, dilation=2)], [4, 5, 6]),
     # pooling
     ("maxpool1d", [L("MaxPool1d", kernel_size=3, stride=2)], [3, 20]),
@@ -56,8 +56,7 @@ CASES = [
     ("maxpool2d-pad-dil", [L("MaxPool2d", kernel_size=[3, 2], stride=[1, 2], padding=[1, 0], dilation=[2, 1])], [3, 11, 9]),
     ("avgpool1d-ceil", [L("AvgPool1d", kernel_size=3, stride=2, ceil_mode=True)], [3, 20]),
     ("avgpool2d", [L("AvgPool2d", kernel_size=2)], [3, 15, 15]),
-    ("avgpool2d-ceil-pad", [L("AvgPool2d", kernel_size=3, stride=2, padding=1, ceil_mode=True,
-                              count_include_pad=False)], [3, 10, 11]),
+    ("avgpool2d-ceil-pad", [L("AvgPool2d", kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)], [3, 10, 11]),
     ("adaptive-avg-1", [L("AdaptiveAvgPool2d", output_size=1)], [3, 7, 9]),
     ("adaptive-avg-rect", [L("AdaptiveAvgPool2d", output_size=[3, 4])], [3, 7, 9]),
     ("adaptive-max", [L("AdaptiveMaxPool2d", output_size=[2, 5])], [3, 7, 9]),
@@ -99,20 +98,24 @@ CASES = [
     ("identity", [L("Identity")], [3, 4]),
     # recurrent
     ("embedding", [L("Embedding", num_embeddings=20, embedding_dim=8)], [7]),
-    ("embedding-padding", [L("Embedding", num_embeddings=20, embedding_dim=8, padding_idx=0, max_norm=1.0),
-                           L("LSTM", hidden_size=6, output="all")], [7]),
-    *[(f"{r.lower()}-{name}", [L(r, hidden_size=6, **kw)], [7, 5])
-      for r in ("RNN", "LSTM", "GRU")
-      for name, kw in (("last", {}), ("all", {"output": "all"}), ("bi-all", {"bidirectional": True, "output": "all"}),
-                       ("bi-last", {"bidirectional": True}),
-                       ("stacked", {"num_layers": 2, "dropout": 0.1, "bidirectional": True, "bias": False}))],
+    ("embedding-padding", [L("Embedding", num_embeddings=20, embedding_dim=8, padding_idx=0, max_norm=1.0), L("LSTM", hidden_size=6, output="all")], [7]),
+    *[
+        (f"{r.lower()}-{name}", [L(r, hidden_size=6, **kw)], [7, 5])
+        for r in ("RNN", "LSTM", "GRU")
+        for name, kw in (
+            ("last", {}),
+            ("all", {"output": "all"}),
+            ("bi-all", {"bidirectional": True, "output": "all"}),
+            ("bi-last", {"bidirectional": True}),
+            ("stacked", {"num_layers": 2, "dropout": 0.1, "bidirectional": True, "bias": False}),
+        )
+    ],
     ("rnn-relu", [L("RNN", hidden_size=6, nonlinearity="relu", output="all")], [7, 5]),
     # attention
     ("attention", [L("MultiheadAttention", num_heads=2)], [7, 8]),
     ("attention-causal", [L("MultiheadAttention", num_heads=4, causal=True, bias=False, dropout=0.1)], [7, 8]),
     ("transformer", [L("TransformerEncoderLayer", nhead=2, dim_feedforward=16)], [7, 8]),
-    ("transformer-prenorm", [L("TransformerEncoderLayer", nhead=4, dim_feedforward=16, norm_first=True,
-                               activation="gelu")], [7, 8]),
+    ("transformer-prenorm", [L("TransformerEncoderLayer", nhead=4, dim_feedforward=16, norm_first=True, activation="gelu")], [7, 8]),
     # activations with arguments (every activation also runs with its defaults below)
     ("prelu-per-channel", [L("PReLU", num_parameters=6)], [6, 4, 4]),
     ("prelu-per-feature", [L("PReLU", num_parameters=6, init=0.1)], [6]),
@@ -124,28 +127,59 @@ CASES = [
     ("hardtanh", [L("Hardtanh", min_val=-2.0, max_val=2.0)], [6]),
     *[(f"act-{name}", [L(name)], [6, 4, 4]) for name in ACTIVATIONS],
     # blocks
-    ("residual-identity", [L("Residual", body=[conv(4, 3, padding=1), L("BatchNorm2d"), L("ReLU"), conv(4, 3, padding=1)]),
-                           L("ReLU")], [4, 8, 8]),
+    ("residual-identity", [L("Residual", body=[conv(4, 3, padding=1), L("BatchNorm2d"), L("ReLU"), conv(4, 3, padding=1)]), L("ReLU")], [4, 8, 8]),
     ("residual-empty-shortcut", [L("Residual", body=[L("Linear", out_features=10), L("Tanh")], shortcut=[])], [10]),
-    ("residual-projection", [L("Residual", body=[conv(8, 3, stride=2, padding=1), L("ReLU"), conv(8, 3, padding=1)],
-                               shortcut=[conv(8, 1, stride=2), L("BatchNorm2d")])], [4, 9, 9]),
-    ("concat-inception", [L("Concat", branches=[
-        [conv(4, 1)],
-        [conv(2, 1), L("ReLU"), conv(4, 3, padding=1)],
-        [conv(2, 1), conv(3, 5, padding=2)],
-        [L("MaxPool2d", kernel_size=3, stride=1, padding=1), conv(3, 1)]])], [5, 8, 8]),
+    (
+        "residual-projection",
+        [L("Residual", body=[conv(8, 3, stride=2, padding=1), L("ReLU"), conv(8, 3, padding=1)], shortcut=[conv(8, 1, stride=2), L("BatchNorm2d")])],
+        [4, 9, 9],
+    ),
+    (
+        "concat-inception",
+        [
+            L(
+                "Concat",
+                branches=[
+                    [conv(4, 1)],
+                    [conv(2, 1), L("ReLU"), conv(4, 3, padding=1)],
+                    [conv(2, 1), conv(3, 5, padding=2)],
+                    [L("MaxPool2d", kernel_size=3, stride=1, padding=1), conv(3, 1)],
+                ],
+            )
+        ],
+        [5, 8, 8],
+    ),
     ("concat-features", [L("Concat", branches=[[L("Linear", out_features=3)], [L("Linear", out_features=5)], []])], [4]),
-    ("sequential", [L("Sequential", name="stem", layers=[conv(4, 3), L("ReLU")]), L("Flatten"),
-                    L("Linear", out_features=3)], [3, 6, 6]),
-    ("nesting", [L("Sequential", layers=[
-        L("Residual", body=[
-            L("Concat", branches=[
-                [L("Residual", body=[conv(2, 3, padding=1)], shortcut=[conv(2, 1)])],
-                [L("Sequential", layers=[conv(2, 1), L("Sequential", layers=[L("ReLU")])])]]),
-            L("BatchNorm2d")],
-            shortcut=[conv(4, 1)]),
-        L("ReLU")]),
-        L("AdaptiveAvgPool2d", output_size=1), L("Flatten"), L("Linear", out_features=2)], [3, 8, 8]),
+    ("sequential", [L("Sequential", name="stem", layers=[conv(4, 3), L("ReLU")]), L("Flatten"), L("Linear", out_features=3)], [3, 6, 6]),
+    (
+        "nesting",
+        [
+            L(
+                "Sequential",
+                layers=[
+                    L(
+                        "Residual",
+                        body=[
+                            L(
+                                "Concat",
+                                branches=[
+                                    [L("Residual", body=[conv(2, 3, padding=1)], shortcut=[conv(2, 1)])],
+                                    [L("Sequential", layers=[conv(2, 1), L("Sequential", layers=[L("ReLU")])])],
+                                ],
+                            ),
+                            L("BatchNorm2d"),
+                        ],
+                        shortcut=[conv(4, 1)],
+                    ),
+                    L("ReLU"),
+                ],
+            ),
+            L("AdaptiveAvgPool2d", output_size=1),
+            L("Flatten"),
+            L("Linear", out_features=2),
+        ],
+        [3, 8, 8],
+    ),
 ]
 
 
@@ -180,9 +214,10 @@ def _run(layers, shape):
     net = build_model(exp, seed=0).eval()
     modules = dict(net.named_modules())
     seen = {}
-    hooks = [modules[name].register_forward_hook(
-        lambda m, inp, out, path=path: seen.__setitem__(path, (tuple(inp[0].shape), tuple(out.shape))))
-        for name, path in net.json_paths.items()]
+    hooks = [
+        modules[name].register_forward_hook(lambda m, inp, out, path=path: seen.__setitem__(path, (tuple(inp[0].shape), tuple(out.shape))))
+        for name, path in net.json_paths.items()
+    ]
     with torch.no_grad():
         y = net(_example(net, shape))
     for h in hooks:
@@ -211,6 +246,7 @@ def test_shapes_match_a_real_forward_pass(layers, shape):
 
 def test_shape_formulas():
     """Output sizes against the textbook formulas, not only against torch."""
+
     def out(n, k, s=1, p=0, d=1):
         return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
@@ -219,8 +255,7 @@ def test_shape_formulas():
     s = summarize(validate(preset([L("MaxPool2d", kernel_size=3, stride=2, ceil_mode=True)], [3, 10, 10])))
     h = math.ceil((10 - 3) / 2) + 1
     assert s.output_shape == [3, h, h]
-    s = summarize(validate(preset([L("ConvTranspose2d", out_channels=5, kernel_size=3, stride=2, padding=1,
-                                     output_padding=1)], [4, 5, 6])))
+    s = summarize(validate(preset([L("ConvTranspose2d", out_channels=5, kernel_size=3, stride=2, padding=1, output_padding=1)], [4, 5, 6])))
     assert s.output_shape == [5, (5 - 1) * 2 - 2 + 3 + 1, (6 - 1) * 2 - 2 + 3 + 1]
 
 
@@ -271,38 +306,44 @@ def test_prelu_has_one_slope_per_channel():
 
 # ---------------------------------------------------------------- impossible stacks
 
-LENET_CONVS = [conv(6, 5, padding=2), L("Tanh"), L("AvgPool2d", kernel_size=2), conv(16, 5), L("Tanh"),
-               L("AvgPool2d", kernel_size=2)]
+LENET_CONVS = [conv(6, 5, padding=2), L("Tanh"), L("AvgPool2d", kernel_size=2), conv(16, 5), L("Tanh"), L("AvgPool2d", kernel_size=2)]
 
 IMPOSSIBLE = [
-    ("linear-without-flatten", [*LENET_CONVS, L("Linear", out_features=120)], [1, 28, 28],
-     "model.layers[6]", ["[16, 5, 5]", "add a Flatten before it"]),
+    ("linear-without-flatten", [*LENET_CONVS, L("Linear", out_features=120)], [1, 28, 28], "model.layers[6]", ["[16, 5, 5]", "add a Flatten before it"]),
     ("conv-on-features", [conv(6, 5)], [784], "model.layers[0]", ["[784]", "Unflatten"]),
     ("conv1d-on-image", [L("Conv1d", out_channels=2, kernel_size=3)], [3, 8, 8], "model.layers[0]", ["input_shape"]),
     ("pool-bigger-than-input", [L("MaxPool2d", kernel_size=5)], [3, 4, 4], "model.layers[0]", ["[3, 4, 4]", "smaller kernel"]),
-    ("avgpool-bigger-than-input", [conv(2, 3), L("AvgPool2d", kernel_size=7)], [3, 8, 8], "model.layers[1]",
-     ["[2, 6, 6]", "smaller kernel"]),
-    ("conv-kernel-bigger-than-input", [L("Residual", body=[conv(3, 9, padding=1)])], [3, 6, 6],
-     "model.layers[0].body[0]", ["[3, 6, 6]", "smaller kernel"]),
-    ("pool-padding-over-half-kernel", [L("MaxPool2d", kernel_size=2, padding=2)], [3, 8, 8], "model.layers[0]",
-     ["padding"]),
-    ("residual-mismatch", [L("Residual", body=[conv(8, 3, stride=2, padding=1)])], [4, 8, 8], "model.layers[0]",
-     ["[8, 4, 4]", "[4, 8, 8]", "shortcut"]),
-    ("residual-mismatch-features", [L("Linear", out_features=4), L("Residual", body=[L("Linear", out_features=3)])],
-     [5], "model.layers[1]", ["shortcut a Linear"]),
-    ("concat-mismatch", [L("Sequential", layers=[L("Concat", branches=[[conv(4, 3)], [conv(4, 1)]])])], [3, 8, 8],
-     "model.layers[0].layers[0]", ["[4, 6, 6]", "[4, 8, 8]", "strides and padding"]),
-    ("groupnorm-groups", [conv(6, 3), L("GroupNorm", num_groups=4)], [3, 8, 8], "model.layers[1]",
-     ["num_groups=4", "divisor of 6"]),
+    ("avgpool-bigger-than-input", [conv(2, 3), L("AvgPool2d", kernel_size=7)], [3, 8, 8], "model.layers[1]", ["[2, 6, 6]", "smaller kernel"]),
+    ("conv-kernel-bigger-than-input", [L("Residual", body=[conv(3, 9, padding=1)])], [3, 6, 6], "model.layers[0].body[0]", ["[3, 6, 6]", "smaller kernel"]),
+    ("pool-padding-over-half-kernel", [L("MaxPool2d", kernel_size=2, padding=2)], [3, 8, 8], "model.layers[0]", ["padding"]),
+    ("residual-mismatch", [L("Residual", body=[conv(8, 3, stride=2, padding=1)])], [4, 8, 8], "model.layers[0]", ["[8, 4, 4]", "[4, 8, 8]", "shortcut"]),
+    (
+        "residual-mismatch-features",
+        [L("Linear", out_features=4), L("Residual", body=[L("Linear", out_features=3)])],
+        [5],
+        "model.layers[1]",
+        ["shortcut a Linear"],
+    ),
+    (
+        "concat-mismatch",
+        [L("Sequential", layers=[L("Concat", branches=[[conv(4, 3)], [conv(4, 1)]])])],
+        [3, 8, 8],
+        "model.layers[0].layers[0]",
+        ["[4, 6, 6]", "[4, 8, 8]", "strides and padding"],
+    ),
+    ("groupnorm-groups", [conv(6, 3), L("GroupNorm", num_groups=4)], [3, 8, 8], "model.layers[1]", ["num_groups=4", "divisor of 6"]),
     ("attention-heads", [L("MultiheadAttention", num_heads=3)], [5, 8], "model.layers[0]", ["num_heads=3", "divisor of 8"]),
     ("transformer-heads", [L("TransformerEncoderLayer", nhead=5)], [5, 8], "model.layers[0]", ["nhead=5", "divisor of 8"]),
     ("attention-on-features", [L("MultiheadAttention")], [8], "model.layers[0]", ["[steps, features]"]),
-    ("embedding-not-first", [L("Linear", out_features=4), L("Embedding", num_embeddings=10, embedding_dim=4)], [5],
-     "model.layers[1]", ["first layer"]),
-    ("embedding-in-block", [L("Identity"), L("Residual", body=[L("Embedding", num_embeddings=10, embedding_dim=4)])],
-     [5], "model.layers[1].body[0]", ["first layer"]),
-    ("embedding-padding-idx", [L("Embedding", num_embeddings=10, embedding_dim=4, padding_idx=10)], [5],
-     "model.layers[0]", ["padding_idx"]),
+    ("embedding-not-first", [L("Linear", out_features=4), L("Embedding", num_embeddings=10, embedding_dim=4)], [5], "model.layers[1]", ["first layer"]),
+    (
+        "embedding-in-block",
+        [L("Identity"), L("Residual", body=[L("Embedding", num_embeddings=10, embedding_dim=4)])],
+        [5],
+        "model.layers[1].body[0]",
+        ["first layer"],
+    ),
+    ("embedding-padding-idx", [L("Embedding", num_embeddings=10, embedding_dim=4, padding_idx=10)], [5], "model.layers[0]", ["padding_idx"]),
     ("lstm-on-image", [L("LSTM", hidden_size=4)], [3, 8, 8], "model.layers[0]", ["[steps, features]"]),
     ("layernorm-shape", [L("LayerNorm", normalized_shape=[5])], [3, 4], "model.layers[0]", ["leave it out"]),
     ("maxout-pieces", [L("Linear", out_features=8), L("Maxout", pieces=3)], [5], "model.layers[1]", ["multiple of 3"]),
@@ -313,12 +354,16 @@ IMPOSSIBLE = [
     ("upsample-both", [L("Upsample", size=4, scale_factor=2)], [3, 4, 4], "model.layers[0]", ["exactly one"]),
     ("softmax-dim", [L("Softmax", dim=3)], [3, 8], "model.layers[0]", ["dim"]),
     ("conv-kernel-dims", [conv(2, [1, 1, 1])], [1, 4, 4], "model.layers[0]", ["kernel_size", "give one number or 2"]),
-    ("convT-stride-dims", [L("ConvTranspose2d", out_channels=2, kernel_size=2, stride=[1, 2, 1])], [1, 4, 4],
-     "model.layers[0]", ["stride"]),
+    ("convT-stride-dims", [L("ConvTranspose2d", out_channels=2, kernel_size=2, stride=[1, 2, 1])], [1, 4, 4], "model.layers[0]", ["stride"]),
     ("pool-kernel-dims", [L("MaxPool1d", kernel_size=[2, 2])], [3, 8], "model.layers[0]", ["kernel_size", "give one number"]),
     ("adaptive-output-dims", [L("AdaptiveAvgPool2d", output_size=[1, 2, 3])], [3, 4, 4], "model.layers[0]", ["output_size"]),
-    ("convT-output-padding", [L("ConvTranspose2d", out_channels=3, kernel_size=3, stride=2, output_padding=2)],
-     [3, 8, 8], "model.layers[0]", ["output_padding"]),
+    (
+        "convT-output-padding",
+        [L("ConvTranspose2d", out_channels=3, kernel_size=3, stride=2, output_padding=2)],
+        [3, 8, 8],
+        "model.layers[0]",
+        ["output_padding"],
+    ),
 ]
 
 

@@ -1,4 +1,5 @@
 """The live feed: bounded series that keep the shape of the curve, and snapshots rebuilt from the store."""
+
 import numpy as np
 
 from dlviz.preset.schema import validate
@@ -7,10 +8,14 @@ from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
 
 PRESET = {
-    "format": "dlviz-preset/1", "name": "live", "seed": 1,
+    "format": "dlviz-preset/1",
+    "name": "live",
+    "seed": 1,
     "data": {"name": "circle", "num_samples": 300, "batch_size": 10},
     "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}, {"type": "Linear", "out_features": 2}]},
-    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.03}, "training": {"epochs": 30},
+    "loss": {"type": "CrossEntropyLoss"},
+    "optimizer": {"type": "Adam", "lr": 0.03},
+    "training": {"epochs": 30},
 }
 
 
@@ -83,7 +88,7 @@ def test_steps_and_epochs_are_sent_gathered_first_block_at_once_and_nothing_lost
     tr.run()
     steps = [m for m in sent if m["kind"] == "steps"]
     epochs = [r for m in sent if m["kind"] == "epochs" for r in m["records"]]
-    assert any(m["kind"] == "steps" for m in sent[:flushed[1]]), "the first block goes out before the second is flushed"
+    assert any(m["kind"] == "steps" for m in sent[: flushed[1]]), "the first block goes out before the second is flushed"
     assert len(steps) < len(flushed) / 2, "the others are gathered"
     assert np.array_equal(np.concatenate([m["block"]["step"] for m in steps]), np.arange(tr.step))
     assert epochs == tr.history

@@ -1,4 +1,5 @@
 """Eight people train at once on one server: no errors, no cross-talk, and the server's peak memory is reported."""
+
 import json
 import os
 import threading
@@ -53,7 +54,6 @@ def tree_memory(pid: int) -> dict[str, int]:
         stack.extend(children.get(p, []))
     return total
 
-
     raise AssertionError("server process not found")
 
 
@@ -82,8 +82,7 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
     loads = {}  # page loads per session: more than one means the page reloaded itself after losing the server
     with sync_playwright() as pw:
         # eight people each look at their own tab: none of the pages may be throttled as a background tab
-        foreground = ["--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-                      "--disable-backgrounding-occluded-windows"]
+        foreground = ["--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"]
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + foreground)
         pages = []
         for i in range(SESSIONS):
@@ -115,7 +114,8 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
             except Exception:
                 pg.screenshot(path=str(ARTIFACTS / f"load-session-{i}-stuck.png"), full_page=True)
                 from dlviz.training.store import RunStore as _S
-                runs = _S(app_data_dir / 'runs.sqlite').runs()[["id", "session", "status"]].to_dict('records')
+
+                runs = _S(app_data_dir / "runs.sqlite").runs()[["id", "session", "status"]].to_dict("records")
                 raise AssertionError(f"session {i} did not finish; page errors: {errors}; runs: {runs}")
         elapsed = time.time() - t0
         rates, gaps, waits = [], [], []
@@ -145,11 +145,17 @@ def test_eight_sessions_train_at_once(app_url, app_data_dir):  # noqa: F811
         assert run["result"] == json.loads(json.dumps(Trainer(exp).run())), f"run {rid} does not match its own preset"
     seeds = sorted(validate(store.run(r)["preset"]).seed for r in runs["id"])
     assert seeds == list(range(100, 100 + SESSIONS))
-    report = {"sessions": SESSIONS, "errors": len(errors), "peak_server_rss_mb": round(peak["Rss"] / 2**20),
-              "peak_server_pss_mb": round(peak["Pss"] / 2**20), "seconds": round(elapsed, 1),
-              "reloads": sum(n - 1 for n in loads.values()), "epochs": EPOCHS,
-              "loss_chart_hz_min_median": [round(min(rates), 2), round(sorted(rates)[len(rates) // 2], 2)] if rates else None,
-              "longest_wait_s": round(max(gaps), 2)}
+    report = {
+        "sessions": SESSIONS,
+        "errors": len(errors),
+        "peak_server_rss_mb": round(peak["Rss"] / 2**20),
+        "peak_server_pss_mb": round(peak["Pss"] / 2**20),
+        "seconds": round(elapsed, 1),
+        "reloads": sum(n - 1 for n in loads.values()),
+        "epochs": EPOCHS,
+        "loss_chart_hz_min_median": [round(min(rates), 2), round(sorted(rates)[len(rates) // 2], 2)] if rates else None,
+        "longest_wait_s": round(max(gaps), 2),
+    }
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load-test.json").write_text(json.dumps(report))
     print(report)

@@ -1,5 +1,6 @@
 """The penalty is recorded beside the data loss: an epoch's data loss, penalty and their total match a hand-written loop,
 and more regularization shows as a higher total."""
+
 import copy
 import math
 
@@ -12,12 +13,17 @@ from dlviz.training.trainer import Trainer
 
 
 def preset(l1=0.0, l2=0.0):
-    return validate({"format": "dlviz-preset/1", "seed": 3,
-                     "data": {"name": "circle", "num_samples": 200, "noise": 0.1, "val_fraction": 0.2, "test_fraction": 0.1, "batch_size": 16},
-                     "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "Tanh"},
-                                                              {"type": "Linear", "out_features": 2}]},
-                     "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.1},
-                     "training": {"epochs": 1, "l1": l1, "l2": l2}})
+    return validate(
+        {
+            "format": "dlviz-preset/1",
+            "seed": 3,
+            "data": {"name": "circle", "num_samples": 200, "noise": 0.1, "val_fraction": 0.2, "test_fraction": 0.1, "batch_size": 16},
+            "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "Tanh"}, {"type": "Linear", "out_features": 2}]},
+            "loss": {"type": "CrossEntropyLoss"},
+            "optimizer": {"type": "SGD", "lr": 0.1},
+            "training": {"epochs": 1, "l1": l1, "l2": l2},
+        }
+    )
 
 
 def test_data_loss_penalty_and_total_match_a_hand_written_loop():
@@ -28,10 +34,10 @@ def test_data_loss_penalty_and_total_match_a_hand_written_loop():
     perm = torch.randperm(len(ds.x_train), generator=torch.Generator().manual_seed(3))
     data, pen = [], []
     for i in range(0, len(perm), 16):
-        idx = perm[i:i + 16]
+        idx = perm[i : i + 16]
         weights = [p for p in ref.parameters() if p.dim() >= 2]
         d = nn.functional.cross_entropy(ref(ds.x_train[idx]), ds.y_train[idx])
-        p = 0.01 * sum(w.abs().sum() for w in weights) + 0.02 * sum((w ** 2).sum() for w in weights)
+        p = 0.01 * sum(w.abs().sum() for w in weights) + 0.02 * sum((w**2).sum() for w in weights)
         opt.zero_grad()
         (d + p).backward()
         opt.step()

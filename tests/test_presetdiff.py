@@ -1,4 +1,5 @@
 """Telling runs apart: the preset hash ignores how a preset is written, and labels name exactly the fields that differ."""
+
 import copy
 
 from dlviz.preset import gallery
@@ -21,8 +22,7 @@ def test_differences_name_the_fields_that_differ_and_nothing_else():
     b["optimizer"]["lr"] = 0.5
     b["model"]["layers"][0]["out_features"] = 3
     da, db = differences([a, b])
-    assert da.split(", ") == [f"model.layers[0].out_features {a['model']['layers'][0]['out_features']}",
-                              f"optimizer.lr {a['optimizer']['lr']:g}"]
+    assert da.split(", ") == [f"model.layers[0].out_features {a['model']['layers'][0]['out_features']}", f"optimizer.lr {a['optimizer']['lr']:g}"]
     assert db == "model.layers[0].out_features 3, optimizer.lr 0.5"
     assert differences([a, a]) == ["", ""]
     renamed = {**a, "name": "another name"}

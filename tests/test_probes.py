@@ -23,8 +23,13 @@ def test_a_48_step_lesson_is_probed_at_every_step_and_the_live_view_keeps_the_wh
 
 def test_a_chart_from_one_probe_says_it_has_one():
     snap = LiveFeed().snapshot()
-    snap["telemetry"] = [{"step": 0, "layers": {"model.layers[1]": {"type": "ReLU", "dead": 0.2}},
-                          "histograms": {"layers[0].weight": {"weight": {"range": 1.0, "counts": [1, 2, 3]}}}}]
+    snap["telemetry"] = [
+        {
+            "step": 0,
+            "layers": {"model.layers[1]": {"type": "ReLU", "dead": 0.2}},
+            "histograms": {"layers[0].weight": {"weight": {"range": 1.0, "counts": [1, 2, 3]}}},
+        }
+    ]
     for fig in (tf.unit_health_figure.spec(snap), tf.histogram_figure.spec(snap, "layers[0].weight")):
         notes = [a["text"] for a in fig["layout"].get("annotations", [])]
         assert any("one probe" in n for n in notes), notes

@@ -1,5 +1,6 @@
 """The summary's receptive fields against a gradient probe: backprop from one output unit of a random model built with
 positive weights, and the input pixels that receive gradient span exactly that unit's theoretical field."""
+
 from __future__ import annotations
 
 import random
@@ -68,8 +69,7 @@ def _conv(rng, dims, stride=None, same_size=False):
     out = rng.randint(1, 3)
     if same_size:  # odd kernels padded by d·(k−1)/2: every branch of the same stride gives the same size
         k, d = rng.choice([1, 3, 5]), rng.randint(1, 2)
-        return {"type": t, "out_channels": out, "kernel_size": k, "dilation": d, "padding": d * (k - 1) // 2,
-                "stride": stride or 1}
+        return {"type": t, "out_channels": out, "kernel_size": k, "dilation": d, "padding": d * (k - 1) // 2, "stride": stride or 1}
     k = _size(rng, dims, 1, 5)
     layer = {"type": t, "out_channels": out, "kernel_size": k, "dilation": _size(rng, dims, 1, 3)}
     if rng.random() < 0.2:
@@ -236,16 +236,17 @@ def test_the_random_models_cover_every_kind_of_window():
 
 def test_dilation_stride_and_padding_by_hand():
     # conv k3 d2 (r 5) -> pool k2 s2 (r 5 + 1·1 = 6, S 2) -> conv k3 s1 p1 (r 6 + 2·2 = 10, P 0 + 0 + 1·2 = 2)
-    layers = [{"type": "Conv2d", "out_channels": 1, "kernel_size": 3, "dilation": 2},
-              {"type": "AvgPool2d", "kernel_size": 2},
-              {"type": "Conv2d", "out_channels": 1, "kernel_size": 3, "padding": 1}]
+    layers = [
+        {"type": "Conv2d", "out_channels": 1, "kernel_size": 3, "dilation": 2},
+        {"type": "AvgPool2d", "kernel_size": 2},
+        {"type": "Conv2d", "out_channels": 1, "kernel_size": 3, "padding": 1},
+    ]
     assert summarize(validate(preset(layers, [1, 32, 32]))).receptive_field == {"size": 10, "stride": 2, "padding": 2}
     _check(layers, [1, 32, 32])
 
 
 def test_adaptive_pool_that_divides_its_input():
-    layers = [{"type": "Conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1},
-              {"type": "AdaptiveAvgPool2d", "output_size": [4, 3]}]
+    layers = [{"type": "Conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1}, {"type": "AdaptiveAvgPool2d", "output_size": [4, 3]}]
     _check(layers, [1, 16, 12], enlarge=False)
 
 

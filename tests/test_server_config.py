@@ -1,4 +1,5 @@
 """The server settings a live, shared Train page depends on (.streamlit/config.toml; see its comments for the figures)."""
+
 import tomllib
 from pathlib import Path
 

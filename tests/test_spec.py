@@ -1,4 +1,5 @@
 """The preset schema: errors name the JSON path with a suggestion, hostile documents fail fast, limits, JSON Schema."""
+
 from __future__ import annotations
 
 import copy
@@ -40,26 +41,49 @@ def rejects(doc, path, *words):
 # ---------------------------------------------------------------- did you mean
 
 
-@pytest.mark.parametrize("change,path,hint", [
-    (lambda d: d["model"]["layers"][0].update(type="Conv2D"), "model.layers[0].type", "did you mean 'Conv2d'"),
-    (lambda d: d["model"]["layers"][0].update(kernal_size=5), "model.layers[0].kernal_size", "did you mean 'kernel_size'"),
-    (lambda d: d["data"].update(name="spirale"), "data.name", "did you mean 'spiral'"),
-    (lambda d: d["optimizer"].update(type="adam"), "optimizer.type", "did you mean 'Adam'"),
-    (lambda d: d["loss"].update(type="CrossEntropy"), "loss.type", "did you mean 'CrossEntropyLoss'"),
-    (lambda d: d["model"].update(init="xavier_unifrom"), "model.init.type", "did you mean 'xavier_uniform'"),
-    (lambda d: d.update(schedule={"type": "StepLr", "step_size": 2}), "schedule.type", "did you mean 'StepLR'"),
-    (lambda d: d["optimizer"].update(momentun=0.9), "optimizer.momentun", "did you mean 'momentum'"),
-    (lambda d: d["training"].update(epoch=3), "training.epoch", "did you mean 'epochs'"),
-    (lambda d: d.update(seeds=1), "seeds", "did you mean 'seed'"),
-    (lambda d: d["model"].update(input_shap=[1, 28, 28]), "model.input_shap", "did you mean 'input_shape'"),
-    (lambda d: d["model"]["layers"].insert(0, {"type": "Residual", "body": [{"type": "Linear", "out_feature": 3}]}),
-     "model.layers[0].body[0].out_feature", "did you mean 'out_features'"),
-    (lambda d: d["model"]["layers"].insert(0, {"type": "Concat", "branch": []}), "model.layers[0].branch",
-     "did you mean 'branches'"),
-    (lambda d: d["model"]["layers"].insert(0, {"type": "Concat", "branches": [[], [{"type": "relu"}]]}),
-     "model.layers[0].branches[1][0].type", "did you mean 'ReLU'"),
-], ids=["Conv2D", "kernal_size", "spirale", "adam", "loss", "init", "schedule", "momentun", "epoch", "seeds",
-        "input_shap", "nested-key", "block-key", "nested-type"])
+@pytest.mark.parametrize(
+    "change,path,hint",
+    [
+        (lambda d: d["model"]["layers"][0].update(type="Conv2D"), "model.layers[0].type", "did you mean 'Conv2d'"),
+        (lambda d: d["model"]["layers"][0].update(kernal_size=5), "model.layers[0].kernal_size", "did you mean 'kernel_size'"),
+        (lambda d: d["data"].update(name="spirale"), "data.name", "did you mean 'spiral'"),
+        (lambda d: d["optimizer"].update(type="adam"), "optimizer.type", "did you mean 'Adam'"),
+        (lambda d: d["loss"].update(type="CrossEntropy"), "loss.type", "did you mean 'CrossEntropyLoss'"),
+        (lambda d: d["model"].update(init="xavier_unifrom"), "model.init.type", "did you mean 'xavier_uniform'"),
+        (lambda d: d.update(schedule={"type": "StepLr", "step_size": 2}), "schedule.type", "did you mean 'StepLR'"),
+        (lambda d: d["optimizer"].update(momentun=0.9), "optimizer.momentun", "did you mean 'momentum'"),
+        (lambda d: d["training"].update(epoch=3), "training.epoch", "did you mean 'epochs'"),
+        (lambda d: d.update(seeds=1), "seeds", "did you mean 'seed'"),
+        (lambda d: d["model"].update(input_shap=[1, 28, 28]), "model.input_shap", "did you mean 'input_shape'"),
+        (
+            lambda d: d["model"]["layers"].insert(0, {"type": "Residual", "body": [{"type": "Linear", "out_feature": 3}]}),
+            "model.layers[0].body[0].out_feature",
+            "did you mean 'out_features'",
+        ),
+        (lambda d: d["model"]["layers"].insert(0, {"type": "Concat", "branch": []}), "model.layers[0].branch", "did you mean 'branches'"),
+        (
+            lambda d: d["model"]["layers"].insert(0, {"type": "Concat", "branches": [[], [{"type": "relu"}]]}),
+            "model.layers[0].branches[1][0].type",
+            "did you mean 'ReLU'",
+        ),
+    ],
+    ids=[
+        "Conv2D",
+        "kernal_size",
+        "spirale",
+        "adam",
+        "loss",
+        "init",
+        "schedule",
+        "momentun",
+        "epoch",
+        "seeds",
+        "input_shap",
+        "nested-key",
+        "block-key",
+        "nested-type",
+    ],
+)
 def test_errors_name_the_path_and_suggest(change, path, hint):
     rejects(edit(change), path, hint)
 
@@ -89,26 +113,29 @@ def test_wrong_values_name_their_path():
 # ---------------------------------------------------------------- data section
 
 
-@pytest.mark.parametrize("data,path,words", [
-    ({"name": "mnist", "noise": 0.1}, "data.noise", ["does not apply to the mnist dataset"]),
-    ({"name": "xor", "subset": 100}, "data.subset", ["does not apply to the xor dataset"]),
-    ({"name": "circle", "classes": 3}, "data.classes", ["does not apply"]),
-    ({"name": "xor", "features": ["x1", "x3"]}, "data.features[1]", ["'x3' is not one of 'x1', 'x2'"]),
-    ({"name": "xor", "features": ["x1", "x1"]}, "data.features", ["twice"]),
-    ({"name": "curve", "function": "sine"}, "data.function", ["did you mean 'sin'"]),
-    ({"name": "tokens", "task": "revers"}, "data.task", ["did you mean 'reverse'"]),
-    ({"name": "csv", "source": "a.csv"}, "data.target", ["required"]),
-    ({"name": "xor", "val_fraction": 1.5}, "data.val_fraction", ["less than 1"]),
-    ({"name": "xor", "val_fraction": -0.1}, "data.val_fraction", ["at least 0"]),
-    ({"name": "xor", "test_fraction": 1}, "data.test_fraction", []),
-    ({"name": "xor", "val_fraction": 0.5, "test_fraction": 0.45}, "data.test_fraction", ["10%"]),
-    ({"name": "xor", "val_fraction": "0.2"}, "data.val_fraction", []),
-    ({"name": "xor", "batch_size": 0}, "data.batch_size", []),
-    ({"name": "xor", "batch_size": 10**9}, "data.batch_size", ["DLVIZ_MAX_BATCH_SIZE"]),
-    ({"name": "xor", "num_samples": 10**9}, "data.num_samples", ["DLVIZ_MAX_SAMPLES"]),
-    ({"name": "xor", "noise": float("nan")}, "data.noise", []),
-    ({"val_fraction": 0.2}, "data.name", ["required"]),
-])
+@pytest.mark.parametrize(
+    "data,path,words",
+    [
+        ({"name": "mnist", "noise": 0.1}, "data.noise", ["does not apply to the mnist dataset"]),
+        ({"name": "xor", "subset": 100}, "data.subset", ["does not apply to the xor dataset"]),
+        ({"name": "circle", "classes": 3}, "data.classes", ["does not apply"]),
+        ({"name": "xor", "features": ["x1", "x3"]}, "data.features[1]", ["'x3' is not one of 'x1', 'x2'"]),
+        ({"name": "xor", "features": ["x1", "x1"]}, "data.features", ["twice"]),
+        ({"name": "curve", "function": "sine"}, "data.function", ["did you mean 'sin'"]),
+        ({"name": "tokens", "task": "revers"}, "data.task", ["did you mean 'reverse'"]),
+        ({"name": "csv", "source": "a.csv"}, "data.target", ["required"]),
+        ({"name": "xor", "val_fraction": 1.5}, "data.val_fraction", ["less than 1"]),
+        ({"name": "xor", "val_fraction": -0.1}, "data.val_fraction", ["at least 0"]),
+        ({"name": "xor", "test_fraction": 1}, "data.test_fraction", []),
+        ({"name": "xor", "val_fraction": 0.5, "test_fraction": 0.45}, "data.test_fraction", ["10%"]),
+        ({"name": "xor", "val_fraction": "0.2"}, "data.val_fraction", []),
+        ({"name": "xor", "batch_size": 0}, "data.batch_size", []),
+        ({"name": "xor", "batch_size": 10**9}, "data.batch_size", ["DLVIZ_MAX_BATCH_SIZE"]),
+        ({"name": "xor", "num_samples": 10**9}, "data.num_samples", ["DLVIZ_MAX_SAMPLES"]),
+        ({"name": "xor", "noise": float("nan")}, "data.noise", []),
+        ({"val_fraction": 0.2}, "data.name", ["required"]),
+    ],
+)
 def test_bad_data(data, path, words):
     rejects(edit(lambda d: d.update(data=data)), path, *words)
 
@@ -135,8 +162,7 @@ def test_non_finite_numbers_in_json_text(token):
 
 def test_non_finite_numbers_anywhere():
     rejects(edit(lambda d: d["training"].update(l2=float("nan"))), "training.l2")
-    rejects(edit(lambda d: d["model"]["layers"][1].update(type="LeakyReLU", negative_slope=float("inf"))),
-            "model.layers[1].negative_slope", "finite")
+    rejects(edit(lambda d: d["model"]["layers"][1].update(type="LeakyReLU", negative_slope=float("inf"))), "model.layers[1].negative_slope", "finite")
     rejects(edit(lambda d: d["model"].update(init={"type": "normal", "std": float("nan")})), "model.init.std", "finite")
 
 
@@ -147,11 +173,24 @@ def test_non_finite_numbers_anywhere():
 @pytest.mark.parametrize("key", ["device", "dtype"])
 def test_device_and_dtype_are_never_keys(where, key):
     value = "cuda" if key == "device" else "float64"
-    target = {"top": lambda d: d, "model": lambda d: d["model"], "layer": lambda d: d["model"]["layers"][0],
-              "optimizer": lambda d: d["optimizer"], "data": lambda d: d["data"], "training": lambda d: d["training"],
-              "init": lambda d: d["model"].__setitem__("init", {"type": "normal"}) or d["model"]["init"]}[where]
-    prefix = {"top": "", "model": "model.", "layer": "model.layers[0].", "optimizer": "optimizer.", "data": "data.",
-              "training": "training.", "init": "model.init."}[where]
+    target = {
+        "top": lambda d: d,
+        "model": lambda d: d["model"],
+        "layer": lambda d: d["model"]["layers"][0],
+        "optimizer": lambda d: d["optimizer"],
+        "data": lambda d: d["data"],
+        "training": lambda d: d["training"],
+        "init": lambda d: d["model"].__setitem__("init", {"type": "normal"}) or d["model"]["init"],
+    }[where]
+    prefix = {
+        "top": "",
+        "model": "model.",
+        "layer": "model.layers[0].",
+        "optimizer": "optimizer.",
+        "data": "data.",
+        "training": "training.",
+        "init": "model.init.",
+    }[where]
     rejects(edit(lambda d: target(d).update({key: value})), prefix + key, f"unknown key '{key}'")
 
 
@@ -204,6 +243,7 @@ def _pipeline(doc):
         exp = parse_text(doc) if isinstance(doc, str) else validate(doc)
         summarize(exp)
         build_model(exp)
+
     return run
 
 
@@ -231,8 +271,13 @@ def _deep_dict(depth):
 
 
 def _deep_text(depth):
-    return ('{"format": "dlviz-preset/1", "model": {"input_shape": [4], "layers": ['
-            + '{"type": "Sequential", "layers": [' * depth + '{"type": "ReLU"}' + "]}" * depth + "]}}")
+    return (
+        '{"format": "dlviz-preset/1", "model": {"input_shape": [4], "layers": ['
+        + '{"type": "Sequential", "layers": [' * depth
+        + '{"type": "ReLU"}'
+        + "]}" * depth
+        + "]}}"
+    )
 
 
 @pytest.mark.parametrize("depth", [5_000, 200_000])
@@ -267,18 +312,21 @@ def test_huge_input_shapes(shape):
     fails_fast(_pipeline(preset([{"type": "ReLU"}], shape)), "model.input_shape")
 
 
-@pytest.mark.parametrize("layer,shape", [
-    ({"type": "Conv2d", "out_channels": 10**9, "kernel_size": 3}, [3, 32, 32]),
-    ({"type": "Conv2d", "out_channels": 4, "kernel_size": 10**9}, [3, 32, 32]),
-    ({"type": "Conv2d", "out_channels": 4, "kernel_size": 1, "padding": 10**9}, [3, 32, 32]),
-    ({"type": "ConvTranspose2d", "out_channels": 4, "kernel_size": 1, "stride": 10**9}, [3, 32, 32]),
-    ({"type": "Upsample", "scale_factor": 1e6}, [3, 32, 32]),
-    ({"type": "Upsample", "size": 10**9}, [3, 32, 32]),
-    ({"type": "Embedding", "num_embeddings": 10**12, "embedding_dim": 10**6}, [8]),
-    ({"type": "LSTM", "hidden_size": 10**9}, [8, 4]),
-    ({"type": "TransformerEncoderLayer", "dim_feedforward": 10**12}, [8, 4]),
-    ({"type": "Bilinear", "out_features": 10**6}, [10**3]),
-])
+@pytest.mark.parametrize(
+    "layer,shape",
+    [
+        ({"type": "Conv2d", "out_channels": 10**9, "kernel_size": 3}, [3, 32, 32]),
+        ({"type": "Conv2d", "out_channels": 4, "kernel_size": 10**9}, [3, 32, 32]),
+        ({"type": "Conv2d", "out_channels": 4, "kernel_size": 1, "padding": 10**9}, [3, 32, 32]),
+        ({"type": "ConvTranspose2d", "out_channels": 4, "kernel_size": 1, "stride": 10**9}, [3, 32, 32]),
+        ({"type": "Upsample", "scale_factor": 1e6}, [3, 32, 32]),
+        ({"type": "Upsample", "size": 10**9}, [3, 32, 32]),
+        ({"type": "Embedding", "num_embeddings": 10**12, "embedding_dim": 10**6}, [8]),
+        ({"type": "LSTM", "hidden_size": 10**9}, [8, 4]),
+        ({"type": "TransformerEncoderLayer", "dim_feedforward": 10**12}, [8, 4]),
+        ({"type": "Bilinear", "out_features": 10**6}, [10**3]),
+    ],
+)
 def test_huge_layers(layer, shape):
     fails_fast(_pipeline(preset([layer], shape)), "model.layers[0]")
 
@@ -351,16 +399,20 @@ def test_built_in_presets_satisfy_the_schema_and_round_trip(name):
     assert validate(raw) == exp
 
 
-@pytest.mark.parametrize("change", [
-    lambda d: d["model"]["layers"][0].update(type="Conv2D"),
-    lambda d: d["model"]["layers"][0].update(kernal_size=5),
-    lambda d: d["model"]["layers"][0].update(device="cuda"),
-    lambda d: d["model"]["layers"][0].update(kernel_size=0),
-    lambda d: d["optimizer"].update(type="adam"),
-    lambda d: d.update(dtype="float16"),
-    lambda d: d["model"].pop("input_shape"),
-    lambda d: d["model"]["layers"].append({"type": "Residual", "body": [{"type": "__class__"}]}),
-], ids=["type", "key", "device", "value", "optimizer", "dtype", "missing", "nested"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d["model"]["layers"][0].update(type="Conv2D"),
+        lambda d: d["model"]["layers"][0].update(kernal_size=5),
+        lambda d: d["model"]["layers"][0].update(device="cuda"),
+        lambda d: d["model"]["layers"][0].update(kernel_size=0),
+        lambda d: d["optimizer"].update(type="adam"),
+        lambda d: d.update(dtype="float16"),
+        lambda d: d["model"].pop("input_shape"),
+        lambda d: d["model"]["layers"].append({"type": "Residual", "body": [{"type": "__class__"}]}),
+    ],
+    ids=["type", "key", "device", "value", "optimizer", "dtype", "missing", "nested"],
+)
 def test_the_schema_rejects_what_validate_rejects(change):
     doc = edit(change)
     with pytest.raises(UserError):

@@ -1,4 +1,5 @@
 """The run store keeps everything a run produced, survives a reopen, and never unpickles."""
+
 import io
 import pickle
 
@@ -13,10 +14,13 @@ from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Callback, Trainer
 
 PRESET = {
-    "format": "dlviz-preset/1", "name": "store test", "seed": 5,
+    "format": "dlviz-preset/1",
+    "name": "store test",
+    "seed": 5,
     "data": {"name": "xor", "num_samples": 200, "val_fraction": 0.25, "batch_size": 20},
     "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}]},
-    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.02},
+    "loss": {"type": "CrossEntropyLoss"},
+    "optimizer": {"type": "Adam", "lr": 0.02},
     "training": {"epochs": 3, "telemetry_every": 5, "trajectory_every": 4},
 }
 
@@ -165,12 +169,16 @@ def test_a_store_written_before_runs_carried_their_preset_hash_opens_and_hashes_
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
-    db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, session TEXT, name TEXT, preset TEXT NOT NULL, status TEXT NOT NULL, "
-               "reason TEXT, created REAL, updated REAL, epochs_done INTEGER DEFAULT 0, steps_done INTEGER DEFAULT 0, "
-               "result TEXT, param_names TEXT, task TEXT)")
+    db.execute(
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, session TEXT, name TEXT, preset TEXT NOT NULL, status TEXT NOT NULL, "
+        "reason TEXT, created REAL, updated REAL, epochs_done INTEGER DEFAULT 0, steps_done INTEGER DEFAULT 0, "
+        "result TEXT, param_names TEXT, task TEXT)"
+    )
     exp = validate(PRESET)
-    db.execute("INSERT INTO runs (id, session, name, preset, status, created, updated) VALUES (?,?,?,?,?,?,?)",
-               ("old-run", "b", exp.name, json.dumps(exp.to_dict()), "finished", 1.0, 1.0))
+    db.execute(
+        "INSERT INTO runs (id, session, name, preset, status, created, updated) VALUES (?,?,?,?,?,?,?)",
+        ("old-run", "b", exp.name, json.dumps(exp.to_dict()), "finished", 1.0, 1.0),
+    )
     db.commit()
     db.close()
     store = RunStore(path)

@@ -4,6 +4,7 @@ slots, and leaves the server up: the Train page says why in one sentence, the ot
 Tests may run as root, whom file permissions do not stop, so the failures are made in ways that stop root too: a
 file-size limit of zero on the worker (each write to a file fails, as on a full disk) and SQLite's query_only mode
 on the server's connections (what it does with a file it may only read)."""
+
 import resource
 import sqlite3
 import time
@@ -18,11 +19,14 @@ from dlviz.training.store import RunStore
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PRESET = {
-    "format": "dlviz-preset/1", "name": "store failure", "seed": 3,
+    "format": "dlviz-preset/1",
+    "name": "store failure",
+    "seed": 3,
     "data": {"name": "moons", "num_samples": 300, "batch_size": 16},
-    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"},
-                                             {"type": "Linear", "out_features": 2}]},
-    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.02}, "training": {"epochs": 500},
+    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}]},
+    "loss": {"type": "CrossEntropyLoss"},
+    "optimizer": {"type": "Adam", "lr": 0.02},
+    "training": {"epochs": 500},
 }
 SENTENCE = "The run store can't be written: "
 
@@ -46,11 +50,12 @@ def until(condition, timeout=60.0) -> bool:
     return condition()
 
 
-
-
 @pytest.mark.parametrize("press_stop", [False, True])
-def test_a_run_whose_store_writes_fail_ends_frees_its_slot_and_is_marked_once_the_store_heals(runner, monkeypatch,  # noqa: F811
-                                                                                             press_stop):
+def test_a_run_whose_store_writes_fail_ends_frees_its_slot_and_is_marked_once_the_store_heals(
+    runner,  # noqa: F811
+    monkeypatch,
+    press_stop,
+):
     h = runner.start(validate(PRESET), "kim")
     assert until(lambda: h.feed.steps_done > 0), "the run did not start"
     _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)

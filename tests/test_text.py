@@ -1,4 +1,5 @@
 """Text from a preset is text: control and bidi characters escaped, Markdown and plotly's HTML shown literally."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from dlviz.text import clean, plot_text
 from dlviz_app.text import md
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
-CONTROLS = "".join(map(chr, [*range(0x00, 0x20), 0x7f, *range(0x80, 0xa0)]))
+CONTROLS = "".join(map(chr, [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]))
 HOSTILE = "\x1b[31mred\x1b[0m \u202eevil"
 
 
@@ -51,21 +52,35 @@ def live(text: str) -> str:
 ACTIVE = re.compile(r"\]\(|[<>&`*~$#\\]|(?<![^\W_])_|_(?![^\W_])|://|www\.|\w@\w|:[A-Za-z]|^\s*([-+](\s|$)|\d+[.)](\s|$)|---|\[[^\]]*\]:)", re.I)
 
 
-@pytest.mark.parametrize("text", [
-    "![x](http://elsewhere.invalid/p.png)",
-    "[click](http://elsewhere.invalid)",
-    "[ref]: http://elsewhere.invalid",
-    "<http://elsewhere.invalid>",
-    "<a href=\"http://elsewhere.invalid\">x</a>",
-    "<img src=\"http://elsewhere.invalid/p.png\">",
-    "see http://elsewhere.invalid/p.png", "www.elsewhere.invalid", "x@elsewhere.invalid", "mailto:x@elsewhere.invalid",
-    "__import__ and *stars* and `code` and ~~gone~~", "_x_ a_ _b snake_case_", "__init__.py",
-    ":red[alarm] :material/home: $x^2$",
-    "# heading", "- item", "+ item", "1. item", "3) item", "> quote", "---",
-    "a\\b \\*",
-    "&lt;b&gt; &#x202E;",
-    HOSTILE,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "![x](http://elsewhere.invalid/p.png)",
+        "[click](http://elsewhere.invalid)",
+        "[ref]: http://elsewhere.invalid",
+        "<http://elsewhere.invalid>",
+        '<a href="http://elsewhere.invalid">x</a>',
+        '<img src="http://elsewhere.invalid/p.png">',
+        "see http://elsewhere.invalid/p.png",
+        "www.elsewhere.invalid",
+        "x@elsewhere.invalid",
+        "mailto:x@elsewhere.invalid",
+        "__import__ and *stars* and `code` and ~~gone~~",
+        "_x_ a_ _b snake_case_",
+        "__init__.py",
+        ":red[alarm] :material/home: $x^2$",
+        "# heading",
+        "- item",
+        "+ item",
+        "1. item",
+        "3) item",
+        "> quote",
+        "---",
+        "a\\b \\*",
+        "&lt;b&gt; &#x202E;",
+        HOSTILE,
+    ],
+)
 def test_md_leaves_nothing_for_markdown_to_act_on_and_shows_the_text(text):
     out = md(text)
     assert not ACTIVE.search(live(out)), out
@@ -76,10 +91,18 @@ def test_md_leaves_nothing_for_markdown_to_act_on_and_shows_the_text(text):
 BARE_LINK = re.compile(r"(https?://|www\.)[-.\w]+|[-.\w+]+@[-\w]+(\.[-\w]+)+", re.I)
 
 
-@pytest.mark.parametrize("text", [
-    "see http://elsewhere.invalid/p.png", "https://elsewhere.invalid", "HTTP://ELSEWHERE.INVALID", "www.elsewhere.invalid",
-    "x@elsewhere.invalid", "mailto:x@elsewhere.invalid", "![x](http://elsewhere.invalid/p.png)",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "see http://elsewhere.invalid/p.png",
+        "https://elsewhere.invalid",
+        "HTTP://ELSEWHERE.INVALID",
+        "www.elsewhere.invalid",
+        "x@elsewhere.invalid",
+        "mailto:x@elsewhere.invalid",
+        "![x](http://elsewhere.invalid/p.png)",
+    ],
+)
 def test_md_splits_bare_links_in_the_text_markdown_shows(text):
     shown = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md(text))  # unescaped, zero-width spaces kept
     assert not BARE_LINK.search(shown), shown
@@ -91,9 +114,15 @@ def test_md_keeps_the_underscores_of_a_dunder_name():
 
 
 def test_md_keeps_plain_sentences_as_they_are():
-    for text in ["model.layers[1]: the model would have over 200,000,000 parameters here",
-                 "[0] Conv2d 6@5×5 → [6, 28, 28]", "-1 is below 0 (1.5, 2)", "15% of the targets", "branches[0][1]",
-                 "the limit is DLVIZ_MAX_PARAMS / DLVIZ_MAX_TRAIN_PARAMS", "kaiming_normal init"]:
+    for text in [
+        "model.layers[1]: the model would have over 200,000,000 parameters here",
+        "[0] Conv2d 6@5×5 → [6, 28, 28]",
+        "-1 is below 0 (1.5, 2)",
+        "15% of the targets",
+        "branches[0][1]",
+        "the limit is DLVIZ_MAX_PARAMS / DLVIZ_MAX_TRAIN_PARAMS",
+        "kaiming_normal init",
+    ]:
         assert md(text) == text
 
 

@@ -1,4 +1,5 @@
 """The trainer against independent references: torch.optim loops, direct computations, and its own promises."""
+
 import copy
 
 import numpy as np
@@ -14,12 +15,22 @@ from dlviz.training.trainer import Callback, Trainer
 
 def preset(**over):
     doc = {
-        "format": "dlviz-preset/1", "name": "t", "seed": 3,
+        "format": "dlviz-preset/1",
+        "name": "t",
+        "seed": 3,
         "data": {"name": "circle", "num_samples": 200, "noise": 0.1, "val_fraction": 0.2, "batch_size": 16},
-        "model": {"input_shape": [2], "layers": [
-            {"type": "Linear", "out_features": 8}, {"type": "Tanh"},
-            {"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}]},
-        "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.1},
+        "model": {
+            "input_shape": [2],
+            "layers": [
+                {"type": "Linear", "out_features": 8},
+                {"type": "Tanh"},
+                {"type": "Linear", "out_features": 8},
+                {"type": "ReLU"},
+                {"type": "Linear", "out_features": 2},
+            ],
+        },
+        "loss": {"type": "CrossEntropyLoss"},
+        "optimizer": {"type": "SGD", "lr": 0.1},
         "training": {"epochs": 2},
     }
     for key, value in over.items():
@@ -51,7 +62,7 @@ def _batches(trainer, steps):
     out = []
     while len(out) < steps:
         perm = torch.randperm(n, generator=g)
-        out += [perm[i:i + bs] for i in range(0, n, bs)]
+        out += [perm[i : i + bs] for i in range(0, n, bs)]
     return out[:steps]
 
 
@@ -101,7 +112,7 @@ def test_l1_l2_penalties_add_to_the_gradient():
     ds = tr.dataset
     out = ref(ds.x_train[idx])
     weights = [p for p in ref.parameters() if p.dim() >= 2]
-    loss = nn.functional.cross_entropy(out, ds.y_train[idx]) + 0.01 * sum(w.abs().sum() for w in weights) + 0.02 * sum((w ** 2).sum() for w in weights)
+    loss = nn.functional.cross_entropy(out, ds.y_train[idx]) + 0.01 * sum(w.abs().sum() for w in weights) + 0.02 * sum((w**2).sum() for w in weights)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -125,7 +136,7 @@ def _adam_by_hand(model, ds, batches, lr, grad_of, decoupled=0.0, betas=(0.9, 0.
                 m[i] = b1 * m[i] + (1 - b1) * g
                 v[i] = b2 * v[i] + (1 - b2) * g * g
                 p.mul_(1 - lr * decoupled)
-                p.sub_(lr * (m[i] / (1 - b1 ** t)) / ((v[i] / (1 - b2 ** t)).sqrt() + eps))
+                p.sub_(lr * (m[i] / (1 - b1**t)) / ((v[i] / (1 - b2**t)).sqrt() + eps))
     return model
 
 
@@ -262,9 +273,20 @@ def test_unit_health_matches_a_direct_computation():
 
 
 def test_divergence_stops_at_once_and_names_a_layer():
-    exp = preset(optimizer={"type": "SGD", "lr": 90.0, "momentum": 0.99}, model={"input_shape": [2], "layers": [
-        {"type": "Linear", "out_features": 64}, {"type": "ReLU"}, {"type": "Linear", "out_features": 64}, {"type": "ReLU"},
-        {"type": "Linear", "out_features": 2}]}, training={"epochs": 50})
+    exp = preset(
+        optimizer={"type": "SGD", "lr": 90.0, "momentum": 0.99},
+        model={
+            "input_shape": [2],
+            "layers": [
+                {"type": "Linear", "out_features": 64},
+                {"type": "ReLU"},
+                {"type": "Linear", "out_features": 64},
+                {"type": "ReLU"},
+                {"type": "Linear", "out_features": 2},
+            ],
+        },
+        training={"epochs": 50},
+    )
     tr = Trainer(exp)
     result = tr.run()
     assert result["status"] == "diverged"
@@ -274,9 +296,14 @@ def test_divergence_stops_at_once_and_names_a_layer():
 
 
 def test_same_preset_and_seed_give_identical_numbers():
-    exp = preset(model={"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"},
-                                                        {"type": "Dropout", "p": 0.3}, {"type": "Linear", "out_features": 2}]},
-                 optimizer={"type": "Adam", "lr": 0.01}, training={"epochs": 3})
+    exp = preset(
+        model={
+            "input_shape": [2],
+            "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.3}, {"type": "Linear", "out_features": 2}],
+        },
+        optimizer={"type": "Adam", "lr": 0.01},
+        training={"epochs": 3},
+    )
     runs = []
     for _ in range(2):
         rec = Recorder()
@@ -345,9 +372,17 @@ def test_binary_losses_take_one_logit():
 
 
 def test_regression_reports_r2():
-    exp = validate({"format": "dlviz-preset/1", "seed": 0, "data": {"name": "reg-plane", "num_samples": 300, "batch_size": 32},
-                    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 1}]},
-                    "loss": {"type": "MSELoss"}, "optimizer": {"type": "Adam", "lr": 0.05}, "training": {"epochs": 15}})
+    exp = validate(
+        {
+            "format": "dlviz-preset/1",
+            "seed": 0,
+            "data": {"name": "reg-plane", "num_samples": 300, "batch_size": 32},
+            "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 1}]},
+            "loss": {"type": "MSELoss"},
+            "optimizer": {"type": "Adam", "lr": 0.05},
+            "training": {"epochs": 15},
+        }
+    )
     result = Trainer(exp).run()
     assert result["status"] == "finished" and result["val_r2"] > 0.9
 
@@ -387,8 +422,7 @@ def test_schedules_follow_torch(name):
 
 
 def test_reduce_on_plateau_lowers_the_rate_when_validation_stalls():
-    exp = preset(optimizer={"type": "SGD", "lr": 1e-6}, schedule={"type": "ReduceLROnPlateau", "patience": 0, "factor": 0.5},
-                 training={"epochs": 4})
+    exp = preset(optimizer={"type": "SGD", "lr": 1e-6}, schedule={"type": "ReduceLROnPlateau", "patience": 0, "factor": 0.5}, training={"epochs": 4})
     rec = Recorder()
     Trainer(exp, [rec]).run()
     assert rec.epochs[-1]["lr"] < 1e-6
@@ -399,11 +433,18 @@ def test_a_state_is_a_snapshot_that_later_steps_do_not_change():
     the newest epoch's state until its next save) must hold the numbers of the moment it was taken."""
     import io
 
-    exp = validate({"format": "dlviz-preset/1", "seed": 3, "data": {"name": "xor", "num_samples": 100, "batch_size": 10},
-                    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 4}, {"type": "Tanh"},
-                                                             {"type": "Linear", "out_features": 2}]},
-                    "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.05},
-                    "schedule": {"type": "StepLR", "step_size": 1}, "training": {"epochs": 2}})
+    exp = validate(
+        {
+            "format": "dlviz-preset/1",
+            "seed": 3,
+            "data": {"name": "xor", "num_samples": 100, "batch_size": 10},
+            "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 4}, {"type": "Tanh"}, {"type": "Linear", "out_features": 2}]},
+            "loss": {"type": "CrossEntropyLoss"},
+            "optimizer": {"type": "Adam", "lr": 0.05},
+            "schedule": {"type": "StepLR", "step_size": 1},
+            "training": {"epochs": 2},
+        }
+    )
 
     class Snapshot(Callback):
         def on_epoch_end(self, trainer, record):
@@ -471,8 +512,10 @@ def test_probe_cadence_fits_the_run_length():
 
 def test_the_probes_leave_training_unchanged():
     """A probe runs in eval mode and draws no random numbers: with dropout, the losses are those of a run without probes."""
-    model = {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.5},
-                                            {"type": "Linear", "out_features": 2}]}
+    model = {
+        "input_shape": [2],
+        "layers": [{"type": "Linear", "out_features": 16}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.5}, {"type": "Linear", "out_features": 2}],
+    }
     a, b = Recorder(), Recorder()
     Trainer(preset(model=model, training={"epochs": 2, "telemetry_every": 1}), [a]).run()
     Trainer(preset(model=model, training={"epochs": 2, "telemetry_every": 1000}), [b]).run()

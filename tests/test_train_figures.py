@@ -1,5 +1,6 @@
 """The Train page's charts: plotly validates every spec the live page sends, the packed arrays carry the run's own
 numbers, and what the browser receives from a spec is what plotly would send for the same figure."""
+
 import base64
 import json
 import math
@@ -56,8 +57,14 @@ def snaps():
 
 def charts(snap):
     """Every chart the Train page draws from a snapshot, as (name, builder, arguments)."""
-    out = [("loss", tf.loss_figure, (snap,)), ("metric", tf.metric_figure, (snap,)), ("grad", tf.grad_norm_figure, (snap,)), ("grad-layer", tf.grad_by_layer_figure, (snap,)),
-           ("ratio", tf.update_ratio_figure, (snap,)), ("health", tf.unit_health_figure, (snap,))]
+    out = [
+        ("loss", tf.loss_figure, (snap,)),
+        ("metric", tf.metric_figure, (snap,)),
+        ("grad", tf.grad_norm_figure, (snap,)),
+        ("grad-layer", tf.grad_by_layer_figure, (snap,)),
+        ("ratio", tf.update_ratio_figure, (snap,)),
+        ("health", tf.unit_health_figure, (snap,)),
+    ]
     if snap.get("boundary"):
         out.append(("boundary", tf.boundary_figure, (snap["boundary"], snap["points"], snap["task"])))
     ev = snap.get("evaluation") or {}
@@ -101,8 +108,7 @@ def test_packed_arrays_carry_the_snapshot_numbers(snaps):
 def test_typed_arrays_follow_plotlyjs_types():
     assert tf._packed(np.array([1, 2, 3], dtype=np.int64))["dtype"] == "i4"  # plotly.js has no 64-bit integers
     assert tf._packed(np.array([2**40], dtype=np.int64))["dtype"] == "f8"
-    assert tf._packed(np.ones((2, 3), dtype=np.float32)) == {"dtype": "f4", "bdata": base64.b64encode(np.ones(6, np.float32)).decode(),
-                                                            "shape": "2, 3"}
+    assert tf._packed(np.ones((2, 3), dtype=np.float32)) == {"dtype": "f4", "bdata": base64.b64encode(np.ones(6, np.float32)).decode(), "shape": "2, 3"}
     assert tf._packed(np.array([], dtype=float)).size == 0 and tf._packed([1, 2]) == [1, 2] and tf._packed(np.array(["a"])).tolist() == ["a"]
 
 
@@ -148,7 +154,7 @@ def test_the_gradient_chart_fits_its_axis_to_the_run_and_tells_its_layers_apart(
     # the vanishing band is 1.3 decades below the first layer: it shows, cut at the axis, as context
     (band, *_), (note, *_) = tf.grad_norm_figure.spec(snap)["layout"]["shapes"], tf.grad_norm_figure.spec(snap)["layout"]["annotations"]
     lo = tf.grad_norm_figure.spec(snap)["layout"]["yaxis"]["range"][0]
-    assert band["y1"] == pytest.approx(1e-5) and band["y0"] == pytest.approx(10 ** lo) and note["text"] == "vanishing"
+    assert band["y1"] == pytest.approx(1e-5) and band["y0"] == pytest.approx(10**lo) and note["text"] == "vanishing"
     # a healthy run far from both bands: neither stretches its axis
     healthy = tf.grad_norm_figure.spec(layered(np.zeros((50, 3)) - 1))["layout"]
     assert not healthy.get("shapes") and healthy["yaxis"]["range"][1] - healthy["yaxis"]["range"][0] < 1
@@ -163,7 +169,7 @@ def test_the_layer_view_shows_the_ratio_of_the_last_layer_to_the_first():
     assert x.tolist() == list(range(1, 12))
     assert np.allclose(np.log10(y), np.median(log_norms[-10:], axis=0)), "the median of the run's last twentieth"
     ratio = y[-1] / y[0]
-    assert ratio == pytest.approx(2 ** 10, rel=0.2)
+    assert ratio == pytest.approx(2**10, rel=0.2)
     assert f"latest: the last layer's gradient is {ratio:,.0f}× the first's" in [a["text"] for a in spec["layout"]["annotations"]]
     ticks = spec["layout"]["xaxis"]["ticktext"]
     assert ticks[0] == "1 · layers[0]" and ticks[-1] == "11 · layers[20]"
@@ -213,7 +219,7 @@ def test_crossed_out_points_are_the_models_own_mistakes():
     pts = plane_points(ds)
     with torch.no_grad():
         trainer.model.eval()
-        ref = {s: trainer.model(getattr(ds, f"x_{s}")[:len(pts[s])]).argmax(-1).numpy() for s in ("train", "val")}
+        ref = {s: trainer.model(getattr(ds, f"x_{s}")[: len(pts[s])]).argmax(-1).numpy() for s in ("train", "val")}
     for s in ("train", "val"):
         assert b["predicted"][s] == ref[s].tolist()
     wrong = tf.boundary_figure.spec(b, pts, "classification")["data"][-1]

@@ -1,4 +1,5 @@
 """The activation lab: f and f′ of every registry activation with the regions where f′ nearly vanishes, and pre-activation and gradient statistics through a deep stack at initialization."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -90,8 +91,9 @@ class DeepStack:
     flat_fraction: list[float]  # share of units with |f′(z)| < SLOPE_FLOOR
 
 
-def deep_stack(activation: str, init: str, init_args: dict | None = None, depth: int = 10, width: int = 256,
-               batch: int = 512, seed: int = 0, keep: int = 4096) -> DeepStack:
+def deep_stack(
+    activation: str, init: str, init_args: dict | None = None, depth: int = 10, width: int = 256, batch: int = 512, seed: int = 0, keep: int = 4096
+) -> DeepStack:
     """Push a batch through `depth` Linear(width, width) layers with zero biases, each followed by `activation`, then
     backpropagate a random unit-variance gradient from the top: how the spread of z and of ∂L/∂z change with depth."""
     if init not in INITS:

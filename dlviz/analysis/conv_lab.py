@@ -1,4 +1,5 @@
 """The convolution lab: classic edge kernels or a typed one applied to a grey image with padding, stride and dilation, the output-size formula, and pooling."""
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,9 @@ def parse_kernel(text: str) -> np.ndarray:
         values.append(nums)
     widths = {len(r) for r in values}
     if len(widths) != 1:
-        raise UserError("convlab.kernel", f"the kernel's rows have different lengths ({', '.join(str(len(r)) for r in values)}); give every row the same number of values")
+        raise UserError(
+            "convlab.kernel", f"the kernel's rows have different lengths ({', '.join(str(len(r)) for r in values)}); give every row the same number of values"
+        )
     k = np.array(values, dtype=np.float32)
     if max(k.shape) > MAX_KERNEL:
         raise UserError("convlab.kernel", f"the kernel is {k.shape[0]}×{k.shape[1]}; the lab takes kernels up to {MAX_KERNEL}×{MAX_KERNEL}")
@@ -103,11 +106,13 @@ def convolve(image: np.ndarray, kernel: np.ndarray, padding: int = 0, stride: in
     predicted = tuple(output_size(n, k, padding, stride, dilation) for n, k in zip(image.shape, kernel.shape))
     if min(predicted) < 1:
         reach = [dilation * (k - 1) + 1 for k in kernel.shape]
-        raise UserError("convlab.kernel", f"the dilated kernel spans {reach[0]}×{reach[1]} pixels, more than the padded "
-                            f"{image.shape[0] + 2 * padding}×{image.shape[1] + 2 * padding} image; "
-                            "lower the dilation or the kernel size, or add padding")
-    y = F.conv2d(torch.from_numpy(image)[None, None], torch.from_numpy(kernel)[None, None],
-                 stride=stride, padding=padding, dilation=dilation)
+        raise UserError(
+            "convlab.kernel",
+            f"the dilated kernel spans {reach[0]}×{reach[1]} pixels, more than the padded "
+            f"{image.shape[0] + 2 * padding}×{image.shape[1] + 2 * padding} image; "
+            "lower the dilation or the kernel size, or add padding",
+        )
+    y = F.conv2d(torch.from_numpy(image)[None, None], torch.from_numpy(kernel)[None, None], stride=stride, padding=padding, dilation=dilation)
     return Convolved(y[0, 0].numpy(), predicted)
 
 
@@ -115,7 +120,7 @@ def gradient_magnitude(image: np.ndarray, family: str, padding: int = 0, stride:
     """√(gx² + gy²) from a family's x and y kernels."""
     gx = convolve(image, edge_kernel(family, "x"), padding, stride, dilation)
     gy = convolve(image, edge_kernel(family, "y"), padding, stride, dilation)
-    return Convolved(np.sqrt(gx.output ** 2 + gy.output ** 2), gx.predicted)
+    return Convolved(np.sqrt(gx.output**2 + gy.output**2), gx.predicted)
 
 
 def pool(image: np.ndarray, kind: str, kernel_size: int = 2, stride: int | None = None) -> np.ndarray:
@@ -123,8 +128,9 @@ def pool(image: np.ndarray, kind: str, kernel_size: int = 2, stride: int | None 
     image = np.asarray(image, dtype=np.float32)
     stride = stride or kernel_size
     if min(image.shape) < kernel_size:
-        raise UserError("convlab.pool", f"a {kernel_size}×{kernel_size} pool does not fit the {image.shape[0]}×{image.shape[1]} map; "
-                            "use a smaller pool or a larger map")
+        raise UserError(
+            "convlab.pool", f"a {kernel_size}×{kernel_size} pool does not fit the {image.shape[0]}×{image.shape[1]} map; use a smaller pool or a larger map"
+        )
     t = torch.from_numpy(image)[None, None]
     if kind == "max":
         return F.max_pool2d(t, kernel_size, stride)[0, 0].numpy()

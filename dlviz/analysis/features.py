@@ -1,4 +1,5 @@
 """What a model computes for one input: model inputs from images, noise or the dataset, every layer's output via forward hooks, and its filters."""
+
 from __future__ import annotations
 
 import io
@@ -116,8 +117,10 @@ def decode_image(data: bytes, name: str = "the upload") -> Picture:
     lim = _limits.current()
     name = clip(name)
     if len(data) > lim.max_upload_bytes:
-        raise UserError("inspect.upload", f"{name} is {len(data) / 1e6:.1f} MB, over the upload limit of {lim.max_upload_bytes / 1e6:g} MB "
-                            "(DLVIZ_MAX_UPLOAD_BYTES); upload a smaller image")
+        raise UserError(
+            "inspect.upload",
+            f"{name} is {len(data) / 1e6:.1f} MB, over the upload limit of {lim.max_upload_bytes / 1e6:g} MB (DLVIZ_MAX_UPLOAD_BYTES); upload a smaller image",
+        )
     unreadable = UserError("inspect.upload", f"{name} is not an image that can be read; upload a PNG, JPEG, GIF, BMP, TIFF or WebP file")
     try:
         # only decoders that run inside this process are asked: EPS and PDF would start Ghostscript on the server
@@ -128,8 +131,10 @@ def decode_image(data: bytes, name: str = "the upload") -> Picture:
     except Exception:  # a decoder of anyone's bytes may fail in any way; each means the same to the person
         raise unreadable from None
     if w * h > lim.max_image_pixels:
-        raise UserError("inspect.upload", f"{name} is {w:,}×{h:,} = {w * h:,} pixels, over the limit of {lim.max_image_pixels:,} "
-                            "(DLVIZ_MAX_IMAGE_PIXELS); upload a smaller image")
+        raise UserError(
+            "inspect.upload",
+            f"{name} is {w:,}×{h:,} = {w * h:,} pixels, over the limit of {lim.max_image_pixels:,} (DLVIZ_MAX_IMAGE_PIXELS); upload a smaller image",
+        )
     if w < 1 or h < 1:
         raise UserError("inspect.upload", f"{name} is an empty image; upload one with pixels")
     try:
@@ -151,8 +156,7 @@ def decode_image(data: bytes, name: str = "the upload") -> Picture:
         # shrunk in Pillow's own pixels, before any float copy: a 5,000×5,000 upload would be 300 MB of float32
         im.thumbnail((MAX_PICTURE_SIDE, MAX_PICTURE_SIDE), Image.Resampling.LANCZOS)
         if im.size != (w, h):
-            note = _join(note, f"shrunk from {w:,}×{h:,} to {im.size[0]:,}×{im.size[1]:,} pixels (at most {MAX_PICTURE_SIDE:,} "
-                               "on the longest side)")
+            note = _join(note, f"shrunk from {w:,}×{h:,} to {im.size[0]:,}×{im.size[1]:,} pixels (at most {MAX_PICTURE_SIDE:,} on the longest side)")
         arr = np.asarray(im)
         if im.mode == "F":
             lo, hi = float(arr.min()), float(arr.max())
@@ -218,16 +222,18 @@ def _resize(pixels: np.ndarray, h: int, w: int) -> np.ndarray:
     if ph * w > pw * h:  # too tall
         keep = max(1, round(pw * h / w))
         top = (ph - keep) // 2
-        pixels = pixels[top:top + keep]
+        pixels = pixels[top : top + keep]
     elif ph * w < pw * h:  # too wide
         keep = max(1, round(ph * w / h))
         left = (pw - keep) // 2
-        pixels = pixels[:, left:left + keep]
+        pixels = pixels[:, left : left + keep]
     if pixels.shape[:2] == (h, w):
         return pixels.astype(np.float32)
     chans = pixels[..., None] if pixels.ndim == 2 else pixels
-    out = [np.asarray(Image.fromarray(np.ascontiguousarray(chans[..., c], dtype=np.float32), mode="F")
-                      .resize((w, h), Image.Resampling.BILINEAR)) for c in range(chans.shape[2])]
+    out = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(chans[..., c], dtype=np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR))
+        for c in range(chans.shape[2])
+    ]
     out = np.clip(np.stack(out, axis=-1), 0, 1)
     return out[..., 0] if pixels.ndim == 2 else out
 
@@ -238,13 +244,14 @@ def grey_pixels(picture: Picture, size: Optional[int] = None) -> np.ndarray:
     return np.ascontiguousarray(pixels if pixels.ndim == 2 else pixels @ LUMA, dtype=np.float32)
 
 
-def image_input(picture: Picture, input_shape, normalization: Optional[tuple[float, float]] = None,
-                data_name: str = "") -> ModelInput:
+def image_input(picture: Picture, input_shape, normalization: Optional[tuple[float, float]] = None, data_name: str = "") -> ModelInput:
     """A picture fitted to a [channels, height, width] input: cropped and resized, its colours converted to the
     model's channels, and normalized like the preset's image data. The note says what was done."""
     if len(input_shape) != 3:
-        raise UserError("model.input_shape", f"an image needs a model input of [channels, height, width], but this model takes "
-                                             f"{shape_str(input_shape)}; use a dataset sample or random noise")
+        raise UserError(
+            "model.input_shape",
+            f"an image needs a model input of [channels, height, width], but this model takes {shape_str(input_shape)}; use a dataset sample or random noise",
+        )
     c, h, w = (int(n) for n in input_shape)
     notes = []
     ph, pw = picture.pixels.shape[:2]
@@ -306,7 +313,7 @@ def dataset_input(exp: Experiment, dataset, index: int) -> ModelInput:
         raise UserError("data.val_fraction", "the dataset has no validation samples to show; set val_fraction above 0")
     if not 0 <= index < n:
         raise UserError("inspect.sample", f"sample {index} does not exist: the validation set has {n:,} samples (0 to {n - 1:,})")
-    x = dataset.x_val[index:index + 1]
+    x = dataset.x_val[index : index + 1]
     y = dataset.y_val[index]
     label = None
     if y.dim() == 0:
@@ -421,8 +428,11 @@ class Filters:
 
 def conv_filters(net: Network) -> list[Filters]:
     """The kernels of every 2-D convolution, in preset order."""
-    return [Filters(net.json_paths[name], mod.weight.detach().float().numpy().copy())
-            for name, mod in net.named_modules() if isinstance(mod, nn.Conv2d) and name in net.json_paths]
+    return [
+        Filters(net.json_paths[name], mod.weight.detach().float().numpy().copy())
+        for name, mod in net.named_modules()
+        if isinstance(mod, nn.Conv2d) and name in net.json_paths
+    ]
 
 
 def rgb_filters(weight: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 """Optimizers on 2-D test functions: the functions and their minima, runs with real torch.optim, and convergence rates."""
+
 from __future__ import annotations
 
 import math
@@ -66,30 +67,47 @@ def rosenbrock() -> Function2D:
     def grad(x, y):
         return -2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)
 
-    return Function2D("Rosenbrock", "(1 − x)² + 100·(y − x²)²", f, grad, ((1.0, 1.0),), 0.0, (-1.2, 1.0), (-2.0, 2.0), (-1.0, 3.0),
-                      "A curved, flat-bottomed valley: reaching it is easy, following it to (1, 1) is slow.")
+    return Function2D(
+        "Rosenbrock",
+        "(1 − x)² + 100·(y − x²)²",
+        f,
+        grad,
+        ((1.0, 1.0),),
+        0.0,
+        (-1.2, 1.0),
+        (-2.0, 2.0),
+        (-1.0, 3.0),
+        "A curved, flat-bottomed valley: reaching it is easy, following it to (1, 1) is slow.",
+    )
 
 
 def beale() -> Function2D:
     def terms(x, y):
-        return 1.5 - x + x * y, 2.25 - x + x * y * y, 2.625 - x + x * y ** 3
+        return 1.5 - x + x * y, 2.25 - x + x * y * y, 2.625 - x + x * y**3
 
     def f(x, y):
         t1, t2, t3 = terms(x, y)
-        return t1 ** 2 + t2 ** 2 + t3 ** 2
+        return t1**2 + t2**2 + t3**2
 
     def grad(x, y):
         t1, t2, t3 = terms(x, y)
-        return (2 * t1 * (y - 1) + 2 * t2 * (y * y - 1) + 2 * t3 * (y ** 3 - 1),
-                2 * t1 * x + 4 * t2 * x * y + 6 * t3 * x * y * y)
+        return (2 * t1 * (y - 1) + 2 * t2 * (y * y - 1) + 2 * t3 * (y**3 - 1), 2 * t1 * x + 4 * t2 * x * y + 6 * t3 * x * y * y)
 
-    return Function2D("Beale", "(1.5 − x + xy)² + (2.25 − x + xy²)² + (2.625 − x + xy³)²", f, grad, ((3.0, 0.5),), 0.0,
-                      (1.0, 1.5), (-4.5, 4.5), (-4.5, 4.5),
-                      "Flat plateaus next to steep walls: gradient sizes vary by orders of magnitude, which adaptive methods absorb.")
+    return Function2D(
+        "Beale",
+        "(1.5 − x + xy)² + (2.25 − x + xy²)² + (2.625 − x + xy³)²",
+        f,
+        grad,
+        ((3.0, 0.5),),
+        0.0,
+        (1.0, 1.5),
+        (-4.5, 4.5),
+        (-4.5, 4.5),
+        "Flat plateaus next to steep walls: gradient sizes vary by orders of magnitude, which adaptive methods absorb.",
+    )
 
 
-HIMMELBLAU_MINIMA = ((3.0, 2.0), (-2.805118086952745, 3.131312518250573),
-                     (-3.779310253377747, -3.283185991286170), (3.584428340330492, -1.848126526964404))
+HIMMELBLAU_MINIMA = ((3.0, 2.0), (-2.805118086952745, 3.131312518250573), (-3.779310253377747, -3.283185991286170), (3.584428340330492, -1.848126526964404))
 
 
 def himmelblau() -> Function2D:
@@ -100,8 +118,18 @@ def himmelblau() -> Function2D:
         a, b = x * x + y - 11, x + y * y - 7
         return 4 * x * a + 2 * b, 2 * a + 4 * y * b
 
-    return Function2D("Himmelblau", "(x² + y − 11)² + (x + y² − 7)²", f, grad, HIMMELBLAU_MINIMA, 0.0, (-0.3, -0.9), (-5.0, 5.0), (-5.0, 5.0),
-                      "Four equal minima; starting near the central maximum, different optimizers end in different ones.")
+    return Function2D(
+        "Himmelblau",
+        "(x² + y − 11)² + (x + y² − 7)²",
+        f,
+        grad,
+        HIMMELBLAU_MINIMA,
+        0.0,
+        (-0.3, -0.9),
+        (-5.0, 5.0),
+        (-5.0, 5.0),
+        "Four equal minima; starting near the central maximum, different optimizers end in different ones.",
+    )
 
 
 def rastrigin() -> Function2D:
@@ -111,8 +139,18 @@ def rastrigin() -> Function2D:
     def grad(x, y):
         return 2 * x + 20 * math.pi * np.sin(TWO_PI * x), 2 * y + 20 * math.pi * np.sin(TWO_PI * y)
 
-    return Function2D("Rastrigin", "20 + x² − 10·cos 2πx + y² − 10·cos 2πy", f, grad, ((0.0, 0.0),), 0.0, (-3.3, 2.6), (-5.12, 5.12), (-5.12, 5.12),
-                      "A bowl covered in local minima: gradient methods stop in the first one they fall into.")
+    return Function2D(
+        "Rastrigin",
+        "20 + x² − 10·cos 2πx + y² − 10·cos 2πy",
+        f,
+        grad,
+        ((0.0, 0.0),),
+        0.0,
+        (-3.3, 2.6),
+        (-5.12, 5.12),
+        (-5.12, 5.12),
+        "A bowl covered in local minima: gradient methods stop in the first one they fall into.",
+    )
 
 
 def ackley() -> Function2D:
@@ -130,9 +168,18 @@ def ackley() -> Function2D:
         wave = math.pi * np.exp(0.5 * (np.cos(TWO_PI * x) + np.cos(TWO_PI * y)))
         return cone * x + wave * np.sin(TWO_PI * x), cone * y + wave * np.sin(TWO_PI * y)
 
-    return Function2D("Ackley", "−20·exp(−0.2·√(½(x² + y²))) − exp(½(cos 2πx + cos 2πy)) + e + 20", f, grad, ((0.0, 0.0),), 0.0,
-                      (3.1, -2.4), (-5.0, 5.0), (-5.0, 5.0),
-                      "A nearly flat, rippled plateau around one deep funnel; the minimum itself is a sharp point.")
+    return Function2D(
+        "Ackley",
+        "−20·exp(−0.2·√(½(x² + y²))) − exp(½(cos 2πx + cos 2πy)) + e + 20",
+        f,
+        grad,
+        ((0.0, 0.0),),
+        0.0,
+        (3.1, -2.4),
+        (-5.0, 5.0),
+        (-5.0, 5.0),
+        "A nearly flat, rippled plateau around one deep funnel; the minimum itself is a sharp point.",
+    )
 
 
 def saddle() -> Function2D:
@@ -142,8 +189,18 @@ def saddle() -> Function2D:
     def grad(x, y):
         return 2 * x, -2 * y
 
-    return Function2D("Saddle", "x² − y²", f, grad, (), None, (-1.8, 0.02), (-2.0, 2.0), (-2.0, 2.0),
-                      "No minimum: (0, 0) is a saddle point. Started almost on the ridge, how fast does each optimizer escape?")
+    return Function2D(
+        "Saddle",
+        "x² − y²",
+        f,
+        grad,
+        (),
+        None,
+        (-1.8, 0.02),
+        (-2.0, 2.0),
+        (-2.0, 2.0),
+        "No minimum: (0, 0) is a saddle point. Started almost on the ridge, how fast does each optimizer escape?",
+    )
 
 
 RAVINE_ANGLE = math.pi / 6  # the ravine is turned 30° so that per-coordinate methods get no help from the axes
@@ -164,10 +221,19 @@ def ravine(kappa: float = 10.0) -> Function2D:
         gu, gv = l1 * u, ln * v
         return c * gu - s * gv, s * gu + c * gv
 
-    return Function2D("Quadratic ravine", f"½(u² + {ln:g}·v²), (u, v) the axes turned 30°", f, grad, ((0.0, 0.0),), 0.0,
-                      (-2.6, 0.6), (-3.0, 3.0), (-2.0, 2.0),
-                      "Steep across, shallow along: the step must stay small for the steep direction, so progress along the ravine is slow.",
-                      eigenvalues=(l1, ln))
+    return Function2D(
+        "Quadratic ravine",
+        f"½(u² + {ln:g}·v²), (u, v) the axes turned 30°",
+        f,
+        grad,
+        ((0.0, 0.0),),
+        0.0,
+        (-2.6, 0.6),
+        (-3.0, 3.0),
+        (-2.0, 2.0),
+        "Steep across, shallow along: the step must stay small for the steep direction, so progress along the ravine is slow.",
+        eigenvalues=(l1, ln),
+    )
 
 
 @dataclass(frozen=True)
@@ -223,8 +289,7 @@ class Trajectory:
 def optimizer_label(name: str, args: dict) -> str:
     """'SGD (lr=0.01, momentum=0.9)': the arguments that differ from the optimizer's defaults, and always lr."""
     spec = OPTIMIZERS[name].args
-    shown = [f"{k}={_fmt(v)}" for k, v in args.items()
-             if k == "lr" or (k in spec and not spec[k].required and v != spec[k].default)]
+    shown = [f"{k}={_fmt(v)}" for k, v in args.items() if k == "lr" or (k in spec and not spec[k].required and v != spec[k].default)]
     return f"{name} ({', '.join(shown)})" if shown else name
 
 
@@ -252,8 +317,7 @@ def make_optimizer(name: str, args: dict, params: list[Tensor], where: str = "op
 ESCAPE = 1e6  # a run that goes this many plot widths away has left for good
 
 
-def run_optimizer(fn: Function2D, start: Sequence[float], name: str, args: dict, steps: int, tol: float = 1e-3,
-                  where: str = "optimizer") -> Trajectory:
+def run_optimizer(fn: Function2D, start: Sequence[float], name: str, args: dict, steps: int, tol: float = 1e-3, where: str = "optimizer") -> Trajectory:
     """Run one torch.optim optimizer on f from `start` for `steps` steps, in float64, on a 2-element parameter.
 
     A run stops early, marked diverged, when f, its gradient or the point stops being finite or runs far away."""
@@ -283,14 +347,12 @@ def run_optimizer(fn: Function2D, start: Sequence[float], name: str, args: dict,
     if len(values) < len(pts):  # f at the last point, which no step has evaluated yet
         with torch.no_grad():
             values.append(float(fn.f(torch.tensor(pts[-1, 0]), torch.tensor(pts[-1, 1]))))
-    vals = np.asarray(values[:len(pts)], dtype=np.float64)
+    vals = np.asarray(values[: len(pts)], dtype=np.float64)
     dist = fn.distance_to_minimum(pts)
-    return Trajectory(optimizer_label(name, args), name, dict(args), pts, vals, diverged, reason,
-                      steps_to_tolerance(dist, tol), float(dist[-1]))
+    return Trajectory(optimizer_label(name, args), name, dict(args), pts, vals, diverged, reason, steps_to_tolerance(dist, tol), float(dist[-1]))
 
 
-def run_optimizers(fn: Function2D, start: Sequence[float], optimizers: Sequence[tuple[str, dict]], steps: int,
-                   tol: float = 1e-3) -> list[Trajectory]:
+def run_optimizers(fn: Function2D, start: Sequence[float], optimizers: Sequence[tuple[str, dict]], steps: int, tol: float = 1e-3) -> list[Trajectory]:
     """Every (torch.optim name, arguments) pair run from the same start; see run_optimizer."""
     return [run_optimizer(fn, start, name, args, steps, tol, where=f"optimizers[{i}]") for i, (name, args) in enumerate(optimizers)]
 
@@ -364,5 +426,4 @@ def rate_check(kappa: float = 10.0, steps: int = 300, start: Optional[Sequence[f
     ma, mb, mr = momentum_best(l1, ln)
     gd = run_optimizer(fn, start, "SGD", {"lr": ga}, steps)
     mom = run_optimizer(fn, start, "SGD", {"lr": ma, "momentum": mb}, steps)
-    return RateCheck(kappa, gd, mom, ga, gr, measured_rate(fn.distance_to_minimum(gd.points)), ma, mb, mr,
-                     measured_rate(fn.distance_to_minimum(mom.points)))
+    return RateCheck(kappa, gd, mom, ga, gr, measured_rate(fn.distance_to_minimum(gd.points)), ma, mb, mr, measured_rate(fn.distance_to_minimum(mom.points)))

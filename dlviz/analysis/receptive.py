@@ -1,4 +1,5 @@
 """Receptive fields of a model: the theoretical field of every spatial layer and of any one unit, and the effective field, the input gradient of a unit (Luo et al. 2016)."""
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,7 @@ class Field:
         def axes(v):
             return tuple(v) if isinstance(v, list) else (v,) * dims
 
-        return cls(row.path, row.type, tuple(row.output_shape), axes(rf["size"]), axes(rf["stride"]), axes(rf["padding"]),
-                   row.block)
+        return cls(row.path, row.type, tuple(row.output_shape), axes(rf["size"]), axes(rf["stride"]), axes(rf["padding"]), row.block)
 
 
 def theoretical(summary: Summary) -> list[Field]:
@@ -64,8 +64,11 @@ class Box:
 def unit_box(field: Field, unit: Sequence[int], input_size: Sequence[int]) -> Box:
     """The theoretical field of the unit at spatial index `unit` of the field's layer, on an input of `input_size`."""
     if len(unit) != len(field.size) or len(input_size) != len(field.size):
-        raise UserError("receptive.unit", f"the layer's map has {len(field.size)} spatial axes; give a unit and an input size with "
-                                          f"{len(field.size)} each, not {tuple(unit)} and {tuple(input_size)}")
+        raise UserError(
+            "receptive.unit",
+            f"the layer's map has {len(field.size)} spatial axes; give a unit and an input size with "
+            f"{len(field.size)} each, not {tuple(unit)} and {tuple(input_size)}",
+        )
     for i, n in zip(unit, field.output_shape[1:]):
         if not 0 <= i < n:
             raise UserError("receptive.unit", f"unit {tuple(unit)} is outside the layer's {'×'.join(map(str, field.output_shape[1:]))} map")
@@ -87,8 +90,7 @@ def module_name(net: Network, path: str) -> str:
     raise KeyError(path)
 
 
-def input_gradient(net: Network, x: torch.Tensor, path: str, unit: Sequence[int],
-                   channels: int | Sequence[int] = 0) -> np.ndarray:
+def input_gradient(net: Network, x: torch.Tensor, path: str, unit: Sequence[int], channels: int | Sequence[int] = 0) -> np.ndarray:
     """|∂y/∂x| for the output unit y at spatial index `unit` of the layer at `path`, summed over the input's channels:
     the effective receptive field of that unit for this input and the current weights.
 
@@ -102,8 +104,7 @@ def input_gradient(net: Network, x: torch.Tensor, path: str, unit: Sequence[int]
     if group < 1:
         raise budget.over_budget("The effective receptive field of this model", per_copy, budget.SMALLER_MODEL)
     if len(chans) > group:  # the channels' maps are averaged, so groups of copies that fit add up to the same map
-        return sum(len(part) * input_gradient(net, x, path, unit, part)
-                   for part in (chans[i:i + group] for i in range(0, len(chans), group))) / len(chans)
+        return sum(len(part) * input_gradient(net, x, path, unit, part) for part in (chans[i : i + group] for i in range(0, len(chans), group))) / len(chans)
     xb = x[:1].detach().expand(len(chans), *x.shape[1:]).clone().requires_grad_(True)
     mod = net.get_submodule(module_name(net, path))
     seen = {}

@@ -1,4 +1,5 @@
 """A network's own loss surface: lines and planes through its weights, evaluated point by point or many points at once."""
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,11 @@ def unflatten(flat, like: Sequence[torch.Tensor]) -> Direction:
     flat = torch.as_tensor(flat)
     sizes = [t.numel() for t in like]
     if flat.numel() != sum(sizes):
-        raise UserError("surface.trajectory", f"a saved parameter vector has {flat.numel():,} values but the model has {sum(sizes):,} "
-                            "trainable parameters; the run's preset and model no longer match")
+        raise UserError(
+            "surface.trajectory",
+            f"a saved parameter vector has {flat.numel():,} values but the model has {sum(sizes):,} "
+            "trainable parameters; the run's preset and model no longer match",
+        )
     return [part.reshape(t.shape).to(t.dtype) for part, t in zip(torch.split(flat, sizes), like)]
 
 
@@ -60,8 +64,7 @@ def filter_normalize(direction: Sequence[torch.Tensor], weights: Sequence[torch.
 def random_directions(weights: Sequence[torch.Tensor], count: int = 2, seed: int = 0) -> list[Direction]:
     """`count` seeded Gaussian directions, each filter-normalized to `weights`."""
     g = torch.Generator().manual_seed(seed)
-    return [filter_normalize([torch.randn(w.shape, generator=g, dtype=w.dtype) for w in weights], weights)
-            for _ in range(count)]
+    return [filter_normalize([torch.randn(w.shape, generator=g, dtype=w.dtype) for w in weights], weights) for _ in range(count)]
 
 
 def pca_directions(snapshots: np.ndarray, center: torch.Tensor, like: Sequence[torch.Tensor]) -> tuple[list[Direction], np.ndarray]:
@@ -69,8 +72,10 @@ def pca_directions(snapshots: np.ndarray, center: torch.Tensor, like: Sequence[t
     Li et al.: the rows θᵢ − θ_centre, mean-centred, then their principal axes (the SVD's, found through the small
     snapshots × snapshots Gram matrix). Returns unit directions and the explained variance ratio."""
     if len(snapshots) < 3:
-        raise UserError("surface.trajectory", f"the run saved {len(snapshots)} parameter snapshots; the PCA plane needs at least 3 "
-                            "(train longer, or lower training.trajectory_every)")
+        raise UserError(
+            "surface.trajectory",
+            f"the run saved {len(snapshots)} parameter snapshots; the PCA plane needs at least 3 (train longer, or lower training.trajectory_every)",
+        )
     m = torch.as_tensor(np.asarray(snapshots, dtype=np.float64)) - center.double()
     m = m - m.mean(dim=0)
     # the Gram matrix is snapshots × snapshots: small even when the model has millions of weights
@@ -110,14 +115,16 @@ def check_grid(points: int, name: str = "resolution") -> None:
     lim = _limits.current().max_grid_points
     if points > lim:
         side = math.isqrt(lim)
-        raise UserError(name, f"{points:,} grid points is over the limit of {lim:,} ({side}×{side}); "
-                              "lower the resolution (the limit is DLVIZ_MAX_GRID_POINTS)")
+        raise UserError(name, f"{points:,} grid points is over the limit of {lim:,} ({side}×{side}); lower the resolution (the limit is DLVIZ_MAX_GRID_POINTS)")
 
 
 # ---------------------------------------------------------------- surfaces for the page
 
-MODES = {"line": "interpolation from the initial weights", "random": "plane along two random filter-normalized directions",
-         "pca": "plane along the trajectory's first two principal directions"}
+MODES = {
+    "line": "interpolation from the initial weights",
+    "random": "plane along two random filter-normalized directions",
+    "pca": "plane along the trajectory's first two principal directions",
+}
 PATH_POINTS = 100  # trajectory points evaluated exactly on the plane
 
 
@@ -170,8 +177,7 @@ def _threads(n: int):
         torch.set_num_threads(old)
 
 
-def network_surface(problem: Problem, mode: str, radius: float, resolution: int, *, threads: Optional[int] = None,
-                    **kwargs) -> Surface:
+def network_surface(problem: Problem, mode: str, radius: float, resolution: int, *, threads: Optional[int] = None, **kwargs) -> Surface:
     """The loss surface around the problem's current weights (the centre).
 
     mode "line": t·centre + (1 − t)·initial for t over [−radius, 1 + radius], `resolution` steps per unit.
@@ -186,9 +192,19 @@ def network_surface(problem: Problem, mode: str, radius: float, resolution: int,
         return _network_surface(problem, mode, radius, resolution, **kwargs)
 
 
-def _network_surface(problem: Problem, mode: str, radius: float, resolution: int, *, initial: Optional[Direction] = None,
-                     steps: Optional[np.ndarray] = None, snapshots: Optional[np.ndarray] = None, center_step: Optional[int] = None,
-                     seed: int = 0, method: str = "batched") -> Surface:
+def _network_surface(
+    problem: Problem,
+    mode: str,
+    radius: float,
+    resolution: int,
+    *,
+    initial: Optional[Direction] = None,
+    steps: Optional[np.ndarray] = None,
+    snapshots: Optional[np.ndarray] = None,
+    center_step: Optional[int] = None,
+    seed: int = 0,
+    method: str = "batched",
+) -> Surface:
     """network_surface without the thread setting."""
 
     if mode not in MODES:
@@ -211,8 +227,17 @@ def _network_surface(problem: Problem, mode: str, radius: float, resolution: int
         check_grid(len(t))
         direction = [c - i for c, i in zip(center, initial)]
         loss = evaluate(problem, initial, [direction], t[:, None])
-        return Surface(mode, t, None, loss, center_loss, ("t (0: initial weights, 1: this checkpoint)", ""),
-                       samples=len(problem.x), samples_asked=full, seconds=time.perf_counter() - t0)
+        return Surface(
+            mode,
+            t,
+            None,
+            loss,
+            center_loss,
+            ("t (0: initial weights, 1: this checkpoint)", ""),
+            samples=len(problem.x),
+            samples_asked=full,
+            seconds=time.perf_counter() - t0,
+        )
     n = resolution
     axis(1.0, n)  # the odd-size check, before the grid-size check
     check_grid(n * n)
@@ -245,8 +270,7 @@ def _network_surface(problem: Problem, mode: str, radius: float, resolution: int
     if path is not None:
         coords = np.vstack([coords, path])
     values = evaluate(problem, center, dirs, coords)
-    loss = values[:n * n].reshape(n, n)
+    loss = values[: n * n].reshape(n, n)
     if path is not None:
-        path_loss = values[n * n:]
-    return Surface(mode, a, a, loss, center_loss, titles, path, path_loss, path_steps, explained, len(problem.x), full,
-                   seconds=time.perf_counter() - t0)
+        path_loss = values[n * n :]
+    return Surface(mode, a, a, loss, center_loss, titles, path, path_loss, path_steps, explained, len(problem.x), full, seconds=time.perf_counter() - t0)

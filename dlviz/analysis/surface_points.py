@@ -1,5 +1,6 @@
 """Evaluating a network's loss at points of a line or plane through its weights: the problem (a fixed batch, the
 model and its loss), the reference loop over points, and the batched method that evaluates many points at once."""
+
 from __future__ import annotations
 
 import warnings
@@ -58,7 +59,7 @@ class Problem:
         rows = _budget.rows_that_fit(_budget.forward_bytes_per_sample(fp)) if fp is not None else len(self.x)
         if rows >= len(self.x):
             return self.model(self.x)
-        return torch.cat([self.model(self.x[i:i + rows]) for i in range(0, len(self.x), max(rows, 1))])
+        return torch.cat([self.model(self.x[i : i + rows]) for i in range(0, len(self.x), max(rows, 1))])
 
     def loss(self) -> float:
         """The loss at the model's current weights: one plain forward pass."""
@@ -81,8 +82,11 @@ def make_problem(exp: Experiment, state: Optional[dict] = None, dataset=None, sa
             raise UserError(key, f"this preset has no {key} section; a loss surface needs {what}")
     ds = dataset if dataset is not None else load_dataset(exp.data, exp.seed)
     if tuple(exp.model.input_shape) != tuple(ds.input_shape):
-        raise UserError("model.input_shape", f"the {exp.data.name} data gives {shape_str(ds.input_shape)} per sample but the "
-                                             f"model's input_shape is {shape_str(exp.model.input_shape)}; set it to {list(ds.input_shape)}")
+        raise UserError(
+            "model.input_shape",
+            f"the {exp.data.name} data gives {shape_str(ds.input_shape)} per sample but the "
+            f"model's input_shape is {shape_str(exp.model.input_shape)}; set it to {list(ds.input_shape)}",
+        )
     summary = summarize(exp)
     objective = make_objective(exp.loss, ds.task, ds.num_classes, ds.target_shape, summary.output_shape)
     model = build_model(exp, seed=exp.seed)
@@ -104,9 +108,12 @@ def within_flops(problem: Problem, points: int) -> Problem:
         return problem
     keep = limit // per_sample
     if keep < 1:
-        raise UserError("resolution", f"{points:,} points of this model's loss surface would take about {per_sample:.3g} "
-                                      f"floating-point operations even on one sample, over the server's budget of {limit:.3g} "
-                                      "(DLVIZ_MAX_SURFACE_FLOPS); lower the resolution or use a smaller model")
+        raise UserError(
+            "resolution",
+            f"{points:,} points of this model's loss surface would take about {per_sample:.3g} "
+            f"floating-point operations even on one sample, over the server's budget of {limit:.3g} "
+            "(DLVIZ_MAX_SURFACE_FLOPS); lower the resolution or use a smaller model",
+        )
     return Problem(problem.model, problem.objective, problem.x[:keep], problem.y[:keep], problem.flops)
 
 
@@ -182,7 +189,7 @@ class _Batched:
         # addcmul measured 2-4x faster here than the equivalent (G × k) @ (k × M) matrix product
         out = torch.addcmul(flat[0], self.coeffs[:, 1:2], flat[1])
         for j in range(2, flat.shape[0]):
-            out.addcmul_(self.coeffs[:, j:j + 1], flat[j])
+            out.addcmul_(self.coeffs[:, j : j + 1], flat[j])
         return out
 
     def run(self, mod: nn.Module, h: torch.Tensor, folded: bool) -> tuple[torch.Tensor, bool]:
@@ -226,8 +233,11 @@ class _Batched:
         if isinstance(mod, LINEAR_IN_WEIGHTS):
             parts = [mod(h)]
             for j in range(1, self.coeffs.shape[1]):
-                parts.append(functional_call(mod, {name: self.stacks[p][j].view_as(p) if p in self.stacks else torch.zeros_like(p)
-                                                   for name, p in mod.named_parameters()}, (h,)))
+                parts.append(
+                    functional_call(
+                        mod, {name: self.stacks[p][j].view_as(p) if p in self.stacks else torch.zeros_like(p) for name, p in mod.named_parameters()}, (h,)
+                    )
+                )
             # a convolution may answer in channels-last layout; the combination needs plain rows
             return torch.stack([q.contiguous() for q in parts])
         return h
@@ -298,9 +308,9 @@ def _avg_pool2d(mod: nn.AvgPool2d, x: torch.Tensor) -> torch.Tensor:
     # non-overlapping windows as sums of strided slices, rows then columns: measured 7x faster than the kernel here
     kh, kw = _pair(mod.kernel_size)
     ho, wo = x.shape[-2] // kh, x.shape[-1] // kw
-    rows = x[..., 0:kh * ho:kh, :kw * wo]
+    rows = x[..., 0 : kh * ho : kh, : kw * wo]
     for i in range(1, kh):
-        rows = rows + x[..., i:kh * ho:kh, :kw * wo]
+        rows = rows + x[..., i : kh * ho : kh, : kw * wo]
     out = rows[..., 0::kw]
     for j in range(1, kw):
         out = out + rows[..., j::kw]
@@ -315,8 +325,7 @@ def _pair(v) -> tuple[int, int]:
 
 def _plain_pool(mod: nn.AvgPool2d) -> bool:
     stride = mod.stride if mod.stride is not None else mod.kernel_size
-    return (_pair(stride) == _pair(mod.kernel_size) and _pair(mod.padding) == (0, 0) and not mod.ceil_mode
-            and mod.divisor_override is None)
+    return _pair(stride) == _pair(mod.kernel_size) and _pair(mod.padding) == (0, 0) and not mod.ceil_mode and mod.divisor_override is None
 
 
 FAST_FORMS = {nn.Tanh: (lambda m: True, _tanh), nn.AvgPool2d: (_plain_pool, _avg_pool2d)}
@@ -331,16 +340,20 @@ def _apply(mod: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_batched(problem: Problem, origin: Sequence[torch.Tensor], directions: Sequence[Direction], coords: np.ndarray,
-                     budget: int = FOLD_BUDGET) -> np.ndarray:
+def evaluate_batched(
+    problem: Problem, origin: Sequence[torch.Tensor], directions: Sequence[Direction], coords: np.ndarray, budget: int = FOLD_BUDGET
+) -> np.ndarray:
     """The same losses as evaluate_loop, with many points per pass (see _Batched)."""
     coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)
     model, x, y = problem.model, problem.x, problem.y
     n = len(x)
     before = problem.weights()
     problem.set_weights(origin)
-    stacks = {p: torch.stack([origin[j].reshape(-1)] + [d[j].reshape(-1) for d in directions])
-              for j, p in enumerate(problem.params) if any(bool(d[j].any()) for d in directions)}
+    stacks = {
+        p: torch.stack([origin[j].reshape(-1)] + [d[j].reshape(-1) for d in directions])
+        for j, p in enumerate(problem.params)
+        if any(bool(d[j].any()) for d in directions)
+    }
     width = _widest(model, x)  # elements per sample of the largest activation
     if width * n <= budget:
         chunk, block = budget // (width * n), n
@@ -363,22 +376,22 @@ def evaluate_batched(problem: Problem, origin: Sequence[torch.Tensor], direction
             h = torch.cat(pending) if len(pending) > 1 else pending[0]
             with warnings.catch_warnings():  # losses without a batching rule fall back to a loop inside vmap: still right
                 warnings.simplefilter("ignore", UserWarning)
-                out[done:done + len(h)] = vmap(lambda o: loss(o, y))(h).double().numpy()
+                out[done : done + len(h)] = vmap(lambda o: loss(o, y))(h).double().numpy()
             done += len(h)
             pending.clear()
 
     done = 0
     for start in range(0, len(coords), chunk):
-        c = torch.as_tensor(coords[start:start + chunk], dtype=dtype)
+        c = torch.as_tensor(coords[start : start + chunk], dtype=dtype)
         coeffs = torch.cat([torch.ones(len(c), 1, dtype=dtype), c], dim=1)
         parts, folded = [], False
         for b in range(0, n, block):
-            h, folded = batched.forward(body, x[b:b + block], coeffs, b)
+            h, folded = batched.forward(body, x[b : b + block], coeffs, b)
             parts.append(h.reshape(len(c), -1, *h.shape[1:]) if folded else h)
         h = torch.cat(parts, dim=1 if folded else 0) if len(parts) > 1 else parts[0]
         if not folded:  # nothing moved: every point has the origin's loss
             losses()
-            out[start:start + len(c)] = float(loss(h, y))
+            out[start : start + len(c)] = float(loss(h, y))
             done = start + len(c)
             continue
         pending.append(h)

@@ -1,4 +1,5 @@
 """Datasets for experiments: TensorFlow Playground's 2-D sets, other generated sets, digits, MNIST and uploaded CSV tables."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,8 +51,8 @@ IMAGE_SETS = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
 MNIST_MEAN, MNIST_STD = PIXEL_STATS["mnist"]  # the usual full-MNIST constants
 DIGITS_MEAN, DIGITS_STD = PIXEL_STATS["digits"]  # the same statistics of all 1,797 scikit-learn digits
 
-MAX_ONE_HOT_LEVELS = 20   # a text feature column with at most this many values is one-hot encoded
-MAX_TEXT_CLASSES = 100    # a text target with more values is more likely an ID column than a label
+MAX_ONE_HOT_LEVELS = 20  # a text feature column with at most this many values is one-hot encoded
+MAX_TEXT_CLASSES = 100  # a text target with more values is more likely an ID column than a label
 MISSING_DROP_FRACTION = 0.1
 CSV_SUFFIXES = uploads.SUFFIXES
 MAX_COLUMNS_LISTED = 10  # columns a message names before it says how many more there are
@@ -64,7 +65,7 @@ class Dataset:
     """One loaded dataset: tensors split into train / validation / (test), plus what the UI needs to show them."""
 
     name: str
-    task: str                        # "classification" or "regression"
+    task: str  # "classification" or "regression"
     num_classes: int | None
     input_shape: tuple[int, ...]
     target_shape: tuple[int, ...]
@@ -150,18 +151,29 @@ def load_dataset(spec: DataSpec, seed: int, csv_bytes: bytes | None = None) -> D
         return _load_images(spec, seed)
     s = _Sample(**_GENERATORS[spec.name](spec, _rng(seed, SAMPLE_STREAM)))
     _check_split(len(s.x), spec)
-    xs, ys, parts = split_data(s.x, s.y, seed, spec.val_fraction, spec.test_fraction,
-                               option(spec, "outliers") if spec.name == "curve" else 0.0)
+    xs, ys, parts = split_data(s.x, s.y, seed, spec.val_fraction, spec.test_fraction, option(spec, "outliers") if spec.name == "curve" else 0.0)
     points = as_tensors([s.points[i] for i in parts], np.float32) if s.points is not None else [None] * 3
     shape, task, num_classes, target_shape = describe(spec)
     has_test = spec.test_fraction > 0
     return Dataset(
-        name=spec.name, task=task, num_classes=num_classes, input_shape=shape, target_shape=target_shape,
-        x_train=xs[0], y_train=ys[0], x_val=xs[1], y_val=ys[1],
-        x_test=xs[2] if has_test else None, y_test=ys[2] if has_test else None,
-        feature_names=s.feature_names, class_names=s.class_names, note=s.note,
+        name=spec.name,
+        task=task,
+        num_classes=num_classes,
+        input_shape=shape,
+        target_shape=target_shape,
+        x_train=xs[0],
+        y_train=ys[0],
+        x_val=xs[1],
+        y_val=ys[1],
+        x_test=xs[2] if has_test else None,
+        y_test=ys[2] if has_test else None,
+        feature_names=s.feature_names,
+        class_names=s.class_names,
+        note=s.note,
         features=tuple(option(spec, "features")) if s.points is not None else None,
-        points_train=points[0], points_val=points[1], points_test=points[2] if has_test else None,
+        points_train=points[0],
+        points_val=points[1],
+        points_test=points[2] if has_test else None,
     )
 
 
@@ -183,6 +195,7 @@ def _split(n: int, labels: np.ndarray | None, spec: DataSpec, rng: np.random.Gen
     """Index arrays [train, val, test]; with labels, every class is spread over the splits in proportion."""
     _check_split(n, spec)
     return split(n, labels, spec.val_fraction, spec.test_fraction, rng)
+
 
 @dataclass
 class _Sample:
@@ -215,8 +228,15 @@ def _points_set(spec: DataSpec, rng: np.random.Generator) -> dict:
         num_classes, class_names = k, [str(c) for c in range(k)]
         note = f"blobs: {n} points in {k} Gaussian clusters, noise {noise:g}"
     note += f", inputs {', '.join(features)}"
-    return dict(x=featurize(p, features), y=y.astype(np.float64 if num_classes is None else np.int64), num_classes=num_classes,
-                class_names=class_names, feature_names=list(features), note=note, points=p)
+    return dict(
+        x=featurize(p, features),
+        y=y.astype(np.float64 if num_classes is None else np.int64),
+        num_classes=num_classes,
+        class_names=class_names,
+        feature_names=list(features),
+        note=note,
+        points=p,
+    )
 
 
 # ---------------------------------------------------------------- curves and sequences
@@ -235,8 +255,7 @@ def _sine(spec: DataSpec, rng: np.random.Generator) -> dict:
     n, noise, seq_len = option(spec, "num_samples"), option(spec, "noise"), option(spec, "seq_len")
     x, y = sine(n, noise, seq_len, rng)
     note = f"sine: forecast the next value from the last {seq_len} of a sine wave (period {SINE_PERIODS[0]:g} to {SINE_PERIODS[1]:g} steps, random phase), noise {noise:g}"
-    return dict(x=x, y=y, num_classes=None,
-                feature_names=[f"x[t-{seq_len - i}]" for i in range(seq_len)], note=note)
+    return dict(x=x, y=y, num_classes=None, feature_names=[f"x[t-{seq_len - i}]" for i in range(seq_len)], note=note)
 
 
 def _tokens(spec: DataSpec, rng: np.random.Generator) -> dict:
@@ -248,8 +267,7 @@ def _tokens(spec: DataSpec, rng: np.random.Generator) -> dict:
         x, y = ordered_tokens(n, seq_len, vocab, task, rng)
         what = "the sequence reversed" if task == "reverse" else "the sequence sorted"
     note = f"tokens ({task}): {n} sequences of {seq_len} token ids from a vocabulary of {vocab}; predict {what}"
-    return dict(x=x, y=y, num_classes=vocab, class_names=[str(t) for t in range(vocab)],
-                feature_names=[f"position {i}" for i in range(seq_len)], note=note)
+    return dict(x=x, y=y, num_classes=vocab, class_names=[str(t) for t in range(vocab)], feature_names=[f"position {i}" for i in range(seq_len)], note=note)
 
 
 # the generated sets by name (digits, mnist and csv are loaded, not generated); options.DATASETS lists their options
@@ -282,11 +300,22 @@ def _load_images(spec: DataSpec, seed: int) -> Dataset:
         note += "; training batches augmented with " + ", ".join(on)
     has_test = spec.test_fraction > 0
     return Dataset(
-        name=name, task="classification", num_classes=10, input_shape=IMAGE_SETS[name], target_shape=(),
-        x_train=xs[0], y_train=ys[0], x_val=xs[1], y_val=ys[1],
-        x_test=xs[2] if has_test else None, y_test=ys[2] if has_test else None,
-        feature_names=[], class_names=[str(d) for d in range(10)], note=note,
-        normalization=(mean, std), augmentation=a,
+        name=name,
+        task="classification",
+        num_classes=10,
+        input_shape=IMAGE_SETS[name],
+        target_shape=(),
+        x_train=xs[0],
+        y_train=ys[0],
+        x_val=xs[1],
+        y_val=ys[1],
+        x_test=xs[2] if has_test else None,
+        y_test=ys[2] if has_test else None,
+        feature_names=[],
+        class_names=[str(d) for d in range(10)],
+        note=note,
+        normalization=(mean, std),
+        augmentation=a,
     )
 
 
@@ -297,14 +326,14 @@ def _load_images(spec: DataSpec, seed: int) -> Dataset:
 class CsvTable:
     """An uploaded table, parsed and checked; with a target, also its inferred task and the columns that become features."""
 
-    frame: Any                       # pandas DataFrame of the rows and columns that will be used
-    columns: list[str]               # every column of the file, for the target picker
+    frame: Any  # pandas DataFrame of the rows and columns that will be used
+    columns: list[str]  # every column of the file, for the target picker
     target: str | None
     task: str | None = None
     num_classes: int | None = None
     class_names: list[str] | None = None
-    numeric: list[str] = field(default_factory=list)                   # standardized feature columns
-    categorical: dict[str, list[str]] = field(default_factory=dict)    # one-hot feature columns and their levels
+    numeric: list[str] = field(default_factory=list)  # standardized feature columns
+    categorical: dict[str, list[str]] = field(default_factory=dict)  # one-hot feature columns and their levels
     feature_names: list[str] = field(default_factory=list)
     note: str = ""
 
@@ -393,7 +422,9 @@ def read_csv_table(data: bytes, target: str | None = None) -> CsvTable:
         categorical[c] = sorted(levels)
     if not numeric:
         what = "only text columns" if text_cols else "no other columns"
-        raise _source_error(f"the table has no numeric feature columns: besides the target '{clip(target)}' it has {what}; add a column of numbers to learn from")
+        raise _source_error(
+            f"the table has no numeric feature columns: besides the target '{clip(target)}' it has {what}; add a column of numbers to learn from"
+        )
 
     used = frame[[*numeric, *categorical, target]]
     missing = incomplete_rows(used, [*numeric, target])
@@ -415,8 +446,18 @@ def read_csv_table(data: bytes, target: str | None = None) -> CsvTable:
         notes.append(f"one-hot encoded {_columns(categorical)}")
     # names are for display (charts, captions): the columns themselves are found by numeric and categorical
     feature_names = [clip(c) for c in numeric] + [clip(f"{c}={level}") for c, levels in categorical.items() for level in levels]
-    return CsvTable(frame=used, columns=columns, target=target, task=task, num_classes=num_classes, class_names=class_names,
-                    numeric=numeric, categorical=categorical, feature_names=feature_names, note="; ".join([about, *notes]))
+    return CsvTable(
+        frame=used,
+        columns=columns,
+        target=target,
+        task=task,
+        num_classes=num_classes,
+        class_names=class_names,
+        numeric=numeric,
+        categorical=categorical,
+        feature_names=feature_names,
+        note="; ".join([about, *notes]),
+    )
 
 
 def _too_many_levels(col, name: str, count: int) -> str:
@@ -427,10 +468,14 @@ def _too_many_levels(col, name: str, count: int) -> str:
     if as_numbers.notna().mean() >= 0.9:
         bad = as_numbers.isna().to_numpy()
         i = int(np.flatnonzero(bad)[0])
-        return (f"column '{clip(name)}' is mostly numbers but {_row(int(values.index[i]))} holds '{clip(values.iloc[i])}'; "
-                "fix or empty such cells so it can be read as numbers")
-    return (f"column '{clip(name)}' is text with {count:,} different values, more than the {MAX_ONE_HOT_LEVELS} that can be one-hot encoded; "
-            "remove it or pick it as the target")
+        return (
+            f"column '{clip(name)}' is mostly numbers but {_row(int(values.index[i]))} holds '{clip(values.iloc[i])}'; "
+            "fix or empty such cells so it can be read as numbers"
+        )
+    return (
+        f"column '{clip(name)}' is text with {count:,} different values, more than the {MAX_ONE_HOT_LEVELS} that can be one-hot encoded; "
+        "remove it or pick it as the target"
+    )
 
 
 def _infer_target(y, target: str) -> tuple[str, int | None, list[str] | None, str]:
@@ -451,9 +496,14 @@ def _infer_target(y, target: str) -> tuple[str, int | None, list[str] | None, st
         values = np.unique(y.astype(str).to_numpy())
         names = [clip(v) for v in values]  # shown as class labels; the classes themselves are numbered by `values`
         if len(values) > MAX_TEXT_CLASSES:
-            raise UserError("data.target", f"column '{clip(target)}' has {len(values):,} different text values, more than the {MAX_TEXT_CLASSES} classes a target may have; pick another column")
+            raise UserError(
+                "data.target",
+                f"column '{clip(target)}' has {len(values):,} different text values, more than the {MAX_TEXT_CLASSES} classes a target may have; pick another column",
+            )
     if len(values) == 1:
-        raise UserError("data.target", f"column '{clip(target)}' holds the same value ({clip(names[0])}) in every row, so there is nothing to predict; pick another column")
+        raise UserError(
+            "data.target", f"column '{clip(target)}' holds the same value ({clip(names[0])}) in every row, so there is nothing to predict; pick another column"
+        )
     return "classification", len(values), names, f"classification inferred: column '{clip(target)}' has {len(values)} {kind} values"
 
 
@@ -476,12 +526,20 @@ def _load_csv(spec: DataSpec, seed: int, csv_bytes: bytes | None) -> Dataset:
     ys = as_tensors([y[i] for i in parts], np.int64 if classification else np.float32)
     has_test = spec.test_fraction > 0
     return Dataset(
-        name="csv", task=table.task, num_classes=table.num_classes, input_shape=(x.shape[1],),
+        name="csv",
+        task=table.task,
+        num_classes=table.num_classes,
+        input_shape=(x.shape[1],),
         target_shape=() if classification else (1,),
-        x_train=xs[0], y_train=ys[0], x_val=xs[1], y_val=ys[1],
-        x_test=xs[2] if has_test else None, y_test=ys[2] if has_test else None,
-        feature_names=table.feature_names, class_names=table.class_names, note=note,
-        feature_scale=(mean.tolist(), std.tolist()), target_scale=target_scale,
+        x_train=xs[0],
+        y_train=ys[0],
+        x_val=xs[1],
+        y_val=ys[1],
+        x_test=xs[2] if has_test else None,
+        y_test=ys[2] if has_test else None,
+        feature_names=table.feature_names,
+        class_names=table.class_names,
+        note=note,
+        feature_scale=(mean.tolist(), std.tolist()),
+        target_scale=target_scale,
     )
-
-

@@ -1,5 +1,6 @@
 """Uploaded tables on this server: stored by content in the uploads folder, counted against each session's quota, aged
 out, and found again by bare name only there (a local path is the CLI's, which opts in)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -126,9 +127,11 @@ def store(data: bytes, filename: str, owner: str, now: Optional[float] = None) -
             quota = _limits.current().upload_quota_bytes
             used = used_bytes(owner)
             if used + len(data) > quota:
-                raise _source_error(f"this upload would bring your tables on this server to {(used + len(data)) / 1e6:.1f} MB, "
-                                    f"over the limit of {quota / 1e6:g} MB a session (DLVIZ_UPLOAD_QUOTA_BYTES); "
-                                    "reuse a table already uploaded or wait for old ones to expire")
+                raise _source_error(
+                    f"this upload would bring your tables on this server to {(used + len(data)) / 1e6:.1f} MB, "
+                    f"over the limit of {quota / 1e6:g} MB a session (DLVIZ_UPLOAD_QUOTA_BYTES); "
+                    "reuse a table already uploaded or wait for old ones to expire"
+                )
         if not path.exists():
             tmp = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.part")
             tmp.write_bytes(data)

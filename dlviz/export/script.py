@@ -2,6 +2,7 @@
 
 The script is assembled from the kernels' own source (those of dlviz.runtime and dlviz.loop the preset needs, found by
 walking their syntax trees) followed by the preset's model and training loop, written out; it imports no dlviz."""
+
 from __future__ import annotations
 
 import ast
@@ -99,7 +100,7 @@ def _runtime() -> tuple[dict[str, tuple[tuple, str, frozenset]], dict[str, str]]
             bound = {n.id for n in walk if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)} | {a.arg for a in walk if isinstance(a, ast.arg)}
             used = {n.id for n in walk if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
             for name in names:
-                defs[name] = ((m, i), "\n".join(lines[first - 1:node.end_lineno]), frozenset(used))
+                defs[name] = ((m, i), "\n".join(lines[first - 1 : node.end_lineno]), frozenset(used))
     return defs, imports
 
 
@@ -138,8 +139,9 @@ def _module_code(module: nn.Module, calls: dict, kernels: list[str]) -> str:
         name = f"nn.{cls.__name__}"
     else:
         raise KeyError(cls.__name__)
-    return _call(name, cls, args, kwargs, by_position=True, show=("p", "dim"),
-                 lit=lambda v: _module_code(v, calls, kernels) if isinstance(v, nn.Module) else _lit(v))
+    return _call(
+        name, cls, args, kwargs, by_position=True, show=("p", "dim"), lit=lambda v: _module_code(v, calls, kernels) if isinstance(v, nn.Module) else _lit(v)
+    )
 
 
 def _model_lines(module: nn.Module, name: str, net, calls: dict, rows: dict, kernels: list[str], depth: int) -> list[str]:
@@ -178,13 +180,19 @@ def _init_fill(init, kernels: list[str]) -> str:
 def _init_code(inits, kernels: list[str]) -> str:
     """init_weights(): the inits layer by layer in preset order, the order they draw random numbers in (a loop for a run of
     layers with the same init)."""
-    lines = ["@torch.no_grad()", "def init_weights(model):",
-             '    """The preset\'s initializations, layer by layer in preset order (the order they draw random numbers in)."""']
+    lines = [
+        "@torch.no_grad()",
+        "def init_weights(model):",
+        '    """The preset\'s initializations, layer by layer in preset order (the order they draw random numbers in)."""',
+    ]
     for init, group in groupby(inits, key=lambda item: item[1]):
         fill = f"lambda w: {_init_fill(init, kernels)}" + ("" if init.bias == "zeros" else ", zero_bias=False")
         names = [name for name, _ in group]
-        lines += ([f"    init_module(model.get_submodule({_lit(names[0])}), {fill})"] if len(names) == 1 else
-                  [f"    for name in {_lit(names)}:", f"        init_module(model.get_submodule(name), {fill})"])
+        lines += (
+            [f"    init_module(model.get_submodule({_lit(names[0])}), {fill})"]
+            if len(names) == 1
+            else [f"    for name in {_lit(names)}:", f"        init_module(model.get_submodule(name), {fill})"]
+        )
     kernels.append("init_module")
     return "\n".join(lines)
 
@@ -202,22 +210,28 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
     doc = '    """[train, validation, test] inputs and targets: {}, as dlviz {} them."""'
     if name == "csv":
         path = csv_source_path(spec)
-        consts += [f"CSV_PATH = {_lit(str(path))}  # the table; a path given as the script's first argument replaces it",
-                   f"TARGET = {_lit(spec.target)}  # the column to predict"]
+        consts += [
+            f"CSV_PATH = {_lit(str(path))}  # the table; a path given as the script's first argument replaces it",
+            f"TARGET = {_lit(spec.target)}  # the column to predict",
+        ]
         heading = f"the CSV table {path.name}, predicting {spec.target!r}"
-        body = [doc.format("the table at `path`", "prepares"),
-                f"    return table_data(read_table(path), TARGET, {classification}, {fractions})[:2]"]
+        body = [doc.format("the table at `path`", "prepares"), f"    return table_data(read_table(path), TARGET, {classification}, {fractions})[:2]"]
         return consts, ["read_table", "table_data"], "\n".join(body), heading
     if name in IMAGE_SETS:
         reader, a = runtime.IMAGES[name], spec.augment
-        consts += [f"MEAN, STD = {_lit(runtime.PIXEL_STATS[name])}  # fixed pixel statistics: one image always maps to the same input",
-                   f"SUBSET = {_lit(spec.subset)}  # images drawn from the set (None: all)"]
+        consts += [
+            f"MEAN, STD = {_lit(runtime.PIXEL_STATS[name])}  # fixed pixel statistics: one image always maps to the same input",
+            f"SUBSET = {_lit(spec.subset)}  # images drawn from the set (None: all)",
+        ]
         kernels = [reader.__name__, "image_data"]
         if a is not None and (a.hflip or a.crop or a.noise):
             consts.append(f"HFLIP, CROP, PIXEL_NOISE = {a.hflip}, {a.crop}, {_lit(a.noise)}  # how training batches are augmented")
             kernels.append("augment")
-        body = [doc.format("images (pixels in [0, 1], normalized) and labels", "reads"), f"    images, labels = {reader.__name__}()",
-                f"    return image_data(images, labels, MEAN, STD, SUBSET, {fractions})[:2]"]
+        body = [
+            doc.format("images (pixels in [0, 1], normalized) and labels", "reads"),
+            f"    images, labels = {reader.__name__}()",
+            f"    return image_data(images, labels, MEAN, STD, SUBSET, {fractions})[:2]",
+        ]
         return consts, kernels, "\n".join(body), inspect.getdoc(reader).rsplit(", pixels", 1)[0]
     if name not in POINT_SETS and name not in ("curve", "sine", "tokens"):
         raise UserError("data.name", f"the {name} dataset cannot be exported as a script yet; train the preset with `python -m dlviz train`")
@@ -241,9 +255,12 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
     if outliers:
         consts.append(f"OUTLIERS = {_lit(outliers)}  # the fraction of training targets moved far above the curve")
     heading = f"TensorFlow Playground's {name} set" if name in PLAYGROUND else f"the {name} set" + (f" ({task})" if task else "")
-    body = [doc.format(heading, "generates"), f"    {made}, y = {fn.__name__}({', '.join(args)})",
-            *(["    x = featurize(points, INPUTS)"] if made == "points" else []),
-            f"    return split_data(x, y, {fractions}{', outliers=OUTLIERS' if outliers else ''})[:2]"]
+    body = [
+        doc.format(heading, "generates"),
+        f"    {made}, y = {fn.__name__}({', '.join(args)})",
+        *(["    x = featurize(points, INPUTS)"] if made == "points" else []),
+        f"    return split_data(x, y, {fractions}{', outliers=OUTLIERS' if outliers else ''})[:2]",
+    ]
     return consts, [fn.__name__, "SAMPLE_STREAM", "split_data", *(["featurize"] if made == "points" else [])], "\n".join(body), heading
 
 
@@ -285,41 +302,90 @@ def script(exp: Experiment) -> str:
     tr, data, es, k = exp.training, exp.data, exp.training.early_stopping, _Kernels()
     classification = task == "classification"
     data_consts, data_kernels, load, data_heading = _data_code(exp, classification)
-    head = [f"SEED = {exp.seed}", f"EPOCHS = {tr.epochs}", f"BATCH_SIZE = {data.batch_size}", *data_consts,
-            f"CLASSES = {classes}" if classification else "CLASSES = None  # a regression: no classes"]
-    head += [line for on, line in [
-        (tr.l1 > 0 or tr.l2 > 0, f"L1, L2 = {_lit(tr.l1)}, {_lit(tr.l2)}  # λ₁·Σ|w| and λ₂·Σw² added to the loss"),
-        (tr.grad_clip is not None, f"GRAD_CLIP = {_lit(tr.grad_clip)}  # the largest global gradient norm"),
-        (tr.max_norm is not None, f"MAX_NORM = {_lit(tr.max_norm)}  # the largest norm of each unit's incoming weights"),
-        (es is not None, f"PATIENCE, MIN_DELTA, RESTORE_BEST = {es.patience}, {_lit(es.min_delta)}, {es.restore_best}  # early stopping" if es else ""),
-        (True, f"THREADS = {_limits.current().train_threads}  # one thread computes the same bits on every run, as dlviz trains")] if on]
+    head = [
+        f"SEED = {exp.seed}",
+        f"EPOCHS = {tr.epochs}",
+        f"BATCH_SIZE = {data.batch_size}",
+        *data_consts,
+        f"CLASSES = {classes}" if classification else "CLASSES = None  # a regression: no classes",
+    ]
+    head += [
+        line
+        for on, line in [
+            (tr.l1 > 0 or tr.l2 > 0, f"L1, L2 = {_lit(tr.l1)}, {_lit(tr.l2)}  # λ₁·Σ|w| and λ₂·Σw² added to the loss"),
+            (tr.grad_clip is not None, f"GRAD_CLIP = {_lit(tr.grad_clip)}  # the largest global gradient norm"),
+            (tr.max_norm is not None, f"MAX_NORM = {_lit(tr.max_norm)}  # the largest norm of each unit's incoming weights"),
+            (es is not None, f"PATIENCE, MIN_DELTA, RESTORE_BEST = {es.patience}, {_lit(es.min_delta)}, {es.restore_best}  # early stopping" if es else ""),
+            (True, f"THREADS = {_limits.current().train_threads}  # one thread computes the same bits on every run, as dlviz trains"),
+        ]
+        if on
+    ]
     prepare = objective.prepare
     loss_call = _call(f"nn.{type(objective.loss_fn).__name__}", type(objective.loss_fn), (), dict(exp.loss.args))
-    net = ["class Net(nn.Module):", '    """The preset\'s model; its parameter names are dlviz\'s, so weights saved by dlviz load into it."""',
-           "", "    def __init__(self):", "        super().__init__()", "        self.layers = " + lines[0].strip(),
-           *lines[1:-1], "        )", "", "    def forward(self, x):", "        return self.layers(x)"]
+    net = [
+        "class Net(nn.Module):",
+        '    """The preset\'s model; its parameter names are dlviz\'s, so weights saved by dlviz load into it."""',
+        "",
+        "    def __init__(self):",
+        "        super().__init__()",
+        "        self.layers = " + lines[0].strip(),
+        *lines[1:-1],
+        "        )",
+        "",
+        "    def forward(self, x):",
+        "        return self.layers(x)",
+    ]
     parts = [
-        "\n".join(head), _section(f"data: {data_heading}"), *k.take(*data_kernels),
-        f"def load_data({'path=CSV_PATH' if data.name == 'csv' else ''}):\n{load}", _section("model"), *k.take(*kernels),
-        "\n".join(net), init_code, _section("loss and metrics"),
-        *k.take("evaluate", *([prepare.__name__] if prepare else []), *([] if classification else ["batch_r2"]),
-                *(["weight_penalty"] if tr.l1 > 0 or tr.l2 > 0 else [])),
+        "\n".join(head),
+        _section(f"data: {data_heading}"),
+        *k.take(*data_kernels),
+        f"def load_data({'path=CSV_PATH' if data.name == 'csv' else ''}):\n{load}",
+        _section("model"),
+        *k.take(*kernels),
+        "\n".join(net),
+        init_code,
+        _section("loss and metrics"),
+        *k.take(
+            "evaluate",
+            *([prepare.__name__] if prepare else []),
+            *([] if classification else ["batch_r2"]),
+            *(["weight_penalty"] if tr.l1 > 0 or tr.l2 > 0 else []),
+        ),
         f"loss_fn = {loss_call}",
         'def loss_of(out, y):\n    """The loss of a batch, its targets prepared for the loss as dlviz prepares them."""\n'
         f"    return loss_fn({f'*{prepare.__name__}(out, y)' if prepare else 'out, y'})",
         _section("training"),
-        *k.take("train_step", "gradient_row", "divergence_reason", "epoch_record", "run_result", "json_safe", *(["EarlyStopping"] if es is not None else []),
-                *(["clip_gradients_"] if tr.grad_clip is not None else []), *(["renorm_"] if tr.max_norm is not None else [])),
+        *k.take(
+            "train_step",
+            "gradient_row",
+            "divergence_reason",
+            "epoch_record",
+            "run_result",
+            "json_safe",
+            *(["EarlyStopping"] if es is not None else []),
+            *(["clip_gradients_"] if tr.grad_clip is not None else []),
+            *(["renorm_"] if tr.max_norm is not None else []),
+        ),
         "# preset paths of the trainable tensors, in model.parameters() order, for messages\n" + _wrapped("PARAMETERS", labels),
-        _main_code(exp, classification, bool(inits)), 'if __name__ == "__main__":\n    sys.exit(main())']
-    std = sorted({"import json", "import math", "import sys", *(i for i in k.imports if i.startswith("import ") and "torch" not in i
-                                                                  and "numpy" not in i)})
-    top = ['"""Train one dlviz preset with plain PyTorch: its data, model, loss, optimizer and training loop, written out.',
-           "",
-           "Running it prints one JSON line per epoch and then the final result: the same lines, to the last digit, as",
-           "`python -m dlviz train PRESET --json` prints for the preset below (on a CPU, with the same library versions).",
-           '"""', f"# Exported by dlviz {__version__} from this preset:", *("# " + line for line in _compact_json(exp.to_dict()).splitlines()),
-           "", *std, "", "import numpy as np", "import torch", "from torch import nn"]
+        _main_code(exp, classification, bool(inits)),
+        'if __name__ == "__main__":\n    sys.exit(main())',
+    ]
+    std = sorted({"import json", "import math", "import sys", *(i for i in k.imports if i.startswith("import ") and "torch" not in i and "numpy" not in i)})
+    top = [
+        '"""Train one dlviz preset with plain PyTorch: its data, model, loss, optimizer and training loop, written out.',
+        "",
+        "Running it prints one JSON line per epoch and then the final result: the same lines, to the last digit, as",
+        "`python -m dlviz train PRESET --json` prints for the preset below (on a CPU, with the same library versions).",
+        '"""',
+        f"# Exported by dlviz {__version__} from this preset:",
+        *("# " + line for line in _compact_json(exp.to_dict()).splitlines()),
+        "",
+        *std,
+        "",
+        "import numpy as np",
+        "import torch",
+        "from torch import nn",
+    ]
     return _join(["\n".join(top), *parts])
 
 
@@ -379,58 +445,88 @@ def _main_code(exp: Experiment, classification: bool, has_inits: bool) -> str:
         cls = SCHEDULES[exp.schedule.type].cls
         scheduler = _call(f"torch.optim.lr_scheduler.{cls.__name__}", cls, ("@optimizer",), dict(exp.schedule.args)).replace('"@optimizer"', "optimizer")
         scheduler = scheduler[:-1] + ", total_steps=EPOCHS * steps_per_epoch)" if step == "batch" else scheduler
-    L = ["torch.set_num_threads(THREADS)",  # lines of main(), indented by 4
-         *(["path = sys.argv[1] if len(sys.argv) > 1 else CSV_PATH  # a table named on the command line replaces the exported one"] if csv else []),
-         f"(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data({'path' if csv else ''})",
-         "torch.manual_seed(SEED)  # the weights: layers draw their initial values in preset order", "model = Net()",
-         *(["init_weights(model)"] if has_inits else []), "params = [p for p in model.parameters() if p.requires_grad]",
-         *(["weights = [p for p in params if p.dim() >= 2]  # penalties and max-norm act on weights, not biases"] if penalty or tr.max_norm is not None else []),
-         "gather = lambda loss: gradient_row(params, loss)  # every gradient and the loss in one row, checked for divergence",
-         *(["penalty = lambda: weight_penalty(weights, L1, L2)  # added to the loss"] if penalty else []),
-         *(["clip = lambda norm: clip_gradients_(params, norm, GRAD_CLIP)  # given the gradients' global norm"] if tr.grad_clip is not None else []),
-         *(["constrain = lambda: renorm_(weights, MAX_NORM)  # after each step"] if tr.max_norm is not None else []),
-         f"optimizer = {optimizer}", "n = len(x_train)",
-         *(["steps_per_epoch = math.ceil(n / BATCH_SIZE)"] if step == "batch" else []),
-         *([f"scheduler = {scheduler}"] if step is not None else []),
-         "generator = torch.Generator().manual_seed(SEED)  # batch order" + (" and augmentation" if augment else ""),
-         "torch.manual_seed(SEED)  # dropout draws from the global generator, reseeded after the model is built",
-         *(["early = EarlyStopping(PATIENCE, MIN_DELTA, RESTORE_BEST)"] if es is not None else []),
-         'history, epoch, step, status, reason, stop = [], 0, 0, "finished", "", ""',
-         "while epoch < EPOCHS and not stop:"]
-    B = ["model.train()", "perm = torch.randperm(n, generator=generator)",  # the epoch body, indented by 8
-         "xs, ys = x_train[perm], y_train[perm]  # one gather per epoch, then each batch is a slice",
-         "loss_terms, metric_terms, penalty_terms, labels = [], [], [], 0", "for i in range(0, n, BATCH_SIZE):"]
+    L = [
+        "torch.set_num_threads(THREADS)",  # lines of main(), indented by 4
+        *(["path = sys.argv[1] if len(sys.argv) > 1 else CSV_PATH  # a table named on the command line replaces the exported one"] if csv else []),
+        f"(x_train, x_val, x_test), (y_train, y_val, y_test) = load_data({'path' if csv else ''})",
+        "torch.manual_seed(SEED)  # the weights: layers draw their initial values in preset order",
+        "model = Net()",
+        *(["init_weights(model)"] if has_inits else []),
+        "params = [p for p in model.parameters() if p.requires_grad]",
+        *(["weights = [p for p in params if p.dim() >= 2]  # penalties and max-norm act on weights, not biases"] if penalty or tr.max_norm is not None else []),
+        "gather = lambda loss: gradient_row(params, loss)  # every gradient and the loss in one row, checked for divergence",
+        *(["penalty = lambda: weight_penalty(weights, L1, L2)  # added to the loss"] if penalty else []),
+        *(["clip = lambda norm: clip_gradients_(params, norm, GRAD_CLIP)  # given the gradients' global norm"] if tr.grad_clip is not None else []),
+        *(["constrain = lambda: renorm_(weights, MAX_NORM)  # after each step"] if tr.max_norm is not None else []),
+        f"optimizer = {optimizer}",
+        "n = len(x_train)",
+        *(["steps_per_epoch = math.ceil(n / BATCH_SIZE)"] if step == "batch" else []),
+        *([f"scheduler = {scheduler}"] if step is not None else []),
+        "generator = torch.Generator().manual_seed(SEED)  # batch order" + (" and augmentation" if augment else ""),
+        "torch.manual_seed(SEED)  # dropout draws from the global generator, reseeded after the model is built",
+        *(["early = EarlyStopping(PATIENCE, MIN_DELTA, RESTORE_BEST)"] if es is not None else []),
+        'history, epoch, step, status, reason, stop = [], 0, 0, "finished", "", ""',
+        "while epoch < EPOCHS and not stop:",
+    ]
+    B = [
+        "model.train()",
+        "perm = torch.randperm(n, generator=generator)",  # the epoch body, indented by 8
+        "xs, ys = x_train[perm], y_train[perm]  # one gather per epoch, then each batch is a slice",
+        "loss_terms, metric_terms, penalty_terms, labels = [], [], [], 0",
+        "for i in range(0, n, BATCH_SIZE):",
+    ]
     rules = [f"{k}={k}" for k, on in (("penalty", penalty), ("clip", tr.grad_clip is not None), ("constrain", tr.max_norm is not None)) if on]
-    S = ["xb, yb = xs[i:i + BATCH_SIZE], ys[i:i + BATCH_SIZE]",  # the step body, indented by 12
-         *(["xb = augment(xb, generator, MEAN, STD, HFLIP, CROP, PIXEL_NOISE)"] if augment else []),
-         f"out, loss, pen, row, finite = train_step(model, xb, yb, loss_of, optimizer, params, gather{''.join(', ' + r for r in rules)})",
-         "if not finite:",
-         "    bad = [name for name, p in zip(PARAMETERS, params) if p.grad is not None and not bool(torch.isfinite(p.grad).all())]",
-         '    status, reason = "diverged", divergence_reason(float(loss.detach()), bad, epoch, step)', "    break",
-         "out = out.detach()", "loss_terms.append(float(loss.detach()) * len(yb))",
-         *(["penalty_terms.append(float(pen.detach()) * len(yb))"] if penalty else []),
-         *(["metric_terms.append(float((predicted_classes(out, CLASSES) == yb).sum()))", "labels += yb.numel()"] if classification
-           else ["metric_terms.append(float(batch_r2(out, yb, torch.tensor([yb.numel()]))[0]) * len(yb))"]),
-         "step += 1", *(["scheduler.step()  # this schedule steps every batch"] if step == "batch" else [])]
-    E = [f"val = {evaluate.format('val')} if len(x_val) else (math.nan, math.nan)",  # the epoch's end, indented by 12
-         'lr = float(optimizer.param_groups[0]["lr"])',
-         f"record = epoch_record(epoch + 1, n, loss_terms, metric_terms, labels, val, {_lit('accuracy' if classification else 'r2')}, lr"
-         + (", penalty_terms)" if penalty else ")"),
-         "epoch += 1", "history.append(record)",
-         *({"epoch": ["scheduler.step()"], "val_loss": ["scheduler.step(val[0])"]}.get(step, [])),
-         *(["stop = early.update(model, val[0], epoch)"] if es is not None else []),
-         "print(json.dumps(json_safe(record)), flush=True)", "continue"]
-    B += [*("    " + x for x in S), "else:  # the epoch ran to its end", *("    " + x for x in E),
-          "break  # diverged: a partial epoch is not recorded"]
+    S = [
+        "xb, yb = xs[i:i + BATCH_SIZE], ys[i:i + BATCH_SIZE]",  # the step body, indented by 12
+        *(["xb = augment(xb, generator, MEAN, STD, HFLIP, CROP, PIXEL_NOISE)"] if augment else []),
+        f"out, loss, pen, row, finite = train_step(model, xb, yb, loss_of, optimizer, params, gather{''.join(', ' + r for r in rules)})",
+        "if not finite:",
+        "    bad = [name for name, p in zip(PARAMETERS, params) if p.grad is not None and not bool(torch.isfinite(p.grad).all())]",
+        '    status, reason = "diverged", divergence_reason(float(loss.detach()), bad, epoch, step)',
+        "    break",
+        "out = out.detach()",
+        "loss_terms.append(float(loss.detach()) * len(yb))",
+        *(["penalty_terms.append(float(pen.detach()) * len(yb))"] if penalty else []),
+        *(
+            ["metric_terms.append(float((predicted_classes(out, CLASSES) == yb).sum()))", "labels += yb.numel()"]
+            if classification
+            else ["metric_terms.append(float(batch_r2(out, yb, torch.tensor([yb.numel()]))[0]) * len(yb))"]
+        ),
+        "step += 1",
+        *(["scheduler.step()  # this schedule steps every batch"] if step == "batch" else []),
+    ]
+    E = [
+        f"val = {evaluate.format('val')} if len(x_val) else (math.nan, math.nan)",  # the epoch's end, indented by 12
+        'lr = float(optimizer.param_groups[0]["lr"])',
+        f"record = epoch_record(epoch + 1, n, loss_terms, metric_terms, labels, val, {_lit('accuracy' if classification else 'r2')}, lr"
+        + (", penalty_terms)" if penalty else ")"),
+        "epoch += 1",
+        "history.append(record)",
+        *({"epoch": ["scheduler.step()"], "val_loss": ["scheduler.step(val[0])"]}.get(step, [])),
+        *(["stop = early.update(model, val[0], epoch)"] if es is not None else []),
+        "print(json.dumps(json_safe(record)), flush=True)",
+        "continue",
+    ]
+    B += [*("    " + x for x in S), "else:  # the epoch ran to its end", *("    " + x for x in E), "break  # diverged: a partial epoch is not recorded"]
     L += ["    " + x for x in B]
     if es is not None:
-        L += ["if stop and epoch < EPOCHS:", "    reason = stop", "best = None",
-              "if early.restore(model, status):  # report what the best weights score",
-              f"    best = (early.best_epoch, *{evaluate.format('val')})"]
-    L += [f"test = {evaluate.format('test')} if len(x_test) and status != \"diverged\" else None",
-          f"result = run_result(status, epoch, step, history[-1] if history else None, {_lit('accuracy' if classification else 'r2')}, "
-          f"{'best' if es is not None else 'None'}, reason, test)",
-          "print(json.dumps(json_safe(result)), flush=True)", 'if status == "diverged":',
-          '    print(f"error: the run diverged: {reason}", file=sys.stderr)', "    return 3", "return 0"]
-    return "\n".join(["def main():", '    """Train, printing a JSON line per epoch and the final result; exit 3 if the run diverges."""',
-                      *("    " + x for x in L)])
+        L += [
+            "if stop and epoch < EPOCHS:",
+            "    reason = stop",
+            "best = None",
+            "if early.restore(model, status):  # report what the best weights score",
+            f"    best = (early.best_epoch, *{evaluate.format('val')})",
+        ]
+    L += [
+        f'test = {evaluate.format("test")} if len(x_test) and status != "diverged" else None',
+        f"result = run_result(status, epoch, step, history[-1] if history else None, {_lit('accuracy' if classification else 'r2')}, "
+        f"{'best' if es is not None else 'None'}, reason, test)",
+        "print(json.dumps(json_safe(result)), flush=True)",
+        'if status == "diverged":',
+        '    print(f"error: the run diverged: {reason}", file=sys.stderr)',
+        "    return 3",
+        "return 0",
+    ]
+    return "\n".join(
+        ["def main():", '    """Train, printing a JSON line per epoch and the final result; exit 3 if the run diverges."""', *("    " + x for x in L)]
+    )

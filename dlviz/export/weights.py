@@ -1,4 +1,5 @@
 """A model's weights out of dlviz: as ONNX (checked against PyTorch in onnxruntime), safetensors or a state dict."""
+
 from __future__ import annotations
 
 import contextlib
@@ -86,8 +87,7 @@ def _onnx(net: nn.Module, input_shape: tuple, path, atol: float) -> dict:
 
 def _export(net: nn.Module, x: torch.Tensor, dynamic: bool):
     shapes = ({0: torch.export.Dim("batch", min=1, max=1 << 16)},) if dynamic else None
-    return torch.onnx.export(net, (x,), dynamo=True, dynamic_shapes=shapes, input_names=["input"], output_names=["output"],
-                             verbose=False, optimize=True)
+    return torch.onnx.export(net, (x,), dynamo=True, dynamic_shapes=shapes, input_names=["input"], output_names=["output"], verbose=False, optimize=True)
 
 
 def _run_onnx(path, x):

@@ -1,4 +1,5 @@
 """Plotly figure and table builders: plain data in, a go.Figure or a DataFrame out, one builder per kind of chart."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,9 +16,17 @@ from dlviz.preset.registry import ALL_LAYERS, shape_str
 from dlviz.text import clean, plot_text
 
 GROUP_COLORS = {
-    "dense": "#4C78A8", "convolution": "#F58518", "pooling": "#54A24B", "normalization": "#B279A2",
-    "regularization": "#9D755D", "shape": "#72B7B2", "recurrent": "#E45756", "attention": "#EECA3B",
-    "activation": "#FF9DA6", "blocks": "#BAB0AC", "io": "#6B6B6B",
+    "dense": "#4C78A8",
+    "convolution": "#F58518",
+    "pooling": "#54A24B",
+    "normalization": "#B279A2",
+    "regularization": "#9D755D",
+    "shape": "#72B7B2",
+    "recurrent": "#E45756",
+    "attention": "#EECA3B",
+    "activation": "#FF9DA6",
+    "blocks": "#BAB0AC",
+    "io": "#6B6B6B",
 }
 EDGE_COLOR = "#9A9A9A"
 
@@ -99,8 +108,12 @@ class _GraphBuilder:
     def chain(self, layers: list, container: tuple, prev: str, axis: float) -> str:
         run = None  # the node of the last leaf layer, while the following ones repeat it
         for i, layer in enumerate(layers):
-            same = (self.collapse and run is not None and layer.get("type") in ALL_LAYERS
-                    and {k: v for k, v in layer.items() if k != "name"} == self.g.nodes[run]["spec"])
+            same = (
+                self.collapse
+                and run is not None
+                and layer.get("type") in ALL_LAYERS
+                and {k: v for k, v in layer.items() if k != "name"} == self.g.nodes[run]["spec"]
+            )
             if same:  # one node for a run of identical layers, labelled with the count and the last one's output
                 data = self.g.nodes[run]
                 data["repeat"] += 1
@@ -188,8 +201,11 @@ def _hover(data: dict) -> str:
     row = data["row"]
     if row is None:
         return data["label"]
-    lines = [f"<b>{data['label']}</b>" + (f" “{plot_text(row.name)}”" if row.name else ""), plot_text(row.path),
-             f"{shape_str(row.input_shape)} → {shape_str(row.output_shape)}"]
+    lines = [
+        f"<b>{data['label']}</b>" + (f" “{plot_text(row.name)}”" if row.name else ""),
+        plot_text(row.path),
+        f"{shape_str(row.input_shape)} → {shape_str(row.output_shape)}",
+    ]
     if data["kind"] == "layer":
         params = row.trainable_params + row.non_trainable_params
         lines.append(f"params {params:,}" + (f" ({row.non_trainable_params:,} frozen)" if row.non_trainable_params else ""))
@@ -243,20 +259,38 @@ def architecture_figure(summary, model: dict) -> go.Figure:
             lx.append(xs[0])
             ly.append((ys[0] + ys[1]) / 2)
             ltext.append(shape_str(_out_shape(g, u, summary)))
-    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=EDGE_COLOR, width=1.5), hoverinfo="skip",
-                             showlegend=False))
-    fig.add_trace(go.Scatter(x=[x - 0.06 for x in lx], y=ly, mode="text", text=ltext, textposition="middle left",
-                             textfont=dict(size=10, color="#777777"), hoverinfo="skip", showlegend=False))
+    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=EDGE_COLOR, width=1.5), hoverinfo="skip", showlegend=False))
+    fig.add_trace(
+        go.Scatter(
+            x=[x - 0.06 for x in lx],
+            y=ly,
+            mode="text",
+            text=ltext,
+            textposition="middle left",
+            textfont=dict(size=10, color="#777777"),
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
 
     for name, nodes in groups:
         if not nodes:
             continue
         xs = [pos[n][0] for n in nodes]
         ys = [pos[n][1] for n in nodes]
-        fig.add_shape(type="rect", x0=min(xs) - 0.45, x1=max(xs) + 1.25, y0=min(ys) - 0.4, y1=max(ys) + 0.4,
-                      line=dict(color="#CCCCCC", dash="dot"), fillcolor="rgba(200,200,200,0.08)", layer="below")
-        fig.add_annotation(x=max(xs) + 1.25, y=max(ys) + 0.4, text=name, showarrow=False, xanchor="right",
-                           yanchor="bottom", font=dict(size=11, color="#777777"))
+        fig.add_shape(
+            type="rect",
+            x0=min(xs) - 0.45,
+            x1=max(xs) + 1.25,
+            y0=min(ys) - 0.4,
+            y1=max(ys) + 0.4,
+            line=dict(color="#CCCCCC", dash="dot"),
+            fillcolor="rgba(200,200,200,0.08)",
+            layer="below",
+        )
+        fig.add_annotation(
+            x=max(xs) + 1.25, y=max(ys) + 0.4, text=name, showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=11, color="#777777")
+        )
 
     xs = [p[0] for p in pos.values()]
     wide = max(xs) - min(xs) > 3  # several branches side by side share the width: smaller labels
@@ -264,24 +298,39 @@ def architecture_figure(summary, model: dict) -> go.Figure:
     for n, d in g.nodes(data=True):
         key = d["group"] if d["kind"] == "layer" else d["kind"]
         by_group.setdefault(key, []).append(n)
-    styles = {"input": ("square", 14, "io", "middle right"), "output": ("square", 14, "io", "middle right"),
-              "add": ("circle", 18, None, "middle center"), "concat": ("diamond", 16, "blocks", "middle right")}
+    styles = {
+        "input": ("square", 14, "io", "middle right"),
+        "output": ("square", 14, "io", "middle right"),
+        "add": ("circle", 18, None, "middle center"),
+        "concat": ("diamond", 16, "blocks", "middle right"),
+    }
     for key, nodes in by_group.items():
         symbol, size, color_key, text_pos = styles.get(key, ("circle", 14, key, "middle right"))
         color = "white" if color_key is None else GROUP_COLORS.get(color_key, GROUP_COLORS["blocks"])
         labels = [("  " if text_pos == "middle right" else "") + g.nodes[n]["label"] for n in nodes]
-        fig.add_trace(go.Scatter(
-            x=[pos[n][0] for n in nodes], y=[pos[n][1] for n in nodes], mode="markers+text", text=labels,
-            textposition=text_pos, textfont=dict(size=10 if wide else 12),
-            marker=dict(symbol=symbol, size=size, color=color, line=dict(color="#555555", width=1)),
-            hovertext=[_hover(g.nodes[n]) for n in nodes], hoverinfo="text",
-            name={"add": "residual +", "input": "input / output"}.get(key, key), showlegend=key not in ("output",),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[pos[n][0] for n in nodes],
+                y=[pos[n][1] for n in nodes],
+                mode="markers+text",
+                text=labels,
+                textposition=text_pos,
+                textfont=dict(size=10 if wide else 12),
+                marker=dict(symbol=symbol, size=size, color=color, line=dict(color="#555555", width=1)),
+                hovertext=[_hover(g.nodes[n]) for n in nodes],
+                hoverinfo="text",
+                name={"add": "residual +", "input": "input / output"}.get(key, key),
+                showlegend=key not in ("output",),
+            )
+        )
 
     ranks = max(d["rank"] for _, d in g.nodes(data=True))
     fig.update_layout(
-        height=max(360, int(ROW_PX * (ranks + 1)) + 80), margin=MARGIN,
-        plot_bgcolor="white", hovermode="closest", dragmode="pan",
+        height=max(360, int(ROW_PX * (ranks + 1)) + 80),
+        margin=MARGIN,
+        plot_bgcolor="white",
+        hovermode="closest",
+        dragmode="pan",
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=11)),
         xaxis=dict(visible=False, range=[min(xs) - 0.8, max(xs) + 1.8], fixedrange=True),
         yaxis=dict(visible=False, range=[-ranks - 0.7, 0.7]),
@@ -304,17 +353,31 @@ def summary_frame(summary) -> pd.DataFrame:
     records = []
     for r in summary.rows:
         where = json_path(_relative(r.path))
-        records.append({
-            "layer": "\u2003" * r.depth + where + (f" “{clean(r.name)}”" if r.name else ""),
-            "type": r.type, "output shape": shape_str(r.output_shape),
-            "params": r.trainable_params + r.non_trainable_params, "FLOPs": r.flops,
-            "RF size": _rf_cell(r.receptive_field, "size"), "RF stride": _rf_cell(r.receptive_field, "stride"),
-            "RF padding": _rf_cell(r.receptive_field, "padding"),
-        })
+        records.append(
+            {
+                "layer": "\u2003" * r.depth + where + (f" “{clean(r.name)}”" if r.name else ""),
+                "type": r.type,
+                "output shape": shape_str(r.output_shape),
+                "params": r.trainable_params + r.non_trainable_params,
+                "FLOPs": r.flops,
+                "RF size": _rf_cell(r.receptive_field, "size"),
+                "RF stride": _rf_cell(r.receptive_field, "stride"),
+                "RF padding": _rf_cell(r.receptive_field, "padding"),
+            }
+        )
     rf = summary.receptive_field
-    records.append({"layer": "Total", "type": "", "output shape": shape_str(summary.output_shape),
-                    "params": summary.total_params, "FLOPs": summary.flops, "RF size": _rf_cell(rf, "size"),
-                    "RF stride": _rf_cell(rf, "stride"), "RF padding": _rf_cell(rf, "padding")})
+    records.append(
+        {
+            "layer": "Total",
+            "type": "",
+            "output shape": shape_str(summary.output_shape),
+            "params": summary.total_params,
+            "FLOPs": summary.flops,
+            "RF size": _rf_cell(rf, "size"),
+            "RF stride": _rf_cell(rf, "stride"),
+            "RF padding": _rf_cell(rf, "padding"),
+        }
+    )
     return pd.DataFrame.from_records(records, columns=SUMMARY_COLUMNS)
 
 

@@ -1,4 +1,5 @@
 """Plotly builders for the Inspect page: inputs with receptive-field overlays, feature-map grids, filters, the convolution lab, receptive-field growth and the activation lab."""
+
 from __future__ import annotations
 
 import math
@@ -37,15 +38,24 @@ def _click_targets(rows: np.ndarray, cols: np.ndarray, customdata: np.ndarray, h
     these carry the clicks (and the hover text) for a heatmap drawn under them."""
     kind = go.Scatter if len(rows) <= 5000 else go.Scattergl
     hidden = dict(marker=dict(opacity=0))
-    return kind(x=cols, y=rows, mode="markers", customdata=customdata, hovertemplate=hovertemplate, showlegend=False,
-                marker=dict(size=6, opacity=0, color="black"), selected=hidden, unselected=hidden, name="")
+    return kind(
+        x=cols,
+        y=rows,
+        mode="markers",
+        customdata=customdata,
+        hovertemplate=hovertemplate,
+        showlegend=False,
+        marker=dict(size=6, opacity=0, color="black"),
+        selected=hidden,
+        unselected=hidden,
+        name="",
+    )
 
 
 # ---------------------------------------------------------------- the input and its receptive fields
 
 
-def input_figure(pixels: np.ndarray, title: str = "Input", box=None, erf: Optional[np.ndarray] = None,
-                 height: int = 420) -> go.Figure:
+def input_figure(pixels: np.ndarray, title: str = "Input", box=None, erf: Optional[np.ndarray] = None, height: int = 420) -> go.Figure:
     """The input image (H×W grey or H×W×3 in [0, 1]); optionally a unit's effective receptive field as a red overlay
     (a map of |gradient|, transparent where it is 0) and its theoretical field as a box: solid where it lies on the
     image, dashed where the theory reaches into the padding."""
@@ -54,26 +64,39 @@ def input_figure(pixels: np.ndarray, title: str = "Input", box=None, erf: Option
     if pixels.ndim == 3:
         fig.add_trace(go.Image(z=np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8), hoverinfo="x+y", name="input"))
     else:
-        fig.add_trace(go.Heatmap(z=pixels, colorscale="gray", zmin=0, zmax=1, showscale=False, name="input",
-                                 hovertemplate="row %{y}, column %{x}<br>pixel %{z:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Heatmap(
+                z=pixels,
+                colorscale="gray",
+                zmin=0,
+                zmax=1,
+                showscale=False,
+                name="input",
+                hovertemplate="row %{y}, column %{x}<br>pixel %{z:.3f}<extra></extra>",
+            )
+        )
     if erf is not None and erf.max() > 0:
-        fig.add_trace(go.Heatmap(z=erf / erf.max(), zmin=0, zmax=1, name="effective field",
-                                 colorscale=[[0, "rgba(228,26,28,0)"], [0.05, "rgba(228,26,28,0.15)"], [1, "rgba(228,26,28,0.9)"]],
-                                 colorbar=dict(title=dict(text="|∂y/∂x|<br>(of max)", side="right"), len=0.6, thickness=12),
-                                 hovertemplate="row %{y}, column %{x}<br>gradient %{z:.3f} of the largest<extra></extra>"))
+        fig.add_trace(
+            go.Heatmap(
+                z=erf / erf.max(),
+                zmin=0,
+                zmax=1,
+                name="effective field",
+                colorscale=[[0, "rgba(228,26,28,0)"], [0.05, "rgba(228,26,28,0.15)"], [1, "rgba(228,26,28,0.9)"]],
+                colorbar=dict(title=dict(text="|∂y/∂x|<br>(of max)", side="right"), len=0.6, thickness=12),
+                hovertemplate="row %{y}, column %{x}<br>gradient %{z:.3f} of the largest<extra></extra>",
+            )
+        )
     x_range, y_range = [-0.5, w - 0.5], [h - 0.5, -0.5]
     if box is not None:
         (r0, c0), (r1, c1) = box.lo, box.hi
-        fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 + 0.5, y0=r0 - 0.5, y1=r1 + 0.5,
-                      line=dict(color=THEORY_COLOR, width=3), name="theoretical field")
+        fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 + 0.5, y0=r0 - 0.5, y1=r1 + 0.5, line=dict(color=THEORY_COLOR, width=3), name="theoretical field")
         if box.clipped:
             (r0, c0), (r1, c1) = box.start, box.end
-            fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 + 0.5, y0=r0 - 0.5, y1=r1 + 0.5,
-                          line=dict(color=THEORY_COLOR, width=2, dash="dash"))
+            fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 + 0.5, y0=r0 - 0.5, y1=r1 + 0.5, line=dict(color=THEORY_COLOR, width=2, dash="dash"))
             x_range = [min(x_range[0], c0 - 1), max(x_range[1], c1 + 1)]
             y_range = [max(y_range[0], r1 + 1), min(y_range[1], r0 - 1)]
-    fig.update_layout(title=style_title(title, 14), height=height, margin=MARGIN,
-                      plot_bgcolor="#f4f4f4", dragmode=False, showlegend=False)
+    fig.update_layout(title=style_title(title, 14), height=height, margin=MARGIN, plot_bgcolor="#f4f4f4", dragmode=False, showlegend=False)
     fig.update_xaxes(visible=False, range=x_range, constrain="domain")
     fig.update_yaxes(visible=False, range=y_range, scaleanchor="x", constrain="domain", autorange=False)
     return fig
@@ -117,56 +140,56 @@ def tiling(channels: int, height: int, width: int, max_cols: int = 8) -> Tiling:
     return Tiling(channels, height, width, cols)
 
 
-def layer_grid_figure(values: np.ndarray, ranges: Sequence[tuple[float, float]], title: str = "",
-                      tile_px: int = 84, selected: Optional[tuple[int, int, int]] = None) -> tuple[go.Figure, Tiling]:
+def layer_grid_figure(
+    values: np.ndarray, ranges: Sequence[tuple[float, float]], title: str = "", tile_px: int = 84, selected: Optional[tuple[int, int, int]] = None
+) -> tuple[go.Figure, Tiling]:
     """Every channel of one [channels, height, width] output as a tile of a single heatmap, each coloured over its
     own range from `ranges` (symmetric ±m; tiles that share m share a colourbar, else values are shown as a share
     of each map's m). Returns the figure and the tiling that maps a clicked point back to (channel, row, column)."""
     t = tiling(*values.shape)
     big = np.full((t.rows * (t.height + GAP) - GAP, t.cols * (t.width + GAP) - GAP), np.nan, dtype=np.float32)
     raw = np.full_like(big, np.nan)
-    shared = len({m for _, m in ranges[:t.channels]}) == 1
+    shared = len({m for _, m in ranges[: t.channels]}) == 1
     for c in range(t.channels):
         r0, c0 = t.origin(c)
         m = ranges[c][1]
-        raw[r0:r0 + t.height, c0:c0 + t.width] = values[c]
-        big[r0:r0 + t.height, c0:c0 + t.width] = values[c] if shared else values[c] / m
+        raw[r0 : r0 + t.height, c0 : c0 + t.width] = values[c]
+        big[r0 : r0 + t.height, c0 : c0 + t.width] = values[c] if shared else values[c] / m
     ch_index = np.full(big.shape, -1, dtype=np.int32)
     for c in range(t.channels):
         r0, c0 = t.origin(c)
-        ch_index[r0:r0 + t.height, c0:c0 + t.width] = c
+        ch_index[r0 : r0 + t.height, c0 : c0 + t.width] = c
     rows_i = np.arange(big.shape[0])[:, None] % (t.height + GAP)
     cols_j = np.arange(big.shape[1])[None, :] % (t.width + GAP)
-    custom = np.stack([ch_index, np.broadcast_to(rows_i, big.shape), np.broadcast_to(cols_j, big.shape), raw],
-                      axis=-1).astype(np.float32)
+    custom = np.stack([ch_index, np.broadcast_to(rows_i, big.shape), np.broadcast_to(cols_j, big.shape), raw], axis=-1).astype(np.float32)
     m = ranges[0][1] if shared else 1.0
-    fig = go.Figure(go.Heatmap(z=big, zmin=-m, zmax=m, colorscale=MAP_SCALE, hoverinfo="skip", showscale=shared,
-                               colorbar=dict(thickness=10, len=0.9)))
+    fig = go.Figure(go.Heatmap(z=big, zmin=-m, zmax=m, colorscale=MAP_SCALE, hoverinfo="skip", showscale=shared, colorbar=dict(thickness=10, len=0.9)))
     cells = np.argwhere(ch_index >= 0)
-    fig.add_trace(_click_targets(cells[:, 0], cells[:, 1], custom[cells[:, 0], cells[:, 1]],
-                                 "channel %{customdata[0]}, unit (%{customdata[1]}, %{customdata[2]})<br>"
-                                 "value %{customdata[3]:.4g}<extra></extra>"))
+    fig.add_trace(
+        _click_targets(
+            cells[:, 0],
+            cells[:, 1],
+            custom[cells[:, 0], cells[:, 1]],
+            "channel %{customdata[0]}, unit (%{customdata[1]}, %{customdata[2]})<br>value %{customdata[3]:.4g}<extra></extra>",
+        )
+    )
     if selected is not None and selected[0] < t.channels:
         ch, i, j = selected
         r0, c0 = t.origin(ch)
-        fig.add_shape(type="rect", x0=c0 - 0.5, x1=c0 + t.width - 0.5, y0=r0 - 0.5, y1=r0 + t.height - 0.5,
-                      line=dict(color="black", width=2))
-        fig.add_shape(type="rect", x0=c0 + j - 0.5, x1=c0 + j + 0.5, y0=r0 + i - 0.5, y1=r0 + i + 0.5,
-                      line=dict(color="#111111", width=2))
+        fig.add_shape(type="rect", x0=c0 - 0.5, x1=c0 + t.width - 0.5, y0=r0 - 0.5, y1=r0 + t.height - 0.5, line=dict(color="black", width=2))
+        fig.add_shape(type="rect", x0=c0 + j - 0.5, x1=c0 + j + 0.5, y0=r0 + i - 0.5, y1=r0 + i + 0.5, line=dict(color="#111111", width=2))
     px = max(24, min(tile_px, 900 // t.cols))
     _square_axes(fig, height=int(t.rows * px * max(1.0, t.height / max(t.width, 1))) + 50, shape=big.shape)
     fig.update_layout(title=style_title(title))
     return fig, t
 
 
-def map_figure(values: np.ndarray, zrange: tuple[float, float], title: str = "",
-               unit: Optional[tuple[int, int]] = None, height: int = 420) -> go.Figure:
+def map_figure(values: np.ndarray, zrange: tuple[float, float], title: str = "", unit: Optional[tuple[int, int]] = None, height: int = 420) -> go.Figure:
     """One feature map, large, with a colourbar of its real values; a clicked unit is outlined."""
     lo, hi = zrange
     fig = go.Figure(go.Heatmap(z=values, zmin=lo, zmax=hi, colorscale=MAP_SCALE, colorbar=dict(thickness=12), hoverinfo="skip"))
     rows, cols = np.indices(values.shape).reshape(2, -1)
-    fig.add_trace(_click_targets(rows, cols, values.reshape(-1).astype(np.float32),
-                                 "unit (%{y}, %{x})<br>value %{customdata:.4g}<extra></extra>"))
+    fig.add_trace(_click_targets(rows, cols, values.reshape(-1).astype(np.float32), "unit (%{y}, %{x})<br>value %{customdata:.4g}<extra></extra>"))
     if unit is not None:
         i, j = unit
         fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="black", width=3))
@@ -178,10 +201,16 @@ def map_figure(values: np.ndarray, zrange: tuple[float, float], title: str = "",
 def vector_figure(values: np.ndarray, title: str = "", height: int = 220) -> go.Figure:
     """A dense layer's output as one bar per unit."""
     colors = np.where(values >= 0, "#D6604D", "#4393C3")
-    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors,
-                           hovertemplate="unit %{x}<br>value %{y:.4g}<extra></extra>"))
-    fig.update_layout(title=style_title(title), height=height, margin=dict(l=10, r=10, t=40, b=30),
-                      plot_bgcolor="white", bargap=0.05, xaxis=dict(title="unit"), yaxis=dict(zeroline=True, zerolinecolor="#999"))
+    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors, hovertemplate="unit %{x}<br>value %{y:.4g}<extra></extra>"))
+    fig.update_layout(
+        title=style_title(title),
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=30),
+        plot_bgcolor="white",
+        bargap=0.05,
+        xaxis=dict(title="unit"),
+        yaxis=dict(zeroline=True, zerolinecolor="#999"),
+    )
     return fig
 
 
@@ -192,19 +221,25 @@ def rows_figure(values: np.ndarray, title: str = "", height: int = 240, max_line
         fig.update_layout(xaxis=dict(title="position"), legend=dict(title="channel", font=dict(size=10)))
     else:
         m = float(np.abs(values).max()) or 1.0
-        fig = go.Figure(go.Heatmap(z=values, zmin=-m, zmax=m, colorscale=MAP_SCALE, colorbar=dict(thickness=10),
-                                   hovertemplate="row %{y}, position %{x}<br>value %{z:.4g}<extra></extra>"))
+        fig = go.Figure(
+            go.Heatmap(
+                z=values,
+                zmin=-m,
+                zmax=m,
+                colorscale=MAP_SCALE,
+                colorbar=dict(thickness=10),
+                hovertemplate="row %{y}, position %{x}<br>value %{z:.4g}<extra></extra>",
+            )
+        )
         fig.update_layout(xaxis=dict(title="position"), yaxis=dict(title="channel", autorange="reversed"))
-    fig.update_layout(title=style_title(title), height=height, margin=dict(l=10, r=10, t=40, b=30),
-                      plot_bgcolor="white")
+    fig.update_layout(title=style_title(title), height=height, margin=dict(l=10, r=10, t=40, b=30), plot_bgcolor="white")
     return fig
 
 
 # ---------------------------------------------------------------- filters
 
 
-def filters_figure(weight: np.ndarray, rgb: Optional[np.ndarray] = None, title: str = "", max_side: int = 32,
-                   zmax: Optional[float] = None) -> go.Figure:
+def filters_figure(weight: np.ndarray, rgb: Optional[np.ndarray] = None, title: str = "", max_side: int = 32, zmax: Optional[float] = None) -> go.Figure:
     """Kernels of one convolution. With `rgb` (out, kh, kw, 3), first-layer colour kernels as images in a row-wrapped
     grid; one grey kernel per output channel (one input channel) likewise; otherwise a grid with one row per output
     channel and one column per input channel. Weights are coloured over ±zmax (default: their own largest |w|)."""
@@ -214,7 +249,7 @@ def filters_figure(weight: np.ndarray, rgb: Optional[np.ndarray] = None, title: 
         big = np.full((t.rows * (kh + GAP) - GAP, t.cols * (kw + GAP) - GAP, 3), 255, dtype=np.uint8)
         for c in range(t.channels):
             r0, c0 = t.origin(c)
-            big[r0:r0 + kh, c0:c0 + kw] = np.round(rgb[c] * 255).astype(np.uint8)
+            big[r0 : r0 + kh, c0 : c0 + kw] = np.round(rgb[c] * 255).astype(np.uint8)
         fig = go.Figure(go.Image(z=big, hoverinfo="skip"))
         rows = t.rows
     elif in_c == 1:  # one grey kernel per output channel: wrapped into rows like the colour ones
@@ -222,20 +257,26 @@ def filters_figure(weight: np.ndarray, rgb: Optional[np.ndarray] = None, title: 
         big = np.full((t.rows * (kh + GAP) - GAP, t.cols * (kw + GAP) - GAP), np.nan, dtype=np.float32)
         for c in range(t.channels):
             r0, c0 = t.origin(c)
-            big[r0:r0 + kh, c0:c0 + kw] = weight[c, 0]
+            big[r0 : r0 + kh, c0 : c0 + kw] = weight[c, 0]
         m = zmax or float(np.abs(weight).max()) or 1.0
-        fig = go.Figure(go.Heatmap(z=big, zmin=-m, zmax=m, colorscale=MAP_SCALE, hoverongaps=False,
-                                   colorbar=dict(thickness=10), hovertemplate="weight %{z:.4g}<extra></extra>"))
+        fig = go.Figure(
+            go.Heatmap(
+                z=big, zmin=-m, zmax=m, colorscale=MAP_SCALE, hoverongaps=False, colorbar=dict(thickness=10), hovertemplate="weight %{z:.4g}<extra></extra>"
+            )
+        )
         rows = t.rows
     else:
         n_out, n_in = min(out_c, max_side), min(in_c, max_side)
         big = np.full((n_out * (kh + GAP) - GAP, n_in * (kw + GAP) - GAP), np.nan, dtype=np.float32)
         for o in range(n_out):
             for i in range(n_in):
-                big[o * (kh + GAP):o * (kh + GAP) + kh, i * (kw + GAP):i * (kw + GAP) + kw] = weight[o, i]
+                big[o * (kh + GAP) : o * (kh + GAP) + kh, i * (kw + GAP) : i * (kw + GAP) + kw] = weight[o, i]
         m = zmax or float(np.abs(weight).max()) or 1.0
-        fig = go.Figure(go.Heatmap(z=big, zmin=-m, zmax=m, colorscale=MAP_SCALE, hoverongaps=False,
-                                   colorbar=dict(thickness=10), hovertemplate="weight %{z:.4g}<extra></extra>"))
+        fig = go.Figure(
+            go.Heatmap(
+                z=big, zmin=-m, zmax=m, colorscale=MAP_SCALE, hoverongaps=False, colorbar=dict(thickness=10), hovertemplate="weight %{z:.4g}<extra></extra>"
+            )
+        )
         rows = n_out
         if (n_out, n_in) != (out_c, in_c):
             title += f" (first {n_out} of {out_c} outputs × {n_in} of {in_c} inputs)"
@@ -252,12 +293,19 @@ def lab_map_figure(values: np.ndarray, title: str, diverging: bool = True, heigh
     """One map of the convolution lab: grey for an image in [0, 1]; a filter's response diverging around 0, or on a
     sequential scale from 0 when it has no negative value (a magnitude, a blur), where half a diverging scale is wasted."""
     if diverging and values.size and float(np.min(values)) >= 0:
-        trace = go.Heatmap(z=values, zmin=0, zmax=float(np.max(values)) or 1.0, colorscale=SEQUENTIAL_SCALE,
-                           colorbar=dict(thickness=10), hovertemplate="(%{y}, %{x})<br>%{z:.4g}<extra></extra>")
+        trace = go.Heatmap(
+            z=values,
+            zmin=0,
+            zmax=float(np.max(values)) or 1.0,
+            colorscale=SEQUENTIAL_SCALE,
+            colorbar=dict(thickness=10),
+            hovertemplate="(%{y}, %{x})<br>%{z:.4g}<extra></extra>",
+        )
     elif diverging:
         m = float(np.abs(values).max()) or 1.0
-        trace = go.Heatmap(z=values, zmin=-m, zmax=m, colorscale=MAP_SCALE, colorbar=dict(thickness=10),
-                           hovertemplate="(%{y}, %{x})<br>%{z:.4g}<extra></extra>")
+        trace = go.Heatmap(
+            z=values, zmin=-m, zmax=m, colorscale=MAP_SCALE, colorbar=dict(thickness=10), hovertemplate="(%{y}, %{x})<br>%{z:.4g}<extra></extra>"
+        )
     else:
         trace = go.Heatmap(z=values, colorscale="gray", showscale=False, hovertemplate="(%{y}, %{x})<br>%{z:.4g}<extra></extra>")
     fig = _square_axes(go.Figure(trace), height)
@@ -269,8 +317,11 @@ def kernel_figure(kernel: np.ndarray, title: str = "Kernel", height: int = 240) 
     """A small kernel with its numbers written in its cells."""
     m = float(np.abs(kernel).max()) or 1.0
     text = [[f"{v:g}" for v in row] for row in kernel]
-    fig = go.Figure(go.Heatmap(z=kernel, zmin=-m, zmax=m, colorscale=MAP_SCALE, showscale=False, text=text,
-                               texttemplate="%{text}", textfont=dict(size=14), hoverinfo="skip"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=kernel, zmin=-m, zmax=m, colorscale=MAP_SCALE, showscale=False, text=text, texttemplate="%{text}", textfont=dict(size=14), hoverinfo="skip"
+        )
+    )
     fig = _square_axes(fig, height)
     fig.update_layout(title=style_title(title))
     return fig
@@ -285,15 +336,28 @@ def rf_growth_figure(rows, labels: Sequence[str], height: int = 360) -> go.Figur
     theory = [r.theory[0] for r in rows]
     eff = [r.effective[0] if r.effective else None for r in rows]
     sigma = [r.sigma[0] if r.sigma else None for r in rows]
-    fig = go.Figure([
-        go.Scatter(x=list(labels), y=theory, mode="lines+markers", name="theoretical size", line=dict(color=THEORY_COLOR, width=3)),
-        go.Scatter(x=list(labels), y=eff, mode="lines+markers", name="effective size (95% of the gradient)",
-                   line=dict(color=EFFECTIVE_COLOR, width=3, dash="dot"), customdata=sigma,
-                   hovertemplate="%{x}<br>effective %{y} px (σ %{customdata:.2f})<extra></extra>"),
-    ])
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
-                      yaxis=dict(title="pixels", rangemode="tozero", gridcolor="#eee"), xaxis=dict(title="layer"),
-                      legend=dict(orientation="h", y=1.08, x=0))
+    fig = go.Figure(
+        [
+            go.Scatter(x=list(labels), y=theory, mode="lines+markers", name="theoretical size", line=dict(color=THEORY_COLOR, width=3)),
+            go.Scatter(
+                x=list(labels),
+                y=eff,
+                mode="lines+markers",
+                name="effective size (95% of the gradient)",
+                line=dict(color=EFFECTIVE_COLOR, width=3, dash="dot"),
+                customdata=sigma,
+                hovertemplate="%{x}<br>effective %{y} px (σ %{customdata:.2f})<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=30, b=10),
+        plot_bgcolor="white",
+        yaxis=dict(title="pixels", rangemode="tozero", gridcolor="#eee"),
+        xaxis=dict(title="layer"),
+        legend=dict(orientation="h", y=1.08, x=0),
+    )
     return fig
 
 
@@ -310,9 +374,21 @@ def activation_figure(curves, highlight: str, height: int = 440) -> go.Figure:
         style = dict(width=3.5 if on else 1.2, color=palette[i % len(palette)])  # one colour for f and f′
         z = c.z.astype(np.float32)  # float32 halves what the browser is sent; the curves need no more
         for col, ys in ((1, c.f), (2, c.df)):
-            fig.add_trace(go.Scatter(x=z, y=ys.astype(np.float32), mode="lines", name=c.name, legendgroup=c.name, showlegend=col == 1,
-                                     line=style, opacity=1.0 if on else 0.35,
-                                     hovertemplate=f"{c.name}<br>z %{{x:.2f}}<br>%{{y:.3f}}<extra></extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=z,
+                    y=ys.astype(np.float32),
+                    mode="lines",
+                    name=c.name,
+                    legendgroup=c.name,
+                    showlegend=col == 1,
+                    line=style,
+                    opacity=1.0 if on else 0.35,
+                    hovertemplate=f"{c.name}<br>z %{{x:.2f}}<br>%{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         if on:
             for z0, z1, zero in c.flat:
                 for col in (1, 2):
@@ -320,8 +396,7 @@ def activation_figure(curves, highlight: str, height: int = 440) -> go.Figure:
     fig.update_yaxes(range=[-2.5, 4], row=1, col=1, gridcolor="#eee", zerolinecolor="#bbb")
     fig.update_yaxes(range=[-0.3, 1.6], row=1, col=2, gridcolor="#eee", zerolinecolor="#bbb")
     fig.update_xaxes(title="z", gridcolor="#eee", zerolinecolor="#bbb")
-    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white",
-                      legend=dict(font=dict(size=11), orientation="h", y=-0.18, x=0))
+    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white", legend=dict(font=dict(size=11), orientation="h", y=-0.18, x=0))
     return fig
 
 
@@ -330,17 +405,28 @@ def deep_stack_figure(stack, height: int = 380) -> go.Figure:
     pre-activations and of their gradients by layer on a log scale (right)."""
     depth = len(stack.samples)
     layers = list(range(1, depth + 1))
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.1,
-                        subplot_titles=("pre-activations z by layer", "std by layer (log)"))
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.1, subplot_titles=("pre-activations z by layer", "std by layer (log)"))
     for l, s in zip(layers, stack.samples):
-        fig.add_trace(go.Violin(x=np.full(len(s), l), y=s, name=f"layer {l}", showlegend=False, points=False,
-                                line=dict(width=1, color="#4C78A8"), fillcolor="rgba(76,120,168,0.35)",
-                                spanmode="hard", width=0.9, hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(
+            go.Violin(
+                x=np.full(len(s), l),
+                y=s,
+                name=f"layer {l}",
+                showlegend=False,
+                points=False,
+                line=dict(width=1, color="#4C78A8"),
+                fillcolor="rgba(76,120,168,0.35)",
+                spanmode="hard",
+                width=0.9,
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
     fig.add_trace(go.Scatter(x=layers, y=stack.z_std, mode="lines+markers", name="std of z", line=dict(color="#4C78A8")), row=1, col=2)
     fig.add_trace(go.Scatter(x=layers, y=stack.grad_std, mode="lines+markers", name="std of ∂L/∂z", line=dict(color="#E45756")), row=1, col=2)
     fig.update_yaxes(type="log", row=1, col=2, gridcolor="#eee", exponentformat="power")
     fig.update_yaxes(row=1, col=1, gridcolor="#eee", zerolinecolor="#bbb", title="z")
     fig.update_xaxes(title="layer", dtick=1)
-    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white",
-                      legend=dict(orientation="h", y=-0.2, x=0.6))
+    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white", legend=dict(orientation="h", y=-0.2, x=0.6))
     return fig

@@ -1,4 +1,5 @@
 """Plotly figures and tables for the Landscape page: optimizer paths on 2-D functions and a network's loss surface."""
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,7 @@ def color(i: int) -> str:
 
 
 def _shown(points: np.ndarray, upto: Optional[int]) -> np.ndarray:
-    return points if upto is None else points[:upto + 1]
+    return points if upto is None else points[: upto + 1]
 
 
 def _log_height(fn: Function2D, z: np.ndarray, floor: float = 1e-3) -> np.ndarray:
@@ -47,40 +48,75 @@ def lab_contour(fn: Function2D, trajectories: Sequence[Trajectory], upto: Option
     lets a click (a Plotly selection) choose a new start."""
     xs, ys, z = fn.grid(201)
     fig = go.Figure()
-    fig.add_trace(go.Contour(x=xs, y=ys, z=_log_height(fn, z), colorscale=LAB_SCALE, ncontours=30, showscale=False,
-                             contours=dict(showlines=False), hoverinfo="skip", name="f"))
+    fig.add_trace(
+        go.Contour(
+            x=xs, y=ys, z=_log_height(fn, z), colorscale=LAB_SCALE, ncontours=30, showscale=False, contours=dict(showlines=False), hoverinfo="skip", name="f"
+        )
+    )
     gx, gy = np.meshgrid(np.linspace(*fn.x_range, CLICK_GRID), np.linspace(*fn.y_range, CLICK_GRID))
-    fig.add_trace(go.Scatter(x=gx.ravel(), y=gy.ravel(), mode="markers", marker=dict(size=9, color="white", opacity=0.01),
-                             name="start here", showlegend=False, hovertemplate="start at (%{x:.2f}, %{y:.2f})<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=gx.ravel(),
+            y=gy.ravel(),
+            mode="markers",
+            marker=dict(size=9, color="white", opacity=0.01),
+            name="start here",
+            showlegend=False,
+            hovertemplate="start at (%{x:.2f}, %{y:.2f})<extra></extra>",
+        )
+    )
     # the last optimizer is drawn first and the first on top, each a little thinner, so that paths along the same
     # valley floor stay visible; the legend keeps the optimizers' order
     for i, t in reversed(list(enumerate(trajectories))):
         p = _shown(t.points, upto)
-        fig.add_trace(go.Scatter(x=p[:, 0], y=p[:, 1], mode="lines+markers", name=t.label + (" (diverged)" if t.diverged else ""),
-                                 line=dict(color=color(i), width=max(1.5, 2 + 0.8 * i)), marker=dict(size=3, color=color(i)),
-                                 legendrank=1 + i,
-                                 hovertemplate=f"{t.label}<br>step %{{customdata}}<br>(%{{x:.4g}}, %{{y:.4g}})<extra></extra>",
-                                 customdata=np.arange(len(p))))
+        fig.add_trace(
+            go.Scatter(
+                x=p[:, 0],
+                y=p[:, 1],
+                mode="lines+markers",
+                name=t.label + (" (diverged)" if t.diverged else ""),
+                line=dict(color=color(i), width=max(1.5, 2 + 0.8 * i)),
+                marker=dict(size=3, color=color(i)),
+                legendrank=1 + i,
+                hovertemplate=f"{t.label}<br>step %{{customdata}}<br>(%{{x:.4g}}, %{{y:.4g}})<extra></extra>",
+                customdata=np.arange(len(p)),
+            )
+        )
     if fn.minima:  # drawn over the paths, which end on them
         m = np.asarray(fn.minima)
-        fig.add_trace(go.Scatter(x=m[:, 0], y=m[:, 1], mode="markers", name="global minimum",
-                                 marker=dict(symbol="star", size=16, color="#ffd700", line=dict(color="black", width=1))))
+        fig.add_trace(
+            go.Scatter(
+                x=m[:, 0],
+                y=m[:, 1],
+                mode="markers",
+                name="global minimum",
+                marker=dict(symbol="star", size=16, color="#ffd700", line=dict(color="black", width=1)),
+            )
+        )
     s = start if start is not None else (trajectories[0].points[0] if trajectories else fn.start)
-    fig.add_trace(go.Scatter(x=[s[0]], y=[s[1]], mode="markers", name="start",
-                             marker=dict(symbol="circle", size=12, color="white", line=dict(color="black", width=2))))
-    fig.update_layout(height=HEIGHT, margin=dict(l=10, r=10, t=30, b=10), legend=BELOW,
-                      xaxis=dict(range=list(fn.x_range), title="x", constrain="domain"),
-                      yaxis=dict(range=list(fn.y_range), title="y"), title=f"{fn.name}: {fn.formula}", dragmode="pan",
-                      clickmode="event+select")
+    fig.add_trace(
+        go.Scatter(x=[s[0]], y=[s[1]], mode="markers", name="start", marker=dict(symbol="circle", size=12, color="white", line=dict(color="black", width=2)))
+    )
+    fig.update_layout(
+        height=HEIGHT,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=BELOW,
+        xaxis=dict(range=list(fn.x_range), title="x", constrain="domain"),
+        yaxis=dict(range=list(fn.y_range), title="y"),
+        title=f"{fn.name}: {fn.formula}",
+        dragmode="pan",
+        clickmode="event+select",
+    )
     return fig
 
 
 def _inside(fn: Function2D, p: np.ndarray) -> np.ndarray:
-    return ((p[:, 0] >= fn.x_range[0]) & (p[:, 0] <= fn.x_range[1]) & (p[:, 1] >= fn.y_range[0]) & (p[:, 1] <= fn.y_range[1]))
+    return (p[:, 0] >= fn.x_range[0]) & (p[:, 0] <= fn.x_range[1]) & (p[:, 1] >= fn.y_range[0]) & (p[:, 1] <= fn.y_range[1])
 
 
 def _mesh_height(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The drawn surface's height at (x, y): z (rows along y) interpolated between its four nearest grid points."""
+
     def locate(grid, v):
         f = np.clip((v - grid[0]) / (grid[1] - grid[0]), 0, len(grid) - 1)
         i = np.minimum(np.floor(f).astype(int), len(grid) - 2)
@@ -133,12 +169,32 @@ def lab_surface(fn: Function2D, trajectories: Sequence[Trajectory], upto: Option
         with np.errstate(invalid="ignore", over="ignore"):
             keep = _inside(fn, p) & np.isfinite(p).all(1)
         x, y, zz, size = _draped(p, lambda a, b: _log_height(fn, fn.value(a, b), 1e-2), xs, ys, height, keep)
-        fig.add_trace(go.Scatter3d(x=x, y=y, z=zz, mode="lines+markers", name=t.label, line=dict(color=color(i), width=5),
-                                   marker=dict(size=size, color=color(i)), connectgaps=False))
-    fig.update_layout(height=HEIGHT, margin=dict(l=0, r=0, t=30, b=0), showlegend=False, title="log₁₀ height above the minimum",
-                      scene=dict(xaxis=dict(range=list(fn.x_range), title="x"), yaxis=dict(range=list(fn.y_range), title="y"),
-                                 zaxis=dict(title="log₁₀(f − f*)"), aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.6),
-                                 camera=dict(eye=dict(x=-0.9, y=-1.3, z=2.0))))  # high enough to look into the valleys
+        fig.add_trace(
+            go.Scatter3d(
+                x=x,
+                y=y,
+                z=zz,
+                mode="lines+markers",
+                name=t.label,
+                line=dict(color=color(i), width=5),
+                marker=dict(size=size, color=color(i)),
+                connectgaps=False,
+            )
+        )
+    fig.update_layout(
+        height=HEIGHT,
+        margin=dict(l=0, r=0, t=30, b=0),
+        showlegend=False,
+        title="log₁₀ height above the minimum",
+        scene=dict(
+            xaxis=dict(range=list(fn.x_range), title="x"),
+            yaxis=dict(range=list(fn.y_range), title="y"),
+            zaxis=dict(title="log₁₀(f − f*)"),
+            aspectmode="manual",
+            aspectratio=dict(x=1, y=1, z=0.6),
+            camera=dict(eye=dict(x=-0.9, y=-1.3, z=2.0)),
+        ),
+    )  # high enough to look into the valleys
     return fig
 
 
@@ -150,20 +206,29 @@ def lab_loss(fn: Function2D, trajectories: Sequence[Trajectory], upto: Optional[
         v = _shown(t.values, upto)
         y = np.maximum(v - fn.min_value, 1e-300) if log else v
         fig.add_trace(go.Scatter(x=np.arange(len(v)), y=y, mode="lines", name=t.label, line=dict(color=color(i))))
-    fig.update_layout(height=HEIGHT, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step",
-                      yaxis=dict(title="f − f*" if log else "f", type="log" if log else "linear", exponentformat="power"),
-                      title="Loss against step", legend=BELOW)
+    fig.update_layout(
+        height=HEIGHT,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="step",
+        yaxis=dict(title="f − f*" if log else "f", type="log" if log else "linear", exponentformat="power"),
+        title="Loss against step",
+        legend=BELOW,
+    )
     return fig
 
 
 def trajectory_table(trajectories: Sequence[Trajectory], tol: float) -> pd.DataFrame:
     rows = []
     for t in trajectories:
-        rows.append({"optimizer": t.label,
-                     f"steps to within {tol:g} of a minimum": "not reached" if t.steps_to_tolerance is None else f"{t.steps_to_tolerance:,}",
-                     "final distance to nearest minimum": "—" if math.isnan(t.final_distance) else f"{t.final_distance:.3g}",
-                     "final f": f"{t.values[-1]:.4g}" if len(t.values) else "—",
-                     "status": f"diverged: {t.reason}" if t.diverged else f"ran {t.steps} steps"})
+        rows.append(
+            {
+                "optimizer": t.label,
+                f"steps to within {tol:g} of a minimum": "not reached" if t.steps_to_tolerance is None else f"{t.steps_to_tolerance:,}",
+                "final distance to nearest minimum": "—" if math.isnan(t.final_distance) else f"{t.final_distance:.3g}",
+                "final f": f"{t.values[-1]:.4g}" if len(t.values) else "—",
+                "status": f"diverged: {t.reason}" if t.diverged else f"ran {t.steps} steps",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -175,11 +240,15 @@ def rate_figure(check: RateCheck) -> go.Figure:
         d = np.linalg.norm(t.points, axis=1)  # the minimum is the origin
         k = np.arange(len(d))
         fig.add_trace(go.Scatter(x=k, y=d, mode="lines", name=f"{name}, measured", line=dict(color=color(i))))
-        fig.add_trace(go.Scatter(x=k, y=d[0] * rate ** k, mode="lines", name=f"{name}, theory rate {rate:.4f}",
-                                 line=dict(color=color(i), dash="dash")))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step",
-                      yaxis=dict(title="distance to the minimum", type="log", exponentformat="power"),
-                      title=f"Quadratic with κ = {check.kappa:g}", legend=BELOW)
+        fig.add_trace(go.Scatter(x=k, y=d[0] * rate**k, mode="lines", name=f"{name}, theory rate {rate:.4f}", line=dict(color=color(i), dash="dash")))
+    fig.update_layout(
+        height=320,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="step",
+        yaxis=dict(title="distance to the minimum", type="log", exponentformat="power"),
+        title=f"Quadratic with κ = {check.kappa:g}",
+        legend=BELOW,
+    )
     return fig
 
 
@@ -188,12 +257,26 @@ def rate_table(check: RateCheck) -> pd.DataFrame:
         return ("—", "—") if math.isnan(m) else (f"{m:.5f}", f"{100 * (m / theory - 1):+.2f} %")
 
     gd, mom = measured(check.gd_measured, check.gd_theory), measured(check.momentum_measured, check.momentum_theory)
-    return pd.DataFrame([
-        {"method": "gradient descent", "step α": f"{check.gd_alpha:.5g}", "momentum β": "0",
-         "theory rate": f"{check.gd_theory:.5f}", "measured rate": gd[0], "difference": gd[1]},
-        {"method": "momentum", "step α": f"{check.momentum_alpha:.5g}", "momentum β": f"{check.momentum_beta:.5g}",
-         "theory rate": f"{check.momentum_theory:.5f}", "measured rate": mom[0], "difference": mom[1]},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "method": "gradient descent",
+                "step α": f"{check.gd_alpha:.5g}",
+                "momentum β": "0",
+                "theory rate": f"{check.gd_theory:.5f}",
+                "measured rate": gd[0],
+                "difference": gd[1],
+            },
+            {
+                "method": "momentum",
+                "step α": f"{check.momentum_alpha:.5g}",
+                "momentum β": f"{check.momentum_beta:.5g}",
+                "theory rate": f"{check.momentum_theory:.5f}",
+                "measured rate": mom[0],
+                "difference": mom[1],
+            },
+        ]
+    )
 
 
 # ---------------------------------------------------------------- a network's surface
@@ -205,20 +288,56 @@ def _path_text(s: Surface) -> list[str]:
 
 def surface_contour(s: Surface) -> go.Figure:
     """Contour of the loss over the plane, the projected training path on it, the initial point and the centre."""
-    fig = go.Figure(go.Contour(x=s.a, y=s.b, z=s.loss, colorscale="Viridis", ncontours=30, name="loss",
-                               colorbar=dict(title="loss"), hovertemplate="(%{x:.3g}, %{y:.3g})<br>loss %{z:.4g}<extra></extra>"))
+    fig = go.Figure(
+        go.Contour(
+            x=s.a,
+            y=s.b,
+            z=s.loss,
+            colorscale="Viridis",
+            ncontours=30,
+            name="loss",
+            colorbar=dict(title="loss"),
+            hovertemplate="(%{x:.3g}, %{y:.3g})<br>loss %{z:.4g}<extra></extra>",
+        )
+    )
     if s.path is not None:
-        fig.add_trace(go.Scatter(x=s.path[:, 0], y=s.path[:, 1], mode="lines+markers", name="training path (projected)",
-                                 line=dict(color="#E45756", width=2), marker=dict(size=4, color="#E45756"),
-                                 text=_path_text(s), hovertemplate="%{text}<br>loss on the plane %{customdata:.4g}<extra></extra>",
-                                 customdata=s.path_loss))
-        fig.add_trace(go.Scatter(x=s.path[:1, 0], y=s.path[:1, 1], mode="markers", name="start of training",
-                                 marker=dict(symbol="circle", size=12, color="white", line=dict(color="black", width=2))))
-    fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers", name="these weights",
-                             marker=dict(symbol="star", size=15, color="white", line=dict(color="black", width=1))))
-    fig.update_layout(height=HEIGHT, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=s.axis_titles[0], yaxis_title=s.axis_titles[1],
-                      legend=BELOW, title=f"Loss over the plane ({s.points:,} points)",
-                      xaxis=dict(range=[float(s.a[0]), float(s.a[-1])]), yaxis=dict(range=[float(s.b[0]), float(s.b[-1])]))
+        fig.add_trace(
+            go.Scatter(
+                x=s.path[:, 0],
+                y=s.path[:, 1],
+                mode="lines+markers",
+                name="training path (projected)",
+                line=dict(color="#E45756", width=2),
+                marker=dict(size=4, color="#E45756"),
+                text=_path_text(s),
+                hovertemplate="%{text}<br>loss on the plane %{customdata:.4g}<extra></extra>",
+                customdata=s.path_loss,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=s.path[:1, 0],
+                y=s.path[:1, 1],
+                mode="markers",
+                name="start of training",
+                marker=dict(symbol="circle", size=12, color="white", line=dict(color="black", width=2)),
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[0.0], y=[0.0], mode="markers", name="these weights", marker=dict(symbol="star", size=15, color="white", line=dict(color="black", width=1))
+        )
+    )
+    fig.update_layout(
+        height=HEIGHT,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title=s.axis_titles[0],
+        yaxis_title=s.axis_titles[1],
+        legend=BELOW,
+        title=f"Loss over the plane ({s.points:,} points)",
+        xaxis=dict(range=[float(s.a[0]), float(s.a[-1])]),
+        yaxis=dict(range=[float(s.b[0]), float(s.b[-1])]),
+    )
     return fig
 
 
@@ -233,14 +352,42 @@ def surface_3d(s: Surface) -> go.Figure:
         z[steps] = np.where(np.isnan(z[steps]), np.nan, np.fmax(z[steps], s.path_loss + lift))  # each step's own loss
         text = np.full(len(x), "", dtype=object)
         text[steps] = _path_text(s)
-        fig.add_trace(go.Scatter3d(x=x, y=y, z=z, mode="lines+markers", name="training path", line=dict(color="#E45756", width=6),
-                                   marker=dict(size=size, color="#E45756"), text=text, connectgaps=False))
-    fig.add_trace(go.Scatter3d(x=[0.0], y=[0.0], z=[s.center_loss + lift], mode="markers", name="these weights",
-                               marker=dict(size=5, color="white", line=dict(color="black", width=1))))
-    fig.update_layout(height=HEIGHT, margin=dict(l=0, r=0, t=30, b=0), showlegend=False, title="Loss surface",
-                      scene=dict(xaxis_title="direction 1" if s.mode == "random" else "PC1",
-                                 yaxis_title="direction 2" if s.mode == "random" else "PC2", zaxis_title="loss",
-                                 aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.6)))
+        fig.add_trace(
+            go.Scatter3d(
+                x=x,
+                y=y,
+                z=z,
+                mode="lines+markers",
+                name="training path",
+                line=dict(color="#E45756", width=6),
+                marker=dict(size=size, color="#E45756"),
+                text=text,
+                connectgaps=False,
+            )
+        )
+    fig.add_trace(
+        go.Scatter3d(
+            x=[0.0],
+            y=[0.0],
+            z=[s.center_loss + lift],
+            mode="markers",
+            name="these weights",
+            marker=dict(size=5, color="white", line=dict(color="black", width=1)),
+        )
+    )
+    fig.update_layout(
+        height=HEIGHT,
+        margin=dict(l=0, r=0, t=30, b=0),
+        showlegend=False,
+        title="Loss surface",
+        scene=dict(
+            xaxis_title="direction 1" if s.mode == "random" else "PC1",
+            yaxis_title="direction 2" if s.mode == "random" else "PC2",
+            zaxis_title="loss",
+            aspectmode="manual",
+            aspectratio=dict(x=1, y=1, z=0.6),
+        ),
+    )
     return fig
 
 
@@ -250,8 +397,17 @@ def surface_line(s: Surface) -> go.Figure:
     ends = [(0.0, "initial weights", "circle-open"), (1.0, "these weights", "star")]
     for t, name, symbol in ends:
         i = int(np.argmin(np.abs(s.a - t)))
-        fig.add_trace(go.Scatter(x=[s.a[i]], y=[s.loss[i]], mode="markers", name=name,
-                                 marker=dict(symbol=symbol, size=13, color="#E45756", line=dict(width=2, color="#E45756"))))
-    fig.update_layout(height=HEIGHT, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=s.axis_titles[0], yaxis_title="loss",
-                      title=f"Loss along the line ({s.points:,} points)", legend=BELOW)
+        fig.add_trace(
+            go.Scatter(
+                x=[s.a[i]], y=[s.loss[i]], mode="markers", name=name, marker=dict(symbol=symbol, size=13, color="#E45756", line=dict(width=2, color="#E45756"))
+            )
+        )
+    fig.update_layout(
+        height=HEIGHT,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title=s.axis_titles[0],
+        yaxis_title="loss",
+        title=f"Loss along the line ({s.points:,} points)",
+        legend=BELOW,
+    )
     return fig

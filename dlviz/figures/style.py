@@ -1,4 +1,5 @@
 """The look every figure shares: colours, margins, titles and the charts' Plotly config."""
+
 from __future__ import annotations
 
 import functools

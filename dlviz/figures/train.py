@@ -4,6 +4,7 @@ Each builder writes the figure as a plain dict ("data" and "layout", as plotly.j
 returns a validated go.Figure; `loss_figure.spec(snap)` returns the bare dict, which the live Train page sends as it is:
 building a go.Figure validates every property through plotly's validators, and at the page's redraw rate that
 validation was half of the server's work with eight sessions training."""
+
 from __future__ import annotations
 
 import base64
@@ -31,6 +32,7 @@ def _template() -> dict:
 
 def _figure(spec: Callable[..., dict]) -> Callable[..., go.Figure]:
     """A builder that returns a go.Figure made from `spec`'s dict; the dict itself stays at hand as `.spec`."""
+
     @functools.wraps(spec)
     def build(*args, **kwargs) -> go.Figure:
         return go.Figure(spec(*args, **kwargs))
@@ -48,7 +50,7 @@ def _packed(v):
     if not isinstance(v, np.ndarray) or v.size == 0 or v.dtype.kind not in "fiu":
         return v
     if v.dtype.kind in "iu" and str(v.dtype) not in _JS_TYPES:
-        v = v.astype(np.int32) if v.min() >= -2**31 and v.max() < 2**31 else v.astype(np.float64)
+        v = v.astype(np.int32) if v.min() >= -(2**31) and v.max() < 2**31 else v.astype(np.float64)
     elif v.dtype.kind == "f" and str(v.dtype) not in _JS_TYPES:
         v = v.astype(np.float64)
     out = {"dtype": _JS_TYPES[str(v.dtype)], "bdata": base64.b64encode(np.ascontiguousarray(v)).decode("ascii")}
@@ -61,15 +63,24 @@ def _pack(trace: dict) -> dict:
     return {k: ({kk: _packed(vv) for kk, vv in v.items()} if isinstance(v, dict) else _packed(v)) for k, v in trace.items()}
 
 
-def _spec(title: str, data: list[dict], height: int = 300, xtitle: str = "", ytitle: str = "", xaxis: Optional[dict] = None,
-          yaxis: Optional[dict] = None, **layout) -> dict:
+def _spec(
+    title: str, data: list[dict], height: int = 300, xtitle: str = "", ytitle: str = "", xaxis: Optional[dict] = None, yaxis: Optional[dict] = None, **layout
+) -> dict:
     # the legend goes under the axis title, so it never covers the chart's title or the x axis
-    return {"data": [_pack(t) for t in data], "layout": {
-        "template": _template(), "title": {"text": title, "x": 0.01, "font": {"size": 14}}, "height": height + 40,
-        "margin": {"l": 50, "r": 15, "t": 40, "b": 40}, "uirevision": "keep",
-        "legend": {"orientation": "h", "yanchor": "top", "y": -0.28, "x": 0, "font": {"size": 10}},
-        "xaxis": {"title": {"text": xtitle}, **(xaxis or {})}, "yaxis": {"title": {"text": ytitle}, **(yaxis or {})},
-        **{k: v for k, v in layout.items() if v is not None and v != []}}}
+    return {
+        "data": [_pack(t) for t in data],
+        "layout": {
+            "template": _template(),
+            "title": {"text": title, "x": 0.01, "font": {"size": 14}},
+            "height": height + 40,
+            "margin": {"l": 50, "r": 15, "t": 40, "b": 40},
+            "uirevision": "keep",
+            "legend": {"orientation": "h", "yanchor": "top", "y": -0.28, "x": 0, "font": {"size": 10}},
+            "xaxis": {"title": {"text": xtitle}, **(xaxis or {})},
+            "yaxis": {"title": {"text": ytitle}, **(yaxis or {})},
+            **{k: v for k, v in layout.items() if v is not None and v != []},
+        },
+    }
 
 
 def _scatter(x, y, name: str, mode: str = "lines", **kw) -> dict:
@@ -78,8 +89,7 @@ def _scatter(x, y, name: str, mode: str = "lines", **kw) -> dict:
 
 def _band(y0: float, y1: float, color: str, opacity: float) -> dict:
     """A horizontal band across the whole width of the plot, between y0 and y1 in data units."""
-    return {"type": "rect", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": y0, "y1": y1, "fillcolor": color,
-            "opacity": opacity, "line": {"width": 0}}
+    return {"type": "rect", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": y0, "y1": y1, "fillcolor": color, "opacity": opacity, "line": {"width": 0}}
 
 
 MAX_EPOCH_POINTS = 200  # per-epoch series drawn: more would not show on a chart a few hundred pixels wide
@@ -103,8 +113,10 @@ def _epoch_traces(epochs: list[dict], train_key: str, val_key: str) -> list[dict
     # numpy arrays travel to plotly.js packed (and are not walked value by value); NaN marks a missing value
     x = np.array([e.get("step", i) for i, e in enumerate(ep)], dtype=float)
     mode = "lines+markers" if len(ep) <= MARKERS_UP_TO else "lines"
-    return [_scatter(x, np.array(_finite(e.get(key) for e in ep), dtype=float), name, mode, line={"color": color})  # None -> NaN
-            for key, name, color in ((train_key, "train", TRAIN), (val_key, "validation", VAL))]
+    return [
+        _scatter(x, np.array(_finite(e.get(key) for e in ep), dtype=float), name, mode, line={"color": color})  # None -> NaN
+        for key, name, color in ((train_key, "train", TRAIN), (val_key, "validation", VAL))
+    ]
 
 
 def _finite(values) -> list:
@@ -115,24 +127,41 @@ def _probe_count(tel: list[dict]) -> list[dict]:
     """A chart drawn from one probe says so: one dot, or one stretched column, is not a history."""
     if len(tel) != 1:
         return []
-    return [{"text": f"one probe so far (step {tel[0]['step']}): the probes come every few steps", "showarrow": False,
-             "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.95, "font": {"color": "#888"}}]
+    return [
+        {
+            "text": f"one probe so far (step {tel[0]['step']}): the probes come every few steps",
+            "showarrow": False,
+            "xref": "paper",
+            "yref": "paper",
+            "x": 0.5,
+            "y": 0.95,
+            "font": {"color": "#888"},
+        }
+    ]
 
 
 def _waiting(snap: dict) -> list[dict]:
     """Before the first step, say where the curve will appear instead of showing bare axes."""
     if len(snap["step"]):
         return []
-    return [{"text": "press Train: the curve appears with the first steps", "showarrow": False, "xref": "paper", "yref": "paper",
-             "x": 0.5, "y": 0.5, "font": {"color": "#888"}}]
+    return [
+        {
+            "text": "press Train: the curve appears with the first steps",
+            "showarrow": False,
+            "xref": "paper",
+            "yref": "paper",
+            "x": 0.5,
+            "y": 0.5,
+            "font": {"color": "#888"},
+        }
+    ]
 
 
 @_figure
 def loss_figure(snap: dict) -> dict:
     """Loss per step (thin) and per epoch for training and validation, against the step."""
     data = [_scatter(snap["step"], snap["loss"], "batch loss", line={"color": STEP, "width": 1})]
-    return _spec("Loss", data + _epoch_traces(snap["epochs"], "train_loss", "val_loss"), xtitle="step", ytitle="loss",
-                 annotations=_waiting(snap))
+    return _spec("Loss", data + _epoch_traces(snap["epochs"], "train_loss", "val_loss"), xtitle="step", ytitle="loss", annotations=_waiting(snap))
 
 
 @_figure
@@ -141,8 +170,14 @@ def metric_figure(snap: dict) -> dict:
     key = "accuracy" if snap.get("task") != "regression" else "r2"
     label = "accuracy" if key == "accuracy" else "R²"
     data = [_scatter(snap["step"], snap["metric"], f"batch {label}", line={"color": STEP, "width": 1})]
-    return _spec(label.capitalize() if key == "accuracy" else label, data + _epoch_traces(snap["epochs"], f"train_{key}", f"val_{key}"),
-                 xtitle="step", ytitle=label, yaxis={"range": [0, 1.02]} if key == "accuracy" else None, annotations=_waiting(snap))
+    return _spec(
+        label.capitalize() if key == "accuracy" else label,
+        data + _epoch_traces(snap["epochs"], f"train_{key}", f"val_{key}"),
+        xtitle="step",
+        ytitle=label,
+        yaxis={"range": [0, 1.02]} if key == "accuracy" else None,
+        annotations=_waiting(snap),
+    )
 
 
 def _weights_only(names: list[str]) -> list[int]:
@@ -185,19 +220,30 @@ def _fitted_log_axis(logs: np.ndarray, bands: list[tuple[float, float, str, str]
         else:  # a band of healthy values shows whole, its middle line included
             lo, hi = min(lo, a - 0.1), max(hi, b + 0.1)
         shown.append((y0, y1, color, text))
-    clipped = [(max(y0, 10 ** lo), min(y1, 10 ** hi), color, text) for y0, y1, color, text in shown]
+    clipped = [(max(y0, 10**lo), min(y1, 10**hi), color, text) for y0, y1, color, text in shown]
     return {"type": "log", "exponentformat": "power", "range": [lo, hi], "autorange": False}, clipped
 
 
 # the layer charts' legend lists many tensors: beside the plot, in one column, it cannot run into the step axis's title
-SIDE_LEGEND = {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top", "font": {"size": 10},
-               "tracegroupgap": 0}
+SIDE_LEGEND = {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top", "font": {"size": 10}, "tracegroupgap": 0}
 
 
 def _band_notes(bands: list[tuple[float, float, str, str]]) -> list[dict]:
     # on a log axis plotly.js places annotations by log10 of the value (shapes take the value itself)
-    return [{"text": text, "showarrow": False, "xref": "x domain", "x": 0, "xanchor": "left", "yref": "y", "y": math.log10(y1),
-             "yanchor": "top", "font": {"size": 10}} for y0, y1, color, text in bands]
+    return [
+        {
+            "text": text,
+            "showarrow": False,
+            "xref": "x domain",
+            "x": 0,
+            "xanchor": "left",
+            "yref": "y",
+            "y": math.log10(y1),
+            "yanchor": "top",
+            "font": {"size": 10},
+        }
+        for y0, y1, color, text in bands
+    ]
 
 
 def _per_tensor(snap: dict, key: str, title: str, ytitle: str, bands: list[tuple[float, float, str, str]], shapes=()) -> dict:
@@ -205,11 +251,22 @@ def _per_tensor(snap: dict, key: str, title: str, ytitle: str, bands: list[tuple
     logs = np.asarray(snap[key])
     weights = _weights_only(names)
     colors = _layer_colors(len(weights))
-    data = [_scatter(snap["step"], 10 ** logs[:, i], _layer_label(names, i, j), line={"color": colors[j], "width": 1.5})
-            for j, i in enumerate(weights)] if logs.size else []
+    data = (
+        [_scatter(snap["step"], 10 ** logs[:, i], _layer_label(names, i, j), line={"color": colors[j], "width": 1.5}) for j, i in enumerate(weights)]
+        if logs.size
+        else []
+    )
     yaxis, bands = _fitted_log_axis(logs[:, weights] if logs.size else logs, bands)
-    return _spec(title, data, xtitle="step", ytitle=ytitle, yaxis=yaxis, legend=SIDE_LEGEND,
-                 shapes=[_band(y0, y1, color, 0.12) for y0, y1, color, _ in bands] + list(shapes), annotations=_band_notes(bands))
+    return _spec(
+        title,
+        data,
+        xtitle="step",
+        ytitle=ytitle,
+        yaxis=yaxis,
+        legend=SIDE_LEGEND,
+        shapes=[_band(y0, y1, color, 0.12) for y0, y1, color, _ in bands] + list(shapes),
+        annotations=_band_notes(bands),
+    )
 
 
 GRAD_BANDS = [(1e-12, VANISHING, "#d62728", "vanishing"), (EXPLODING, 1e12, "#d62728", "exploding")]
@@ -233,8 +290,7 @@ def _moments(steps: np.ndarray, n_rows: int) -> list[tuple[int, slice]]:
 
 
 def _corner_note(text: str) -> dict:
-    return {"text": text, "showarrow": False, "xref": "paper", "x": 0, "xanchor": "left", "yref": "paper", "y": 1, "yanchor": "bottom",
-            "font": {"size": 11}}
+    return {"text": text, "showarrow": False, "xref": "paper", "x": 0, "xanchor": "left", "yref": "paper", "y": 1, "yanchor": "bottom", "font": {"size": 11}}
 
 
 @_figure
@@ -255,8 +311,16 @@ def grad_by_layer_figure(snap: dict) -> dict:
                 warnings.simplefilter("ignore", RuntimeWarning)  # a tensor whose norms are all NaN here: not drawn
                 med = np.nanmedian(logs[rows], axis=0)  # a zero gradient (log −inf) stays zero
             latest = k == len(moments) - 1
-            data.append(_scatter(x, 10 ** med, f"step {step:,}" + (" (latest)" if latest else ""), "lines+markers",
-                                 line={"color": color, "width": 2.5 if latest else 1.5}, marker={"size": 7 if latest else 5}))
+            data.append(
+                _scatter(
+                    x,
+                    10**med,
+                    f"step {step:,}" + (" (latest)" if latest else ""),
+                    "lines+markers",
+                    line={"color": color, "width": 2.5 if latest else 1.5},
+                    marker={"size": 7 if latest else 5},
+                )
+            )
         last = data[-1]["y"]
         if len(weights) > 1 and last[0] == 0 and last[-1] > 0:
             notes.append(_corner_note("latest: the first layer's gradient is 0"))
@@ -264,25 +328,29 @@ def grad_by_layer_figure(snap: dict) -> dict:
             ratio = last[-1] / last[0]
             times = ratio if ratio >= 1 else 1 / ratio
             times = f"{times:,.0f}" if times >= 100 else f"{times:.3g}"
-            say = (f"latest: the last layer's gradient is {times}× the first's" if ratio >= 1 else
-                   f"latest: the first layer's gradient is {times}× the last's")
+            say = f"latest: the last layer's gradient is {times}× the first's" if ratio >= 1 else f"latest: the first layer's gradient is {times}× the last's"
             notes.append(_corner_note(say))
     with np.errstate(divide="ignore"):
         yaxis, bands = _fitted_log_axis(np.log10(np.concatenate([d["y"] for d in data])) if data else np.zeros(0), GRAD_BANDS)
     ticks = [_layer_label(names, i, j) for j, i in enumerate(weights)]
-    return _spec("Gradient norm by layer (input → output)", data, xtitle="layer", ytitle="‖g‖", yaxis=yaxis, legend=SIDE_LEGEND,
-                 xaxis={"tickmode": "array", "tickvals": list(range(1, len(weights) + 1)), "ticktext": ticks, "tickangle": -45,
-                        "automargin": True},
-                 shapes=[_band(y0, y1, color, 0.12) for y0, y1, color, _ in bands], annotations=_band_notes(bands) + notes)
+    return _spec(
+        "Gradient norm by layer (input → output)",
+        data,
+        xtitle="layer",
+        ytitle="‖g‖",
+        yaxis=yaxis,
+        legend=SIDE_LEGEND,
+        xaxis={"tickmode": "array", "tickvals": list(range(1, len(weights) + 1)), "ticktext": ticks, "tickangle": -45, "automargin": True},
+        shapes=[_band(y0, y1, color, 0.12) for y0, y1, color, _ in bands],
+        annotations=_band_notes(bands) + notes,
+    )
 
 
 @_figure
 def update_ratio_figure(snap: dict) -> dict:
     """‖Δw‖/‖w‖ per step for each weight tensor; about 1e-3 is healthy."""
-    healthy = {"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": 1e-3, "y1": 1e-3,
-               "line": {"color": "#2ca02c", "dash": "dot"}}
-    return _per_tensor(snap, "log_update_ratio", "Update / weight ratio", "‖Δw‖ / ‖w‖", [(1e-4, 1e-2, "#2ca02c", "healthy ≈ 1e-3")],
-                       shapes=[healthy])
+    healthy = {"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": 1e-3, "y1": 1e-3, "line": {"color": "#2ca02c", "dash": "dot"}}
+    return _per_tensor(snap, "log_update_ratio", "Update / weight ratio", "‖Δw‖ / ‖w‖", [(1e-4, 1e-2, "#2ca02c", "healthy ≈ 1e-3")], shapes=[healthy])
 
 
 @_figure
@@ -301,12 +369,20 @@ def unit_health_figure(snap: dict) -> dict:
             if xs:
                 ys = [t["layers"][path][key] for t in tel if key in t["layers"].get(path, {})]
                 kind = tel[-1]["layers"].get(path, {}).get("type", "")
-                data.append(_scatter(xs, ys, f"{path.removeprefix('model.')} {kind} {key}", "lines+markers",
-                                     line={"color": PALETTE[j % len(PALETTE)], "dash": dash}))
+                data.append(
+                    _scatter(xs, ys, f"{path.removeprefix('model.')} {kind} {key}", "lines+markers", line={"color": PALETTE[j % len(PALETTE)], "dash": dash})
+                )
     n = tel[-1].get("probe_samples") if tel else None
     title = f"Dead and saturated units (on {n} training samples)" if n else "Dead and saturated units"
-    return _spec(title, data, xtitle="step", ytitle="fraction", yaxis={"range": [0, 1], "tickformat": ".0%"},
-                 shapes=[_band(0.5, 1.0, "#d62728", 0.08)], annotations=_probe_count(tel))
+    return _spec(
+        title,
+        data,
+        xtitle="step",
+        ytitle="fraction",
+        yaxis={"range": [0, 1], "tickformat": ".0%"},
+        shapes=[_band(0.5, 1.0, "#d62728", 0.08)],
+        annotations=_probe_count(tel),
+    )
 
 
 @_figure
@@ -327,10 +403,18 @@ def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> dict:
             mids = (own[:-1] + own[1:]) / 2
             z.append(np.histogram(mids, bins=edges, weights=counts)[0])
         z = np.asarray(z).T
-        data.append({"type": "heatmap", "x": [t["step"] for t in tel], "y": centres, "z": np.log1p(z), "colorscale": colorscale("Viridis"),
-                     "showscale": False, "hovertemplate": "step %{x}<br>value %{y:.3g}<extra></extra>"})
-    return _spec(f"{'Weights' if which == 'weight' else 'Gradients'} of {tensor} over time", data, xtitle="step", ytitle="value",
-                 annotations=_probe_count(tel))
+        data.append(
+            {
+                "type": "heatmap",
+                "x": [t["step"] for t in tel],
+                "y": centres,
+                "z": np.log1p(z),
+                "colorscale": colorscale("Viridis"),
+                "showscale": False,
+                "hovertemplate": "step %{x}<br>value %{y:.3g}<extra></extra>",
+            }
+        )
+    return _spec(f"{'Weights' if which == 'weight' else 'Gradients'} of {tensor} over time", data, xtitle="step", ytitle="value", annotations=_probe_count(tel))
 
 
 def _predicted(boundary: dict, xy: np.ndarray, binary: bool) -> np.ndarray:
@@ -346,7 +430,7 @@ def _predicted(boundary: dict, xy: np.ndarray, binary: bool) -> np.ndarray:
     (i, s), (j, t) = locate(gx, xy[:, 0]), locate(gy, xy[:, 1])
     if not binary:
         return z[np.rint(j + t).astype(int), np.rint(i + s).astype(int)].round()
-    p = (z[j, i] * (1 - s) * (1 - t) + z[j, i + 1] * s * (1 - t) + z[j + 1, i] * (1 - s) * t + z[j + 1, i + 1] * s * t)
+    p = z[j, i] * (1 - s) * (1 - t) + z[j, i + 1] * s * (1 - t) + z[j + 1, i] * (1 - s) * t + z[j + 1, i + 1] * s * t
     return (p > 0.5).astype(float)
 
 
@@ -360,11 +444,18 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
     data, wrong = [], {"x": [], "y": [], "count": []}
     binary = task == "classification" and ((boundary or {}).get("classes") or 2) <= 2
     if boundary:
-        heat = {"type": "heatmap", "x": np.asarray(boundary["x"]), "y": np.asarray(boundary["y"]),
-                # float32 packs the 60 x 60 grid into a fifth of its text size, at a precision no colour can show
-                "z": np.asarray(boundary["z"], dtype=np.float32), "zsmooth": "fast", "showscale": task != "classification" or not binary,
-                "colorscale": PLAYGROUND if binary or task == "regression" else colorscale("Turbo"), "opacity": 0.85,
-                "hovertemplate": "x1 %{x:.2f}<br>x2 %{y:.2f}<br>output %{z:.2f}<extra></extra>"}
+        heat = {
+            "type": "heatmap",
+            "x": np.asarray(boundary["x"]),
+            "y": np.asarray(boundary["y"]),
+            # float32 packs the 60 x 60 grid into a fifth of its text size, at a precision no colour can show
+            "z": np.asarray(boundary["z"], dtype=np.float32),
+            "zsmooth": "fast",
+            "showscale": task != "classification" or not binary,
+            "colorscale": PLAYGROUND if binary or task == "regression" else colorscale("Turbo"),
+            "opacity": 0.85,
+            "hovertemplate": "x1 %{x:.2f}<br>x2 %{y:.2f}<br>output %{z:.2f}<extra></extra>",
+        }
         if binary:
             heat.update(zmin=0, zmax=1)
         if task != "classification" or not binary:
@@ -376,10 +467,22 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
             if len(xy):
                 labels = np.asarray(points[f"{split}_labels"])
                 cs = PLAYGROUND if task != "classification" or len(set(labels.tolist())) <= 2 else colorscale("Turbo")
-                data.append(_scatter(xy[:, 0], xy[:, 1], split, "markers", marker={
-                    "color": labels, "colorscale": cs, "symbol": symbol, "size": 6,
-                    # a white rim lifts a filled point off a region of its own colour
-                    "line": {"width": 0.7 if split == "train" else 1.5, "color": "white" if split == "train" else "#333"}}))
+                data.append(
+                    _scatter(
+                        xy[:, 0],
+                        xy[:, 1],
+                        split,
+                        "markers",
+                        marker={
+                            "color": labels,
+                            "colorscale": cs,
+                            "symbol": symbol,
+                            "size": 6,
+                            # a white rim lifts a filled point off a region of its own colour
+                            "line": {"width": 0.7 if split == "train" else 1.5, "color": "white" if split == "train" else "#333"},
+                        },
+                    )
+                )
                 own = np.asarray((boundary or {}).get("predicted", {}).get(split, []), dtype=float)
                 off = None
                 if boundary and task == "classification" and len(own) == len(xy):
@@ -391,19 +494,34 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
                     wrong["y"].append(xy[off, 1])
                     wrong["count"].append(f"{int(off.sum())} {split}")
     if wrong["x"]:
-        data.append(_scatter(np.concatenate(wrong["x"]), np.concatenate(wrong["y"]), "misclassified: " + ", ".join(wrong["count"]),
-                             "markers", marker=MISCLASSIFIED, hoverinfo="skip"))
+        data.append(
+            _scatter(
+                np.concatenate(wrong["x"]),
+                np.concatenate(wrong["y"]),
+                "misclassified: " + ", ".join(wrong["count"]),
+                "markers",
+                marker=MISCLASSIFIED,
+                hoverinfo="skip",
+            )
+        )
     # both axes at one scale and the axes no wider than the grid: the column's extra width showed as a blank band on
     # either side of the data; the legend sits in the bottom margin, below the x axis's title
     ranges = {}
     if boundary and len(boundary["x"]) > 1 and len(boundary["y"]) > 1:
         dx, dy = (boundary["x"][1] - boundary["x"][0]) / 2, (boundary["y"][1] - boundary["y"][0]) / 2
         ranges = {"x": [boundary["x"][0] - dx, boundary["x"][-1] + dx], "y": [boundary["y"][0] - dy, boundary["y"][-1] + dy]}
-    return _spec("Decision boundary" if task == "classification" else "Prediction over the plane", data, height=400, xtitle="x1", ytitle="x2",
-                 xaxis={"constrain": "domain", **({"range": ranges["x"]} if ranges else {})},
-                 yaxis={"scaleanchor": "x", "scaleratio": 1, "constrain": "domain", **({"range": ranges["y"]} if ranges else {})},
-                 legend={"orientation": "h", "x": 0, "y": 0, "yref": "container", "yanchor": "bottom", "font": {"size": 10}},
-                 margin={"l": 50, "r": 15, "t": 40, "b": 75}, plot_bgcolor="white")
+    return _spec(
+        "Decision boundary" if task == "classification" else "Prediction over the plane",
+        data,
+        height=400,
+        xtitle="x1",
+        ytitle="x2",
+        xaxis={"constrain": "domain", **({"range": ranges["x"]} if ranges else {})},
+        yaxis={"scaleanchor": "x", "scaleratio": 1, "constrain": "domain", **({"range": ranges["y"]} if ranges else {})},
+        legend={"orientation": "h", "x": 0, "y": 0, "yref": "container", "yanchor": "bottom", "font": {"size": 10}},
+        margin={"l": 50, "r": 15, "t": 40, "b": 75},
+        plot_bgcolor="white",
+    )
 
 
 @_figure
@@ -411,10 +529,26 @@ def confusion_figure(evaluation: dict) -> dict:
     """Validation confusion matrix: rows are the true class, columns the predicted one."""
     cm = np.asarray(evaluation["confusion"])
     classes = [plot_text(c) for c in evaluation["classes"]]  # a CSV's own class names
-    heat = {"type": "heatmap", "z": cm, "x": classes, "y": classes, "colorscale": colorscale("Blues"), "text": cm, "texttemplate": "%{text}",
-            "showscale": False, "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z} samples<extra></extra>"}
-    return _spec("Confusion matrix (validation)", [heat], height=360, xtitle="predicted", ytitle="true", xaxis={"type": "category"},
-                 yaxis={"autorange": "reversed", "type": "category", "automargin": True})  # class names can be long
+    heat = {
+        "type": "heatmap",
+        "z": cm,
+        "x": classes,
+        "y": classes,
+        "colorscale": colorscale("Blues"),
+        "text": cm,
+        "texttemplate": "%{text}",
+        "showscale": False,
+        "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z} samples<extra></extra>",
+    }
+    return _spec(
+        "Confusion matrix (validation)",
+        [heat],
+        height=360,
+        xtitle="predicted",
+        ytitle="true",
+        xaxis={"type": "category"},
+        yaxis={"autorange": "reversed", "type": "category", "automargin": True},
+    )  # class names can be long
 
 
 @_figure
@@ -431,6 +565,8 @@ def fit_figure(evaluation: dict) -> dict:
 @_figure
 def compare_figure(runs: dict[str, list[dict]], key: str) -> dict:
     """Overlay one per-epoch metric of several runs (name -> epoch records)."""
-    data = [_scatter([e["epoch"] for e in epochs], _finite(e.get(key) for e in epochs), plot_text(name), "lines+markers",
-                     line={"color": PALETTE[j % len(PALETTE)]}) for j, (name, epochs) in enumerate(runs.items())]
+    data = [
+        _scatter([e["epoch"] for e in epochs], _finite(e.get(key) for e in epochs), plot_text(name), "lines+markers", line={"color": PALETTE[j % len(PALETTE)]})
+        for j, (name, epochs) in enumerate(runs.items())
+    ]
     return _spec(key.replace("_", " "), data, xtitle="epoch", ytitle=key)

@@ -3,6 +3,7 @@
 The server computes feature maps, effective receptive fields and loss surfaces in its own process, and every session
 shares that process: one computation that outgrows the machine takes every session down with it. Each of them asks
 this module first, and is refused with a sentence, or split into smaller batches, when it would not fit."""
+
 from __future__ import annotations
 
 import ctypes
@@ -66,8 +67,11 @@ def size_text(n: float) -> str:
 def over_budget(what: str, need: int, hint: str, path: str = "") -> UserError:
     """The one sentence for a computation that would not fit: what it is, what it needs, the limit and what to do."""
     limit = budget_bytes()
-    return UserError(path, f"{what} would need about {size_text(need)} of memory, over the server's budget of "
-                           f"{size_text(limit)} for one computation (DLVIZ_MAX_COMPUTE_BYTES); {hint}")
+    return UserError(
+        path,
+        f"{what} would need about {size_text(need)} of memory, over the server's budget of "
+        f"{size_text(limit)} for one computation (DLVIZ_MAX_COMPUTE_BYTES); {hint}",
+    )
 
 
 def check(what: str, need: int, hint: str, path: str = "") -> None:
@@ -120,11 +124,13 @@ def check_training(fp: Footprint, batch_size: int) -> None:
         return
     per_sample = ELEMENT_BYTES * (fp.saved + fp.peak)
     fits = (limit - ELEMENT_BYTES * PARAM_COPIES * fp.params) // per_sample
-    fix = (f"use a batch size of {fits:,} or less, or a smaller model" if fits >= 1 else
-           f"even one sample does not fit: {SMALLER_MODEL}")
-    raise UserError("data.batch_size", f"training would need about {size_text(need)} of memory at batch size {batch_size:,} "
-                                       f"(weights, gradients, optimizer state and the activations kept for the backward pass), "
-                                       f"over the limit of {size_text(limit)} per run (DLVIZ_MAX_TRAIN_BYTES); {fix}")
+    fix = f"use a batch size of {fits:,} or less, or a smaller model" if fits >= 1 else f"even one sample does not fit: {SMALLER_MODEL}"
+    raise UserError(
+        "data.batch_size",
+        f"training would need about {size_text(need)} of memory at batch size {batch_size:,} "
+        f"(weights, gradients, optimizer state and the activations kept for the backward pass), "
+        f"over the limit of {size_text(limit)} per run (DLVIZ_MAX_TRAIN_BYTES); {fix}",
+    )
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter

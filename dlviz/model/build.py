@@ -1,4 +1,5 @@
 """Preset → nn.Module, with every input size inferred by shape propagation on the meta device, and the summary."""
+
 from __future__ import annotations
 
 import copy
@@ -28,15 +29,16 @@ class Stack(nn.Sequential):
 class Network(nn.Module):
     """The model a preset describes. `json_paths` maps each submodule's name to its preset path."""
 
-    def __init__(self, layers: Stack, input_shape: tuple[int, ...], input_dtype: torch.dtype, json_paths: dict[str, str],
-                 footprint: Optional[Footprint] = None):
+    def __init__(
+        self, layers: Stack, input_shape: tuple[int, ...], input_dtype: torch.dtype, json_paths: dict[str, str], footprint: Optional[Footprint] = None
+    ):
         super().__init__()
         self.layers = layers
         self.input_shape = tuple(input_shape)
         self.input_dtype = input_dtype
         self.json_paths = json_paths
         self.footprint = footprint  # what one sample's pass holds, for the memory budgets of computations on it
-                                    # (build_model always sets it; a meta-device copy for reading names may not)
+        # (build_model always sets it; a meta-device copy for reading names may not)
 
     def forward(self, x):
         return self.layers(x)
@@ -72,16 +74,14 @@ class RF:
         return RF(start, end, tuple(j * si for j, si in zip(self.jump, s)))
 
     def union(self, other: "RF") -> "RF":
-        return RF(tuple(map(min, self.start, other.start)), tuple(map(max, self.end, other.end)),
-                  tuple(map(max, self.jump, other.jump)))
+        return RF(tuple(map(min, self.start, other.start)), tuple(map(max, self.end, other.end)), tuple(map(max, self.jump, other.jump)))
 
     def as_dict(self) -> dict:
         def one(vals):
             vals = [int(v) if float(v).is_integer() else float(v) for v in vals]
             return vals[0] if len(set(vals)) == 1 else vals
 
-        return {"size": one([e - s + 1 for s, e in zip(self.start, self.end)]), "stride": one(self.jump),
-                "padding": one([-s for s in self.start])}
+        return {"size": one([e - s + 1 for s, e in zip(self.start, self.end)]), "stride": one(self.jump), "padding": one([-s for s in self.start])}
 
 
 def _expand(v, dims: int) -> tuple:
@@ -110,8 +110,20 @@ def _rf_step(rf: Optional[RF], layer: LayerSpec, in_shape, out_shape) -> Optiona
     """The receptive field after one leaf layer, or None once the output is no longer a spatial map."""
     t, a = layer.type, layer.args
     spatial_in, spatial_out = len(in_shape) - 1, len(out_shape) - 1
-    if rf is None or t in ("Flatten", "Unflatten", "Linear", "Bilinear", "Embedding", "RNN", "LSTM", "GRU",
-                           "MultiheadAttention", "TransformerEncoderLayer", "ConvTranspose2d", "Upsample"):
+    if rf is None or t in (
+        "Flatten",
+        "Unflatten",
+        "Linear",
+        "Bilinear",
+        "Embedding",
+        "RNN",
+        "LSTM",
+        "GRU",
+        "MultiheadAttention",
+        "TransformerEncoderLayer",
+        "ConvTranspose2d",
+        "Upsample",
+    ):
         return None  # no longer a spatial map, or a fractional stride the Distill convention does not cover
     if spatial_out != spatial_in or spatial_out < 1:
         return None
@@ -166,10 +178,17 @@ class Summary:
     receptive_field: Optional[dict] = None
 
     def to_json(self) -> dict:
-        return {"total_params": self.total_params, "trainable_params": self.trainable_params,
-                "non_trainable_params": self.total_params - self.trainable_params, "buffers": self.buffers,
-                "flops": self.flops, "input_shape": self.input_shape, "output_shape": self.output_shape,
-                "receptive_field": self.receptive_field, "layers": [asdict(r) for r in self.rows]}
+        return {
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.total_params - self.trainable_params,
+            "buffers": self.buffers,
+            "flops": self.flops,
+            "input_shape": self.input_shape,
+            "output_shape": self.output_shape,
+            "receptive_field": self.receptive_field,
+            "layers": [asdict(r) for r in self.rows],
+        }
 
 
 class _Builder:
@@ -191,8 +210,7 @@ class _Builder:
         first = spec.layers[0] if spec.layers else None
         self.input_dtype = torch.long if first is not None and first.type == "Embedding" else torch.float32
 
-    def stack(self, layers: list[LayerSpec], in_shape, loc: tuple, mod_name: str, depth: int,
-              rf: Optional[RF]) -> tuple[Stack, tuple, Optional[RF]]:
+    def stack(self, layers: list[LayerSpec], in_shape, loc: tuple, mod_name: str, depth: int, rf: Optional[RF]) -> tuple[Stack, tuple, Optional[RF]]:
         mods = []
         shape = in_shape
         for i, layer in enumerate(layers):
@@ -222,8 +240,11 @@ class _Builder:
             if tuple(b_shape) != tuple(s_shape):
                 hint = self._unpadded(layer.body, (*loc, "body"), b_shape, s_shape)
                 if hint is None:
-                    hint = ("give the shortcut a Conv2d with kernel_size 1 and the body's stride to match it"
-                            if len(b_shape) == 3 else "give the shortcut a Linear to match it")
+                    hint = (
+                        "give the shortcut a Conv2d with kernel_size 1 and the body's stride to match it"
+                        if len(b_shape) == 3
+                        else "give the shortcut a Linear to match it"
+                    )
                 raise UserError(path, f"Residual: the body gives {shape_str(b_shape)} but the shortcut gives {shape_str(s_shape)}; {hint}")
             mod, out = Residual(body, short), b_shape
             rf_out = b_rf.union(s_rf) if b_rf is not None and s_rf is not None else None
@@ -234,8 +255,9 @@ class _Builder:
                 branches.append(m), shapes.append(s), rfs.append(r)
             if any(len(s) != len(shapes[0]) or tuple(s[1:]) != tuple(shapes[0][1:]) for s in shapes):
                 shown = ", ".join(shape_str(s) for s in shapes)
-                raise UserError(path, f"Concat joins on channels, so the branches must agree on every other dimension; they give {shown}: "
-                                      "match their strides and padding")
+                raise UserError(
+                    path, f"Concat joins on channels, so the branches must agree on every other dimension; they give {shown}: match their strides and padding"
+                )
             mod = Concat(branches)
             out = (sum(s[0] for s in shapes), *shapes[0][1:])
             rf_out = None
@@ -266,17 +288,20 @@ class _Builder:
             if row is None or not layer.type.startswith("Conv") or layer.type.startswith("ConvTranspose"):
                 continue
             dims = len(row.input_shape) - 1
-            k, s, p, d = (_expand(layer.args.get(name, default), dims)
-                          for name, default in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)))
+            k, s, p, d = (
+                _expand(layer.args.get(name, default), dims) for name, default in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1))
+            )
             if isinstance(layer.args.get("padding"), str) or any(x != 1 for x in s):
                 continue
             need = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
             if row.output_shape[1:] != row.input_shape[1:] and any(pi < ni for pi, ni in zip(p, need)):
                 padding = need[0] if len(set(need)) == 1 else list(need)
                 has = "without padding" if not any(p) else f"with padding {p[0] if len(set(p)) == 1 else list(p)}"
-                causes.append(f"the body's {'×'.join(map(str, k))} convolution {has} ({json_path((*loc, i))}) shrinks "
-                              f"{'×'.join(map(str, row.input_shape[1:]))} to {'×'.join(map(str, row.output_shape[1:]))}; "
-                              f"give it padding {padding}")
+                causes.append(
+                    f"the body's {'×'.join(map(str, k))} convolution {has} ({json_path((*loc, i))}) shrinks "
+                    f"{'×'.join(map(str, row.input_shape[1:]))} to {'×'.join(map(str, row.output_shape[1:]))}; "
+                    f"give it padding {padding}"
+                )
         if causes and b_shape[0] != s_shape[0]:
             causes.append(f"and a Conv2d with kernel_size 1 in the shortcut takes {s_shape[0]} channels to {b_shape[0]}")
         return "; ".join(causes) or None
@@ -306,14 +331,28 @@ class _Builder:
             flops = self.shape_memo[flops_key]
         new_rf = _rf_step(rf, layer, in_shape, out_shape)
         self._note_rf(out_shape, new_rf)
-        self.rows.append(Row(path, layer.type, layer.name, depth, list(in_shape), list(out_shape), n_train, n_frozen,
-                             sum(b.numel() for b in mod.buffers()), flops,
-                             new_rf.as_dict() if new_rf is not None else None))
+        self.rows.append(
+            Row(
+                path,
+                layer.type,
+                layer.name,
+                depth,
+                list(in_shape),
+                list(out_shape),
+                n_train,
+                n_frozen,
+                sum(b.numel() for b in mod.buffers()),
+                flops,
+                new_rf.as_dict() if new_rf is not None else None,
+            )
+        )
         return mod, tuple(out_shape), new_rf
 
     def _too_many(self, so_far: str) -> str:
-        return (f"the model would have over {self.max_params:,} parameters here{so_far}; "
-                "make the layers smaller (the limit is DLVIZ_MAX_PARAMS / DLVIZ_MAX_TRAIN_PARAMS)")
+        return (
+            f"the model would have over {self.max_params:,} parameters here{so_far}; "
+            "make the layers smaller (the limit is DLVIZ_MAX_PARAMS / DLVIZ_MAX_TRAIN_PARAMS)"
+        )
 
     @staticmethod
     def _probe(mod: nn.Module, in_shape) -> torch.Tensor:
@@ -342,12 +381,18 @@ class _Builder:
             raise UserError(path, f"{layer.type}: input is {shape_str(in_shape)}: {_first_line(e)}{hint}") from None
         out = tuple(y.shape[1:])
         if any(n < 1 for n in out):
-            raise UserError(path, f"{layer.type}: input {shape_str(in_shape)} gives an empty output {shape_str(out)}; "
-                                  "use a smaller kernel or stride, add padding, or a larger input")
+            raise UserError(
+                path,
+                f"{layer.type}: input {shape_str(in_shape)} gives an empty output {shape_str(out)}; "
+                "use a smaller kernel or stride, add padding, or a larger input",
+            )
         elements = math.prod(out)
         if elements > self.limits.max_activation_elements:
-            raise UserError(path, f"{layer.type}: the output {shape_str(out)} has {elements:,} elements per sample, over the limit of "
-                                  f"{self.limits.max_activation_elements:,} (DLVIZ_MAX_ACTIVATION_ELEMENTS)")
+            raise UserError(
+                path,
+                f"{layer.type}: the output {shape_str(out)} has {elements:,} elements per sample, over the limit of "
+                f"{self.limits.max_activation_elements:,} (DLVIZ_MAX_ACTIVATION_ELEMENTS)",
+            )
         return out
 
     def _flops(self, mod: nn.Module, in_shape) -> int:
@@ -393,14 +438,25 @@ def summarize(spec, count_flops: bool = True) -> Summary:
 
 def _meta_summary(model: ModelSpec, max_params: int, count_flops: bool) -> Summary:
     b = _Builder(model, "meta", max_params, count_flops)
-    _, out, _ = b.stack(model.layers, tuple(model.input_shape), ("model", "layers"), "layers", 0,
-                        RF.identity(len(model.input_shape) - 1) if len(model.input_shape) >= 2 else None)
+    _, out, _ = b.stack(
+        model.layers,
+        tuple(model.input_shape),
+        ("model", "layers"),
+        "layers",
+        0,
+        RF.identity(len(model.input_shape) - 1) if len(model.input_shape) >= 2 else None,
+    )
     leaves = [r for r in b.rows if not r.block]
-    return Summary(list(model.input_shape), list(out), b.rows,
-                   total_params=sum(r.trainable_params + r.non_trainable_params for r in leaves),
-                   trainable_params=sum(r.trainable_params for r in leaves),
-                   buffers=sum(r.buffers for r in leaves), flops=sum(r.flops for r in leaves),
-                   receptive_field=b.last_spatial_rf)
+    return Summary(
+        list(model.input_shape),
+        list(out),
+        b.rows,
+        total_params=sum(r.trainable_params + r.non_trainable_params for r in leaves),
+        trainable_params=sum(r.trainable_params for r in leaves),
+        buffers=sum(r.buffers for r in leaves),
+        flops=sum(r.flops for r in leaves),
+        receptive_field=b.last_spatial_rf,
+    )
 
 
 def build_model(spec, seed: Optional[int] = None, device: str = "cpu", max_params: Optional[int] = None) -> Network:
@@ -477,7 +533,7 @@ def preview(doc: dict) -> Preview:
     if loc[:2] != TOP or len(loc) < 3 or not isinstance(loc[2], int):
         return Preview(None, None, first)
     cut = copy.deepcopy(doc)
-    cut["model"]["layers"] = cut["model"]["layers"][:loc[2]]
+    cut["model"]["layers"] = cut["model"]["layers"][: loc[2]]
     try:
         exp = validate(cut)
         return Preview(summarize(exp), exp.to_dict()["model"], first, partial=True)

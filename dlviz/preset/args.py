@@ -1,4 +1,5 @@
 """Argument descriptions shared by the registries: how a value is checked, drawn as a widget and documented."""
+
 from __future__ import annotations
 
 import math
@@ -82,6 +83,7 @@ class Arg:
         x = _num(kind, v)
         self._bounds(x)
         return x if kind == "int" else float(x)
+
     def validate(self, v: Any) -> Any:
         """Return the value in canonical form (lists for sizes) or raise ArgError."""
         if v is None:
@@ -169,8 +171,7 @@ class Arg:
         elif k == "text":
             s = {"type": "string", **({"maxLength": self.dims} if self.dims else {})}
         elif k == "object":
-            s = {"type": "object", "properties": {key: a.json_schema() for key, a in self.fields.items()},
-                 "additionalProperties": False}
+            s = {"type": "object", "properties": {key: a.json_schema() for key, a in self.fields.items()}, "additionalProperties": False}
         elif k in ("size", "padding", "ints"):
             item = {"type": "integer", **bounds}
             arr = {"type": "array", "items": item, "minItems": self.dims or 1, "maxItems": self.dims or 8}

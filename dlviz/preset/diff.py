@@ -1,4 +1,5 @@
 """Telling runs apart by their presets: a short hash of a preset's canonical JSON, and the fields in which presets differ."""
+
 from __future__ import annotations
 
 import hashlib

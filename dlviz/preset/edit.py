@@ -5,6 +5,7 @@ and never shares nested lists between two versions. A *container* path names a l
 a Residual's body or shortcut, one Concat branch, a Sequential's layers); a *layer* path is a container path
 plus an index.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,12 +22,22 @@ TOP: Path = ("model", "layers")
 
 # Values for required arguments when a layer is added from the picker: small, and valid for common inputs.
 REQUIRED_DEFAULTS: dict[str, Any] = {
-    "out_features": 16, "out_channels": 8, "kernel_size": 3, "output_size": 1, "num_groups": 1, "size": 5,
-    "unflattened_size": [1, 28, 28], "num_embeddings": 100, "embedding_dim": 16, "hidden_size": 16,
+    "out_features": 16,
+    "out_channels": 8,
+    "kernel_size": 3,
+    "output_size": 1,
+    "num_groups": 1,
+    "size": 5,
+    "unflattened_size": [1, 28, 28],
+    "num_embeddings": 100,
+    "embedding_dim": 16,
+    "hidden_size": 16,
 }
 TYPE_DEFAULTS: dict[tuple[str, str], Any] = {
-    ("MaxPool1d", "kernel_size"): 2, ("MaxPool2d", "kernel_size"): 2,
-    ("AvgPool1d", "kernel_size"): 2, ("AvgPool2d", "kernel_size"): 2,
+    ("MaxPool1d", "kernel_size"): 2,
+    ("MaxPool2d", "kernel_size"): 2,
+    ("AvgPool1d", "kernel_size"): 2,
+    ("AvgPool2d", "kernel_size"): 2,
 }
 NEW_BLOCKS: dict[str, dict] = {
     "Residual": {"type": "Residual", "body": []},
@@ -137,9 +148,17 @@ def default_value(type_name: str, key: str, arg: Arg) -> Any:
     if key in REQUIRED_DEFAULTS:
         return REQUIRED_DEFAULTS[key]
     low = arg.ge if arg.ge is not None else (arg.gt + 1 if arg.gt is not None else 1)
-    return {"int": int(low), "float": float(low), "size": int(low), "padding": 0, "ints": [int(low)],
-            "floats": [float(low)] * (arg.dims or 1), "number_or_list": float(low), "bool": False,
-            "choice": arg.choices[0] if arg.choices else None}[arg.kind]
+    return {
+        "int": int(low),
+        "float": float(low),
+        "size": int(low),
+        "padding": 0,
+        "ints": [int(low)],
+        "floats": [float(low)] * (arg.dims or 1),
+        "number_or_list": float(low),
+        "bool": False,
+        "choice": arg.choices[0] if arg.choices else None,
+    }[arg.kind]
 
 
 def new_layer(type_name: str) -> dict:
@@ -405,7 +424,7 @@ def error_layer(error: Optional[UserError]) -> Optional[Path]:
         return None
     found, i = None, 2
     while i < len(loc) and isinstance(loc[i], int):
-        found = loc[:i + 1]
+        found = loc[: i + 1]
         if i + 1 < len(loc) and loc[i + 1] in ("body", "shortcut", "layers"):
             i += 2
         elif i + 2 < len(loc) and loc[i + 1] == "branches" and isinstance(loc[i + 2], int):
@@ -449,9 +468,10 @@ _LAYER_PATH = re.compile(r"(?<![\w.])(?:model\.)?layers\[[\w.\[\]]*(?: \((?P<kin
 def name_layers(doc: dict, text: str) -> str:
     """A sentence a student reads, each layer path in it named as the Build page shows the layer and followed by the
     path for the CLI: "model.layers[7].out_features: ..." -> "layer 7, Linear 120 (model.layers[7].out_features): ..."."""
+
     def name(match: re.Match) -> str:
         whole = match.group(0)
-        said = whole[:match.start("kind") - match.start() - 2] if match.group("kind") else whole  # the path and what trails it
+        said = whole[: match.start("kind") - match.start() - 2] if match.group("kind") else whole  # the path and what trails it
         path = said.rstrip(".")
         layer = error_layer(UserError(path if path.startswith("model.") else f"model.{path}", ""))
         try:
@@ -462,7 +482,7 @@ def name_layers(doc: dict, text: str) -> str:
         if not place:
             return whole
         if match.group("kind") == kind:  # "(Tanh, 73%)" after a Tanh: the name already says Tanh
-            return f"{place} ({path}, {match.group('rest')})" + said[len(path):]
-        return f"{place} ({path})" + whole[len(path):]
+            return f"{place} ({path}, {match.group('rest')})" + said[len(path) :]
+        return f"{place} ({path})" + whole[len(path) :]
 
     return _LAYER_PATH.sub(name, text)

@@ -1,4 +1,5 @@
 """The built-in presets (dlviz/preset/presets/*.json) and the one function that turns any preset reference into a preset."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,7 @@ def listing() -> list[dict]:
     out = []
     for name in names():
         doc = raw(name)
-        out.append({"name": name, "title": doc.get("name", name),
-                    "description": (doc.get("description") or "").split("\n")[0]})
+        out.append({"name": name, "title": doc.get("name", name), "description": (doc.get("description") or "").split("\n")[0]})
     return out
 
 
@@ -68,8 +68,9 @@ def resolve(ref: str, stdin=None) -> Experiment:
         raise UserError("preset", f"{ref} is not a file")
     from dlviz.errors import did_you_mean
 
-    raise UserError("preset", f"no preset file, built-in preset or share link '{ref}'{did_you_mean(ref, names())}; "
-                        "`python -m dlviz list` shows the built-in presets")
+    raise UserError(
+        "preset", f"no preset file, built-in preset or share link '{ref}'{did_you_mean(ref, names())}; `python -m dlviz list` shows the built-in presets"
+    )
 
 
 __all__ = ["DEFAULT", "names", "load", "raw", "listing", "resolve", "validate", "load_json"]

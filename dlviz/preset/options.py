@@ -1,6 +1,7 @@
 """The data and training sections' catalog: every dataset with its options, the options every set takes, the training
 fields and the seed, each an Arg. The schema checks them, the data layer takes its defaults from them, the Train page
 draws its widgets from them and `python -m dlviz schema` documents them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,7 @@ class DatasetEntry:
 
 def _noise(default: float, playground: bool) -> Arg:
     if playground:
-        return Arg("float", default, ge=0, le=0.5, step=0.05, widget="slider", label="Noise",
-                   help="TensorFlow Playground's noise, from 0 to 0.5")
+        return Arg("float", default, ge=0, le=0.5, step=0.05, widget="slider", label="Noise", help="TensorFlow Playground's noise, from 0 to 0.5")
     return Arg("float", default, ge=0, le=10, step=0.05, label="Noise", help="how much noise is added to the clean samples")
 
 
@@ -32,8 +32,7 @@ def _samples(default: int) -> Arg:
     return Arg("int", default, ge=10, step=50, label="Samples", help="how many samples are generated, before the split")
 
 
-_FEATURES = Arg("choices", ["x1", "x2"], choices=FEATURES, label="Input features",
-                help="TensorFlow Playground's feature transforms of the two coordinates")
+_FEATURES = Arg("choices", ["x1", "x2"], choices=FEATURES, label="Input features", help="TensorFlow Playground's feature transforms of the two coordinates")
 _SEQ_LEN = "steps in each sequence"
 
 
@@ -42,10 +41,18 @@ def _points(noise: float, samples: int, playground: bool = True) -> dict[str, Ar
 
 
 def _images(count: int) -> dict[str, Arg]:
-    return {"subset": Arg("int", None, ge=10, le=count, step=100, label="Images used (empty: all)",
-                          help=f"how many of the {count:,} images are used, drawn with the seed"),
-            "augment": Arg("object", None, fields=AUGMENT, label="Augmentation at train time",
-                           help="random changes to each training batch; validation and test images stay as they are")}
+    return {
+        "subset": Arg(
+            "int", None, ge=10, le=count, step=100, label="Images used (empty: all)", help=f"how many of the {count:,} images are used, drawn with the seed"
+        ),
+        "augment": Arg(
+            "object",
+            None,
+            fields=AUGMENT,
+            label="Augmentation at train time",
+            help="random changes to each training batch; validation and test images stay as they are",
+        ),
+    }
 
 
 AUGMENT: dict[str, Arg] = {
@@ -63,35 +70,59 @@ DATASETS: dict[str, DatasetEntry] = {
     "reg-plane": DatasetEntry(_points(0.0, 1200), "TensorFlow Playground regression: a tilted plane"),
     "reg-gauss": DatasetEntry(_points(0.0, 1200), "TensorFlow Playground regression: Gaussian bumps of either sign"),
     "moons": DatasetEntry(_points(0.1, 500, playground=False), "two interleaved half circles (scikit-learn's make_moons)"),
-    "blobs": DatasetEntry({**_points(0.0, 500, playground=False),
-                           "classes": Arg("int", 3, ge=2, le=10, label="Classes", help="how many Gaussian clusters, one a class")},
-                          "Gaussian clusters, one for each class"),
-    "curve": DatasetEntry({"noise": _noise(0.1, False), "num_samples": _samples(500),
-                           "function": Arg("choice", "sin", choices=CURVES, label="Curve", help="the function y = f(x) to fit"),
-                           "outliers": Arg("float", 0.0, ge=0, le=0.5, step=0.05, widget="slider", label="Outliers (training targets)",
-                                           help="the fraction of training targets moved far above the curve")},
-                          "1-D regression: fit y = f(x) plus noise"),
-    "sine": DatasetEntry({"noise": _noise(0.0, False), "num_samples": _samples(1000),
-                          "seq_len": Arg("int", 20, ge=2, le=512, label="Sequence length", help=_SEQ_LEN)},
-                         "forecast the next value of a sine wave from the last seq_len values"),
-    "tokens": DatasetEntry({"num_samples": _samples(2000),
-                            "seq_len": Arg("int", 8, ge=2, le=512, label="Sequence length", help=_SEQ_LEN),
-                            "task": Arg("choice", "reverse", choices=TOKEN_TASKS, label="Task",
-                                        help="reverse or sort the sequence, or name its majority token"),
-                            "vocab": Arg("int", 10, ge=2, le=1000, label="Vocabulary", help="how many different token ids")},
-                           "a toy sequence task for attention: token ids in, token ids out"),
+    "blobs": DatasetEntry(
+        {**_points(0.0, 500, playground=False), "classes": Arg("int", 3, ge=2, le=10, label="Classes", help="how many Gaussian clusters, one a class")},
+        "Gaussian clusters, one for each class",
+    ),
+    "curve": DatasetEntry(
+        {
+            "noise": _noise(0.1, False),
+            "num_samples": _samples(500),
+            "function": Arg("choice", "sin", choices=CURVES, label="Curve", help="the function y = f(x) to fit"),
+            "outliers": Arg(
+                "float",
+                0.0,
+                ge=0,
+                le=0.5,
+                step=0.05,
+                widget="slider",
+                label="Outliers (training targets)",
+                help="the fraction of training targets moved far above the curve",
+            ),
+        },
+        "1-D regression: fit y = f(x) plus noise",
+    ),
+    "sine": DatasetEntry(
+        {"noise": _noise(0.0, False), "num_samples": _samples(1000), "seq_len": Arg("int", 20, ge=2, le=512, label="Sequence length", help=_SEQ_LEN)},
+        "forecast the next value of a sine wave from the last seq_len values",
+    ),
+    "tokens": DatasetEntry(
+        {
+            "num_samples": _samples(2000),
+            "seq_len": Arg("int", 8, ge=2, le=512, label="Sequence length", help=_SEQ_LEN),
+            "task": Arg("choice", "reverse", choices=TOKEN_TASKS, label="Task", help="reverse or sort the sequence, or name its majority token"),
+            "vocab": Arg("int", 10, ge=2, le=1000, label="Vocabulary", help="how many different token ids"),
+        },
+        "a toy sequence task for attention: token ids in, token ids out",
+    ),
     "digits": DatasetEntry(_images(1797), "scikit-learn's 1,797 8×8 handwritten digits"),
     "mnist": DatasetEntry(_images(5000), "5,000 real 28×28 MNIST digits"),
-    "csv": DatasetEntry({"source": Arg("text", None, dims=200, widget="upload", help="the uploaded file"),
-                         "target": Arg("text", REQUIRED, dims=200, widget="column", help="name the column to predict")},
-                        "a table you upload; classification or regression is inferred from the column to predict"),
+    "csv": DatasetEntry(
+        {
+            "source": Arg("text", None, dims=200, widget="upload", help="the uploaded file"),
+            "target": Arg("text", REQUIRED, dims=200, widget="column", help="name the column to predict"),
+        },
+        "a table you upload; classification or regression is inferred from the column to predict",
+    ),
 }
 
 DATA_ARGS: dict[str, Arg] = {  # the options every dataset takes
-    "val_fraction": Arg("float", 0.2, ge=0, lt=1, step=0.05, widget="slider", label="Validation fraction",
-                        help="the share of the samples held out to validate on"),
-    "test_fraction": Arg("float", 0.0, ge=0, lt=1, step=0.05, widget="slider", label="Test fraction",
-                         help="the share of the samples held out to test on, once, at the end"),
+    "val_fraction": Arg(
+        "float", 0.2, ge=0, lt=1, step=0.05, widget="slider", label="Validation fraction", help="the share of the samples held out to validate on"
+    ),
+    "test_fraction": Arg(
+        "float", 0.0, ge=0, lt=1, step=0.05, widget="slider", label="Test fraction", help="the share of the samples held out to test on, once, at the end"
+    ),
     "batch_size": Arg("int", 32, ge=1, label="Batch size", help="samples in each training step"),
 }
 
@@ -104,17 +135,23 @@ EARLY_STOPPING: dict[str, Arg] = {
 TRAINING: dict[str, Arg] = {
     "epochs": Arg("int", 10, ge=1, label="Epochs", help="passes over the training set"),
     "l1": Arg("float", 0.0, ge=0, step=1e-4, label="L1 penalty λ₁", help="λ₁·Σ|w| added to the loss (weights only, not biases)"),
-    "l2": Arg("float", 0.0, ge=0, step=1e-4, label="L2 penalty λ₂",
-              help="λ₂·Σw² added to the loss; unlike weight_decay it flows through the optimizer's statistics"),
-    "max_norm": Arg("float", None, gt=0, step=0.5, label="Max-norm c",
-                    help="rescale each unit's incoming weight vector to norm ≤ max_norm after each step (empty: off)"),
-    "grad_clip": Arg("float", None, gt=0, step=0.5, label="Clip gradient norm",
-                     help="clip the global gradient norm to this value (empty: off)"),
-    "early_stopping": Arg("object", None, fields=EARLY_STOPPING, widget="toggle", label="Early stopping",
-                          help="stop when the validation loss has not improved for a while"),
-    "telemetry_every": Arg("int", None, ge=1, label="Telemetry every (steps)",
-                           help="steps between activation statistics and histograms; empty: about 30 probes a run, "
-                                "every step in a run of under 60 steps, at most 50 apart"),
+    "l2": Arg(
+        "float", 0.0, ge=0, step=1e-4, label="L2 penalty λ₂", help="λ₂·Σw² added to the loss; unlike weight_decay it flows through the optimizer's statistics"
+    ),
+    "max_norm": Arg(
+        "float", None, gt=0, step=0.5, label="Max-norm c", help="rescale each unit's incoming weight vector to norm ≤ max_norm after each step (empty: off)"
+    ),
+    "grad_clip": Arg("float", None, gt=0, step=0.5, label="Clip gradient norm", help="clip the global gradient norm to this value (empty: off)"),
+    "early_stopping": Arg(
+        "object", None, fields=EARLY_STOPPING, widget="toggle", label="Early stopping", help="stop when the validation loss has not improved for a while"
+    ),
+    "telemetry_every": Arg(
+        "int",
+        None,
+        ge=1,
+        label="Telemetry every (steps)",
+        help="steps between activation statistics and histograms; empty: about 30 probes a run, every step in a run of under 60 steps, at most 50 apart",
+    ),
     "trajectory_every": Arg("int", 10, ge=1, label="Trajectory every (steps)", help="steps between saved parameter snapshots"),
 }
 

@@ -4,6 +4,7 @@ Adding an entry is one line (or one small function for a layer whose input size 
 Every layer constructor takes the input shape of one sample (no batch dimension) and the checked
 arguments, and returns an nn.Module; it raises ShapeError when the input cannot fit.
 """
+
 from __future__ import annotations
 
 import math
@@ -82,8 +83,7 @@ def _one_per_dim(a: dict, dims: int) -> None:
     """List-valued sizes (kernel_size=[3, 5]) need one entry per spatial dimension."""
     for key, v in a.items():
         if isinstance(v, list) and len(v) != dims:
-            raise ShapeError(f"{key}={v} has {len(v)} entries but the layer slides over {dims} dimension{'s' if dims > 1 else ''}; "
-                             f"give one number or {dims}")
+            raise ShapeError(f"{key}={v} has {len(v)} entries but the layer slides over {dims} dimension{'s' if dims > 1 else ''}; give one number or {dims}")
 
 
 CONV_ARGS = {
@@ -100,8 +100,7 @@ CONV_ARGS = {
 
 def _conv(dims: int):
     cls = {1: nn.Conv1d, 2: nn.Conv2d}[dims]
-    hint = ("set input_shape to [channels, length]" if dims == 1 else
-            "set input_shape to [channels, height, width] or add an Unflatten before it")
+    hint = "set input_shape to [channels, length]" if dims == 1 else "set input_shape to [channels, height, width] or add an Unflatten before it"
 
     def make(shape, **a):
         _rank(shape, (dims + 1,), cls.__name__, hint)
@@ -122,8 +121,7 @@ def _conv_transpose(shape, **a):
         raise ShapeError(f"groups={a['groups']} must divide both the {c} input channels and the {a['out_channels']} output channels")
     op, st, dl = (_per_dim(a[key], 2) for key in ("output_padding", "stride", "dilation"))
     if any(o >= max(s, d) for o, s, d in zip(op, st, dl)):
-        raise ShapeError(f"output_padding={a['output_padding']} must be smaller than the stride or the dilation; "
-                         "use output_padding < stride")
+        raise ShapeError(f"output_padding={a['output_padding']} must be smaller than the stride or the dilation; use output_padding < stride")
     return _new(nn.ConvTranspose2d, c, **a)
 
 
@@ -134,8 +132,7 @@ def _pool(cls, dims: int):
         if "padding" in a:
             k, p, d = (_per_dim(a.get(key, 1), dims) for key in ("kernel_size", "padding", "dilation"))
             if any(2 * pi > di * (ki - 1) + 1 for ki, pi, di in zip(k, p, d)):
-                raise ShapeError(f"padding={a['padding']} is more than half of kernel_size={a['kernel_size']}; "
-                                 "use a padding of at most half the kernel")
+                raise ShapeError(f"padding={a['padding']} is more than half of kernel_size={a['kernel_size']}; use a padding of at most half the kernel")
         return _new(cls, **a)
 
     return make
@@ -166,7 +163,9 @@ def _layernorm(shape, normalized_shape=None, **a):
         normalized_shape = [int(shape[-1])]
     n = len(normalized_shape)
     if list(shape[-n:]) != list(normalized_shape) or n > len(shape):
-        raise ShapeError(f"normalized_shape {normalized_shape} does not match the end of the input {shape_str(shape)}; leave it out to normalize over the last dimension")
+        raise ShapeError(
+            f"normalized_shape {normalized_shape} does not match the end of the input {shape_str(shape)}; leave it out to normalize over the last dimension"
+        )
     return _new(nn.LayerNorm, normalized_shape, **a)
 
 
@@ -264,7 +263,9 @@ def _per_feature(cls):
             raise ShapeError(f"num_parameters={a['num_parameters']} must be 1 or the {shape[0]} channels of the input")
         if cls is Maxout:
             if len(shape) < 1 or shape[0] % a["pieces"]:
-                raise ShapeError(f"{shape[0] if shape else 0} features do not split into groups of {a['pieces']}; make the previous layer's output a multiple of {a['pieces']}")
+                raise ShapeError(
+                    f"{shape[0] if shape else 0} features do not split into groups of {a['pieces']}; make the previous layer's output a multiple of {a['pieces']}"
+                )
         return _new(cls, **a)
 
     return make
@@ -280,8 +281,9 @@ def _along_dim(cls):
     def make(shape, dim):
         full = len(shape) + 1
         if not -full <= dim < full:
-            raise ShapeError(f"dim={dim} is outside the {full} dimensions of a batch of {shape_str(shape)}; "
-                             "use 1 for the features or channels, -1 for the last dimension")
+            raise ShapeError(
+                f"dim={dim} is outside the {full} dimensions of a batch of {shape_str(shape)}; use 1 for the features or channels, -1 for the last dimension"
+            )
         return _new(cls, dim=dim)
 
     return make
@@ -303,88 +305,172 @@ class LayerEntry:
 
 P = Arg("float", 0.5, ge=0, lt=1, help="probability of zeroing an element")
 POOL_ARGS = {"kernel_size": Arg("size", ge=1), "stride": Arg("size", None, ge=1), "padding": Arg("size", 0, ge=0)}
-NORM_ARGS = {"eps": Arg("float", 1e-5, gt=0), "momentum": Arg("float", 0.1, ge=0, le=1), "affine": Arg("bool", True),
-             "track_running_stats": Arg("bool", True)}
-RNN_ARGS = {"hidden_size": Arg("int", ge=1), "num_layers": Arg("int", 1, ge=1, le=8), "bias": Arg("bool", True),
-            "dropout": Arg("float", 0.0, ge=0, lt=1), "bidirectional": Arg("bool", False),
-            "output": Arg("choice", "last", choices=("last", "all"), help="return the last time step or all steps")}
+NORM_ARGS = {"eps": Arg("float", 1e-5, gt=0), "momentum": Arg("float", 0.1, ge=0, le=1), "affine": Arg("bool", True), "track_running_stats": Arg("bool", True)}
+RNN_ARGS = {
+    "hidden_size": Arg("int", ge=1),
+    "num_layers": Arg("int", 1, ge=1, le=8),
+    "bias": Arg("bool", True),
+    "dropout": Arg("float", 0.0, ge=0, lt=1),
+    "bidirectional": Arg("bool", False),
+    "output": Arg("choice", "last", choices=("last", "all"), help="return the last time step or all steps"),
+}
 
 LAYERS: dict[str, LayerEntry] = {
-    "Linear": LayerEntry("dense", {"out_features": Arg("int", ge=1), "bias": Arg("bool", True)}, _linear,
-                         "y = xWᵀ + b on the last dimension"),
-    "Bilinear": LayerEntry("dense", {"out_features": Arg("int", ge=1), "bias": Arg("bool", True)}, _bilinear,
-                           "quadratic layer y = xᵀAx + b (the input paired with itself)"),
+    "Linear": LayerEntry("dense", {"out_features": Arg("int", ge=1), "bias": Arg("bool", True)}, _linear, "y = xWᵀ + b on the last dimension"),
+    "Bilinear": LayerEntry(
+        "dense", {"out_features": Arg("int", ge=1), "bias": Arg("bool", True)}, _bilinear, "quadratic layer y = xᵀAx + b (the input paired with itself)"
+    ),
     "Conv1d": LayerEntry("convolution", CONV_ARGS, _conv(1), "1-D convolution over [channels, length]", spatial=1),
     "Conv2d": LayerEntry("convolution", CONV_ARGS, _conv(2), "2-D convolution over [channels, height, width]", spatial=2),
-    "ConvTranspose2d": LayerEntry("convolution", {
-        "out_channels": Arg("int", ge=1), "kernel_size": Arg("size", ge=1), "stride": Arg("size", 1, ge=1),
-        "padding": Arg("size", 0, ge=0), "output_padding": Arg("size", 0, ge=0), "groups": Arg("int", 1, ge=1),
-        "bias": Arg("bool", True), "dilation": Arg("size", 1, ge=1)}, _conv_transpose,
-        "transposed convolution: upsamples, as in FCN decoders", spatial=2),
-    "MaxPool1d": LayerEntry("pooling", {**POOL_ARGS, "dilation": Arg("size", 1, ge=1), "ceil_mode": Arg("bool", False)},
-                            _pool(nn.MaxPool1d, 1), "maximum over a sliding window", spatial=1),
-    "MaxPool2d": LayerEntry("pooling", {**POOL_ARGS, "dilation": Arg("size", 1, ge=1), "ceil_mode": Arg("bool", False)},
-                            _pool(nn.MaxPool2d, 2), "maximum over a sliding window", spatial=2),
-    "AvgPool1d": LayerEntry("pooling", {**POOL_ARGS, "ceil_mode": Arg("bool", False), "count_include_pad": Arg("bool", True)},
-                            _pool(nn.AvgPool1d, 1), "mean over a sliding window", spatial=1),
-    "AvgPool2d": LayerEntry("pooling", {**POOL_ARGS, "ceil_mode": Arg("bool", False), "count_include_pad": Arg("bool", True)},
-                            _pool(nn.AvgPool2d, 2), "mean over a sliding window", spatial=2),
-    "AdaptiveAvgPool2d": LayerEntry("pooling", {"output_size": Arg("size", ge=1)}, _pool(nn.AdaptiveAvgPool2d, 2),
-                                    "mean pooling to a fixed output size (1 = global average pooling)", spatial=2),
-    "AdaptiveMaxPool2d": LayerEntry("pooling", {"output_size": Arg("size", ge=1)}, _pool(nn.AdaptiveMaxPool2d, 2),
-                                    "max pooling to a fixed output size", spatial=2),
-    "BatchNorm1d": LayerEntry("normalization", NORM_ARGS, _batchnorm(nn.BatchNorm1d, (1, 2)),
-                              "normalize each feature over the batch, then scale and shift"),
-    "BatchNorm2d": LayerEntry("normalization", NORM_ARGS, _batchnorm(nn.BatchNorm2d, (3,)),
-                              "normalize each channel over the batch and space, then scale and shift"),
-    "LayerNorm": LayerEntry("normalization", {"normalized_shape": Arg("ints", None, ge=1), "eps": Arg("float", 1e-5, gt=0),
-                                              "elementwise_affine": Arg("bool", True), "bias": Arg("bool", True)},
-                            _layernorm, "normalize each sample over its last dimension(s)"),
-    "GroupNorm": LayerEntry("normalization", {"num_groups": Arg("int", ge=1), "eps": Arg("float", 1e-5, gt=0),
-                                              "affine": Arg("bool", True)}, _groupnorm,
-                            "normalize groups of channels within each sample"),
-    "InstanceNorm2d": LayerEntry("normalization", {**NORM_ARGS, "affine": Arg("bool", False),
-                                                   "track_running_stats": Arg("bool", False)}, _instancenorm,
-                                 "normalize each channel of each sample over space"),
-    "LocalResponseNorm": LayerEntry("normalization", {"size": Arg("int", ge=1), "alpha": Arg("float", 1e-4, ge=0),
-                                                      "beta": Arg("float", 0.75, ge=0), "k": Arg("float", 1.0, ge=0)},
-                                    _plain(nn.LocalResponseNorm), "AlexNet's normalization across neighbouring channels"),
+    "ConvTranspose2d": LayerEntry(
+        "convolution",
+        {
+            "out_channels": Arg("int", ge=1),
+            "kernel_size": Arg("size", ge=1),
+            "stride": Arg("size", 1, ge=1),
+            "padding": Arg("size", 0, ge=0),
+            "output_padding": Arg("size", 0, ge=0),
+            "groups": Arg("int", 1, ge=1),
+            "bias": Arg("bool", True),
+            "dilation": Arg("size", 1, ge=1),
+        },
+        _conv_transpose,
+        "transposed convolution: upsamples, as in FCN decoders",
+        spatial=2,
+    ),
+    "MaxPool1d": LayerEntry(
+        "pooling",
+        {**POOL_ARGS, "dilation": Arg("size", 1, ge=1), "ceil_mode": Arg("bool", False)},
+        _pool(nn.MaxPool1d, 1),
+        "maximum over a sliding window",
+        spatial=1,
+    ),
+    "MaxPool2d": LayerEntry(
+        "pooling",
+        {**POOL_ARGS, "dilation": Arg("size", 1, ge=1), "ceil_mode": Arg("bool", False)},
+        _pool(nn.MaxPool2d, 2),
+        "maximum over a sliding window",
+        spatial=2,
+    ),
+    "AvgPool1d": LayerEntry(
+        "pooling",
+        {**POOL_ARGS, "ceil_mode": Arg("bool", False), "count_include_pad": Arg("bool", True)},
+        _pool(nn.AvgPool1d, 1),
+        "mean over a sliding window",
+        spatial=1,
+    ),
+    "AvgPool2d": LayerEntry(
+        "pooling",
+        {**POOL_ARGS, "ceil_mode": Arg("bool", False), "count_include_pad": Arg("bool", True)},
+        _pool(nn.AvgPool2d, 2),
+        "mean over a sliding window",
+        spatial=2,
+    ),
+    "AdaptiveAvgPool2d": LayerEntry(
+        "pooling",
+        {"output_size": Arg("size", ge=1)},
+        _pool(nn.AdaptiveAvgPool2d, 2),
+        "mean pooling to a fixed output size (1 = global average pooling)",
+        spatial=2,
+    ),
+    "AdaptiveMaxPool2d": LayerEntry(
+        "pooling", {"output_size": Arg("size", ge=1)}, _pool(nn.AdaptiveMaxPool2d, 2), "max pooling to a fixed output size", spatial=2
+    ),
+    "BatchNorm1d": LayerEntry("normalization", NORM_ARGS, _batchnorm(nn.BatchNorm1d, (1, 2)), "normalize each feature over the batch, then scale and shift"),
+    "BatchNorm2d": LayerEntry(
+        "normalization", NORM_ARGS, _batchnorm(nn.BatchNorm2d, (3,)), "normalize each channel over the batch and space, then scale and shift"
+    ),
+    "LayerNorm": LayerEntry(
+        "normalization",
+        {"normalized_shape": Arg("ints", None, ge=1), "eps": Arg("float", 1e-5, gt=0), "elementwise_affine": Arg("bool", True), "bias": Arg("bool", True)},
+        _layernorm,
+        "normalize each sample over its last dimension(s)",
+    ),
+    "GroupNorm": LayerEntry(
+        "normalization",
+        {"num_groups": Arg("int", ge=1), "eps": Arg("float", 1e-5, gt=0), "affine": Arg("bool", True)},
+        _groupnorm,
+        "normalize groups of channels within each sample",
+    ),
+    "InstanceNorm2d": LayerEntry(
+        "normalization",
+        {**NORM_ARGS, "affine": Arg("bool", False), "track_running_stats": Arg("bool", False)},
+        _instancenorm,
+        "normalize each channel of each sample over space",
+    ),
+    "LocalResponseNorm": LayerEntry(
+        "normalization",
+        {"size": Arg("int", ge=1), "alpha": Arg("float", 1e-4, ge=0), "beta": Arg("float", 0.75, ge=0), "k": Arg("float", 1.0, ge=0)},
+        _plain(nn.LocalResponseNorm),
+        "AlexNet's normalization across neighbouring channels",
+    ),
     "Dropout": LayerEntry("regularization", {"p": P}, _plain(nn.Dropout), "zero elements with probability p at train time, scale the rest by 1/(1-p)"),
     "Dropout2d": LayerEntry("regularization", {"p": P}, _spatial_dropout, "zero whole channels with probability p"),
     "AlphaDropout": LayerEntry("regularization", {"p": P}, _plain(nn.AlphaDropout), "dropout that keeps SELU's self-normalization"),
-    "Flatten": LayerEntry("shape", {"start_dim": Arg("int", 1), "end_dim": Arg("int", -1)}, _flatten,
-                          "reshape [C, H, W] to [C·H·W]"),
-    "Unflatten": LayerEntry("shape", {"dim": Arg("int", 1), "unflattened_size": Arg("ints", ge=1)}, _unflatten,
-                            "reshape one dimension into several, e.g. [784] to [1, 28, 28]"),
-    "Upsample": LayerEntry("shape", {"size": Arg("size", None, ge=1), "scale_factor": Arg("number_or_list", None, gt=0),
-                                     "mode": Arg("choice", "nearest", choices=("nearest", "linear", "bilinear", "bicubic", "trilinear")),
-                                     "align_corners": Arg("bool", None)}, _upsample, "enlarge feature maps by interpolation"),
+    "Flatten": LayerEntry("shape", {"start_dim": Arg("int", 1), "end_dim": Arg("int", -1)}, _flatten, "reshape [C, H, W] to [C·H·W]"),
+    "Unflatten": LayerEntry(
+        "shape", {"dim": Arg("int", 1), "unflattened_size": Arg("ints", ge=1)}, _unflatten, "reshape one dimension into several, e.g. [784] to [1, 28, 28]"
+    ),
+    "Upsample": LayerEntry(
+        "shape",
+        {
+            "size": Arg("size", None, ge=1),
+            "scale_factor": Arg("number_or_list", None, gt=0),
+            "mode": Arg("choice", "nearest", choices=("nearest", "linear", "bilinear", "bicubic", "trilinear")),
+            "align_corners": Arg("bool", None),
+        },
+        _upsample,
+        "enlarge feature maps by interpolation",
+    ),
     "Identity": LayerEntry("shape", {}, _plain(nn.Identity), "passes its input through unchanged"),
-    "Embedding": LayerEntry("recurrent", {"num_embeddings": Arg("int", ge=1, help="vocabulary size"),
-                                          "embedding_dim": Arg("int", ge=1), "padding_idx": Arg("int", None),
-                                          "max_norm": Arg("float", None, gt=0)}, _embedding,
-                            "a learned vector for each token id; the model input becomes token ids"),
-    "RNN": LayerEntry("recurrent", {**RNN_ARGS, "nonlinearity": Arg("choice", "tanh", choices=("tanh", "relu"))},
-                      _recurrent(nn.RNN), "h_t = tanh(W_x x_t + W_h h_(t-1) + b)"),
+    "Embedding": LayerEntry(
+        "recurrent",
+        {
+            "num_embeddings": Arg("int", ge=1, help="vocabulary size"),
+            "embedding_dim": Arg("int", ge=1),
+            "padding_idx": Arg("int", None),
+            "max_norm": Arg("float", None, gt=0),
+        },
+        _embedding,
+        "a learned vector for each token id; the model input becomes token ids",
+    ),
+    "RNN": LayerEntry(
+        "recurrent", {**RNN_ARGS, "nonlinearity": Arg("choice", "tanh", choices=("tanh", "relu"))}, _recurrent(nn.RNN), "h_t = tanh(W_x x_t + W_h h_(t-1) + b)"
+    ),
     "LSTM": LayerEntry("recurrent", RNN_ARGS, _recurrent(nn.LSTM), "long short-term memory"),
     "GRU": LayerEntry("recurrent", RNN_ARGS, _recurrent(nn.GRU), "gated recurrent unit"),
-    "MultiheadAttention": LayerEntry("attention", {
-        "num_heads": Arg("int", 1, ge=1), "dropout": Arg("float", 0.0, ge=0, lt=1), "bias": Arg("bool", True),
-        "causal": Arg("bool", False, help="mask future steps (a −∞ above the diagonal)")}, _attention,
-        "self-attention softmax(QKᵀ/√d)V over [time, features]"),
-    "TransformerEncoderLayer": LayerEntry("attention", {
-        "nhead": Arg("int", 1, ge=1), "dim_feedforward": Arg("int", 2048, ge=1), "dropout": Arg("float", 0.1, ge=0, lt=1),
-        "activation": Arg("choice", "relu", choices=("relu", "gelu")), "layer_norm_eps": Arg("float", 1e-5, gt=0),
-        "norm_first": Arg("bool", False), "bias": Arg("bool", True)}, _transformer,
-        "self-attention plus a feed-forward block, each with a residual connection and LayerNorm"),
+    "MultiheadAttention": LayerEntry(
+        "attention",
+        {
+            "num_heads": Arg("int", 1, ge=1),
+            "dropout": Arg("float", 0.0, ge=0, lt=1),
+            "bias": Arg("bool", True),
+            "causal": Arg("bool", False, help="mask future steps (a −∞ above the diagonal)"),
+        },
+        _attention,
+        "self-attention softmax(QKᵀ/√d)V over [time, features]",
+    ),
+    "TransformerEncoderLayer": LayerEntry(
+        "attention",
+        {
+            "nhead": Arg("int", 1, ge=1),
+            "dim_feedforward": Arg("int", 2048, ge=1),
+            "dropout": Arg("float", 0.1, ge=0, lt=1),
+            "activation": Arg("choice", "relu", choices=("relu", "gelu")),
+            "layer_norm_eps": Arg("float", 1e-5, gt=0),
+            "norm_first": Arg("bool", False),
+            "bias": Arg("bool", True),
+        },
+        _transformer,
+        "self-attention plus a feed-forward block, each with a residual connection and LayerNorm",
+    ),
 }
 
 # Activations: the same table shape, group "activation"; `saturating` marks where f′ vanishes (telemetry).
 ACTIVATIONS: dict[str, LayerEntry] = {
     "ReLU": LayerEntry("activation", {}, _plain(nn.ReLU), "max(0, z)"),
     "LeakyReLU": LayerEntry("activation", {"negative_slope": Arg("float", 0.01, ge=0)}, _plain(nn.LeakyReLU), "max(αz, z)"),
-    "PReLU": LayerEntry("activation", {"num_parameters": Arg("int", 1, ge=1), "init": Arg("float", 0.25)},
-                        _per_feature(nn.PReLU), "max(αz, z) with α learned"),
+    "PReLU": LayerEntry("activation", {"num_parameters": Arg("int", 1, ge=1), "init": Arg("float", 0.25)}, _per_feature(nn.PReLU), "max(αz, z) with α learned"),
     "ELU": LayerEntry("activation", {"alpha": Arg("float", 1.0, gt=0)}, _plain(nn.ELU), "z if z > 0 else α(eᶻ − 1)"),
     "SELU": LayerEntry("activation", {}, _plain(nn.SELU), "scaled ELU; self-normalizing with lecun_normal init"),
     # torch divides by alpha in float32, so a vanishing alpha overflows
@@ -394,18 +480,21 @@ ACTIVATIONS: dict[str, LayerEntry] = {
     "Mish": LayerEntry("activation", {}, _plain(nn.Mish), "z·tanh(softplus(z))"),
     "Sigmoid": LayerEntry("activation", {}, _plain(nn.Sigmoid), "1/(1+e⁻ᶻ); saturates at both ends"),
     "Tanh": LayerEntry("activation", {}, _plain(nn.Tanh), "tanh z; saturates at ±1"),
-    "Softplus": LayerEntry("activation", {"beta": Arg("float", 1.0, gt=0), "threshold": Arg("float", 20.0, gt=0)},
-                           _plain(nn.Softplus), "log(1+eᶻ), a smooth ReLU"),
+    "Softplus": LayerEntry(
+        "activation", {"beta": Arg("float", 1.0, gt=0), "threshold": Arg("float", 20.0, gt=0)}, _plain(nn.Softplus), "log(1+eᶻ), a smooth ReLU"
+    ),
     "Softsign": LayerEntry("activation", {}, _plain(nn.Softsign), "z/(1+|z|)"),
-    "Hardtanh": LayerEntry("activation", {"min_val": Arg("float", -1.0), "max_val": Arg("float", 1.0)},
-                           _plain(nn.Hardtanh), "clip z to [min_val, max_val]"),
+    "Hardtanh": LayerEntry("activation", {"min_val": Arg("float", -1.0), "max_val": Arg("float", 1.0)}, _plain(nn.Hardtanh), "clip z to [min_val, max_val]"),
     "Hardswish": LayerEntry("activation", {}, _plain(nn.Hardswish), "z·ReLU6(z+3)/6"),
     "ReLU6": LayerEntry("activation", {}, _plain(nn.ReLU6), "min(max(0, z), 6)"),
-    "Softmax": LayerEntry("activation", {"dim": Arg("int", 1)}, _along_dim(nn.Softmax),
-                          "eᶻⁱ/Σeᶻʲ; losses take logits, so do not end a classifier with it"),
+    "Softmax": LayerEntry("activation", {"dim": Arg("int", 1)}, _along_dim(nn.Softmax), "eᶻⁱ/Σeᶻʲ; losses take logits, so do not end a classifier with it"),
     "LogSoftmax": LayerEntry("activation", {"dim": Arg("int", 1)}, _along_dim(nn.LogSoftmax), "log of softmax; pair it with NLLLoss"),
-    "Maxout": LayerEntry("activation", {"pieces": Arg("int", 2, ge=2, help="k: features compared in each group")},
-                         _per_feature(Maxout), "max over groups of k features; put a Linear with k× the units before it"),
+    "Maxout": LayerEntry(
+        "activation",
+        {"pieces": Arg("int", 2, ge=2, help="k: features compared in each group")},
+        _per_feature(Maxout),
+        "max over groups of k features; put a Linear with k× the units before it",
+    ),
 }
 
 ALL_LAYERS: dict[str, LayerEntry] = {**LAYERS, **ACTIVATIONS}
@@ -422,8 +511,7 @@ BLOCK_DOCS = {
     "Sequential": "a named group of layers",
 }
 
-GROUPS = ("dense", "convolution", "pooling", "normalization", "regularization", "shape", "recurrent", "attention",
-          "activation", "blocks")
+GROUPS = ("dense", "convolution", "pooling", "normalization", "regularization", "shape", "recurrent", "attention", "activation", "blocks")
 
 RELU_FAMILY = ("ReLU", "ReLU6", "LeakyReLU", "PReLU")  # units can be dead (f′ = 0 on the whole batch)
 SATURATING = ("Sigmoid", "Tanh", "Hardtanh", "Softsign")  # units can saturate (f′ ≈ 0 at the ends)
@@ -446,8 +534,11 @@ class InitEntry:
 
 
 _GAIN = Arg("float", 1.0, gt=0)
-_KAIMING = {"a": Arg("float", 0.0, ge=0), "mode": Arg("choice", "fan_in", choices=("fan_in", "fan_out")),
-            "nonlinearity": Arg("choice", "relu", choices=("relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu"))}
+_KAIMING = {
+    "a": Arg("float", 0.0, ge=0),
+    "mode": Arg("choice", "fan_in", choices=("fan_in", "fan_out")),
+    "nonlinearity": Arg("choice", "relu", choices=("relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu")),
+}
 
 INITS: dict[str, InitEntry] = {
     "default": InitEntry({}, lambda t: None, "PyTorch's own initialization for each layer"),
@@ -456,8 +547,11 @@ INITS: dict[str, InitEntry] = {
     "constant": InitEntry({"val": Arg("float", 0.0)}, nn.init.constant_, "all weights equal to val"),
     "normal": InitEntry({"mean": Arg("float", 0.0), "std": Arg("float", 1.0, ge=0)}, nn.init.normal_, "N(mean, std²)"),
     "uniform": InitEntry({"a": Arg("float", 0.0), "b": Arg("float", 1.0)}, nn.init.uniform_, "U(a, b)"),
-    "trunc_normal": InitEntry({"mean": Arg("float", 0.0), "std": Arg("float", 1.0, ge=0), "a": Arg("float", -2.0),
-                               "b": Arg("float", 2.0)}, nn.init.trunc_normal_, "N(mean, std²) cut to [a, b]"),
+    "trunc_normal": InitEntry(
+        {"mean": Arg("float", 0.0), "std": Arg("float", 1.0, ge=0), "a": Arg("float", -2.0), "b": Arg("float", 2.0)},
+        nn.init.trunc_normal_,
+        "N(mean, std²) cut to [a, b]",
+    ),
     "xavier_uniform": InitEntry({"gain": _GAIN}, nn.init.xavier_uniform_, "Glorot: Var = 2/(fan_in + fan_out)"),
     "xavier_normal": InitEntry({"gain": _GAIN}, nn.init.xavier_normal_, "Glorot: Var = 2/(fan_in + fan_out)"),
     "kaiming_uniform": InitEntry(_KAIMING, nn.init.kaiming_uniform_, "He: Var = 2/fan_in for ReLU"),
@@ -484,18 +578,24 @@ class TypedEntry:
 
 _RED = {"reduction": Arg("choice", "mean", choices=("mean", "sum"))}
 LOSSES: dict[str, TypedEntry] = {
-    "CrossEntropyLoss": TypedEntry(nn.CrossEntropyLoss, {"label_smoothing": Arg("float", 0.0, ge=0, le=1), **_RED},
-                                   "softmax + negative log-likelihood on logits", "class"),
+    "CrossEntropyLoss": TypedEntry(
+        nn.CrossEntropyLoss, {"label_smoothing": Arg("float", 0.0, ge=0, le=1), **_RED}, "softmax + negative log-likelihood on logits", "class"
+    ),
     "NLLLoss": TypedEntry(nn.NLLLoss, dict(_RED), "negative log-likelihood; the model must end in LogSoftmax", "class"),
     "BCEWithLogitsLoss": TypedEntry(nn.BCEWithLogitsLoss, dict(_RED), "sigmoid + binary cross-entropy on one logit", "binary"),
     "MSELoss": TypedEntry(nn.MSELoss, dict(_RED), "mean squared error (L2): fast, pulled by outliers", "value"),
     "L1Loss": TypedEntry(nn.L1Loss, dict(_RED), "mean absolute error: robust to outliers, tends to the median", "value"),
     "HuberLoss": TypedEntry(nn.HuberLoss, {"delta": Arg("float", 1.0, gt=0), **_RED}, "quadratic near 0, linear beyond delta", "value"),
     "SmoothL1Loss": TypedEntry(nn.SmoothL1Loss, {"beta": Arg("float", 1.0, ge=0), **_RED}, "Huber scaled by 1/beta", "value"),
-    "MultiMarginLoss": TypedEntry(nn.MultiMarginLoss, {"p": Arg("choice", 1, choices=(1, 2)), "margin": Arg("float", 1.0, ge=0), **_RED},
-                                  "multi-class hinge loss (SVM)", "class"),
-    "KLDivLoss": TypedEntry(nn.KLDivLoss, {"reduction": Arg("choice", "batchmean", choices=("batchmean", "mean", "sum"))},
-                            "KL divergence; the model must output log-probabilities (LogSoftmax)", "distribution"),
+    "MultiMarginLoss": TypedEntry(
+        nn.MultiMarginLoss, {"p": Arg("choice", 1, choices=(1, 2)), "margin": Arg("float", 1.0, ge=0), **_RED}, "multi-class hinge loss (SVM)", "class"
+    ),
+    "KLDivLoss": TypedEntry(
+        nn.KLDivLoss,
+        {"reduction": Arg("choice", "batchmean", choices=("batchmean", "mean", "sum"))},
+        "KL divergence; the model must output log-probabilities (LogSoftmax)",
+        "distribution",
+    ),
     "SoftMarginLoss": TypedEntry(nn.SoftMarginLoss, dict(_RED), "binary logistic loss on ±1 labels", "binary"),
 }
 
@@ -504,44 +604,103 @@ _WD = Arg("float", 0.0, ge=0, help="weight decay (L2 inside the optimizer; decou
 _BETAS = Arg("floats", [0.9, 0.999], ge=0, lt=1, dims=2)
 _EPS = Arg("float", 1e-8, gt=0)
 OPTIMIZERS: dict[str, TypedEntry] = {
-    "SGD": TypedEntry(torch.optim.SGD, {"lr": Arg("float", 0.01, gt=0, le=100), "momentum": Arg("float", 0.0, ge=0, lt=1),
-                                        "dampening": Arg("float", 0.0, ge=0, le=1), "weight_decay": _WD,
-                                        "nesterov": Arg("bool", False)}, "w ← w − lr·g, with optional momentum"),
-    "Adagrad": TypedEntry(torch.optim.Adagrad, {"lr": Arg("float", 0.01, gt=0, le=100), "lr_decay": Arg("float", 0.0, ge=0),
-                                                "weight_decay": _WD, "initial_accumulator_value": Arg("float", 0.0, ge=0),
-                                                "eps": Arg("float", 1e-10, gt=0)}, "per-weight rates from the sum of squared gradients"),
-    "Adadelta": TypedEntry(torch.optim.Adadelta, {"lr": Arg("float", 1.0, gt=0, le=100), "rho": Arg("float", 0.9, ge=0, lt=1),
-                                                  "eps": Arg("float", 1e-6, gt=0), "weight_decay": _WD}, "Adagrad with decaying averages of gradients and updates"),
-    "RMSprop": TypedEntry(torch.optim.RMSprop, {"lr": Arg("float", 0.01, gt=0, le=100), "alpha": Arg("float", 0.99, ge=0, lt=1),
-                                                "eps": _EPS, "weight_decay": _WD, "momentum": Arg("float", 0.0, ge=0, lt=1),
-                                                "centered": Arg("bool", False)}, "per-weight rates from a decaying average of g²"),
-    "Adam": TypedEntry(torch.optim.Adam, {"lr": _LR, "betas": _BETAS, "eps": _EPS, "weight_decay": _WD, "amsgrad": Arg("bool", False)},
-                       "momentum plus RMSprop with bias correction"),
-    "AdamW": TypedEntry(torch.optim.AdamW, {"lr": _LR, "betas": _BETAS, "eps": _EPS, "weight_decay": Arg("float", 0.01, ge=0),
-                                            "amsgrad": Arg("bool", False)}, "Adam with decoupled weight decay"),
-    "NAdam": TypedEntry(torch.optim.NAdam, {"lr": Arg("float", 2e-3, gt=0, le=100), "betas": _BETAS, "eps": _EPS, "weight_decay": _WD,
-                                            "momentum_decay": Arg("float", 4e-3, ge=0)}, "Adam with Nesterov momentum"),
-    "RAdam": TypedEntry(torch.optim.RAdam, {"lr": _LR, "betas": _BETAS, "eps": _EPS, "weight_decay": _WD},
-                        "Adam with a rectified variance estimate (built-in warm-up)"),
-    "Adamax": TypedEntry(torch.optim.Adamax, {"lr": Arg("float", 2e-3, gt=0, le=100), "betas": _BETAS, "eps": _EPS, "weight_decay": _WD},
-                         "Adam with the infinity norm"),
+    "SGD": TypedEntry(
+        torch.optim.SGD,
+        {
+            "lr": Arg("float", 0.01, gt=0, le=100),
+            "momentum": Arg("float", 0.0, ge=0, lt=1),
+            "dampening": Arg("float", 0.0, ge=0, le=1),
+            "weight_decay": _WD,
+            "nesterov": Arg("bool", False),
+        },
+        "w ← w − lr·g, with optional momentum",
+    ),
+    "Adagrad": TypedEntry(
+        torch.optim.Adagrad,
+        {
+            "lr": Arg("float", 0.01, gt=0, le=100),
+            "lr_decay": Arg("float", 0.0, ge=0),
+            "weight_decay": _WD,
+            "initial_accumulator_value": Arg("float", 0.0, ge=0),
+            "eps": Arg("float", 1e-10, gt=0),
+        },
+        "per-weight rates from the sum of squared gradients",
+    ),
+    "Adadelta": TypedEntry(
+        torch.optim.Adadelta,
+        {"lr": Arg("float", 1.0, gt=0, le=100), "rho": Arg("float", 0.9, ge=0, lt=1), "eps": Arg("float", 1e-6, gt=0), "weight_decay": _WD},
+        "Adagrad with decaying averages of gradients and updates",
+    ),
+    "RMSprop": TypedEntry(
+        torch.optim.RMSprop,
+        {
+            "lr": Arg("float", 0.01, gt=0, le=100),
+            "alpha": Arg("float", 0.99, ge=0, lt=1),
+            "eps": _EPS,
+            "weight_decay": _WD,
+            "momentum": Arg("float", 0.0, ge=0, lt=1),
+            "centered": Arg("bool", False),
+        },
+        "per-weight rates from a decaying average of g²",
+    ),
+    "Adam": TypedEntry(
+        torch.optim.Adam,
+        {"lr": _LR, "betas": _BETAS, "eps": _EPS, "weight_decay": _WD, "amsgrad": Arg("bool", False)},
+        "momentum plus RMSprop with bias correction",
+    ),
+    "AdamW": TypedEntry(
+        torch.optim.AdamW,
+        {"lr": _LR, "betas": _BETAS, "eps": _EPS, "weight_decay": Arg("float", 0.01, ge=0), "amsgrad": Arg("bool", False)},
+        "Adam with decoupled weight decay",
+    ),
+    "NAdam": TypedEntry(
+        torch.optim.NAdam,
+        {"lr": Arg("float", 2e-3, gt=0, le=100), "betas": _BETAS, "eps": _EPS, "weight_decay": _WD, "momentum_decay": Arg("float", 4e-3, ge=0)},
+        "Adam with Nesterov momentum",
+    ),
+    "RAdam": TypedEntry(
+        torch.optim.RAdam, {"lr": _LR, "betas": _BETAS, "eps": _EPS, "weight_decay": _WD}, "Adam with a rectified variance estimate (built-in warm-up)"
+    ),
+    "Adamax": TypedEntry(
+        torch.optim.Adamax, {"lr": Arg("float", 2e-3, gt=0, le=100), "betas": _BETAS, "eps": _EPS, "weight_decay": _WD}, "Adam with the infinity norm"
+    ),
 }
 
 SCHEDULES: dict[str, TypedEntry] = {
-    "StepLR": TypedEntry(torch.optim.lr_scheduler.StepLR, {"step_size": Arg("int", ge=1, help="epochs between decays"),
-                                                           "gamma": Arg("float", 0.1, gt=0, le=1)}, "multiply the rate by gamma every step_size epochs"),
+    "StepLR": TypedEntry(
+        torch.optim.lr_scheduler.StepLR,
+        {"step_size": Arg("int", ge=1, help="epochs between decays"), "gamma": Arg("float", 0.1, gt=0, le=1)},
+        "multiply the rate by gamma every step_size epochs",
+    ),
     "ExponentialLR": TypedEntry(torch.optim.lr_scheduler.ExponentialLR, {"gamma": Arg("float", gt=0, le=1)}, "multiply the rate by gamma every epoch"),
-    "CosineAnnealingLR": TypedEntry(torch.optim.lr_scheduler.CosineAnnealingLR, {"T_max": Arg("int", ge=1, help="epochs to reach eta_min"),
-                                                                                 "eta_min": Arg("float", 0.0, ge=0)}, "cosine decay to eta_min"),
-    "OneCycleLR": TypedEntry(torch.optim.lr_scheduler.OneCycleLR, {"max_lr": Arg("float", gt=0, le=100), "pct_start": Arg("float", 0.3, gt=0, lt=1),
-                                                                   "anneal_strategy": Arg("choice", "cos", choices=("cos", "linear")),
-                                                                   "div_factor": Arg("float", 25.0, gt=0), "final_div_factor": Arg("float", 1e4, gt=0)},
-                             "warm up to max_lr, then anneal; stepped every batch", step="batch"),
-    "LinearLR": TypedEntry(torch.optim.lr_scheduler.LinearLR, {"start_factor": Arg("float", 1 / 3, gt=0, le=1), "end_factor": Arg("float", 1.0, gt=0, le=1),
-                                                               "total_iters": Arg("int", 5, ge=1)}, "linear warm-up over total_iters epochs"),
-    "ReduceLROnPlateau": TypedEntry(torch.optim.lr_scheduler.ReduceLROnPlateau, {"factor": Arg("float", 0.1, gt=0, lt=1), "patience": Arg("int", 10, ge=0),
-                                                                                 "threshold": Arg("float", 1e-4, ge=0), "min_lr": Arg("float", 0.0, ge=0)},
-                                    "divide the rate when the validation loss stops improving", step="val_loss"),
+    "CosineAnnealingLR": TypedEntry(
+        torch.optim.lr_scheduler.CosineAnnealingLR,
+        {"T_max": Arg("int", ge=1, help="epochs to reach eta_min"), "eta_min": Arg("float", 0.0, ge=0)},
+        "cosine decay to eta_min",
+    ),
+    "OneCycleLR": TypedEntry(
+        torch.optim.lr_scheduler.OneCycleLR,
+        {
+            "max_lr": Arg("float", gt=0, le=100),
+            "pct_start": Arg("float", 0.3, gt=0, lt=1),
+            "anneal_strategy": Arg("choice", "cos", choices=("cos", "linear")),
+            "div_factor": Arg("float", 25.0, gt=0),
+            "final_div_factor": Arg("float", 1e4, gt=0),
+        },
+        "warm up to max_lr, then anneal; stepped every batch",
+        step="batch",
+    ),
+    "LinearLR": TypedEntry(
+        torch.optim.lr_scheduler.LinearLR,
+        {"start_factor": Arg("float", 1 / 3, gt=0, le=1), "end_factor": Arg("float", 1.0, gt=0, le=1), "total_iters": Arg("int", 5, ge=1)},
+        "linear warm-up over total_iters epochs",
+    ),
+    "ReduceLROnPlateau": TypedEntry(
+        torch.optim.lr_scheduler.ReduceLROnPlateau,
+        {"factor": Arg("float", 0.1, gt=0, lt=1), "patience": Arg("int", 10, ge=0), "threshold": Arg("float", 1e-4, ge=0), "min_lr": Arg("float", 0.0, ge=0)},
+        "divide the rate when the validation loss stops improving",
+        step="val_loss",
+    ),
 }
 
 CURVES = tuple(runtime.CURVES)  # 1-D regression curves of the `curve` dataset

@@ -1,4 +1,5 @@
 """The preset schema (format dlviz-preset/1): parsing, validation with JSON paths, limits, JSON Schema."""
+
 from __future__ import annotations
 
 import json
@@ -70,7 +71,7 @@ class _Typed(BaseModel):
         if isinstance(raw, str):
             raw = {"type": raw}
         if not isinstance(raw, dict):
-            raise FieldError(f"expected an object like {{\"type\": \"{next(iter(cls.TABLE))}\"}}, got {_cut(raw)}")
+            raise FieldError(f'expected an object like {{"type": "{next(iter(cls.TABLE))}"}}, got {_cut(raw)}')
         raw = dict(raw)
         t = raw.pop("type", None)
         if t is None:
@@ -151,11 +152,11 @@ class LayerSpec(BaseModel):
         if isinstance(raw, BaseModel):
             return raw
         if not isinstance(raw, dict):
-            raise FieldError(f"expected a layer object like {{\"type\": \"Linear\", \"out_features\": 10}}, got {_cut(raw)}")
+            raise FieldError(f'expected a layer object like {{"type": "Linear", "out_features": 10}}, got {_cut(raw)}')
         raw = dict(raw)
         t = raw.pop("type", None)
         if t is None:
-            raise FieldError("is required, e.g. \"Linear\" or \"Conv2d\"", ("type",))
+            raise FieldError('is required, e.g. "Linear" or "Conv2d"', ("type",))
         if not isinstance(t, str) or (t not in ALL_LAYERS and t not in BLOCKS):
             hint = did_you_mean(t, [*ALL_LAYERS, *BLOCKS]) if isinstance(t, str) else ""
             raise FieldError(f"unknown layer type {_cut(t)}{hint}", ("type",))
@@ -242,8 +243,7 @@ def _checked(arg: Arg) -> Any:
 def arg_model(name: str, args: dict[str, Arg], base: type[Strict] = Strict, **objects: type[Strict]) -> type[Strict]:
     """A preset section whose keys are `args`: each value checked by its Arg, each key left out at the Arg's default.
     An object-valued Arg is the section model given for its key in `objects`."""
-    fields = {key: (Optional[objects[key]] if arg.kind == "object" else _checked(arg), ... if arg.required else arg.default)
-              for key, arg in args.items()}
+    fields = {key: (Optional[objects[key]] if arg.kind == "object" else _checked(arg), ... if arg.required else arg.default) for key, arg in args.items()}
     return create_model(name, __base__=base, __module__=__name__, **fields)
 
 
@@ -290,18 +290,32 @@ class _Data(Strict):
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema, handler) -> dict:
         common = {key: arg.json_schema() for key, arg in DATA_ARGS.items()}
-        return {"title": "DataSpec", "description": "The dataset and its options; each dataset takes its own.", "oneOf": [
-            {"type": "object", "title": name, "description": entry.doc,
-             "properties": {"name": {"const": name}, **common, **{key: arg.json_schema() for key, arg in entry.args.items()}},
-             "required": ["name", *[key for key, arg in entry.args.items() if arg.required]], "additionalProperties": False}
-            for name, entry in DATASETS.items()]}
+        return {
+            "title": "DataSpec",
+            "description": "The dataset and its options; each dataset takes its own.",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "title": name,
+                    "description": entry.doc,
+                    "properties": {"name": {"const": name}, **common, **{key: arg.json_schema() for key, arg in entry.args.items()}},
+                    "required": ["name", *[key for key, arg in entry.args.items() if arg.required]],
+                    "additionalProperties": False,
+                }
+                for name, entry in DATASETS.items()
+            ],
+        }
 
 
 _OPTIONS = {key: arg for entry in DATASETS.values() for key, arg in entry.args.items()}  # a key's Arg differs by dataset
 _DATA_OBJECTS = {"augment": Augment}
-DataSpec = create_model("DataSpec", __base__=_Data, __module__=__name__,
-                        **{key: (_checked(arg), arg.default) for key, arg in DATA_ARGS.items()},
-                        **{key: (Optional[_DATA_OBJECTS[key]] if arg.kind == "object" else Any, None) for key, arg in _OPTIONS.items()})
+DataSpec = create_model(
+    "DataSpec",
+    __base__=_Data,
+    __module__=__name__,
+    **{key: (_checked(arg), arg.default) for key, arg in DATA_ARGS.items()},
+    **{key: (Optional[_DATA_OBJECTS[key]] if arg.kind == "object" else Any, None) for key, arg in _OPTIONS.items()},
+)
 
 
 class _Training(Strict):
@@ -402,7 +416,10 @@ def _check_json_depth(text: str, limit: int) -> None:
         elif ch in "[{":
             depth += 1
             if depth > limit:
-                raise UserError("preset", f"the document is nested more than {limit} levels deep; flatten it (DLVIZ_MAX_DEPTH limits blocks to {_limits.current().max_depth})")
+                raise UserError(
+                    "preset",
+                    f"the document is nested more than {limit} levels deep; flatten it (DLVIZ_MAX_DEPTH limits blocks to {_limits.current().max_depth})",
+                )
         elif ch in "]}":
             depth -= 1
 
@@ -537,22 +554,48 @@ def json_schema() -> dict:
     common = {"name": {"type": "string", "maxLength": 80}, "init": {"$ref": "#/$defs/InitSpec"}}
     for name, entry in {**LAYERS, **ACTIVATIONS}.items():
         props = {"type": {"const": name}, **common, **{k: a.json_schema() for k, a in entry.args.items()}}
-        layers.append({"type": "object", "title": name, "description": entry.doc, "properties": props,
-                       "required": ["type", *[k for k, a in entry.args.items() if a.required]], "additionalProperties": False})
+        layers.append(
+            {
+                "type": "object",
+                "title": name,
+                "description": entry.doc,
+                "properties": props,
+                "required": ["type", *[k for k, a in entry.args.items() if a.required]],
+                "additionalProperties": False,
+            }
+        )
     lists = {"type": "array", "items": ref}
-    block_props = {"Residual": {"body": lists, "shortcut": lists}, "Concat": {"branches": {"type": "array", "items": lists, "minItems": 1}},
-                   "Sequential": {"layers": lists}}
+    block_props = {
+        "Residual": {"body": lists, "shortcut": lists},
+        "Concat": {"branches": {"type": "array", "items": lists, "minItems": 1}},
+        "Sequential": {"layers": lists},
+    }
     for name, props in block_props.items():
-        layers.append({"type": "object", "title": name, "properties": {"type": {"const": name}, **common, **props},
-                       "required": ["type", next(iter(props))], "additionalProperties": False})
+        layers.append(
+            {
+                "type": "object",
+                "title": name,
+                "properties": {"type": {"const": name}, **common, **props},
+                "required": ["type", next(iter(props))],
+                "additionalProperties": False,
+            }
+        )
     defs["LayerSpec"] = {"oneOf": layers}
 
     def typed(table, extra=None):
         options = []
         for name, entry in table.items():
             props = {"type": {"const": name}, **{k: a.json_schema() for k, a in entry.args.items()}, **(extra or {})}
-            options.append({"type": "object", "title": name, "description": entry.doc, "properties": props,
-                            "required": ["type", *[k for k, a in entry.args.items() if a.required]], "additionalProperties": False})
+            options.append(
+                {
+                    "type": "object",
+                    "title": name,
+                    "description": entry.doc,
+                    "properties": props,
+                    "required": ["type", *[k for k, a in entry.args.items() if a.required]],
+                    "additionalProperties": False,
+                }
+            )
         return {"oneOf": options}
 
     init = typed(INITS, {"bias": {"enum": list(BIAS_CHOICES)}})

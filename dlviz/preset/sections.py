@@ -1,4 +1,5 @@
 """Edits of a preset's data, loss, optimizer, schedule and training sections."""
+
 from __future__ import annotations
 
 import copy
@@ -56,8 +57,12 @@ def set_typed(doc: dict, section: str, type_name: Optional[str]) -> dict:
 
 def _required_default(section: str, type_name: str, key: str) -> Any:
     # the values a person would start from; the schema has no default for these
-    return {("schedule", "StepLR", "step_size"): 10, ("schedule", "ExponentialLR", "gamma"): 0.95,
-            ("schedule", "CosineAnnealingLR", "T_max"): 10, ("schedule", "OneCycleLR", "max_lr"): 0.01}.get((section, type_name, key), 1)
+    return {
+        ("schedule", "StepLR", "step_size"): 10,
+        ("schedule", "ExponentialLR", "gamma"): 0.95,
+        ("schedule", "CosineAnnealingLR", "T_max"): 10,
+        ("schedule", "OneCycleLR", "max_lr"): 0.01,
+    }.get((section, type_name, key), 1)
 
 
 def set_typed_arg(doc: dict, section: str, key: str, value: Any) -> dict:

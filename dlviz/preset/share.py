@@ -1,4 +1,5 @@
 """Share links: the whole preset as canonical JSON, zlib-compressed and URL-safe base64 in one query parameter."""
+
 from __future__ import annotations
 
 import base64
@@ -46,7 +47,7 @@ def token_from_link(link: str) -> str:
         if not values:
             raise UserError("share.link", f"the link has no '{PARAM}=' parameter; copy the whole share link")
         return values[0]
-    return link[len(PARAM) + 1:] if link.startswith(PARAM + "=") else link
+    return link[len(PARAM) + 1 :] if link.startswith(PARAM + "=") else link
 
 
 def decode(token: str) -> Experiment:

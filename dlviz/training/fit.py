@@ -1,5 +1,6 @@
 """Whether a preset can train: its sections present, its model taking its data, its loss fitting the model's output
 and the targets, within the memory budget; and the one change that fits a model to its data."""
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,11 @@ def check_fit(exp: Experiment, input_shape: tuple, task: str, classes: Optional[
     from dlviz.training.losses import make_objective
 
     if tuple(exp.model.input_shape) != tuple(input_shape):
-        raise UserError("model.input_shape", f"the {exp.data.name} data gives {shape_str(input_shape)} per sample but the model's "
-                                             f"input_shape is {shape_str(exp.model.input_shape)}; set it to {list(input_shape)}")
+        raise UserError(
+            "model.input_shape",
+            f"the {exp.data.name} data gives {shape_str(input_shape)} per sample but the model's "
+            f"input_shape is {shape_str(exp.model.input_shape)}; set it to {list(input_shape)}",
+        )
     summary = summarize(exp, count_flops=False)
     objective = make_objective(exp.loss, task, classes, target_shape, summary.output_shape)
     budget.check_training(budget.footprint(summary), exp.data.batch_size)
@@ -84,10 +88,13 @@ def fit_model_to_data(doc: dict, csv_bytes: Optional[bytes] = None) -> tuple[dic
 
         tried = f"even with {' and '.join(changes)}, " if changes else ""
         hint = " (a table of numbers needs a model that starts with Linear layers)" if len(input_shape) == 1 else ""
-        raise UserError(err.path, f"the model was left as it was: {tried}its layers can't take the {data.name} data's "
-                                  f"{shape_str(input_shape)} samples; {err.message}. "
-                                  f"Change those layers on Build{hint}, or pick data shaped like the model's input "
-                                  f"{shape_str(original['model'].get('input_shape') or [])}") from None
+        raise UserError(
+            err.path,
+            f"the model was left as it was: {tried}its layers can't take the {data.name} data's "
+            f"{shape_str(input_shape)} samples; {err.message}. "
+            f"Change those layers on Build{hint}, or pick data shaped like the model's input "
+            f"{shape_str(original['model'].get('input_shape') or [])}",
+        ) from None
     return doc, ("Fitted the model to the data: " + ", ".join(changes) + ".") if changes else "The model already fits the data."
 
 

@@ -1,4 +1,5 @@
 """The live feed of a run: the trainer's callback turns steps into messages; LiveFeed keeps a bounded copy for drawing."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -109,7 +110,7 @@ class LiveFeed:
             elif kind == "epochs":
                 self.epochs.extend(msg["records"])
             elif kind == "telemetry":
-                for snap in (msg["snapshots"] if "snapshots" in msg else [msg["snapshot"]]):
+                for snap in msg["snapshots"] if "snapshots" in msg else [msg["snapshot"]]:
                     self.telemetry.append(snap)
                     if len(self.telemetry) > KEEP_TELEMETRY:
                         # every other one goes, the first and the newest stay: the charts cover the whole run
@@ -140,13 +141,33 @@ class LiveFeed:
                 rate = (done - self.first_step) / max(time.time() - self.first_step_at, 1e-6)
                 eta = (total - done) / rate
             k = len(self.param_names)
-            return {"status": self.status, "reason": self.reason, "task": self.task, "param_names": list(self.param_names),
-                    "step": series[:, 0], "epoch": series[:, 1], "loss": series[:, 2], "metric": series[:, 3], "lr": series[:, 4],
-                    "log_grad_norm": layers[:, :k] if len(layers) else np.zeros((0, k)),
-                    "log_update_ratio": layers[:, k:] if len(layers) else np.zeros((0, k)),
-                    "epochs": [dict(e) for e in self.epochs], "telemetry": list(self.telemetry), "boundary": self.boundary,
-                    "evaluation": self.evaluation, "result": self.result, "points": self.points, "steps_done": done, "total_steps": total,
-                    "elapsed": elapsed, "eta": eta, "version": self.version, "first_loss": self.first_loss, "context": dict(self.context), "continued": self.continued}
+            return {
+                "status": self.status,
+                "reason": self.reason,
+                "task": self.task,
+                "param_names": list(self.param_names),
+                "step": series[:, 0],
+                "epoch": series[:, 1],
+                "loss": series[:, 2],
+                "metric": series[:, 3],
+                "lr": series[:, 4],
+                "log_grad_norm": layers[:, :k] if len(layers) else np.zeros((0, k)),
+                "log_update_ratio": layers[:, k:] if len(layers) else np.zeros((0, k)),
+                "epochs": [dict(e) for e in self.epochs],
+                "telemetry": list(self.telemetry),
+                "boundary": self.boundary,
+                "evaluation": self.evaluation,
+                "result": self.result,
+                "points": self.points,
+                "steps_done": done,
+                "total_steps": total,
+                "elapsed": elapsed,
+                "eta": eta,
+                "version": self.version,
+                "first_loss": self.first_loss,
+                "context": dict(self.context),
+                "continued": self.continued,
+            }
 
 
 def joined(blocks: list[StepBlock]) -> StepBlock:
@@ -157,8 +178,18 @@ def joined(blocks: list[StepBlock]) -> StepBlock:
 
 
 def block_message(block: StepBlock) -> dict:
-    return {"kind": "steps", "block": {"step": block.step, "epoch": block.epoch, "loss": block.loss, "metric": block.metric,
-                                       "lr": block.lr, "grad_norm": block.grad_norm, "update_ratio": block.update_ratio}}
+    return {
+        "kind": "steps",
+        "block": {
+            "step": block.step,
+            "epoch": block.epoch,
+            "loss": block.loss,
+            "metric": block.metric,
+            "lr": block.lr,
+            "grad_norm": block.grad_norm,
+            "update_ratio": block.update_ratio,
+        },
+    }
 
 
 class FeedCallback(Callback):
@@ -174,8 +205,17 @@ class FeedCallback(Callback):
 
     def on_train_begin(self, trainer: Trainer) -> None:
         total = trainer.exp.training.epochs * trainer.steps_per_epoch
-        self.send({"kind": "begin", "param_names": trainer.param_names, "task": trainer.objective.task,
-                   "total_steps": total, "step": trainer.step, "points": plane_points(trainer.dataset), "context": run_context(trainer)})
+        self.send(
+            {
+                "kind": "begin",
+                "param_names": trainer.param_names,
+                "task": trainer.objective.task,
+                "total_steps": total,
+                "step": trainer.step,
+                "points": plane_points(trainer.dataset),
+                "context": run_context(trainer),
+            }
+        )
         self._boundary(trainer, force=True)
 
     def on_steps(self, trainer: Trainer, block: StepBlock) -> None:
@@ -202,8 +242,9 @@ class FeedCallback(Callback):
         now = self.clock()
         self.pending_telemetry.append(snapshot)
         if len(self.pending_telemetry) > KEEP_TELEMETRY:
-            self.pending_telemetry = self.pending_telemetry[::2] if len(self.pending_telemetry) % 2 else \
-                self.pending_telemetry[:-1:2] + self.pending_telemetry[-1:]
+            self.pending_telemetry = (
+                self.pending_telemetry[::2] if len(self.pending_telemetry) % 2 else self.pending_telemetry[:-1:2] + self.pending_telemetry[-1:]
+            )
         if now - self.last_telemetry >= TELEMETRY_SECONDS:  # the store keeps every snapshot; the live view needs a few a second
             self._send_telemetry(now)
 
@@ -240,8 +281,9 @@ class FeedCallback(Callback):
             self.send({"kind": "evaluation", "evaluation": {"confusion": cm, "classes": trainer.dataset.class_names or list(map(str, range(c)))}})
         else:
             n = min(len(y), 500)
-            self.send({"kind": "evaluation", "evaluation": {"target": y[:n].reshape(n, -1)[:, 0].tolist(),
-                                                            "pred": val["pred"][:n].reshape(n, -1)[:, 0].tolist()}})
+            self.send(
+                {"kind": "evaluation", "evaluation": {"target": y[:n].reshape(n, -1)[:, 0].tolist(), "pred": val["pred"][:n].reshape(n, -1)[:, 0].tolist()}}
+            )
 
     def _boundary(self, trainer: Trainer, force: bool = False) -> None:
         if getattr(trainer.dataset, "points_train", None) is None:
@@ -322,9 +364,20 @@ def stored_feed(store, run_id: str) -> LiveFeed:
     if len(steps):
         g = steps[[f"grad_norm:{n}" for n in names]].to_numpy()
         u = steps[[f"update_ratio:{n}" for n in names]].to_numpy()
-        feed.handle({"kind": "steps", "block": {"step": steps["step"].to_numpy(), "epoch": steps["epoch"].to_numpy(),
-                                                "loss": steps["loss"].to_numpy(), "metric": steps["metric"].to_numpy(),
-                                                "lr": steps["lr"].to_numpy(), "grad_norm": g, "update_ratio": u}})
+        feed.handle(
+            {
+                "kind": "steps",
+                "block": {
+                    "step": steps["step"].to_numpy(),
+                    "epoch": steps["epoch"].to_numpy(),
+                    "loss": steps["loss"].to_numpy(),
+                    "metric": steps["metric"].to_numpy(),
+                    "lr": steps["lr"].to_numpy(),
+                    "grad_norm": g,
+                    "update_ratio": u,
+                },
+            }
+        )
     for rec in store.epochs(run_id).to_dict("records"):
         feed.handle({"kind": "epochs", "records": [{k: (int(v) if k in ("epoch", "step") else v) for k, v in rec.items()}]})
     feed.handle({"kind": "telemetry", "snapshots": store.telemetry(run_id)})  # thinned over the whole run as it goes in

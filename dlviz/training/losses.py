@@ -1,4 +1,5 @@
 """How each loss meets the data: target conversion, the fit check done at validation time, and the metric."""
+
 from __future__ import annotations
 
 import math
@@ -49,12 +50,16 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
             if c != 2:
                 raise UserError("loss", f"{name} is for two classes but the data has {c}; use CrossEntropyLoss")
             if out_shape not in ((1,), (*target_shape, 1)):
-                raise UserError("loss", f"{name} needs one logit per sample but the model outputs {shape_str(out_shape)}; "
-                                        "make the last Linear out_features 1, or use CrossEntropyLoss with 2 outputs")
+                raise UserError(
+                    "loss",
+                    f"{name} needs one logit per sample but the model outputs {shape_str(out_shape)}; "
+                    "make the last Linear out_features 1, or use CrossEntropyLoss with 2 outputs",
+                )
             return Objective(fn, float_labels if name == "BCEWithLogitsLoss" else signed_labels, task, c)
         if out_shape != want:
-            raise UserError("loss", f"the model outputs {shape_str(out_shape)} per sample but {name} on {c} classes needs "
-                                    f"{shape_str(want)}; make the last layer's size {c}")
+            raise UserError(
+                "loss", f"the model outputs {shape_str(out_shape)} per sample but {name} on {c} classes needs {shape_str(want)}; make the last layer's size {c}"
+            )
         if entry.target == "distribution":
             return Objective(fn, one_hot_labels, task, c)
         return Objective(fn, token_labels if per_token else None, task, c)
@@ -63,8 +68,9 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
         raise UserError("loss", f"{name} is a classification loss but the data is regression; use MSELoss, L1Loss or HuberLoss")
     if out_shape != target_shape:
         n = math.prod(target_shape)
-        raise UserError("loss", f"the model outputs {shape_str(out_shape)} per sample but the targets are {shape_str(target_shape)}; "
-                                f"make the last Linear out_features {n}")
+        raise UserError(
+            "loss", f"the model outputs {shape_str(out_shape)} per sample but the targets are {shape_str(target_shape)}; make the last Linear out_features {n}"
+        )
     return Objective(fn, None, task, None)
 
 
@@ -84,7 +90,7 @@ def chance_level(loss_type: str, args: dict, task: str, num_classes: int | None,
         if loss_type == "MultiMarginLoss":
             # outputs 0: each of the C−1 wrong classes costs max(0, margin − 0 + 0)^p, and the sum is divided by C
             margin, p = float(args.get("margin", 1.0)), int(args.get("p", 1))
-            return margin ** p * (c - 1) / c, f"margin{'²' if p == 2 else ''}·(C−1)/C = {margin:g}{'²' if p == 2 else ''}·{c - 1}/{c}"
+            return margin**p * (c - 1) / c, f"margin{'²' if p == 2 else ''}·(C−1)/C = {margin:g}{'²' if p == 2 else ''}·{c - 1}/{c}"
         return None
     y = y_train.double().reshape(len(y_train), -1)
     if loss_type == "MSELoss":

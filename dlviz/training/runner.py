@@ -6,6 +6,7 @@ generator, so dropout draws of two runs training at once cannot interleave and e
 the run, not the app; and Stop can end it even inside a long operation. The start-up cost of a fresh process (importing
 torch) is avoided by forking workers from a forkserver that has already imported the engine.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -56,8 +57,9 @@ def _watch_server(server_pid: int, control, orphaned: threading.Event, reason: s
         time.sleep(1.0)
 
 
-def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[bytes], resume: Optional[tuple],
-            out_q, stop_ev, run_ev, threads: int, server_pid: int) -> None:
+def _worker(
+    preset: dict, run_id: str, store_path: str, csv_bytes: Optional[bytes], resume: Optional[tuple], out_q, stop_ev, run_ev, threads: int, server_pid: int
+) -> None:
     """Runs in the worker process: train, write the store, and report progress as messages."""
     import sqlite3
 
@@ -81,8 +83,7 @@ def _worker(preset: dict, run_id: str, store_path: str, csv_bytes: Optional[byte
         control = Control(stop_event=stop_ev, run_event=run_ev)
         orphaned = threading.Event()
         threading.Thread(target=_watch_server, args=(server_pid, control, orphaned, INTERRUPTED), daemon=True).start()
-        trainer = Trainer(exp, [StoreCallback(store, run_id), FeedCallback(out_q.put)], csv_bytes=csv_bytes,
-                          resume=state, control=control)
+        trainer = Trainer(exp, [StoreCallback(store, run_id), FeedCallback(out_q.put)], csv_bytes=csv_bytes, resume=state, control=control)
         result = trainer.run()
         if orphaned.is_set() and trainer.status == "stopped":
             # nobody stopped it: its server died. The next server offers Continue, as for the runs it finds live.
@@ -201,8 +202,14 @@ class Runner:
 
     # ------------------------------------------------------------ starting and stopping
 
-    def start(self, exp: Experiment, session: str, csv_bytes: Optional[bytes] = None,
-              resume: Optional[tuple[str, Optional[int]]] = None, address: Optional[str] = None) -> RunHandle:
+    def start(
+        self,
+        exp: Experiment,
+        session: str,
+        csv_bytes: Optional[bytes] = None,
+        resume: Optional[tuple[str, Optional[int]]] = None,
+        address: Optional[str] = None,
+    ) -> RunHandle:
         """Start a run in a worker process, or raise UserError when a cap is reached or the store refuses the run.
 
         `address` is the client's network address (None when unknown, as for local connections): a browser that drops
@@ -214,16 +221,21 @@ class Runner:
             live = [h for h in self._runs.values() if h.alive]
             mine = [h for h in live if h.session == session]
             if len(mine) >= lim.max_runs_per_session:
-                raise UserError("train", f"you already have {len(mine)} run{'s' if len(mine) > 1 else ''} training "
-                                    f"(the limit per person is {lim.max_runs_per_session}, DLVIZ_MAX_RUNS_PER_SESSION); stop it first")
+                raise UserError(
+                    "train",
+                    f"you already have {len(mine)} run{'s' if len(mine) > 1 else ''} training "
+                    f"(the limit per person is {lim.max_runs_per_session}, DLVIZ_MAX_RUNS_PER_SESSION); stop it first",
+                )
             here = [h for h in live if address is not None and h.address == address]
             if len(here) >= lim.max_runs_per_address:
-                raise UserError("train", f"{len(here)} run{'s are' if len(here) > 1 else ' is'} already training from your network "
-                                    f"address (the limit per address is {lim.max_runs_per_address}, DLVIZ_MAX_RUNS_PER_ADDRESS); "
-                                    "try again when one finishes")
+                raise UserError(
+                    "train",
+                    f"{len(here)} run{'s are' if len(here) > 1 else ' is'} already training from your network "
+                    f"address (the limit per address is {lim.max_runs_per_address}, DLVIZ_MAX_RUNS_PER_ADDRESS); "
+                    "try again when one finishes",
+                )
             if len(live) >= lim.max_concurrent_runs:
-                raise UserError("train", f"the server is already training {len(live)} runs, its limit (DLVIZ_MAX_CONCURRENT_RUNS); "
-                                    "try again when one finishes")
+                raise UserError("train", f"the server is already training {len(live)} runs, its limit (DLVIZ_MAX_CONCURRENT_RUNS); try again when one finishes")
             if exp.data is None:
                 raise UserError("data", "this preset has no data section; add one to train it")
             feed = LiveFeed()
@@ -253,12 +265,14 @@ class Runner:
             q = ctx.Queue()
             stop_ev, run_ev = ctx.Event(), ctx.Event()
             run_ev.set()
-            proc = ctx.Process(target=_worker, name=f"dlviz-run-{run_id}", daemon=True,
-                               args=(exp.to_dict(full=True), run_id, self.store_path, csv_bytes, resume, q, stop_ev, run_ev, self.threads,
-                                     os.getpid()))
+            proc = ctx.Process(
+                target=_worker,
+                name=f"dlviz-run-{run_id}",
+                daemon=True,
+                args=(exp.to_dict(full=True), run_id, self.store_path, csv_bytes, resume, q, stop_ev, run_ev, self.threads, os.getpid()),
+            )
             proc.start()
-            handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, feed, address=address,
-                               batch_size=exp.data.batch_size)
+            handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, feed, address=address, batch_size=exp.data.batch_size)
             self._runs[run_id] = handle
             self._seen[session] = time.time()
         threading.Thread(target=self._pump, args=(handle,), daemon=True, name=f"dlviz-feed-{run_id}").start()
@@ -340,8 +354,7 @@ class Runner:
         nothing else here does (Stop's grace period ends a worker with SIGTERM)."""
         if getattr(h.process, "exitcode", None) == -signal.SIGKILL:
             at = f" at batch size {h.batch_size}" if h.batch_size else ""
-            return (f"the training process was killed, most likely for lack of memory,{at}: try a smaller batch size "
-                    "or a smaller model")
+            return f"the training process was killed, most likely for lack of memory,{at}: try a smaller batch size or a smaller model"
         return ""
 
     def _retry_marks(self) -> None:

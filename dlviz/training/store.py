@@ -1,4 +1,5 @@
 """The run store: every run's preset, status, metrics, telemetry, checkpoints and trajectory in SQLite (WAL mode)."""
+
 from __future__ import annotations
 
 import io
@@ -57,8 +58,7 @@ def unwritable(err: BaseException, lead: str = "The run store can't be written")
         detail = str(err)
     else:
         detail = type(err).__name__
-    return (f"{lead}: {detail}; ask whoever runs this server to free disk space and let the server write its data "
-            "directory (DLVIZ_DATA_DIR).")
+    return f"{lead}: {detail}; ask whoever runs this server to free disk space and let the server write its data directory (DLVIZ_DATA_DIR)."
 
 
 def _floats(v) -> float:
@@ -118,33 +118,47 @@ class RunStore:
     def create_run(self, exp: Experiment, session: str = "", status: str = "queued") -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         now = time.time()
-        self._exec("INSERT INTO runs (id, session, name, preset, status, created, updated, preset_hash) VALUES (?,?,?,?,?,?,?,?)",
-                   (run_id, session, exp.name, json.dumps(exp.to_dict()), status, now, now, preset_hash(exp)))
+        self._exec(
+            "INSERT INTO runs (id, session, name, preset, status, created, updated, preset_hash) VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, session, exp.name, json.dumps(exp.to_dict()), status, now, now, preset_hash(exp)),
+        )
         return run_id
 
     def continue_from(self, run_id: str, parent: str, step: int) -> None:
         """Give a new run the part of `parent` before its checkpoint at `step`: the steps, epochs, telemetry, checkpoints
         and trajectory it resumes from. A continued run is then one whole run in the store, its curves, its counts and
         its first loss those of an uninterrupted run."""
-        self.write([
-            ("INSERT OR REPLACE INTO steps SELECT ?, step, epoch, loss, metric, lr, grad_norm, update_ratio FROM steps "
-             "WHERE run_id=? AND step<?", [(run_id, parent, step)]),
-            ("INSERT OR REPLACE INTO epochs SELECT ?, epoch, record FROM epochs WHERE run_id=? AND "
-             "epoch<=(SELECT epoch FROM checkpoints WHERE run_id=? AND step=?)", [(run_id, parent, parent, step)]),
-            ("INSERT OR REPLACE INTO telemetry SELECT ?, step, snapshot FROM telemetry WHERE run_id=? AND step<?",
-             [(run_id, parent, step)]),
-            ("INSERT OR REPLACE INTO checkpoints SELECT ?, step, epoch, label, state, created FROM checkpoints "
-             "WHERE run_id=? AND step<=?", [(run_id, parent, step)]),
-            ("INSERT OR REPLACE INTO trajectory SELECT ?, step, params FROM trajectory WHERE run_id=? AND step<=?",
-             [(run_id, parent, step)]),
-            ("UPDATE runs SET steps_done=?, epochs_done=(SELECT epoch FROM checkpoints WHERE run_id=? AND step=?), "
-             "param_names=(SELECT param_names FROM runs WHERE id=?), task=(SELECT task FROM runs WHERE id=?), parent=?, "
-             "parent_step=? WHERE id=?", [(step, parent, step, parent, parent, parent, step, run_id)]),
-        ])
+        self.write(
+            [
+                (
+                    "INSERT OR REPLACE INTO steps SELECT ?, step, epoch, loss, metric, lr, grad_norm, update_ratio FROM steps WHERE run_id=? AND step<?",
+                    [(run_id, parent, step)],
+                ),
+                (
+                    "INSERT OR REPLACE INTO epochs SELECT ?, epoch, record FROM epochs WHERE run_id=? AND "
+                    "epoch<=(SELECT epoch FROM checkpoints WHERE run_id=? AND step=?)",
+                    [(run_id, parent, parent, step)],
+                ),
+                ("INSERT OR REPLACE INTO telemetry SELECT ?, step, snapshot FROM telemetry WHERE run_id=? AND step<?", [(run_id, parent, step)]),
+                (
+                    "INSERT OR REPLACE INTO checkpoints SELECT ?, step, epoch, label, state, created FROM checkpoints WHERE run_id=? AND step<=?",
+                    [(run_id, parent, step)],
+                ),
+                ("INSERT OR REPLACE INTO trajectory SELECT ?, step, params FROM trajectory WHERE run_id=? AND step<=?", [(run_id, parent, step)]),
+                (
+                    "UPDATE runs SET steps_done=?, epochs_done=(SELECT epoch FROM checkpoints WHERE run_id=? AND step=?), "
+                    "param_names=(SELECT param_names FROM runs WHERE id=?), task=(SELECT task FROM runs WHERE id=?), parent=?, "
+                    "parent_step=? WHERE id=?",
+                    [(step, parent, step, parent, parent, parent, step, run_id)],
+                ),
+            ]
+        )
 
     def set_status(self, run_id: str, status: str, reason: str = "", result: Optional[dict] = None) -> None:
-        self._exec("UPDATE runs SET status=?, reason=?, updated=?, result=COALESCE(?, result) WHERE id=?",
-                   (status, reason, time.time(), _json(result) if result is not None else None, run_id))
+        self._exec(
+            "UPDATE runs SET status=?, reason=?, updated=?, result=COALESCE(?, result) WHERE id=?",
+            (status, reason, time.time(), _json(result) if result is not None else None, run_id),
+        )
 
     def mark_interrupted(self, live_ids=()) -> int:
         """Runs left 'running' by a process that ended (a restart) become 'interrupted'; their data stays."""
@@ -157,16 +171,32 @@ class RunStore:
         return len(rows)
 
     def run(self, run_id: str) -> dict:
-        rows = self._exec("SELECT id, session, name, preset, status, reason, created, updated, epochs_done, steps_done, result, "
-                          "param_names, task, preset_hash, parent, parent_step FROM runs WHERE id=?", (run_id,))
+        rows = self._exec(
+            "SELECT id, session, name, preset, status, reason, created, updated, epochs_done, steps_done, result, "
+            "param_names, task, preset_hash, parent, parent_step FROM runs WHERE id=?",
+            (run_id,),
+        )
         if not rows:
             raise UserError("run", f"no run with id {run_id}")
         r = rows[0]
-        return {"id": r[0], "session": r[1], "name": r[2], "preset": json.loads(r[3]), "status": r[4], "reason": r[5] or "",
-                "created": r[6], "updated": r[7], "epochs_done": r[8], "steps_done": r[9],
-                "result": json.loads(r[10]) if r[10] else None, "param_names": json.loads(r[11]) if r[11] else [],
-                "task": r[12], "preset_hash": r[13] or preset_hash(json.loads(r[3])), "parent": r[14],
-                "parent_step": r[15]}
+        return {
+            "id": r[0],
+            "session": r[1],
+            "name": r[2],
+            "preset": json.loads(r[3]),
+            "status": r[4],
+            "reason": r[5] or "",
+            "created": r[6],
+            "updated": r[7],
+            "epochs_done": r[8],
+            "steps_done": r[9],
+            "result": json.loads(r[10]) if r[10] else None,
+            "param_names": json.loads(r[11]) if r[11] else [],
+            "task": r[12],
+            "preset_hash": r[13] or preset_hash(json.loads(r[3])),
+            "parent": r[14],
+            "parent_step": r[15],
+        }
 
     def continuable(self, run_id: str) -> bool:
         """Whether a run can be continued from its last checkpoint: a stopped or interrupted one, or a failed one that
@@ -181,11 +211,9 @@ class RunStore:
 
     def runs(self, session: Optional[str] = None) -> pd.DataFrame:
         sql = "SELECT id, session, name, status, epochs_done, steps_done, created, result, preset_hash, parent, preset FROM runs"
-        rows = self._exec(sql + (" WHERE session=?" if session is not None else "") + " ORDER BY created DESC",
-                          (session,) if session is not None else ())
+        rows = self._exec(sql + (" WHERE session=?" if session is not None else "") + " ORDER BY created DESC", (session,) if session is not None else ())
         rows = [(*r[:8], r[8] or preset_hash(json.loads(r[10])), r[9], json.loads(r[10])) for r in rows]
-        df = pd.DataFrame(rows, columns=["id", "session", "name", "status", "epochs", "steps", "created", "result", "preset_hash",
-                                         "parent", "preset"])
+        df = pd.DataFrame(rows, columns=["id", "session", "name", "status", "epochs", "steps", "created", "result", "preset_hash", "parent", "preset"])
         df["created"] = pd.to_datetime(df["created"], unit="s")
         return df
 
@@ -203,16 +231,29 @@ class RunStore:
     def step_ops(run_id: str, block: StepBlock) -> list[tuple[str, list[tuple]]]:
         if not len(block):
             return []
-        rows = list(zip(itertools.repeat(run_id), block.step.tolist(), block.epoch.tolist(), block.loss.tolist(), block.metric.tolist(),
-                        block.lr.tolist(), map(bytes, np.ascontiguousarray(block.grad_norm, dtype=np.float32)),
-                        map(bytes, np.ascontiguousarray(block.update_ratio, dtype=np.float32))))
-        return [("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", rows),
-                ("UPDATE runs SET steps_done=?, updated=? WHERE id=?", [(int(block.step[-1]) + 1, time.time(), run_id)])]
+        rows = list(
+            zip(
+                itertools.repeat(run_id),
+                block.step.tolist(),
+                block.epoch.tolist(),
+                block.loss.tolist(),
+                block.metric.tolist(),
+                block.lr.tolist(),
+                map(bytes, np.ascontiguousarray(block.grad_norm, dtype=np.float32)),
+                map(bytes, np.ascontiguousarray(block.update_ratio, dtype=np.float32)),
+            )
+        )
+        return [
+            ("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", rows),
+            ("UPDATE runs SET steps_done=?, updated=? WHERE id=?", [(int(block.step[-1]) + 1, time.time(), run_id)]),
+        ]
 
     @staticmethod
     def epoch_ops(run_id: str, record: dict) -> list[tuple[str, list[tuple]]]:
-        return [("INSERT OR REPLACE INTO epochs VALUES (?,?,?)", [(run_id, int(record["epoch"]), _json(record))]),
-                ("UPDATE runs SET epochs_done=?, updated=? WHERE id=?", [(int(record["epoch"]), time.time(), run_id)])]
+        return [
+            ("INSERT OR REPLACE INTO epochs VALUES (?,?,?)", [(run_id, int(record["epoch"]), _json(record))]),
+            ("UPDATE runs SET epochs_done=?, updated=? WHERE id=?", [(int(record["epoch"]), time.time(), run_id)]),
+        ]
 
     @staticmethod
     def telemetry_ops(run_id: str, snapshot: dict) -> list[tuple[str, list[tuple]]]:
@@ -229,8 +270,9 @@ class RunStore:
             names = self.run(run_id)["param_names"]
             g = np.stack([np.frombuffer(r[5], dtype=np.float32) for r in rows])
             u = np.stack([np.frombuffer(r[6], dtype=np.float32) for r in rows])
-            df = pd.concat([df, pd.DataFrame(g, columns=[f"grad_norm:{n}" for n in names]),
-                            pd.DataFrame(u, columns=[f"update_ratio:{n}" for n in names])], axis=1)
+            df = pd.concat(
+                [df, pd.DataFrame(g, columns=[f"grad_norm:{n}" for n in names]), pd.DataFrame(u, columns=[f"update_ratio:{n}" for n in names])], axis=1
+            )
         return df
 
     def telemetry(self, run_id: str) -> list[dict]:
@@ -251,8 +293,9 @@ class RunStore:
     def save_checkpoint(self, run_id: str, state: dict, label: str) -> None:
         buf = io.BytesIO()
         torch.save(state, buf)
-        self._exec("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?,?)",
-                   (run_id, int(state["step"]), int(state["epoch"]), label, buf.getvalue(), time.time()))
+        self._exec(
+            "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?,?)", (run_id, int(state["step"]), int(state["epoch"]), label, buf.getvalue(), time.time())
+        )
         epoch_ckpts = self._exec("SELECT step FROM checkpoints WHERE run_id=? AND label LIKE 'epoch %' ORDER BY step", (run_id,))
         if len(epoch_ckpts) > MAX_EPOCH_CHECKPOINTS:  # thin the middle, keep the newest
             for (step,) in epoch_ckpts[1:-1:2]:
@@ -273,12 +316,10 @@ class RunStore:
         try:
             return torch.load(io.BytesIO(rows[0][0]), weights_only=True)
         except Exception:  # weights_only refuses anything but tensors and plain containers
-            raise UserError("run.checkpoint", f"the checkpoint of run {run_id} cannot be read safely (it holds more than weights); "
-                                "it was not loaded") from None
+            raise UserError("run.checkpoint", f"the checkpoint of run {run_id} cannot be read safely (it holds more than weights); it was not loaded") from None
 
     def add_trajectory(self, run_id: str, points: list[tuple[int, np.ndarray]]) -> None:
-        self.write([("INSERT OR REPLACE INTO trajectory VALUES (?,?,?)",
-                     [(run_id, int(s), v.astype(np.float32).tobytes()) for s, v in points])])
+        self.write([("INSERT OR REPLACE INTO trajectory VALUES (?,?,?)", [(run_id, int(s), v.astype(np.float32).tobytes()) for s, v in points])])
 
     def trajectory(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, snapshots × parameters) of the parameter vectors saved during training."""
@@ -302,8 +343,7 @@ class StoreCallback(Callback):
         self.pending: list[tuple[str, list[tuple]]] = []
 
     def on_train_begin(self, trainer: Trainer) -> None:
-        self.store._exec("UPDATE runs SET param_names=?, task=? WHERE id=?",
-                         (json.dumps(trainer.param_names), trainer.objective.task, self.run_id))
+        self.store._exec("UPDATE runs SET param_names=?, task=? WHERE id=?", (json.dumps(trainer.param_names), trainer.objective.task, self.run_id))
         self.store.set_status(self.run_id, "running")
         if trainer.step == 0:
             self.store.save_checkpoint(self.run_id, trainer.state(), "initial")

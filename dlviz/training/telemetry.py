@@ -1,4 +1,5 @@
 """What the training loop measures: per-step gradient norms and update ratios, and periodic unit health and histograms."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ class StepMeter:
             for r in range(m.shape[0]):
                 row, off = [], 0
                 for p, size in zip(params, sizes):
-                    row.append(m[r, off:off + size].view(p.shape))
+                    row.append(m[r, off : off + size].view(p.shape))
                     off += size
                 out.append(row)
             return out
@@ -93,8 +94,8 @@ class StepMeter:
         if m == 0:
             return np.zeros((0, k)), np.zeros((0, k)), self.Pn[1:1]
         self._current(m)
-        before, after = self.Pn[:m], self.Pn[1:m + 1]
-        g = self.Gn[:m, :self.n]
+        before, after = self.Pn[:m], self.Pn[1 : m + 1]
+        g = self.Gn[:m, : self.n]
         d = after - before
         gn = np.sqrt(self.segment_sums(g * g), dtype=np.float64)
         # ‖ΔW‖ / ‖W‖ before the step, as CS231n defines the update/weight ratio; undefined (NaN) for a tensor that was 0
@@ -111,7 +112,7 @@ class StepMeter:
         Returns (ranges, counts): ranges[0][i], counts[0][i] for the weights of tensor i, [1] for its gradients."""
         r = self.used
         self._current(r)
-        x = np.stack([self.Pn[r], self.Gn[r - 1, :self.n]])
+        x = np.stack([self.Pn[r], self.Gn[r - 1, : self.n]])
         k = len(self.params)
         m = np.maximum(np.maximum.reduceat(np.abs(x), self.offsets, axis=1), np.float32(1e-12))
         # bin = floor((x / m + 1) · bins / 2), clamped to the last bin for x = m
@@ -124,7 +125,7 @@ class StepMeter:
         """Indices of the tensors whose gradient in `row` holds a NaN or an infinity."""
         bad, off = [], 0
         for i, p in enumerate(self.params):
-            if not bool(torch.isfinite(row[off:off + p.numel()]).all()):
+            if not bool(torch.isfinite(row[off : off + p.numel()]).all()):
                 bad.append(i)
             off += p.numel()
         return bad

@@ -1,4 +1,5 @@
 """The trainer: a short loop over batches that measures every step and calls callbacks for everything else."""
+
 from __future__ import annotations
 
 import copy
@@ -108,8 +109,9 @@ def param_label(net, name: str) -> str:
 class Trainer:
     """Trains one preset. Same preset, seed and thread count: bit-identical numbers on CPU."""
 
-    def __init__(self, exp: Experiment, callbacks=(), dataset=None, csv_bytes: Optional[bytes] = None,
-                 resume: Optional[dict] = None, control: Optional[Control] = None):
+    def __init__(
+        self, exp: Experiment, callbacks=(), dataset=None, csv_bytes: Optional[bytes] = None, resume: Optional[dict] = None, control: Optional[Control] = None
+    ):
         from dlviz.data.datasets import load_dataset
         from dlviz.training.fit import check_fit, require_sections
 
@@ -159,8 +161,11 @@ class Trainer:
 
     def _leaf_modules(self) -> dict[str, nn.Module]:
         mods = dict(self.model.named_modules())
-        return {path: mods[name] for name, path in self.model.json_paths.items()
-                if name in mods and not isinstance(mods[name], nn.Sequential) and type(mods[name]).__name__ not in ("Residual", "Concat")}
+        return {
+            path: mods[name]
+            for name, path in self.model.json_paths.items()
+            if name in mods and not isinstance(mods[name], nn.Sequential) and type(mods[name]).__name__ not in ("Residual", "Concat")
+        }
 
     def _make_scheduler(self):
         s = self.exp.schedule
@@ -189,12 +194,20 @@ class Trainer:
         pickling its history than training."""
         # a copy, not a view: the optimizer's state_dict holds its live tensors, which the next step changes in place
         opt = self.optimizer.state_dict()
-        opt = {"state": {i: {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in st.items()}
-                         for i, st in opt["state"].items()}, "param_groups": copy.deepcopy(opt["param_groups"])}
-        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}, "optimizer": opt,
-                "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
-                "epoch": self.epoch, "step": self.step, "torch_rng": torch.get_rng_state(),
-                "generator": self.generator.get_state(), "history": [dict(h) for h in self.history[-1:]]}
+        opt = {
+            "state": {i: {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in st.items()} for i, st in opt["state"].items()},
+            "param_groups": copy.deepcopy(opt["param_groups"]),
+        }
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": opt,
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
+            "epoch": self.epoch,
+            "step": self.step,
+            "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+            "history": [dict(h) for h in self.history[-1:]],
+        }
 
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -225,9 +238,11 @@ class Trainer:
         last_flush, last_check = -math.inf, clock()  # the first step is sent at once
         weights = self.weights
         # the step's penalty, gradient clipping (on the gradients the meter gathers in one row) and max-norm constraint
-        rules = (partial(weight_penalty, weights, tr.l1, tr.l2) if penalty else None,
-                 partial(clip_gradients_, params, max_norm=tr.grad_clip) if tr.grad_clip is not None else None,
-                 partial(renorm_, weights, tr.max_norm) if tr.max_norm is not None else None)
+        rules = (
+            partial(weight_penalty, weights, tr.l1, tr.l2) if penalty else None,
+            partial(clip_gradients_, params, max_norm=tr.grad_clip) if tr.grad_clip is not None else None,
+            partial(renorm_, weights, tr.max_norm) if tr.max_norm is not None else None,
+        )
         diverged = False
         if not self.trajectory:
             self.trajectory.append((self.step, torch.cat([v.reshape(-1) for v in meter.values]).numpy()))
@@ -252,7 +267,7 @@ class Trainer:
                         self.status = "running"
                     if control.stop_event.is_set():
                         break
-                xb, yb = xs[i:i + bs], ys[i:i + bs]
+                xb, yb = xs[i : i + bs], ys[i : i + bs]
                 if augment:
                     xb = ds.augment(xb, self.generator)
                 step = self.step
@@ -357,8 +372,7 @@ class Trainer:
         every = self.trajectory_every
         for j in range((every - 1 - first) % every, len(pending), every):  # the rows j with (step_j + 1) % every == 0
             self._keep_trajectory(first + j + 1, after[j])
-        block = StepBlock(steps, np.array([p[1] for p in pending]), losses, metric,
-                          np.array([p[4] for p in pending], dtype=np.float64), gn, ratio)
+        block = StepBlock(steps, np.array([p[1] for p in pending]), losses, metric, np.array([p[4] for p in pending], dtype=np.float64), gn, ratio)
         for c in self.callbacks:
             c.on_steps(self, block)
 
@@ -387,8 +401,11 @@ class Trainer:
         for (path, key), v in zip(keys, values):
             layers[path][key] = v
         ranges, counts = self.meter.histograms()
-        hist = {name: {"weight": {"range": ranges[0][i], "counts": counts[0][i]}, "grad": {"range": ranges[1][i], "counts": counts[1][i]}}
-                for i, (name, p) in enumerate(zip(self.param_names, self.params)) if p.dim() >= 2}
+        hist = {
+            name: {"weight": {"range": ranges[0][i], "counts": counts[0][i]}, "grad": {"range": ranges[1][i], "counts": counts[1][i]}}
+            for i, (name, p) in enumerate(zip(self.param_names, self.params))
+            if p.dim() >= 2
+        }
         snap = {"step": self.step, "epoch": self.epoch, "layers": layers, "histograms": hist, "probe_samples": len(self.probe_x)}
         for c in self.callbacks:
             c.on_telemetry(self, snap)
@@ -415,9 +432,17 @@ class Trainer:
         ds, tr, key = self.dataset, self.exp.training, self.key
         val = self.evaluate(ds.x_val, ds.y_val, restore=False) if len(ds.x_val) else None
         loss_terms, metric_terms, labels = self.epoch_terms
-        rec = epoch_record(self.epoch + 1, len(ds.x_train), loss_terms, metric_terms, math.fsum(labels),
-                           (val["loss"], val[key]) if val else (math.nan, math.nan), key, self.lr,
-                           self.penalty_terms if tr.l1 > 0 or tr.l2 > 0 else None)
+        rec = epoch_record(
+            self.epoch + 1,
+            len(ds.x_train),
+            loss_terms,
+            metric_terms,
+            math.fsum(labels),
+            (val["loss"], val[key]) if val else (math.nan, math.nan),
+            key,
+            self.lr,
+            self.penalty_terms if tr.l1 > 0 or tr.l2 > 0 else None,
+        )
         rec["step"] = self.step
         self.last_val = val
         return rec

@@ -1,4 +1,5 @@
 """Imported by the worker forkserver: pays the one-time costs (lazy torch imports, dataset files) once for all workers."""
+
 from dlviz.data import datasets as data  # noqa: F401
 from dlviz.model import build  # noqa: F401
 from dlviz.preset import gallery  # noqa: F401
