@@ -93,7 +93,7 @@ def _run(args) -> int:
     from dlviz.preset import gallery
 
     if args.command == "schema":
-        from dlviz.preset.schema import json_schema
+        from dlviz.preset.json_schema import json_schema
 
         print(json.dumps(json_schema(), indent=2))
         return 0

@@ -13,8 +13,9 @@ from conftest import preset, rss_bytes
 from dlviz.errors import UserError
 from dlviz.model.build import build_model, summarize
 from dlviz.preset import gallery
+from dlviz.preset.json_schema import json_schema
 from dlviz.preset.registry import BLOCKS, INITS, LOSSES, OPTIMIZERS, SCHEDULES
-from dlviz.preset.schema import json_schema, load_json, parse_text, validate
+from dlviz.preset.schema import load_json, parse_text, validate
 
 LENET = gallery.raw("lenet5-mnist")
 
