@@ -16,8 +16,9 @@ from dlviz import limits as _limits
 from dlviz.errors import UserError, clip
 from dlviz.model import budget
 from dlviz.model.build import Network, build_model
-from dlviz.preset.registry import Recurrent, SelfAttention, SelfBilinear, shape_str
+from dlviz.preset.registry import shape_str
 from dlviz.preset.schema import Experiment
+from dlviz.runtime import Recurrent, SelfAttention, SelfBilinear
 from dlviz.training.telemetry import capture_outputs
 
 # Hooks live on the module objects, so two threads running one shared model would see each other's outputs;

@@ -161,12 +161,7 @@ def load_dataset(spec: DataSpec, seed: int, csv_bytes: bytes | None = None) -> D
         num_classes=num_classes,
         input_shape=shape,
         target_shape=target_shape,
-        x_train=xs[0],
-        y_train=ys[0],
-        x_val=xs[1],
-        y_val=ys[1],
-        x_test=xs[2] if has_test else None,
-        y_test=ys[2] if has_test else None,
+        **_parts(xs, ys, has_test),
         feature_names=s.feature_names,
         class_names=s.class_names,
         note=s.note,
@@ -178,6 +173,11 @@ def load_dataset(spec: DataSpec, seed: int, csv_bytes: bytes | None = None) -> D
 
 
 # ---------------------------------------------------------------- seeds, splits, tensors
+
+
+def _parts(xs: list, ys: list, has_test: bool) -> dict:
+    """A Dataset's split fields from [train, validation, test] inputs and targets; no test part when none was asked."""
+    return {"x_train": xs[0], "y_train": ys[0], "x_val": xs[1], "y_val": ys[1], "x_test": xs[2] if has_test else None, "y_test": ys[2] if has_test else None}
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -305,12 +305,7 @@ def _load_images(spec: DataSpec, seed: int) -> Dataset:
         num_classes=10,
         input_shape=IMAGE_SETS[name],
         target_shape=(),
-        x_train=xs[0],
-        y_train=ys[0],
-        x_val=xs[1],
-        y_val=ys[1],
-        x_test=xs[2] if has_test else None,
-        y_test=ys[2] if has_test else None,
+        **_parts(xs, ys, has_test),
         feature_names=[],
         class_names=[str(d) for d in range(10)],
         note=note,
@@ -531,12 +526,7 @@ def _load_csv(spec: DataSpec, seed: int, csv_bytes: bytes | None) -> Dataset:
         num_classes=table.num_classes,
         input_shape=(x.shape[1],),
         target_shape=() if classification else (1,),
-        x_train=xs[0],
-        y_train=ys[0],
-        x_val=xs[1],
-        y_val=ys[1],
-        x_test=xs[2] if has_test else None,
-        y_test=ys[2] if has_test else None,
+        **_parts(xs, ys, has_test),
         feature_names=table.feature_names,
         class_names=table.class_names,
         note=note,
