@@ -23,7 +23,6 @@ from dlviz.runtime import (
     SINE_PERIODS,
     as_tensors,
     augment,
-    class_ids,
     count,
     curve,
     featurize,
@@ -36,8 +35,7 @@ from dlviz.runtime import (
     sine,
     split,
     split_data,
-    standardize_target,
-    table_inputs,
+    table_data,
     target_is_classes,
 )
 from dlviz.runtime import POINT_SETS as _POINT_SETS
@@ -506,30 +504,24 @@ def _load_csv(spec: DataSpec, seed: int, csv_bytes: bytes | None) -> Dataset:
     table = read_csv_table(_csv_source_bytes(spec, csv_bytes), spec.target)
     frame, target = table.frame, table.target
     classification = table.task == "classification"
-    y = class_ids(frame[target]) if classification else frame[target].to_numpy(dtype=np.float64)[:, None]
-    parts = _split(len(frame), y if classification else None, spec, _rng(seed, 1))
-    train = parts[0]
-    x, mean, std = table_inputs(frame, table.numeric, table.categorical, train)
+    _check_split(len(frame), spec)
+    # the exported script's own kernel: split, standardized and one-hot encoded with the training rows' statistics
+    xs, ys, parts, (mean, std), target_scale = table_data(frame, target, classification, seed, spec.val_fraction, spec.test_fraction)
     note = table.note
-    target_scale = None
-    if not classification:
-        y, t_mean, t_std = standardize_target(y, train)
-        target_scale = (t_mean, t_std)
-        note += f"; target standardized (training mean {t_mean:.4g}, std {t_std:.4g})"
+    if target_scale is not None:
+        note += f"; target standardized (training mean {target_scale[0]:.4g}, std {target_scale[1]:.4g})"
     note += f"; {len(table.numeric)} numeric column{'s' if len(table.numeric) != 1 else ''} standardized with training statistics"
-    xs = as_tensors([x[i] for i in parts], np.float32)
-    ys = as_tensors([y[i] for i in parts], np.int64 if classification else np.float32)
     has_test = spec.test_fraction > 0
     return Dataset(
         name="csv",
         task=table.task,
         num_classes=table.num_classes,
-        input_shape=(x.shape[1],),
+        input_shape=(xs[0].shape[1],),
         target_shape=() if classification else (1,),
         **_parts(xs, ys, has_test),
         feature_names=table.feature_names,
         class_names=table.class_names,
         note=note,
         feature_scale=(mean.tolist(), std.tolist()),
-        target_scale=target_scale,
+        target_scale=tuple(target_scale) if target_scale is not None else None,
     )
