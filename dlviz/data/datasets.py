@@ -33,7 +33,6 @@ from dlviz.runtime import (
     ordered_tokens,
     parse_table,
     sine,
-    split,
     split_data,
     table_data,
     target_is_classes,
@@ -187,12 +186,6 @@ def _check_split(n: int, spec: DataSpec) -> None:
     """Refuse fractions that leave no training sample."""
     if n - count(n, spec.val_fraction) - count(n, spec.test_fraction) < 1:
         raise UserError("data.val_fraction", f"{n} samples are too few to split into training, validation and test sets; lower the fractions or add rows")
-
-
-def _split(n: int, labels: np.ndarray | None, spec: DataSpec, rng: np.random.Generator) -> list[np.ndarray]:
-    """Index arrays [train, val, test]; with labels, every class is spread over the splits in proportion."""
-    _check_split(n, spec)
-    return split(n, labels, spec.val_fraction, spec.test_fraction, rng)
 
 
 @dataclass
