@@ -198,9 +198,14 @@ def lab() -> None:
     for t in paths:
         if t.diverged:
             st.warning(f"{t.label} diverged: {t.reason}. It is drawn until it leaves the plot.", icon=":material/trending_up:")
-    left, right = st.columns(2)
-    left.plotly_chart(lf.lab_surface(fn, paths, upto), config=style.CONFIG)
-    right.plotly_chart(lf.lab_loss(fn, paths, upto), config=style.CONFIG)
+    # the 3-D view (WebGL, the slowest chart to draw) is drawn only while its tab is open
+    loss_tab, surface_tab = st.tabs(["Loss against step", "Surface in 3-D"], key="ls_lab_view", on_change="rerun")
+    with loss_tab:
+        if loss_tab.open:
+            st.plotly_chart(lf.lab_loss(fn, paths, upto), config=style.CONFIG)
+    with surface_tab:
+        if surface_tab.open:
+            st.plotly_chart(lf.lab_surface(fn, paths, upto), config=style.CONFIG)
     st.dataframe(lf.trajectory_table(paths, tol), hide_index=True, width="stretch")
     if fn.eigenvalues is not None:
         momentum_lesson(fn, (x0, y0))

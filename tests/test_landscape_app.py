@@ -16,7 +16,7 @@ from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 NETWORK_TAB = "Your network's loss surface"
 
 
@@ -82,10 +82,13 @@ def text(at) -> str:
 
 def test_three_optimizers_race_on_rosenbrock_and_the_start_can_move():
     at = open_landscape("landscape-lab")
-    contour, surface3d, loss = figures(at)
+    contour, loss = figures(at)  # the 3-D view is drawn only while its tab is open
     assert paths(contour) == ["SGD (lr=0.001)", "SGD (lr=0.001, momentum=0.9)", "Adam (lr=0.1)"]
     first = next(t for t in contour["data"] if t["name"] == "SGD (lr=0.001)")
     assert [first["x"][0], first["y"][0]] == [-1.2, 1.0] and len(first["x"]) == 501
+    assert loss["layout"]["title"]["text"] == "Loss against step"
+    at.session_state["ls_lab_view"] = "Surface in 3-D"  # AppTest cannot click a tab: its key opens it
+    _, surface3d = figures(at.run())
     assert sum(t["type"] == "scatter3d" for t in surface3d["data"]) == 3
     table = at.dataframe[0].value
     assert len(table) == 3 and "final distance to nearest minimum" in table

@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  (the first torch.optim optimizer imports it, 1-2 s: paid with this module, at the server's start)
 
 from dlviz.errors import UserError, did_you_mean
 from dlviz.preset.args import Arg, ArgError, check_args
