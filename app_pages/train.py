@@ -288,6 +288,14 @@ with main:
                 format_func=lambda r: clean(compare_labels(earlier).get(r, r)),
                 on_change=lambda: runs.pick(st.session_state[f"tr-pick-{len(earlier)}"]),
             )
+
+
+def controls():
+    """Train, Pause or Resume, Stop and Continue. They sit in the live fragment (view_fast), so that a click reruns the
+    fragment alone: Pause and Stop show their new state at once, instead of after a run of the whole page. A run
+    started here (Train, Continue) sets the page's timers, so it reruns the whole page."""
+    if runs.current_run_id() != rid:
+        st.rerun()
     b1, b2, b3, b4 = st.columns([1.2, 1, 1, 2])
     b1.button(
         "Train",
@@ -303,9 +311,8 @@ with main:
     else:
         b2.button("Pause", icon=":material/pause:", on_click=handle.pause if live else None, disabled=not live, width="stretch")
     b3.button("Stop", icon=":material/stop:", on_click=(lambda: runner.stop(rid, block=False)) if live else None, disabled=not live, width="stretch")
-    if rid and not live:
-        if runs.store().continuable(rid):
-            b4.button("Continue this run", icon=":material/resume:", on_click=start, args=(rid,), help="start a new run from this run's last checkpoint")
+    if rid and not live and runs.store().continuable(rid):
+        b4.button("Continue this run", icon=":material/resume:", on_click=start, args=(rid,), help="start a new run from this run's last checkpoint")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -332,9 +339,10 @@ def snapshot():
 
 
 def view_fast():
-    """Progress, loss, accuracy and the decision boundary: redrawn every REFRESH seconds while a run trains."""
+    """The run's controls, progress, loss and accuracy: redrawn every REFRESH seconds while a run trains."""
     if warming and runner.ready.is_set() and not live:
         st.rerun()  # the workers are ready: redraw the whole page once, without the timer
+    controls()
     snap = snapshot()
     if snap is None:
         if runner.ready.is_set():
