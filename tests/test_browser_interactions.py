@@ -1,0 +1,34 @@
+"""The short version of bench/interactions.py in headless Chromium: every interaction of the benchmark once, on a fresh
+server, failing when one takes more than three times its budget. A guard against regressions that would make the app
+feel broken, not a timing assertion: the budgets themselves (1 s, 2 s for the first page, 0.3 s for Pause and Stop)
+are the benchmark's to report."""
+
+import os
+
+import pytest
+from browser_util import ARTIFACTS, CHROMIUM
+
+from bench import interactions
+
+pytestmark = pytest.mark.browser
+
+GUARD = 3  # times the budget
+# The first page of a server that has just started is the start-up's own test (it pays for importing torch and the
+# engine, which the server's start-up does before it accepts connections); every later first page is guarded here.
+UNGUARDED = {"first page (new server)"}
+
+
+def test_every_interaction_within_three_times_its_budget(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is missing")
+    bench = interactions.run(1, log_dir=tmp_path, quick=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "interactions-quick.txt").write_text(bench.table() + "\n")
+    print(bench.table())
+    measured = set(bench.rows)
+    assert {"Inspect open (trained run)", "checkpoint switch", "unit click (Inspect)", "contour click (set the start)"} <= measured, measured
+    assert {"network surface, first result", "Pause", "Stop", "Build edit (add a layer)", "Landscape function change"} <= measured, measured
+    slow = [line for line in bench.over(GUARD) if line.split(":")[0] not in UNGUARDED]
+    assert not slow, "\n".join(slow) + "\n\n" + bench.table()
