@@ -111,10 +111,13 @@ def optimizer_editor(fn_name: str) -> None:
             for col, name in zip(row[1:3], shown):
                 with col:
                     arg(name)
-            with row[3].popover("", icon=":material/more_horiz:", help="More settings"):
-                for name in OPTIMIZERS[item["type"]].args:
-                    if name not in shown:
-                        arg(name)
+            # the other arguments' widgets are made only while the popover is open: closed, it costs nothing
+            more = row[3].popover("", icon=":material/more_horiz:", help="More settings", key=f"ls_more|{fn_name}|{i}|{rev}", on_change="rerun")
+            with more:
+                if more.open:
+                    for name in OPTIMIZERS[item["type"]].args:
+                        if name not in shown:
+                            arg(name)
             row[4].button(
                 "",
                 key=f"ls_remove|{fn_name}|{i}|{rev}",
