@@ -316,9 +316,10 @@ def progressive(compute, key: tuple, mode: str, n: int) -> None:
     try:
         if mode != "line":
             surface.check_grid(n * n)  # before the cache: a result computed under a higher limit is not shown either
-        if mode != "line" and n > surface.COARSE and key not in done:
-            coarse = compute(surface.COARSE)
-            draw_surface(coarse, slots, f"A coarse {surface.COARSE}×{surface.COARSE} grid in {coarse.seconds:.1f} s; computing {n}×{n}…")
+        first = lf.first_grid(n) if mode != "line" else n
+        if first < n and key not in done:
+            coarse = compute(first)
+            draw_surface(coarse, slots, f"A coarse {first}×{first} grid in {coarse.seconds:.1f} s; computing {n}×{n}…")
         s = compute(n)
     except UserError as err:
         slots[2].error(md(err))
