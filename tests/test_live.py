@@ -56,9 +56,9 @@ def test_feed_follows_a_run_with_bounded_memory():
     assert np.isclose(np.mean(snap["loss"]), np.mean(losses), rtol=0.05) and snap["loss"][-1] < snap["loss"][0]
 
 
-def test_snapshot_from_store_matches_the_live_one(tmp_path):
+def test_snapshot_from_store_matches_the_live_one(store_url):
     exp = validate({**PRESET, "training": {"epochs": 5}})
-    store = RunStore(tmp_path / "r.sqlite")
+    store = RunStore(store_url)
     rid = store.create_run(exp)
     feed = LiveFeed()
     Trainer(exp, [StoreCallback(store, rid), FeedCallback(feed.handle)]).run()

@@ -1,5 +1,5 @@
 """A server that dies during a run loses nothing finished: its worker stops, the run reads "interrupted", and the next
-server continues it."""
+server continues it; on PostgreSQL the next server is another replica of a shared store."""
 
 import os
 import subprocess
@@ -37,12 +37,12 @@ SERVER = textwrap.dedent("""
 """)
 
 
-def test_a_server_crash_keeps_the_finished_epochs_and_the_run_continues(tmp_path):
+def test_a_server_crash_keeps_the_finished_epochs_and_the_run_continues(tmp_path, store_url):
     import json
 
     from dlviz.training.runner import Runner
 
-    db = tmp_path / "runs.sqlite"
+    db = store_url
     script = tmp_path / "server.py"
     script.write_text(SERVER)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}

@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sqlalchemy import insert
 
 from dlviz.errors import UserError
 from dlviz.preset.schema import validate
+from dlviz.training.database import checkpoints
 from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Callback, Trainer
 
@@ -26,14 +28,14 @@ PRESET = {
 
 
 @pytest.fixture
-def trained(tmp_path):
+def trained(store_url):
     exp = validate(PRESET)
-    store = RunStore(tmp_path / "runs.sqlite")
+    store = RunStore(store_url)
     run_id = store.create_run(exp, session="s1")
     tr = Trainer(exp, [StoreCallback(store, run_id)])
     result = tr.run()
     store.close()
-    return tmp_path / "runs.sqlite", run_id, tr, result
+    return store_url, run_id, tr, result
 
 
 def test_a_finished_run_survives_a_reopen(trained):
@@ -67,10 +69,10 @@ def test_checkpoints_restore_the_exact_weights(trained):
         assert torch.equal(initial["model"][k], v)
 
 
-def test_resume_from_a_stored_checkpoint_gives_the_uninterrupted_numbers(tmp_path):
+def test_resume_from_a_stored_checkpoint_gives_the_uninterrupted_numbers(store_url):
     exp = validate(PRESET)
     full = Trainer(exp).run()
-    store = RunStore(tmp_path / "r.sqlite")
+    store = RunStore(store_url)
     rid = store.create_run(exp)
 
     class StopAfterOne(Callback):
@@ -103,13 +105,28 @@ def test_export_csv(trained):
     assert df["epoch_val_loss"].notna().all()
 
 
-def test_interrupted_runs_are_marked_on_reopen(tmp_path):
-    store = RunStore(tmp_path / "r.sqlite")
-    rid = store.create_run(validate(PRESET), status="running")
+def test_runs_whose_heartbeat_stopped_are_marked_interrupted_and_keep_their_data(store_url):
+    """Whichever server started a run, it becomes "interrupted" once its heartbeat is older than the timeout; a run
+    whose server still beats, the caller's own live runs and ended runs are left alone."""
+    store = RunStore(store_url)
+    exp = validate(PRESET)
+    t0 = 1_000_000.0
+    dead = store.create_run(exp, status="running", owner="replica-a")
+    beating = store.create_run(exp, status="paused", owner="replica-b")
+    own = store.create_run(exp, status="running", owner="me")
+    ended = store.create_run(exp, status="finished", owner="replica-a")
+    store.beat([dead, beating, own, ended], now=t0)
+    Trainer(exp, [StoreCallback(store, dead)]).run()
+    store.set_status(dead, "running")  # its server died with it live, after it stored three epochs
+    store.beat([dead], now=t0)
     store.close()
-    store = RunStore(tmp_path / "r.sqlite")
-    assert store.mark_interrupted() == 1
-    assert store.run(rid)["status"] == "interrupted"
+    store = RunStore(store_url)  # another server's store
+    assert store.mark_interrupted(live_ids=[own], now=t0 + 10, timeout=15) == 0
+    store.beat([beating], now=t0 + 14)
+    assert store.mark_interrupted(live_ids=[own], now=t0 + 16, timeout=15) == 1
+    assert [store.run(r)["status"] for r in (dead, beating, own, ended)] == ["interrupted", "paused", "running", "finished"]
+    assert "server stopped" in store.run(dead)["reason"] and store.continuable(dead)
+    assert len(store.epochs(dead)) == 3 and store.load_checkpoint(dead)["epoch"] == 3
 
 
 def test_a_tampered_checkpoint_is_not_unpickled(trained):
@@ -122,20 +139,20 @@ def test_a_tampered_checkpoint_is_not_unpickled(trained):
 
     buf = io.BytesIO()
     pickle.dump({"model": Evil(), "epoch": 0, "step": 999}, buf)
-    store._exec("INSERT INTO checkpoints VALUES (?,?,?,?,?,?)", (run_id, 999, 0, "tampered", buf.getvalue(), 0.0))
+    store._exec(insert(checkpoints).values(run_id=run_id, step=999, epoch=0, label="tampered", state=buf.getvalue(), created=0.0))
     with pytest.raises(UserError, match="cannot be read safely"):
         store.load_checkpoint(run_id, 999)
 
 
-def test_sessions_see_only_their_runs(tmp_path):
-    store = RunStore(tmp_path / "r.sqlite")
+def test_sessions_see_only_their_runs(store_url):
+    store = RunStore(store_url)
     a = store.create_run(validate(PRESET), session="a")
     b = store.create_run(validate(PRESET), session="b")
     assert list(store.runs("a")["id"]) == [a] and list(store.runs("b")["id"]) == [b]
     assert set(store.runs()["id"]) == {a, b}
 
 
-def test_fast_epochs_share_a_checkpoint_a_second_and_a_stop_still_keeps_its_last_epoch(tmp_path, monkeypatch):
+def test_fast_epochs_share_a_checkpoint_a_second_and_a_stop_still_keeps_its_last_epoch(store_url, monkeypatch):
     """Checkpoints are saved at most once per CHECKPOINT_SECONDS; the newest epoch's state is saved when the run ends
     before the next one, so continuing a stopped run stays exact."""
     import dlviz.training.store as store_mod
@@ -143,7 +160,7 @@ def test_fast_epochs_share_a_checkpoint_a_second_and_a_stop_still_keeps_its_last
     monkeypatch.setattr(store_mod, "CHECKPOINT_SECONDS", 1e9)  # none saved on time: only the ones the run's end needs
     exp = validate({**PRESET, "training": {**PRESET["training"], "epochs": 6}})
     full = Trainer(exp).run()
-    store = RunStore(tmp_path / "r.sqlite")
+    store = RunStore(store_url)
     finished = store.create_run(exp)
     Trainer(exp, [StoreCallback(store, finished)]).run()
     assert list(store.checkpoints(finished)["label"]) == ["initial", "final"]
@@ -161,28 +178,35 @@ def test_fast_epochs_share_a_checkpoint_a_second_and_a_stop_still_keeps_its_last
     assert Trainer(exp, resume=state).run() == full
 
 
-def test_a_store_written_before_runs_carried_their_preset_hash_opens_and_hashes_its_runs(tmp_path):
+def test_a_store_written_before_runs_carried_their_preset_hash_or_heartbeat_opens_and_hashes_its_runs(store_url):
     import json
-    import sqlite3
+
+    import sqlalchemy as sa
 
     from dlviz.preset.diff import preset_hash
+    from dlviz.training.database import database_url
 
-    path = tmp_path / "old.sqlite"
-    db = sqlite3.connect(path)
-    db.execute(
-        "CREATE TABLE runs (id TEXT PRIMARY KEY, session TEXT, name TEXT, preset TEXT NOT NULL, status TEXT NOT NULL, "
-        "reason TEXT, created REAL, updated REAL, epochs_done INTEGER DEFAULT 0, steps_done INTEGER DEFAULT 0, "
-        "result TEXT, param_names TEXT, task TEXT)"
-    )
+    old = sa.create_engine(database_url(store_url))
     exp = validate(PRESET)
-    db.execute(
-        "INSERT INTO runs (id, session, name, preset, status, created, updated) VALUES (?,?,?,?,?,?,?)",
-        ("old-run", "b", exp.name, json.dumps(exp.to_dict()), "finished", 1.0, 1.0),
-    )
-    db.commit()
-    db.close()
-    store = RunStore(path)
-    assert store.runs("b")["preset_hash"].tolist() == [preset_hash(exp)]
+    with old.begin() as db:
+        db.execute(
+            sa.text(
+                "CREATE TABLE runs (id TEXT PRIMARY KEY, session TEXT, name TEXT, preset TEXT NOT NULL, status TEXT NOT NULL, "
+                "reason TEXT, created REAL, updated REAL, epochs_done INTEGER DEFAULT 0, steps_done INTEGER DEFAULT 0, "
+                "result TEXT, param_names TEXT, task TEXT)"
+            )
+        )
+        row = {"preset": json.dumps(exp.to_dict()), "name": exp.name}
+        db.execute(
+            sa.text("INSERT INTO runs (id, session, name, preset, status, created, updated) VALUES (:id, 'b', :name, :preset, :status, 1.0, 1.0)"),
+            [{**row, "id": "old-run", "status": "finished"}, {**row, "id": "left-running", "status": "running"}],
+        )
+    old.dispose()
+    store = RunStore(store_url)
+    assert store.runs("b")["preset_hash"].tolist() == [preset_hash(exp)] * 2
     assert store.run("old-run")["preset_hash"] == preset_hash(exp) and store.run("old-run")["parent"] is None
+    assert store.run("old-run")["heartbeat"] is None
+    assert store.mark_interrupted() == 1, "a run an older server left live has no heartbeat: its last update counts"
+    assert store.run("left-running")["status"] == "interrupted"
     new = store.create_run(exp, "b")
     assert store.run(new)["preset_hash"] == preset_hash(exp)

@@ -9,12 +9,15 @@ torch) is avoided by forking workers from a forkserver that has already imported
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -58,16 +61,24 @@ def _watch_server(server_pid: int, control, orphaned: threading.Event, reason: s
 
 
 def _worker(
-    preset: dict, run_id: str, store_path: str, csv_bytes: Optional[bytes], resume: Optional[tuple], out_q, stop_ev, run_ev, threads: int, server_pid: int
+    preset: dict,
+    run_id: str,
+    store_path: str,
+    csv_bytes: Optional[bytes],
+    resume: Optional[tuple],
+    out_q,
+    stop_ev,
+    run_ev,
+    threads: int,
+    server_pid: int,
+    retry_seconds: float,
 ) -> None:
     """Runs in the worker process: train, write the store, and report progress as messages."""
-    import sqlite3
-
     import torch
 
     from dlviz.preset.schema import validate
     from dlviz.training.live import FeedCallback
-    from dlviz.training.store import INTERRUPTED, STORE_ERRORS, RunStore, StoreCallback, unwritable
+    from dlviz.training.store import DATABASE_ERRORS, INTERRUPTED, STORE_ERRORS, RunStore, StoreCallback, unwritable
     from dlviz.training.trainer import Control, Trainer
 
     torch.set_num_threads(threads)
@@ -83,7 +94,8 @@ def _worker(
         control = Control(stop_event=stop_ev, run_event=run_ev)
         orphaned = threading.Event()
         threading.Thread(target=_watch_server, args=(server_pid, control, orphaned, INTERRUPTED), daemon=True).start()
-        trainer = Trainer(exp, [StoreCallback(store, run_id), FeedCallback(out_q.put)], csv_bytes=csv_bytes, resume=state, control=control)
+        callbacks = [StoreCallback(store, run_id, retry_seconds=retry_seconds), FeedCallback(out_q.put)]
+        trainer = Trainer(exp, callbacks, csv_bytes=csv_bytes, resume=state, control=control)
         result = trainer.run()
         if orphaned.is_set() and trainer.status == "stopped":
             # nobody stopped it: its server died. The next server offers Continue, as for the runs it finds live.
@@ -91,7 +103,7 @@ def _worker(
     except Exception as e:
         if isinstance(e, UserError):
             msg = str(e)
-        elif isinstance(e, sqlite3.Error):  # the disk is full or the file became read-only: not a bug, not the user's
+        elif isinstance(e, DATABASE_ERRORS):  # a full disk, a read-only file, a database gone for too long: not a bug, not the user's
             msg = unwritable(e, "This run was stopped because the run store can't be written")
         else:  # a bug, not the user's fault: the run fails, the server stays up
             msg = f"internal error ({type(e).__name__}: {e}); the run was stopped"
@@ -169,10 +181,19 @@ class RunHandle:
 
 
 class Runner:
-    """All runs of one server process. Thread-safe; pages call it from their script threads."""
+    """All runs of one server process. Thread-safe; pages call it from their script threads.
 
-    def __init__(self, store_path: str, threads: Optional[int] = None):
-        self.store_path = str(store_path)
+    Several servers may share one run store (DLVIZ_DATABASE_URL): each tells the store every HEARTBEAT_SECONDS that its
+    runs are alive, and marks "interrupted" the live runs whose heartbeat stopped (their server died), whichever
+    server started them."""
+
+    def __init__(self, store_path=None, threads: Optional[int] = None):
+        from dlviz.training.database import database_url
+
+        # the store's URL or SQLite path, as the workers open it (a URL's password included: it stays in this process
+        # and its workers, never on a page)
+        self.store_path = str(store_path) if store_path is not None else database_url().render_as_string(hide_password=False)
+        self.server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.threads = threads or _limits.current().train_threads
         self._lock = threading.Lock()
         self._runs: dict[str, RunHandle] = {}
@@ -182,12 +203,18 @@ class Runner:
         self.problem: Optional[str] = None
         self._unmarked: dict[str, tuple[str, str]] = {}  # run id -> (status, reason)
         self._old_runs_marked = False
+        # since when the store has taken this server's writes; None while it refuses them. After an outage every
+        # server's heartbeats get a whole timeout to land before any run is taken for interrupted.
+        self._store_up_since: Optional[float] = -math.inf
+        self._closing = threading.Event()
         self._retry_marks()  # whatever was running when the last server stopped becomes "interrupted"
         self.ready = threading.Event()  # set once a worker can start without waiting for the forkserver's imports
         # start the forkserver now, in the background, so that the first Train click does not pay for its imports
         threading.Thread(target=self._warm_up, daemon=True, name="dlviz-forkserver").start()
         self._reaper = threading.Thread(target=self._reap_loop, daemon=True, name="dlviz-reaper")
         self._reaper.start()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True, name="dlviz-heartbeat")
+        self._heartbeat.start()
 
     def _warm_up(self) -> None:
         from dlviz.model import build
@@ -214,7 +241,7 @@ class Runner:
 
         `address` is the client's network address (None when unknown, as for local connections): a browser that drops
         its cookies is a new session each time, but not a new address."""
-        from dlviz.training.store import STORE_ERRORS, RunStore, unwritable
+        from dlviz.training.store import STORE_ERRORS, RunStore, store_retry_seconds, unwritable
 
         lim = _limits.current()
         with self._lock:
@@ -242,7 +269,7 @@ class Runner:
             try:
                 store = RunStore(self.store_path)
                 try:
-                    run_id = store.create_run(exp, session, status="queued")
+                    run_id = store.create_run(exp, session, status="queued", owner=self.server_id)
                     if resume:
                         # the new run holds the part of the old one before the checkpoint, so it counts, draws and
                         # diagnoses the whole run, as an uninterrupted run would
@@ -269,7 +296,19 @@ class Runner:
                 target=_worker,
                 name=f"dlviz-run-{run_id}",
                 daemon=True,
-                args=(exp.to_dict(full=True), run_id, self.store_path, csv_bytes, resume, q, stop_ev, run_ev, self.threads, os.getpid()),
+                args=(
+                    exp.to_dict(full=True),
+                    run_id,
+                    self.store_path,
+                    csv_bytes,
+                    resume,
+                    q,
+                    stop_ev,
+                    run_ev,
+                    self.threads,
+                    os.getpid(),
+                    store_retry_seconds(),
+                ),
             )
             proc.start()
             handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, feed, address=address, batch_size=exp.data.batch_size)
@@ -377,8 +416,41 @@ class Runner:
                 store.close()
         except STORE_ERRORS as e:
             self.problem = unwritable(e)
+            self._store_up_since = None
             return
         self.problem = None
+
+    def heartbeat(self, store, now: Optional[float] = None) -> int:
+        """Tell the store this server's runs are alive, then mark the live runs whose heartbeat stopped; returns how many
+        were marked. This server's own runs are never marked, nor any run while the store has been back from an
+        outage for less than the heartbeat timeout."""
+        from dlviz.training.store import heartbeat_timeout
+
+        now = time.time() if now is None else now
+        with self._lock:
+            ours = [rid for rid, h in self._runs.items() if h.alive or rid in self._unmarked]
+            known = list(self._runs)
+        store.beat(ours, now)
+        if self._store_up_since is None:
+            self._store_up_since = now
+        if now - self._store_up_since < heartbeat_timeout():
+            return 0
+        return store.mark_interrupted(live_ids=known, now=now)
+
+    def _heartbeat_loop(self) -> None:
+        from dlviz.training.store import HEARTBEAT_SECONDS, STORE_ERRORS, RunStore
+
+        store = None
+        while not self._closing.wait(HEARTBEAT_SECONDS):
+            try:
+                store = store or RunStore(self.store_path)
+                self.heartbeat(store)
+            except STORE_ERRORS:
+                self._store_up_since = None
+            except Exception:  # the heartbeat must never die; a failed beat is retried in HEARTBEAT_SECONDS
+                pass
+        if store is not None:
+            store.close()
 
     def stop(self, run_id: str, wait: float = STOP_GRACE, block: bool = True) -> None:
         """Ask a run to stop; if it has not stopped within `wait` seconds, end its process.
@@ -437,5 +509,6 @@ class Runner:
                 pass
 
     def shutdown(self) -> None:
+        self._closing.set()
         for h in list(self._runs.values()):
             self.stop(h.run_id, wait=2)

@@ -1,201 +1,222 @@
-"""The run store: every run's preset, status, metrics, telemetry, checkpoints and trajectory in SQLite (WAL mode)."""
+"""The run store: every run's preset, status, metrics, telemetry, checkpoints and trajectory, in SQLite by default or in
+the PostgreSQL database DLVIZ_DATABASE_URL names (training.database holds the tables), so that several servers share it."""
 
 from __future__ import annotations
 
 import io
 import itertools
 import json
-import sqlite3
-import threading
+import math
+import os
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
 import torch
+from sqlalchemy import Table, Text, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 
 from dlviz.errors import UserError
-from dlviz.paths import data_dir
 from dlviz.preset.diff import preset_hash
 from dlviz.preset.schema import Experiment, validate
+from dlviz.training import database
+from dlviz.training.database import (  # noqa: F401  (the errors and the sentence are the store's to its callers)
+    DATABASE_ERRORS,
+    STORE_ERRORS,
+    checkpoints,
+    database_url,
+    epochs,
+    open_engine,
+    runs,
+    steps,
+    telemetry,
+    trajectory,
+    unwritable,
+)
 from dlviz.training.trainer import Callback, StepBlock, Trainer, json_safe
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, session TEXT, name TEXT, preset TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
-    created REAL, updated REAL, epochs_done INTEGER DEFAULT 0, steps_done INTEGER DEFAULT 0,
-    result TEXT, param_names TEXT, task TEXT, preset_hash TEXT, parent TEXT,
-    parent_step INTEGER);
-CREATE TABLE IF NOT EXISTS epochs (run_id TEXT, epoch INTEGER, record TEXT, PRIMARY KEY (run_id, epoch));
-CREATE TABLE IF NOT EXISTS steps (run_id TEXT, step INTEGER, epoch INTEGER, loss REAL, metric REAL, lr REAL,
-    grad_norm BLOB, update_ratio BLOB, PRIMARY KEY (run_id, step));
-CREATE TABLE IF NOT EXISTS telemetry (run_id TEXT, step INTEGER, snapshot TEXT, PRIMARY KEY (run_id, step));
-CREATE TABLE IF NOT EXISTS checkpoints (run_id TEXT, step INTEGER, epoch INTEGER, label TEXT, state BLOB, created REAL,
-    PRIMARY KEY (run_id, step));
-CREATE TABLE IF NOT EXISTS trajectory (run_id TEXT, step INTEGER, params BLOB, PRIMARY KEY (run_id, step));
-"""
 LIVE = ("running", "paused", "queued")
 INTERRUPTED = "the server stopped during this run; continue it from its last checkpoint"
-# what a store that cannot be opened, read or written raises: SQLite's errors, and the file system's around the file
-STORE_ERRORS = (sqlite3.Error, OSError)
 MAX_EPOCH_CHECKPOINTS = 20  # besides the initial and the final one
 CHECKPOINT_SECONDS = 1.0  # the least time between two epoch checkpoints of a run
 WRITE_SECONDS = 0.25  # the longest a run's metrics wait in its worker before they are written (the live view does not wait)
+HEARTBEAT_SECONDS = 2.0  # how often a server tells the store that its runs are alive
+RETRY_SECONDS = 1.0  # while the store refuses writes, how often a run tries again
+
+# what a run writes, as (table or statement, rows) for RunStore.write: a table's rows are upserted, a statement runs
+# once per row. The statements' parameters are named apart from the columns they set.
+Ops = list[tuple[object, list[dict]]]
+SET_STEPS = update(runs).where(runs.c.id == bindparam("rid")).values(steps_done=bindparam("n"), updated=bindparam("t"))
+SET_EPOCHS = update(runs).where(runs.c.id == bindparam("rid")).values(epochs_done=bindparam("n"), updated=bindparam("t"))
+SET_BEGUN = update(runs).where(runs.c.id == bindparam("rid")).values(param_names=bindparam("names"), task=bindparam("kind"))
+SET_STATUS = (
+    update(runs)
+    .where(runs.c.id == bindparam("rid"))
+    .values(status=bindparam("s"), reason=bindparam("why"), updated=bindparam("t"), result=func.coalesce(bindparam("res", type_=Text), runs.c.result))
+)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        value = float(raw) if raw is not None else default
+    except ValueError:
+        value = -1.0
+    if not value > 0 or math.isinf(value):
+        raise UserError("", f"{name} must be a number of seconds above 0, not {raw!r}")
+    return value
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which a live run is taken for interrupted (its server died): DLVIZ_HEARTBEAT_TIMEOUT."""
+    return _seconds("DLVIZ_HEARTBEAT_TIMEOUT", 15.0)
+
+
+def store_retry_seconds() -> float:
+    """Seconds a run trains on while the store refuses its writes, holding them, before it fails: DLVIZ_STORE_RETRY_SECONDS."""
+    return _seconds("DLVIZ_STORE_RETRY_SECONDS", 60.0)
+
+
+def check_database(where: Optional[Path | str] = None) -> str:
+    """What a server checks as it starts, before it serves anyone: the store's settings, and that its database opens,
+    its tables made or brought up to date; returns where the store is (a password hidden). Raises UserError with one
+    sentence, which the server prints before it exits rather than fall back to another store."""
+    heartbeat_timeout(), store_retry_seconds()
+    return database.check(where)
 
 
 def _json(obj) -> str:
     return json.dumps(json_safe(obj))
 
 
-def unwritable(err: BaseException, lead: str = "The run store can't be written") -> str:
-    """One sentence for the page about a store that failed, naming SQLite's reason but never the server's paths
-    (an OSError's text holds its file name; its strerror does not)."""
-    if isinstance(err, OSError):
-        detail = err.strerror or type(err).__name__
-    elif isinstance(err, sqlite3.Error):
-        detail = str(err)
-    else:
-        detail = type(err).__name__
-    return f"{lead}: {detail}; ask whoever runs this server to free disk space and let the server write its data directory (DLVIZ_DATA_DIR)."
-
-
 def _floats(v) -> float:
     return float("nan") if v is None else float(v)
 
 
-class RunStore:
-    """One SQLite file; safe to share between threads of one process and between processes (WAL)."""
+def status_ops(run_id: str, status: str, reason: str = "", result: Optional[dict] = None) -> Ops:
+    return [(SET_STATUS, [{"rid": run_id, "s": status, "why": reason, "t": time.time(), "res": _json(result) if result is not None else None}])]
 
-    def __init__(self, path: Optional[Path | str] = None):
-        self.path = Path(path) if path is not None else data_dir() / "runs.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            # a store written before runs carried their preset's hash and the run they continue
-            have = {r[1] for r in self._db.execute("PRAGMA table_info(runs)").fetchall()}
-            for column, kind in (("preset_hash", "TEXT"), ("parent", "TEXT"), ("parent_step", "INTEGER")):
-                if column not in have:
-                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+
+class RunStore:
+    """The runs of one database; safe to share between threads, and between processes and servers (each opens its own)."""
+
+    def __init__(self, where: Optional[Path | str | URL] = None):
+        self.url = database_url(where)
+        self.engine = open_engine(self.url)
+        self._upserts: dict[str, object] = {}
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.engine.dispose()
 
-    def _exec(self, sql: str, args=()):
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    def _exec(self, stmt, params=None) -> list:
+        """Run one statement in a transaction of its own; its rows, if it returns any."""
+        with self.engine.begin() as conn:
+            result = conn.execute(stmt, params) if params is not None else conn.execute(stmt)
+            return result.fetchall() if result.returns_rows else []
 
-    def write(self, ops: list[tuple[str, list[tuple]]]) -> None:
-        """Statements, each over its rows, in one transaction: one commit for all of them. Rows of the same statement are
-        run together, in the order the statement first appears."""
-        merged: dict[str, list[tuple]] = {}
-        for sql, rows in ops:
-            merged.setdefault(sql, []).extend(rows)
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                for sql, rows in merged.items():
-                    self._db.executemany(sql, rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                # SQLite may have rolled back already (a disk I/O error does): a second ROLLBACK would raise and hide
-                # the reason the write failed
-                if self._db.in_transaction:
-                    try:
-                        self._db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-                raise
+    def _upsert(self, table: Table):
+        """INSERT … ON CONFLICT (its key) DO UPDATE: a row written again replaces the one before. The SQLite and
+        PostgreSQL dialects spell it alike."""
+        stmt = self._upserts.get(table.name)
+        if stmt is None:
+            ins = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+            set_ = {c.name: ins.excluded[c.name] for c in table.columns if not c.primary_key}
+            stmt = self._upserts[table.name] = ins.on_conflict_do_update(index_elements=list(table.primary_key.columns), set_=set_)
+        return stmt
+
+    def write(self, ops: Ops) -> None:
+        """Upserts and statements, each over its rows, in one transaction. Rows of the same table or statement are run
+        together, in the order it first appears; a table's row written twice keeps its last version."""
+        merged: dict[object, list[dict]] = {}
+        for what, rows in ops:
+            merged.setdefault(what, []).extend(rows)
+        with self.engine.begin() as conn:
+            for what, rows in merged.items():
+                if isinstance(what, Table):
+                    key = [c.name for c in what.primary_key.columns]
+                    rows = list({tuple(r[k] for k in key): r for r in rows}.values())
+                    what = self._upsert(what)
+                if rows:
+                    conn.execute(what, rows)
 
     # ------------------------------------------------------------ runs
 
-    def create_run(self, exp: Experiment, session: str = "", status: str = "queued") -> str:
+    def create_run(self, exp: Experiment, session: str = "", status: str = "queued", owner: str = "") -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         now = time.time()
-        self._exec(
-            "INSERT INTO runs (id, session, name, preset, status, created, updated, preset_hash) VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, session, exp.name, json.dumps(exp.to_dict()), status, now, now, preset_hash(exp)),
-        )
+        row = dict(id=run_id, session=session, name=exp.name, preset=json.dumps(exp.to_dict()), status=status, created=now, updated=now)
+        self._exec(insert(runs).values(**row, preset_hash=preset_hash(exp), heartbeat=now, owner=owner))
         return run_id
 
     def continue_from(self, run_id: str, parent: str, step: int) -> None:
         """Give a new run the part of `parent` before its checkpoint at `step`: the steps, epochs, telemetry, checkpoints
         and trajectory it resumes from. A continued run is then one whole run in the store, its curves, its counts and
         its first loss those of an uninterrupted run."""
+        at = select(checkpoints.c.epoch).where(checkpoints.c.run_id == parent, checkpoints.c.step == step).scalar_subquery()
+
+        def copy(table: Table, *where) -> tuple:
+            columns = [literal(run_id, Text).label("run_id") if c.name == "run_id" else c for c in table.columns]
+            return insert(table).from_select([c.name for c in table.columns], select(*columns).where(table.c.run_id == parent, *where)), [{}]
+
+        p = runs.alias("p")
+        of_parent = lambda c: select(c).where(p.c.id == parent).scalar_subquery()
         self.write(
             [
+                copy(steps, steps.c.step < step),
+                copy(epochs, epochs.c.epoch <= at),
+                copy(telemetry, telemetry.c.step < step),
+                copy(checkpoints, checkpoints.c.step <= step),
+                copy(trajectory, trajectory.c.step <= step),
                 (
-                    "INSERT OR REPLACE INTO steps SELECT ?, step, epoch, loss, metric, lr, grad_norm, update_ratio FROM steps WHERE run_id=? AND step<?",
-                    [(run_id, parent, step)],
-                ),
-                (
-                    "INSERT OR REPLACE INTO epochs SELECT ?, epoch, record FROM epochs WHERE run_id=? AND "
-                    "epoch<=(SELECT epoch FROM checkpoints WHERE run_id=? AND step=?)",
-                    [(run_id, parent, parent, step)],
-                ),
-                ("INSERT OR REPLACE INTO telemetry SELECT ?, step, snapshot FROM telemetry WHERE run_id=? AND step<?", [(run_id, parent, step)]),
-                (
-                    "INSERT OR REPLACE INTO checkpoints SELECT ?, step, epoch, label, state, created FROM checkpoints WHERE run_id=? AND step<=?",
-                    [(run_id, parent, step)],
-                ),
-                ("INSERT OR REPLACE INTO trajectory SELECT ?, step, params FROM trajectory WHERE run_id=? AND step<=?", [(run_id, parent, step)]),
-                (
-                    "UPDATE runs SET steps_done=?, epochs_done=(SELECT epoch FROM checkpoints WHERE run_id=? AND step=?), "
-                    "param_names=(SELECT param_names FROM runs WHERE id=?), task=(SELECT task FROM runs WHERE id=?), parent=?, "
-                    "parent_step=? WHERE id=?",
-                    [(step, parent, step, parent, parent, parent, step, run_id)],
+                    update(runs)
+                    .where(runs.c.id == run_id)
+                    .values(steps_done=step, epochs_done=at, param_names=of_parent(p.c.param_names), task=of_parent(p.c.task), parent=parent, parent_step=step),
+                    [{}],
                 ),
             ]
         )
 
     def set_status(self, run_id: str, status: str, reason: str = "", result: Optional[dict] = None) -> None:
-        self._exec(
-            "UPDATE runs SET status=?, reason=?, updated=?, result=COALESCE(?, result) WHERE id=?",
-            (status, reason, time.time(), _json(result) if result is not None else None, run_id),
-        )
+        self.write(status_ops(run_id, status, reason, result))
 
-    def mark_interrupted(self, live_ids=()) -> int:
-        """Runs left 'running' by a process that ended (a restart) become 'interrupted'; their data stays."""
-        marks = ",".join("?" * len(LIVE))
-        keep = tuple(live_ids)
-        extra = f" AND id NOT IN ({','.join('?' * len(keep))})" if keep else ""
-        rows = self._exec(f"SELECT id FROM runs WHERE status IN ({marks}){extra}", (*LIVE, *keep))
-        for (rid,) in rows:
-            self.set_status(rid, "interrupted", INTERRUPTED)
-        return len(rows)
+    def beat(self, run_ids, now: Optional[float] = None) -> None:
+        """The server training these runs is alive."""
+        if run_ids:
+            self._exec(update(runs).where(runs.c.id.in_(list(run_ids))).values(heartbeat=time.time() if now is None else now))
+
+    def mark_interrupted(self, live_ids=(), now: Optional[float] = None, timeout: Optional[float] = None) -> int:
+        """Live runs whose heartbeat stopped more than `timeout` seconds ago (DLVIZ_HEARTBEAT_TIMEOUT), whichever server
+        started them, become 'interrupted': their server died. Everything they stored stays, every finished epoch and
+        checkpoint; `live_ids` (the caller's own runs) are never marked. One statement, so a heartbeat that lands at the
+        same moment wins."""
+        now = time.time() if now is None else now
+        cutoff = now - (heartbeat_timeout() if timeout is None else timeout)
+        stmt = (
+            update(runs)
+            .where(runs.c.status.in_(LIVE), func.coalesce(runs.c.heartbeat, runs.c.updated, runs.c.created, 0.0) < cutoff)
+            .values(status="interrupted", reason=INTERRUPTED, updated=now)
+        )
+        if live_ids:
+            stmt = stmt.where(runs.c.id.not_in(list(live_ids)))
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount
 
     def run(self, run_id: str) -> dict:
-        rows = self._exec(
-            "SELECT id, session, name, preset, status, reason, created, updated, epochs_done, steps_done, result, "
-            "param_names, task, preset_hash, parent, parent_step FROM runs WHERE id=?",
-            (run_id,),
-        )
+        rows = self._exec(select(runs).where(runs.c.id == run_id))
         if not rows:
             raise UserError("run", f"no run with id {run_id}")
-        r = rows[0]
+        r = rows[0]._asdict()
         return {
-            "id": r[0],
-            "session": r[1],
-            "name": r[2],
-            "preset": json.loads(r[3]),
-            "status": r[4],
-            "reason": r[5] or "",
-            "created": r[6],
-            "updated": r[7],
-            "epochs_done": r[8],
-            "steps_done": r[9],
-            "result": json.loads(r[10]) if r[10] else None,
-            "param_names": json.loads(r[11]) if r[11] else [],
-            "task": r[12],
-            "preset_hash": r[13] or preset_hash(json.loads(r[3])),
-            "parent": r[14],
-            "parent_step": r[15],
+            **r,
+            "preset": json.loads(r["preset"]),
+            "reason": r["reason"] or "",
+            "result": json.loads(r["result"]) if r["result"] else None,
+            "param_names": json.loads(r["param_names"]) if r["param_names"] else [],
+            "preset_hash": r["preset_hash"] or preset_hash(json.loads(r["preset"])),
         }
 
     def continuable(self, run_id: str) -> bool:
@@ -204,68 +225,77 @@ class RunStore:
         status = self.run(run_id)["status"]
         if status in ("stopped", "interrupted"):
             return True
-        return status == "failed" and bool(self._exec("SELECT 1 FROM checkpoints WHERE run_id=? LIMIT 1", (run_id,)))
+        return status == "failed" and bool(self._exec(select(checkpoints.c.step).where(checkpoints.c.run_id == run_id).limit(1)))
 
     def experiment(self, run_id: str) -> Experiment:
         return validate(self.run(run_id)["preset"])
 
     def runs(self, session: Optional[str] = None) -> pd.DataFrame:
-        sql = "SELECT id, session, name, status, epochs_done, steps_done, created, result, preset_hash, parent, preset FROM runs"
-        rows = self._exec(sql + (" WHERE session=?" if session is not None else "") + " ORDER BY created DESC", (session,) if session is not None else ())
-        rows = [(*r[:8], r[8] or preset_hash(json.loads(r[10])), r[9], json.loads(r[10])) for r in rows]
+        c = runs.c
+        stmt = select(c.id, c.session, c.name, c.status, c.epochs_done, c.steps_done, c.created, c.result, c.preset_hash, c.parent, c.preset)
+        if session is not None:
+            stmt = stmt.where(c.session == session)
+        rows = [(*r[:8], r[8] or preset_hash(json.loads(r[10])), r[9], json.loads(r[10])) for r in self._exec(stmt.order_by(c.created.desc()))]
         df = pd.DataFrame(rows, columns=["id", "session", "name", "status", "epochs", "steps", "created", "result", "preset_hash", "parent", "preset"])
         df["created"] = pd.to_datetime(df["created"], unit="s")
         return df
 
     def delete_run(self, run_id: str) -> None:
-        for table in ("epochs", "steps", "telemetry", "checkpoints", "trajectory"):
-            self._exec(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
-        self._exec("DELETE FROM runs WHERE id=?", (run_id,))
+        with self.engine.begin() as conn:
+            for table in (epochs, steps, telemetry, checkpoints, trajectory):
+                conn.execute(delete(table).where(table.c.run_id == run_id))
+            conn.execute(delete(runs).where(runs.c.id == run_id))
 
     # ------------------------------------------------------------ metrics
 
-    # what a run writes as it trains, as (statement, rows) for write(): the run's callback gathers them and writes a
-    # few times a second in one transaction
+    # what a run writes as it trains, as ops for write(): the run's callback gathers them and writes a few times a
+    # second in one transaction
 
     @staticmethod
-    def step_ops(run_id: str, block: StepBlock) -> list[tuple[str, list[tuple]]]:
+    def step_ops(run_id: str, block: StepBlock) -> Ops:
         if not len(block):
             return []
-        rows = list(
-            zip(
-                itertools.repeat(run_id),
-                block.step.tolist(),
-                block.epoch.tolist(),
-                block.loss.tolist(),
-                block.metric.tolist(),
-                block.lr.tolist(),
-                map(bytes, np.ascontiguousarray(block.grad_norm, dtype=np.float32)),
-                map(bytes, np.ascontiguousarray(block.update_ratio, dtype=np.float32)),
-            )
+        keys = ("run_id", "step", "epoch", "loss", "metric", "lr", "grad_norm", "update_ratio")
+        rows = zip(
+            itertools.repeat(run_id),
+            block.step.tolist(),
+            block.epoch.tolist(),
+            block.loss.tolist(),
+            block.metric.tolist(),
+            block.lr.tolist(),
+            map(bytes, np.ascontiguousarray(block.grad_norm, dtype=np.float32)),
+            map(bytes, np.ascontiguousarray(block.update_ratio, dtype=np.float32)),
         )
-        return [
-            ("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", rows),
-            ("UPDATE runs SET steps_done=?, updated=? WHERE id=?", [(int(block.step[-1]) + 1, time.time(), run_id)]),
-        ]
+        return [(steps, [dict(zip(keys, r)) for r in rows]), (SET_STEPS, [{"rid": run_id, "n": int(block.step[-1]) + 1, "t": time.time()}])]
 
     @staticmethod
-    def epoch_ops(run_id: str, record: dict) -> list[tuple[str, list[tuple]]]:
-        return [
-            ("INSERT OR REPLACE INTO epochs VALUES (?,?,?)", [(run_id, int(record["epoch"]), _json(record))]),
-            ("UPDATE runs SET epochs_done=?, updated=? WHERE id=?", [(int(record["epoch"]), time.time(), run_id)]),
-        ]
+    def epoch_ops(run_id: str, record: dict) -> Ops:
+        epoch = int(record["epoch"])
+        return [(epochs, [{"run_id": run_id, "epoch": epoch, "record": _json(record)}]), (SET_EPOCHS, [{"rid": run_id, "n": epoch, "t": time.time()}])]
 
     @staticmethod
-    def telemetry_ops(run_id: str, snapshot: dict) -> list[tuple[str, list[tuple]]]:
-        return [("INSERT OR REPLACE INTO telemetry VALUES (?,?,?)", [(run_id, int(snapshot["step"]), _json(snapshot))])]
+    def telemetry_ops(run_id: str, snapshot: dict) -> Ops:
+        return [(telemetry, [{"run_id": run_id, "step": int(snapshot["step"]), "snapshot": _json(snapshot)}])]
+
+    @staticmethod
+    def checkpoint_ops(run_id: str, state: dict, label: str) -> Ops:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        row = {"run_id": run_id, "step": int(state["step"]), "epoch": int(state["epoch"]), "label": label, "state": buf.getvalue(), "created": time.time()}
+        return [(checkpoints, [row])]
+
+    @staticmethod
+    def trajectory_ops(run_id: str, points: list[tuple[int, np.ndarray]]) -> Ops:
+        return [(trajectory, [{"run_id": run_id, "step": int(s), "params": v.astype(np.float32).tobytes()} for s, v in points])]
 
     def epochs(self, run_id: str) -> pd.DataFrame:
-        rows = self._exec("SELECT record FROM epochs WHERE run_id=? ORDER BY epoch", (run_id,))
+        rows = self._exec(select(epochs.c.record).where(epochs.c.run_id == run_id).order_by(epochs.c.epoch))
         return pd.DataFrame([{k: _floats(v) if k != "epoch" else v for k, v in json.loads(r[0]).items()} for r in rows])
 
     def steps(self, run_id: str, with_layers: bool = False) -> pd.DataFrame:
-        rows = self._exec("SELECT step, epoch, loss, metric, lr, grad_norm, update_ratio FROM steps WHERE run_id=? ORDER BY step", (run_id,))
-        df = pd.DataFrame([r[:5] for r in rows], columns=["step", "epoch", "loss", "metric", "lr"])
+        c = steps.c
+        rows = self._exec(select(c.step, c.epoch, c.loss, c.metric, c.lr, c.grad_norm, c.update_ratio).where(c.run_id == run_id).order_by(c.step))
+        df = pd.DataFrame([tuple(r[:5]) for r in rows], columns=["step", "epoch", "loss", "metric", "lr"])
         if with_layers and rows:
             names = self.run(run_id)["param_names"]
             g = np.stack([np.frombuffer(r[5], dtype=np.float32) for r in rows])
@@ -276,7 +306,8 @@ class RunStore:
         return df
 
     def telemetry(self, run_id: str) -> list[dict]:
-        return [json.loads(r[0]) for r in self._exec("SELECT snapshot FROM telemetry WHERE run_id=? ORDER BY step", (run_id,))]
+        c = telemetry.c
+        return [json.loads(r[0]) for r in self._exec(select(c.snapshot).where(c.run_id == run_id).order_by(c.step))]
 
     def export_csv(self, run_id: str) -> str:
         """Every step of a run with per-tensor gradient norms and update ratios, and the epoch metrics joined on."""
@@ -290,27 +321,31 @@ class RunStore:
 
     # ------------------------------------------------------------ checkpoints and trajectory
 
+    # Checkpoints are rows of the database, as every replica reads it: bench/checkpoints.py measured them against files
+    # in a shared data directory (see its docstring for the figures and the decision).
+
     def save_checkpoint(self, run_id: str, state: dict, label: str) -> None:
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        self._exec(
-            "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?,?)", (run_id, int(state["step"]), int(state["epoch"]), label, buf.getvalue(), time.time())
-        )
-        epoch_ckpts = self._exec("SELECT step FROM checkpoints WHERE run_id=? AND label LIKE 'epoch %' ORDER BY step", (run_id,))
-        if len(epoch_ckpts) > MAX_EPOCH_CHECKPOINTS:  # thin the middle, keep the newest
-            for (step,) in epoch_ckpts[1:-1:2]:
-                self._exec("DELETE FROM checkpoints WHERE run_id=? AND step=?", (run_id, step))
+        self.write(self.checkpoint_ops(run_id, state, label))
+        self.thin_checkpoints(run_id)
+
+    def thin_checkpoints(self, run_id: str) -> None:
+        """Past MAX_EPOCH_CHECKPOINTS epoch checkpoints, drop every other one in the middle: the newest stay."""
+        c = checkpoints.c
+        kept = [r[0] for r in self._exec(select(c.step).where(c.run_id == run_id, c.label.like("epoch %")).order_by(c.step))]
+        if len(kept) > MAX_EPOCH_CHECKPOINTS:
+            # a statement of its own: in SQLite a transaction that read before it writes may find the file changed
+            self._exec(delete(checkpoints).where(c.run_id == run_id, c.step.in_(kept[1:-1:2])))
 
     def checkpoints(self, run_id: str) -> pd.DataFrame:
-        rows = self._exec("SELECT step, epoch, label, created FROM checkpoints WHERE run_id=? ORDER BY step", (run_id,))
-        return pd.DataFrame(rows, columns=["step", "epoch", "label", "created"])
+        c = checkpoints.c
+        rows = self._exec(select(c.step, c.epoch, c.label, c.created).where(c.run_id == run_id).order_by(c.step))
+        return pd.DataFrame([tuple(r) for r in rows], columns=["step", "epoch", "label", "created"])
 
     def load_checkpoint(self, run_id: str, step: Optional[int] = None) -> dict:
         """A checkpoint's state (the latest if `step` is None), loaded with weights_only=True: never unpickled."""
-        if step is None:
-            rows = self._exec("SELECT state FROM checkpoints WHERE run_id=? ORDER BY step DESC LIMIT 1", (run_id,))
-        else:
-            rows = self._exec("SELECT state FROM checkpoints WHERE run_id=? AND step=?", (run_id, step))
+        c = checkpoints.c
+        stmt = select(c.state).where(c.run_id == run_id)
+        rows = self._exec(stmt.order_by(c.step.desc()).limit(1) if step is None else stmt.where(c.step == step))
         if not rows:
             raise UserError("run.checkpoint", f"run {run_id} has no checkpoint{'' if step is None else f' at step {step}'}; train it first")
         try:
@@ -319,41 +354,93 @@ class RunStore:
             raise UserError("run.checkpoint", f"the checkpoint of run {run_id} cannot be read safely (it holds more than weights); it was not loaded") from None
 
     def add_trajectory(self, run_id: str, points: list[tuple[int, np.ndarray]]) -> None:
-        self.write([("INSERT OR REPLACE INTO trajectory VALUES (?,?,?)", [(run_id, int(s), v.astype(np.float32).tobytes()) for s, v in points])])
+        self.write(self.trajectory_ops(run_id, points))
 
     def trajectory(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, snapshots × parameters) of the parameter vectors saved during training."""
-        rows = self._exec("SELECT step, params FROM trajectory WHERE run_id=? ORDER BY step", (run_id,))
+        c = trajectory.c
+        rows = self._exec(select(c.step, c.params).where(c.run_id == run_id).order_by(c.step))
         if not rows:
             return np.zeros(0, dtype=int), np.zeros((0, 0), dtype=np.float32)
         return np.array([r[0] for r in rows]), np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
 
 
 class StoreCallback(Callback):
-    """Writes a run to the store as it trains: steps in blocks, epochs, telemetry, checkpoints and the trajectory."""
+    """Writes a run to the store as it trains: steps in blocks, epochs, telemetry, checkpoints and the trajectory.
 
-    def __init__(self, store: RunStore, run_id: str):
+    While the store refuses writes (a database that went away) the run trains on and holds what it has to write,
+    trying again every RETRY_SECONDS; once the store takes them, nothing is missing. After `retry_seconds` of refusals
+    the store's error is raised and the run fails; what was written before stays, its checkpoints included."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        retry_seconds: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.store = store
         self.run_id = run_id
+        self.retry_seconds = store_retry_seconds() if retry_seconds is None else retry_seconds
+        self.clock, self.sleep = clock, sleep
         self.last_saved_step = -1
-        self.last_checkpoint = self.last_write = time.perf_counter()
+        self.last_checkpoint = self.last_write = clock()
         self.unsaved: Optional[tuple[dict, str]] = None  # the newest epoch's state, when its checkpoint was skipped
-        # metrics not yet written: one transaction per step block, snapshot and epoch cost a small model a tenth of its
+        # what is not yet written: one transaction per step block, snapshot and epoch cost a small model a tenth of its
         # speed, one every WRITE_SECONDS costs nothing measurable
-        self.pending: list[tuple[str, list[tuple]]] = []
+        self.pending: Ops = []
+        self.failing_since: Optional[float] = None  # when the store began refusing the writes still pending
+        self.last_try = -math.inf
 
     def on_train_begin(self, trainer: Trainer) -> None:
-        self.store._exec("UPDATE runs SET param_names=?, task=? WHERE id=?", (json.dumps(trainer.param_names), trainer.objective.task, self.run_id))
-        self.store.set_status(self.run_id, "running")
+        ops = [(SET_BEGUN, [{"rid": self.run_id, "names": json.dumps(trainer.param_names), "kind": trainer.objective.task}])]
+        ops += status_ops(self.run_id, "running")
         if trainer.step == 0:
-            self.store.save_checkpoint(self.run_id, trainer.state(), "initial")
+            ops += RunStore.checkpoint_ops(self.run_id, trainer.state(), "initial")
+        self._write(ops, force=True)
 
-    def _write(self, ops: list, force: bool = False) -> None:
+    def _write(self, ops: Ops, force: bool = False) -> None:
         self.pending.extend(ops)
-        now = time.perf_counter()
-        if self.pending and (force or now - self.last_write >= WRITE_SECONDS):
+        if not self.pending:
+            return
+        now = self.clock()
+        if self.failing_since is not None:
+            if any(what is checkpoints for what, _ in ops):
+                self._keep_newest_checkpoint()
+            if now - self.last_try < RETRY_SECONDS:
+                return
+        elif not force and now - self.last_write < WRITE_SECONDS:
+            return
+        self._flush(now)
+
+    def _flush(self, now: float) -> bool:
+        """Write everything pending in one transaction; False (and kept) when the store refuses it. Raises the store's
+        error once it has refused for retry_seconds."""
+        try:
             self.store.write(self.pending)
-            self.pending, self.last_write = [], now
+        except STORE_ERRORS:
+            self.failing_since = now if self.failing_since is None else self.failing_since
+            self.last_try = now
+            if now - self.failing_since >= self.retry_seconds:
+                raise
+            return False
+        wrote_checkpoint = any(what is checkpoints for what, _ in self.pending)
+        self.pending, self.last_write, self.failing_since = [], now, None
+        if wrote_checkpoint:
+            try:
+                self.store.thin_checkpoints(self.run_id)
+            except STORE_ERRORS:
+                pass  # the next checkpoint thins them
+        return True
+
+    def _keep_newest_checkpoint(self) -> None:
+        """While writes wait, only the newest epoch checkpoint waits with them: a big model's states would fill the
+        worker's memory, and the store keeps the newest checkpoints anyway."""
+        held = [row for what, rows in self.pending if what is checkpoints for row in rows if row["label"].startswith("epoch ")]
+        if len(held) > 1:
+            drop = {id(row) for row in held[:-1]}
+            self.pending = [(what, [r for r in rows if id(r) not in drop]) if what is checkpoints else (what, rows) for what, rows in self.pending]
 
     def on_steps(self, trainer: Trainer, block: StepBlock) -> None:
         self._write(RunStore.step_ops(self.run_id, block))
@@ -362,36 +449,41 @@ class StoreCallback(Callback):
         self._write(RunStore.telemetry_ops(self.run_id, snapshot))
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-        self._write(RunStore.epoch_ops(self.run_id, record))
+        self.pending.extend(RunStore.epoch_ops(self.run_id, record))
         # one checkpoint per CHECKPOINT_SECONDS at most: a small model ends a hundred epochs a second, and saving each
         # cost it a fifth of its speed. The newest epoch's state is kept, and saved if the run ends before the next one.
         self.unsaved = (trainer.state(), f"epoch {record['epoch']}")
-        if time.perf_counter() - self.last_checkpoint >= CHECKPOINT_SECONDS:
+        if self.clock() - self.last_checkpoint >= CHECKPOINT_SECONDS:
             self._save_unsaved()
         self._save_trajectory(trainer)
+        self._write([])
 
     def _save_unsaved(self) -> None:
         if self.unsaved is not None:
-            self._write([], force=True)  # a checkpoint never gets ahead of the metrics before it
-            self.store.save_checkpoint(self.run_id, *self.unsaved)
+            # in the transaction of the metrics before it: a checkpoint never gets ahead of them
+            self._write(RunStore.checkpoint_ops(self.run_id, *self.unsaved), force=True)
             self.unsaved = None
-            self.last_checkpoint = time.perf_counter()
+            self.last_checkpoint = self.clock()
 
     def _save_trajectory(self, trainer: Trainer) -> None:
         # the trainer thins its list when it grows too long, so what is new is told by the step
         new = [(s, v) for s, v in trainer.trajectory if s > self.last_saved_step]
         if new:
-            self.store.add_trajectory(self.run_id, new)
+            self.pending.extend(RunStore.trajectory_ops(self.run_id, new))
             self.last_saved_step = new[-1][0]
 
     def on_train_end(self, trainer: Trainer, result: dict) -> None:
-        self._write([], force=True)
         self._save_trajectory(trainer)
         # a stopped run keeps its last epoch's checkpoint as its newest: continuing from there is exact, from the middle
         # of an epoch it would not be
         if trainer.status == "finished":
             self.unsaved = None
-            self.store.save_checkpoint(self.run_id, trainer.state(), "final")
-        else:
-            self._save_unsaved()
-        self.store.set_status(self.run_id, trainer.status, trainer.reason, result)
+            self.pending.extend(RunStore.checkpoint_ops(self.run_id, trainer.state(), "final"))
+        elif self.unsaved is not None:
+            self.pending.extend(RunStore.checkpoint_ops(self.run_id, *self.unsaved))
+            self.unsaved = None
+        self.pending.extend(status_ops(self.run_id, trainer.status, trainer.reason, result))
+        # the last write waits for a store that refuses it, up to retry_seconds since it began refusing
+        while not self._flush(self.clock()):
+            self._keep_newest_checkpoint()
+            self.sleep(RETRY_SECONDS)
