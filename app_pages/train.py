@@ -19,6 +19,7 @@ from dlviz.text import clean
 from dlviz.training import fit as fitting
 from dlviz.training.diagnose import diagnose, score_lines
 from dlviz.training.live import LiveFeed, snapshot_from_store
+from dlviz.training.store import LIVE
 from dlviz_app import runs, session, widgets
 from dlviz_app.livechart import live_chart, watch  # the charts redrawn while a run trains: updated in place in the browser
 from dlviz_app.text import md
@@ -257,6 +258,8 @@ def _csv(d):
 rid = runs.current_run_id()
 handle = runner.handle(rid) if rid else None
 live = handle is not None and handle.alive
+# a run that trains in another server sharing this run store (DLVIZ_DATABASE_URL): its charts follow the store
+elsewhere = rid is not None and not live and runs.store().run(rid)["status"] in LIVE
 warming = not runner.ready.is_set()
 
 
@@ -273,6 +276,8 @@ with main:
             st.button("Back to this preset", on_click=runs.pick, args=(None,), icon=":material/undo:")
         else:
             st.caption(f"This preset's run {run_label(shown)}.")
+        if elsewhere:
+            st.caption("This run trains on another server of this demo: its charts follow the run store, once a second.")
         if shown.get("parent"):
             st.caption(f"Continues run {shown['parent']} from its checkpoint at step {shown['parent_step']:,}; the charts and counts are the whole run's.")
     else:
@@ -335,7 +340,10 @@ def snapshot():
         if live and not h.alive:
             st.rerun()  # the run ended: redraw the whole page once, without the timers
         return h.feed.snapshot()
-    return stored_snapshot(rid, runs.store().run(rid)["updated"])
+    run = runs.store().run(rid)
+    if elsewhere and run["status"] not in LIVE:
+        st.rerun()  # the other server's run ended (or was taken for interrupted): redraw once, without the timers
+    return stored_snapshot(rid, run["updated"])
 
 
 def view_fast():
@@ -432,9 +440,9 @@ with main:
     # "Bad delta path index" (seen with eight sessions training)
     fast_box, slow_box = st.container(), st.container()
     with fast_box:
-        st.fragment(run_every=REFRESH * slower if live or warming else None)(view_fast)()
+        st.fragment(run_every=REFRESH * slower if live or warming else SLOW_REFRESH if elsewhere else None)(view_fast)()
     with slow_box:
-        st.fragment(run_every=SLOW_REFRESH * slower if live else None)(view_slow)()
+        st.fragment(run_every=SLOW_REFRESH * slower if live or elsewhere else None)(view_slow)()
 
 
 # ---------------------------------------------------------------- compare and export

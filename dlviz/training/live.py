@@ -11,7 +11,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from dlviz.model.build import device_of
 from dlviz.training.diagnose import run_context
+from dlviz.training.store import LIVE
 from dlviz.training.trainer import Callback, StepBlock, Trainer
 
 MAX_POINTS = 400  # per series on screen: plenty for a chart, small enough for the browser to redraw 4 times a second
@@ -327,7 +329,8 @@ def boundary_grid(model, ds, task: str, n: int = BOUNDARY_GRID) -> dict:
     ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], n)
     gx, gy = np.meshgrid(xs, ys)
     grid = np.column_stack([gx.ravel(), gy.ravel()]).astype(np.float32)
-    x = torch.as_tensor(featurize(grid, ds.features or ("x1", "x2")), dtype=torch.float32)
+    device = device_of(model)
+    x = torch.as_tensor(featurize(grid, ds.features or ("x1", "x2")), dtype=torch.float32, device=device)
     was = model.training
     model.eval()
     out = model(x)
@@ -338,7 +341,7 @@ def boundary_grid(model, ds, task: str, n: int = BOUNDARY_GRID) -> dict:
         for split in ("train", "val"):
             xs_split = getattr(ds, f"x_{split}", None)
             if getattr(ds, f"points_{split}", None) is not None and xs_split is not None:
-                o = model(xs_split[:MAX_PLANE_POINTS])
+                o = model(xs_split[:MAX_PLANE_POINTS].to(device))
                 predicted[split] = ((o[:, 0] > 0) if o.shape[-1] == 1 else o.argmax(-1)).reshape(-1).tolist()
     model.train(was)
     if task == "classification":
@@ -397,6 +400,8 @@ def snapshot_from_store(store, run_id: str) -> dict:
     try:
         trainer = Trainer(store.experiment(run_id), resume=store.load_checkpoint(run_id))
         trainer.last_val = trainer.evaluate(trainer.dataset.x_val, trainer.dataset.y_val)
+        if run["status"] in LIVE:  # training in another server: its progress is of the whole run
+            feed.total_steps = trainer.exp.training.epochs * trainer.steps_per_epoch
         feed.context = run_context(trainer)
         FeedCallback(feed.handle)._evaluation(trainer)
         feed.points = plane_points(trainer.dataset)
