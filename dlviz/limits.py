@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from dlviz.errors import UserError
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -58,3 +60,39 @@ class Limits:
 def current() -> Limits:
     """The limits in force now (read from the environment on each call, so tests can change them)."""
     return Limits.from_env()
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def device_setting(environ=None) -> str:
+    """DLVIZ_DEVICE as given (auto, cpu or cuda), checked without importing torch; a wrong value is a UserError."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("DLVIZ_DEVICE", "auto")
+    choice = raw.strip().lower() or "auto"
+    if choice not in DEVICES:
+        raise UserError("", f"DLVIZ_DEVICE must be auto, cpu or cuda, not {raw!r}")
+    return choice
+
+
+def device(environ=None) -> str:
+    """The torch device that training, feature maps, receptive fields and loss surfaces run on: "cpu" or "cuda".
+
+    DLVIZ_DEVICE is auto (the default: cuda when torch finds a GPU, else cpu), cpu or cuda; a wrong value, or cuda on a
+    machine without a GPU, is a UserError naming the setting. Read on each call, like the limits. With a GPU, TF32 is
+    turned off, so that float32 results match the CPU's within float tolerance instead of TF32's 1e-3.
+
+    Never call this in the training forkserver: a CUDA context made there would be unusable in the workers forked
+    from it. Each worker asks for itself."""
+    choice = device_setting(environ)
+    if choice == "cpu":
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        if choice == "cuda":
+            raise UserError("", "DLVIZ_DEVICE is cuda, but torch finds no CUDA GPU on this machine; set DLVIZ_DEVICE to auto or cpu")
+        return "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return "cuda"

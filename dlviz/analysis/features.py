@@ -15,7 +15,7 @@ from torch import nn
 from dlviz import limits as _limits
 from dlviz.errors import UserError, clip
 from dlviz.model import budget
-from dlviz.model.build import Network, build_model
+from dlviz.model.build import Network, build_model, device_of
 from dlviz.preset.registry import shape_str
 from dlviz.preset.schema import Experiment
 from dlviz.runtime import Recurrent, SelfAttention, SelfBilinear
@@ -332,9 +332,10 @@ def dataset_input(exp: Experiment, dataset, index: int) -> ModelInput:
 # ---------------------------------------------------------------- models
 
 
-def load_model(exp: Experiment, state: Optional[dict] = None) -> Network:
+def load_model(exp: Experiment, state: Optional[dict] = None, device: Optional[str] = None) -> Network:
     """The preset's model for inspection: its initial weights (the preset's seed), or a checkpoint's weights; in
-    eval mode, parameters frozen (inspection never trains; gradients flow only to inputs)."""
+    eval mode, parameters frozen (inspection never trains; gradients flow only to inputs). On `device`, by default
+    DLVIZ_DEVICE's: the computations on it take inputs on the CPU and give their results there."""
     net = build_model(exp, seed=exp.seed)
     if state is not None:
         weights = state.get("model", state)
@@ -344,7 +345,7 @@ def load_model(exp: Experiment, state: Optional[dict] = None) -> Network:
             raise UserError("inspect.checkpoint", "the checkpoint's weights do not fit this preset's model; pick the run's own preset") from None
     net.eval()
     net.requires_grad_(False)
-    return net
+    return net.to(device or _limits.device())
 
 
 # ---------------------------------------------------------------- feature maps
@@ -384,12 +385,12 @@ def feature_maps(net: Network, x: torch.Tensor) -> list[LayerOutput]:
     budget.check("The feature maps of this model", budget.feature_maps_bytes(net.footprint, len(x)), budget.SMALLER_MODEL)
     modules = {name: net.get_submodule(name) for name in net.json_paths}
     with HOOK_LOCK, torch.no_grad(), capture_outputs(modules) as seen:
-        net(x)
+        net(x.to(device_of(net)))
     out = []
     for name, y in seen.items():
         if torch.is_tensor(y):
             # a copy: an Identity or in-place layer hands out its input's storage, which the caller may not change
-            out.append(LayerOutput(name, net.json_paths[name], type_name(modules[name]), y[0].float().numpy().copy()))
+            out.append(LayerOutput(name, net.json_paths[name], type_name(modules[name]), y[0].float().cpu().numpy().copy()))
     return out
 
 
@@ -430,7 +431,7 @@ class Filters:
 def conv_filters(net: Network) -> list[Filters]:
     """The kernels of every 2-D convolution, in preset order."""
     return [
-        Filters(net.json_paths[name], mod.weight.detach().float().numpy().copy())
+        Filters(net.json_paths[name], mod.weight.detach().float().cpu().numpy().copy())
         for name, mod in net.named_modules()
         if isinstance(mod, nn.Conv2d) and name in net.json_paths
     ]

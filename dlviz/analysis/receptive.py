@@ -12,7 +12,7 @@ import torch
 from dlviz.analysis.features import HOOK_LOCK
 from dlviz.errors import UserError
 from dlviz.model import budget
-from dlviz.model.build import Network, Summary
+from dlviz.model.build import Network, Summary, device_of
 
 MASS = 0.95  # the effective size is the central extent holding this share of the gradient
 
@@ -105,7 +105,8 @@ def input_gradient(net: Network, x: torch.Tensor, path: str, unit: Sequence[int]
         raise budget.over_budget("The effective receptive field of this model", per_copy, budget.SMALLER_MODEL)
     if len(chans) > group:  # the channels' maps are averaged, so groups of copies that fit add up to the same map
         return sum(len(part) * input_gradient(net, x, path, unit, part) for part in (chans[i : i + group] for i in range(0, len(chans), group))) / len(chans)
-    xb = x[:1].detach().expand(len(chans), *x.shape[1:]).clone().requires_grad_(True)
+    device = device_of(net)
+    xb = x[:1].detach().to(device).expand(len(chans), *x.shape[1:]).clone().requires_grad_(True)
     mod = net.get_submodule(module_name(net, path))
     seen = {}
 
@@ -125,11 +126,11 @@ def input_gradient(net: Network, x: torch.Tensor, path: str, unit: Sequence[int]
     y = seen["y"]
     if y.dim() != 2 + len(unit):
         raise UserError("receptive.unit", f"{path} gives [{', '.join(map(str, y.shape[1:]))}], not a map with {len(unit)} spatial axes")
-    picked = y[(torch.arange(len(chans)), torch.tensor(chans), *(torch.full((len(chans),), i) for i in unit))]
+    picked = y[(torch.arange(len(chans), device=device), torch.tensor(chans, device=device), *(torch.full((len(chans),), i, device=device) for i in unit))]
     if not picked.requires_grad:  # a layer whose output does not depend on the input (e.g. constant weights of zero)
         return np.zeros(x.shape[2:], dtype=np.float32)
     (g,) = torch.autograd.grad(picked.sum(), xb)
-    return g.abs().sum(1).mean(0).float().numpy()
+    return g.abs().sum(1).mean(0).float().cpu().numpy()
 
 
 @dataclass(frozen=True)

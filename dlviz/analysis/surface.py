@@ -44,7 +44,7 @@ def unflatten(flat, like: Sequence[torch.Tensor]) -> Direction:
             f"a saved parameter vector has {flat.numel():,} values but the model has {sum(sizes):,} "
             "trainable parameters; the run's preset and model no longer match",
         )
-    return [part.reshape(t.shape).to(t.dtype) for part, t in zip(torch.split(flat, sizes), like)]
+    return [part.reshape(t.shape).to(t.device, t.dtype) for part, t in zip(torch.split(flat, sizes), like)]
 
 
 def filter_normalize(direction: Sequence[torch.Tensor], weights: Sequence[torch.Tensor]) -> Direction:
@@ -62,9 +62,10 @@ def filter_normalize(direction: Sequence[torch.Tensor], weights: Sequence[torch.
 
 
 def random_directions(weights: Sequence[torch.Tensor], count: int = 2, seed: int = 0) -> list[Direction]:
-    """`count` seeded Gaussian directions, each filter-normalized to `weights`."""
+    """`count` seeded Gaussian directions, each filter-normalized to `weights` (drawn on the CPU, then moved to the
+    weights' device: the same directions on every device)."""
     g = torch.Generator().manual_seed(seed)
-    return [filter_normalize([torch.randn(w.shape, generator=g, dtype=w.dtype) for w in weights], weights) for _ in range(count)]
+    return [filter_normalize([torch.randn(w.shape, generator=g, dtype=w.dtype).to(w.device) for w in weights], weights) for _ in range(count)]
 
 
 def pca_directions(snapshots: np.ndarray, center: torch.Tensor, like: Sequence[torch.Tensor]) -> tuple[list[Direction], np.ndarray]:
@@ -76,7 +77,7 @@ def pca_directions(snapshots: np.ndarray, center: torch.Tensor, like: Sequence[t
             "surface.trajectory",
             f"the run saved {len(snapshots)} parameter snapshots; the PCA plane needs at least 3 (train longer, or lower training.trajectory_every)",
         )
-    m = torch.as_tensor(np.asarray(snapshots, dtype=np.float64)) - center.double()
+    m = torch.as_tensor(np.asarray(snapshots, dtype=np.float64)) - center.double().cpu()
     m = m - m.mean(dim=0)
     # the Gram matrix is snapshots × snapshots: small even when the model has millions of weights
     evals, evecs = torch.linalg.eigh(m @ m.T)
@@ -94,8 +95,8 @@ def pca_directions(snapshots: np.ndarray, center: torch.Tensor, like: Sequence[t
 def project(points: np.ndarray, center: torch.Tensor, directions: Sequence[Direction]) -> np.ndarray:
     """Coordinates (points × directions) of the least-squares projection of flat weight vectors onto the plane (or line)
     through `center` along `directions`; for orthonormal directions these are plain dot products."""
-    d = torch.stack([flatten(dir_).double() for dir_ in directions])
-    diff = torch.as_tensor(np.asarray(points, dtype=np.float64)) - center.double()
+    d = torch.stack([flatten(dir_).double().cpu() for dir_ in directions])
+    diff = torch.as_tensor(np.asarray(points, dtype=np.float64)) - center.double().cpu()
     return torch.linalg.solve(d @ d.T, d @ diff.T).T.numpy()
 
 

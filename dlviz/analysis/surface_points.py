@@ -74,9 +74,9 @@ def evaluation_batch(x: torch.Tensor, y: torch.Tensor, size: int = EVAL_SAMPLES,
     return x[idx], y[idx]
 
 
-def make_problem(exp: Experiment, state: Optional[dict] = None, dataset=None, samples: int = EVAL_SAMPLES) -> Problem:
+def make_problem(exp: Experiment, state: Optional[dict] = None, dataset=None, samples: int = EVAL_SAMPLES, device: Optional[str] = None) -> Problem:
     """The preset's model (at the weights and buffers of the state dict `state`, else at its initialization) on a
-    fixed batch of its training data."""
+    fixed batch of its training data, both on `device` (by default DLVIZ_DEVICE's)."""
     for key, what in (("data", "a data section"), ("loss", "a loss")):
         if getattr(exp, key) is None:
             raise UserError(key, f"this preset has no {key} section; a loss surface needs {what}")
@@ -94,8 +94,9 @@ def make_problem(exp: Experiment, state: Optional[dict] = None, dataset=None, sa
     _budget.check("The loss surface of this model", one, _budget.SMALLER_MODEL)  # its batches shrink to fit, down to one sample
     if state is not None:
         model.load_state_dict(state)
+    device = device or _limits.device()
     x, y = evaluation_batch(ds.x_train, ds.y_train, samples, exp.seed)
-    return Problem(model, objective, x, y, summary.flops)
+    return Problem(model.to(device), objective, x.to(device), y.to(device), summary.flops)
 
 
 def within_flops(problem: Problem, points: int) -> Problem:
@@ -258,7 +259,7 @@ class _Batched:
         """A Linear's weight (G, out, in) and bias (G, out) at every point of the chunk."""
         w = self.weights(lin.weight) if lin.weight in self.stacks else lin.weight.expand(self.g, -1, -1)
         if lin.bias is None:
-            return w, torch.zeros(self.g, lin.out_features, dtype=w.dtype)
+            return w, torch.zeros(self.g, lin.out_features, dtype=w.dtype, device=w.device)
         return w, self.weights(lin.bias) if lin.bias in self.stacks else lin.bias.expand(self.g, -1)
 
     def tanh_linear(self, h: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
@@ -376,14 +377,14 @@ def evaluate_batched(
             h = torch.cat(pending) if len(pending) > 1 else pending[0]
             with warnings.catch_warnings():  # losses without a batching rule fall back to a loop inside vmap: still right
                 warnings.simplefilter("ignore", UserWarning)
-                out[done : done + len(h)] = vmap(lambda o: loss(o, y))(h).double().numpy()
+                out[done : done + len(h)] = vmap(lambda o: loss(o, y))(h).double().cpu().numpy()
             done += len(h)
             pending.clear()
 
     done = 0
     for start in range(0, len(coords), chunk):
-        c = torch.as_tensor(coords[start : start + chunk], dtype=dtype)
-        coeffs = torch.cat([torch.ones(len(c), 1, dtype=dtype), c], dim=1)
+        c = torch.as_tensor(coords[start : start + chunk], dtype=dtype, device=x.device)
+        coeffs = torch.cat([torch.ones(len(c), 1, dtype=dtype, device=x.device), c], dim=1)
         parts, folded = [], False
         for b in range(0, n, block):
             h, folded = batched.forward(body, x[b : b + block], coeffs, b)

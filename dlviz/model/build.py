@@ -49,6 +49,11 @@ class Network(nn.Module):
         return torch.randn((batch, *self.input_shape), device=device)
 
 
+def device_of(module: nn.Module) -> torch.device:
+    """The device a model's weights are on (the CPU for one without weights): where its inputs must go."""
+    return next((t.device for t in (*module.parameters(), *module.buffers())), torch.device("cpu"))
+
+
 # ---------------------------------------------------------------- receptive fields
 
 

@@ -21,7 +21,10 @@ class StepMeter:
     A step costs one fused copy, made between backward and the optimizer step: the parameters (as they are before the
     step) into a row of one preallocated matrix, the gradients and the loss into a row of another. Norms and ratios
     are computed for all buffered steps at once when the rows are flushed, in NumPy on views of the same memory (its
-    small operations cost a fraction of torch's per-call dispatch); the parameter rows double as the trajectory."""
+    small operations cost a fraction of torch's per-call dispatch); the parameter rows double as the trajectory.
+
+    The matrices live on the parameters' device. On a GPU a step's copy stays on the GPU, and the rows a flush reads
+    come to the CPU in one copy each."""
 
     def __init__(self, params: list[nn.Parameter], max_elements: int = 4_000_000, max_rows: int = 64):
         self.params = params
@@ -29,9 +32,12 @@ class StepMeter:
         sizes = [p.numel() for p in params]
         n = self.n = sum(sizes)
         self.rows = max(1, min(max_rows, max_elements // max(n, 1)))
-        self.G = torch.zeros(self.rows, n + 1)  # gradients, then the step's loss in the last column
-        self.P = torch.zeros(self.rows + 1, n)  # row j: the parameters before buffered step j (row m: after the last)
-        self.Gn, self.Pn = self.G.numpy(), self.P.numpy()
+        device = params[0].device if params else torch.device("cpu")
+        self.G = torch.zeros(self.rows, n + 1, device=device)  # gradients, then the step's loss in the last column
+        self.P = torch.zeros(self.rows + 1, n, device=device)  # row j: the parameters before buffered step j (row m: after the last)
+        self.host = device.type == "cpu"
+        if self.host:
+            self.Gn, self.Pn = self.G.numpy(), self.P.numpy()
         self.offsets = np.cumsum([0] + sizes[:-1])  # where each tensor starts in a row
         self.segment = np.repeat(np.arange(len(sizes)), sizes)  # which tensor each element of a row belongs to
         self.hist_slot = np.arange(2)[:, None] * len(sizes) + self.segment[None, :]  # (weights|grads, tensor) of each element
@@ -78,13 +84,21 @@ class StepMeter:
     def _current(self, row: int) -> None:
         torch._foreach_copy_(self.p_rows[row], self.values)
 
+    def _g(self, rows: slice, cols: slice | int) -> np.ndarray:
+        """Part of the gradient matrix as NumPy: a view on the CPU, a copy from a GPU."""
+        return self.Gn[rows, cols] if self.host else self.G[rows, cols].cpu().numpy()
+
+    def _p(self, rows: slice | int) -> np.ndarray:
+        """Rows of the parameter matrix as NumPy: a view on the CPU, a copy from a GPU."""
+        return self.Pn[rows] if self.host else self.P[rows].cpu().numpy()
+
     def segment_sums(self, rows: np.ndarray) -> np.ndarray:
         """Per-tensor sums of flat rows (m × n) -> (m × tensors)."""
         return np.add.reduceat(rows, self.offsets, axis=1)
 
     def loss_rows(self, start: int, stop: int) -> np.ndarray:
         """The losses of buffered steps start..stop-1, as float64."""
-        return self.Gn[start:stop, self.n].astype(np.float64)
+        return self._g(slice(start, stop), self.n).astype(np.float64)
 
     def flush(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(grad_norms, update_ratios) for the steps since the last flush, each steps × tensors, and the parameter rows
@@ -92,10 +106,11 @@ class StepMeter:
         m = self.used
         k = len(self.params)
         if m == 0:
-            return np.zeros((0, k)), np.zeros((0, k)), self.Pn[1:1]
+            return np.zeros((0, k)), np.zeros((0, k)), self._p(slice(1, 1))
         self._current(m)
-        before, after = self.Pn[:m], self.Pn[1 : m + 1]
-        g = self.Gn[:m, : self.n]
+        p = self._p(slice(0, m + 1))
+        before, after = p[:m], p[1 : m + 1]
+        g = self._g(slice(0, m), slice(0, self.n))
         d = after - before
         gn = np.sqrt(self.segment_sums(g * g), dtype=np.float64)
         # ‖ΔW‖ / ‖W‖ before the step, as CS231n defines the update/weight ratio; undefined (NaN) for a tensor that was 0
@@ -112,7 +127,7 @@ class StepMeter:
         Returns (ranges, counts): ranges[0][i], counts[0][i] for the weights of tensor i, [1] for its gradients."""
         r = self.used
         self._current(r)
-        x = np.stack([self.Pn[r], self.Gn[r - 1, : self.n]])
+        x = np.stack([self._p(r), self._g(r - 1, slice(0, self.n))])
         k = len(self.params)
         m = np.maximum(np.maximum.reduceat(np.abs(x), self.offsets, axis=1), np.float32(1e-12))
         # bin = floor((x / m + 1) · bins / 2), clamped to the last bin for x = m
@@ -141,7 +156,7 @@ def _unit_axis_reduce(y: torch.Tensor) -> torch.Tensor:
 def unit_health(kind: str, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean, std, and the dead or saturated fraction of one activation layer's output, as 0-d tensors (no host sync)."""
     y = y.detach().float()
-    std, mean = torch.std_mean(y) if y.numel() > 1 else (torch.zeros(()), y.mean())
+    std, mean = torch.std_mean(y) if y.numel() > 1 else (torch.zeros((), device=y.device), y.mean())
     out = {"mean": mean, "std": std}
     if kind in RELU_FAMILY and y.dim() >= 2:
         # a unit is dead when it is not positive for any sample (and position) of the batch: f′ = 0 everywhere

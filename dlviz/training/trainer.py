@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import threading
 import time
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlviz import limits as _limits
 from dlviz import loop
 from dlviz.loop import (
     batch_r2,
@@ -106,11 +108,36 @@ def param_label(net, name: str) -> str:
     return f"{path.removeprefix('model.')}.{leaf}"
 
 
+def on_device(ds, device: torch.device):
+    """The dataset with its splits' tensors on `device` (the dataset itself on the CPU, where they already are)."""
+    if device.type == "cpu":
+        return ds
+    moved = {k: getattr(ds, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test") if getattr(ds, k) is not None}
+    return dataclasses.replace(ds, **moved)
+
+
+def host_copy(value):
+    """A tensor's copy in CPU memory (any other value as is): what a checkpoint holds, so that it loads on any machine."""
+    return value.detach().to("cpu", copy=True) if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+
+
 class Trainer:
-    """Trains one preset. Same preset, seed and thread count: bit-identical numbers on CPU."""
+    """Trains one preset. Same preset, seed and thread count: bit-identical numbers on CPU.
+
+    It trains on `device` (by default DLVIZ_DEVICE's, dlviz.limits.device): the model and the data splits go there
+    once, while the batch order, augmentation and metrics are drawn and summed on the CPU as before, so a GPU run
+    matches the CPU's within float tolerance (dropout excepted: on a GPU it draws from CUDA's generator). Checkpoints
+    hold CPU tensors; `dataset` stays the CPU dataset the callbacks read."""
 
     def __init__(
-        self, exp: Experiment, callbacks=(), dataset=None, csv_bytes: Optional[bytes] = None, resume: Optional[dict] = None, control: Optional[Control] = None
+        self,
+        exp: Experiment,
+        callbacks=(),
+        dataset=None,
+        csv_bytes: Optional[bytes] = None,
+        resume: Optional[dict] = None,
+        control: Optional[Control] = None,
+        device: Optional[str] = None,
     ):
         from dlviz.data.datasets import load_dataset
         from dlviz.training.fit import check_fit, require_sections
@@ -122,7 +149,9 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(exp.data, exp.seed, csv_bytes)
         ds = self.dataset
         self.objective = check_fit(exp, ds.input_shape, ds.task, ds.num_classes, ds.target_shape)
-        self.model = build_model(exp, seed=exp.seed)
+        self.device = torch.device(device or _limits.device())
+        self.data = on_device(ds, self.device)  # the splits the loop trains and evaluates on
+        self.model = build_model(exp, seed=exp.seed).to(self.device)  # initialized on the CPU: the same weights anywhere
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         names = {id(p): n for n, p in self.model.named_parameters()}
         self.param_names = [param_label(self.model, names[id(p)]) for p in self.params]
@@ -143,7 +172,7 @@ class Trainer:
         self.meter = StepMeter(self.params)
         # units are probed on one fixed set of training samples: "dead for every sample" on a batch of a few samples
         # counts units that merely missed those samples (twice the data set's figure on the circle lesson)
-        self.probe_x = ds.x_train[:PROBE_SAMPLES]
+        self.probe_x = self.data.x_train[:PROBE_SAMPLES]
         self.telemetry_every = exp.training.telemetry_every or probe_interval(exp.training.epochs * self.steps_per_epoch)
         self.pending: list[tuple] = []  # per buffered step: (step, epoch, output, targets, lr), row j of the meter
         self.scored = 0  # how many of them _score has taken into the epoch's sums
@@ -193,13 +222,14 @@ class Trainer:
         of them, the cost of a checkpoint grew with the epoch, and a small model saving one per epoch spent more time
         pickling its history than training."""
         # a copy, not a view: the optimizer's state_dict holds its live tensors, which the next step changes in place
+        # (and in CPU memory, whichever device trains)
         opt = self.optimizer.state_dict()
         opt = {
-            "state": {i: {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in st.items()} for i, st in opt["state"].items()},
+            "state": {i: {k: host_copy(v) for k, v in st.items()} for i, st in opt["state"].items()},
             "param_groups": copy.deepcopy(opt["param_groups"]),
         }
-        return {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+        state = {
+            "model": {k: host_copy(v) for k, v in self.model.state_dict().items()},
             "optimizer": opt,
             "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
             "epoch": self.epoch,
@@ -208,6 +238,9 @@ class Trainer:
             "generator": self.generator.get_state(),
             "history": [dict(h) for h in self.history[-1:]],
         }
+        if self.device.type == "cuda":  # dropout's generator on the GPU, so that Continue draws what the run would have
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -216,6 +249,8 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.generator.set_state(state["generator"])
         self.history = [dict(h) for h in state.get("history", [])]
         self.meter.reset()
@@ -223,7 +258,7 @@ class Trainer:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> dict:
-        ds, data, tr = self.dataset, self.exp.data, self.exp.training
+        ds, data, tr = self.data, self.exp.data, self.exp.training
         cb = self.callbacks
         self.status = "running"
         for c in cb:
@@ -245,11 +280,11 @@ class Trainer:
         )
         diverged = False
         if not self.trajectory:
-            self.trajectory.append((self.step, torch.cat([v.reshape(-1) for v in meter.values]).numpy()))
+            self.trajectory.append((self.step, torch.cat([v.reshape(-1) for v in meter.values]).cpu().numpy()))
         while self.epoch < tr.epochs and not control.stop_event.is_set():
             if not model.training:  # Module.train() walks every submodule: only when an evaluation left eval mode on
                 model.train()
-            perm = torch.randperm(n, generator=self.generator)
+            perm = torch.randperm(n, generator=self.generator).to(self.device)  # drawn on the CPU, as every run's
             # one gather per epoch, then each batch is a slice: the same batches as x[perm[i:i+bs]], fewer operations
             xs, ys = ds.x_train[perm], ds.y_train[perm]
             self.epoch_terms = ([], [], [])
@@ -341,7 +376,7 @@ class Trainer:
         losses = self.meter.loss_rows(j0, j1)
         sizes = np.array([len(p[3]) for p in new], dtype=np.float64)
         with torch.no_grad():
-            out, y = torch.cat([p[2] for p in new]), torch.cat([p[3] for p in new])
+            out, y = torch.cat([p[2] for p in new]).cpu(), torch.cat([p[3] for p in new]).cpu()
             if self.objective.task == "classification":
                 labels = np.array([p[3].numel() for p in new])
                 hits = (self.objective.predict(out) == y).reshape(-1).numpy()
@@ -418,10 +453,11 @@ class Trainer:
         epoch starts, so the two walks over every submodule are not paid twice)."""
         was_training = self.model.training
         classification = self.objective.task == "classification"
+        x, y = x.to(self.device), y.to(self.device)
         loss, metric, pred = evaluate(self.model, x, y, self.objective.loss, self.objective.num_classes if classification else None, batch)
         if restore and was_training:
             self.model.train()
-        return {"loss": loss, "accuracy" if classification else "r2": metric, "pred": pred}
+        return {"loss": loss, "accuracy" if classification else "r2": metric, "pred": pred.cpu()}
 
     @property
     def key(self) -> str:
@@ -429,7 +465,7 @@ class Trainer:
         return "accuracy" if self.objective.task == "classification" else "r2"
 
     def _epoch_record(self) -> dict:
-        ds, tr, key = self.dataset, self.exp.training, self.key
+        ds, tr, key = self.data, self.exp.training, self.key
         val = self.evaluate(ds.x_val, ds.y_val, restore=False) if len(ds.x_val) else None
         loss_terms, metric_terms, labels = self.epoch_terms
         rec = epoch_record(
@@ -449,7 +485,7 @@ class Trainer:
 
     def result(self) -> dict:
         """The final JSON object of `train --json`: status and the last metrics."""
-        ds, key = self.dataset, self.key
+        ds, key = self.data, self.key
         best = getattr(self, "best_epoch", None)
         if best is not None:  # early stopping restored the best weights: report what the model now scores
             val = self.evaluate(ds.x_val, ds.y_val)
