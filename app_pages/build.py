@@ -1,7 +1,5 @@
 """Build: stack layers into a model and see its shapes, parameters, FLOPs and receptive fields as you edit."""
 
-import json
-
 import streamlit as st
 
 from dlviz.errors import UserError, json_path
@@ -240,24 +238,19 @@ def summary_numbers() -> None:
     )
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
-def architecture(preset_text: str):
-    """The architecture graph of a preset, drawn once per preset and shared between sessions (read-only)."""
-    shown = session.preview(json.loads(preset_text))
-    return figures.architecture_figure(shown.summary, shown.model)
-
-
 def summary_panel() -> None:
     s = view.summary
     if s is None:
         return
-    graph, table = st.tabs(["Architecture", "Table"])
+    # the table only while its tab is open: a hidden st.dataframe still has the browser load the data grid's scripts
+    graph, table = st.tabs(["Architecture", "Table"], key="summary_tab", on_change="rerun")
     with graph:
-        st.plotly_chart(architecture(json.dumps(doc, sort_keys=True)), width="stretch", config=style.CONFIG)
-    with table:
-        frame = figures.summary_frame(s)
-        number = st.column_config.NumberColumn(format="localized")
-        st.dataframe(frame, hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 1200), column_config={"params": number, "FLOPs": number})
+        st.plotly_chart(session.architecture(doc), width="stretch", config=style.CONFIG)
+    if table.open:
+        with table:
+            frame = figures.summary_frame(s)
+            number = st.column_config.NumberColumn(format="localized")
+            st.dataframe(frame, hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 1200), column_config={"params": number, "FLOPs": number})
 
 
 st.title("Build")
@@ -268,11 +261,11 @@ if view.error is not None:
 summary_numbers()
 
 edit_col, summary_col = st.columns([5, 6], gap="large")
+with summary_col:  # first: the browser starts loading the graph's scripts while the editor's widgets are still sent
+    summary_panel()
 with edit_col:
     model_controls()
     add_picker()
     layer_list(edit.TOP)
     if not doc["model"].get("layers"):
         st.info("No layers yet: pick a type above and press Add layer.")
-with summary_col:
-    summary_panel()

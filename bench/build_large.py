@@ -34,7 +34,7 @@ def distinct(n: int = 999) -> dict:
 
 
 def session(doc: dict) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600)
     at.session_state["preset"] = doc
     at.session_state["rev"] = 0
     return at

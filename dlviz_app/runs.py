@@ -12,7 +12,6 @@ import uuid
 import streamlit as st
 
 from dlviz.errors import UserError, clip
-from dlviz.paths import data_dir
 from dlviz.preset.diff import SHORT, preset_hash
 from dlviz.preset.schema import validate
 from dlviz.text import clean
@@ -25,13 +24,14 @@ PICKED = "picked_run"  # (run id, hash of the preset it was picked under): a run
 
 @st.cache_resource
 def runner() -> Runner:
-    """One Runner per server process: it owns the worker processes of every session."""
-    return Runner(data_dir() / "runs.sqlite")
+    """One Runner per server process: it owns the worker processes of every session. Its store is the database
+    DLVIZ_DATABASE_URL names, else runs.sqlite in the data directory."""
+    return Runner()
 
 
 @st.cache_resource
 def store() -> RunStore:
-    return RunStore(data_dir() / "runs.sqlite")
+    return RunStore()
 
 
 def store_problem() -> str | None:

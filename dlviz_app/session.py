@@ -141,6 +141,20 @@ def preview(doc: dict) -> edit.Preview:
     return _preview(json.dumps(doc, sort_keys=True))
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _architecture(text: str):
+    from dlviz.figures import build as figures
+
+    shown = _preview(text)
+    return figures.architecture_figure(shown.summary, shown.model)
+
+
+def architecture(doc: dict):
+    """The Build page's architecture graph of a preset, drawn once per preset and shared between sessions (read-only).
+    Here rather than on the page, so that the server's start-up (dlviz_app.startup) fills the same cache."""
+    return _architecture(json.dumps(doc, sort_keys=True))
+
+
 # ---------------------------------------------------------------- sidebar
 
 

@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-START_TIMEOUT_S = 60
+START_TIMEOUT_S = 120  # `streamlit run app.py` answers its health check once warm: torch, the pages and the forkserver loaded
 
 
 def _free_port() -> int:
@@ -145,6 +145,6 @@ def settle(pg, timeout_ms: int = 30_000) -> None:
 
 
 def wait_for_app(pg, timeout_ms: int = 60_000) -> None:
-    """Wait until the app has loaded and finished its first script run (the first run imports torch)."""
+    """Wait until the app has loaded and finished its first script run."""
     pg.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
     settle(pg, timeout_ms)

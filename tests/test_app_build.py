@@ -11,7 +11,7 @@ from dlviz.model.build import summarize
 from dlviz.preset import edit, gallery, share
 from dlviz.preset.schema import validate
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 TOP = edit.TOP
 
 

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 
 
 def box(at):

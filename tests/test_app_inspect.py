@@ -13,7 +13,7 @@ from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 BROWSER = "inspect-apptest"
 
 

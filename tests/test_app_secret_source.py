@@ -11,7 +11,7 @@ from dlviz.paths import data_dir
 from dlviz.preset import share
 from dlviz.preset.schema import validate
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 REFUSED = "is not a table uploaded to this server"
 
 

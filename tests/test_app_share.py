@@ -10,7 +10,7 @@ from dlviz.errors import UserError
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 
 
 def open_with(doc):

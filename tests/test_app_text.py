@@ -11,7 +11,7 @@ from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
 from dlviz_app.text import md
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 EVIL = "![x](http://elsewhere.invalid/p.png) [click](http://elsewhere.invalid) __import__"
 TAG = '<a href="http://elsewhere.invalid">x</a>'
 LIVE_LINK = re.compile(r"(?<!\\)\]\(|(?<!\\)<a |(?<!\\):/")  # a link Markdown would still make

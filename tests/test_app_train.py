@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from dlviz.preset.options import DATASETS
 from dlviz_app import runs
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def capped_server(tmp_path_factory):
             resource.setrlimit(resource.RLIMIT_AS, (6 * CAP, 6 * CAP))
 
     try:
-        with serve(tmp_path_factory.mktemp("streamlit"), env, preexec_fn=confine, timeout=90) as (url, proc):
+        with serve(tmp_path_factory.mktemp("streamlit"), env, preexec_fn=confine, timeout=120) as (url, proc):
             yield url, ("a memory cgroup" if group is not None else "an address-space limit"), proc
     finally:
         if group is not None:

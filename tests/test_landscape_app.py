@@ -16,7 +16,7 @@ from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 NETWORK_TAB = "Your network's loss surface"
 
 

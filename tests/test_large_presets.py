@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from dlviz.figures import build as figures
 from dlviz.model import build
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 
 
 def deep(n: int = 999, bad_at: int | None = None) -> dict:

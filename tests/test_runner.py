@@ -130,7 +130,8 @@ def test_a_worker_ended_after_the_grace_period_is_stopped_and_its_handle_closes_
 
 
 def test_a_worker_does_not_run_the_app_that_streamlit_installed_as_main(runner, monkeypatch, tmp_path):
-    """Streamlit makes app.py the server's __main__, and multiprocessing re-runs a __main__ given by path in each worker.
+    """Streamlit makes the page script (streamlit_app.py) the __main__ of each script run, and multiprocessing re-runs a
+    __main__ given by path in each worker.
     The app must stay out of the workers: run there, it would build a second Runner, which marks live runs interrupted."""
     import sys
     import types
@@ -142,7 +143,7 @@ def test_a_worker_does_not_run_the_app_that_streamlit_installed_as_main(runner, 
     live = RunStore(paths.data_dir() / "runs.sqlite")
     other = live.create_run(validate(PRESET), "another person", status="running")
     app = types.ModuleType("__main__")
-    app.__file__ = str(Path(__file__).resolve().parents[1] / "app.py")  # what Streamlit's script runner installs
+    app.__file__ = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")  # what Streamlit's script runner installs
     monkeypatch.setitem(sys.modules, "__main__", app)
     h = runner.start(validate({**PRESET, "training": {"epochs": 1}}), "main-test")
     wait(h)

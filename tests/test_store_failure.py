@@ -3,7 +3,10 @@ slots, and leaves the server up: the Train page says why in one sentence, the ot
 
 Tests may run as root, whom file permissions do not stop, so the failures are made in ways that stop root too: a
 file-size limit of zero on the worker (each write to a file fails, as on a full disk) and SQLite's query_only mode
-on the server's connections (what it does with a file it may only read)."""
+on the server's connections (what it does with a file it may only read).
+
+A run whose writes fail trains on for DLVIZ_STORE_RETRY_SECONDS, holding them, before it fails (test_store_outage.py
+has a store that comes back); here that wait is a second."""
 
 import resource
 import sqlite3
@@ -17,7 +20,7 @@ from test_runner import runner  # noqa: F401  (a Runner on a store of the module
 from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 PRESET = {
     "format": "dlviz-preset/1",
     "name": "store failure",
@@ -33,14 +36,14 @@ SENTENCE = "The run store can't be written: "
 
 def read_only_connections(monkeypatch) -> None:
     """Every SQLite connection this process opens from now on may read but not write."""
-    real = sqlite3.connect
+    real = sqlite3.dbapi2.connect  # what SQLAlchemy's SQLite driver calls
 
     def connect(*args, **kwargs):
         db = real(*args, **kwargs)
         db.execute("PRAGMA query_only=ON")
         return db
 
-    monkeypatch.setattr(sqlite3, "connect", connect)
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", connect)
 
 
 def until(condition, timeout=60.0) -> bool:
@@ -56,6 +59,7 @@ def test_a_run_whose_store_writes_fail_ends_frees_its_slot_and_is_marked_once_th
     monkeypatch,
     press_stop,
 ):
+    monkeypatch.setenv("DLVIZ_STORE_RETRY_SECONDS", "1")
     h = runner.start(validate(PRESET), "kim")
     assert until(lambda: h.feed.steps_done > 0), "the run did not start"
     _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -97,6 +101,7 @@ def test_the_app_starts_when_the_store_cannot_mark_the_runs_the_last_server_left
     monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path))
     store = RunStore(tmp_path / "runs.sqlite")
     old = store.create_run(validate(PRESET), "last server's browser", status="running")
+    store.beat([old], now=time.time() - 3600)  # the last server stopped an hour ago
     store.close()
     read_only = pytest.MonkeyPatch()
     read_only_connections(read_only)

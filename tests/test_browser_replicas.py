@@ -1,0 +1,99 @@
+"""Two app servers sharing one PostgreSQL run store, in headless Chromium: a run started on one is seen live and in
+Compare on the other; when its server dies (SIGKILL of the server and its workers) the other marks it "interrupted"
+once its heartbeat stops, keeping every finished epoch, and continues it to the numbers of an uninterrupted run."""
+
+import os
+import re
+import signal
+
+import pytest
+from browser_util import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve, settle, wait_for_app
+from conftest import postgres_schema
+from test_browser_runs import open_train, progress
+
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore
+from dlviz.training.trainer import Trainer
+
+pytestmark = pytest.mark.browser
+
+HEARTBEAT_TIMEOUT = 8  # seconds; the default (15) only makes the test longer
+
+
+def _epoch(text: str) -> int:
+    m = re.search(r"epoch (\d+)", text)
+    return int(m.group(1)) if m else -1
+
+
+def test_a_run_survives_its_replica_and_is_continued_on_another(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing")
+    from playwright.sync_api import sync_playwright
+
+    with postgres_schema() as url:
+        env = {**os.environ, "DLVIZ_DATABASE_URL": url, "DLVIZ_DATA_DIR": str(tmp_path / "data"), "DLVIZ_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT)}
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        # server A leads a process group of its own, with its forkserver and workers: killing the group is a machine
+        # that dies, with nobody left to say the run ended
+        with serve(tmp_path / "a", env, preexec_fn=os.setsid) as (url_a, proc_a), serve(tmp_path / "b", env) as (url_b, _):
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    ctx = browser.new_context(viewport={"width": 1400, "height": 1800})  # one browser: the same cookies on both
+                    a, b = ctx.new_page(), ctx.new_page()
+                    for pg in (a, b):
+                        pg.set_default_timeout(30_000)
+
+                    # 1. a run started on A
+                    open_train(a, url_a, 400)
+                    a.get_by_role("button", name="Train", exact=True).click()
+                    a.wait_for_function("() => /running · epoch ([2-9]|\\d\\d)/.test(document.body.innerText)", timeout=90_000)
+
+                    # 2. seen live on B, and in its Compare: the address carries the preset, as after a reload that a
+                    # proxy sent to another replica
+                    b.goto(a.url.replace(url_a, url_b))
+                    wait_for_app(b)
+                    b.get_by_text("This run trains on another server").wait_for(timeout=30_000)
+                    first = _epoch(progress(b))
+                    b.wait_for_function(
+                        "(n) => { const p = document.querySelector('[data-testid=stProgress]');"
+                        " const m = p && /epoch (\\d+)/.exec(p.innerText); return m && +m[1] > n; }",
+                        arg=first,
+                        timeout=30_000,
+                    )
+                    store = RunStore(url)
+                    run_id = str(store.runs().iloc[0]["id"])
+                    assert b.get_by_role("heading", name="Compare runs").is_visible()
+                    picked = b.locator("[data-testid=stMultiSelect]").filter(has=b.get_by_text("Runs", exact=True)).inner_text()
+                    assert store.run(run_id)["name"] in picked, picked
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    b.screenshot(path=str(ARTIFACTS / "replicas-live-on-b.png"), full_page=True)
+
+                    # 3. A dies mid-run
+                    os.killpg(proc_a.pid, signal.SIGKILL)
+                    a.close()
+
+                    # 4. B shows it interrupted within the heartbeat timeout (and its own beat), every finished epoch kept
+                    b.get_by_text("interrupted ·").first.wait_for(timeout=(HEARTBEAT_TIMEOUT + 20) * 1000)
+                    settle(b)
+                    run = store.run(run_id)
+                    assert run["status"] == "interrupted"
+                    kept = store.epochs(run_id)
+                    assert len(kept) == run["epochs_done"] > 0 and list(kept["epoch"]) == list(range(1, len(kept) + 1))
+                    assert len(store.checkpoints(run_id)) >= 2  # the initial one and at least one epoch's
+                    b.screenshot(path=str(ARTIFACTS / "replicas-interrupted-on-b.png"), full_page=True)
+
+                    # 5. Continue on B ends where an uninterrupted run ends
+                    b.get_by_role("button", name="Continue this run").click()
+                    b.get_by_text("finished ·").first.wait_for(timeout=240_000)
+                    settle(b)
+                    assert re.search(r"finished · epoch 400 ", progress(b)), progress(b)
+                    b.screenshot(path=str(ARTIFACTS / "replicas-continued-on-b.png"), full_page=True)
+                finally:
+                    browser.close()
+        cont = store.runs().iloc[0]
+        assert cont["parent"] == run_id and cont["epochs"] == 400 and cont["status"] == "finished"
+        whole = Trainer(validate(store.run(cont["id"])["preset"])).run()
+        assert store.run(cont["id"])["result"] == whole  # bit-identical to a run that was never interrupted
+        store.close()
