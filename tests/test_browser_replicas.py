@@ -18,6 +18,9 @@ from dlviz.training.trainer import Trainer
 pytestmark = pytest.mark.browser
 
 HEARTBEAT_TIMEOUT = 8  # seconds; the default (15) only makes the test longer
+# long enough that a fast machine is still training when B has seen it move; A pauses it before it dies, so that it dies
+# mid-run however fast the machine is
+EPOCHS = 1000
 
 
 def _epoch(text: str) -> int:
@@ -46,7 +49,7 @@ def test_a_run_survives_its_replica_and_is_continued_on_another(tmp_path):
                         pg.set_default_timeout(30_000)
 
                     # 1. a run started on A
-                    open_train(a, url_a, 400)
+                    open_train(a, url_a, EPOCHS)
                     a.get_by_role("button", name="Train", exact=True).click()
                     a.wait_for_function("() => /running · epoch ([2-9]|\\d\\d)/.test(document.body.innerText)", timeout=90_000)
 
@@ -71,6 +74,8 @@ def test_a_run_survives_its_replica_and_is_continued_on_another(tmp_path):
                     b.screenshot(path=str(ARTIFACTS / "replicas-live-on-b.png"), full_page=True)
 
                     # 3. A dies mid-run
+                    a.get_by_role("button", name="Pause", exact=True).click()
+                    a.wait_for_function("() => /paused · epoch/.test(document.body.innerText)", timeout=30_000)
                     os.killpg(proc_a.pid, signal.SIGKILL)
                     a.close()
 
@@ -88,12 +93,12 @@ def test_a_run_survives_its_replica_and_is_continued_on_another(tmp_path):
                     b.get_by_role("button", name="Continue this run").click()
                     b.get_by_text("finished ·").first.wait_for(timeout=240_000)
                     settle(b)
-                    assert re.search(r"finished · epoch 400 ", progress(b)), progress(b)
+                    assert re.search(rf"finished · epoch {EPOCHS} ", progress(b)), progress(b)
                     b.screenshot(path=str(ARTIFACTS / "replicas-continued-on-b.png"), full_page=True)
                 finally:
                     browser.close()
         cont = store.runs().iloc[0]
-        assert cont["parent"] == run_id and cont["epochs"] == 400 and cont["status"] == "finished"
+        assert cont["parent"] == run_id and cont["epochs"] == EPOCHS and cont["status"] == "finished"
         whole = Trainer(validate(store.run(cont["id"])["preset"])).run()
         assert store.run(cont["id"])["result"] == whole  # bit-identical to a run that was never interrupted
         store.close()

@@ -10,22 +10,14 @@ import time
 
 import pytest
 from sqlalchemy.engine import make_url
+from test_store import PRESET as STORE_PRESET
 
 from dlviz.errors import UserError
 from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, check_database
 from dlviz.training.trainer import Trainer
 
-PRESET = {
-    "format": "dlviz-preset/1",
-    "name": "shared store",
-    "seed": 6,
-    "data": {"name": "xor", "num_samples": 200, "val_fraction": 0.25, "batch_size": 10},
-    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}]},
-    "loss": {"type": "CrossEntropyLoss"},
-    "optimizer": {"type": "Adam", "lr": 0.02},
-    "training": {"epochs": 5},
-}
+PRESET = {**STORE_PRESET, "name": "shared store", "seed": 6, "data": {**STORE_PRESET["data"], "batch_size": 10}, "training": {"epochs": 5}}
 
 SERVER = textwrap.dedent("""
     import json, pathlib, sys, time

@@ -15,20 +15,18 @@ import time
 import numpy as np
 import pytest
 from sqlalchemy.exc import OperationalError
+from test_store import PRESET as STORE_PRESET
 
 from dlviz.preset.schema import validate
 from dlviz.training.store import STORE_ERRORS, RunStore, StoreCallback
 from dlviz.training.trainer import Callback, Trainer
 
 PRESET = {
-    "format": "dlviz-preset/1",
+    **STORE_PRESET,
     "name": "outage",
     "seed": 4,
-    "data": {"name": "xor", "num_samples": 200, "val_fraction": 0.25, "batch_size": 10},
-    "model": {"input_shape": [2], "layers": [{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}]},
-    "loss": {"type": "CrossEntropyLoss"},
-    "optimizer": {"type": "Adam", "lr": 0.02},
-    "training": {"epochs": 8, "telemetry_every": 5, "trajectory_every": 4},
+    "data": {**STORE_PRESET["data"], "batch_size": 10},
+    "training": {**STORE_PRESET["training"], "epochs": 8},
 }
 
 
