@@ -1,5 +1,6 @@
 """Train: pick the data, loss, optimizer and regularization, press Train, and watch the network learn live."""
 
+import contextlib
 import time
 
 import streamlit as st
@@ -19,7 +20,7 @@ from dlviz.text import clean
 from dlviz.training import fit as fitting
 from dlviz.training.diagnose import diagnose, score_lines
 from dlviz.training.live import LiveFeed, snapshot_from_store
-from dlviz.training.store import LIVE
+from dlviz.training.store import LIVE, STORE_ERRORS
 from dlviz_app import runs, session, widgets
 from dlviz_app.livechart import live_chart, watch  # the charts redrawn while a run trains: updated in place in the browser
 from dlviz_app.text import md
@@ -341,6 +342,9 @@ def snapshot():
             st.rerun()  # the run ended: redraw the whole page once, without the timers
         return h.feed.snapshot()
     run = runs.store().run(rid)
+    if run["status"] in LIVE:
+        with contextlib.suppress(*STORE_ERRORS):
+            runs.store().show(rid)  # the server training it keeps it for this browser, which moved here
     if elsewhere and run["status"] not in LIVE:
         st.rerun()  # the other server's run ended (or was taken for interrupted): redraw once, without the timers
     return stored_snapshot(rid, run["updated"])

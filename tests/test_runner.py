@@ -310,3 +310,17 @@ def test_a_continued_run_counts_draws_and_stores_the_whole_run_as_an_uninterrupt
     assert np.array_equal(stored["loss"], ref["loss"]) and len(stored["epochs"]) == 12
     assert stored["continued"]["run"] == first
     assert [t["step"] for t in store.telemetry(cont.run_id)] == [t["step"] for t in store.telemetry(whole)]
+
+
+def test_a_run_whose_browser_moved_to_another_server_is_not_stopped_as_closed(runner):
+    """A browser that moved to another replica sharing the store no longer refreshes this server's page, but that
+    replica's page marks the run shown: the run trains on until that stops too."""
+    h = runner.start(validate({**PRESET, "training": {"epochs": 500}}), "grace")
+    runner._seen["grace"] = time.time() - 3600  # no page of this server has shown the run for an hour
+    store = RunStore(runner.store_path)
+    store.show(h.run_id)  # but a page of another server did, just now
+    assert runner.reap(timeout=60) == [] and h.alive
+    store.show(h.run_id, now=time.time() - 3600)  # and then that page closed too
+    store.close()
+    assert h.run_id in runner.reap(timeout=60)
+    assert not h.alive

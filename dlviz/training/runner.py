@@ -491,7 +491,7 @@ class Runner:
         now = time.time()
         stopped = []
         for h in list(self._runs.values()):
-            if h.alive and now - self._seen.get(h.session, 0) > timeout:
+            if h.alive and now - self._seen.get(h.session, 0) > timeout and now - self._shown_elsewhere(h.run_id) > timeout:
                 self.stop(h.run_id)
                 stopped.append(h.run_id)
         with self._lock:
@@ -499,6 +499,20 @@ class Runner:
                 if h.closed and now - h.started > 3600:
                     del self._runs[rid]
         return stopped
+
+    def _shown_elsewhere(self, run_id: str) -> float:
+        """When a page of another server sharing the store last showed the run (0: never, or the store can't say): a
+        browser whose replica changed while its run trains here still watches it."""
+        from dlviz.training.store import STORE_ERRORS, RunStore
+
+        try:
+            store = RunStore(self.store_path)
+            try:
+                return store.run(run_id).get("seen") or 0.0
+            finally:
+                store.close()
+        except (UserError, *STORE_ERRORS):
+            return 0.0
 
     def _reap_loop(self) -> None:
         while True:

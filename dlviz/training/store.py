@@ -188,6 +188,10 @@ class RunStore:
         if run_ids:
             self._exec(update(runs).where(runs.c.id.in_(list(run_ids))).values(heartbeat=time.time() if now is None else now))
 
+    def show(self, run_id: str, now: Optional[float] = None) -> None:
+        """A page of another server shows this run: its browser is still there, though it moved to that server."""
+        self._exec(update(runs).where(runs.c.id == run_id).values(seen=time.time() if now is None else now))
+
     def mark_interrupted(self, live_ids=(), now: Optional[float] = None, timeout: Optional[float] = None) -> int:
         """Live runs whose heartbeat stopped more than `timeout` seconds ago (DLVIZ_HEARTBEAT_TIMEOUT), whichever server
         started them, become 'interrupted': their server died. Everything they stored stays, every finished epoch and
