@@ -316,7 +316,10 @@ def controls():
         b2.button("Resume", icon=":material/play_circle:", on_click=handle.resume, width="stretch")
     else:
         b2.button("Pause", icon=":material/pause:", on_click=handle.pause if live else None, disabled=not live, width="stretch")
-    b3.button("Stop", icon=":material/stop:", on_click=(lambda: runner.stop(rid, block=False)) if live else None, disabled=not live, width="stretch")
+    if elsewhere:  # the server training it stops it at its next heartbeat, within HEARTBEAT_SECONDS
+        b3.button("Stop", icon=":material/stop:", on_click=runs.store().ask_stop, args=(rid,), width="stretch", help="the run trains on another server")
+    else:
+        b3.button("Stop", icon=":material/stop:", on_click=(lambda: runner.stop(rid, block=False)) if live else None, disabled=not live, width="stretch")
     if rid and not live and runs.store().continuable(rid):
         b4.button("Continue this run", icon=":material/resume:", on_click=start, args=(rid,), help="start a new run from this run's last checkpoint")
 

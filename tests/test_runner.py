@@ -324,3 +324,16 @@ def test_a_run_whose_browser_moved_to_another_server_is_not_stopped_as_closed(ru
     store.close()
     assert h.run_id in runner.reap(timeout=60)
     assert not h.alive
+
+
+def test_stop_pressed_on_another_server_stops_the_run_at_the_next_heartbeat(runner):
+    h = runner.start(validate({**PRESET, "training": {"epochs": 500}}), "henry")
+    store = RunStore(runner.store_path)
+    try:
+        assert store.stop_requests([h.run_id]) == []
+        store.ask_stop(h.run_id)  # the Stop button of a page on another server
+        runner.heartbeat(store)
+        wait(h)
+        assert store.run(h.run_id)["status"] == "stopped" and store.stop_requests([h.run_id]) == []  # carried out once
+    finally:
+        store.close()

@@ -36,9 +36,7 @@ URL_VARIABLE = "DLVIZ_DATABASE_URL"
 # own (raised by a connection's set-up), and the file system's around an SQLite file
 DATABASE_ERRORS = (SQLAlchemyError, sqlite3.Error)
 STORE_ERRORS = (*DATABASE_ERRORS, OSError)
-SCHEMA_VERSION = (
-    3  # 1: the tables as SQLite files held them before PostgreSQL; 2: runs carry a heartbeat and an owner; 3: and when another server's page last showed them
-)
+SCHEMA_VERSION = 3  # 1: the tables as SQLite files held them before PostgreSQL; 2: runs carry a heartbeat and an owner; 3: and when another server's page last showed them, and what it asked
 MIGRATION_LOCK = 0x646C76697A  # the PostgreSQL advisory lock a migration holds ("dlviz" in ASCII)
 
 metadata = MetaData()
@@ -70,6 +68,7 @@ runs = Table(
     Column("heartbeat", Float),  # time.time() when the server training it last said it was alive
     Column("owner", Text),  # the server that started it
     Column("seen", Float),  # time.time() when a page of another server last showed it (its browser moved there)
+    Column("request", Text),  # "stop": asked by a page of another server, for the server training it to carry out
 )
 epochs = Table("epochs", metadata, Column("run_id", Text, primary_key=True), _key("epoch"), Column("record", Text))
 steps = Table(

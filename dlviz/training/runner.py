@@ -421,7 +421,8 @@ class Runner:
         self.problem = None
 
     def heartbeat(self, store, now: Optional[float] = None) -> int:
-        """Tell the store this server's runs are alive, then mark the live runs whose heartbeat stopped; returns how many
+        """Tell the store this server's runs are alive, stop those that a page of another server asked to stop, then mark
+        the live runs whose heartbeat stopped; returns how many
         were marked. This server's own runs are never marked, nor any run while the store has been back from an
         outage for less than the heartbeat timeout."""
         from dlviz.training.store import heartbeat_timeout
@@ -431,6 +432,8 @@ class Runner:
             ours = [rid for rid, h in self._runs.items() if h.alive or rid in self._unmarked]
             known = list(self._runs)
         store.beat(ours, now)
+        for rid in store.stop_requests(ours):  # Stop pressed on a page of another server sharing the store
+            self.stop(rid, block=False)
         if self._store_up_since is None:
             self._store_up_since = now
         if now - self._store_up_since < heartbeat_timeout():

@@ -192,6 +192,19 @@ class RunStore:
         """A page of another server shows this run: its browser is still there, though it moved to that server."""
         self._exec(update(runs).where(runs.c.id == run_id).values(seen=time.time() if now is None else now))
 
+    def ask_stop(self, run_id: str) -> None:
+        """A page of another server asks for the run to stop: the server training it does so at its next heartbeat."""
+        self._exec(update(runs).where(runs.c.id == run_id, runs.c.status.in_(LIVE)).values(request="stop"))
+
+    def stop_requests(self, run_ids) -> list[str]:
+        """Which of these runs another server's page asked to stop; the requests are taken (cleared)."""
+        if not run_ids:
+            return []
+        ids = [r[0] for r in self._exec(select(runs.c.id).where(runs.c.id.in_(list(run_ids)), runs.c.request == "stop"))]
+        if ids:
+            self._exec(update(runs).where(runs.c.id.in_(ids)).values(request=None))
+        return ids
+
     def mark_interrupted(self, live_ids=(), now: Optional[float] = None, timeout: Optional[float] = None) -> int:
         """Live runs whose heartbeat stopped more than `timeout` seconds ago (DLVIZ_HEARTBEAT_TIMEOUT), whichever server
         started them, become 'interrupted': their server died. Everything they stored stays, every finished epoch and
