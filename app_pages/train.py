@@ -260,7 +260,8 @@ rid = runs.current_run_id()
 handle = runner.handle(rid) if rid else None
 live = handle is not None and handle.alive
 # a run that trains in another server sharing this run store (DLVIZ_DATABASE_URL): its charts follow the store
-elsewhere = rid is not None and not live and runs.store().run(rid)["status"] in LIVE
+shown = runs.store().run(rid) if rid is not None else None
+elsewhere = shown is not None and not live and shown["status"] in LIVE
 warming = not runner.ready.is_set()
 
 
@@ -270,8 +271,7 @@ def run_label(run: dict) -> str:
 
 
 with main:
-    if rid is not None:
-        shown = runs.store().run(rid)
+    if shown is not None:
         if shown["preset_hash"] != runs.current_hash():
             st.warning(f"Showing a run of another preset: {run_label(shown)}. Its charts are not those of the preset on screen.", icon=":material/history:")
             st.button("Back to this preset", on_click=runs.pick, args=(None,), icon=":material/undo:")
