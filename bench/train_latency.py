@@ -9,7 +9,6 @@ so ratio ≤ 1 meets the goal for latency, and for the refresh interval 1/3 s). 
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from browser_util import CHROMIUM, CHROMIUM_ARGS, _free_port, _healthy  # noqa: E402
+from browser_util import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 from test_browser_train import WATCH_JS  # noqa: E402
 
 REPS = 3
@@ -53,37 +52,11 @@ def headless_steps() -> float:
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
     data = ROOT / "artifacts" / "bench-latency-data"
+    data.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DLVIZ_DATA_DIR": str(data)}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     firsts, rates, app, head = [], [], [], []
-    try:
-        while not _healthy(url):
-            time.sleep(0.25)
+    with serve(data, env) as (url, _):  # the tests' server: `streamlit run app.py`, answered once it is warm
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for _ in range(REPS):
@@ -109,9 +82,6 @@ def main() -> None:
                 pg.context.close()
                 head.append(headless_steps())  # the server is idle again: the same machine, no browser drawing
             browser.close()
-    finally:
-        server.terminate()
-        server.wait()
     first = sorted(firsts)[len(firsts) // 2]
     rate = sorted(rates)[len(rates) // 2]
     print(
