@@ -40,6 +40,8 @@ class Limits:
     max_train_bytes: int = 2_000_000_000  # memory of one training run's model and batch, checked before it starts
     max_surface_flops: int = 4_000_000_000_000  # floating-point operations of one loss surface: beyond them it is
     # computed on fewer samples (every gallery preset's 31x31 surface fits)
+    playground_units: int = 8  # neurons in one hidden layer of a Playground network (TensorFlow Playground's 8)
+    playground_layers: int = 6  # hidden layers of a Playground network (Playground's 6)
     train_threads: int = 1  # torch threads for training: 1 leaves a core to the server, and the
     # CLI and the app then compute bit-identical numbers
 

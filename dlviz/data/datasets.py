@@ -21,6 +21,7 @@ from dlviz.runtime import (
     PIXEL_STATS,
     SAMPLE_STREAM,
     SINE_PERIODS,
+    add_points,
     as_tensors,
     augment,
     count,
@@ -150,6 +151,11 @@ def load_dataset(spec: DataSpec, seed: int, csv_bytes: bytes | None = None) -> D
     _check_split(len(s.x), spec)
     xs, ys, parts = split_data(s.x, s.y, seed, spec.val_fraction, spec.test_fraction, option(spec, "outliers") if spec.name == "curve" else 0.0)
     points = as_tensors([s.points[i] for i in parts], np.float32) if s.points is not None else [None] * 3
+    clicked = option(spec, "points") if s.points is not None else None
+    if clicked:  # points added by hand join the training part
+        _check_labels(clicked, s.num_classes)
+        xs, ys = add_points(xs, ys, clicked, option(spec, "features"))
+        points[0] = torch.cat([points[0], torch.tensor([r[:2] for r in clicked], dtype=torch.float32)])
     shape, task, num_classes, target_shape = describe(spec)
     has_test = spec.test_fraction > 0
     return Dataset(
@@ -180,6 +186,15 @@ def _parts(xs: list, ys: list, has_test: bool) -> dict:
 def _rng(seed: int, stream: int) -> np.random.Generator:
     # separate streams, so that changing the split fractions does not change the generated samples
     return np.random.default_rng([seed, stream])
+
+
+def _check_labels(rows: list, num_classes: int | None) -> None:
+    """Refuse a point added by hand whose label is not one of the set's classes."""
+    if num_classes is None:
+        return
+    for i, (_, _, label) in enumerate(rows):
+        if not float(label).is_integer() or not 0 <= label < num_classes:
+            raise UserError(f"data.points[{i}]", f"the label must be a class, 0 to {num_classes - 1}, got {label:g}")
 
 
 def _check_split(n: int, spec: DataSpec) -> None:

@@ -248,9 +248,12 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
             values.append(_lit(option(spec, "num_samples" if param == "n" else param)))
     consts.append(f"{', '.join(a for a in args if a.isupper())} = {', '.join(values)}")
     made = "x"
+    clicked = option(spec, "points") if name in POINT_SETS else None
     if name in POINT_SETS:
         consts.append(f"INPUTS = {_lit(option(spec, 'features'))}  # the input features of each point")
         made = "points"
+    if clicked:
+        consts.append(f"POINTS = {_lit(clicked)}  # training points added by hand: [x1, x2, label]")
     outliers = option(spec, "outliers") if name == "curve" else 0
     if outliers:
         consts.append(f"OUTLIERS = {_lit(outliers)}  # the fraction of training targets moved far above the curve")
@@ -259,9 +262,11 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
         doc.format(heading, "generates"),
         f"    {made}, y = {fn.__name__}({', '.join(args)})",
         *(["    x = featurize(points, INPUTS)"] if made == "points" else []),
-        f"    return split_data(x, y, {fractions}{', outliers=OUTLIERS' if outliers else ''})[:2]",
+        f"    {'xs, ys, _ = ' if clicked else 'return '}split_data(x, y, {fractions}{', outliers=OUTLIERS' if outliers else ''}){'' if clicked else '[:2]'}",
+        *(["    return add_points(xs, ys, POINTS, INPUTS)"] if clicked else []),
     ]
-    return consts, [fn.__name__, "SAMPLE_STREAM", "split_data", *(["featurize"] if made == "points" else [])], "\n".join(body), heading
+    kernels = [fn.__name__, "SAMPLE_STREAM", "split_data", *(["featurize"] if made == "points" else []), *(["add_points"] if clicked else [])]
+    return consts, kernels, "\n".join(body), heading
 
 
 # ---------------------------------------------------------------- the script

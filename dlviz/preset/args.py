@@ -43,7 +43,8 @@ class Arg:
     kind: int | float | bool | choice | choices (distinct values from `choices`, at least one) | text (at most
           `dims` characters) | object (a JSON object whose keys are the Args in `fields`) | size (int or list of
           `dims` ints) | ints (list of ints) | floats (list of `dims` numbers) | padding (size or 'same'/'valid') |
-          number_or_list.
+          number_or_list | points (a list of [x1, x2, label] rows: points clicked onto a 2-D plane, at most
+          DLVIZ_MAX_SAMPLES, the coordinates within ±`le`).
     `dims` is the list length a list-valued kind accepts (0: any length, None: decided by the layer).
     The widget shows `label` (the key when empty) and steps by `step`; `widget` picks a drawing where a kind has two:
     "slider" for a number with both ends bounded, "toggle" for an object that is on or off.
@@ -119,6 +120,8 @@ class Arg:
             if not isinstance(v, dict):
                 raise ArgError(f"expected an object, got {_show(v)}")
             return check_args(self.fields, v, defaults=False)
+        if k == "points":
+            return self._points(v)
         if k == "padding" and isinstance(v, str):
             if v not in ("same", "valid"):
                 raise ArgError(f"padding must be a number, a list, 'same' or 'valid', got {_show(v)}")
@@ -137,6 +140,28 @@ class Arg:
                 raise ArgError(f"expected {want}, got {_show(v)}")
             return [self._number(num, x) for x in v]
         raise AssertionError(f"unknown Arg kind {k}")
+
+    def _points(self, v: Any) -> list:
+        from dlviz import limits
+
+        if not isinstance(v, list):
+            raise ArgError(f"expected a list of [x1, x2, label] points, got {_show(v)}")
+        cap = limits.current().max_samples
+        if len(v) > cap:
+            raise ArgError(f"holds {len(v):,} points, over the limit of {cap:,} (DLVIZ_MAX_SAMPLES); remove some")
+        out = []
+        for i, row in enumerate(v):
+            if not isinstance(row, list) or len(row) != 3:
+                raise ArgError(f"expected [x1, x2, label], got {_show(row)}", (i,))
+            try:
+                x1, x2, label = (_num("float", x) for x in row)
+                for x in (x1, x2):
+                    if abs(x) > self.le:
+                        raise ArgError(f"must lie within ±{self.le:g}, got {x:g}")
+            except ArgError as e:
+                raise ArgError(e.message, (i,)) from None
+            out.append([float(x1), float(x2), float(label)])
+        return out
 
     def _choices(self, v: Any) -> list:
         if not isinstance(v, list) or not v:
@@ -170,6 +195,10 @@ class Arg:
             s = {"type": "array", "items": {"enum": list(self.choices)}, "minItems": 1, "uniqueItems": True}
         elif k == "text":
             s = {"type": "string", **({"maxLength": self.dims} if self.dims else {})}
+        elif k == "points":
+            coord = {"type": "number", "minimum": -self.le, "maximum": self.le}
+            row = {"type": "array", "prefixItems": [coord, coord, {"type": "number"}], "minItems": 3, "maxItems": 3}
+            s = {"type": "array", "items": row}
         elif k == "object":
             s = {"type": "object", "properties": {key: a.json_schema() for key, a in self.fields.items()}, "additionalProperties": False}
         elif k in ("size", "padding", "ints"):

@@ -36,8 +36,17 @@ _FEATURES = Arg("choices", ["x1", "x2"], choices=FEATURES, label="Input features
 _SEQ_LEN = "steps in each sequence"
 
 
+_CLICKED = Arg(
+    "points",
+    [],
+    le=50.0,  # well beyond every generated set's plane
+    label="Added points",
+    help="training points added by hand, each [x1, x2, label] (label 1 or 0 for the two classes; the target for regression)",
+)
+
+
 def _points(noise: float, samples: int, playground: bool = True) -> dict[str, Arg]:
-    return {"noise": _noise(noise, playground), "num_samples": _samples(samples), "features": _FEATURES}
+    return {"noise": _noise(noise, playground), "num_samples": _samples(samples), "features": _FEATURES, "points": _CLICKED}
 
 
 def _images(count: int) -> dict[str, Arg]:

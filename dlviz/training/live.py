@@ -81,6 +81,7 @@ class LiveFeed:
         self.steps_done = 0
         self.version = 0
         self.continued: Optional[dict] = None  # {"run": id, "step": s, "epoch": e} when this run continues another
+        self.frame: Optional[dict] = None  # a Playground run's latest board frame (dlviz.training.board)
 
     def handle(self, msg: dict) -> None:
         kind = msg["kind"]
@@ -119,6 +120,8 @@ class LiveFeed:
                         self.telemetry = self.telemetry[::2] if len(self.telemetry) % 2 else self.telemetry[:-1:2] + self.telemetry[-1:]
             elif kind == "boundary":
                 self.boundary = msg["boundary"]
+            elif kind == "frame":
+                self.frame = msg["frame"]
             elif kind == "evaluation":
                 self.evaluation = msg["evaluation"]
             elif kind == "status":

@@ -72,6 +72,8 @@ def _worker(
     threads: int,
     server_pid: int,
     retry_seconds: float,
+    board: Optional[dict] = None,
+    commands=None,
 ) -> None:
     """Runs in the worker process: train, write the store, and report progress as messages."""
     import torch
@@ -91,10 +93,14 @@ def _worker(
         store = RunStore(store_path)
         exp = validate(preset)
         state = store.load_checkpoint(*resume) if resume else None
-        control = Control(stop_event=stop_ev, run_event=run_ev)
+        control = Control(stop_event=stop_ev, run_event=run_ev, commands=commands)
         orphaned = threading.Event()
         threading.Thread(target=_watch_server, args=(server_pid, control, orphaned, INTERRUPTED), daemon=True).start()
         callbacks = [StoreCallback(store, run_id, retry_seconds=retry_seconds), FeedCallback(out_q.put)]
+        if board is not None:  # a Playground run: its worker draws the board's frames
+            from dlviz.training.board import BoardCallback
+
+            callbacks.append(BoardCallback(out_q.put, **board))
         trainer = Trainer(exp, callbacks, csv_bytes=csv_bytes, resume=state, control=control)
         result = trainer.run()
         if orphaned.is_set() and trainer.status == "stopped":
@@ -160,6 +166,7 @@ class RunHandle:
     stopping: bool = False  # Stop was pressed: if the process has to be ended, that is not a failure
     address: Optional[str] = None  # the client's network address, for the per-address cap
     batch_size: Optional[int] = None  # named when the worker is killed, most likely for memory
+    commands: object = None  # a Playground run's queue of edits (Trainer.edit)
 
     @property
     def alive(self) -> bool:
@@ -178,6 +185,13 @@ class RunHandle:
     def resume(self) -> None:
         self.run_event.set()
         self.feed.handle({"kind": "status", "status": "running"})
+
+    def command(self, command: dict) -> None:
+        """Hand an edit to the run (a Playground run only); it applies before the next step, or at once while paused."""
+        if self.commands is None:
+            raise UserError("train", "this run takes no edits while it trains; start it from the Playground")
+        if self.alive:
+            self.commands.put(command)
 
 
 class Runner:
@@ -236,11 +250,15 @@ class Runner:
         csv_bytes: Optional[bytes] = None,
         resume: Optional[tuple[str, Optional[int]]] = None,
         address: Optional[str] = None,
+        board: Optional[dict] = None,
+        paused: bool = False,
     ) -> RunHandle:
         """Start a run in a worker process, or raise UserError when a cap is reached or the store refuses the run.
 
         `address` is the client's network address (None when unknown, as for local connections): a browser that drops
-        its cookies is a new session each time, but not a new address."""
+        its cookies is a new session each time, but not a new address. `board` ({"extent": half-width of the plane}) makes
+        a Playground run, which sends the board's frames and takes edits while it trains; `paused` starts it paused
+        before its first step."""
         from dlviz.training.store import STORE_ERRORS, RunStore, store_retry_seconds, unwritable
 
         lim = _limits.current()
@@ -291,7 +309,9 @@ class Runner:
             ctx = context()
             q = ctx.Queue()
             stop_ev, run_ev = ctx.Event(), ctx.Event()
-            run_ev.set()
+            commands = ctx.Queue() if board is not None else None
+            if not paused:
+                run_ev.set()
             proc = ctx.Process(
                 target=_worker,
                 name=f"dlviz-run-{run_id}",
@@ -308,10 +328,14 @@ class Runner:
                     self.threads,
                     os.getpid(),
                     store_retry_seconds(),
+                    board,
+                    commands,
                 ),
             )
             proc.start()
-            handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, feed, address=address, batch_size=exp.data.batch_size)
+            handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, feed, address=address, batch_size=exp.data.batch_size, commands=commands)
+            if paused:
+                feed.status = "paused"
             self._runs[run_id] = handle
             self._seen[session] = time.time()
         threading.Thread(target=self._pump, args=(handle,), daemon=True, name=f"dlviz-feed-{run_id}").start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import queue as queue_mod
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Callback:
     def on_steps(self, trainer: "Trainer", block: "StepBlock") -> None: ...
     def on_telemetry(self, trainer: "Trainer", snapshot: dict) -> None: ...
     def on_epoch_end(self, trainer: "Trainer", record: dict) -> None: ...
+    def on_edit(self, trainer: "Trainer") -> None: ...
     def on_loop_end(self, trainer: "Trainer") -> None: ...
     def on_train_end(self, trainer: "Trainer", result: dict) -> None: ...
 
@@ -76,11 +78,13 @@ class StepBlock:
 
 @dataclass
 class Control:
-    """Stop and pause requests from another thread; the loop checks them between steps."""
+    """Stop and pause requests from another thread; the loop checks them between steps. `commands`, when given, is a
+    queue of edits to the running training (Trainer.edit), read between steps and while paused."""
 
     stop_event: threading.Event = field(default_factory=threading.Event)
     run_event: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
+    commands: object = None
 
     def __post_init__(self):
         self.run_event.set()
@@ -178,6 +182,9 @@ class Trainer:
         self.scored = 0  # how many of them _score has taken into the epoch's sums
         self.scores: list[tuple[np.ndarray, np.ndarray]] = []  # their (losses, metrics), in order
         self.stop_after_steps: Optional[int] = None  # for step-exact experiments (tests, the learning-rate finder)
+        self.pause_at: Optional[int] = None  # the step after which the run pauses itself (one step of a paused run)
+        self.l1, self.l2 = exp.training.l1, exp.training.l2  # the penalties in force: an edit may change them mid-run
+        self.flush_seconds = FLUSH_SECONDS
         self.epoch_terms: tuple[list, list, list] = ([], [], [])  # per step: loss·batch, correct (or R²·batch), labels
         self.activation_modules = {path: mod for path, mod in self._leaf_modules().items() if type(mod).__name__ in ACTIVATIONS}
         torch.manual_seed(exp.seed)  # dropout and augmentation draw from torch's global generator
@@ -263,25 +270,20 @@ class Trainer:
         self.status = "running"
         for c in cb:
             c.on_train_begin(self)
-        n, bs = len(ds.x_train), data.batch_size
+        bs = data.batch_size
         augment = data.augment is not None
-        penalty = tr.l1 > 0 or tr.l2 > 0
         # the loop's attribute lookups, made once (a playground step is ~0.1 ms, so each one shows)
         model, meter, params, optimizer, control = self.model, self.meter, self.params, self.optimizer, self.control
         loss_of, pending, clock = self.objective.loss, self.pending, time.perf_counter
         every, per_batch = self.telemetry_every, self.per_batch_schedule
-        last_flush, last_check = -math.inf, clock()  # the first step is sent at once
-        weights = self.weights
-        # the step's penalty, gradient clipping (on the gradients the meter gathers in one row) and max-norm constraint
-        rules = (
-            partial(weight_penalty, weights, tr.l1, tr.l2) if penalty else None,
-            partial(clip_gradients_, params, max_norm=tr.grad_clip) if tr.grad_clip is not None else None,
-            partial(renorm_, weights, tr.max_norm) if tr.max_norm is not None else None,
-        )
+        last_flush, last_check = -math.inf, -math.inf  # the first step is sent at once; a run started paused waits
+        penalty, rules = self._rules()
+        flush_every = self.flush_seconds
         diverged = False
         if not self.trajectory:
             self.trajectory.append((self.step, torch.cat([v.reshape(-1) for v in meter.values]).cpu().numpy()))
         while self.epoch < tr.epochs and not control.stop_event.is_set():
+            n = len(ds.x_train)  # points added during the last epoch join this one
             if not model.training:  # Module.train() walks every submodule: only when an evaluation left eval mode on
                 model.train()
             perm = torch.randperm(n, generator=self.generator).to(self.device)  # drawn on the CPU, as every run's
@@ -295,10 +297,17 @@ class Trainer:
                 now = clock()
                 if now - last_check >= CONTROL_SECONDS:
                     last_check = now
+                    if control.commands is not None and self._take_commands():
+                        penalty, rules = self._rules()
                     if not control.run_event.is_set():
                         self._flush()
                         self.status = "paused"
-                        control.run_event.wait()
+                        for c in cb:
+                            c.on_edit(self)  # the paused state is drawn at once
+                        # paused: edits still apply (a typed weight redraws the paused network)
+                        while not control.run_event.wait(0.05 if control.commands is not None else None):
+                            if self._take_commands():
+                                penalty, rules = self._rules()
                         self.status = "running"
                     if control.stop_event.is_set():
                         break
@@ -321,12 +330,16 @@ class Trainer:
                 if probe:
                     self._telemetry(outputs)
                 self.step = step = step + 1
+                if step == self.pause_at:
+                    self.pause_at = None
+                    control.run_event.clear()
+                    last_check = -math.inf  # the pause is taken before the next step
                 if step == self.stop_after_steps:
                     control.stop(f"stopped after {step} steps")
                     last_check = -CONTROL_SECONDS
                 if per_batch:
                     self.scheduler.step()
-                if meter.full or clock() - last_flush >= FLUSH_SECONDS:
+                if meter.full or clock() - last_flush >= flush_every:
                     self._flush()
                     last_flush = clock()
             else:  # the epoch ran to its end
@@ -359,6 +372,71 @@ class Trainer:
         for c in cb:
             c.on_train_end(self, result)
         return result
+
+    def _rules(self) -> tuple[bool, tuple]:
+        """Whether a penalty is on, and the step's penalty, gradient clipping (on the gradients the meter gathers in one
+        row) and max-norm constraint."""
+        tr, weights = self.exp.training, self.weights
+        penalty = self.l1 > 0 or self.l2 > 0
+        return penalty, (
+            partial(weight_penalty, weights, self.l1, self.l2) if penalty else None,
+            partial(clip_gradients_, self.params, max_norm=tr.grad_clip) if tr.grad_clip is not None else None,
+            partial(renorm_, weights, tr.max_norm) if tr.max_norm is not None else None,
+        )
+
+    def _take_commands(self) -> bool:
+        """Apply the edits waiting in the control's queue; True when there were any."""
+        got = []
+        while True:
+            try:
+                got.append(self.control.commands.get_nowait())
+            except queue_mod.Empty:
+                break
+            except (OSError, EOFError, ValueError):  # the queue's other end has gone: the server stops this run
+                break
+        for command in got:
+            self.edit(command)
+        if got:
+            for c in self.callbacks:
+                c.on_edit(self)
+        return bool(got)
+
+    @torch.no_grad()
+    def edit(self, command: dict) -> None:
+        """One edit of the running training, taken before the next step, as TensorFlow Playground takes them:
+        {"kind": "lr", "value": v}: the learning rate of every parameter group (and the schedule's base rate);
+        {"kind": "regularization", "l1": a, "l2": b}: the penalties;
+        {"kind": "weight", "layer": L, "out": j, "in": k, "value": v}: weight [j, k] of the L-th Linear layer (k None:
+        its bias j); {"kind": "points", "rows": [[x1, x2, label], ...]}: training points, from the next epoch on;
+        {"kind": "step", "count": k}: run k steps, then pause. Values were checked by whoever sent them."""
+        kind = command.get("kind")
+        if kind == "lr":
+            for g in self.optimizer.param_groups:
+                g["lr"] = float(command["value"])
+            if self.scheduler is not None:
+                self.scheduler.base_lrs = [float(command["value"])] * len(self.scheduler.base_lrs)
+        elif kind == "regularization":
+            self.l1, self.l2 = float(command.get("l1", self.l1)), float(command.get("l2", self.l2))
+        elif kind == "weight":
+            layer = [m for m in self.model.modules() if isinstance(m, nn.Linear)][int(command["layer"])]
+            if command.get("in") is None:
+                layer.bias[int(command["out"])] = float(command["value"])
+            else:
+                layer.weight[int(command["out"]), int(command["in"])] = float(command["value"])
+        elif kind == "points":
+            self._add_points(command["rows"])
+        elif kind == "step":
+            self.pause_at = self.step + max(1, int(command.get("count", 1)))
+            self.control.run_event.set()
+
+    def _add_points(self, rows: list) -> None:
+        from dlviz.runtime import add_points
+
+        for ds in {id(d): d for d in (self.dataset, self.data)}.values():
+            (ds.x_train, *_), (ds.y_train, *_) = add_points([ds.x_train], [ds.y_train], rows, ds.features or ("x1", "x2"))
+            if ds.points_train is not None:
+                extra = torch.tensor([r[:2] for r in rows], dtype=ds.points_train.dtype)
+                ds.points_train = torch.cat([ds.points_train, extra.to(ds.points_train.device)])
 
     def _divergence_reason(self, loss: torch.Tensor, grads: torch.Tensor) -> str:
         bad = [self.param_names[i] for i in self.meter.first_bad(grads)]
@@ -465,7 +543,7 @@ class Trainer:
         return "accuracy" if self.objective.task == "classification" else "r2"
 
     def _epoch_record(self) -> dict:
-        ds, tr, key = self.data, self.exp.training, self.key
+        ds, key = self.data, self.key
         val = self.evaluate(ds.x_val, ds.y_val, restore=False) if len(ds.x_val) else None
         loss_terms, metric_terms, labels = self.epoch_terms
         rec = epoch_record(
@@ -477,7 +555,7 @@ class Trainer:
             (val["loss"], val[key]) if val else (math.nan, math.nan),
             key,
             self.lr,
-            self.penalty_terms if tr.l1 > 0 or tr.l2 > 0 else None,
+            self.penalty_terms if self.penalty_terms or self.l1 > 0 or self.l2 > 0 else None,
         )
         rec["step"] = self.step
         self.last_val = val
