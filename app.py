@@ -7,7 +7,7 @@ forkserver are ready when the first person opens the page, instead of loading du
 
 import streamlit as st
 
-from dlviz_app import startup
+from dlviz_app import frames, startup
 
 startup.check_settings()  # a DLVIZ_* setting the server cannot run with stops it here, in one line
-app = st.App("streamlit_app.py", lifespan=startup.lifespan)
+app = st.App("streamlit_app.py", lifespan=startup.lifespan, routes=frames.routes())  # the Playground's live frames

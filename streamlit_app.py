@@ -19,6 +19,7 @@ if __name__ != "__mp_main__":
     # The pages live in app_pages/, not pages/: a folder named pages/ next to this script makes Streamlit start in its
     # older multipage mode, which runs a page without this script on the first rerun and drops the first click.
     PAGES = [
+        ("app_pages/playground.py", "Playground", ":material/toys:"),
         ("app_pages/build.py", "Build", ":material/construction:"),
         ("app_pages/train.py", "Train", ":material/model_training:"),
         ("app_pages/inspect.py", "Inspect", ":material/visibility:"),
@@ -42,8 +43,9 @@ if __name__ != "__mp_main__":
     if all(title.lower() in hidden for _, title, _ in PAGES):
         hidden = set()
     pages = [
-        st.Page(path, title=title, icon=icon, default=n == 0, visibility="hidden" if title.lower() in hidden else "visible")
-        for n, (path, title, icon) in enumerate(PAGES)
+        # Build stays the page at the root address, which links and bookmarks of every earlier version open
+        st.Page(path, title=title, icon=icon, default=title == "Build", visibility="hidden" if title.lower() in hidden else "visible")
+        for path, title, icon in PAGES
     ]
     page = st.navigation(pages)
     if page.title.lower() in hidden:  # the root, or an old link to a page this lesson hides: its first page shown

@@ -113,8 +113,9 @@ def frame(model: nn.Module, features, extent: float, task: str, n: int = MAP_GRI
         "out_n": out_n,
         "hidden": [[encode(u) for u in layer] for layer in hidden],
         "output": encode(out),
-        "weights": [m.weight.detach().cpu().double().tolist() for m in lin],
-        "biases": [m.bias.detach().cpu().double().tolist() if m.bias is not None else [0.0] * m.out_features for m in lin],
+        # a diverged network's weights as the largest finite numbers, so that every frame is plain JSON
+        "weights": [torch.nan_to_num(m.weight.detach().cpu().double()).tolist() for m in lin],
+        "biases": [torch.nan_to_num(m.bias.detach().cpu().double()).tolist() if m.bias is not None else [0.0] * m.out_features for m in lin],
     }
 
 

@@ -65,7 +65,8 @@ def board_frame(trainer: Trainer, extent: float, n: int = MAP_GRID, out_n: int =
     losses = {}
     for split in ("train", "val"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
-        losses[split] = trainer.evaluate(x, y)["loss"] if x is not None and len(x) else None
+        loss = trainer.evaluate(x, y)["loss"] if x is not None and len(x) else None
+        losses[split] = float(loss) if loss is not None and math.isfinite(loss) else None  # a diverged run's loss: none
     f.update(
         step=trainer.step,
         epoch=trainer.epoch,
