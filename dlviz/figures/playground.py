@@ -18,7 +18,9 @@ def hidden_space_figure(lines: np.ndarray, points: np.ndarray, labels: list, axe
         for line in family:
             xs += [*line[:, 0].tolist(), None]
             ys += [*line[:, 1].tolist(), None]
-        traces.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "line": {"color": "#b8c0c8", "width": 1}, "hoverinfo": "skip", "showlegend": False})
+        traces.append(
+            {"type": "scatter", "x": xs, "y": ys, "mode": "lines", "line": {"color": "#b8c0c8", "width": 1}, "hoverinfo": "skip", "showlegend": False}
+        )
     labels = np.asarray(labels, dtype=float)
     for name, colour, mask in (("+1", BLUE, labels > 0), ("−1", ORANGE, labels <= 0)):
         traces.append(
