@@ -31,7 +31,7 @@ FRAME = {
   "status": "untrained" | "running" | "paused" | "finished" | "stopped" | ...
 }
 B64 = base64 of an int8 array, row-major, row 0 at the TOP (x2 = +extent), column 0 at the LEFT (x1 = −extent); value v/127
-is the map's value clipped to [−1, 1] (`encode_map` writes it).
+is the map's value clipped to [−1, 1] (dlviz.model.neurons.encode writes it).
 
 Events (the payloads `board` returns), all with "n":
   {"kind": "feature", "name": "x1^2", "on": true}             a feature clicked: its new state
@@ -52,9 +52,6 @@ in K, 0-based, as in the weight event); "board-output"; "layers-plus", "layers-m
 
 from __future__ import annotations
 
-import base64
-
-import numpy as np
 import streamlit as st
 
 _JS = r"""
@@ -550,19 +547,6 @@ export default function (component) {
 def _element():
     """Register the element once per server."""
     return st.components.v2.component("dlviz.board", js=_JS, isolate_styles=False)
-
-
-def encode_map(a: np.ndarray) -> str:
-    """The B64 form of a map: its values clipped to [−1, 1] as int8 v/127, row-major, base64 (row 0 is the top row)."""
-    q = np.rint(np.clip(np.nan_to_num(np.asarray(a, dtype=np.float64), nan=0.0), -1.0, 1.0) * 127).astype(np.int8)
-    return base64.b64encode(np.ascontiguousarray(q).tobytes()).decode("ascii")
-
-
-def decode_map(s: str, n: int | None = None) -> np.ndarray:
-    """The map `encode_map` wrote, as floats in [−1, 1], n×n (n: the square root of its length when not given)."""
-    v = np.frombuffer(base64.b64decode(s), dtype=np.int8).astype(np.float64) / 127
-    n = n or int(round(np.sqrt(v.size)))
-    return v.reshape(n, -1)
 
 
 def board(state: dict, key: str) -> dict | None:

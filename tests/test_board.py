@@ -5,7 +5,8 @@ import base64
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from dlviz_app.board import decode_map, encode_map
+from dlviz.model.neurons import decode as decode_map
+from dlviz.model.neurons import encode as encode_map
 
 
 def test_encode_map_is_int8_row_major_scaled_by_127():
@@ -34,7 +35,8 @@ def _app():
     import numpy as np
     import streamlit as st
 
-    from dlviz_app.board import board, encode_map
+    from dlviz.model.neurons import encode as encode_map
+    from dlviz_app.board import board
 
     m = encode_map(np.zeros((4, 4)))
     state = {

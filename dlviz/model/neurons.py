@@ -98,8 +98,11 @@ def encode(a: np.ndarray) -> str:
     return base64.b64encode(q.tobytes()).decode("ascii")
 
 
-def decode(text: str, n: int) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype=np.int8).astype(np.float64).reshape(n, n) / 127
+def decode(text: str, n: int | None = None) -> np.ndarray:
+    """A map `encode` wrote, as floats in [-1, 1], n×n (n: the square root of its length when not given)."""
+    v = np.frombuffer(base64.b64decode(text), dtype=np.int8).astype(np.float64) / 127
+    n = n or int(round(math.sqrt(v.size)))
+    return v.reshape(n, -1)
 
 
 @torch.no_grad()
