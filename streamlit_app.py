@@ -49,7 +49,9 @@ if __name__ != "__mp_main__":
     ]
     page = st.navigation(pages)
     if page.title.lower() in hidden:  # the root, or an old link to a page this lesson hides: its first page shown
-        st.switch_page(next(p for p in pages if p.title.lower() not in hidden), query_params=st.query_params.to_dict())
+        # the Playground draws only its own kind of network: a lesson opens on its first page of the others
+        shown = sorted((p for p in pages if p.title.lower() not in hidden), key=lambda p: p.title == "Playground")
+        st.switch_page(shown[0], query_params=st.query_params.to_dict())
     session.keep_in_address()
     session.show_notice()  # a damaged share link or a refused edit, above whichever page is open
     page.run()

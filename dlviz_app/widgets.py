@@ -130,6 +130,11 @@ def arg_input(name: str, arg: Arg, value: Any, key: str, on_value: Callable[[Any
     elif arg.kind == "text":
         common["on_change"] = lambda: on_value(st.session_state[key] or None)
         st.text_input(label, value=value or "", **common)
+    elif arg.kind == "points":  # clicked onto the plane on the Playground; here they can only be counted or removed
+        n = len(value or [])
+        st.caption(f"{label}: {n:,}" + ("" if n else " (click points onto the plane on the Playground)"), help=arg.help or None)
+        if n:
+            st.button("Remove the added points", key=key, on_click=lambda: on_value([]))
     else:
         raise AssertionError(arg.kind)
     if key in errors:

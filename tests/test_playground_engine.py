@@ -58,8 +58,7 @@ def test_each_neurons_map_equals_a_forward_pass_with_hooks_at_the_same_grid_poin
 
 
 def _paused_trainer(exp):
-    control = Control(commands=queue.Queue())
-    control.run_event.clear()
+    control = Control(run_event=threading.Event(), commands=queue.Queue())  # paused before its first step
     frames = []
     tr = Trainer(exp, [BoardCallback(frames.append, extent=6.0, n=8, out_n=8)], control=control)
     thread = threading.Thread(target=tr.run, daemon=True)

@@ -337,3 +337,58 @@ def test_stop_pressed_on_another_server_stops_the_run_at_the_next_heartbeat(runn
         assert store.run(h.run_id)["status"] == "stopped" and store.stop_requests([h.run_id]) == []  # carried out once
     finally:
         store.close()
+
+
+def _wait_for(predicate, what: str, timeout: float = 60):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_playground_run_starts_paused_sends_frames_and_takes_edits(runner):
+    from dlviz.preset import playground
+
+    doc = playground.default_doc()
+    doc["training"]["epochs"] = 50
+    h = runner.start(validate(doc), "gina", board={"extent": 6.0}, paused=True)
+    try:
+        _wait_for(lambda: h.feed.frame is not None, "the first frame")
+        assert h.feed.frame["step"] == 0 and h.feed.steps_done == 0  # paused before its first step
+        h.command({"kind": "weight", "layer": 0, "out": 1, "in": 0, "value": 3.25})
+        _wait_for(lambda: h.feed.frame["weights"][0][1][0] == 3.25, "the edited weight in a frame")
+        h.command({"kind": "step", "count": 5})
+        _wait_for(lambda: h.feed.frame["step"] == 5, "five steps")
+        time.sleep(0.3)
+        assert h.feed.frame["step"] == 5, "the run pauses itself after the steps it was asked for"
+    finally:
+        runner.stop(h.run_id)
+
+
+def test_a_stopping_run_leaves_its_person_free_to_start_the_next_but_counts_for_the_server(runner, monkeypatch):
+    monkeypatch.setenv("DLVIZ_MAX_RUNS_PER_SESSION", "1")
+    long = validate({**PRESET, "training": {"epochs": 500}})
+    first = runner.start(long, "hank")
+    first.stopping = True  # Stop pressed, its process not ended yet (held there: the check must not race its exit)
+    second = runner.start(long, "hank")  # the Playground's restart after a structural edit
+    try:
+        monkeypatch.setenv("DLVIZ_MAX_CONCURRENT_RUNS", str(len(runner.active())))
+        with pytest.raises(UserError, match="DLVIZ_MAX_CONCURRENT_RUNS"):
+            runner.start(long, "ivy")
+        monkeypatch.setenv("DLVIZ_MAX_CONCURRENT_RUNS", "100")
+        with pytest.raises(UserError, match="DLVIZ_MAX_RUNS_PER_SESSION"):
+            runner.start(long, "hank")
+    finally:
+        runner.stop(second.run_id)
+        runner.stop(first.run_id)
+
+
+def test_a_run_that_was_not_started_from_the_playground_takes_no_edits(runner):
+    h = runner.start(validate({**PRESET, "training": {"epochs": 500}}), "jo")
+    try:
+        with pytest.raises(UserError, match="start it from the Playground"):
+            h.command({"kind": "lr", "value": 0.1})
+    finally:
+        runner.stop(h.run_id)

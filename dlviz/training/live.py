@@ -265,6 +265,13 @@ class FeedCallback(Callback):
         self._evaluation(trainer)
         self._boundary(trainer)
 
+    def on_edit(self, trainer: Trainer) -> None:
+        """Paused, or edited: the steps so far; and a run started paused says so (later pauses come from the page,
+        which shows them at once: a late word from here could undo a Resume pressed meanwhile)."""
+        self._send_pending(force=True)
+        if trainer.status == "paused" and self.last_sent == -math.inf:
+            self.send({"kind": "status", "status": "paused"})
+
     def on_train_end(self, trainer: Trainer, result: dict) -> None:
         self._send_pending(force=True)
         self._send_telemetry(self.clock())  # the run's last snapshot, which the diagnoses read

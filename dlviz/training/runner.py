@@ -264,14 +264,16 @@ class Runner:
         lim = _limits.current()
         with self._lock:
             live = [h for h in self._runs.values() if h.alive]
-            mine = [h for h in live if h.session == session]
+            # a run already stopping (the Playground restarts its run on every structural edit) still counts against
+            # the server's cap until its process ends, but no longer against its person's
+            mine = [h for h in live if h.session == session and not h.stopping]
             if len(mine) >= lim.max_runs_per_session:
                 raise UserError(
                     "train",
                     f"you already have {len(mine)} run{'s' if len(mine) > 1 else ''} training "
                     f"(the limit per person is {lim.max_runs_per_session}, DLVIZ_MAX_RUNS_PER_SESSION); stop it first",
                 )
-            here = [h for h in live if address is not None and h.address == address]
+            here = [h for h in live if address is not None and h.address == address and not h.stopping]
             if len(here) >= lim.max_runs_per_address:
                 raise UserError(
                     "train",

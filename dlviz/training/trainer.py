@@ -82,12 +82,14 @@ class Control:
     queue of edits to the running training (Trainer.edit), read between steps and while paused."""
 
     stop_event: threading.Event = field(default_factory=threading.Event)
-    run_event: threading.Event = field(default_factory=threading.Event)
+    run_event: Optional[threading.Event] = None  # set: running; clear: paused. Given, it is taken as it stands
     reason: str = ""
     commands: object = None
 
     def __post_init__(self):
-        self.run_event.set()
+        if self.run_event is None:
+            self.run_event = threading.Event()
+            self.run_event.set()
 
     def stop(self, reason: str = "stopped by the user") -> None:
         self.reason = self.reason or reason
