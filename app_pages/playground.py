@@ -2,7 +2,9 @@
 neuron's map in the middle, the output and its losses on the right, all redrawn while the run trains."""
 
 import json
+import math
 
+import numpy as np
 import streamlit as st
 import torch
 from streamlit.errors import StreamlitAPIException
@@ -16,6 +18,7 @@ from dlviz.preset.edit import name_layers
 from dlviz.preset.options import FEATURES
 from dlviz.preset.registry import INITS, LOSSES, OPTIMIZERS
 from dlviz.preset.schema import validate
+from dlviz.runtime import CURVE_RANGE
 from dlviz.training.board import board_frame
 from dlviz.training.fit import check_fit
 from dlviz.training.store import STORE_ERRORS
@@ -61,19 +64,29 @@ def untrained(text: str) -> dict:
     e = validate(json.loads(text))
     tr = Trainer(e, device="cpu")
     ds = tr.dataset
+    curve = ds.points_train is None  # a 1-D curve: points are (x, y), the plane is x against y
     clicked = len(e.data.points or [])
-    generated = [ds.points_train[: len(ds.points_train) - clicked], ds.points_val]
-    extent = plane_extent(torch.cat(generated).numpy())
+    if curve:
+        extent = CURVE_RANGE
+        ys = torch.cat([ds.y_train, ds.y_val]).abs()
+        y_extent = float(max(1.0, math.ceil(float(ys.max()) * 1.15 * 2) / 2))
+    else:
+        extent = plane_extent(torch.cat([ds.points_train[: len(ds.points_train) - clicked], ds.points_val]).numpy())
+        y_extent = extent
     f = board_frame(tr, extent)
     f.update(version=0, losses=[[0, f["train_loss"], f["test_loss"]]], status="untrained")
     cls = tr.objective.task == "classification"
 
-    def rows(pts, y):
-        y = y.reshape(len(y), -1)[:, 0].tolist()
-        return [[float(p[0]), float(p[1]), (1.0 if v == 1 else -1.0) if cls else float(v)] for p, v in zip(pts[:MAX_DRAWN].tolist(), y[:MAX_DRAWN])]
+    def rows(split):
+        y = getattr(ds, f"y_{split}")
+        y = y.reshape(len(y), -1)[:MAX_DRAWN, 0].tolist()
+        if curve:
+            return [[float(x), float(v), float(v)] for x, v in zip(getattr(ds, f"x_{split}")[:MAX_DRAWN, 0].tolist(), y)]
+        pts = getattr(ds, f"points_{split}")[:MAX_DRAWN].tolist()
+        return [[float(p[0]), float(p[1]), (1.0 if v == 1 else -1.0) if cls else float(v)] for p, v in zip(pts, y)]
 
-    points = {"train": rows(ds.points_train, ds.y_train), "test": rows(ds.points_val, ds.y_val)}
-    return {"frame": f, "points": points, "extent": extent, "task": tr.objective.task}
+    points = {"train": rows("train"), "test": rows("val")}
+    return {"frame": f, "points": points, "extent": extent, "y_extent": y_extent, "dims": 1 if curve else 2, "task": tr.objective.task}
 
 
 @st.cache_data(show_spinner=False)
@@ -97,10 +110,15 @@ def space(text: str, run_id: str | None, step: int | None, layer: int, extent: f
     tr = Trainer(e, device="cpu")
     if run_id is not None and step is not None:
         tr.load_state(runs.store().load_checkpoint(run_id, step))
-    pts = tr.dataset.points_train[:MAX_DRAWN].numpy()
+    ds = tr.dataset
+    pts = (
+        ds.points_train[:MAX_DRAWN].numpy()
+        if ds.points_train is not None
+        else np.column_stack([ds.x_train[:MAX_DRAWN, 0].numpy(), np.zeros(min(len(ds.x_train), MAX_DRAWN))])
+    )
     labels = tr.dataset.y_train[:MAX_DRAWN].reshape(len(pts), -1)[:, 0].tolist()
     labels = [1 if v == 1 else -1 for v in labels] if tr.objective.task == "classification" else labels
-    lines, projected, axes = hidden_space(tr.model, layer, e.data.features, extent, pts)
+    lines, projected, axes = hidden_space(tr.model, layer, playground.network(json.loads(text)).features, extent, pts)
     return hidden_space_figure(lines, projected, labels, axes, layer, step)
 
 
@@ -167,10 +185,12 @@ def restructure(new_doc: dict):
 
 def play():
     h, live = current()
-    if live:
-        h.pause() if h.run_event.is_set() else h.resume()
-    else:
+    if not live:
         start()
+    elif h.run_event.is_set():  # a statement, not a conditional expression: Streamlit's magic would write its None on the page
+        h.pause()
+    else:
+        h.resume()
 
 
 def one_step():
@@ -271,11 +291,11 @@ bar[7].selectbox(
 data_col, board_col = st.columns([1.25, 6], gap="small")
 data = doc["data"]
 with data_col:
-    sets = [s for s in playground.SETS if s.startswith("reg-") == regression]
+    sets = [s for s in playground.SETS if (s in playground.REGRESSION_SETS) == regression]
     st.selectbox(
         "Data",
         sets,
-        index=sets.index(data["name"]),
+        index=sets.index(playground.data_choice(doc)),
         key=f"pg_data_{rev}",
         on_change=lambda: restructure(playground.with_data(session.preset(), widget_value("pg_data"))),
     )
@@ -364,7 +384,10 @@ def on_event(event: dict):
                 hh.command({"kind": "weight", "layer": int(event["layer"]), "out": int(event["out"]), "in": event.get("in"), "value": value})
         elif kind == "point":
             label = float(event["label"])
-            row = [float(event["x"]), float(event["y"]), label if regression else (1.0 if label > 0 else 0.0)]
+            if playground.network(doc_now).features == playground.ONE_D:
+                row = [float(event["x"]), 0.0, float(event["y"])]  # a curve's point: [x, 0, y]
+            else:
+                row = [float(event["x"]), float(event["y"]), label if regression else (1.0 if label > 0 else 0.0)]
             d = json.loads(json.dumps(doc_now))
             d["data"]["points"] = [*d["data"].get("points", []), row]
             validate(d)  # capped by DLVIZ_MAX_SAMPLES
@@ -397,6 +420,8 @@ def board_view():
         "extent": shown["extent"],
         "points": shown["points"],
         "task": shown["task"],
+        "dims": shown["dims"],
+        "y_extent": shown["y_extent"],
         "show_test": bool(st.session_state.get(SHOW_TEST)),
         "discretize": bool(st.session_state.get(DISCRETIZE)),
         "live": alive and scrub is None,

@@ -278,13 +278,14 @@ def featurize(points, features=("x1", "x2")):
     return np.stack([FEATURES[f](a, b, np) for f in features], axis=1)
 
 
-def add_points(xs, ys, rows, features=("x1", "x2")):
+def add_points(xs, ys, rows, features=None):
     """The [train, validation, test] inputs and targets with points added by hand, [x1, x2, label] rows, at the end of the
-    training part (a label is a class, 1 or 0, or a regression target)."""
+    training part (a label is a class, 1 or 0, or a regression target). Without `features` the input is x1 alone (a
+    1-D curve, whose rows are [x, 0, y])."""
     if not len(rows):
         return xs, ys
     rows = np.asarray(rows, dtype=np.float64)
-    x = torch.from_numpy(featurize(rows[:, :2], features).astype(np.float32))
+    x = torch.from_numpy((rows[:, :1] if features is None else featurize(rows[:, :2], features)).astype(np.float32))
     y = torch.from_numpy(rows[:, 2]).to(ys[0].dtype).reshape(-1, *ys[0].shape[1:])
     return [torch.cat([xs[0], x]), *xs[1:]], [torch.cat([ys[0], y]), *ys[1:]]
 

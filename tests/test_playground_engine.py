@@ -213,3 +213,33 @@ def test_hidden_space_of_a_two_neuron_layer_is_its_own_coordinates():
         h = model.layers[3](model.layers[2](model.layers[1](model.layers[0](torch.tensor(pts, dtype=torch.float32)))))
     assert np.allclose(projected, h.numpy(), atol=1e-6) and axes == ("neuron 1", "neuron 2")
     assert lines.shape == (2, 5, 5, 2)
+
+
+def test_a_curves_maps_are_functions_of_x_and_its_frame_carries_the_prediction_along_x():
+    d = playground.with_data(playground.default_doc(), "curve-cubic")
+    d["data"]["points"] = [[0.5, 0.0, 2.0]]
+    exp = validate(d)
+    assert playground.network(d).features == playground.ONE_D and exp.model.input_shape == [1]
+    model = build_model(exp, seed=0)
+    f = frame(model, playground.ONE_D, 3.0, "regression", n=9, out_n=7)
+    first = decode(f["hidden"][0][0], 9)
+    assert np.allclose(first, first[0:1].repeat(9, 0))  # every row the same: a function of x alone
+    xs = torch.linspace(-3, 3, 7, dtype=torch.float64).float().reshape(-1, 1)
+    with torch.no_grad():
+        assert np.allclose(f["curve"], model(xs)[:, 0].numpy(), atol=1e-6)
+    assert "output" not in f
+    from dlviz.data.datasets import load_dataset
+
+    ds = load_dataset(exp.data, 0)
+    assert ds.x_train[-1].tolist() == [0.5] and ds.y_train[-1].tolist() == [2.0]
+    assert "POINTS = [[0.5, 0.0, 2.0]]" in script(exp) and "add_points(xs, ys, POINTS)" in script(exp)
+
+
+def test_switching_between_planes_and_curves_keeps_the_input_size_right():
+    d = playground.edit(playground.default_doc(), {"kind": "feature", "name": "sin(x1)", "on": True})
+    curve = playground.with_data(d, "curve-sin")
+    assert validate(curve).model.input_shape == [1] and "features" not in curve["data"]
+    with pytest.raises(UserError, match="one input"):
+        playground.edit(curve, {"kind": "feature", "name": "x2", "on": True})
+    back = playground.with_data(curve, "spiral")
+    assert validate(back).model.input_shape == [2] and playground.data_choice(curve) == "curve-sin"

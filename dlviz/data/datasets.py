@@ -151,11 +151,12 @@ def load_dataset(spec: DataSpec, seed: int, csv_bytes: bytes | None = None) -> D
     _check_split(len(s.x), spec)
     xs, ys, parts = split_data(s.x, s.y, seed, spec.val_fraction, spec.test_fraction, option(spec, "outliers") if spec.name == "curve" else 0.0)
     points = as_tensors([s.points[i] for i in parts], np.float32) if s.points is not None else [None] * 3
-    clicked = option(spec, "points") if s.points is not None else None
+    clicked = option(spec, "points") if s.points is not None or spec.name == "curve" else None
     if clicked:  # points added by hand join the training part
         _check_labels(clicked, s.num_classes)
-        xs, ys = add_points(xs, ys, clicked, option(spec, "features"))
-        points[0] = torch.cat([points[0], torch.tensor([r[:2] for r in clicked], dtype=torch.float32)])
+        xs, ys = add_points(xs, ys, clicked, option(spec, "features") if s.points is not None else None)
+        if s.points is not None:
+            points[0] = torch.cat([points[0], torch.tensor([r[:2] for r in clicked], dtype=torch.float32)])
     shape, task, num_classes, target_shape = describe(spec)
     has_test = spec.test_fraction > 0
     return Dataset(

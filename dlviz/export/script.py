@@ -248,7 +248,7 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
             values.append(_lit(option(spec, "num_samples" if param == "n" else param)))
     consts.append(f"{', '.join(a for a in args if a.isupper())} = {', '.join(values)}")
     made = "x"
-    clicked = option(spec, "points") if name in POINT_SETS else None
+    clicked = option(spec, "points") if name in POINT_SETS or name == "curve" else None
     if name in POINT_SETS:
         consts.append(f"INPUTS = {_lit(option(spec, 'features'))}  # the input features of each point")
         made = "points"
@@ -263,7 +263,7 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
         f"    {made}, y = {fn.__name__}({', '.join(args)})",
         *(["    x = featurize(points, INPUTS)"] if made == "points" else []),
         f"    {'xs, ys, _ = ' if clicked else 'return '}split_data(x, y, {fractions}{', outliers=OUTLIERS' if outliers else ''}){'' if clicked else '[:2]'}",
-        *(["    return add_points(xs, ys, POINTS, INPUTS)"] if clicked else []),
+        *([f"    return add_points(xs, ys, POINTS{', INPUTS' if made == 'points' else ''})"] if clicked else []),
     ]
     kernels = [fn.__name__, "SAMPLE_STREAM", "split_data", *(["featurize"] if made == "points" else []), *(["add_points"] if clicked else [])]
     return consts, kernels, "\n".join(body), heading

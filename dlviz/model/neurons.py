@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dlviz.model.build import device_of
+from dlviz.preset.playground import ONE_D
 from dlviz.runtime import featurize
 
 MAP_GRID = 40  # neurons' maps: 40×40, as the issue's benchmark asks and Playground's small squares need
@@ -37,6 +38,19 @@ def plane_grid(extent: float, n: int) -> np.ndarray:
     xs = np.linspace(-extent, extent, n)
     gx, gy = np.meshgrid(xs, xs[::-1])
     return np.column_stack([gx.ravel(), gy.ravel()])
+
+
+def plane_inputs(points: np.ndarray, features) -> torch.Tensor:
+    """The network's inputs at points (N, 2) of the plane: Playground's features of each point, or x1 alone for a
+    curve's network (features ("x",)), whose maps are then the same down every column."""
+    points = np.asarray(points, dtype=np.float64)
+    x = points[:, :1] if tuple(features) == ONE_D else featurize(points, features)
+    return torch.as_tensor(x, dtype=torch.float32)
+
+
+def line(extent: float, n: int) -> np.ndarray:
+    """n points evenly spaced along x1 from -extent to extent (x2 = 0): where a curve's prediction is drawn."""
+    return np.column_stack([np.linspace(-extent, extent, n), np.zeros(n)])
 
 
 def linear_layers(model: nn.Module) -> list[nn.Linear]:
@@ -67,18 +81,20 @@ def output_value(out: torch.Tensor, task: str) -> torch.Tensor:
 
 @torch.no_grad()
 def maps(model: nn.Module, features, extent: float, task: str, n: int = MAP_GRID, out_n: int = OUTPUT_GRID):
-    """(hidden maps: per hidden layer an array (units, n, n), output map (out_n, out_n)), in eval mode."""
+    """(hidden maps: per hidden layer an array (units, n, n), output map (out_n, out_n), or for a curve the prediction
+    at out_n points along x), in eval mode."""
     was = model.training
     model.eval()
     device = device_of(model)
     try:
-        small = torch.as_tensor(featurize(plane_grid(extent, n), features), dtype=torch.float32, device=device)
-        hidden, _ = unit_outputs(model, small)
-        big = torch.as_tensor(featurize(plane_grid(extent, out_n), features), dtype=torch.float32, device=device)
-        out = output_value(model(big), task)
+        hidden, _ = unit_outputs(model, plane_inputs(plane_grid(extent, n), features).to(device))
+        if tuple(features) == ONE_D:  # a curve: the prediction along the line
+            out = output_value(model(plane_inputs(line(extent, out_n), features).to(device)), task).cpu().numpy()
+        else:
+            out = output_value(model(plane_inputs(plane_grid(extent, out_n), features).to(device)), task).reshape(out_n, out_n).cpu().numpy()
     finally:
         model.train(was)
-    return [h.T.reshape(-1, n, n).cpu().numpy() for h in hidden], out.reshape(out_n, out_n).cpu().numpy()
+    return [h.T.reshape(-1, n, n).cpu().numpy() for h in hidden], out
 
 
 def feature_maps(features, extent: float, n: int = MAP_GRID) -> dict[str, np.ndarray]:
@@ -87,7 +103,7 @@ def feature_maps(features, extent: float, n: int = MAP_GRID) -> dict[str, np.nda
     grid = plane_grid(extent, n)
     out = {}
     for f in features:
-        v = featurize(grid, (f,))[:, 0]
+        v = plane_inputs(grid, (f,)).numpy()[:, 0].astype(np.float64)
         out[f] = (v / max(float(np.abs(v).max()), 1e-12)).reshape(n, n)
     return out
 
@@ -111,11 +127,12 @@ def frame(model: nn.Module, features, extent: float, task: str, n: int = MAP_GRI
     whoever knows them)."""
     hidden, out = maps(model, features, extent, task, n, out_n)
     lin = linear_layers(model)
+    drawn = {"curve": np.nan_to_num(out).tolist()} if tuple(features) == ONE_D else {"output": encode(out)}
     return {
         "n": n,
         "out_n": out_n,
         "hidden": [[encode(u) for u in layer] for layer in hidden],
-        "output": encode(out),
+        **drawn,
         # a diverged network's weights as the largest finite numbers, so that every frame is plain JSON
         "weights": [torch.nan_to_num(m.weight.detach().cpu().double()).tolist() for m in lin],
         "biases": [torch.nan_to_num(m.bias.detach().cpu().double()).tolist() if m.bias is not None else [0.0] * m.out_features for m in lin],
@@ -135,12 +152,8 @@ def hidden_space(model: nn.Module, layer: int, features, extent: float, points: 
         xs = np.linspace(-extent, extent, n)
         gx, gy = np.meshgrid(xs, xs)
         lines = np.column_stack([gx.ravel(), gy.ravel()])
-        grid_h = unit_outputs(model, torch.as_tensor(featurize(lines, features), dtype=torch.float32, device=device))[0][layer].cpu().double()
-        pts_h = (
-            unit_outputs(model, torch.as_tensor(featurize(np.asarray(points, dtype=np.float64), features), dtype=torch.float32, device=device))[0][layer]
-            .cpu()
-            .double()
-        )
+        grid_h = unit_outputs(model, plane_inputs(lines, features).to(device))[0][layer].cpu().double()
+        pts_h = unit_outputs(model, plane_inputs(points, features).to(device))[0][layer].cpu().double()
     finally:
         model.train(was)
     width = grid_h.shape[1]

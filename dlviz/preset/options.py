@@ -98,6 +98,13 @@ DATASETS: dict[str, DatasetEntry] = {
                 label="Outliers (training targets)",
                 help="the fraction of training targets moved far above the curve",
             ),
+            "points": Arg(
+                "points",
+                [],
+                le=50.0,
+                label="Added points",
+                help="training points added by hand, each [x, 0, y]: the x, an unused 0, the target y",
+            ),
         },
         "1-D regression: fit y = f(x) plus noise",
     ),

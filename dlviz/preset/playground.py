@@ -15,10 +15,14 @@ from dlviz import limits
 from dlviz.errors import UserError
 from dlviz.preset.layers import ACTIVATIONS
 from dlviz.preset.options import FEATURES
+from dlviz.preset.registry import CURVES
 
 PLAIN_ACTIVATIONS = tuple(name for name, entry in ACTIVATIONS.items() if all(not a.required for a in entry.args.values()))
 LINEAR = "Linear"  # the activation picker's name for "no activation", as Playground calls it
-SETS = ("circle", "xor", "gauss", "spiral", "moons", "blobs", "reg-plane", "reg-gauss")  # the 2-D sets it draws
+CURVE_SETS = tuple(f"curve-{f}" for f in CURVES)  # the 1-D curves, one entry a function: y = f(x) over a line
+SETS = ("circle", "xor", "gauss", "spiral", "moons", "blobs", "reg-plane", "reg-gauss", *CURVE_SETS)  # the sets it draws
+REGRESSION_SETS = ("reg-plane", "reg-gauss", *CURVE_SETS)
+ONE_D = ("x",)  # a curve's one input
 CLASSIFICATION_LOSS = {"type": "BCEWithLogitsLoss"}  # one output unit: its sign is the class, as Playground's ±1
 REGRESSION_LOSS = {"type": "MSELoss"}
 
@@ -60,10 +64,16 @@ def layers_doc(hidden, outputs: int) -> list[dict]:
     return layers
 
 
+def data_choice(doc: dict) -> str:
+    """The Playground's name of a preset's data set: its own name, or curve-<function> for a curve."""
+    data = doc.get("data") or {}
+    return f"curve-{data.get('function', 'sin')}" if data.get("name") == "curve" else str(data.get("name"))
+
+
 def network(doc: dict) -> Network:
     """The Playground network of a preset document, or a UserError naming the first part that is not one."""
     data = doc.get("data") or {}
-    if data.get("name") not in SETS:
+    if data_choice(doc) not in SETS:
         raise UserError("data.name", "the Playground draws networks on 2-D points; pick one of its data sets, or open this preset on Build")
     layers = (doc.get("model") or {}).get("layers") or []
     hidden: list[tuple[int, str]] = []
@@ -88,7 +98,7 @@ def network(doc: dict) -> Network:
     if not hidden or hidden[-1][1] != LINEAR:
         raise UserError("model.layers", "a Playground network ends in a Linear output layer")
     outputs = hidden.pop()[0]
-    features = tuple(data.get("features") or ("x1", "x2"))
+    features = ONE_D if data.get("name") == "curve" else tuple(data.get("features") or ("x1", "x2"))
     return Network(tuple(hidden), outputs, features)
 
 
@@ -107,7 +117,8 @@ def _with_network(doc: dict, net: Network) -> dict:
     out = copy.deepcopy(doc)
     out["model"]["layers"] = layers_doc(net.hidden, net.outputs)
     out["model"]["input_shape"] = [len(net.features)]
-    out["data"]["features"] = list(net.features)
+    if net.features != ONE_D:
+        out["data"]["features"] = list(net.features)
     return out
 
 
@@ -137,6 +148,8 @@ def edit(doc: dict, event: dict) -> dict:
             hidden[i] = (units, value)
     elif kind == "feature":
         name = event.get("name")
+        if net.features == ONE_D:
+            raise UserError("data.features", "a curve's network has one input, x")
         if name not in FEATURES:
             raise UserError("data.features", f"{name!r} is not one of the input features {', '.join(FEATURES)}")
         on = set(net.features) | {name} if event.get("on") else set(net.features) - {name}
@@ -153,11 +166,17 @@ def with_data(doc: dict, name: str) -> dict:
     if name not in SETS:
         raise UserError("data.name", f"{name!r} is not one of the Playground's data sets: {', '.join(SETS)}")
     out = copy.deepcopy(doc)
-    out["data"] = {k: v for k, v in out["data"].items() if k in ("val_fraction", "batch_size", "features", "noise", "num_samples")}
-    out["data"]["name"] = name
+    kept = ("val_fraction", "batch_size", "noise", "num_samples", *(() if name in CURVE_SETS else ("features",)))
+    out["data"] = {k: v for k, v in out["data"].items() if k in kept}
+    if name in CURVE_SETS:
+        out["data"].update(name="curve", function=name.removeprefix("curve-"))
+        out["model"]["input_shape"] = [1]
+    else:
+        out["data"]["name"] = name
+        out["model"]["input_shape"] = [len(out["data"].get("features") or ("x1", "x2"))]
     if name == "blobs":
         out["data"]["classes"] = 2  # the board colours two classes, as Playground's ±1
-    out["loss"] = dict(REGRESSION_LOSS if name.startswith("reg-") else CLASSIFICATION_LOSS)
+    out["loss"] = dict(REGRESSION_LOSS if name in REGRESSION_SETS else CLASSIFICATION_LOSS)
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 
 from dlviz.model.neurons import MAP_GRID, OUTPUT_GRID, frame
+from dlviz.preset.playground import ONE_D
 from dlviz.training.trainer import Callback, Trainer
 
 FRAME_SECONDS = 0.08  # at most ~12 frames a second: the board redraws at 10 Hz or more
@@ -61,7 +62,7 @@ def board_frame(trainer: Trainer, extent: float, n: int = MAP_GRID, out_n: int =
     """One frame of a trainer's network as it stands: maps, weights, the data losses of the training and test
     (validation) points, the step and epoch, the learning rate and penalties in force."""
     ds = trainer.data
-    f = frame(trainer.model, ds.features or ("x1", "x2"), extent, trainer.objective.task, n, out_n)
+    f = frame(trainer.model, ds.features or ONE_D, extent, trainer.objective.task, n, out_n)
     losses = {}
     for split in ("train", "val"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")

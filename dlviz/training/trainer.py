@@ -435,7 +435,7 @@ class Trainer:
         from dlviz.runtime import add_points
 
         for ds in {id(d): d for d in (self.dataset, self.data)}.values():
-            (ds.x_train, *_), (ds.y_train, *_) = add_points([ds.x_train], [ds.y_train], rows, ds.features or ("x1", "x2"))
+            (ds.x_train, *_), (ds.y_train, *_) = add_points([ds.x_train], [ds.y_train], rows, ds.features)
             if ds.points_train is not None:
                 extra = torch.tensor([r[:2] for r in rows], dtype=ds.points_train.dtype)
                 ds.points_train = torch.cat([ds.points_train, extra.to(ds.points_train.device)])
