@@ -133,7 +133,11 @@ def snapshot_frame(run_id: str, step: int, extent: float) -> dict:
     store = runs.store()
     tr = Trainer(store.experiment(run_id), resume=store.load_checkpoint(run_id, step), device="cpu")
     f = board_frame(tr, extent)
-    f.update(version=-step - 1, losses=[], status=f"snapshot at step {step:,}")
+    epochs = store.epochs(run_id)
+    upto = epochs[epochs["step"] <= step] if len(epochs) else epochs
+    finite = lambda v: float(v) if math.isfinite(float(v)) else None  # noqa: E731
+    history = [[int(r.step), finite(r.train_loss), finite(r.val_loss)] for r in upto.itertuples()][-200:]
+    f.update(version=-step - 1, losses=[*history, [step, f["train_loss"], f["test_loss"]]], status=f"snapshot at step {step:,}")
     return f
 
 

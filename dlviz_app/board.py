@@ -18,12 +18,15 @@ state = {
   "task": "classification" | "regression",
   "show_test": bool, "discretize": bool,
   "live": bool, "frame_url": str | "",
-  "frame": FRAME, "height": int (px)
+  "frame": FRAME, "height": int (px),
+  "dims": 1 | 2,                                   # absent means 2; 1 is the 1-D mode below
+  "y_extent": float > 0,                           # 1-D only: the plot's y runs over [−y_extent, y_extent]
 }
 FRAME = {
   "version": int, "n": 40, "out_n": 80,
   "hidden": [[B64 per unit] per hidden layer],   # each n×n
-  "output": B64,                                 # out_n×out_n
+  "output": B64,                                 # out_n×out_n (may be absent in 1-D mode)
+  "curve": [float, ...],                         # 1-D only: out_n predicted y at out_n evenly spaced x from −extent to extent
   "weights": [W0, W1, ...],                      # per Linear layer, nested lists out×in (W0's inputs are the ON features, in state order)
   "biases": [b0, b1, ...],
   "step": int, "epoch": int, "train_loss": float|null, "test_loss": float|null,
@@ -33,6 +36,13 @@ FRAME = {
 B64 = base64 of an int8 array, row-major, row 0 at the TOP (x2 = +extent), column 0 at the LEFT (x1 = −extent); value v/127
 is the map's value clipped to [−1, 1] (dlviz.model.neurons.encode writes it).
 
+1-D mode (dims 1, for y = f(x) + noise): `features` holds one entry {"name": "x", "on": true, "map": B64}, drawn like the
+others, and clicking it sends nothing. Hidden maps stay n×n (every row the same: a function of x only). The output panel
+is a plot in the same place: x horizontal over [−extent, extent], y up over [−y_extent, y_extent], white, with a light
+zero line; the points [x, y, label] are drawn at (x, y) (train blue, white ring; test, with show_test, grey, black ring)
+and `frame.curve` as a dark polyline, clipped to the panel; polled frames redraw it. Discretize does nothing there and
+no point is marked misclassified.
+
 Events (the payloads `board` returns), all with "n":
   {"kind": "feature", "name": "x1^2", "on": true}             a feature clicked: its new state
   {"kind": "layers", "delta": 1 | -1}                         a hidden layer added / removed
@@ -40,13 +50,14 @@ Events (the payloads `board` returns), all with "n":
   {"kind": "activation", "layer": i, "value": "ReLU"}         hidden layer i's activation picked
   {"kind": "weight", "layer": L, "out": j, "in": k, "value": v}   weight [j][k] of Linear layer L (0 = inputs → first hidden)
   {"kind": "point", "x": x1, "y": x2, "label": 1 | -1}        a click on the output plane (shift-click: label -1)
+  {"kind": "point", "x": x, "y": y, "label": y}               1-D: a click on the plot, in data coordinates (shift too)
 
 Polling: while `live` is true and `frame_url` is not empty, the board fetches `new URL(frame_url, document.baseURI)` about
-every 80 ms, one request at a time: 204 means unchanged, 200 a new FRAME as JSON; any error stops polling until the next
+every 50 ms with `?v=<version drawn>`, one request at a time: 204 means unchanged, 200 a new FRAME as JSON; any error stops polling until the next
 data update. A polled frame whose layer sizes differ from the state's is not drawn (the rerun with the new state will be).
 
 Test ids: the root "dlviz-board"; "neuron-L-J" (hidden layer L, unit J, 0-based); "edge-L-J-K" (Linear layer L, out J,
-in K, 0-based, as in the weight event); "board-output"; "layers-plus", "layers-minus", "units-plus-L", "units-minus-L";
+in K, 0-based, as in the weight event); "board-output"; "board-curve" (1-D: the prediction polyline); "layers-plus", "layers-minus", "units-plus-L", "units-minus-L";
 "feature-NAME" (NAME with ^ * ( ) replaced by _); "board-epoch", "board-train-loss", "board-test-loss".
 `window.__dlvizBoardFrames` counts the frames drawn."""
 
@@ -160,6 +171,8 @@ const CSS = `
 .dlvb-small { font-size: 11px; color: #555; white-space: nowrap; text-align: center; }
 .dlvb-sel { font-size: 11px; height: 20px; padding: 0 2px; border: 1px solid #bbb; border-radius: 3px; background: #fff; color: #333; }
 .dlvb-out { cursor: crosshair; border: 1px solid #bbb; box-sizing: border-box; }
+.dlvb-plot { overflow: hidden; pointer-events: none; }
+.dlvb-feat.fixed { cursor: default; }
 .dlvb-tick { font-size: 10px; color: #666; }
 .dlvb-stat { font-size: 13px; white-space: nowrap; }
 .dlvb-stat b { font-weight: 600; }
@@ -192,7 +205,7 @@ function emit(b, payload) {
 function structKey(b) {
   const s = b.state;
   return JSON.stringify([b.LW, b.H, (s.features || []).map((f) => [f.name, !!f.on]), s.hidden || [], s.activations || [],
-    s.limits || {}, s.extent, s.task]);
+    s.limits || {}, s.extent, s.task, Number(s.dims) === 1 ? 1 : 2, s.y_extent]);
 }
 
 function build(b) {
@@ -209,6 +222,7 @@ function build(b) {
   const xIn = 62 + FS, xA = xIn + 36, xB = oX - 36;
   const cw = (xB - xA) / Math.max(1, nL);
   b.lay = { oX, oY };
+  b.oneD = Number(s.dims) === 1;
 
   const svg = sel('svg', stage, { class: 'dlvb-edges', width: LW, height: H });
   const gVis = sel('g', svg, { class: 'vis' }), gHit = sel('g', svg, { class: 'hit' });
@@ -219,11 +233,11 @@ function build(b) {
   b.feats = [];
   const sources = [];  // the on features, in state order: W0's inputs
   feats.forEach((f, i) => {
-    const w = el('div', 'dlvb-feat ' + (f.on ? 'on' : 'off'), stage, { 'data-testid': 'feature-' + safeName(f.name), title: f.name });
+    const w = el('div', 'dlvb-feat ' + (f.on ? 'on' : 'off') + (b.oneD ? ' fixed' : ''), stage, { 'data-testid': 'feature-' + safeName(f.name), title: f.name });
     place(w, 0, TOP + i * Pin, xIn, FS);
     el('span', '', w).textContent = f.name;
     const c = el('canvas', '', w, { width: 1, height: 1 });
-    w.addEventListener('click', () => emit(b, { kind: 'feature', name: f.name, on: !f.on }));
+    if (!b.oneD) w.addEventListener('click', () => emit(b, { kind: 'feature', name: f.name, on: !f.on }));
     w.addEventListener('mouseenter', () => showFloat(b, c, xIn + 6, TOP + i * Pin, f.name));
     w.addEventListener('mouseleave', () => hideFloat(b));
     b.feats.push(c);
@@ -306,21 +320,43 @@ function build(b) {
   gHit.addEventListener('mouseout', () => { b.tip.style.display = 'none'; if (b.hl) b.hl.classList.remove('hl'); b.hl = null; });
   gHit.addEventListener('click', (ev) => { const e = ev.target.__edge; if (e) openEditor(b, e, local(b, ev)); });
 
-  // output plane
+  // output plane (1-D: a plot, its curve in an SVG under the canvas, which stays transparent and carries the points)
   const ot = el('div', 'dlvb-title', stage); ot.textContent = 'Output'; place(ot, oX, oY - 24);
   const dpr = Math.min(2, window.devicePixelRatio || 1);
+  const Y = Number(s.y_extent) > 0 ? Number(s.y_extent) : 1;
+  b.plotFor = null; b.curvePts = null;
+  if (b.oneD) {
+    const pw = OW - 2;  // the canvas's content box, inside its border
+    const plot = sel('svg', stage, { class: 'dlvb-plot', width: pw, height: pw, viewBox: `0 0 ${pw} ${pw}` });
+    place(plot, oX + 1, oY + 1);
+    sel('rect', plot, { x: 0, y: 0, width: pw, height: pw, fill: '#fff' });
+    sel('line', plot, { x1: pw / 2, x2: pw / 2, y1: 0, y2: pw, stroke: '#eee', 'stroke-width': 1 });
+    sel('line', plot, { x1: 0, x2: pw, y1: pw / 2, y2: pw / 2, stroke: '#ccc', 'stroke-width': 1 });
+    b.curve = sel('polyline', plot, { 'data-testid': 'board-curve', fill: 'none', stroke: '#333', 'stroke-width': 2,
+      'stroke-linejoin': 'round', points: '' });
+    b.plotW = pw;
+  }
   const out = el('canvas', 'dlvb-out', stage, { 'data-testid': 'board-output', width: Math.round(OW * dpr), height: Math.round(OW * dpr) });
   place(out, oX, oY, OW, OW);
   b.out = out; b.outOff = document.createElement('canvas'); b.dpr = dpr;
   out.addEventListener('click', (ev) => {
     const r = out.getBoundingClientRect(), E = Number(s.extent) || 6;
     const fx = (ev.clientX - r.left) / r.width, fy = (ev.clientY - r.top) / r.height;
-    const x = Math.round((-E + 2 * E * fx) * 1000) / 1000, y = Math.round((E - 2 * E * fy) * 1000) / 1000;
+    const x = Math.round((-E + 2 * E * fx) * 1000) / 1000;
+    if (b.oneD) { const y = Math.round((Y - 2 * Y * fy) * 1000) / 1000; emit(b, { kind: 'point', x, y, label: y }); return; }
+    const y = Math.round((E - 2 * E * fy) * 1000) / 1000;
     emit(b, { kind: 'point', x, y, label: ev.shiftKey ? -1 : 1 });
   });
   const E = Number(s.extent) || 6;
   const ticks = [[oX, oY + OW + 2, fmt(-E, 0)], [oX + OW - 14, oY + OW + 2, fmt(E, 0)], [oX + OW + 3, oY + OW - 12, fmt(-E, 0)], [oX + OW + 3, oY, fmt(E, 0)]];
-  for (const [x, y, t] of ticks) { const d = el('div', 'dlvb-tick', stage); d.textContent = t; place(d, x, y); }
+  if (b.oneD) {  // y's ticks go left of the plot: the right margin is too narrow for −y_extent
+    const tk = (v) => (v < 0 ? MINUS : '') + String(Math.round(Math.abs(v) * 100) / 100);
+    ticks.splice(0, 4, [oX, oY + OW + 2, tk(-E)], [oX + OW - 40, oY + OW + 2, tk(E), 40], [oX - 43, oY + OW - 12, tk(-Y), 40], [oX - 43, oY, tk(Y), 40]);
+  }
+  for (const [x, y, t, w] of ticks) {
+    const d = el('div', 'dlvb-tick', stage); d.textContent = t; place(d, x, y, w);
+    if (w) d.style.textAlign = 'right';
+  }
   const st1 = el('div', 'dlvb-stat', stage, { 'data-testid': 'board-train-loss' }); place(st1, oX, oY + OW + 18);
   const st2 = el('div', 'dlvb-stat', stage, { 'data-testid': 'board-test-loss' }); place(st2, oX, oY + OW + 36);
   b.trainText = st1; b.testText = st2;
@@ -420,22 +456,9 @@ function drawFeatures(b) {
   (b.state.features || []).forEach((f, i) => { if (b.feats[i]) putMap(b.feats[i], f.map, LUT); });
 }
 
-function draw(b, f) {
+// 2-D: the output heatmap and the points on it
+function drawPlane(b, f) {
   const s = b.state;
-  f = f || {};
-  b.frame = f;
-  b.drawnVersion = f.version;
-  (b.neurons || []).forEach((col, l) => col.forEach((c, j) => putMap(c, ((f.hidden || [])[l] || [])[j], LUT)));
-  for (const e of b.edges || []) {
-    const w = (((f.weights || [])[e.L] || [])[e.j] || [])[e.k];
-    if (typeof w !== 'number') { e.w = null; if (e.sw !== 0) { e.vis.setAttribute('stroke', 'none'); e.sw = 0; } continue; }
-    e.w = w;
-    const sw = Math.round(Math.min(5, Math.max(0.4, Math.abs(w) * 2.5)) * 10) / 10;
-    const col = w < 0 ? '#f59322' : '#0877bd';
-    if (sw !== e.sw) { e.vis.setAttribute('stroke-width', sw); e.sw = sw; }
-    if (col !== e.col) { e.vis.setAttribute('stroke', col); e.col = col; }
-  }
-  // output plane and points
   const ctx = b.out.getContext('2d'), size = b.out.width;
   const vals = putMap(b.outOff, f.output, s.discretize ? LUT_SIGN : LUT);
   ctx.imageSmoothingEnabled = true;
@@ -461,6 +484,52 @@ function draw(b, f) {
   };
   for (const p of pts.train || []) dot(p, '#fff');
   if (s.show_test) for (const p of pts.test || []) dot(p, '#000');
+}
+
+// 1-D: the prediction curve (one attribute per frame) and, when the state is new, the points
+function drawPlot(b, f) {
+  const s = b.state, E = Number(s.extent) || 6, Y = Number(s.y_extent) > 0 ? Number(s.y_extent) : 1, pw = b.plotW;
+  const c = Array.isArray(f.curve) ? f.curve : [], m = c.length, xy = [];
+  for (let i = 0; i < m; i++) {
+    const v = c[i];
+    if (typeof v !== 'number' || !isFinite(v)) continue;
+    const y = Math.max(-10 * pw, Math.min(11 * pw, (Y - v) / (2 * Y) * pw));
+    xy.push(`${(m > 1 ? i / (m - 1) * pw : pw / 2).toFixed(1)},${y.toFixed(1)}`);
+  }
+  const pts = xy.join(' ');
+  if (pts !== b.curvePts) { b.curve.setAttribute('points', pts); b.curvePts = pts; }
+  if (b.plotFor === s) return;
+  b.plotFor = s;
+  const ctx = b.out.getContext('2d'), size = b.out.width, r = 3.2 * b.dpr;
+  ctx.clearRect(0, 0, size, size);
+  const dot = (p, fill, ring) => {
+    if (!Array.isArray(p) || typeof p[0] !== 'number' || typeof p[1] !== 'number') return;
+    const x = (p[0] + E) / (2 * E) * size, y = (Y - p[1]) / (2 * Y) * size;
+    ctx.beginPath(); ctx.arc(x, y, r, 0, 2 * Math.PI);
+    ctx.fillStyle = fill; ctx.fill(); ctx.lineWidth = b.dpr; ctx.strokeStyle = ring; ctx.stroke();
+  };
+  const pts0 = s.points || {};
+  for (const p of pts0.train || []) dot(p, '#0877bd', '#fff');
+  if (s.show_test) for (const p of pts0.test || []) dot(p, '#9e9e9e', '#000');
+}
+
+function draw(b, f) {
+  const s = b.state;
+  f = f || {};
+  b.frame = f;
+  b.drawnVersion = f.version;
+  (b.neurons || []).forEach((col, l) => col.forEach((c, j) => putMap(c, ((f.hidden || [])[l] || [])[j], LUT)));
+  for (const e of b.edges || []) {
+    const w = (((f.weights || [])[e.L] || [])[e.j] || [])[e.k];
+    if (typeof w !== 'number') { e.w = null; if (e.sw !== 0) { e.vis.setAttribute('stroke', 'none'); e.sw = 0; } continue; }
+    e.w = w;
+    const sw = Math.round(Math.min(5, Math.max(0.4, Math.abs(w) * 2.5)) * 10) / 10;
+    const col = w < 0 ? '#f59322' : '#0877bd';
+    if (sw !== e.sw) { e.vis.setAttribute('stroke-width', sw); e.sw = sw; }
+    if (col !== e.col) { e.vis.setAttribute('stroke', col); e.col = col; }
+  }
+  if (b.oneD) drawPlot(b, f);
+  else drawPlane(b, f);
   // numbers and sparkline
   b.trainText.innerHTML = `Training loss <b>${fmtLoss(f.train_loss)}</b>`;
   b.testText.innerHTML = `Test loss <b>${fmtLoss(f.test_loss)}</b>`;
@@ -487,12 +556,12 @@ function poll(b) {
     if (b.inflight) return;
     b.inflight = true;
     const url = b.url;
-    fetch(new URL(url, document.baseURI), { cache: 'no-store' })
+    fetch(new URL(url + '?v=' + encodeURIComponent(b.drawnVersion), document.baseURI), { cache: 'no-store' })
       .then((r) => { if (r.status === 204) return null; if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
       .then((f) => { if (f && url === b.url && f.version !== b.drawnVersion && fits(b, f)) draw(b, f); })
       .catch(() => { b.pollFailed = true; })
       .finally(() => { b.inflight = false; });
-  }, 80);
+  }, 50);  // faster than the worker sends frames (every 60 ms at most), so that none is skipped
 }
 
 function relayout(b) {

@@ -25,15 +25,16 @@ def _finite(v):
 
 
 async def frame(request: Request) -> Response:
-    """The newest frame of a run this server trains: 200 with the frame, 204 when it is the version the browser has,
-    404 for a run this server does not know (ended long ago, or trained by another replica)."""
+    """The newest frame of a run this server trains: 200 with the frame, 204 when it is the version the browser has (or
+    none is drawn yet), 404 for a run this server does not know (trained by another replica, or gone with a restart)."""
     from dlviz_app import runs
 
     h = runs.runner().handle(request.path_params["run_id"])
-    f = h.feed.frame if h is not None else None
-    if f is None:
+    if h is None:
         return Response(status_code=404, headers={"Cache-Control": "no-store"})
-    if str(f.get("version")) == request.query_params.get("v"):
+    f = h.feed.frame
+    # a run whose worker has not drawn its first frame yet answers "unchanged": the board asks again
+    if f is None or str(f.get("version")) == request.query_params.get("v"):
         return Response(status_code=204, headers={"Cache-Control": "no-store"})
     body = json.dumps({k: _finite(v) for k, v in f.items()}, allow_nan=False)
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
