@@ -359,15 +359,6 @@ with data_col:
     )
     if data.get("points"):
         st.button(f"Remove {len(data['points'])} added points", on_click=lambda: edited(("data", "points"), []), width="stretch")
-    scrub = None
-    if h is not None and not live:
-        try:
-            steps = [int(s) for s in runs.store().checkpoints(h.run_id)["step"]]
-        except (UserError, *STORE_ERRORS):
-            steps = []
-        if len(steps) > 1:
-            scrub = st.select_slider("Scrub the run", steps, value=steps[-1], key=f"pg_scrub_{h.run_id}", format_func=lambda s: f"step {s:,}")
-            scrub = None if scrub == steps[-1] else scrub
 
 
 def on_event(event: dict):
@@ -444,10 +435,29 @@ def board_view():
 
 
 with board_col:
-    board_view()
-    below = st.columns([1.2, 1, 1, 2], vertical_alignment="center")
+    board_slot = st.container()
+    below = st.columns([1.2, 1, 1.1, 2.2], vertical_alignment="center")
     below[1].checkbox("Show test data", key=SHOW_TEST)
     below[2].checkbox("Discretize output", key=DISCRETIZE)
+    scrub = None  # a checkpoint's step picked on the time slider, while the run does not train
+    if h is not None and not playing:
+        try:
+            steps = [int(s) for s in runs.store().checkpoints(h.run_id)["step"]]
+        except (UserError, *STORE_ERRORS):
+            steps = []
+        if steps:
+            picked = below[3].select_slider(
+                "Scrub the run",
+                [*steps, "now"],
+                value="now",
+                key=f"pg_scrub_{h.run_id}_{len(steps)}",  # a new slider when new checkpoints arrive
+                format_func=lambda s: "now" if s == "now" else f"step {s:,}",
+                label_visibility="collapsed",
+                help="Scrub back through the run's checkpoints: the network, its maps, the output and the losses as they were",
+            )
+            scrub = None if picked == "now" else picked
+    with board_slot:
+        board_view()
     with below[0].popover("Hidden space", icon=":material/scatter_plot:", width="stretch"):
         if not net.hidden:
             st.caption("This network has no hidden layer.")
