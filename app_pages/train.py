@@ -428,6 +428,7 @@ def view_slow():
         live_chart(tf.grad_by_layer_figure.spec(snap), "grad_layer")  # the same norms against depth: the vanishing slope
     with c2:
         live_chart(tf.update_ratio_figure.spec(snap), "ratio")
+        live_chart(tf.lr_figure.spec(snap), "lr")
     c1, c2 = st.columns(2)
     with c1:
         live_chart(tf.unit_health_figure.spec(snap), "health")

@@ -52,7 +52,12 @@ def snapshot(name: str, epochs: int = 3, **data) -> dict:
 
 @pytest.fixture(scope="module")
 def snaps():
-    return {"classification": snapshot("spiral-tanh"), "regression": snapshot("outliers-huber", 2), "empty": LiveFeed().snapshot()}
+    return {
+        "classification": snapshot("spiral-tanh"),
+        "regression": snapshot("outliers-huber", 2),
+        "penalty": snapshot("overfit-l2", 2),
+        "empty": LiveFeed().snapshot(),
+    }
 
 
 def charts(snap):
@@ -63,6 +68,7 @@ def charts(snap):
         ("grad", tf.grad_norm_figure, (snap,)),
         ("grad-layer", tf.grad_by_layer_figure, (snap,)),
         ("ratio", tf.update_ratio_figure, (snap,)),
+        ("lr", tf.lr_figure, (snap,)),
         ("health", tf.unit_health_figure, (snap,)),
     ]
     if snap.get("boundary"):
@@ -78,7 +84,7 @@ def charts(snap):
     return out
 
 
-@pytest.mark.parametrize("case", ["classification", "regression", "empty"])
+@pytest.mark.parametrize("case", ["classification", "regression", "penalty", "empty"])
 def test_every_live_spec_is_a_figure_plotly_accepts_and_sends_unchanged(snaps, case):
     snap = snaps[case]
     for name, build, args in charts(snap):
@@ -249,3 +255,19 @@ def test_the_layer_view_of_a_layer_with_no_gradient_says_so_without_warnings():
         tf.grad_norm_figure.spec(layered(log_norms))
     assert "latest: the first layer's gradient is 0" in [a["text"] for a in spec["layout"]["annotations"]]
     assert unpack(spec["data"][-1]["y"]).tolist() == [0.0, 1.0, 1.0]
+
+
+def test_the_loss_chart_shows_the_penalty_and_the_total_beside_the_data_loss_when_there_is_one(snaps):
+    snap = snaps["penalty"]
+    traces = {t["name"]: t for t in tf.loss_figure.spec(snap)["data"]}
+    epochs = snap["epochs"]
+    assert np.allclose(unpack(traces["penalty"]["y"]), [e["train_penalty"] for e in epochs])
+    assert np.allclose(unpack(traces["train total (data + penalty)"]["y"]), [e["train_loss"] + e["train_penalty"] for e in epochs])
+    assert np.allclose(unpack(traces["train"]["y"]), [e["train_loss"] for e in epochs])
+    assert "penalty" not in {t["name"] for t in tf.loss_figure.spec(snaps["classification"])["data"]}
+
+
+def test_the_learning_rate_chart_draws_each_steps_rate_on_a_log_axis(snaps):
+    snap = snaps["classification"]
+    spec = tf.lr_figure.spec(snap)
+    assert np.array_equal(unpack(spec["data"][0]["y"]), snap["lr"]) and spec["layout"]["yaxis"]["type"] == "log"

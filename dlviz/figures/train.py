@@ -159,9 +159,28 @@ def _waiting(snap: dict) -> list[dict]:
 
 @_figure
 def loss_figure(snap: dict) -> dict:
-    """Loss per step (thin) and per epoch for training and validation, against the step."""
+    """Loss per step (thin) and per epoch for training and validation, against the step; with a penalty on, the
+    epoch's penalty and its total with the data loss (what the optimizer minimises) beside the data loss."""
     data = [_scatter(snap["step"], snap["loss"], "batch loss", line={"color": STEP, "width": 1})]
-    return _spec("Loss", data + _epoch_traces(snap["epochs"], "train_loss", "val_loss"), xtitle="step", ytitle="loss", annotations=_waiting(snap))
+    data += _epoch_traces(snap["epochs"], "train_loss", "val_loss")
+    ep = _epoch_rows(snap["epochs"])
+    if any(e.get("train_penalty") is not None for e in ep):
+        x = np.array([e.get("step", i) for i, e in enumerate(ep)], dtype=float)
+        for key, name, dash in (("train_penalty", "penalty", "dot"), ("train_total", "train total (data + penalty)", "dash")):
+            y = np.array(_finite(e.get(key) for e in ep), dtype=float)
+            data.append(_scatter(x, y, name, line={"color": TRAIN, "dash": dash}))
+    title = "Loss (the batch and epoch curves are the data loss)" if len(data) > 3 else "Loss"
+    return _spec(title, data, xtitle="step", ytitle="loss", annotations=_waiting(snap))
+
+
+@_figure
+def lr_figure(snap: dict) -> dict:
+    """The learning rate at each step, on a log axis: a schedule's shape, and the rate each step really used."""
+    lr = np.asarray(snap["lr"], dtype=float)
+    data = [_scatter(snap["step"], lr, "learning rate", line={"color": TRAIN})]
+    positive = lr[np.isfinite(lr) & (lr > 0)]
+    yaxis = {"type": "log"} if len(positive) else None
+    return _spec("Learning rate", data, height=200, xtitle="step", ytitle="lr", yaxis=yaxis, showlegend=False, annotations=_waiting(snap))
 
 
 @_figure
