@@ -20,7 +20,7 @@ from dlviz.preset.registry import INITS, LOSSES, OPTIMIZERS
 from dlviz.preset.schema import validate
 from dlviz.runtime import CURVE_RANGE
 from dlviz.training.board import board_frame
-from dlviz.training.fit import check_fit
+from dlviz.training.fit import check_trainable
 from dlviz.training.store import STORE_ERRORS
 from dlviz.training.trainer import Trainer
 from dlviz_app import frames, runs, session
@@ -96,7 +96,7 @@ def fitting_losses(regression: bool) -> list[str]:
     out = []
     for name in LOSSES:
         try:
-            check_fit(validate({**d, "loss": {"type": name}}), (2,), "regression" if regression else "classification", None if regression else 2, ())
+            check_trainable(validate({**d, "loss": {"type": name}}))
             out.append(name)
         except UserError:
             pass
@@ -123,8 +123,9 @@ def space(text: str, run_id: str | None, step: int | None, layer: int, extent: f
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def features_drawn(extent: float) -> dict:
-    return {name: encode(m) for name, m in feature_maps(FEATURES, extent).items()}
+def features_drawn(extent: float, one_d: bool) -> dict:
+    """Each input feature's map over the plane: Playground's seven, or a curve's x alone."""
+    return {name: encode(m) for name, m in feature_maps(playground.ONE_D if one_d else FEATURES, extent).items()}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -408,7 +409,7 @@ def board_view():
         f = snapshot_frame(hh.run_id, scrub, shown["extent"])
     net_now = playground.network(session.preset())
     state = {
-        "features": [{"name": n, "on": n in net_now.features, "map": m} for n, m in features_drawn(shown["extent"]).items()],
+        "features": [{"name": n, "on": n in net_now.features, "map": m} for n, m in features_drawn(shown["extent"], shown["dims"] == 1).items()],
         "hidden": [{"units": u, "activation": a} for u, a in net_now.hidden],
         "activations": [playground.LINEAR, *playground.PLAIN_ACTIVATIONS],
         "limits": {"units": limits.current().playground_units, "layers": limits.current().playground_layers},
@@ -452,7 +453,6 @@ with board_col:
                 value="now",
                 key=f"pg_scrub_{h.run_id}_{len(steps)}",  # a new slider when new checkpoints arrive
                 format_func=lambda s: "now" if s == "now" else f"step {s:,}",
-                label_visibility="collapsed",
                 help="Scrub back through the run's checkpoints: the network, its maps, the output and the losses as they were",
             )
             scrub = None if picked == "now" else picked
