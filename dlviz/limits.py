@@ -35,6 +35,7 @@ class Limits:
     # runs, so a browser that drops its cookies can't take them all, while a
     # classroom behind one NAT address still trains two at once
     max_grid_points: int = 10_201  # loss-surface grid (101 x 101)
+    max_trials: int = 200  # trials of one hyperparameter search (`sweep --trials`), each a whole training run
     max_compute_bytes: int = 500_000_000  # memory of one computation in the server process (feature maps, effective
     # fields, loss surfaces): every session shares that process
     max_train_bytes: int = 2_000_000_000  # memory of one training run's model and batch, checked before it starts
