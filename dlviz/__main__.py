@@ -75,6 +75,19 @@ def main(argv=None) -> int:
     p = sub.add_parser("share", help="print a share link for a preset")
     p.add_argument("preset", help=p_ref)
     p.add_argument("--base-url", default=None, help="the app's address (default http://localhost:8501/)")
+    p = sub.add_parser("lr-find", help="the learning-rate range test: the loss as the rate grows, and a suggested rate")
+    p.add_argument("preset", help=p_ref)
+    p.add_argument("--steps", type=int, default=100, help="steps of the test (default 100)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser("sweep", help="hyperparameter search with Optuna; processes may share a study through PostgreSQL")
+    p.add_argument("preset", nargs="?", default=None, help=p_ref + ' (default: the space\'s "preset")')
+    p.add_argument("--space", required=True, help="the space: a JSON file of the values to search (see dlviz/training/search.py)")
+    p.add_argument("--trials", type=int, required=True, help="trials this process runs")
+    p.add_argument("--storage", default=None, help="the study's database URL (default: optuna.sqlite in the data directory)")
+    p.add_argument("--study", default=None, help="the study's name (default: one that follows the preset and the space)")
+    p.add_argument("--sampler", choices=("random", "tpe"), default="random")
+    p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    p.add_argument("--json", action="store_true", help="one JSON object per trial, then the best")
     args = parser.parse_args(argv)
 
     from dlviz.data.uploads import local_paths
@@ -106,6 +119,8 @@ def _run(args) -> int:
             for i in items:
                 print(clean(f"{i['name'].ljust(width)}  {i['title']}: {i['description']}"))
         return 0
+    if args.command == "sweep":
+        return _sweep(args)
     exp = gallery.resolve(args.preset, sys.stdin)
     if args.command == "validate":
         from dlviz.model.build import summarize
@@ -125,6 +140,8 @@ def _run(args) -> int:
         return 0
     if args.command == "train":
         return _train(exp, args)
+    if args.command == "lr-find":
+        return _lr_find(exp, args)
     if args.command == "export":
         return _export(exp, args)
     if args.command == "share":
@@ -227,6 +244,68 @@ def _train(exp, args) -> int:
     if result["status"] == "diverged":
         print(f"error: the run diverged: {clean(result.get('reason', ''))}", file=sys.stderr)
         return EXIT_DIVERGED
+    return 0
+
+
+def _lr_find(exp, args) -> int:
+    import torch
+
+    from dlviz import limits
+    from dlviz.analysis.lrfind import lr_range_test
+    from dlviz.training.trainer import json_safe
+
+    torch.set_num_threads(limits.current().train_threads)
+    r = lr_range_test(exp, steps=args.steps)
+    if args.json:
+        print(json.dumps(json_safe(r.to_json())))
+        return 0
+    print(f"{'lr':>10}  {'loss':>10}  {'smoothed':>10}")
+    for lr, loss, s in zip(r.lrs, r.losses, r.smoothed):
+        print(f"{lr:10.3g}  {loss:10.4f}  {s:10.4f}")
+    if r.stopped_early:
+        print(f"stopped early: {r.reason}")
+    print(f"suggested lr {r.suggested:.3g}: {r.rule}")
+    return 0
+
+
+def _sweep(args) -> int:
+    import torch
+
+    from dlviz import limits
+    from dlviz.preset import gallery
+    from dlviz.training.search import check_trials, load_space, read_space, sweep
+    from dlviz.training.trainer import json_safe
+
+    check_trials(args.trials)
+    doc = read_space(args.space)
+    ref = args.preset or (doc.get("preset") if isinstance(doc, dict) else None)
+    if not ref:
+        raise UserError("space.preset", 'name the preset to search: on the command line, or as the space\'s "preset"')
+    exp = gallery.resolve(ref, sys.stdin)
+    space = load_space(doc, exp)
+    torch.set_num_threads(limits.current().train_threads)
+
+    def show(t) -> None:
+        if args.json:
+            print(json.dumps(json_safe(t.to_json())), flush=True)
+            return
+        value = f"val_loss {t.value:.4f}" if t.value is not None else t.state
+        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        why = f" ({t.reason})" if t.reason and t.state != "complete" else ""
+        print(clean(f"trial {t.number}: {value}  {values}  run {t.run_id}{why}"), flush=True)
+
+    r = sweep(exp, space, args.trials, storage=args.storage, study_name=args.study, sampler=args.sampler, seed=args.seed, on_trial=show)
+    best = r.best.to_json() if r.best is not None else None
+    if args.json:
+        print(json.dumps(json_safe({"study": r.study_name, "storage": r.storage, "trials": r.study_trials, "best": best, "best_preset": r.best_preset})))
+    elif best is None:
+        print(clean(f"study {r.study_name}: no trial completed ({r.study_trials} in all)"))
+    else:
+        print(
+            clean(
+                f"study {r.study_name} ({r.study_trials} trials in all): best trial {best['trial']}, val_loss {best['val_loss']:.4f}, {best['params']}, run {best['run_id']}"
+            )
+        )
     return 0
 
 
