@@ -55,7 +55,7 @@ import optuna
 from dlviz import limits as _limits
 from dlviz.errors import UserError, did_you_mean, json_path
 from dlviz.paths import data_dir
-from dlviz.preset.edit import parse_path
+from dlviz.preset.edit import get, parse_path
 from dlviz.preset.schema import Experiment, validate
 from dlviz.training.database import DATABASE_ERRORS, _reason
 from dlviz.training.trainer import Callback, Trainer
@@ -171,14 +171,24 @@ def set_value(doc: dict, full: dict, path: tuple, value) -> dict:
 
 
 def _try(exp: Experiment, path: str, parts: tuple, value, where: str, what: str) -> None:
+    """Set `path` to `value` in a copy of the preset and validate it; a problem raises UserError at `where`, or at the
+    parameter itself when the preset has no such value (a key it does not know, an index past its end)."""
     doc, full = exp.to_dict(), exp.to_dict(full=True)
+    missing = f"the preset has no {path}; name a value it holds, such as optimizer.lr or model.layers[0].out_features"
+    try:
+        get(full, parts)
+        known = True
+    except (KeyError, IndexError, TypeError):
+        known = False  # an optional value the preset leaves out (training.grad_clip): validation decides
     try:
         doc = set_value(doc, full, parts, value)
     except (KeyError, IndexError, TypeError):
-        raise UserError(_where(path), f"the preset has no {path}; name a value it holds, such as optimizer.lr or model.layers[0].out_features") from None
+        raise UserError(_where(path), missing) from None
     try:
         validate(doc)
     except UserError as e:
+        if not known:
+            raise UserError(_where(path), f"{missing} ({e})") from None
         raise UserError(where, f"{what} {value!r} makes the preset invalid: {e}") from None
 
 
