@@ -11,6 +11,7 @@ from dlviz.text import clean
 
 EXIT_USER = 2
 EXIT_DIVERGED = 3
+EXIT_CHECK_FAILED = 1
 
 
 def _fmt_shape(shape) -> str:
@@ -79,6 +80,9 @@ def main(argv=None) -> int:
     p.add_argument("preset", help=p_ref)
     p.add_argument("--steps", type=int, default=100, help="steps of the test (default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser("check", help="the sanity checks before a long run; exit 1 when one fails")
+    p.add_argument("preset", help=p_ref)
+    p.add_argument("--json", action="store_true", help="one JSON object per check")
     p = sub.add_parser("sweep", help="hyperparameter search with Optuna; processes may share a study through PostgreSQL")
     p.add_argument("preset", nargs="?", default=None, help=p_ref + ' (default: the space\'s "preset")')
     p.add_argument("--space", required=True, help="the space: a JSON file of the values to search (see dlviz/training/search.py)")
@@ -142,6 +146,8 @@ def _run(args) -> int:
         return _train(exp, args)
     if args.command == "lr-find":
         return _lr_find(exp, args)
+    if args.command == "check":
+        return _check(exp, args)
     if args.command == "export":
         return _export(exp, args)
     if args.command == "share":
@@ -245,6 +251,25 @@ def _train(exp, args) -> int:
         print(f"error: the run diverged: {clean(result.get('reason', ''))}", file=sys.stderr)
         return EXIT_DIVERGED
     return 0
+
+
+def _check(exp, args) -> int:
+    import torch
+
+    from dlviz import limits
+    from dlviz.analysis.sanity import sanity_checks
+
+    torch.set_num_threads(limits.current().train_threads)
+
+    def show(check):
+        if args.json:
+            print(json.dumps(check.to_json()), flush=True)
+        else:
+            mark = {True: "ok", False: "FAIL", None: "n/a"}[check.ok]
+            print(clean(f"{mark:4}  {check.name}: {check.sentence}"), flush=True)
+
+    checks = sanity_checks(exp, on_check=show)
+    return EXIT_CHECK_FAILED if any(c.ok is False for c in checks) else 0
 
 
 def _lr_find(exp, args) -> int:
