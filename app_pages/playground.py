@@ -358,8 +358,6 @@ with data_col:
         key=f"pg_loss_{rev}",
         on_change=lambda: edited(("loss",), {"type": widget_value("pg_loss")}),
     )
-    if data.get("points"):
-        st.button(f"Remove {len(data['points'])} added points", on_click=lambda: edited(("data", "points"), []), width="stretch")
 
 
 def on_event(event: dict):
@@ -395,7 +393,10 @@ def on_event(event: dict):
         session.report(err)
 
 
-@st.fragment(run_every=(POLLED_REFRESH if frames.served() else LIVE_REFRESH) if live else None)
+# While the run trains, the fragment reruns to notice its end; while it is paused and the browser asks for frames itself,
+# not at all: the frame requests keep the session alive (frames.py), and a rerun at the moment of a click on the board
+# could lose the click's event.
+@st.fragment(run_every=(POLLED_REFRESH if frames.served() else LIVE_REFRESH) if playing or (live and not frames.served()) else None)
 def board_view():
     runner.touch(bid)
     hh, alive = current()
@@ -426,6 +427,9 @@ def board_view():
         "height": 500,
     }
     event = board(state, key="playground_board")
+    added = session.preset()["data"].get("points")
+    if added:
+        st.button(f"Remove the {len(added)} added points", on_click=lambda: edited(("data", "points"), []), key="pg_unpoint", icon=":material/backspace:")
     if event is not None:
         on_event(event)
         session.keep_in_address()

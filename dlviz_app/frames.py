@@ -29,9 +29,11 @@ async def frame(request: Request) -> Response:
     none is drawn yet), 404 for a run this server does not know (trained by another replica, or gone with a restart)."""
     from dlviz_app import runs
 
-    h = runs.runner().handle(request.path_params["run_id"])
+    runner = runs.runner()
+    h = runner.handle(request.path_params["run_id"])
     if h is None:
         return Response(status_code=404, headers={"Cache-Control": "no-store"})
+    runner.touch(h.session)  # the board asking is its page being open: the run is not a closed session's
     f = h.feed.frame
     # a run whose worker has not drawn its first frame yet answers "unchanged": the board asks again
     if f is None or str(f.get("version")) == request.query_params.get("v"):

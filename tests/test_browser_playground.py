@@ -236,8 +236,8 @@ def test_playground_script(app_url, app_data_dir, page):  # noqa: F811
     pg.wait_for_function(f"() => document.querySelector('{BOARD}').__board.state.show_test === true")
     settle(pg)
     pg.wait_for_function(f"(n) => ({DARK_PIXELS_JS})() > n + 50", arg=dark_before, timeout=10_000)
-    # the data column, redrawn with the whole page, offers to remove the clicked points
-    pg.get_by_role("button", name="Remove 2 added points").wait_for()
+    # under the board, the clicked points can be removed
+    pg.get_by_role("button", name="Remove the 2 added points").wait_for()
     shot(pg, "06-test-data")
 
     # 7. the page's address in a fresh browser: the same network and points

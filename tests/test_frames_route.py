@@ -18,8 +18,9 @@ def ask(run_id: str, version=None):
 
 def test_the_route_answers_with_the_newest_frame_only_when_the_browser_lacks_it(monkeypatch):
     feed = SimpleNamespace(frame=None)
-    handles = {"r1": SimpleNamespace(feed=feed)}
-    monkeypatch.setattr(runs, "runner", lambda: SimpleNamespace(handle=handles.get))
+    handles = {"r1": SimpleNamespace(feed=feed, session="s1")}
+    touched = []
+    monkeypatch.setattr(runs, "runner", lambda: SimpleNamespace(handle=handles.get, touch=touched.append))
     assert ask("nope").status_code == 404
     assert ask("r1").status_code == 204  # known, nothing drawn yet: the board asks again
     feed.frame = {"version": 3, "step": 7, "train_loss": float("nan"), "weights": [[[0.5]]]}
@@ -27,6 +28,7 @@ def test_the_route_answers_with_the_newest_frame_only_when_the_browser_lacks_it(
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     assert json.loads(r.body) == {"version": 3, "step": 7, "train_loss": None, "weights": [[[0.5]]]}
     assert ask("r1", version=3).status_code == 204
+    assert touched == ["s1"] * 3, "each request from the board keeps its session's runs alive"
 
 
 def test_the_routes_are_mounted_under_the_path_the_page_names(monkeypatch):
