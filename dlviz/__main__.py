@@ -254,12 +254,7 @@ def _train(exp, args) -> int:
 
 
 def _check(exp, args) -> int:
-    import torch
-
-    from dlviz import limits
     from dlviz.analysis.sanity import sanity_checks
-
-    torch.set_num_threads(limits.current().train_threads)
 
     def show(check):
         if args.json:

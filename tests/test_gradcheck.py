@@ -3,7 +3,6 @@ with the broken tanh, whose wrong backward shows as "wrong" before it and "fine"
 
 import copy
 
-import pytest
 import torch
 
 from dlviz.analysis.gradcheck import BrokenTanh, break_model, gradient_check, setup
@@ -42,7 +41,9 @@ def torch_gradcheck(exp, broken: bool) -> list[bool]:
         def f(t, name=name):
             return objective.loss(torch.func.functional_call(model, {**state, name: t}, (x,)), y)
 
-        verdicts.append(torch.autograd.gradcheck(f, (state[name].detach().clone().requires_grad_(True),), eps=1e-6, atol=1e-5, rtol=1e-4, raise_exception=False))
+        verdicts.append(
+            torch.autograd.gradcheck(f, (state[name].detach().clone().requires_grad_(True),), eps=1e-6, atol=1e-5, rtol=1e-4, raise_exception=False)
+        )
     return verdicts
 
 
