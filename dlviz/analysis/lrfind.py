@@ -16,6 +16,7 @@ from dlviz.errors import UserError
 from dlviz.loop import gradient_row, train_step
 from dlviz.preset.schema import Experiment, validate
 
+MAX_STEPS = 10_000  # Smith's test needs a few hundred at most; this bounds what a hosted page may be asked for
 RULE = (
     "the rate where the smoothed loss falls fastest against log(lr) (its steepest descent), after the first tenth of the "
     "steps and before the smoothed loss reaches its minimum: the minimum sits at the edge of divergence, while the "
@@ -66,8 +67,8 @@ def suggest(lrs: list[float], smoothed: list[float]) -> float:
 
 
 def _check(steps: int, start: float, end: float, beta: float, diverge: float) -> None:
-    if not isinstance(steps, int) or steps < 2:
-        raise UserError("lr_find.steps", f"the range test takes at least 2 steps, got {steps}")
+    if not isinstance(steps, int) or not 2 <= steps <= MAX_STEPS:
+        raise UserError("lr_find.steps", f"the range test takes at least 2 steps and at most {MAX_STEPS:,}, got {steps}")
     if not (math.isfinite(start) and math.isfinite(end) and 0 < start < end):
         raise UserError("lr_find.start", f"the rates must grow from a start above 0 to a larger end, got {start:g} to {end:g}")
     if not 0 <= beta < 1:
