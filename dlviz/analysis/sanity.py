@@ -21,7 +21,8 @@ from dlviz.training.losses import chance_level
 
 OVERFIT_SAMPLES, OVERFIT_STEPS, OVERFIT_TARGET = 20, 500, 0.01  # 20 samples to below 1 % of their initial loss
 GRADCHECK_OK = 1e-4  # the worst relative error (away from kinks) that passes
-GRADCHECK_SAMPLES, GRADCHECK_ENTRIES = 4, 200
+GRADCHECK_SAMPLES, GRADCHECK_ENTRIES, GRADCHECK_MIN_ENTRIES = 4, 200, 10
+GRADCHECK_FLOPS = 2e10  # float64 work the gradient check may take (about two seconds on one core)
 # ‖Δw‖/‖w‖ a step: 1e-3 is the rule of thumb for large networks trained long; the small networks of the gallery
 # train well with steps up to ten times bigger (Adam at 0.01–0.02 moves each weight by about lr a step), so the band
 # runs to 1e-1 above, past which the learning rate is too high (dead-relu's 0.75), and to 1e-4 below
@@ -156,10 +157,21 @@ def overfit(exp, ds, objective, model) -> Check:
     )
 
 
-def gradients(exp, ds) -> Check:
+def _entries_per_tensor(exp, model) -> int:
+    """Entries a tensor the gradient check perturbs: GRADCHECK_ENTRIES, fewer for a model whose two passes an entry
+    would take the check past GRADCHECK_FLOPS (a deep CNN gets a few dozen a tensor, the gallery's MLPs every entry)."""
+    from dlviz.model.build import summarize
+
+    s = summarize(exp)
+    tensors = max(1, sum(1 for p in model.parameters() if p.requires_grad))
+    affordable = GRADCHECK_FLOPS / (2 * GRADCHECK_SAMPLES * max(s.flops, 1) * tensors)
+    return int(min(GRADCHECK_ENTRIES, max(GRADCHECK_MIN_ENTRIES, affordable)))
+
+
+def gradients(exp, ds, model) -> Check:
     """The worst relative error of the gradient check (dlviz.analysis.gradcheck), kinks set apart."""
     name = "gradient check"
-    checks = gradient_check(exp, samples=GRADCHECK_SAMPLES, max_entries=GRADCHECK_ENTRIES, dataset=ds)
+    checks = gradient_check(exp, samples=GRADCHECK_SAMPLES, max_entries=_entries_per_tensor(exp, model), dataset=ds)
     reference = f"< {GRADCHECK_OK:g} in float64 (< {FINE:g} fine, up to 1e-2 doubtful or kinks, above wrong)"
     if not checks:
         return Check(name, None, reference, None, "The model has no trainable parameters to check.")
@@ -232,7 +244,7 @@ def sanity_checks(exp: Experiment, csv_bytes: Optional[bytes] = None, on_check: 
         lambda: initial_loss(exp, ds, objective, model),
         lambda: regularization(exp, ds, objective, model),
         lambda: overfit(exp, ds, objective, model),
-        lambda: gradients(exp, ds),
+        lambda: gradients(exp, ds, model),
         lambda: update_ratio(exp, ds, objective, model),
     )
     threads = torch.get_num_threads()
