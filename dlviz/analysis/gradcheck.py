@@ -4,7 +4,6 @@ parameter tensor, with the kinks (ReLU at 0, max-pool ties) that make a correct 
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -97,34 +96,32 @@ def setup(exp: Experiment, csv_bytes: Optional[bytes] = None, dataset=None):
     return ds, objective, build_model(exp, seed=exp.seed)
 
 
-def _kink_state(model: nn.Module, x) -> list[torch.Tensor]:
-    """Which side of every kink each unit is on: the sign pattern of the kinked activations' inputs and the argmax
-    of every max-pool window. Two perturbations with different states lie on two sides of a kink."""
-    states: list[torch.Tensor] = []
-    hooks = []
+MAX_POOLS = {nn.MaxPool1d: nn.functional.max_pool1d, nn.MaxPool2d: nn.functional.max_pool2d, nn.MaxPool3d: nn.functional.max_pool3d}
+
+
+def _kink_state(model: nn.Module, x) -> list[tuple[str, torch.Tensor]]:
+    """Which side of every kink each unit is on, layer by layer in the order the forward pass meets them: the sign
+    pattern of the kinked activations' inputs and the argmax of every max-pool window. Two perturbations with
+    different states lie on two sides of a kink."""
+    states: list[tuple[str, torch.Tensor]] = []
 
     def kinked(mod, inp, out):
         z = inp[0]
-        if isinstance(mod, (nn.ReLU6, nn.Hardtanh)):
-            lo, hi = (0.0, 6.0) if isinstance(mod, nn.ReLU6) else (mod.min_val, mod.max_val)
-            states.append(torch.stack([z > lo, z > hi]))
+        if isinstance(mod, nn.Hardtanh):  # ReLU6 included
+            side = torch.stack([z > mod.min_val, z > mod.max_val])
         elif isinstance(mod, (nn.Hardshrink, nn.Softshrink)):
-            states.append(torch.stack([z > mod.lambd, z < -mod.lambd]))
+            side = torch.stack([z > mod.lambd, z < -mod.lambd])
         elif isinstance(mod, nn.Threshold):
-            states.append(z > mod.threshold)
+            side = z > mod.threshold
         else:
-            states.append(z > 0)
+            side = z > 0
+        states.append((type(mod).__name__, side))
 
     def pooled(mod, inp, out):
-        fn = {nn.MaxPool1d: nn.functional.max_pool1d, nn.MaxPool2d: nn.functional.max_pool2d, nn.MaxPool3d: nn.functional.max_pool3d}[type(mod)]
-        _, idx = fn(inp[0], mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.ceil_mode, return_indices=True)
-        states.append(idx)
+        _, idx = MAX_POOLS[type(mod)](inp[0], mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.ceil_mode, return_indices=True)
+        states.append((type(mod).__name__, idx))
 
-    for m in model.modules():
-        if type(m).__name__ in KINKED:
-            hooks.append(m.register_forward_hook(kinked))
-        elif type(m) in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d):
-            hooks.append(m.register_forward_hook(pooled))
+    hooks = [m.register_forward_hook(pooled if type(m) in MAX_POOLS else kinked) for m in model.modules() if type(m).__name__ in KINKED or type(m) in MAX_POOLS]
     try:
         model(x)
     finally:
@@ -142,8 +139,7 @@ def _kink_note(model, x, p, flat_index, eps) -> str:
     flat[flat_index] = old - eps
     minus = _kink_state(model, x)
     flat[flat_index] = old
-    kinds = [type(m).__name__ for m in model.modules() if type(m).__name__ in KINKED or type(m) in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)]
-    crossed = [k for k, a, b in zip(kinds, plus, minus) if not torch.equal(a, b)]
+    crossed = [kind for (kind, a), (_, b) in zip(plus, minus) if not torch.equal(a, b)]
     if not crossed:
         return ""
     if any(k.startswith("MaxPool") for k in crossed):
@@ -270,11 +266,3 @@ def gradient_check(
             )
         )
     return out
-
-
-def summary_sentence(checks: list[ParamCheck]) -> tuple[float, float, str]:
-    """(worst error, worst error away from kinks, the tensor it is in) over a check's tensors."""
-    if not checks:
-        return math.nan, math.nan, ""
-    worst = max(checks, key=lambda c: c.max_rel_error)
-    return worst.max_rel_error, max(c.max_smooth_error for c in checks), worst.name
