@@ -145,3 +145,16 @@ def test_other_layers_are_refused():
     exp = tiny([{"type": "Linear", "out_features": 3}, {"type": "Dropout", "p": 0.5}, {"type": "Linear", "out_features": 2}], {"type": "SGD", "lr": 0.1})
     with pytest.raises(UserError, match="Dropout"):
         backprop_trace(exp)
+
+
+def test_stage_tables_carry_the_traces_numbers():
+    from dlviz.analysis.backprop import STAGES, stage_tables
+
+    t = backprop_trace(tiny(THREE_LAYERS, {"type": "Adam", "lr": 0.01}), sample=1)
+    tables = {stage: stage_tables(t, stage) for stage in STAGES}
+    assert [len(tables[s]) for s in STAGES] == [3, 1, 3, 3]
+    assert [r["z = w·x + b"] for r in tables["forward"][0][1]] == [n["z"] for n in t["forward"][0]["neurons"]]
+    assert [r["dL/d output"] for r in tables["loss"][0][1]] == t["loss"]["dL_doutput"]
+    assert tables["backward"][0][0] == t["backward"][0]["layer"] == "model.layers[4]"
+    update = tables["update"][0][1]
+    assert len(update) == 4 * 2 + 4 and update[0]["new"] == t["update"]["layers"][0]["weights"][0][0]["new"]

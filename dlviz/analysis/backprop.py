@@ -214,3 +214,73 @@ def _result(exp, sample, x, groups, full, forward, loss_stage, backward, grads, 
         "backward": backward,
         "update": {"optimizer": exp.optimizer.type, "args": dict(exp.optimizer.args), "layers": update},
     }
+
+
+STAGES = ("forward", "loss", "backward", "update")
+
+
+def _vector(values) -> str:
+    return ", ".join(f"{v:.4g}" for v in values)
+
+
+def stage_tables(trace: dict, stage: str) -> list[tuple[str, list[dict]]]:
+    """One stage of a trace as (title, rows) tables, a row a neuron (a weight for the update), for a page to show."""
+    if stage == "forward":
+        return [
+            (
+                f"{layer['layer']}: {layer['activation'] or 'no activation (the output is z)'}",
+                [
+                    {
+                        "neuron": i,
+                        "inputs": _vector(n["inputs"]),
+                        "weights": _vector(n["weights"]),
+                        "bias": n["bias"],
+                        "z = w·x + b": n["z"],
+                        "a = f(z)": n["a"],
+                    }
+                    for i, n in enumerate(layer["neurons"])
+                ],
+            )
+            for layer in trace["forward"]
+        ]
+    if stage == "loss":
+        loss = trace["loss"]
+        title = f"{loss['type']} against {loss['against']}: L = {loss['value']:.6g}"
+        target = loss["target"] if len(loss["target"]) == len(loss["output"]) else [None] * len(loss["output"])
+        if target[0] is None and loss["target"]:
+            title += f" (target {_vector(loss['target'])})"
+        return [
+            (title, [{"output": i, "value": v, "target": t, "dL/d output": d} for i, (v, t, d) in enumerate(zip(loss["output"], target, loss["dL_doutput"]))])
+        ]
+    if stage == "backward":
+        return [
+            (
+                f"{layer['layer']}",
+                [
+                    {
+                        "neuron": i,
+                        "f′(z)": n["f_prime"],
+                        "∂L/∂a": n["dL_da"],
+                        "∂L/∂z = f′(z)·∂L/∂a": n["dL_dz"],
+                        "∂L/∂w = ∂L/∂z·a_prev": _vector(n["dL_dw"]),
+                        "∂L/∂b": n["dL_db"],
+                    }
+                    for i, n in enumerate(layer["neurons"])
+                ],
+            )
+            for layer in trace["backward"]
+        ]
+    if stage == "update":
+        update = trace["update"]
+        args = ", ".join(f"{k}={v}" for k, v in update["args"].items())
+        out = []
+        for layer in update["layers"]:
+            rows = [
+                {"parameter": f"w[{i},{j}]", "old": w["old"], "gradient": w["grad"], "new": w["new"]}
+                for i, row in enumerate(layer["weights"])
+                for j, w in enumerate(row)
+            ]
+            rows += [{"parameter": f"b[{i}]", "old": b["old"], "gradient": b["grad"], "new": b["new"]} for i, b in enumerate(layer["bias"] or [])]
+            out.append((f"{layer['layer']}: one {update['optimizer']} step ({args})", rows))
+        return out
+    raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
