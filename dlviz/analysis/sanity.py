@@ -46,8 +46,9 @@ class Check:
         return {"name": self.name, "value": value, "reference": self.reference, "ok": self.ok, "sentence": self.sentence}
 
 
-def _optimizer(exp: Experiment, params):
-    args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()}
+def _optimizer(exp: Experiment, params, decay: bool = True):
+    """The preset's optimizer on `params`; decay=False drops its weight_decay (a regularizer of its own)."""
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items() if decay or k != "weight_decay"}
     return OPTIMIZERS[exp.optimizer.type].cls(params, **args)
 
 
@@ -119,13 +120,13 @@ def regularization(exp, ds, objective, model) -> Check:
 
 
 def overfit(exp, ds, objective, model) -> Check:
-    """Full-batch training on OVERFIT_SAMPLES training samples with the preset's optimizer, no penalty and dropout as
-    in the model, until the training loss is below OVERFIT_TARGET of the samples' initial (eval-mode) loss."""
+    """Full-batch training on OVERFIT_SAMPLES training samples with the preset's optimizer and learning rate, without
+    regularization (no L1/L2 penalty, no weight_decay) but dropout as in the model, until the training loss is below OVERFIT_TARGET of the samples' initial (eval-mode) loss."""
     name = "overfit a tiny subset"
     x, y = ds.x_train[:OVERFIT_SAMPLES], ds.y_train[:OVERFIT_SAMPLES]
     net = copy.deepcopy(model).train()
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = _optimizer(exp, params)
+    opt = _optimizer(exp, params, decay=False)
     start = _eval_loss(net, objective, x, y)
     reference = f"below {OVERFIT_TARGET:.0%} of the initial {start:.4f} within {OVERFIT_STEPS} full-batch steps of {exp.optimizer.type}"
     ratio, steps = math.inf, 0
@@ -146,6 +147,8 @@ def overfit(exp, ds, objective, model) -> Check:
     n = len(x)
     if ratio < OVERFIT_TARGET:
         return Check(name, ratio, reference, True, f"{n} samples trained to {ratio:.2%} of their initial loss in {steps} steps: the network can learn, ok.")
+    if not math.isfinite(ratio):
+        return Check(name, ratio, reference, False, f"The loss on {n} samples became {ratio * start} after {steps} steps: lower the learning rate.")
     why = "with dropout in the model, " if any(type(m).__name__.startswith("Dropout") for m in net.modules()) else ""
     return Check(
         name,
