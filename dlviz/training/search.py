@@ -58,6 +58,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import optuna
+import sqlalchemy as sa
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from dlviz import limits as _limits
 from dlviz.errors import UserError, did_you_mean, json_path
@@ -71,10 +76,8 @@ TYPES = ("uniform", "log_uniform", "int", "categorical")
 KEYS = {"uniform": ("low", "high"), "log_uniform": ("low", "high"), "int": ("low", "high"), "categorical": ("choices",)}
 SAMPLERS = ("random", "tpe")
 STUDY_LOCK = 0x646C76697B  # the PostgreSQL advisory lock held while a study's tables and row are made
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 HEARTBEAT_SECONDS = 2.0  # as the app's servers beat for their runs, so that none takes a trial for an interrupted run
-
-
-# ---------------------------------------------------------------- the space
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,6 @@ class Param:
         return {"type": self.type, "low": self.low, "high": self.high}
 
     def distribution(self):
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
         if self.type == "categorical":
             return CategoricalDistribution(list(self.choices))
         if self.type == "int":
@@ -138,10 +139,8 @@ def read_space(path: str) -> dict:
             raise UserError("space", f"{path} is {size:,} bytes, over the limit of {lim:,} (DLVIZ_MAX_DOCUMENT_BYTES)")
         with open(path, "rb") as f:
             doc = json.loads(f.read().decode("utf-8"))
-    except FileNotFoundError:
-        raise UserError("space", f"no space file {path}") from None
     except OSError as e:
-        raise UserError("space", f"cannot read {path}: {e.strerror}") from None
+        raise UserError("space", f"no space file {path}" if isinstance(e, FileNotFoundError) else f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise UserError("space", f"{path} is not UTF-8 text") from None
     except json.JSONDecodeError as e:
@@ -203,9 +202,8 @@ def load_space(doc: Any, exp: Experiment) -> Space:
     """A space document checked against the preset it searches; UserError at the JSON path of its first problem."""
     if not isinstance(doc, dict):
         raise UserError("space", 'a space is a JSON object with a "params" object (see dlviz.training.search)')
-    for key in doc:
-        if key not in ("preset", "params"):
-            raise UserError(f"space.{key}", f'unknown key{did_you_mean(key, ["preset", "params"])}; a space has "preset" and "params"')
+    for key in [k for k in doc if k not in ("preset", "params")][:1]:
+        raise UserError(f"space.{key}", f'unknown key{did_you_mean(key, ["preset", "params"])}; a space has "preset" and "params"')
     preset = doc.get("preset")
     if preset is not None and not isinstance(preset, str):
         raise UserError("space.preset", "the preset is a built-in preset's name or a path, as text")
@@ -227,12 +225,8 @@ def _param(path: str, parts: tuple, spec: Any, exp: Experiment) -> Param:
     kind = spec.get("type")
     if kind not in TYPES:
         raise UserError(_where(path, "type"), f"unknown type {kind!r}{did_you_mean(kind, TYPES)}; choose from {', '.join(TYPES)}")
-    for key in spec:
-        if key != "type" and key not in KEYS[kind]:
-            raise UserError(_where(path, key), f"a {kind} value takes {' and '.join(KEYS[kind])}, not {key}")
-    for key in KEYS[kind]:
-        if key not in spec:
-            raise UserError(_where(path, key), "is required")
+    for key in [k for k in spec if k != "type" and k not in KEYS[kind]] + [k for k in KEYS[kind] if k not in spec]:
+        raise UserError(_where(path, key), "is required" if key in KEYS[kind] else f"a {kind} value takes {' and '.join(KEYS[kind])}, not {key}")
     if kind == "categorical":
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
@@ -293,15 +287,9 @@ def best_preset(exp: Experiment, space: Space, params: dict) -> dict:
     return validate(apply(exp, params)).to_dict()
 
 
-# ---------------------------------------------------------------- storage and study
-
-
 def storage_url(storage: Optional[str] = None) -> str:
     """Where studies live: `storage` (a database URL, or the path of an SQLite file), by default the SQLite file
     optuna.sqlite in the data directory. postgresql:// (and postgres://) URLs use psycopg, as the run store does."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     if storage is None:
         return f"sqlite:///{data_dir() / 'optuna.sqlite'}"
     if "://" not in storage:
@@ -320,8 +308,6 @@ def storage_url(storage: Optional[str] = None) -> str:
 
 def shown(url: str) -> str:
     """The storage URL as a person may read it: the password hidden."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -332,9 +318,6 @@ def _study_lock(url: str, engine_kwargs: dict):
     if not url.startswith("postgresql"):
         yield
         return
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
     engine = sa.create_engine(url, poolclass=NullPool, connect_args=engine_kwargs["connect_args"])
     try:
         with engine.begin() as conn:
@@ -364,8 +347,6 @@ class TrialSampler(optuna.samplers.BaseSampler):
 
 def draw(seed: int, number: int, name: str, dist):
     """One value of `dist` for trial `number`, from a generator seeded by (seed, number, name)."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
     rng = np.random.default_rng([seed, number, zlib.crc32(name.encode("utf-8"))])
     if isinstance(dist, CategoricalDistribution):
         return dist.choices[int(rng.integers(len(dist.choices)))]
@@ -394,8 +375,6 @@ def make_sampler(sampler: str, seed: int):
 def open_study(space: Space, exp: Experiment, storage: Optional[str] = None, study_name: Optional[str] = None, sampler: str = "random", seed: int = 0):
     """The study, made if new (load_if_exists): any number of processes may open one study at once. Its default name
     follows the preset and the space. An unreachable storage raises UserError with one sentence."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(storage)
     name = study_name or default_study_name(exp, space)
@@ -442,9 +421,6 @@ def default_study_name(exp: Experiment, space: Space) -> str:
     return f"sweep-{preset_hash(exp)[:8]}-{space.key()}"
 
 
-# ---------------------------------------------------------------- the sweep
-
-
 @dataclass(frozen=True)
 class TrialResult:
     """One finished trial: its Optuna number and state (complete, pruned or failed), the objective, its values, the
@@ -459,15 +435,8 @@ class TrialResult:
     epochs: int = 0
 
     def to_json(self) -> dict:
-        return {
-            "trial": self.number,
-            "state": self.state,
-            "val_loss": self.value,
-            "params": self.params,
-            "run_id": self.run_id,
-            "epochs": self.epochs,
-            **({"reason": self.reason} if self.reason else {}),
-        }
+        out = {"trial": self.number, "state": self.state, "val_loss": self.value, "params": self.params, "run_id": self.run_id, "epochs": self.epochs}
+        return {**out, "reason": self.reason} if self.reason else out
 
 
 @dataclass
@@ -483,16 +452,9 @@ class SweepResult:
 
 
 def trial_result(t) -> TrialResult:
-    state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(t.state.name, t.state.name.lower())
-    return TrialResult(
-        t.number,
-        state,
-        t.value if t.state.name == "COMPLETE" else None,
-        dict(t.params),
-        t.user_attrs.get("run_id", ""),
-        t.user_attrs.get("reason", ""),
-        int(t.user_attrs.get("epochs", 0)),
-    )
+    state, attrs = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(t.state.name, t.state.name.lower()), t.user_attrs
+    value = t.value if state == "complete" else None
+    return TrialResult(t.number, state, value, dict(t.params), attrs.get("run_id", ""), attrs.get("reason", ""), int(attrs.get("epochs", 0)))
 
 
 class _Report(Callback):
@@ -558,26 +520,19 @@ def sweep(
         result.trials.append(tr)
         if on_trial is not None:
             on_trial(tr)
-    try:
+    done = study.get_trials(deepcopy=False, states=FINISHED)
+    result.study_trials = len(done)
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in done):
         best = study.best_trial
-    except ValueError:  # no trial completed
-        best = None
-    if best is not None:
-        result.best = trial_result(best)
-        result.best_preset = best_preset(exp, space, best.params)
-    result.study_trials = len(
-        study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL))
-    )
+        result.best, result.best_preset = trial_result(best), best_preset(exp, space, best.params)
     return result
 
 
 def _run_trial(study, trial, exp: Experiment, store, session: str, dataset, csv_bytes):
     """Train one trial's preset into the store and tell Optuna how it ended; returns the frozen trial."""
-    from optuna.trial import TrialState
-
     from dlviz.training.store import StoreCallback
 
-    fail = lambda reason: (trial.set_user_attr("reason", reason), study.tell(trial, state=TrialState.FAIL))[1]
+    fail = lambda reason: (trial.set_user_attr("reason", reason), study.tell(trial, state=optuna.trial.TrialState.FAIL))[1]
     try:
         texp = validate(apply(exp, trial.params))
     except UserError as e:
@@ -601,14 +556,11 @@ def _run_trial(study, trial, exp: Experiment, store, session: str, dataset, csv_
         return fail(out.get("reason", "the run diverged"))
     if report.pruned:
         trial.set_user_attr("reason", report.pruned)
-        return study.tell(trial, state=TrialState.PRUNED)
+        return study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     value = out.get("val_loss")
     if out["status"] != "finished" or value is None or not math.isfinite(value):
         return fail(out.get("reason") or f"the run ended {out['status']} without a finite validation loss")
     return study.tell(trial, float(value))
-
-
-# ---------------------------------------------------------------- coarse to fine
 
 
 def zoom(space: Space, study, top: float = 0.25) -> Space:
@@ -617,11 +569,9 @@ def zoom(space: Space, study, top: float = 0.25) -> Space:
     side (in log space for log ranges) and kept inside the old one; a span that is one value becomes a window of a
     quarter of the old range around it. A categorical keeps the choices seen among them, in their order. Run the
     zoomed space in a study of its own (its default name differs): Optuna refuses changed choices in one study."""
-    from optuna.trial import TrialState
-
     if not 0 < top <= 1:
         raise UserError("top", f"the fraction of best trials lies in (0, 1], got {top!r}")
-    done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    done = sorted(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.value)
     if not done:
         raise UserError("study", "no trial of the study has completed yet; nothing to zoom in on")
     best = done[: max(min(2, len(done)), math.ceil(top * len(done)))]
@@ -638,15 +588,10 @@ def zoom(space: Space, study, top: float = 0.25) -> Space:
 
 
 def _narrow(p: Param, values: list) -> Param:
-    log = p.type == "log_uniform"
-    f, inv = (math.log, math.exp) if log else (float, float)
+    f, inv = (math.log, math.exp) if p.type == "log_uniform" else (float, float)
     lo, hi, vlo, vhi = f(p.low), f(p.high), f(min(values)), f(max(values))
-    width = hi - lo
-    if vhi - vlo < 1e-12 * max(width, 1e-300):
-        a, b = vlo - width / 8, vhi + width / 8
-    else:
-        a, b = vlo - width / 10, vhi + width / 10
-    a, b = max(a, lo), min(b, hi)
+    pad = (hi - lo) / (8 if vhi - vlo < 1e-12 * (hi - lo) else 10)
+    a, b = max(vlo - pad, lo), min(vhi + pad, hi)
     if p.type == "int":
         a, b = math.floor(a), math.ceil(b)
         if a == b:  # an integer range keeps two values at least
