@@ -261,3 +261,16 @@ def test_two_processes_share_one_study_in_postgresql(tmp_path):
         assert store.run(best.user_attrs["run_id"])["result"]["val_loss"] == best.value
         assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 8  # the processes drew apart
         store.close()
+
+
+def test_tpe_runs_and_its_first_trials_are_drawn_per_trial_number(tmp_path):
+    from dlviz.training.search import draw
+
+    exp = validate(tiny())
+    space = load_space({"params": {"optimizer.lr": SPACE["params"]["optimizer.lr"]}}, exp)
+    r = sweep(exp, space, 3, storage=str(tmp_path / "o.sqlite"), store=RunStore(tmp_path / "runs.sqlite"), sampler="tpe", seed=2)
+    dist = space.params[0].distribution()
+    assert [t.params["optimizer.lr"] for t in r.trials] == [draw(2, n, "optimizer.lr", dist) for n in range(3)]
+    with pytest.raises(UserError) as e:
+        sweep(exp, space, 1, storage=str(tmp_path / "o.sqlite"), sampler="grid")
+    assert e.value.path == "sampler"
