@@ -24,6 +24,7 @@ if __name__ != "__mp_main__":
         ("app_pages/train.py", "Train", ":material/model_training:"),
         ("app_pages/inspect.py", "Inspect", ":material/visibility:"),
         ("app_pages/landscape.py", "Landscape", ":material/landscape:"),
+        ("app_pages/tune.py", "Tune", ":material/tune:"),
     ]
 
     # an emoji: the browser draws it itself, while a Material icon (this one, or each page's when none is given) is

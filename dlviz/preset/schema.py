@@ -332,7 +332,7 @@ class _Training(Strict):
 TrainingSpec = arg_model("TrainingSpec", TRAINING, _Training, early_stopping=EarlyStopping)
 
 
-PAGES = ("build", "train", "inspect", "landscape")
+PAGES = ("playground", "build", "train", "inspect", "landscape", "tune")
 CONTROLS = ("gallery", "data", "loss", "optimizer", "schedule", "training")
 
 
