@@ -91,6 +91,7 @@ def main(argv=None) -> int:
     p.add_argument("--study", default=None, help="the study's name (default: one that follows the preset and the space)")
     p.add_argument("--sampler", choices=("random", "tpe"), default="random")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    p.add_argument("--zoom", default=None, metavar="FILE", help="coarse to fine: write the space narrowed around the best trials to FILE, for the next stage")
     p.add_argument("--json", action="store_true", help="one JSON object per trial, then the best")
     args = parser.parse_args(argv)
 
@@ -293,7 +294,7 @@ def _sweep(args) -> int:
 
     from dlviz import limits
     from dlviz.preset import gallery
-    from dlviz.training.search import check_trials, load_space, read_space, sweep
+    from dlviz.training.search import check_trials, load_space, open_study, read_space, sweep, zoom
     from dlviz.training.trainer import json_safe
 
     check_trials(args.trials)
@@ -314,8 +315,16 @@ def _sweep(args) -> int:
         why = f" ({t.reason})" if t.reason and t.state != "complete" else ""
         print(clean(f"trial {t.number}: {value}  {values}  run {t.run_id}{why}"), flush=True)
 
+    if args.zoom:
+        _check_writable(args.zoom)
     r = sweep(exp, space, args.trials, storage=args.storage, study_name=args.study, sampler=args.sampler, seed=args.seed, on_trial=show)
     best = r.best.to_json() if r.best is not None else None
+    if args.zoom and best is not None:
+        narrowed = zoom(space, open_study(space, exp, args.storage, r.study_name)).to_json()
+        if ref in gallery.names():  # a built-in preset's name holds wherever the file goes; a path may not
+            narrowed = {"preset": ref, **narrowed}
+        _write(args.zoom, (json.dumps(narrowed, indent=2) + "\n").encode())
+        print(clean(f"the next stage's space, narrowed around the best trials: {args.zoom}"), file=sys.stderr)
     if args.json:
         print(json.dumps(json_safe({"study": r.study_name, "storage": r.storage, "trials": r.study_trials, "best": best, "best_preset": r.best_preset})))
     elif best is None:

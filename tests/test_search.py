@@ -208,6 +208,20 @@ def test_cli_sweep_prints_a_line_per_trial_then_the_best(tmp_path, capsys):
     assert "no space file" in capsys.readouterr().err
 
 
+def test_cli_sweep_zoom_writes_the_next_stages_space_around_the_best_trials(tmp_path, capsys):
+    space = tmp_path / "s.space.json"
+    space.write_text(json.dumps({"preset": "best.json", "params": {"optimizer.lr": {"type": "log_uniform", "low": 0.01, "high": 0.5}}}))
+    (tmp_path / "best.json").write_text(json.dumps(tiny()))
+    storage, nxt = str(tmp_path / "o.sqlite"), tmp_path / "next.space.json"
+    assert main(["sweep", "--space", str(space), "--trials", "4", "--storage", storage, "--zoom", str(nxt), "--json"]) == 0
+    best = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()][-1]["best"]["params"]["optimizer.lr"]
+    narrowed = json.loads(nxt.read_text())
+    lr = narrowed["params"]["optimizer.lr"]
+    assert 0.01 <= lr["low"] <= best <= lr["high"] <= 0.5 and (lr["low"], lr["high"]) != (0.01, 0.5)
+    assert "preset" not in narrowed  # a path is the user's to name again: relative to another folder it may not hold
+    assert main(["sweep", str(tmp_path / "best.json"), "--space", str(nxt), "--trials", "1", "--storage", storage]) == 0
+
+
 def test_the_example_space_loads_against_its_gallery_preset():
     from dlviz.preset import gallery
     from dlviz.training.search import read_space
