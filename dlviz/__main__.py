@@ -321,8 +321,6 @@ def _sweep(args) -> int:
     best = r.best.to_json() if r.best is not None else None
     if args.zoom and best is not None:
         narrowed = zoom(space, open_study(space, exp, args.storage, r.study_name)).to_json()
-        if ref in gallery.names():  # a built-in preset's name holds wherever the file goes; a path may not
-            narrowed = {"preset": ref, **narrowed}
         _write(args.zoom, (json.dumps(narrowed, indent=2) + "\n").encode())
         print(clean(f"the next stage's space, narrowed around the best trials: {args.zoom}"), file=sys.stderr)
     if args.json:

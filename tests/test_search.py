@@ -218,8 +218,8 @@ def test_cli_sweep_zoom_writes_the_next_stages_space_around_the_best_trials(tmp_
     narrowed = json.loads(nxt.read_text())
     lr = narrowed["params"]["optimizer.lr"]
     assert 0.01 <= lr["low"] <= best <= lr["high"] <= 0.5 and (lr["low"], lr["high"]) != (0.01, 0.5)
-    assert "preset" not in narrowed  # a path is the user's to name again: relative to another folder it may not hold
-    assert main(["sweep", str(tmp_path / "best.json"), "--space", str(nxt), "--trials", "1", "--storage", storage]) == 0
+    assert narrowed["preset"] == str(tmp_path / "best.json")  # the space's preset, by a path that holds from anywhere
+    assert main(["sweep", "--space", str(nxt), "--trials", "1", "--storage", storage]) == 0
 
 
 def test_the_example_space_loads_against_its_gallery_preset():
