@@ -344,21 +344,25 @@ with search_tab:
         if best is not None:
             trial, preset = best
             d1, d2 = st.columns(2)
-            d1.button(
+            # a click in a fragment reruns the fragment only: the whole page reruns for the new preset (its address,
+            # the sidebar) or the new search (its timer)
+            if d1.button(
                 f"Load trial {trial.number} (validation loss {trial.value:.4g}) as the preset",
                 on_click=session.set_preset,
                 args=(preset,),
                 icon=":material/download:",
                 key="tune_load_best",
                 disabled=not search.done,
-            )
+            ):
+                st.rerun()
 
             def zoom_in():
                 from dlviz.training.search import zoom
 
                 start_search(zoom(search.space, search.study).to_json())
 
-            d2.button("Zoom: search again around the best trials", on_click=zoom_in, icon=":material/zoom_in:", key="tune_zoom", disabled=not search.done)
+            if d2.button("Zoom: search again around the best trials", on_click=zoom_in, icon=":material/zoom_in:", key="tune_zoom", disabled=not search.done):
+                st.rerun()
         complete = [t for t in done if t.state == "complete"]
         if len(complete) >= 2:
             import optuna.visualization as ov
