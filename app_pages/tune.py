@@ -311,6 +311,8 @@ with search_tab:
             return
         if not search.done:
             drive(state)
+            if not active:
+                st.rerun()  # a search started in this fragment (Zoom): the whole page, for the buttons and the timer
         elif active:
             st.rerun()  # the search ended: the buttons once more, without the timer
         if state.get("key") != key:
@@ -345,7 +347,7 @@ with search_tab:
             trial, preset = best
             d1, d2 = st.columns(2)
             # a click in a fragment reruns the fragment only: the whole page reruns for the new preset (its address,
-            # the sidebar) or the new search (its timer)
+            # the sidebar)
             if d1.button(
                 f"Load trial {trial.number} (validation loss {trial.value:.4g}) as the preset",
                 on_click=session.set_preset,
@@ -361,8 +363,7 @@ with search_tab:
 
                 start_search(zoom(search.space, search.study).to_json())
 
-            if d2.button("Zoom: search again around the best trials", on_click=zoom_in, icon=":material/zoom_in:", key="tune_zoom", disabled=not search.done):
-                st.rerun()
+            d2.button("Zoom: search again around the best trials", on_click=zoom_in, icon=":material/zoom_in:", key="tune_zoom", disabled=not search.done)
         complete = [t for t in done if t.state == "complete"]
         if len(complete) >= 2:
             import optuna.visualization as ov
