@@ -346,12 +346,16 @@ with search_tab:
         if best is not None:
             trial, preset = best
             d1, d2 = st.columns(2)
+
             # a click in a fragment reruns the fragment only: the whole page reruns for the new preset (its address,
             # the sidebar)
+            def load_best(doc=preset):
+                session.set_preset(doc)
+                session.keep_in_address()  # written here, in the click's own run: the address never lags the page
+
             if d1.button(
                 f"Load trial {trial.number} (validation loss {trial.value:.4g}) as the preset",
-                on_click=session.set_preset,
-                args=(preset,),
+                on_click=load_best,
                 icon=":material/download:",
                 key="tune_load_best",
                 disabled=not search.done,
