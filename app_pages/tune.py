@@ -43,7 +43,7 @@ def keep(section: str, value) -> None:
 
 
 def verdict_icon(ok) -> str:
-    return "—" if ok is None else "✅" if ok else "❌"
+    return "—" if ok is None else "✓" if ok else "✗"  # drawn by every font (an emoji needs an emoji font)
 
 
 checks_tab, grad_tab, backprop_tab, lr_tab, search_tab = st.tabs(

@@ -73,8 +73,8 @@ def test_the_sanity_checks_show_five_verdicts():
     assert not at.exception and not at.error
     table = table_with(at, "check")
     assert len(table) == 5, table
-    assert set(table[""]) <= {"✅", "❌", "—"} and all(table["verdict"].str.len() > 0), table
-    failed = (table[""] == "❌").sum()
+    assert set(table[""]) <= {"✓", "✗", "—"} and all(table["verdict"].str.len() > 0), table
+    failed = (table[""] == "✗").sum()
     said = [m.value for m in (*at.warning, *at.success)]
     assert said == ([f"{failed} of 5 checks failed."] if failed else ["All 5 checks passed."]), said
 
@@ -86,7 +86,7 @@ def test_a_zero_initialized_network_fails_a_sanity_check_and_the_warning_counts_
     keyed(at.button, "tune_checks").click().run()
     assert not at.exception and not at.error
     table = table_with(at, "check")
-    failed = int((table[""] == "❌").sum())
+    failed = int((table[""] == "✗").sum())
     assert failed >= 1, table
     assert [w.value for w in at.warning] == [f"{failed} of 5 checks failed."]
     assert not at.success
