@@ -26,14 +26,14 @@ class BoardCallback(Callback):
         self.last = -math.inf
         self.version = 0
         self.losses: list[list] = []
-        self.every = 1  # a loss row is kept every `every` frames; doubles as the sparkline fills
+        self.trained = None  # the step of the first frame after training began (None: none sent yet)
 
     def on_train_begin(self, trainer: Trainer) -> None:
         trainer.flush_seconds = min(trainer.flush_seconds, FRAME_SECONDS)  # on_steps comes often enough to draw from
         self._frame(trainer, force=True)
 
     def on_steps(self, trainer: Trainer, block) -> None:
-        self._frame(trainer)
+        self._frame(trainer, force=self.trained is None)  # the first steps are drawn at once: Play shows at once
 
     def on_edit(self, trainer: Trainer) -> None:
         self._frame(trainer, force=True)
@@ -48,6 +48,8 @@ class BoardCallback(Callback):
             return
         self.last = now
         f = board_frame(trainer, self.extent, self.n, self.out_n)
+        if self.trained is None and trainer.step > 0:
+            self.trained = trainer.step
         self.version += 1
         if not self.losses or self.losses[-1][0] != f["step"]:
             self.losses.append([f["step"], f["train_loss"], f["test_loss"]])

@@ -97,10 +97,10 @@ def _worker(
         orphaned = threading.Event()
         threading.Thread(target=_watch_server, args=(server_pid, control, orphaned, INTERRUPTED), daemon=True).start()
         callbacks = [StoreCallback(store, run_id, retry_seconds=retry_seconds), FeedCallback(out_q.put)]
-        if board is not None:  # a Playground run: its worker draws the board's frames
+        if board is not None:  # a Playground run: its worker draws the board's frames, the first before anything else
             from dlviz.training.board import BoardCallback
 
-            callbacks.append(BoardCallback(out_q.put, **board))
+            callbacks.insert(0, BoardCallback(out_q.put, **board))
         trainer = Trainer(exp, callbacks, csv_bytes=csv_bytes, resume=state, control=control)
         result = trainer.run()
         if orphaned.is_set() and trainer.status == "stopped":
