@@ -551,7 +551,7 @@ function draw(b, f) {
 
 function poll(b) {
   if (b.timer || !b.live || !b.url || b.pollFailed) return;
-  b.timer = setInterval(() => {
+  const tick = () => {
     if (!b.root.isConnected || !b.live || !b.url || b.pollFailed) { clearInterval(b.timer); b.timer = null; return; }
     if (b.inflight) return;
     b.inflight = true;
@@ -561,7 +561,9 @@ function poll(b) {
       .then((f) => { if (f && url === b.url && f.version !== b.drawnVersion && fits(b, f)) draw(b, f); })
       .catch(() => { b.pollFailed = true; })
       .finally(() => { b.inflight = false; });
-  }, 50);  // faster than the worker sends frames (every 60 ms at most), so that none is skipped
+  };
+  b.timer = setInterval(tick, 50);  // faster than the worker sends frames (every 60 ms at most), so that none is skipped
+  tick();  // the first at once: a run just started has its first frame ready
 }
 
 function relayout(b) {
