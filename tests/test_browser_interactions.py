@@ -1,5 +1,5 @@
 """The short version of bench/interactions.py in headless Chromium: every interaction of the benchmark once, on a fresh
-server, failing when one takes more than three times its budget. A guard against regressions that would make the app
+server, failing when one takes more than three times its budget in that run and in a second one. A guard against regressions that would make the app
 feel broken, not a timing assertion: the budgets themselves (1 s, 2 s for the first page, 0.3 s for Pause and Stop)
 are the benchmark's to report."""
 
@@ -31,4 +31,9 @@ def test_every_interaction_within_three_times_its_budget(tmp_path):
     assert {"Inspect open (trained run)", "checkpoint switch", "unit click (Inspect)", "contour click (set the start)"} <= measured, measured
     assert {"network surface, first result", "Pause", "Stop", "Build edit (add a layer)", "Landscape function change"} <= measured, measured
     slow = [line for line in bench.over(GUARD) if line.split(":")[0] not in UNGUARDED]
-    assert not slow, "\n".join(slow) + "\n\n" + bench.table()
+    if slow:  # a regression is slow every time; a moment of load on a shared machine is not: measure once more
+        again = interactions.run(1, log_dir=tmp_path, quick=True)
+        print(again.table())
+        still = {line.split(":")[0] for line in again.over(GUARD)}
+        slow = [line for line in slow if line.split(":")[0] in still]
+        assert not slow, "\n".join(slow) + "\n\n" + bench.table() + "\n\n" + again.table()
