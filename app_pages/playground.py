@@ -3,7 +3,6 @@ neuron's map in the middle, the output and its losses on the right, all redrawn 
 
 import json
 import math
-import secrets
 
 import numpy as np
 import streamlit as st
@@ -146,11 +145,6 @@ def snapshot_frame(run_id: str, step: int, extent: float) -> dict:
 base = untrained(json.dumps(doc, sort_keys=True))
 
 
-def follow_token() -> str:
-    """This session's secret part of the board's follow address (frames.follow)."""
-    return st.session_state.setdefault("playground_follow", secrets.token_urlsafe(16))
-
-
 def current():
     """This session's Playground run: (handle or None, whether it trains now)."""
     rid = st.session_state.get(RUN)
@@ -164,7 +158,6 @@ def start(paused: bool = False):
         h = runner.start(
             e, bid, address=runs.client_address(), board={"extent": untrained(json.dumps(session.preset(), sort_keys=True))["extent"]}, paused=paused
         )
-        frames.follow(follow_token(), h.run_id)
         st.session_state[RUN] = h.run_id
         return h
     except UserError as err:
@@ -430,9 +423,6 @@ def board_view():
         "discretize": bool(st.session_state.get(DISCRETIZE)),
         "live": alive and scrub is None,
         "frame_url": f"{frames.PATH}/{hh.run_id}" if alive and frames.served() else "",
-        # Play and Step start polling the session's follow address at once, before this page reruns
-        "follow_url": f"{frames.PATH}/follow/{follow_token()}" if frames.served() else "",
-        "start_selector": ".st-key-pg_play button, .st-key-pg_step button",
         "frame": f,
         "height": 500,
     }

@@ -18,7 +18,6 @@ state = {
   "task": "classification" | "regression",
   "show_test": bool, "discretize": bool,
   "live": bool, "frame_url": str | "",
-  "follow_url": str | "", "start_selector": str | "",   # a click on an element matching start_selector polls follow_url
   "frame": FRAME, "height": int (px),
   "dims": 1 | 2,                                   # absent means 2; 1 is the 1-D mode below
   "y_extent": float > 0,                           # 1-D only: the plot's y runs over [−y_extent, y_extent]
@@ -605,17 +604,6 @@ export default function (component) {
   const oldKey = b.key;
   relayout(b);
   if (b.key === oldKey) { drawFeatures(b); draw(b, frame); }
-  // A click on the page's Play or Step button starts polling the session's follow address at once: the run it starts
-  // draws its first frame before the page's rerun could tell this board the run's own address.
-  if (!b.armed) {
-    b.armed = true;
-    document.addEventListener('click', (e) => {
-      const sel = b.state && b.state.start_selector, follow = b.state && b.state.follow_url;
-      if (!sel || !follow || b.live || !b.root.isConnected || !e.target.closest || !e.target.closest(sel)) return;
-      b.live = true; b.url = follow; b.pollFailed = false;
-      poll(b);
-    }, true);
-  }
   // polling restarts with every data update, also after an error
   b.live = !!b.state.live;
   const url = typeof b.state.frame_url === 'string' ? b.state.frame_url : '';

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-from collections import OrderedDict
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,18 +16,6 @@ from starlette.routing import Route
 
 PATH = "dlviz/frame"  # relative: the browser resolves it against the page's address, under any base path
 _served = False
-FOLLOWED = 10_000  # sessions whose latest Playground run the follow address remembers; the oldest go first
-_follow: "OrderedDict[str, str]" = OrderedDict()  # a session's random token -> its latest Playground run
-_lock = threading.Lock()
-
-
-def follow(token: str, run_id: str) -> None:
-    """Make `token`'s follow address answer with the frames of `run_id` (the session's run just started)."""
-    with _lock:
-        _follow[token] = run_id
-        _follow.move_to_end(token)
-        while len(_follow) > FOLLOWED:
-            _follow.popitem(last=False)
 
 
 def _finite(v):
@@ -44,16 +30,7 @@ async def frame(request: Request) -> Response:
     from dlviz_app import runs
 
     runner = runs.runner()
-    if "token" in request.path_params:  # the follow address: the session's latest run, "unchanged" until it has one
-        with _lock:
-            run_id = _follow.get(request.path_params["token"])
-        if run_id is None:
-            return Response(status_code=204, headers={"Cache-Control": "no-store"})
-    else:
-        run_id = request.path_params["run_id"]
-    h = runner.handle(run_id)
-    if "token" in request.path_params and (h is None or not h.alive):  # an ended run's frames are the page's to show
-        return Response(status_code=204, headers={"Cache-Control": "no-store"})
+    h = runner.handle(request.path_params["run_id"])
     if h is None:
         return Response(status_code=404, headers={"Cache-Control": "no-store"})
     runner.touch(h.session)  # the board asking is its page being open: the run is not a closed session's
@@ -69,7 +46,7 @@ def routes() -> list[Route]:
     """The routes to mount; calling it tells the pages that the browser can fetch frames itself."""
     global _served
     _served = True
-    return [Route(f"/{PATH}/follow/{{token}}", frame, methods=["GET"]), Route(f"/{PATH}/{{run_id}}", frame, methods=["GET"])]
+    return [Route(f"/{PATH}/{{run_id}}", frame, methods=["GET"])]
 
 
 def served() -> bool:
