@@ -58,6 +58,18 @@ except UserError as err:
 # ---------------------------------------------------------------- what the board draws, cached by preset
 
 
+def drawn(ds, split: str, classification: bool) -> tuple[np.ndarray, list]:
+    """A split's points on the plane (N, 2) and their labels as the board draws them: ±1 for the two classes, the
+    target for regression; a curve's points lie on its x axis (x, 0), their label its y."""
+    y = getattr(ds, f"y_{split}")
+    y = y.reshape(len(y), -1)[:MAX_DRAWN, 0].tolist()
+    pts = getattr(ds, f"points_{split}")
+    if pts is None:
+        x = getattr(ds, f"x_{split}")[:MAX_DRAWN, 0].numpy()
+        return np.column_stack([x, np.zeros(len(x))]), [float(v) for v in y]
+    return pts[:MAX_DRAWN].numpy(), [(1.0 if v == 1 else -1.0) if classification else float(v) for v in y]
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def untrained(text: str) -> dict:
     """The untrained network's frame, the data's points and the plane of a preset (its JSON text)."""
@@ -78,12 +90,9 @@ def untrained(text: str) -> dict:
     cls = tr.objective.task == "classification"
 
     def rows(split):
-        y = getattr(ds, f"y_{split}")
-        y = y.reshape(len(y), -1)[:MAX_DRAWN, 0].tolist()
-        if curve:
-            return [[float(x), float(v), float(v)] for x, v in zip(getattr(ds, f"x_{split}")[:MAX_DRAWN, 0].tolist(), y)]
-        pts = getattr(ds, f"points_{split}")[:MAX_DRAWN].tolist()
-        return [[float(p[0]), float(p[1]), (1.0 if v == 1 else -1.0) if cls else float(v)] for p, v in zip(pts, y)]
+        pts, labels = drawn(ds, split, cls)
+        # a curve's point is drawn at (x, y)
+        return [[float(p[0]), v if curve else float(p[1]), v] for p, v in zip(pts.tolist(), labels)]
 
     points = {"train": rows("train"), "test": rows("val")}
     return {"frame": f, "points": points, "extent": extent, "y_extent": y_extent, "dims": 1 if curve else 2, "task": tr.objective.task}
@@ -110,14 +119,7 @@ def space(text: str, run_id: str | None, step: int | None, layer: int, extent: f
     tr = Trainer(e, device="cpu")
     if run_id is not None and step is not None:
         tr.load_state(runs.store().load_checkpoint(run_id, step))
-    ds = tr.dataset
-    pts = (
-        ds.points_train[:MAX_DRAWN].numpy()
-        if ds.points_train is not None
-        else np.column_stack([ds.x_train[:MAX_DRAWN, 0].numpy(), np.zeros(min(len(ds.x_train), MAX_DRAWN))])
-    )
-    labels = tr.dataset.y_train[:MAX_DRAWN].reshape(len(pts), -1)[:, 0].tolist()
-    labels = [1 if v == 1 else -1 for v in labels] if tr.objective.task == "classification" else labels
+    pts, labels = drawn(tr.dataset, "train", tr.objective.task == "classification")
     lines, projected, axes = hidden_space(tr.model, layer, playground.network(json.loads(text)).features, extent, pts)
     return hidden_space_figure(lines, projected, labels, axes, layer, step)
 
@@ -444,12 +446,14 @@ with board_col:
     below = st.columns([1.2, 1, 1.1, 2.2], vertical_alignment="center")
     below[1].checkbox("Show test data", key=SHOW_TEST)
     below[2].checkbox("Discretize output", key=DISCRETIZE)
-    scrub = None  # a checkpoint's step picked on the time slider, while the run does not train
-    if h is not None and not playing:
+    steps = []  # the run's checkpoints, read once for the time slider and the hidden-space view
+    if h is not None:
         try:
             steps = [int(s) for s in runs.store().checkpoints(h.run_id)["step"]]
         except (UserError, *STORE_ERRORS):
-            steps = []
+            pass
+    scrub = None  # a checkpoint's step picked on the time slider, while the run does not train
+    if h is not None and not playing:
         if steps:
             picked = below[3].select_slider(
                 "Scrub the run",
@@ -469,13 +473,6 @@ with board_col:
             layer = st.selectbox(
                 "Layer", range(len(net.hidden)), format_func=lambda i: f"hidden layer {i + 1} ({net.hidden[i][0]} neurons)", key="pg_space_layer"
             )
-            hh, _ = current()
-            step = None
-            if hh is not None:
-                try:
-                    ckpts = runs.store().checkpoints(hh.run_id)
-                    step = int(ckpts["step"].iloc[-1]) if len(ckpts) else None
-                except (UserError, *STORE_ERRORS):
-                    pass
-            fig = space(json.dumps(doc, sort_keys=True), hh.run_id if hh is not None else None, step, layer, base["extent"])
+            step = steps[-1] if steps else None
+            fig = space(json.dumps(doc, sort_keys=True), h.run_id if step is not None else None, step, layer, base["extent"])
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
