@@ -1,11 +1,12 @@
 """Self-contained kernels of the training loop: how targets meet a loss, the metrics and evaluation, the step's penalties
-and constraints, early stopping, and the lines a run prints.
+and constraints, early stopping, the lines a run prints, and the YOLO grid of the detection lab (its canvases, targets and loss).
 
-Like dlviz.runtime, this module imports only the standard library and torch, because an exported script is assembled
+Like dlviz.runtime, this module imports only the standard library, numpy and torch, because an exported script is assembled
 from its own source: the trainer and the script run the same lines."""
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -204,3 +205,78 @@ def json_safe(obj):
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+# ---------------------------------------------------------------- detection: the YOLO grid
+# Canvases of digits, their targets on an S×S grid, the grid decoded back into boxes, and the loss that meets them.
+
+CANVAS = 64  # side of a detection canvas in pixels
+DIGIT_SIDES = (16, 32)  # a pasted digit's side is drawn from this range (pixels, end excluded)
+INK = 0.3  # a pixel brighter than this is part of the digit: its true box is the box around these pixels
+# anchor shapes (width, height) in pixels, by how many anchors each cell predicts; thin ones fit a 1
+ANCHORS = {1: ((16.0, 20.0),), 2: ((8.0, 20.0), (20.0, 20.0)), 3: ((7.0, 18.0), (15.0, 18.0), (24.0, 26.0))}
+
+
+def mnist_boxes(images, labels, n, grid, anchors, max_digits, rng):
+    """n 64×64 canvases, each with 1 to max_digits digits pasted at random positions and sides (pixels in [0, 1],
+    (n, 1, 64, 64)), and their YOLO targets (n, anchors·15, grid, grid): per anchor, objectness, the box's centre within
+    its cell, log width and height over the anchor's, and the digit one-hot. Two digits never share a cell."""
+    cell, shapes = CANVAS / grid, np.array(ANCHORS[anchors])
+    x = np.zeros((n, 1, CANVAS, CANVAS), np.float32)
+    y = np.zeros((n, anchors, 15, grid, grid), np.float32)
+    for k in range(n):
+        for _ in range(rng.integers(1, max_digits + 1)):
+            side, i = int(rng.integers(*DIGIT_SIDES)), int(rng.integers(len(images)))
+            img = torch.from_numpy(np.ascontiguousarray(images[i : i + 1]))
+            digit = nn.functional.interpolate(img, size=(side, side), mode="bilinear", antialias=True)[0, 0].numpy()
+            rows, cols = np.flatnonzero((digit > INK).any(1)), np.flatnonzero((digit > INK).any(0))
+            top, left = (int(v) for v in rng.integers(0, CANVAS - side + 1, 2))
+            x1, y1, x2, y2 = left + cols[0], top + rows[0], left + cols[-1] + 1, top + rows[-1] + 1
+            cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+            r, c = int(cy // cell), int(cx // cell)
+            if y[k, :, 0, r, c].any():
+                continue  # the cell is taken: this canvas gets one digit fewer
+            inter = np.minimum(w, shapes[:, 0]) * np.minimum(h, shapes[:, 1])
+            a = int(np.argmax(inter / (w * h + shapes.prod(1) - inter)))  # the anchor whose shape overlaps the box most
+            x[k, 0, top : top + side, left : left + side] = np.maximum(x[k, 0, top : top + side, left : left + side], digit)
+            y[k, a, :5, r, c] = 1, cx / cell - c, cy / cell - r, np.log(w / shapes[a, 0]), np.log(h / shapes[a, 1])
+            y[k, a, 5 + int(labels[i]), r, c] = 1
+    return x, y.reshape(n, -1, grid, grid)
+
+
+def decode_grid(out, anchors, target=False):
+    """Every box a YOLO grid (B, anchors·(5 + C), S, S) holds, as (boxes xyxy in pixels (B, S·S·anchors, 4), scores, classes):
+    from a model's logits the score is σ(objectness)·max softmax; from targets (`target`) the objectness itself."""
+    b, _, s, _ = out.shape
+    p = out.reshape(b, anchors, -1, s, s).permute(0, 3, 4, 1, 2).reshape(b, s * s * anchors, -1)  # row, column, anchor
+    cell, shapes = CANVAS / s, torch.tensor(ANCHORS[anchors], dtype=out.dtype, device=out.device).repeat(s * s, 1)
+    rows, cols = torch.arange(s, device=out.device).repeat_interleave(s * anchors), torch.arange(s, device=out.device).repeat_interleave(anchors).repeat(s)
+    xy = p[..., 1:3] if target else torch.sigmoid(p[..., 1:3])
+    centre = (torch.stack([cols, rows], 1) + xy) * cell
+    size = shapes * torch.exp(p[..., 3:5])
+    probs = p[..., 5:] if target else torch.softmax(p[..., 5:], -1)
+    best, classes = probs.max(-1)
+    score = p[..., 0] if target else torch.sigmoid(p[..., 0]) * best
+    return torch.cat([centre - size / 2, centre + size / 2], -1), score, classes
+
+
+class YOLOLoss(nn.Module):
+    """YOLO's loss on an S×S grid, summed over cells and anchors and averaged over the batch: binary cross-entropy on
+    objectness (cells without an object weighted by lambda_noobj), and where there is an object, lambda_coord times the
+    squared error of the box (σ of the centre offsets, the log sizes) plus the cross-entropy of the class."""
+
+    def __init__(self, lambda_coord=5.0, lambda_noobj=0.5, classes=10):
+        super().__init__()
+        self.lambda_coord, self.lambda_noobj, self.classes = lambda_coord, lambda_noobj, classes
+
+    def forward(self, out, target):
+        b, _, s, _ = out.shape
+        p, t = out.reshape(b, -1, 5 + self.classes, s, s), target.reshape(b, -1, 5 + self.classes, s, s)
+        has = t[:, :, 0]
+        bce = nn.functional.binary_cross_entropy_with_logits(p[:, :, 0], has, reduction="none")
+        box = ((torch.sigmoid(p[:, :, 1:3]) - t[:, :, 1:3]) ** 2).sum(2) + ((p[:, :, 3:5] - t[:, :, 3:5]) ** 2).sum(2)
+        cls = -(t[:, :, 5:] * torch.log_softmax(p[:, :, 5:], 2)).sum(2)
+        return ((bce * (has + self.lambda_noobj * (1 - has))).sum() + (has * (self.lambda_coord * box + cls)).sum()) / b
+
+    def extra_repr(self):
+        return f"lambda_coord={self.lambda_coord}, lambda_noobj={self.lambda_noobj}, classes={self.classes}"
