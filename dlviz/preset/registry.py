@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dlviz import runtime
+from dlviz import loop, runtime
 from dlviz.preset.args import Arg
 from dlviz.preset.layers import (  # noqa: F401  (the catalog is read through this module)
     ACTIVATIONS,
@@ -80,7 +80,7 @@ class TypedEntry:
     cls: Callable
     args: dict[str, Arg]
     doc: str = ""
-    target: str = ""  # losses: "class" (integer labels), "binary", "value" (same shape as the output), "distribution"
+    target: str = ""  # losses: "class" (integer labels), "binary", "value" (same shape as the output), "distribution", "grid" (YOLO)
     step: str = "epoch"  # schedules: stepped each "epoch", each "batch" (given total_steps), or on the "val_loss"
 
 
@@ -105,6 +105,12 @@ LOSSES: dict[str, TypedEntry] = {
         "distribution",
     ),
     "SoftMarginLoss": TypedEntry(nn.SoftMarginLoss, dict(_RED), "binary logistic loss on ±1 labels", "binary"),
+    "YOLOLoss": TypedEntry(
+        loop.YOLOLoss,
+        {"lambda_coord": Arg("float", 5.0, ge=0), "lambda_noobj": Arg("float", 0.5, ge=0), "classes": Arg("int", 10, ge=1)},
+        "YOLO's detection loss on an S×S grid: objectness, box and class per cell (the mnist-boxes data)",
+        "grid",
+    ),
 }
 
 _LR = Arg("float", 1e-3, gt=0, le=100, help="learning rate")
@@ -212,6 +218,6 @@ SCHEDULES: dict[str, TypedEntry] = {
 }
 
 CURVES = tuple(runtime.CURVES)  # 1-D regression curves of the `curve` dataset
-TOKEN_TASKS = ("reverse", "sort", "majority")  # toy sequence tasks of the `tokens` dataset
+TOKEN_TASKS = ("reverse", "sort", "majority", "brackets")  # toy sequence tasks of the `tokens` dataset
 
 TABLES = {"layer": ALL_LAYERS, "init": INITS, "loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}

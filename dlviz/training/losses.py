@@ -40,6 +40,8 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
     name = spec.type
     out_shape, target_shape = tuple(out_shape), tuple(target_shape)
     fn = entry.cls(**spec.args)
+    if entry.target == "grid":
+        return _grid_objective(fn, spec, task, target_shape, out_shape)
     if task == "classification":
         c = num_classes
         per_token = len(target_shape) == 1
@@ -70,6 +72,20 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
         n = math.prod(target_shape)
         raise UserError(
             "loss", f"the model outputs {shape_str(out_shape)} per sample but the targets are {shape_str(target_shape)}; make the last Linear out_features {n}"
+        )
+    return Objective(fn, None, task, None)
+
+
+def _grid_objective(fn: nn.Module, spec: LossSpec, task: str, target_shape: tuple, out_shape: tuple) -> Objective:
+    """YOLOLoss meets YOLO grid targets (anchors·(5 + classes), S, S) with a model output of the same shape."""
+    per_anchor = 5 + spec.args["classes"]
+    if task != "regression" or len(target_shape) != 3 or target_shape[0] % per_anchor:
+        raise UserError("loss", f"{spec.type} needs YOLO grid targets of {per_anchor} numbers an anchor, as the mnist-boxes data gives")
+    if out_shape != target_shape:
+        raise UserError(
+            "loss",
+            f"the model outputs {shape_str(out_shape)} per sample but the grid targets are {shape_str(target_shape)}; "
+            f"end with a Conv2d of {target_shape[0]} out_channels on a {target_shape[1]}×{target_shape[2]} map",
         )
     return Objective(fn, None, task, None)
 
