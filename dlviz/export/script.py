@@ -202,6 +202,7 @@ def _init_code(inits, kernels: list[str]) -> str:
 
 def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[str], str, str]:
     """(constants, runtime kernels, load_data's body, heading) of the data section: the runtime's own calls for the dataset."""
+    from dlviz.data import canvases
     from dlviz.data.datasets import IMAGE_SETS, PLAYGROUND, POINT_SETS, csv_source_path, option
 
     spec, name = exp.data, exp.data.name
@@ -222,6 +223,7 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
         consts += [
             f"MEAN, STD = {_lit(runtime.PIXEL_STATS[name])}  # fixed pixel statistics: one image always maps to the same input",
             f"SUBSET = {_lit(spec.subset)}  # images drawn from the set (None: all)",
+            *([f"DIGITS = {_lit(spec.classes)}  # the digits kept, relabelled 0, 1, ... in this order"] if spec.classes else []),
         ]
         kernels = [reader.__name__, "image_data"]
         if a is not None and (a.hflip or a.crop or a.noise):
@@ -230,13 +232,27 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
         body = [
             doc.format("images (pixels in [0, 1], normalized) and labels", "reads"),
             f"    images, labels = {reader.__name__}()",
-            f"    return image_data(images, labels, MEAN, STD, SUBSET, {fractions})[:2]",
+            f"    return image_data(images, labels, MEAN, STD, SUBSET, {fractions}{', DIGITS' if spec.classes else ''})[:2]",
         ]
         return consts, kernels, "\n".join(body), inspect.getdoc(reader).rsplit(", pixels", 1)[0]
+    if name == canvases.NAME:
+        consts += [
+            f"MEAN, STD = {_lit(runtime.PIXEL_STATS['mnist'])}  # MNIST's pixel statistics",
+            f"NUM_SAMPLES, GRID, ANCHORS_PER_CELL, MAX_DIGITS = {', '.join(_lit(option(spec, k)) for k in ('num_samples', 'grid', 'anchors', 'max_digits'))}",
+        ]
+        body = [
+            doc.format("64×64 canvases of MNIST digits (pixels normalized) and their YOLO grid targets", "generates"),
+            "    images, labels = mnist_digits()",
+            "    x, y = mnist_boxes(images, labels, NUM_SAMPLES, GRID, ANCHORS_PER_CELL, MAX_DIGITS, np.random.default_rng([SEED, SAMPLE_STREAM]))",
+            f"    return split_data((x - np.float32(MEAN)) / np.float32(STD), y, {fractions})[:2]",
+        ]
+        return consts, ["mnist_digits", "mnist_boxes", "SAMPLE_STREAM", "split_data"], "\n".join(body), "MNIST digits pasted on 64×64 canvases"
     if name not in POINT_SETS and name not in ("curve", "sine", "tokens"):
         raise UserError("data.name", f"the {name} dataset cannot be exported as a script yet; train the preset with `python -m dlviz train`")
     task = option(spec, "task") if name == "tokens" else None
-    fn = runtime.POINT_SETS.get(name) or getattr(runtime, {"tokens": "majority_tokens" if task == "majority" else "ordered_tokens"}.get(name, name))
+    fn = runtime.POINT_SETS.get(name) or getattr(
+        runtime, {"tokens": {"majority": "majority_tokens", "brackets": "bracket_tokens"}.get(task, "ordered_tokens")}.get(name, name)
+    )
     args, values = [], []
     for param in inspect.signature(fn).parameters:  # the generator's arguments, named as the dataset's options
         if param == "rng":
@@ -290,9 +306,15 @@ def _meta(exp: Experiment):
     return net, calls, {r.path: r for r in b.rows}, inits, labels, tuple(out)
 
 
-def script(exp: Experiment) -> str:
+def init_file(script_name: str) -> str:
+    """The file, beside the script, that holds the starting weights of a preset with init_from."""
+    return script_name.rsplit("/", 1)[-1].removesuffix(".py") + ".init.pt"
+
+
+def script(exp: Experiment, name: str = "train.py") -> str:
     """A standalone Python script (PyTorch and the data code, no dlviz import) that trains the preset exactly as
-    `python -m dlviz train PRESET --json` does and prints the same lines."""
+    `python -m dlviz train PRESET --json` does and prints the same lines. A preset with init_from reads its starting
+    weights from init_file(name) beside the script, written with it."""
     from dlviz.training.fit import check_trainable
     from dlviz.training.losses import make_objective
 
@@ -303,6 +325,8 @@ def script(exp: Experiment) -> str:
     kernels: list[str] = []
     lines = _model_lines(net.layers, "layers", net, calls, rows, kernels, 2)
     init_code = _init_code(inits, kernels) if inits else None
+    if exp.training.tbptt is not None:
+        kernels.append("set_tbptt")
     objective = make_objective(exp.loss, task, classes, target_shape, out_shape)
     tr, data, es, k = exp.training, exp.data, exp.training.early_stopping, _Kernels()
     classification = task == "classification"
@@ -314,19 +338,28 @@ def script(exp: Experiment) -> str:
         *data_consts,
         f"CLASSES = {classes}" if classification else "CLASSES = None  # a regression: no classes",
     ]
+    frozen = [n for n, p in net.named_parameters() if not p.requires_grad]
+    if frozen:
+        head.append(_wrapped("FROZEN", frozen) + "  # parameters of the layers with trainable: false, left out of the optimizer")
+    if exp.init_from is not None:
+        # the run store that init_from names is dlviz's own: out of a standalone script's reach, so its weights travel with it
+        head.append(f"INIT_FROM = {_lit(init_file(name))}  # the starting weights (init_from), written beside this script")
     head += [
         line
         for on, line in [
             (tr.l1 > 0 or tr.l2 > 0, f"L1, L2 = {_lit(tr.l1)}, {_lit(tr.l2)}  # λ₁·Σ|w| and λ₂·Σw² added to the loss"),
             (tr.grad_clip is not None, f"GRAD_CLIP = {_lit(tr.grad_clip)}  # the largest global gradient norm"),
             (tr.max_norm is not None, f"MAX_NORM = {_lit(tr.max_norm)}  # the largest norm of each unit's incoming weights"),
+            (tr.tbptt is not None, f"TBPTT = {tr.tbptt}  # truncated backpropagation through time: hidden states detached every TBPTT steps"),
             (es is not None, f"PATIENCE, MIN_DELTA, RESTORE_BEST = {es.patience}, {_lit(es.min_delta)}, {es.restore_best}  # early stopping" if es else ""),
             (True, f"THREADS = {_limits.current().train_threads}  # one thread computes the same bits on every run, as dlviz trains"),
         ]
         if on
     ]
     prepare = objective.prepare
-    loss_call = _call(f"nn.{type(objective.loss_fn).__name__}", type(objective.loss_fn), (), dict(exp.loss.args))
+    loss_cls = type(objective.loss_fn)
+    own_loss = getattr(loop, loss_cls.__name__, None) is loss_cls  # a loss of the kernels' own (YOLOLoss), copied with them
+    loss_call = _call(loss_cls.__name__ if own_loss else f"nn.{loss_cls.__name__}", loss_cls, (), dict(exp.loss.args))
     net = [
         "class Net(nn.Module):",
         '    """The preset\'s model; its parameter names are dlviz\'s, so weights saved by dlviz load into it."""',
@@ -349,9 +382,11 @@ def script(exp: Experiment) -> str:
         *k.take(*kernels),
         "\n".join(net),
         init_code,
+        *(k.take("load_matching") if exp.init_from is not None else []),
         _section("loss and metrics"),
         *k.take(
             "evaluate",
+            *([loss_cls.__name__] if own_loss else []),
             *([prepare.__name__] if prepare else []),
             *([] if classification else ["batch_r2"]),
             *(["weight_penalty"] if tr.l1 > 0 or tr.l2 > 0 else []),
@@ -372,10 +407,18 @@ def script(exp: Experiment) -> str:
             *(["renorm_"] if tr.max_norm is not None else []),
         ),
         "# preset paths of the trainable tensors, in model.parameters() order, for messages\n" + _wrapped("PARAMETERS", labels),
-        _main_code(exp, classification, bool(inits)),
+        _main_code(exp, classification, bool(inits), bool(frozen)),
         'if __name__ == "__main__":\n    sys.exit(main())',
     ]
-    std = sorted({"import json", "import math", "import sys", *(i for i in k.imports if i.startswith("import ") and "torch" not in i and "numpy" not in i)})
+    std = sorted(
+        {
+            "import json",
+            "import math",
+            "import sys",
+            *(["import os"] if exp.init_from is not None else []),
+            *(i for i in k.imports if i.startswith("import ") and "torch" not in i and "numpy" not in i),
+        }
+    )
     top = [
         '"""Train one dlviz preset with plain PyTorch: its data, model, loss, optimizer and training loop, written out.',
         "",
@@ -435,7 +478,7 @@ def _section(title: str) -> str:
     return f"# {'-' * 64} {title}"
 
 
-def _main_code(exp: Experiment, classification: bool, has_inits: bool) -> str:
+def _main_code(exp: Experiment, classification: bool, has_inits: bool, frozen: bool) -> str:
     """main(): the training loop, step for step the trainer's, with only the branches this preset takes."""
     tr, data, es = exp.training, exp.data, exp.training.early_stopping
     step = SCHEDULES[exp.schedule.type].step if exp.schedule is not None else None
@@ -457,6 +500,13 @@ def _main_code(exp: Experiment, classification: bool, has_inits: bool) -> str:
         "torch.manual_seed(SEED)  # the weights: layers draw their initial values in preset order",
         "model = Net()",
         *(["init_weights(model)"] if has_inits else []),
+        *(
+            ["load_matching(model, torch.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), INIT_FROM), weights_only=True))"]
+            if exp.init_from is not None
+            else []
+        ),
+        *(["for name, p in model.named_parameters():", "    p.requires_grad_(name not in FROZEN)"] if frozen else []),
+        *(["set_tbptt(model, TBPTT)"] if tr.tbptt is not None else []),
         "params = [p for p in model.parameters() if p.requires_grad]",
         *(["weights = [p for p in params if p.dim() >= 2]  # penalties and max-norm act on weights, not biases"] if penalty or tr.max_norm is not None else []),
         "gather = lambda loss: gradient_row(params, loss)  # every gradient and the loss in one row, checked for divergence",
