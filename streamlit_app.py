@@ -23,6 +23,7 @@ if __name__ != "__mp_main__":
         ("app_pages/build.py", "Build", ":material/construction:"),
         ("app_pages/train.py", "Train", ":material/model_training:"),
         ("app_pages/inspect.py", "Inspect", ":material/visibility:"),
+        ("app_pages/vision.py", "Vision", ":material/center_focus_strong:"),
         ("app_pages/landscape.py", "Landscape", ":material/landscape:"),
         ("app_pages/tune.py", "Tune", ":material/tune:"),
     ]

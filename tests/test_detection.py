@@ -275,3 +275,17 @@ def test_too_many_canvases_or_a_bad_option_is_one_sentence():
     with pytest.raises(UserError) as e:
         validate(doc)
     assert e.value.path == "data.grid"
+
+
+def test_explain_numbers_boxes_by_score_and_says_what_nms_did():
+    from dlviz.analysis.detection import explain, overlap
+
+    d = Detections(
+        torch.tensor([[0, 0, 10, 10], [1, 0, 11, 10], [30, 30, 40, 40], [50, 50, 60, 60.0]]), torch.tensor([0.5, 0.9, 0.8, 0.1]), torch.tensor([1, 1, 2, 3])
+    )
+    rows = explain(d, 0.3, 0.5)
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4] and [r["status"] for r in rows] == ["kept", "kept", "suppressed", "low"]
+    assert rows[2]["by"] == 1 and rows[2]["iou"] == pytest.approx(90 / 110) and rows[2]["class"] == 1
+    o = overlap([0, 0, 4, 4], [2, 1, 6, 3])
+    assert (o["intersection"], o["union"], o["box"]) == (4.0, 20.0, [2.0, 1.0, 4.0, 3.0]) and o["iou"] == pytest.approx(0.2)
+    assert overlap([0, 0, 2, 2], [2, 2, 4, 4])["box"] is None

@@ -4,6 +4,7 @@ boxes and the mean average precision at IoU 0.5 (PASCAL VOC's all-point rule), i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -93,6 +94,38 @@ def detect(d: Detections, confidence: float, iou_threshold: float) -> Detections
     boxes, scores, classes = d.boxes[sure], d.scores[sure], d.classes[sure]
     kept = nms(boxes, scores, iou_threshold).kept
     return Detections(boxes[kept], scores[kept], classes[kept])
+
+
+def explain(d: Detections, confidence: float, iou_threshold: float) -> list[dict]:
+    """Every box of a canvas, best score first, with what became of it: {"rank" (1 for the best score), "box", "score",
+    "class", "status": "kept", "suppressed" (with "by", the rank of the kept box that removed it, and their "iou") or
+    "low" (below `confidence`, never seen by NMS)}."""
+    order = torch.argsort(d.scores, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(1, len(order) + 1)
+    sure = (d.scores >= confidence).nonzero()[:, 0]
+    s = nms(d.boxes[sure], d.scores[sure], iou_threshold)
+    status = {int(i): ("low", None, 0.0) for i in range(len(d.scores))}
+    for j, i in enumerate(sure.tolist()):
+        by = int(s.suppressed_by[j])
+        status[i] = ("kept", None, 0.0) if by < 0 else ("suppressed", int(rank[sure[by]]), float(s.iou[j]))
+    rows = []
+    for i in order.tolist():
+        what, by, iou = status[i]
+        row = {"rank": int(rank[i]), "box": d.boxes[i].tolist(), "score": float(d.scores[i]), "class": int(d.classes[i]), "status": what}
+        if what == "suppressed":
+            row.update(by=by, iou=iou)
+        rows.append(row)
+    return rows
+
+
+def overlap(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Two xyxy boxes' intersection, union and IoU, and the intersection as a box (None when they do not overlap)."""
+    ta, tb = torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)
+    inter, union = (float(v) for v in intersection_union(ta, tb))
+    lo, hi = torch.maximum(ta[0, :2], tb[0, :2]), torch.minimum(ta[0, 2:], tb[0, 2:])
+    box = [*lo.tolist(), *hi.tolist()] if inter > 0 else None
+    return {"intersection": inter, "union": union, "iou": float(box_iou(ta, tb)[0, 0]), "box": box}
 
 
 def average_precision(recall: torch.Tensor, precision: torch.Tensor) -> float:

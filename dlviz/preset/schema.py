@@ -140,6 +140,7 @@ class LayerSpec(BaseModel):
     type: str
     name: Optional[str] = Field(None, max_length=80)
     init: Optional[InitSpec] = None
+    trainable: bool = True  # false: the layer's (or block's) parameters are frozen, left out of the optimizer
     args: dict[str, Any] = {}
     body: Optional[list["LayerSpec"]] = None
     shortcut: Optional[list["LayerSpec"]] = None
@@ -161,10 +162,12 @@ class LayerSpec(BaseModel):
             hint = did_you_mean(t, [*ALL_LAYERS, *BLOCKS]) if isinstance(t, str) else ""
             raise FieldError(f"unknown layer type {_cut(t)}{hint}", ("type",))
         out = {"type": t}
-        for key in ("name", "init"):
+        for key in ("name", "init", "trainable"):
             # PReLU's own `init` argument (the starting slope) wins over the per-layer init override
             if key in raw and not (t in ALL_LAYERS and key in ALL_LAYERS[t].args):
                 out[key] = raw.pop(key)
+        if not isinstance(out.get("trainable", True), bool):
+            raise FieldError(f"must be true or false, got {_cut(out['trainable'])}", ("trainable",))
         if t in BLOCKS:
             keys = BLOCKS[t]
             for key in raw:
@@ -202,6 +205,8 @@ class LayerSpec(BaseModel):
             out["name"] = self.name
         if self.init is not None:
             out["init"] = self.init.to_dict(full)
+        if not self.trainable:
+            out["trainable"] = False
         if self.type in ALL_LAYERS:
             args = ALL_LAYERS[self.type].args
             for k, v in self.args.items():
@@ -332,7 +337,7 @@ class _Training(Strict):
 TrainingSpec = arg_model("TrainingSpec", TRAINING, _Training, early_stopping=EarlyStopping)
 
 
-PAGES = ("playground", "build", "train", "inspect", "landscape", "tune")
+PAGES = ("playground", "build", "train", "inspect", "vision", "landscape", "tune")
 CONTROLS = ("gallery", "data", "loss", "optimizer", "schedule", "training")
 
 
@@ -352,6 +357,21 @@ class Classroom(Strict):
         return v
 
 
+class InitFrom(Strict):
+    """Where the starting weights come from: a stored run's checkpoint (`run`, at the end of `epoch`, else its last), or
+    the newest finished run of a gallery preset (`preset`). Entries whose names and shapes match are copied."""
+
+    run: Optional[str] = Field(None, min_length=1, max_length=100)
+    preset: Optional[str] = Field(None, min_length=1, max_length=100)
+    epoch: Optional[int] = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.run is None) == (self.preset is None):
+            raise FieldError('needs one of "run" (a run id) or "preset" (a gallery preset whose newest finished run is used)')
+        return self
+
+
 class Experiment(Strict):
     format: str
     name: str = Field("Untitled", max_length=200)
@@ -360,6 +380,7 @@ class Experiment(Strict):
     seed: _checked(SEED) = SEED.default
     data: Optional[DataSpec] = None
     model: ModelSpec
+    init_from: Optional[InitFrom] = None
     loss: Optional[LossSpec] = None
     optimizer: Optional[OptimizerSpec] = None
     schedule: Optional[ScheduleSpec] = None
@@ -372,6 +393,21 @@ class Experiment(Strict):
         if v != FORMAT:
             raise FieldError(f"unknown format {_cut(v)}; this dlviz reads {FORMAT}")
         return v
+
+    @model_validator(mode="after")
+    def _tbptt(self):
+        """Truncated BPTT cuts a sequence into chunks read forward; a bidirectional layer also reads it backward."""
+        if self.training.tbptt is not None:
+            todo = list(self.model.layers)
+            while todo:
+                layer = todo.pop()
+                todo += [child for _, group in layer.children() for child in group]
+                if layer.args.get("bidirectional"):
+                    raise FieldError(
+                        f"truncated BPTT runs a sequence forward in chunks, but the {layer.type} layer is bidirectional; leave tbptt out or set bidirectional false",
+                        ("training", "tbptt"),
+                    )
+        return self
 
     def to_dict(self, full: bool = False) -> dict:
         """The preset as a plain JSON-able dict (defaults left out unless `full`)."""
@@ -387,6 +423,8 @@ class Experiment(Strict):
             m["init"] = self.model.init.to_dict(full)
         m["layers"] = [layer.to_dict(full) for layer in self.model.layers]
         out["model"] = m
+        if self.init_from is not None:
+            out["init_from"] = self.init_from.model_dump(exclude_none=True)
         for key in ("loss", "optimizer", "schedule"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key).to_dict(full)
