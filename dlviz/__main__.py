@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("preset", help=p_ref)
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
+    p.add_argument("--save", action="store_true", help="keep the run in the run store, as the app does (a later preset's init_from can start from it)")
     p = sub.add_parser("export", help="write a standalone training script, the model as ONNX, or its weights")
     p.add_argument("preset", help=p_ref)
     p.add_argument(
@@ -173,11 +174,21 @@ def _export(exp, args) -> int:
     if args.format == "py":
         if args.run:
             raise UserError("export.run", "--run applies to the onnx, safetensors and pt formats; a script trains its own weights")
-        text = export.script(exp)
+        if exp.init_from is not None and out == "-":
+            raise UserError(
+                "export.output", "this preset starts from a run's weights (init_from), which its script reads from a file beside it; give a file name with -o"
+            )
+        text = export.script(exp, out)
         if out == "-":
             sys.stdout.write(text)
             return 0
         _write(out, text.encode("utf-8"))
+        if exp.init_from is not None:
+            import os
+
+            weights = os.path.join(os.path.dirname(os.path.abspath(out)), export.init_file(out))
+            _write(weights, export.state_dict_bytes(export.init_weights(exp)))
+            print(f"wrote {weights}: the starting weights (init_from) the script reads")
         print(f"wrote {out}: run it with `python {out}` to train the preset and print the same lines as `train --json`")
         return 0
     if out == "-":
@@ -246,7 +257,17 @@ def _train(exp, args) -> int:
             else:
                 print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()), flush=True)
 
-    result = Trainer(exp, [Printer()]).run()
+    trainer = Trainer(exp, [Printer()])
+    if args.save:
+        from dlviz.training.store import RunStore, StoreCallback
+
+        store = RunStore()
+        run_id = store.create_run(exp, status="running")
+        trainer.callbacks.append(StoreCallback(store, run_id))
+        print(f"run {run_id} is kept in the run store", file=sys.stderr)
+    if trainer.transfer is not None:
+        print(clean(trainer.transfer.message()), file=sys.stderr)
+    result = trainer.run()
     print(json.dumps(json_safe(result)) if args.json else clean(f"{result['status']}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "status")))
     if result["status"] == "diverged":
         print(f"error: the run diverged: {clean(result.get('reason', ''))}", file=sys.stderr)

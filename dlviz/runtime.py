@@ -53,15 +53,26 @@ class Maxout(nn.Module):
 
 
 class Recurrent(nn.Module):
-    """An RNN, LSTM or GRU with batch_first input that returns the last step ("last") or all steps ("all")."""
+    """An RNN, LSTM or GRU with batch_first input that returns the last step ("last") or all steps ("all"). With `tbptt` = k
+    (truncated BPTT), a pass that records gradients runs chunks of k steps, each given the last one's state detached."""
 
     def __init__(self, rnn, output):
         super().__init__()
         self.rnn = rnn
         self.output = output
+        self.tbptt = None
 
     def forward(self, x):
-        y = self.rnn(x)[0]
+        k = self.tbptt
+        if k is None or x.shape[1] <= k or not torch.is_grad_enabled():
+            y = self.rnn(x)[0]
+        else:
+            ys, state = [], None
+            for t in range(0, x.shape[1], k):
+                y, state = self.rnn(x[:, t : t + k], state)
+                ys.append(y)
+                state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            y = torch.cat(ys, dim=1)
         if self.output == "all":
             return y
         if self.rnn.bidirectional:
@@ -71,6 +82,13 @@ class Recurrent(nn.Module):
         return y[:, -1]
 
 
+def set_tbptt(model, k):
+    """Truncated BPTT: every Recurrent layer of `model` detaches its hidden state every k steps (None: never)."""
+    for m in model.modules():
+        if isinstance(m, Recurrent):
+            m.tbptt = k
+
+
 class SelfAttention(nn.Module):
     """nn.MultiheadAttention used as self-attention (query = key = value = x), optionally causal."""
 
@@ -78,7 +96,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.attn = attn
         self.causal = causal
-        self.last_weights = None  # kept for the attention-map view; None unless `keep_weights` is set
+        self.last_weights = None  # (batch, heads, T, T), kept for the attention maps; None unless `keep_weights` is set
         self.keep_weights = False
 
     def forward(self, x):
@@ -86,10 +104,38 @@ class SelfAttention(nn.Module):
         if self.causal:
             t = x.shape[1]
             mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
-        y, w = self.attn(x, x, x, attn_mask=mask, need_weights=self.keep_weights)
+        y, w = self.attn(x, x, x, attn_mask=mask, need_weights=self.keep_weights, average_attn_weights=False)
         if self.keep_weights:
             self.last_weights = w.detach()
         return y
+
+
+def sinusoids(max_len, dim):
+    """Vaswani et al.'s positional encodings (max_len, dim): sin(p / 10000^(2i/dim)) in even columns, cos in odd ones."""
+    angle = torch.arange(max_len, dtype=torch.float32)[:, None] * torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+    table = torch.zeros(max_len, dim)
+    table[:, 0::2], table[:, 1::2] = torch.sin(angle), torch.cos(angle[:, : dim // 2])
+    return table
+
+
+class PositionalEncoding(nn.Module):
+    """Adds a vector per position to [time, features] input, so that attention can tell the steps apart: the fixed
+    sinusoids of Vaswani et al. ("sinusoidal", no parameters) or a learned table ("learned", max_len × features)."""
+
+    def __init__(self, embed_dim, kind, max_len):
+        super().__init__()
+        self.kind = kind
+        if kind == "learned":
+            self.weight = nn.Parameter(torch.empty(max_len, embed_dim))
+            nn.init.normal_(self.weight)  # as nn.Embedding draws its token vectors
+        else:
+            self.register_buffer("table", sinusoids(max_len, embed_dim), persistent=False)
+
+    def forward(self, x):
+        return x + (self.weight if self.kind == "learned" else self.table)[: x.shape[1]]
+
+    def extra_repr(self):
+        return f"kind={self.kind!r}"
 
 
 class SelfBilinear(nn.Module):
@@ -121,6 +167,16 @@ def init_module(module, fill, zero_bias=True):
             fill(p)
         elif zero_bias and "bias" in name.rsplit(".", 1)[-1]:
             p.zero_()
+
+
+@torch.no_grad()
+def load_matching(model, state):
+    """Copy into `model` the entries of the state dict `state` whose names and shapes are the model's own; returns the
+    names copied and the model's names that keep their initial values, each in the model's order."""
+    own = model.state_dict()
+    take = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    model.load_state_dict(take, strict=False)
+    return [k for k in own if k in take], [k for k in own if k not in take]
 
 
 # ---------------------------------------------------------------- splits
@@ -339,6 +395,36 @@ def majority_tokens(n, seq_len, vocab, rng):
     return np.where(is_major, y[:, None], others), y
 
 
+BRACKET_DEPTH = 4  # the deepest nesting the bracket language opens
+BRACKETS = "()[]{}<>"  # the names of the first four kinds' opening and closing tokens
+
+
+def bracket_names(vocab):
+    """The bracket language's token names: an opening and a closing one per kind, then "." (the end of a word)."""
+    pairs = [BRACKETS[2 * i : 2 * i + 2] if 2 * i < len(BRACKETS) else (f"o{i}", f"c{i}") for i in range((vocab - 1) // 2)]
+    return [name for pair in pairs for name in pair] + ["."]
+
+
+def bracket_tokens(n, seq_len, vocab, rng):
+    """Streams of words of balanced brackets of (vocab - 1) // 2 kinds (opening kind k is id 2k, closing it 2k + 1), each
+    ended by "." (id vocab - 1), and the token after each position. Inside a word a bracket opens or the innermost one
+    closes with equal odds (it must close at BRACKET_DEPTH); at depth 0 the word goes on or ends with equal odds."""
+    kinds, rows = (vocab - 1) // 2, np.arange(n)
+    stack, depth = np.zeros((n, BRACKET_DEPTH + 1), np.int64), np.zeros(n, np.int64)
+    ended = np.ones(n, bool)  # a stream starts as if a word had just ended: never with "."
+    coins, kind = rng.random((seq_len + 1, n)), rng.integers(0, kinds, (seq_len + 1, n))
+    out = np.empty((n, seq_len + 1), np.int64)
+    for t in range(seq_len + 1):
+        outside = depth == 0
+        opens = np.where(outside, ended | (coins[t] < 0.5), (depth < BRACKET_DEPTH) & (coins[t] < 0.5))
+        closes = ~outside & ~opens
+        out[:, t] = np.where(opens, 2 * kind[t], np.where(closes, 2 * stack[rows, np.maximum(depth - 1, 0)] + 1, vocab - 1))
+        stack[rows, depth] = np.where(opens, kind[t], stack[rows, depth])
+        depth += opens.astype(np.int64) - closes
+        ended = outside & ~opens
+    return out[:, :-1], out[:, 1:]
+
+
 # ---------------------------------------------------------------- images
 
 
@@ -370,10 +456,14 @@ IMAGES = {"digits": sklearn_digits, "mnist": mnist_digits}
 PIXEL_STATS = {"mnist": (0.1307, 0.3081), "digits": (0.3053, 0.3760)}
 
 
-def image_data(images, labels, mean, std, subset, seed, val_fraction, test_fraction):
-    """[train, validation, test] images normalized as (pixel - mean) / std and their labels, and the index arrays: a subset
-    drawn on the seed's SUBSET_STREAM, then split by class. Each part is normalized on its own, in the layout (N, 1, H, W)
-    that convolutions compute their bits in."""
+def image_data(images, labels, mean, std, subset, seed, val_fraction, test_fraction, classes=None):
+    """[train, validation, test] images normalized as (pixel - mean) / std and their labels, and the index arrays: the
+    images of `classes` only (relabelled 0, 1, … in that order; None: all), a subset drawn on the seed's SUBSET_STREAM,
+    then split by class. Each part is normalized on its own, in the layout (N, 1, H, W) that convolutions compute their
+    bits in."""
+    if classes is not None:
+        keep = np.isin(labels, classes)
+        images, labels = images[keep], (labels[keep][:, None] == np.asarray(classes)).argmax(1).astype(labels.dtype)
     if subset is not None:
         keep = np.random.default_rng([seed, SUBSET_STREAM]).permutation(len(images))[:subset]
         images, labels = images[keep], labels[keep]

@@ -123,7 +123,9 @@ def _check(spec: DataSpec) -> None:
         canvases.check(option(spec, "num_samples"))
     if spec.name == "tokens" and option(spec, "task") == "brackets" and option(spec, "vocab") % 2 == 0:
         vocab = option(spec, "vocab")
-        raise UserError("data.vocab", f"the brackets language has an opening and a closing token per kind and a '.', an odd vocabulary; use {vocab - 1} or {vocab + 1}")
+        raise UserError(
+            "data.vocab", f"the brackets language has an opening and a closing token per kind and a '.', an odd vocabulary; use {vocab - 1} or {vocab + 1}"
+        )
 
 
 def describe(spec: DataSpec, csv_bytes: bytes | None = None) -> tuple[tuple[int, ...], str, int | None, tuple[int, ...]]:

@@ -166,3 +166,14 @@ def run_weights(run_id: str) -> dict:
     if not isinstance(model, dict):
         raise UserError("", f"run {run_id}'s checkpoint holds no model weights")
     return model
+
+
+def init_weights(exp) -> dict:
+    """The starting weights a preset's init_from names (the checkpoint's whole model state), for its exported script."""
+    from dlviz.training.transfer import find_checkpoint
+
+    source, _, state = find_checkpoint(exp.init_from)
+    model = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(model, dict):
+        raise UserError("init_from", f"the checkpoint of {source} holds no model weights")
+    return model

@@ -359,6 +359,7 @@ def summary_frame(summary) -> pd.DataFrame:
                 "type": r.type,
                 "output shape": shape_str(r.output_shape),
                 "params": r.trainable_params + r.non_trainable_params,
+                "frozen": r.non_trainable_params,
                 "FLOPs": r.flops,
                 "RF size": _rf_cell(r.receptive_field, "size"),
                 "RF stride": _rf_cell(r.receptive_field, "stride"),
@@ -372,13 +373,16 @@ def summary_frame(summary) -> pd.DataFrame:
             "type": "",
             "output shape": shape_str(summary.output_shape),
             "params": summary.total_params,
+            "frozen": summary.total_params - summary.trainable_params,
             "FLOPs": summary.flops,
             "RF size": _rf_cell(rf, "size"),
             "RF stride": _rf_cell(rf, "stride"),
             "RF padding": _rf_cell(rf, "padding"),
         }
     )
-    return pd.DataFrame.from_records(records, columns=SUMMARY_COLUMNS)
+    frame = pd.DataFrame.from_records(records, columns=[*SUMMARY_COLUMNS[:4], "frozen", *SUMMARY_COLUMNS[4:]])
+    # the frozen parameters (trainable: false) get a column only in a model that has some
+    return frame if summary.trainable_params < summary.total_params else frame.drop(columns="frozen")
 
 
 def _relative(path: str) -> tuple:

@@ -212,6 +212,7 @@ class _Builder:
         self.paths: dict[str, str] = {}
         self.last_spatial_rf: Optional[dict] = None
         self.shape_memo: dict[tuple, tuple] = {}
+        self.frozen = 0  # how many enclosing blocks say trainable: false (their layers' parameters are frozen)
         first = spec.layers[0] if spec.layers else None
         self.input_dtype = torch.long if first is not None and first.type == "Embedding" else torch.float32
 
@@ -236,6 +237,7 @@ class _Builder:
         row = Row(path, layer.type, layer.name, depth, list(in_shape), [], block=True)
         self.rows.append(row)
         start_params, start_rows = self.params, len(self.rows)
+        self.frozen += not layer.trainable
         if layer.type == "Sequential":
             # a Sequential block is itself a Stack, so its children are named mod_name.0, mod_name.1, ...
             mod, out, rf_out = self.stack(layer.layers, in_shape, (*loc, "layers"), mod_name, depth + 1, rf)
@@ -270,6 +272,7 @@ class _Builder:
                 rf_out = rfs[0]
                 for r in rfs[1:]:
                     rf_out = rf_out.union(r)
+        self.frozen -= not layer.trainable
         row.output_shape = list(out)
         children = self.rows[start_rows:]
         row.trainable_params = sum(r.trainable_params for r in children if not r.block)
@@ -322,6 +325,8 @@ class _Builder:
             if _largest_int(layer.args) > self.max_params:  # a size torch cannot even count (its tensors overflow first)
                 raise UserError(path, self._too_many("")) from None
             raise UserError(path, f"{layer.type}: {_first_line(e)}") from None
+        if self.frozen or not layer.trainable:
+            mod.requires_grad_(False)
         n_train = sum(p.numel() for p in mod.parameters() if p.requires_grad)
         n_frozen = sum(p.numel() for p in mod.parameters() if not p.requires_grad)
         self.params += n_train + n_frozen

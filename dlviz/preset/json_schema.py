@@ -14,7 +14,7 @@ def json_schema() -> dict:
     defs = schema.setdefault("$defs", {})
     ref = {"$ref": "#/$defs/LayerSpec"}
     layers = []
-    common = {"name": {"type": "string", "maxLength": 80}, "init": {"$ref": "#/$defs/InitSpec"}}
+    common = {"name": {"type": "string", "maxLength": 80}, "init": {"$ref": "#/$defs/InitSpec"}, "trainable": {"type": "boolean"}}
     for name, entry in {**LAYERS, **ACTIVATIONS}.items():
         props = {"type": {"const": name}, **common, **{k: a.json_schema() for k, a in entry.args.items()}}
         layers.append(

@@ -31,6 +31,14 @@ def check_fit(exp: Experiment, input_shape: tuple, task: str, classes: Optional[
             f"input_shape is {shape_str(exp.model.input_shape)}; set it to {list(input_shape)}",
         )
     summary = summarize(exp, count_flops=False)
+    if summary.trainable_params == 0:
+        frozen = summary.total_params > 0
+        raise UserError(
+            "model.layers",
+            "every layer with weights is frozen (trainable: false), so training has nothing to change; let at least one layer train"
+            if frozen
+            else "the model has no weights to train; add a layer that has some, such as Linear or Conv2d",
+        )
     objective = make_objective(exp.loss, task, classes, target_shape, summary.output_shape)
     budget.check_training(budget.footprint(summary), exp.data.batch_size)
     return objective

@@ -33,7 +33,9 @@ from dlviz.loop import (
 from dlviz.model.build import build_model
 from dlviz.preset.registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES
 from dlviz.preset.schema import Experiment
+from dlviz.runtime import set_tbptt
 from dlviz.training.telemetry import StepMeter, capture_outputs, unit_health
+from dlviz.training.transfer import start_from
 
 FLUSH_SECONDS = 0.2
 CONTROL_SECONDS = 0.02  # how often step rows are handed to callbacks (the live chart's refresh budget)
@@ -158,6 +160,9 @@ class Trainer:
         self.device = torch.device(device or _limits.device())
         self.data = on_device(ds, self.device)  # the splits the loop trains and evaluates on
         self.model = build_model(exp, seed=exp.seed).to(self.device)  # initialized on the CPU: the same weights anywhere
+        # what init_from copied into the new model (a resumed run has its own weights)
+        self.transfer = start_from(self.model, exp) if exp.init_from is not None and resume is None else None
+        set_tbptt(self.model, exp.training.tbptt)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         names = {id(p): n for n, p in self.model.named_parameters()}
         self.param_names = [param_label(self.model, names[id(p)]) for p in self.params]
