@@ -51,6 +51,13 @@ TABLE = {
     "outliers-huber": ({("Initial loss", OK)}, {"Over-fitting", "Loss rising"}, ()),
     "attention-majority": ({("Initial loss", OK)}, {("Update ratio", W)}, ("too low",)),
     "lstm-sine": ({("Initial loss", OK)}, {"Over-fitting", ("Update ratio", W)}, ()),
+    "attention-reverse": ({("Initial loss", OK)}, {"Over-fitting", ("Update ratio", W)}, ()),
+    "attention-reverse-no-position": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
+    "rnn-long-memory": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
+    "lstm-long-memory": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
+    "gru-long-memory": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
+    "transformer-from-parts": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
+    "brackets-next-token": ({("Initial loss", OK)}, {"Over-fitting", ("Update ratio", W)}, ()),
     "cnn-digits": ({("Initial loss", OK)}, {("Update ratio", W), "Vanishing gradients"}, ("too high",)),
     "deep-cnn-plain": ({("Loss flat", W)}, {("Update ratio", OK)}, ()),
     "deep-cnn-residual": ({("Initial loss", OK)}, {("Update ratio", W), "Vanishing gradients", "Loss flat"}, ()),
@@ -73,6 +80,8 @@ FAST = {
     "attention-majority",
     "outliers-mse",
     "lstm-sine",
+    "attention-reverse",
+    "brackets-next-token",
 }
 CONTRADICTIONS = [("Under-fitting", "Train/validation gap"), ("Loss rising", "Loss flat"), ("Under-fitting", "Over-fitting")]
 

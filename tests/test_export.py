@@ -270,6 +270,21 @@ ZOO = {
         {"type": "CrossEntropyLoss"},
         {"type": "Adam"},
     ),
+    "brackets-tbptt-positional": _doc(
+        {"name": "tokens", "task": "brackets", "num_samples": 120, "seq_len": 12, "vocab": 5, "batch_size": 16},
+        [
+            {"type": "Embedding", "num_embeddings": 5, "embedding_dim": 8},
+            {"type": "PositionalEncoding", "kind": "learned"},
+            {"type": "PositionalEncoding", "max_len": 16},
+            {"type": "LSTM", "hidden_size": 8, "num_layers": 2, "output": "all"},
+            {"type": "Linear", "out_features": 5},
+        ],
+        [12],
+        {"type": "CrossEntropyLoss"},
+        {"type": "Adam", "lr": 0.01},
+        None,
+        {"epochs": 2, "tbptt": 4},
+    ),
     "diverges": _doc(
         {"name": "reg-plane", "num_samples": 100, "batch_size": 10},
         [{"type": "Linear", "out_features": 64}, {"type": "Linear", "out_features": 64}, {"type": "Linear", "out_features": 1}],

@@ -13,7 +13,7 @@ from typing import Callable
 from torch import nn
 
 from dlviz.preset.args import Arg
-from dlviz.runtime import Maxout, Recurrent, SelfAttention, SelfBilinear
+from dlviz.runtime import Maxout, PositionalEncoding, Recurrent, SelfAttention, SelfBilinear
 
 Shape = tuple[int, ...]
 
@@ -242,6 +242,14 @@ def _attention(shape, num_heads, causal, **a):
     return _new(SelfAttention, _new(nn.MultiheadAttention, e, num_heads, batch_first=True, **a), causal)
 
 
+def _positional(shape, kind, max_len):
+    _rank(shape, (2,), "PositionalEncoding", "it takes [time, features]: put it after an Embedding")
+    steps = int(shape[0])
+    if max_len is not None and max_len < steps:
+        raise ShapeError(f"max_len={max_len} is shorter than the {steps} steps of the input; use at least {steps}, or leave it out")
+    return _new(PositionalEncoding, int(shape[-1]), kind, max_len or steps)
+
+
 def _transformer(shape, nhead, **a):
     _rank(shape, (2,), "TransformerEncoderLayer", "it takes [time, features]: set input_shape to [steps, features] or add an Embedding before it")
     e = int(shape[-1])
@@ -444,6 +452,17 @@ LAYERS: dict[str, LayerEntry] = {
         },
         _attention,
         "self-attention softmax(QKᵀ/√d)V over [time, features]",
+    ),
+    "PositionalEncoding": LayerEntry(
+        "attention",
+        {
+            "kind": Arg(
+                "choice", "sinusoidal", choices=("sinusoidal", "learned"), help="fixed sines and cosines (Vaswani et al.), or a learned vector per position"
+            ),
+            "max_len": Arg("int", None, ge=1, le=4096, help="the most steps it can encode (empty: the input's steps)"),
+        },
+        _positional,
+        "adds a vector per position to [time, features], so attention can tell the order",
     ),
     "TransformerEncoderLayer": LayerEntry(
         "attention",
