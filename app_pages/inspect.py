@@ -21,7 +21,7 @@ from dlviz.model.build import Network, Summary, summarize
 from dlviz.preset.registry import INITS, shape_str
 from dlviz.preset.schema import validate
 from dlviz.text import plot_text
-from dlviz_app import runs, session, shared
+from dlviz_app import runs, sequences, session, shared
 from dlviz_app.text import md
 
 UNIT = "inspect_unit"  # (layer path, channel, row, column) of the unit whose receptive field is drawn
@@ -549,14 +549,14 @@ def activation_tab() -> None:
 # ---------------------------------------------------------------- the page
 
 
-TABS = ["Feature maps", "Receptive fields", "Filters", "Convolution lab", "Activation lab"]
+TABS = ["Feature maps", "Receptive fields", "Filters", "Sequences", "Convolution lab", "Activation lab"]
 
 
 def inspect(exp, net, run_id, step, ckpts) -> None:
     """Everything about one model: its input, then the open tab alone (its maps and fields, its filters, or a lab)."""
     inp = choose_input(exp, net)
     show_input(inp)
-    maps_tab, rf_tab, filter_tab, lab_tab, act_tab = st.tabs(TABS, key="inspect_tab", on_change="rerun")
+    maps_tab, rf_tab, filter_tab, seq_tab, lab_tab, act_tab = st.tabs(TABS, key="inspect_tab", on_change="rerun")
     look = None
     if maps_tab.open or rf_tab.open:  # the layers' outputs, which only these two tabs draw
         key = (hashlib.sha1(_text(exp).encode()).hexdigest(), run_id, step, *_input_key(inp))
@@ -573,6 +573,9 @@ def inspect(exp, net, run_id, step, ckpts) -> None:
     with filter_tab:
         if filter_tab.open:
             filters_tab(exp, net, run_id, ckpts)
+    with seq_tab:
+        if seq_tab.open:
+            sequences.sequences_tab(exp, net, run_id, step, ckpts, inp.x)
     with lab_tab:
         if lab_tab.open:
             conv_lab_tab(inp)
@@ -583,7 +586,7 @@ def inspect(exp, net, run_id, step, ckpts) -> None:
 
 def labs_only() -> None:
     st.caption("The convolution and activation labs work without a model.")
-    lab_tab, act_tab = st.tabs(TABS[3:], key="inspect_lab_tab", on_change="rerun")
+    lab_tab, act_tab = st.tabs(TABS[-2:], key="inspect_lab_tab", on_change="rerun")
     with lab_tab:
         if lab_tab.open:
             conv_lab_tab(None)

@@ -50,7 +50,6 @@ def attention_figure(weights: np.ndarray, labels: Sequence[str], causal: bool, t
     rows = -(-heads // cols)
     z = causal_blank(weights) if causal else np.asarray(weights, dtype=np.float64)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {h}" for h in range(heads)], horizontal_spacing=0.06, vertical_spacing=0.12)
-    hover = [[f"query {plot_text(labels[i])} (position {i})<br>key {plot_text(labels[j])} (position {j})" for j in range(t)] for i in range(t)]
     for h in range(heads):
         r, c = h // cols + 1, h % cols + 1
         fig.add_trace(
@@ -63,8 +62,7 @@ def attention_figure(weights: np.ndarray, labels: Sequence[str], causal: bool, t
                 colorscale=ATTENTION_SCALE,
                 showscale=h == 0,
                 colorbar=dict(title=dict(text="weight", side="right"), thickness=10, len=0.8),
-                customdata=hover,
-                hovertemplate="%{customdata}<br>weight %{z:.3f}<extra></extra>",
+                hovertemplate="query at position %{y}, key at position %{x}<br>weight %{z:.3f}<extra></extra>",
                 hoverongaps=False,
                 name=f"head {h}",
             ),
@@ -100,11 +98,31 @@ def time_gradient_figure(norms: np.ndarray, cuts: Sequence[int], title: str, hei
             hovertemplate="t = %{x}<br>‖∂L/∂h_t‖ = %{y:.3e}<extra></extra>",
         )
     )
-    for i, cut in enumerate(cuts):
-        fig.add_vline(x=cut - 0.5, line=dict(color=CUT_COLOR, dash="dash", width=1), annotation_text="tbptt cut" if i == 0 else None)
+    # shapes written out, not add_vline: plotly's helper re-validates the whole layout for every line it adds
+    line = dict(color=CUT_COLOR, dash="dash", width=1)
+    shapes = [dict(type="line", xref="x", yref="paper", x0=cut - 0.5, x1=cut - 0.5, y0=0, y1=1, line=line) for cut in cuts]
+    notes = (
+        [
+            dict(
+                x=cuts[0] - 0.5,
+                y=1,
+                xref="x",
+                yref="paper",
+                text="tbptt cut",
+                showarrow=False,
+                xanchor="left",
+                yanchor="top",
+                font=dict(color=CUT_COLOR, size=11),
+            )
+        ]
+        if cuts
+        else []
+    )
     fig.update_xaxes(title="time step t", zeroline=False)
     fig.update_yaxes(title="‖∂L/∂h_t‖", type="log", exponentformat="power")
-    fig.update_layout(title=style_title(title), height=height, margin={**MARGIN, "l": 60, "b": 40}, showlegend=False, plot_bgcolor="white")
+    fig.update_layout(
+        title=style_title(title), height=height, margin={**MARGIN, "l": 60, "b": 40}, showlegend=False, plot_bgcolor="white", shapes=shapes, annotations=notes
+    )
     fig.update_xaxes(showgrid=True, gridcolor="#eee")
     fig.update_yaxes(showgrid=True, gridcolor="#eee")
     return fig
