@@ -116,6 +116,8 @@ CASES = [
     ("attention-causal", [L("MultiheadAttention", num_heads=4, causal=True, bias=False, dropout=0.1)], [7, 8]),
     ("transformer", [L("TransformerEncoderLayer", nhead=2, dim_feedforward=16)], [7, 8]),
     ("transformer-prenorm", [L("TransformerEncoderLayer", nhead=4, dim_feedforward=16, norm_first=True, activation="gelu")], [7, 8]),
+    ("positional-sinusoidal", [L("PositionalEncoding"), L("MultiheadAttention", num_heads=2)], [7, 8]),
+    ("positional-learned", [L("PositionalEncoding", kind="learned", max_len=12)], [7, 8]),
     # activations with arguments (every activation also runs with its defaults below)
     ("prelu-per-channel", [L("PReLU", num_parameters=6)], [6, 4, 4]),
     ("prelu-per-feature", [L("PReLU", num_parameters=6, init=0.1)], [6]),
@@ -335,6 +337,8 @@ IMPOSSIBLE = [
     ("attention-heads", [L("MultiheadAttention", num_heads=3)], [5, 8], "model.layers[0]", ["num_heads=3", "divisor of 8"]),
     ("transformer-heads", [L("TransformerEncoderLayer", nhead=5)], [5, 8], "model.layers[0]", ["nhead=5", "divisor of 8"]),
     ("attention-on-features", [L("MultiheadAttention")], [8], "model.layers[0]", ["[steps, features]"]),
+    ("positional-on-features", [L("PositionalEncoding")], [8], "model.layers[0]", ["[time, features]"]),
+    ("positional-too-short", [L("PositionalEncoding", max_len=4)], [5, 8], "model.layers[0]", ["max_len=4", "at least 5"]),
     ("embedding-not-first", [L("Linear", out_features=4), L("Embedding", num_embeddings=10, embedding_dim=4)], [5], "model.layers[1]", ["first layer"]),
     (
         "embedding-in-block",
