@@ -3,6 +3,7 @@ entries whose names and shapes match copied, and one sentence that says what was
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -114,4 +115,6 @@ def plan(exp: Experiment, store=None) -> Optional[Transfer]:
 
     if exp.init_from is None:
         return None
-    return start_from(build_model(exp, device="meta"), exp, store)
+    with warnings.catch_warnings():  # copying into meta tensors is a no-op torch warns about: only the names count here
+        warnings.simplefilter("ignore", UserWarning)
+        return start_from(build_model(exp, device="meta"), exp, store)
