@@ -15,9 +15,10 @@ from dlviz.preset.diff import SHORT, differences
 from dlviz.preset.edit import name_layers
 from dlviz.preset.options import DATA_ARGS, DATASETS, SEED, TRAINING
 from dlviz.preset.registry import LOSSES, OPTIMIZERS, SCHEDULES
-from dlviz.preset.schema import DataSpec
+from dlviz.preset.schema import DataSpec, validate
 from dlviz.text import clean
 from dlviz.training import fit as fitting
+from dlviz.training import transfer
 from dlviz.training.diagnose import diagnose, score_lines
 from dlviz.training.live import LiveFeed, snapshot_from_store
 from dlviz.training.store import LIVE, STORE_ERRORS
@@ -294,6 +295,11 @@ with main:
                 format_func=lambda r: clean(compare_labels(earlier).get(r, r)),
                 on_change=lambda: runs.pick(st.session_state[f"tr-pick-{len(earlier)}"]),
             )
+    if session.preset().get("init_from"):  # where the starting weights come from, or why they cannot
+        try:
+            st.caption(md(transfer.plan(validate(session.preset()), runs.store()).message()))
+        except UserError as err:
+            st.warning(md(err), icon=":material/link_off:")
 
 
 def controls():
@@ -488,7 +494,7 @@ if rid:
         "Metrics (CSV)", lambda: runs.store().export_csv(rid), file_name=f"run-{rid}.csv", mime="text/csv", on_click="ignore", icon=":material/table:"
     )
     try:
-        text = export.script(run_exp)
+        text = export.script(run_exp, f"run-{rid}.py")
         e2.download_button(
             "PyTorch script",
             text,
@@ -498,6 +504,15 @@ if rid:
             icon=":material/code:",
             help="a standalone script (PyTorch and the data code, no dlviz) that reproduces this run exactly",
         )
+        if run_exp.init_from is not None:  # the script reads them from a file beside it
+            e2.download_button(
+                "Starting weights",
+                lambda: export.state_dict_bytes(export.init_weights(run_exp)),
+                file_name=export.init_file(f"run-{rid}.py"),
+                on_click="ignore",
+                icon=":material/download:",
+                help="the weights init_from starts this run from: save them beside the script, which loads them",
+            )
     except UserError as err:
         e2.caption(md(err))
     if len(runs.store().checkpoints(rid)):
