@@ -17,9 +17,9 @@ APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 BROWSER = "inspect-apptest"
 
 
-def open_inspect(doc=None) -> AppTest:
+def open_inspect(doc=None, browser: str = BROWSER) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=90)
-    at.session_state["browser_id"] = BROWSER
+    at.session_state["browser_id"] = browser
     at.run()
     if doc is not None:
         at.session_state["preset"] = doc

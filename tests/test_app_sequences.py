@@ -1,15 +1,16 @@
 """Inspect's Sequences tab through Streamlit's AppTest: a dense preset gets one sentence, the attention lesson its
-per-head maps (and a trained run's checkpoints through the slider), the LSTM lesson its gradients through time and gates."""
+per-head maps (and a trained run's checkpoints through the slider), the LSTM lesson its gradients through time (with
+truncated BPTT's cuts) and gates, the bracket language its next-token distribution and samples."""
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from app_util import by_label
 from streamlit.testing.v1 import AppTest
+from test_app_inspect import open_inspect, open_tab, text
 
 from dlviz.analysis import sequences as seq
 from dlviz.analysis.features import load_model
@@ -19,31 +20,19 @@ from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
 
-APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
-BROWSER = "sequences-apptest"
+BROWSER = "sequences-apptest"  # its own runs, apart from the other Inspect tests
 
 
 def open_sequences(doc=None) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=90)
-    at.session_state["browser_id"] = BROWSER
-    at.run()
-    if doc is not None:
-        at.session_state["preset"] = doc
-    at.switch_page("app_pages/inspect.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return open_tab(at, "inspect_tab", "Sequences")
+    return open_tab(open_inspect(doc, BROWSER), "Sequences")
 
 
-def open_tab(at, key: str, name: str) -> AppTest:
-    """Open a tab as a click on it does (AppTest cannot click a tab: its key in session state opens it)."""
-    at.session_state[key] = name
+def open_section(at, name: str) -> AppTest:
+    """Open a section of the Sequences tab, as a click on it does (AppTest cannot click a tab: its key opens it)."""
+    at.session_state["seq_section"] = name
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def text(at) -> str:
-    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info] + [e.value for e in at.error])
 
 
 def figures(at, title_part: str) -> list[dict]:
@@ -113,7 +102,7 @@ def test_attention_lesson_shows_one_map_per_head_with_its_entropy():
     assert fig["layout"]["xaxis"]["ticktext"] == [ds.class_names[int(i)] for i in x[0]]
     assert "Mean entropy of a query's weights" in text(at) and "the preset's untrained weights" in text(at)
     # the embeddings, opened: one labelled point a token
-    open_tab(at, "seq_section", "Embeddings")
+    open_section(at, "Embeddings")
     (emb,) = figures(at, "principal components")
     assert len(values(emb["data"][0]["x"])) == doc["data"]["vocab"]
     assert not at.error
@@ -164,7 +153,7 @@ def test_lstm_lesson_shows_gradients_through_time_on_a_log_axis(lstm_at):
 
 
 def test_lstm_lesson_shows_its_gates_and_cell_state(lstm_at):
-    at = open_tab(lstm_at, "seq_section", "Gates")
+    at = open_section(lstm_at, "Gates")
     (fig,) = figures(at, "gates over time")
     maps = heat(fig)
     hidden = gallery.raw("lstm-sine")["model"]["layers"][0]["hidden_size"]
@@ -178,27 +167,12 @@ def test_lstm_lesson_shows_its_gates_and_cell_state(lstm_at):
     assert [t["name"] for t in fig["data"] if t.get("showlegend") is not False] == names
 
 
-BRACKETS = {
-    "format": "dlviz-preset/1",
-    "name": "brackets",
-    "seed": 0,
-    "data": {"name": "tokens", "task": "brackets", "num_samples": 200, "seq_len": 12, "vocab": 5, "batch_size": 32},
-    "model": {
-        "input_shape": [12],
-        "layers": [
-            {"type": "Embedding", "num_embeddings": 5, "embedding_dim": 8},
-            {"type": "LSTM", "hidden_size": 16, "output": "all"},
-            {"type": "Linear", "out_features": 5},
-        ],
-    },
-    "loss": {"type": "CrossEntropyLoss"},
-    "optimizer": {"type": "Adam", "lr": 0.01},
-    "training": {"epochs": 1},
-}
+BRACKETS = gallery.raw("brackets-next-token")
+STEPS = BRACKETS["model"]["input_shape"][0]
 
 
 def test_sampling_shows_the_next_token_distribution_before_and_after_temperature_and_top_k():
-    at = open_tab(open_sequences(BRACKETS), "seq_section", "Sampling")
+    at = open_section(open_sequences(BRACKETS), "Sampling")
     assert not at.error, [e.value for e in at.error]
     names = ["(", ")", "[", "]", "."]
     by_label(at.text_input, "Prefix (tokens separated by spaces)").set_value("( [ ]").run()
@@ -210,7 +184,7 @@ def test_sampling_shows_the_next_token_distribution_before_and_after_temperature
     # the reference: the untrained model's logits at the prefix's last token, softmaxed by hand
     net = load_model(validate(BRACKETS))
     with torch.no_grad():
-        logits = net(torch.tensor([[0, 2, 3] + [0] * 9]))[0, 2].double()
+        logits = net(torch.tensor([[0, 2, 3] + [0] * (STEPS - 3)]))[0, 2].double()
     np.testing.assert_allclose(before, torch.softmax(logits, 0).numpy(), atol=1e-6)
     hot = torch.softmax(logits / 2.0, 0)
     keep = torch.topk(logits, 2).indices
