@@ -5,8 +5,8 @@ Flatten, give correlations below 1."""
 import numpy as np
 import pytest
 import torch
-
 from conftest import preset
+
 from dlviz.analysis import equivariance as eq
 from dlviz.model.build import build_model, summarize
 from dlviz.preset.schema import validate
