@@ -290,7 +290,7 @@ def test_sine_targets_continue_the_wave():
 
 
 def test_tokens_tasks():
-    assert set(TOKEN_TASKS) == {"reverse", "sort", "majority"}
+    assert set(TOKEN_TASKS) == {"reverse", "sort", "majority", "brackets"}
     r = load(name="tokens", task="reverse", vocab=7)
     assert torch.equal(r.y_train, r.x_train.flip(1)) and r.x_train.max() == 6 and r.target_shape == (8,)
     s = load(name="tokens", task="sort")
@@ -298,6 +298,8 @@ def test_tokens_tasks():
     m = load(name="tokens", task="majority", seq_len=9, vocab=4)
     counts = (m.x_train == m.y_train[:, None]).sum(1)
     assert m.target_shape == () and (counts >= 5).all() and len(m.y_train.unique()) == 4
+    b = load(name="tokens", task="brackets", seq_len=10, vocab=5)  # next-token targets: the stream shifted by one
+    assert b.target_shape == (10,) and torch.equal(b.y_train[:, :-1], b.x_train[:, 1:]) and b.class_names == ["(", ")", "[", "]", "."]
 
 
 def test_sequence_size_limit(monkeypatch):
