@@ -128,7 +128,7 @@ def test_the_schema_lists_each_dataset_s_options_with_the_defaults_and_ranges_tr
                 assert prop["default"] == option(spec, key), (name, key)  # what the data layer uses without the key
     assert sets["csv"]["required"] == ["name", "target"]
     assert sets["circle"]["properties"]["noise"]["maximum"] == 0.5 and sets["moons"]["properties"]["noise"]["maximum"] == 10
-    assert sets["tokens"]["properties"]["task"]["enum"] == ["reverse", "sort", "majority"]
+    assert sets["tokens"]["properties"]["task"]["enum"] == ["reverse", "sort", "majority", "brackets"]
     validator = jsonschema.Draft202012Validator(schema)
     doc = gallery.raw("lenet5-mnist")
     assert not list(validator.iter_errors(doc))
