@@ -55,6 +55,7 @@ TABLE = {
     "attention-reverse-no-position": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
     "rnn-long-memory": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
     "lstm-long-memory": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
+    "lstm-long-memory-tbptt": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
     "gru-long-memory": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
     "transformer-from-parts": ({("Initial loss", OK)}, {("Update ratio", W)}, ()),
     "brackets-next-token": ({("Initial loss", OK)}, {"Over-fitting", ("Update ratio", W)}, ()),

@@ -48,6 +48,16 @@ def test_the_plain_rnn_s_gradient_at_step_0_is_100_times_smaller(gated):
     assert result["val_accuracy"] >= 0.98 and rnn_result["val_accuracy"] < result["val_accuracy"]
 
 
+def test_truncated_bptt_cuts_the_gradient_and_still_learns():
+    tr, result, _, _ = trained("lstm-long-memory-tbptt")
+    ds, path = tr.dataset, "layers.1"
+    cut = seq.gradients_through_time(tr.model, ds.x_val[:64], ds.y_val[:64], tr.objective.loss, path, tr.exp.training.tbptt)
+    full = seq.gradients_through_time(tr.model, ds.x_val[:64], ds.y_val[:64], tr.objective.loss, path)
+    assert result["val_accuracy"] >= 0.98 and cut.cuts == [25, 50, 75]
+    assert np.all(cut.norms[:75] == 0) and np.all(full.norms[:75] > 0)
+    np.testing.assert_allclose(cut.norms[75:], full.norms[75:], rtol=1e-6)
+
+
 def test_attention_entropy_falls_as_the_reversal_is_learned():
     _, result, before, after = trained("attention-reverse")
     assert result["val_accuracy"] >= 0.99
