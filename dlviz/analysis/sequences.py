@@ -185,11 +185,6 @@ def _steps(rnn: nn.RNNBase, x: torch.Tensor, cuts=(), keep=None):
     return torch.stack(outs, dim=1)
 
 
-def _recurrent(net: nn.Module, path: str) -> Recurrent:
-    m = _module(net, path, Recurrent, "recurrent layer")
-    return m
-
-
 @dataclass(frozen=True)
 class TimeGradients:
     """How much of the loss's gradient reaches each step of a recurrent layer."""
@@ -205,7 +200,7 @@ def gradients_through_time(net: nn.Module, x: torch.Tensor, y: torch.Tensor, los
     own weights, so the gradient at h_t counts every way h_t reaches the loss: through the later steps as well as through
     the layers after it. With `tbptt` = k the state entering steps k, 2k, … is detached, as training with that option
     does; None is full backpropagation through time (whatever the layer itself is set to)."""
-    m = _recurrent(net, path)
+    m = _module(net, path, Recurrent, "recurrent layer")
     if m.rnn.bidirectional:
         raise UserError("path", f"the layer at '{path}' is bidirectional: gradients through time follow a layer that reads forward only")
     if tbptt is not None and tbptt < 1:
@@ -252,7 +247,7 @@ class Gates:
 def gates(net: nn.Module, x: torch.Tensor, path: str) -> Gates:
     """The gates, computed from the layer's own weights in torch's order, at every step of the first sample of `x`: of
     the first layer (and its forward direction) of the LSTM or GRU at `path`, fed the input that layer gets."""
-    m = _recurrent(net, path)
+    m = _module(net, path, Recurrent, "recurrent layer")
     kind = type(m.rnn).__name__
     if kind not in ("LSTM", "GRU"):
         raise UserError("path", f"the layer at '{path}' is a plain {kind}, which has no gates; pick an LSTM or GRU layer")
