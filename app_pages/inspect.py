@@ -21,7 +21,7 @@ from dlviz.model.build import Network, Summary, summarize
 from dlviz.preset.registry import INITS, shape_str
 from dlviz.preset.schema import validate
 from dlviz.text import plot_text
-from dlviz_app import runs, sequences, session, shared
+from dlviz_app import equivariance, probabilities, runs, sequences, session, shared
 from dlviz_app.text import md
 
 UNIT = "inspect_unit"  # (layer path, channel, row, column) of the unit whose receptive field is drawn
@@ -549,17 +549,18 @@ def activation_tab() -> None:
 # ---------------------------------------------------------------- the page
 
 
-TABS = ["Feature maps", "Receptive fields", "Filters", "Sequences", "Convolution lab", "Activation lab"]
+TABS = ["Feature maps", "Receptive fields", "Filters", "Sequences", "Equivariance", "Convolution lab", "Activation lab", "Round-off lab"]
 
 
 def inspect(exp, net, run_id, step, ckpts) -> None:
     """Everything about one model: its input, then the open tab alone (its maps and fields, its filters, or a lab)."""
     inp = choose_input(exp, net)
     show_input(inp)
-    maps_tab, rf_tab, filter_tab, seq_tab, lab_tab, act_tab = st.tabs(TABS, key="inspect_tab", on_change="rerun")
+    probabilities.prediction(exp, net, inp)
+    maps_tab, rf_tab, filter_tab, seq_tab, eq_tab, lab_tab, act_tab, round_tab = st.tabs(TABS, key="inspect_tab", on_change="rerun")
     look = None
+    key = (hashlib.sha1(_text(exp).encode()).hexdigest(), run_id, step, *_input_key(inp))
     if maps_tab.open or rf_tab.open:  # the layers' outputs, which only these two tabs draw
-        key = (hashlib.sha1(_text(exp).encode()).hexdigest(), run_id, step, *_input_key(inp))
         try:
             look = Look(net, _summary(_text(exp)), inp, key, _memo("maps", key, lambda: features.feature_maps(net, inp.x)))
         except UserError as err:  # over the server's memory budget: the other tabs still work
@@ -576,23 +577,32 @@ def inspect(exp, net, run_id, step, ckpts) -> None:
     with seq_tab:
         if seq_tab.open:
             sequences.sequences_tab(exp, net, run_id, step, ckpts, inp.x)
+    with eq_tab:
+        if eq_tab.open:
+            equivariance.equivariance_tab(net, _summary(_text(exp)), inp, key)
     with lab_tab:
         if lab_tab.open:
             conv_lab_tab(inp)
     with act_tab:
         if act_tab.open:
             activation_tab()
+    with round_tab:
+        if round_tab.open:
+            probabilities.roundoff_lab()
 
 
 def labs_only() -> None:
-    st.caption("The convolution and activation labs work without a model.")
-    lab_tab, act_tab = st.tabs(TABS[-2:], key="inspect_lab_tab", on_change="rerun")
+    st.caption("The convolution, activation and round-off labs work without a model.")
+    lab_tab, act_tab, round_tab = st.tabs(TABS[-3:], key="inspect_lab_tab", on_change="rerun")
     with lab_tab:
         if lab_tab.open:
             conv_lab_tab(None)
     with act_tab:
         if act_tab.open:
             activation_tab()
+    with round_tab:
+        if round_tab.open:
+            probabilities.roundoff_lab()
 
 
 st.title("Inspect")

@@ -170,7 +170,7 @@ def test_activation_lab():
 def test_a_model_too_large_to_build_still_has_the_labs():
     at = open_inspect(gallery.raw("alexnet"))
     assert any("parameters" in e.value and "DLVIZ_MAX_TRAIN_PARAMS" in e.value for e in at.error), [e.value for e in at.error]
-    assert [t.label for t in at.tabs] == ["Convolution lab", "Activation lab"]
+    assert [t.label for t in at.tabs] == ["Convolution lab", "Activation lab", "Round-off lab"]
     assert "labs work without a model" in text(at)
     assert "Output" in "".join(c.proto.spec for c in at.get("plotly_chart"))  # the convolution lab, open first
     assert not open_tab(at, "Activation lab").exception and any("std of z" in c.value for c in at.caption)

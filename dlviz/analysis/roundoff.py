@@ -97,8 +97,8 @@ def roundoff(logits=EXAMPLE_LOGITS, scale: float = 1.0, target: int = 0) -> Roun
         probs.numpy(),
         naive_log.numpy(),
         stable.numpy(),
-        float(-naive_log[target]),
-        float(-stable[target]),
+        float(-naive_log[target]) + 0.0,  # + 0.0: a loss of exactly 0 reads 0, not -0
+        float(-stable[target]) + 0.0,
         float(ce),
     )
 

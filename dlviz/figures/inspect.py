@@ -430,3 +430,85 @@ def deep_stack_figure(stack, height: int = 380) -> go.Figure:
     fig.update_xaxes(title="layer", dtick=1)
     fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white", legend=dict(orientation="h", y=-0.2, x=0.6))
     return fig
+
+
+# ---------------------------------------------------------------- probabilities, equivariance and round-off
+
+FAIL_COLOR = "#E45756"
+OK_COLOR = "#4C78A8"
+
+
+def probabilities_figure(probs: np.ndarray, class_names: Sequence[str], height: int = 260) -> go.Figure:
+    """The predicted probability of each class, the largest highlighted."""
+    top = int(np.argmax(probs))
+    colors = [THEORY_COLOR if i == top else OK_COLOR for i in range(len(probs))]
+    names = [str(c) for c in class_names]
+    fig = go.Figure(
+        go.Bar(x=names, y=probs, marker_color=colors, text=[f"{p:.1%}" for p in probs], textposition="outside", hovertemplate="%{x}: %{y:.4f}<extra></extra>")
+    )
+    fig.update_layout(
+        title=style_title(f"Probabilities: {names[top]} at {probs[top]:.1%}"),
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=30),
+        plot_bgcolor="white",
+        yaxis=dict(range=[0, 1.15], tickformat=".0%", gridcolor="#eee"),
+        xaxis=dict(type="category", title="class"),
+    )
+    return fig
+
+
+def equivariance_figure(paths: Sequence[str], correlations: Sequence[float], exact: Sequence[bool], height: int = 300) -> go.Figure:
+    """Per layer, the correlation of its output for the shifted input with the unshifted output moved by the shift:
+    bars of maps whose shift is a whole number of positions in one colour, the rest (strided maps, vectors) in another."""
+    colors = [OK_COLOR if e else THEORY_COLOR for e in exact]
+    fig = go.Figure(
+        go.Bar(
+            x=list(paths),
+            y=list(correlations),
+            marker_color=colors,
+            text=[f"{c:.3f}" for c in correlations],
+            textposition="outside",
+            hovertemplate="%{x}<br>r = %{y:.4f}<extra></extra>",
+        )
+    )
+    fig.add_hline(y=1.0, line=dict(color="#999", dash="dot"))
+    low = min([0.0, *correlations])
+    fig.update_layout(
+        title=style_title("Correlation with the shifted unshifted output (1: equivariant)"),
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=30),
+        plot_bgcolor="white",
+        yaxis=dict(range=[low - 0.05, 1.12], gridcolor="#eee"),
+        xaxis=dict(type="category"),
+    )
+    return fig
+
+
+def roundoff_figure(scales: Sequence[float], naive: Sequence[float], stable: Sequence[float], height: int = 320) -> go.Figure:
+    """The loss against the logits' scale by both routes; where the naive route gives inf or NaN, a cross on the axis."""
+    naive, stable = np.asarray(naive, dtype=float), np.asarray(stable, dtype=float)
+    ok = np.isfinite(naive)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=scales, y=stable, mode="lines+markers", name="z − logsumexp(z), CrossEntropyLoss", line=dict(color=OK_COLOR)))
+    fig.add_trace(go.Scatter(x=np.asarray(scales)[ok], y=naive[ok], mode="markers", name="log(naive softmax)", marker=dict(color=THEORY_COLOR, size=9)))
+    if (~ok).any():
+        fig.add_trace(
+            go.Scatter(
+                x=np.asarray(scales)[~ok],
+                y=np.zeros(int((~ok).sum())),
+                mode="markers",
+                name="naive: inf or NaN",
+                marker=dict(color=FAIL_COLOR, symbol="x", size=11),
+                hovertemplate="scale %{x}: the naive loss is not a number<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=style_title("Loss against the scale of the logits"),
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=30),
+        plot_bgcolor="white",
+        xaxis=dict(type="log", title="scale"),
+        yaxis=dict(title="loss", gridcolor="#eee"),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig

@@ -1,0 +1,61 @@
+"""Inspect's probabilities, Equivariance tab and Round-off lab through Streamlit's AppTest."""
+
+import base64
+import json
+
+import numpy as np
+from app_util import by_label
+from test_app_inspect import open_inspect, open_tab, text
+
+from dlviz.preset import gallery
+
+
+def _figures(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _values(v) -> list:
+    """A trace's numbers as plotly writes them: a list, or a typed array (base64 bytes and a dtype)."""
+    return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist() if isinstance(v, dict) else list(v)
+
+
+def _titled(at, start: str) -> list[dict]:
+    return [f for f in _figures(at) if f.get("layout", {}).get("title", {}).get("text", "").startswith(start)]
+
+
+def test_a_classifier_shows_its_softmax_probabilities_with_class_names():
+    at = open_inspect(gallery.raw("cnn-digits"))
+    assert not at.error
+    (fig,) = _titled(at, "Probabilities")
+    bars = fig["data"][0]
+    assert _values(bars["x"]) == [str(d) for d in range(10)]
+    probs = _values(bars["y"])
+    assert abs(sum(probs) - 1) < 1e-9 and min(probs) > 0
+    assert "softmax turns them into these probabilities" in text(at)
+
+
+def test_the_shift_sliders_and_the_correlation_of_each_layer():
+    at = open_tab(open_inspect(gallery.raw("lenet5-mnist")), "Equivariance")
+    assert not at.error
+    by_label(at.slider, "Shift right (pixels)").set_value(2).run()
+    by_label(at.slider, "Shift down (pixels)").set_value(2).run()
+    assert not at.exception and not at.error
+    (fig,) = _titled(at, "Correlation with the shifted")
+    names, r = _values(fig["data"][0]["x"]), _values(fig["data"][0]["y"])
+    assert names[0].startswith("layers[0] Conv2d") and names[5].startswith("layers[5] AvgPool2d") and len(names) == 12
+    # the first convolution (stride 1) moves with the shift (zero padding differs at the borders only); the second
+    # pooling's maps (stride 4) cannot move by half a position, nor can the vectors after Flatten
+    assert r[0] > 0.95 and max(r[5:11]) < r[0] - 0.1
+    assert _titled(at, "Maps of the shifted input") and _titled(at, "Maps of the input, moved by (2, 2)")
+    assert "Correlation" in [m.label for m in at.metric]
+
+
+def test_the_round_off_lab_overflows_the_naive_softmax():
+    at = open_tab(open_inspect(gallery.raw("cnn-digits")), "Round-off lab")
+    assert not at.warning
+    at.select_slider(key="roundoff_scale").set_value(1000).run()
+    assert not at.exception
+    assert "lost the numbers" in at.warning[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["−log(naive softmax)[true]"] == "nan" and metrics["nn.CrossEntropyLoss"] == metrics["−(z − logsumexp(z))[true]"]
+    assert "first fails at ×45" in text(at)
