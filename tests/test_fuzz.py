@@ -50,6 +50,7 @@ BY_RANK = {  # layers that take an input of this many dimensions (batch excluded
         "LSTM",
         "GRU",
         "MultiheadAttention",
+        "PositionalEncoding",
         "TransformerEncoderLayer",
         "Flatten",
         "Unflatten",

@@ -339,6 +339,7 @@ IMPOSSIBLE = [
     ("attention-on-features", [L("MultiheadAttention")], [8], "model.layers[0]", ["[steps, features]"]),
     ("positional-on-features", [L("PositionalEncoding")], [8], "model.layers[0]", ["[time, features]"]),
     ("positional-too-short", [L("PositionalEncoding", max_len=4)], [5, 8], "model.layers[0]", ["max_len=4", "at least 5"]),
+    ("positional-too-long", [L("PositionalEncoding", max_len=4096)], [5, 20_000], "model.layers[0]", ["4096 × 20000", "smaller max_len"]),
     ("embedding-not-first", [L("Linear", out_features=4), L("Embedding", num_embeddings=10, embedding_dim=4)], [5], "model.layers[1]", ["first layer"]),
     (
         "embedding-in-block",

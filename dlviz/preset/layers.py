@@ -12,6 +12,7 @@ from typing import Callable
 
 from torch import nn
 
+from dlviz import limits as _limits
 from dlviz.preset.args import Arg
 from dlviz.runtime import Maxout, PositionalEncoding, Recurrent, SelfAttention, SelfBilinear
 
@@ -244,10 +245,12 @@ def _attention(shape, num_heads, causal, **a):
 
 def _positional(shape, kind, max_len):
     _rank(shape, (2,), "PositionalEncoding", "it takes [time, features]: put it after an Embedding")
-    steps = int(shape[0])
+    steps, dim, lim = int(shape[0]), int(shape[-1]), _limits.current().max_activation_elements
     if max_len is not None and max_len < steps:
         raise ShapeError(f"max_len={max_len} is shorter than the {steps} steps of the input; use at least {steps}, or leave it out")
-    return _new(PositionalEncoding, int(shape[-1]), kind, max_len or steps)
+    if (max_len or steps) * dim > lim:
+        raise ShapeError(f"its table of {max_len or steps} × {dim} values is over the limit of {lim:,} (DLVIZ_MAX_ACTIVATION_ELEMENTS); use a smaller max_len")
+    return _new(PositionalEncoding, dim, kind, max_len or steps)
 
 
 def _transformer(shape, nhead, **a):
