@@ -167,6 +167,7 @@ def detection_tab() -> None:
             if r["status"] != "low"
         ],
         hide_index=True,
+        column_config={"what NMS did": st.column_config.TextColumn(width="large")},
         key="vision_boxes_table",
     )
     mean, per_class = _map(text, run_id, step, overlap)

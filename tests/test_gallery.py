@@ -155,3 +155,28 @@ def test_robust_losses_ignore_the_outliers():
     r2 = {n: train(n)[0]["val_r2"] for n in ("outliers-mse", "outliers-l1", "outliers-huber")}
     assert r2["outliers-l1"] > r2["outliers-mse"] + 0.5 and r2["outliers-huber"] > r2["outliers-mse"] + 0.5
     assert r2["outliers-l1"] >= 0.9
+
+
+@pytest.mark.slow
+def test_the_tiny_yolo_finds_the_digits():
+    """The detection lesson's promise: mAP@0.5 over 0.5 on its validation canvases (0.57 measured, one thread)."""
+    from dlviz.analysis.detection import validation_map
+
+    _, tr, _ = train("detection-yolo")
+    mean, per_class = validation_map(tr.model, tr.dataset.x_val, tr.dataset.y_val, anchors=1)
+    assert mean > 0.5 and len(per_class) == 10
+
+
+def test_a_short_yolo_run_starts_finding_digits():
+    """The quick version: a fifth of the canvases and epochs lift mAP@0.5 from nothing to over 0.04 (0.08 measured)."""
+    from dlviz.analysis.detection import validation_map
+    from dlviz.preset.schema import validate
+
+    doc = gallery.raw("detection-yolo")
+    doc["data"]["num_samples"], doc["training"]["epochs"] = 1000, 5
+    tr = Trainer(validate(doc))
+    ds = tr.dataset
+    before, _ = validation_map(tr.model, ds.x_val, ds.y_val, anchors=1)
+    assert tr.run()["status"] == "finished"
+    after, _ = validation_map(tr.model, ds.x_val, ds.y_val, anchors=1)
+    assert before < 0.01 and after > 0.04

@@ -1,5 +1,4 @@
-"""Plotly builders for the Vision page: two boxes and their overlap (IoU), and a detector's boxes over a canvas with what
-non-max suppression did to each."""
+"""Plotly builders for the Vision page: a detector's boxes over a canvas, with what non-max suppression did to each."""
 
 from __future__ import annotations
 
@@ -13,8 +12,6 @@ from dlviz.figures.style import title as style_title
 
 TRUTH_COLOR = "#2ca02c"
 LOW_COLOR = "rgba(120,120,120,0.45)"
-INTERSECTION_COLOR = "rgba(214,39,40,0.35)"
-BOX_COLORS = ("#1f77b4", "#ff7f0e")  # the IoU lab's boxes A and B
 # how each kind of box is drawn: line dash and width, and its legend entry
 STYLES = {
     "truth": ("solid", 3, "true box"),
@@ -79,22 +76,20 @@ def detection_figure(
     removed = [r for r in rows if r["status"] == "suppressed"]
     if removed:
         fig.add_trace(_boxes_trace([{"box": r["box"], "text": _hover(r, class_names)} for r in removed], "suppressed", PALETTE[3]))
-    for r in rows:
-        if r["status"] == "kept":
-            trace = _boxes_trace([{"box": r["box"], "text": _hover(r, class_names)}], "kept", PALETTE[r["class"] % len(PALETTE)])
-            trace.update(name=f"#{r['rank']} {class_names[r['class']]}", legendgroup=f"kept{r['rank']}")
-            fig.add_trace(trace)
-            x1, y1 = float(r["box"][0]) - 0.5, float(r["box"][1]) - 0.5
-            fig.add_annotation(
-                x=max(x1, -0.5),
-                y=max(y1, -0.5),
-                text=f"#{r['rank']} {class_names[r['class']]} {r['score']:.2f}",
-                showarrow=False,
-                xanchor="left",
-                yanchor="bottom",
-                font=dict(size=11, color="white"),
-                bgcolor=PALETTE[r["class"] % len(PALETTE)],
-            )
+    kept = [r for r in rows if r["status"] == "kept"]
+    for k, r in enumerate(kept):  # one trace a box, in its digit's colour; the legend names the kind once
+        fig.add_trace(_boxes_trace([{"box": r["box"], "text": _hover(r, class_names)}], "kept", PALETTE[r["class"] % len(PALETTE)]).update(showlegend=k == 0))
+        x1, y1 = float(r["box"][0]) - 0.5, float(r["box"][1]) - 0.5
+        fig.add_annotation(
+            x=max(x1, -0.5),
+            y=max(y1, -0.5),
+            text=f"#{r['rank']}: {class_names[r['class']]} ({r['score']:.2f})",
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font=dict(size=11, color="white"),
+            bgcolor=PALETTE[r["class"] % len(PALETTE)],
+        )
     fig.update_layout(title=style_title(title), legend=dict(orientation="h", y=-0.02, yanchor="top", font=dict(size=11)), showlegend=True)
     return fig
 
@@ -106,18 +101,3 @@ def _hover(r: dict, class_names: Sequence[str]) -> str:
     if r["status"] == "low":
         return f"{what}: below the confidence threshold"
     return f"{what}: kept"
-
-
-def iou_figure(a: Sequence[float], b: Sequence[float], intersection: Sequence[float] | None, side: int, height: int = 420) -> go.Figure:
-    """Boxes A and B (xyxy) on a side×side plane, their intersection (xyxy, or None when they do not overlap) filled."""
-    fig = go.Figure()
-    if intersection is not None:
-        x1, y1, x2, y2 = intersection
-        fig.add_shape(type="rect", x0=x1, y0=y1, x1=x2, y1=y2, fillcolor=INTERSECTION_COLOR, line=dict(width=0))
-    for name, box, color in (("A", a, BOX_COLORS[0]), ("B", b, BOX_COLORS[1])):
-        x1, y1, x2, y2 = box
-        fig.add_trace(go.Scatter(x=[x1, x2, x2, x1, x1], y=[y1, y1, y2, y2, y1], mode="lines", line=dict(color=color, width=3), name=name, hoverinfo="skip"))
-    fig.update_xaxes(range=[0, side], constrain="domain", showgrid=True, zeroline=False)
-    fig.update_yaxes(range=[side, 0], scaleanchor="x", constrain="domain", showgrid=True, zeroline=False)
-    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white", dragmode=False, showlegend=True)
-    return fig
