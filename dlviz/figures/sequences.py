@@ -206,6 +206,8 @@ def embedding_figure(coords: np.ndarray, labels: Sequence[str], explained: tuple
             mode="markers+text" if len(labels) <= 100 else "markers",
             text=text,
             textposition="top center",
+            textfont=dict(size=14, color="#222"),
+            cliponaxis=False,  # a label above the topmost point stays whole
             marker=dict(size=9, color=PALETTE[0]),
             hovertemplate="token %{text}<br>PC 1 %{x:.3f}, PC 2 %{y:.3f}<extra></extra>",
             name="tokens",
