@@ -221,3 +221,31 @@ def test_truncated_bptt_cuts_are_drawn_where_training_detaches_the_state():
     # the gradient does not cross a cut: the steps before the last cut get nothing from the loss on the last step
     norms = values(fig["data"][0]["y"])
     assert np.isnan(norms[:18]).all() and np.isfinite(norms[18:]).all()
+
+
+def test_a_long_causal_sequence_is_downsampled_with_a_note_and_its_future_left_blank():
+    doc = {
+        "format": "dlviz-preset/1",
+        "name": "long causal attention",
+        "seed": 0,
+        "data": {"name": "tokens", "task": "majority", "num_samples": 100, "seq_len": 100, "vocab": 4, "batch_size": 16},
+        "model": {
+            "input_shape": [100],
+            "layers": [
+                {"type": "Embedding", "num_embeddings": 4, "embedding_dim": 8},
+                {"type": "MultiheadAttention", "num_heads": 2, "causal": True},
+                {"type": "Flatten"},
+                {"type": "Linear", "out_features": 4},
+            ],
+        },
+        "loss": {"type": "CrossEntropyLoss"},
+        "optimizer": {"type": "Adam", "lr": 0.01},
+    }
+    at = open_sequences(doc)
+    assert not at.error, [e.value for e in at.error]
+    (fig,) = figures(at, "attention weights per head (causal)")
+    maps = heat(fig)
+    assert len(maps) == 2 and all(m.shape == (50, 50) for m in maps)  # 100 steps shown every 2nd
+    upper = np.triu(np.ones((50, 50), dtype=bool), 1)
+    assert all(np.isnan(m[upper]).all() and np.isfinite(m[~upper]).all() for m in maps)  # blank, not coloured as 0
+    assert "Downsampled: 100 steps shown as 50" in text(at)
