@@ -724,6 +724,8 @@ def test_every_script_runs_as_its_own_program(key, tmp_path):
         "deep-cnn-residual",
         "lstm-sine",
         "attention-majority",
+        "lstm-long-memory-tbptt",
+        "transformer-from-parts",
         "outliers-mse",
         "vanishing-sigmoid",
         "optim-momentum",
