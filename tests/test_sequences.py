@@ -389,6 +389,8 @@ def test_sampling_needs_a_token_a_step():
     net = net_of([{"type": "Embedding", "num_embeddings": 5, "embedding_dim": 4}, {"type": "Flatten"}, {"type": "Linear", "out_features": 5}], [6])
     with pytest.raises(UserError, match="one class per sequence"):
         seq.next_token(net, [1, 2], 1.0, None)
+    with pytest.raises(UserError, match="starts with an Embedding"):
+        seq.next_token(rnn_preset("LSTM", output="all"), [1, 2], 1.0, None)
 
 
 # ---------------------------------------------------------------- positional encodings and the transformer from its parts

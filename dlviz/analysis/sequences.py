@@ -329,9 +329,11 @@ def _logits(net: nn.Module, prefix: list[int]) -> np.ndarray:
     logits are read at its last token, which is exact for a model that reads forward only (causal attention, RNNs)."""
     t = int(net.input_shape[0]) if hasattr(net, "input_shape") else len(prefix)
     vocab = next((m.num_embeddings for m in net.modules() if isinstance(m, nn.Embedding)), None)
-    bad = [i for i in prefix if not isinstance(i, (int, np.integer)) or i < 0 or (vocab is not None and i >= vocab)]
+    if vocab is None:
+        raise UserError("model", "the model reads numbers, not token ids; sampling needs a model that starts with an Embedding")
+    bad = [i for i in prefix if not isinstance(i, (int, np.integer)) or not 0 <= i < vocab]
     if bad:
-        raise UserError("prefix", f"token {bad[0]!r} is not a token id of this model" + (f" (0 to {vocab - 1})" if vocab else ""))
+        raise UserError("prefix", f"token {bad[0]!r} is not a token id of this model (0 to {vocab - 1})")
     ids = list(prefix)[-t:]
     last = len(ids) - 1
     x = torch.tensor([ids + [0] * (t - len(ids))], dtype=torch.long, device=device_of(net))
