@@ -373,6 +373,7 @@ def test_sampling_is_seeded_and_greedy_at_top_1():
         (lambda net: seq.next_token(net, [1], 1.0, 0), "at least 1"),
         (lambda net: seq.next_token(net, [7], 1.0, None), "not a token id"),
         (lambda net: seq.sample(net, [1], -1, 1.0, None, 0), "cannot be negative"),
+        (lambda net: seq.attention_maps(net, torch.zeros(1, 6, dtype=torch.long), max_len=0), "at least 1 step"),
         (
             lambda net: seq.gradients_through_time(net, torch.zeros(1, 6, dtype=torch.long), torch.zeros(1, 6), nn.functional.mse_loss, "layers.9"),
             "no recurrent",

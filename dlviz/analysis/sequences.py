@@ -100,6 +100,8 @@ def attention_maps(net: nn.Module, x: torch.Tensor, labels: list[str] | None = N
     """Every attention layer's per-head weights for the first sample of `x` (a batch as the model takes it), in module
     order. A sequence longer than `max_len` is shown every stride-th query, each row's keys summed over blocks of
     stride steps, so rows still sum to 1 and a causal map stays blank above its diagonal."""
+    if max_len < 1:
+        raise UserError("max_len", f"a map shows at least 1 step, got {max_len}")
     paths = sequence_layers(net).attention
     layers = [_module(net, p, SelfAttention, "attention layer") for p in paths]
     kept = []
