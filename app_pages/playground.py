@@ -7,7 +7,6 @@ import math
 import numpy as np
 import streamlit as st
 import torch
-from streamlit.errors import StreamlitAPIException
 
 from dlviz import limits
 from dlviz.errors import UserError
@@ -32,6 +31,9 @@ RATES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # and regularizati
 RUN = "playground_run"  # this session's Playground run
 SHOW_TEST, DISCRETIZE = "playground_show_test", "playground_discretize"
 MAX_DRAWN = 1000  # points drawn per split
+RESET_HELP = "Reset the network to its initial weights"
+HANDLED = "playground_handled"  # the last run control (play, step, reset) the board sent and this server carried out
+BOARD = "playground_board"
 LIVE_REFRESH, POLLED_REFRESH = 0.25, 1.0  # the board's reruns while training: frames by reruns, or by the browser itself
 
 runner = runs.runner()
@@ -208,8 +210,7 @@ def one_step():
         h.command({"kind": "step", "count": 1})
 
 
-def set_lr():
-    v = st.session_state[f"pg_lr_{session.rev()}"]
+def set_lr(v):
     d = json.loads(json.dumps(session.preset()))
     d["optimizer"]["lr"] = v
     session.set_preset(d, structural=False)
@@ -218,9 +219,7 @@ def set_lr():
         h.command({"kind": "lr", "value": float(v)})  # the running training takes it at its next step
 
 
-def set_regularization():
-    kind = st.session_state[f"pg_reg_{session.rev()}"]
-    rate = st.session_state.get(f"pg_rate_{session.rev()}", RATES[0])
+def set_regularization(kind: str, rate: float):
     d = json.loads(json.dumps(session.preset()))
     d["training"]["l1"] = rate if kind == "L1" else 0.0
     d["training"]["l2"] = rate if kind == "L2" else 0.0
@@ -240,8 +239,18 @@ def edited(path: tuple, value):
     restructure(d)
 
 
-def widget_value(key: str):
-    return st.session_state[f"{key}_{session.rev()}"]
+def picked(key: str, drawn, act):
+    """The on_change of the widget keyed `key` (this run's revision appended) drawn showing `drawn`: `act(value)` when its
+    value differs. Streamlit also calls on_change for a widget whose last run was cut short by another rerun, with the
+    value it was drawn with; that call changes nothing."""
+    name = f"{key}_{session.rev()}"
+
+    def call():
+        v = st.session_state.get(name)
+        if v is not None and v != drawn:
+            act(v)
+
+    return call
 
 
 # ---------------------------------------------------------------- top bar
@@ -253,43 +262,60 @@ tr_doc = doc.get("training") or {}
 reg_kind = "L1" if tr_doc.get("l1") else "L2" if tr_doc.get("l2") else "None"
 # one screen at 1400×900: Streamlit's room above the first element shrinks to a line on this page only
 st.html("<style>.stMainBlockContainer { padding-top: 2.5rem; padding-bottom: 1rem; }</style>")
-bar = st.columns([0.45, 0.45, 0.45, 1, 1, 1.1, 1.1, 1.3], vertical_alignment="bottom")
-bar[0].button(
-    "", icon=":material/pause:" if playing else ":material/play_arrow:", help="Pause" if playing else "Play", on_click=play, key="pg_play", width="stretch"
-)
-bar[1].button("", icon=":material/skip_next:", help="One step", on_click=one_step, key="pg_step", width="stretch")
-bar[2].button("", icon=":material/restart_alt:", help="Reset the network to its initial weights", on_click=stop_run, key="pg_reset", width="stretch")
+# Served with the frame route, the board holds play, step and reset itself: a click there reruns the board alone, and its
+# first frame comes by the route, so the run starts without waiting for a rerun of the whole page.
+if frames.served():
+    bar = [None, None, None, *st.columns([1, 1, 1.1, 1.1, 1.3], vertical_alignment="bottom")]
+else:
+    bar = st.columns([0.45, 0.45, 0.45, 1, 1, 1.1, 1.1, 1.3], vertical_alignment="bottom")
+    bar[0].button(
+        "", icon=":material/pause:" if playing else ":material/play_arrow:", help="Pause" if playing else "Play", on_click=play, key="pg_play", width="stretch"
+    )
+    bar[1].button("", icon=":material/skip_next:", help="One step", on_click=one_step, key="pg_step", width="stretch")
+    bar[2].button("", icon=":material/restart_alt:", help=RESET_HELP, on_click=stop_run, key="pg_reset", width="stretch")
 lr = float(doc["optimizer"].get("lr", 0.03))
-bar[3].selectbox("Learning rate", sorted({*LRS, lr}), index=sorted({*LRS, lr}).index(lr), key=f"pg_lr_{rev}", on_change=set_lr)
+bar[3].selectbox("Learning rate", sorted({*LRS, lr}), index=sorted({*LRS, lr}).index(lr), key=f"pg_lr_{rev}", on_change=picked("pg_lr", lr, set_lr))
 acts = {a for _, a in net.hidden}
 act_choices = (playground.LINEAR, *playground.PLAIN_ACTIVATIONS)
+act = next(iter(acts)) if len(acts) == 1 else None
 bar[4].selectbox(
     "Activation",
     act_choices,
-    index=act_choices.index(next(iter(acts))) if len(acts) == 1 else None,
+    index=act_choices.index(act) if act else None,
     placeholder="mixed",
     key=f"pg_act_{rev}",
-    on_change=lambda: restructure(
-        {**session.preset(), "model": {**session.preset()["model"], "layers": playground.layers_doc([(u, widget_value("pg_act")) for u, _ in net.hidden], 1)}}
+    on_change=picked(
+        "pg_act",
+        act,
+        lambda a: restructure(
+            {**session.preset(), "model": {**session.preset()["model"], "layers": playground.layers_doc([(u, a) for u, _ in net.hidden], 1)}}
+        ),
     ),
 )
-bar[5].selectbox("Regularization", ("None", "L1", "L2"), index=("None", "L1", "L2").index(reg_kind), key=f"pg_reg_{rev}", on_change=set_regularization)
 rate = float(tr_doc.get("l1") or tr_doc.get("l2") or RATES[0])
+bar[5].selectbox(
+    "Regularization",
+    ("None", "L1", "L2"),
+    index=("None", "L1", "L2").index(reg_kind),
+    key=f"pg_reg_{rev}",
+    on_change=picked("pg_reg", reg_kind, lambda kind: set_regularization(kind, rate)),
+)
 bar[6].selectbox(
     "Regularization rate",
     sorted({*RATES, rate}),
     index=sorted({*RATES, rate}).index(rate),
     key=f"pg_rate_{rev}",
-    on_change=set_regularization,
+    on_change=picked("pg_rate", rate, lambda r: set_regularization(reg_kind, r)),
     disabled=reg_kind == "None",
 )
 regression = base["task"] == "regression"
+problem = "Regression" if regression else "Classification"
 bar[7].selectbox(
     "Problem type",
     ("Classification", "Regression"),
     index=int(regression),
     key=f"pg_problem_{rev}",
-    on_change=lambda: restructure(playground.with_data(session.preset(), "reg-plane" if widget_value("pg_problem") == "Regression" else "circle")),
+    on_change=picked("pg_problem", problem, lambda p: restructure(playground.with_data(session.preset(), "reg-plane" if p == "Regression" else "circle"))),
 )
 
 
@@ -304,7 +330,7 @@ with data_col:
         sets,
         index=sets.index(playground.data_choice(doc)),
         key=f"pg_data_{rev}",
-        on_change=lambda: restructure(playground.with_data(session.preset(), widget_value("pg_data"))),
+        on_change=picked("pg_data", playground.data_choice(doc), lambda name: restructure(playground.with_data(session.preset(), name))),
     )
     ratio = round(100 * (1 - data.get("val_fraction", 0.2)))
     st.slider(
@@ -315,18 +341,12 @@ with data_col:
         step=10,
         format="%d%%",
         key=f"pg_ratio_{rev}",
-        on_change=lambda: edited(("data", "val_fraction"), round(1 - widget_value("pg_ratio") / 100, 2)),
+        on_change=picked("pg_ratio", ratio, lambda r: edited(("data", "val_fraction"), round(1 - r / 100, 2))),
     )
     noise = round(100 * data.get("noise", 0.0))
-    st.slider("Noise", 0, 50, noise, step=5, key=f"pg_noise_{rev}", on_change=lambda: edited(("data", "noise"), widget_value("pg_noise") / 100))
-    st.slider(
-        "Batch size",
-        1,
-        30,
-        min(max(int(data.get("batch_size", 10)), 1), 30),
-        key=f"pg_batch_{rev}",
-        on_change=lambda: edited(("data", "batch_size"), widget_value("pg_batch")),
-    )
+    st.slider("Noise", 0, 50, noise, step=5, key=f"pg_noise_{rev}", on_change=picked("pg_noise", noise, lambda n: edited(("data", "noise"), n / 100)))
+    batch = min(max(int(data.get("batch_size", 10)), 1), 30)
+    st.slider("Batch size", 1, 30, batch, key=f"pg_batch_{rev}", on_change=picked("pg_batch", batch, lambda b: edited(("data", "batch_size"), b)))
     st.button(
         "Regenerate",
         icon=":material/refresh:",
@@ -340,7 +360,9 @@ with data_col:
         opt_names,
         index=opt_names.index(doc["optimizer"]["type"]),
         key=f"pg_opt_{rev}",
-        on_change=lambda: edited(("optimizer",), {"type": widget_value("pg_opt"), "lr": session.preset()["optimizer"].get("lr", 0.03)}),
+        on_change=picked(
+            "pg_opt", doc["optimizer"]["type"], lambda o: edited(("optimizer",), {"type": o, "lr": session.preset()["optimizer"].get("lr", 0.03)})
+        ),
     )
     init_names = list(INITS)
     init = doc["model"].get("init", "default")
@@ -349,7 +371,7 @@ with data_col:
         init_names,
         index=init_names.index(init) if init in init_names else 0,
         key=f"pg_init_{rev}",
-        on_change=lambda: edited(("model", "init"), widget_value("pg_init")),
+        on_change=picked("pg_init", init if init in init_names else init_names[0], lambda i: edited(("model", "init"), i)),
     )
     losses = fitting_losses(regression)
     loss = doc["loss"]["type"]
@@ -358,16 +380,23 @@ with data_col:
         losses,
         index=losses.index(loss) if loss in losses else 0,
         key=f"pg_loss_{rev}",
-        on_change=lambda: edited(("loss",), {"type": widget_value("pg_loss")}),
+        on_change=picked("pg_loss", loss if loss in losses else losses[0], lambda x: edited(("loss",), {"type": x})),
     )
 
 
-def on_event(event: dict):
-    """One of the board's edits: a structural one starts the network over; a weight or a point goes to the running training."""
+def on_event():
+    """One of the board's events, carried out before the board's fragment reruns: a run control, a structural edit (which
+    starts the network over), or a weight or a point (which go to the running training)."""
+    event = (st.session_state.get(BOARD) or {}).get("edit")
+    if not isinstance(event, dict):
+        return
     kind = event.get("kind")
     doc_now = session.preset()
     try:
-        if kind in ("feature", "layers", "units", "activation"):
+        if kind in ("play", "step", "reset"):
+            {"play": play, "step": one_step, "reset": stop_run}[kind]()
+            st.session_state[HANDLED] = event.get("n")
+        elif kind in ("feature", "layers", "units", "activation"):
             restructure(playground.edit(doc_now, event))
         elif kind == "weight":
             value = float(event["value"])
@@ -428,16 +457,15 @@ def board_view():
         "frame": f,
         "height": 500,
     }
-    event = board(state, key="playground_board")
+    if frames.served():
+        state["controls"] = {"playing": alive and hh.run_event.is_set(), "handled": st.session_state.get(HANDLED), "reset_help": RESET_HELP}
+    event = board(state, key=BOARD, on_event=on_event)
     added = session.preset()["data"].get("points")
     if added:
         st.button(f"Remove the {len(added)} added points", on_click=lambda: edited(("data", "points"), []), key="pg_unpoint", icon=":material/backspace:")
     if event is not None:
-        on_event(event)
         session.keep_in_address()
-        try:
-            st.rerun(scope="fragment")
-        except StreamlitAPIException:
+        if event.get("kind") == "sync":  # the board drew the run control's outcome: now the rest of the page follows
             st.rerun()
 
 

@@ -209,7 +209,7 @@ def throughput(quick: bool = False) -> dict:
 
 FRAMES_JS = "(window.__dlvizBoardFrames || 0)"
 # the Play button shows Play again (not Pause)
-PAUSED_JS = "[...document.querySelectorAll('.st-key-pg_play [data-testid=stIconMaterial]')].every(e => e.innerText.trim() === 'play_arrow')"
+PAUSED_JS = "(document.querySelector('[data-testid=board-play]') || {}).title === 'Play'"
 BOARD_JS = "(document.querySelector('[data-testid=dlviz-board]') || {}).__board"
 
 
@@ -234,7 +234,7 @@ def browser_cases(quick: bool = False, log_dir: Path | None = None) -> list[dict
                 pg.set_default_timeout(60_000)
                 pg.goto(f"{url}/playground?{share.PARAM}={link}")
                 wait_idle(pg, "!!document.querySelector('[data-testid=neuron-1-7]')", timeout_ms=120_000)
-                play = pg.locator(".st-key-pg_play button:visible").first
+                play = pg.locator("[data-testid=board-play]")
 
                 # 2. redraw rate while training
                 play.click()

@@ -20,6 +20,7 @@ state = {
   "live": bool, "frame_url": str | "",
   "frame": FRAME, "height": int (px),
   "dims": 1 | 2,                                   # absent means 2; 1 is the 1-D mode below
+  "controls": {"playing": bool, "handled": n | None, "reset_help": str},   # optional: the board draws play/pause, step, reset
   "y_extent": float > 0,                           # 1-D only: the plot's y runs over [−y_extent, y_extent]
 }
 FRAME = {
@@ -51,6 +52,10 @@ Events (the payloads `board` returns), all with "n":
   {"kind": "weight", "layer": L, "out": j, "in": k, "value": v}   weight [j][k] of Linear layer L (0 = inputs → first hidden)
   {"kind": "point", "x": x1, "y": x2, "label": 1 | -1}        a click on the output plane (shift-click: label -1)
   {"kind": "point", "x": x, "y": y, "label": y}               1-D: a click on the plot, in data coordinates (shift too)
+  {"kind": "play" | "step" | "reset"}                         a run control (only with "controls"); the page answers with
+                                                              controls.handled = this event's n
+The "sync" trigger (a number) says the board has drawn a run control's outcome, so the rest of the page may rerun; it is
+a trigger of its own so that an edit sent in the same moment is not replaced by it.
 
 Polling: while `live` is true and `frame_url` is not empty, the board fetches `new URL(frame_url, document.baseURI)` about
 every 50 ms with `?v=<version drawn>`, one request at a time: 204 means unchanged, 200 a new FRAME as JSON; any error stops polling until the next
@@ -58,7 +63,7 @@ data update. A polled frame whose layer sizes differ from the state's is not dra
 
 Test ids: the root "dlviz-board"; "neuron-L-J" (hidden layer L, unit J, 0-based); "edge-L-J-K" (Linear layer L, out J,
 in K, 0-based, as in the weight event); "board-output"; "board-curve" (1-D: the prediction polyline); "layers-plus", "layers-minus", "units-plus-L", "units-minus-L";
-"feature-NAME" (NAME with ^ * ( ) replaced by _); "board-epoch", "board-train-loss", "board-test-loss".
+"feature-NAME" (NAME with ^ * ( ) replaced by _); "board-epoch", "board-train-loss", "board-test-loss"; "board-play", "board-step", "board-reset".
 `window.__dlvizBoardFrames` counts the frames drawn."""
 
 from __future__ import annotations
@@ -173,6 +178,11 @@ const CSS = `
 .dlvb-out { cursor: crosshair; border: 1px solid #bbb; box-sizing: border-box; }
 .dlvb-plot { overflow: hidden; pointer-events: none; }
 .dlvb-feat.fixed { cursor: default; }
+.dlvb-ctl { box-sizing: border-box; padding: 0; border-radius: 50%; border: 1px solid #999; background: #fff; cursor: pointer; }
+.dlvb-ctl svg { display: block; width: 100%; height: 100%; }
+.dlvb-ctl:hover { border-color: #333; background: #eee; }
+.dlvb-ctl.big { border: none; background: #183d4e; }
+.dlvb-ctl.big:hover { background: #0d2530; }
 .dlvb-tick { font-size: 10px; color: #666; }
 .dlvb-stat { font-size: 13px; white-space: nowrap; }
 .dlvb-stat b { font-weight: 600; }
@@ -202,9 +212,38 @@ function emit(b, payload) {
   b.send('edit', payload);
 }
 
+// the run controls' icons, drawn on a 24×24 grid
+const ICONS = {
+  play: '<svg viewBox="0 0 24 24"><polygon points="9,6.5 9,17.5 18,12" fill="#fff"/></svg>',
+  pause: '<svg viewBox="0 0 24 24"><rect x="7.5" y="7" width="3" height="10" fill="#fff"/><rect x="13.5" y="7" width="3" height="10" fill="#fff"/></svg>',
+  step: '<svg viewBox="0 0 24 24"><polygon points="7,7 7,17 14,12" fill="#333"/><rect x="15" y="7" width="2.2" height="10" fill="#333"/></svg>',
+  reset: '<svg viewBox="0 0 24 24"><path d="M17.2 9.2 A6 6 0 1 0 18 12" fill="none" stroke="#333" stroke-width="2"/>' +
+    '<polygon points="14.2,9.6 19.4,10.6 18.6,5.4" fill="#333"/></svg>',
+};
+
+function showPlaying(b) {
+  if (!b.playBtn) return;
+  b.playBtn.innerHTML = b.playing ? ICONS.pause : ICONS.play;
+  b.playBtn.title = b.playing ? 'Pause' : 'Play';
+  b.playBtn.setAttribute('aria-label', b.playBtn.title);
+}
+
+// A run control goes to the server, which carries it out and reruns the board alone; once the board has drawn the
+// outcome (the new run's first frame, or the new state when no frame comes), it asks for the rest of the page with "sync".
+function control(b, kind) {
+  emit(b, { kind });
+  b.awaiting = window.__dlvizBoardN;
+}
+function sync(b) {
+  if (!b.syncDue) return;
+  b.syncDue = false;
+  clearTimeout(b.syncTimer);
+  b.send('sync', Math.max((window.__dlvizBoardN || 0) + 1, Date.now()));  // its own trigger: an edit sent with it is not lost
+}
+
 function structKey(b) {
   const s = b.state;
-  return JSON.stringify([b.LW, b.H, (s.features || []).map((f) => [f.name, !!f.on]), s.hidden || [], s.activations || [],
+  return JSON.stringify([b.LW, b.H, !!s.controls, (s.features || []).map((f) => [f.name, !!f.on]), s.hidden || [], s.activations || [],
     s.limits || {}, s.extent, s.task, Number(s.dims) === 1 ? 1 : 2, s.y_extent]);
 }
 
@@ -226,6 +265,25 @@ function build(b) {
 
   const svg = sel('svg', stage, { class: 'dlvb-edges', width: LW, height: H });
   const gVis = sel('g', svg, { class: 'vis' }), gHit = sel('g', svg, { class: 'hit' });
+
+  // run controls (when the page gives them to the board)
+  b.playBtn = null;
+  if (s.controls) {
+    const ctl = (id, title, size, x, y, cls) => {
+      const btn = el('button', 'dlvb-ctl' + (cls ? ' ' + cls : ''), stage, { 'data-testid': id, title, 'aria-label': title });
+      place(btn, x, y, size, size);
+      return btn;
+    };
+    b.playBtn = ctl('board-play', 'Play', 44, 8, 6, 'big');
+    b.playBtn.addEventListener('click', () => { b.playing = !b.playing; showPlaying(b); control(b, 'play'); });
+    const stp = ctl('board-step', 'One step', 30, 60, 13);
+    stp.innerHTML = ICONS.step;
+    stp.addEventListener('click', () => control(b, 'step'));
+    const rst = ctl('board-reset', s.controls.reset_help || 'Reset', 30, 96, 13);
+    rst.innerHTML = ICONS.reset;
+    rst.addEventListener('click', () => control(b, 'reset'));
+    showPlaying(b);
+  }
 
   // input column
   el('div', 'dlvb-title', stage).textContent = 'Features';
@@ -558,7 +616,7 @@ function poll(b) {
     const url = b.url;
     fetch(new URL(url + '?v=' + encodeURIComponent(b.drawnVersion), document.baseURI), { cache: 'no-store' })
       .then((r) => { if (r.status === 204) return null; if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
-      .then((f) => { if (f && url === b.url && f.version !== b.drawnVersion && fits(b, f)) draw(b, f); })
+      .then((f) => { if (f && url === b.url && f.version !== b.drawnVersion && fits(b, f)) { draw(b, f); sync(b); } })
       .catch(() => { b.pollFailed = true; })
       .finally(() => { b.inflight = false; });
   };
@@ -601,9 +659,18 @@ export default function (component) {
   if (!fits(b, frame)) frame = f;
   b.dataVersion = dv;
   b.frame = frame;
+  const c = b.state.controls;
+  if (c && (!b.awaiting || c.handled === b.awaiting)) b.playing = !!c.playing;  // an older rerun keeps the clicked state
+  if (c && b.awaiting && c.handled === b.awaiting) {
+    b.awaiting = null;
+    b.syncDue = true;  // after the first new frame, or at the latest in 250 ms
+    clearTimeout(b.syncTimer);
+    b.syncTimer = setTimeout(() => sync(b), 250);
+  }
   const oldKey = b.key;
   relayout(b);
   if (b.key === oldKey) { drawFeatures(b); draw(b, frame); }
+  showPlaying(b);
   // polling restarts with every data update, also after an error
   b.live = !!b.state.live;
   const url = typeof b.state.frame_url === 'string' ? b.state.frame_url : '';
@@ -620,9 +687,13 @@ def _element():
     return st.components.v2.component("dlviz.board", js=_JS, isolate_styles=False)
 
 
-def board(state: dict, key: str) -> dict | None:
-    """Mount the board with `data=state`; the event dict that triggered this rerun, else None."""
+def board(state: dict, key: str, on_event=None) -> dict | None:
+    """Mount the board with `data=state`; the event dict that triggered this rerun, else None, and {"kind": "sync"} when
+    the board asked for the page after a run control. `on_event`, a callback, runs before the rerun an edit triggers and
+    finds the edit in `st.session_state[key]["edit"]`."""
     mount = _element()
-    result = mount(data=state, key=key, height=int(state.get("height") or 600), on_edit_change=lambda: None)
+    result = mount(data=state, key=key, height=int(state.get("height") or 600), on_edit_change=on_event or (lambda: None), on_sync_change=lambda: None)
     event = result.get("edit") if result is not None else None
+    if result is not None and result.get("sync"):
+        return {"kind": "sync"}
     return event if isinstance(event, dict) else None

@@ -46,13 +46,13 @@ PIXEL_AT_JS = """([x, y]) => {
 }"""
 
 
-# Whether the Play button shows the icon `name` (Material icons are drawn from their names as text).
-PLAY_ICON_JS = """(name) => { const i = document.querySelector('.st-key-pg_play [data-testid=stIconMaterial]'); return !!i && i.textContent === name; }"""
+# Whether the board's Play/Pause button says `name` ("Play" or "Pause").
+PLAY_ICON_JS = """(name) => { const b = document.querySelector('[data-testid=board-play]'); return !!b && b.title === name; }"""
 
 
 def play_button(pg):
-    """The Play/Pause button (key pg_play; Streamlit draws a hidden twin of a button with help text)."""
-    return pg.locator(".st-key-pg_play button >> visible=true")
+    """The Play/Pause button, on the board when the page is served with the frame route."""
+    return pg.locator("[data-testid=board-play]")
 
 
 def shot(pg, name: str) -> None:
@@ -147,7 +147,7 @@ def test_playground_script(app_url, app_data_dir, page):  # noqa: F811
 
     # 3. Play: the maps, the frame count and the epoch move
     play_button(pg).click()
-    pg.wait_for_function(PLAY_ICON_JS, arg="pause", timeout=60_000)  # the button turns to Pause
+    pg.wait_for_function(PLAY_ICON_JS, arg="Pause", timeout=60_000)  # the button turns to Pause
     pg.wait_for_function(
         "() => { const t = document.querySelector('[data-testid=board-epoch]'); return t && +t.textContent.replace(/\\D/g, '') > 0; }", timeout=60_000
     )
@@ -160,13 +160,21 @@ def test_playground_script(app_url, app_data_dir, page):  # noqa: F811
     assert f1 - f0 >= 5, f"the board drew {f1 - f0} frames in 1.5 s"
     assert e1 > e0, (e0, e1)
     play_button(pg).click()  # Pause
-    pg.wait_for_function(PLAY_ICON_JS, arg="play_arrow")
+    pg.wait_for_function(PLAY_ICON_JS, arg="Play")
     settle(pg)
     time.sleep(0.5)
     paused_epoch = epoch(pg)
     time.sleep(0.6)
     assert epoch(pg) == paused_epoch, "Pause stops the epochs"
     assert play_button(pg).bounding_box()["y"] == pytest.approx(bar_y, abs=2), "Play and Pause add nothing above the page"
+    # one step while paused: the run moves by exactly one optimizer step, and stays paused
+    step_of = f"() => (document.querySelector('{BOARD}').__board.frame || {{}}).step"
+    s0 = pg.evaluate(step_of)
+    pg.locator("[data-testid=board-step]").click()
+    pg.wait_for_function(f"(n) => ({step_of})() === n + 1", arg=s0, timeout=20_000)
+    settle(pg)
+    time.sleep(0.5)
+    assert pg.evaluate(step_of) == s0 + 1 and pg.evaluate(PLAY_ICON_JS, "Play"), "One step takes one step and plays no further"
 
     # 4. a weight: its tooltip, the editor, a refused entry, an accepted one
     tip = edge_tip(pg, "edge-0-0-0")
@@ -265,5 +273,11 @@ def test_playground_script(app_url, app_data_dir, page):  # noqa: F811
         assert fresh.locator('[data-testid="stException"]').count() == 0
     finally:
         ctx.close()
+    # 8. Reset: the network goes back to its initial weights, epoch 0, and Play is offered
+    pg.locator("[data-testid=board-reset]").click()
+    pg.wait_for_function(f"() => document.querySelector('{BOARD}').__board.frame.status === 'untrained'", timeout=20_000)
+    settle(pg)
+    assert epoch(pg) == 0 and pg.evaluate(PLAY_ICON_JS, "Play")
+    shot(pg, "08-reset")
     assert pg.locator('[data-testid="stException"]').count() == 0
     assert not errors, errors
