@@ -167,12 +167,17 @@ def gates_figure(gates: dict[str, np.ndarray], cell: Optional[np.ndarray], hidde
         fig.update_yaxes(title="mean over units (band: min to max)")
         fig.update_layout(title=style_title(title), height=380, margin={**MARGIN, "b": 40}, plot_bgcolor="white")
         return fig
-    fig = make_subplots(rows=len(panels), cols=1, subplot_titles=[name for name, _ in panels], vertical_spacing=0.06, shared_xaxes=True)
+    # one panel a row, sharing the time axis; the layout is written out (make_subplots validates it axis by axis, which
+    # was most of the time this chart took)
+    n, gap = len(panels), 0.06
+    height = (1 - gap * (n - 1)) / n
+    traces, layout, notes = [], {}, []
     for i, (name, a) in enumerate(panels):
         a = np.asarray(a, dtype=np.float64)
         gate = name in gates and a.min() >= 0 and a.max() <= 1  # a sigmoid gate; tanh candidates and states are signed
         bound = float(np.abs(a).max()) or 1.0
-        fig.add_trace(
+        y = "y" if i == 0 else f"y{i + 1}"
+        traces.append(
             go.Heatmap(
                 z=a.T,
                 zmin=0.0 if gate else -bound,
@@ -180,14 +185,19 @@ def gates_figure(gates: dict[str, np.ndarray], cell: Optional[np.ndarray], hidde
                 colorscale=SEQUENTIAL_SCALE if gate else MAP_SCALE,
                 showscale=False,
                 name=name,
+                xaxis="x",
+                yaxis=y,
                 hovertemplate="t = %{x}, unit %{y}<br>%{z:.3f}<extra>" + name + "</extra>",
-            ),
-            row=i + 1,
-            col=1,
+            )
         )
-        fig.update_yaxes(title=dict(text="unit", font=dict(size=10)), autorange="reversed", row=i + 1, col=1)
-    fig.update_xaxes(title="time step t", row=len(panels), col=1)
-    fig.update_layout(title=style_title(title), height=150 * len(panels) + 80, margin={**MARGIN, "l": 50, "b": 40}, dragmode=False)
+        top = 1 - i * (height + gap)
+        layout["yaxis" if i == 0 else f"yaxis{i + 1}"] = dict(
+            domain=[top - height, top], anchor="x", autorange="reversed", title=dict(text="unit", font=dict(size=10))
+        )
+        notes.append(dict(text=name, x=0.5, y=top, xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=13)))
+    layout["xaxis"] = dict(anchor=f"y{n}" if n > 1 else "y", title="time step t")
+    fig = go.Figure(traces)
+    fig.update_layout(title=style_title(title), height=150 * n + 80, margin={**MARGIN, "l": 50, "b": 40, "t": 60}, dragmode=False, annotations=notes, **layout)
     return fig
 
 
