@@ -249,3 +249,14 @@ def test_a_long_causal_sequence_is_downsampled_with_a_note_and_its_future_left_b
     upper = np.triu(np.ones((50, 50), dtype=bool), 1)
     assert all(np.isnan(m[upper]).all() and np.isfinite(m[~upper]).all() for m in maps)  # blank, not coloured as 0
     assert "Downsampled: 100 steps shown as 50" in text(at)
+
+
+def test_an_engine_refusal_is_one_sentence_and_the_other_sections_still_draw():
+    doc = gallery.raw("lstm-sine")
+    layers = [{**doc["model"]["layers"][0], "bidirectional": True}, *doc["model"]["layers"][1:]]
+    at = open_sequences({**doc, "model": {**doc["model"], "layers": layers}})
+    assert not at.exception
+    assert len(at.error) == 1 and "bidirectional" in at.error[0].value and "Traceback" not in at.error[0].value
+    assert not figures(at, "‖∂L/∂h_t‖")
+    open_section(at, "Gates")
+    assert not at.error and len(figures(at, "gates over time")) == 1
