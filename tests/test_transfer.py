@@ -11,12 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from dlviz.__main__ import main
 from dlviz.errors import UserError
 from dlviz.model.build import build_model, summarize
+from dlviz.preset import gallery
 from dlviz.preset.schema import validate
 from dlviz.training import transfer
 from dlviz.training.store import RunStore, StoreCallback
@@ -182,3 +184,39 @@ def test_the_exported_script_reproduces_a_frozen_init_from_run(source_run, tmp_p
     assert train.returncode == run.returncode == 0, (train.stderr, run.stderr)
     assert run.stdout == train.stdout and train.stdout.strip()
     assert train.stderr.startswith(f"Starts from run {rid} at epoch 2: all 6 weight tensors copied.")
+
+
+def test_init_from_a_gallery_preset_takes_its_newest_finished_run_saved_by_the_cli(tmp_path, capsys):
+    pre = gallery.raw("transfer-pretrain")
+    pre["data"]["subset"], pre["training"]["epochs"] = 200, 1  # the lesson's title, quicker
+    path = tmp_path / "pre.json"
+    path.write_text(json.dumps(pre))
+    assert main(["train", str(path), "--save", "--json"]) == 0
+    rid = capsys.readouterr().err.split()[1]
+    assert RunStore().run(rid)["status"] == "finished"
+    fine = gallery.raw("transfer-finetune")
+    fine["data"]["subset"] = 100
+    tr = Trainer(validate(fine))
+    assert tr.transfer.run_id == rid and tr.transfer.source.startswith(f"the newest finished run of 'transfer-pretrain' ({rid})")
+    weights = RunStore().load_checkpoint(rid)["model"]
+    assert all(torch.equal(v, weights[k]) for k, v in tr.model.state_dict().items())
+
+
+def test_classes_keeps_the_digits_listed_relabelled_in_that_order():
+    from sklearn.datasets import load_digits
+
+    from dlviz.data.datasets import describe, load_dataset
+
+    exp = validate(_doc(classes=(7, 2, 9)))
+    ds = load_dataset(exp.data, exp.seed)
+    assert describe(exp.data)[2] == ds.num_classes == 3 and ds.class_names == ["7", "2", "9"]
+    d = load_digits()
+    pixels = {tuple(np.round(img.ravel() / 16.0, 6)): int(t) for img, t in zip(d.images, d.target)}
+    mean, std = 0.3053, 0.3760
+    for x, y in zip(ds.x_train[:40], ds.y_train[:40]):
+        digit = pixels[tuple(np.round(x.numpy().ravel() * std + mean, 6))]
+        assert [7, 2, 9][int(y)] == digit
+    assert len(ds.x_train) + len(ds.x_val) == 300
+    with pytest.raises(UserError) as e:
+        load_dataset(validate(_doc(classes=(0,))).data.model_copy(update={"subset": 1000}), 0)
+    assert e.value.path == "data.subset" and "the digits set has 178 of the digits [0]" in e.value.message

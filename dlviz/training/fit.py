@@ -37,7 +37,7 @@ def check_fit(exp: Experiment, input_shape: tuple, task: str, classes: Optional[
             "model.layers",
             "every layer with weights is frozen (trainable: false), so training has nothing to change; let at least one layer train"
             if frozen
-            else "the model has no weights to train; add a layer that has some, such as Linear or Conv2d",
+            else "the model has no trainable parameters, so there is nothing to train; add a layer with weights, such as Linear or Conv2d",
         )
     objective = make_objective(exp.loss, task, classes, target_shape, summary.output_shape)
     budget.check_training(budget.footprint(summary), exp.data.batch_size)
