@@ -59,3 +59,35 @@ def test_the_round_off_lab_overflows_the_naive_softmax():
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["−log(naive softmax)[true]"] == "nan" and metrics["nn.CrossEntropyLoss"] == metrics["−(z − logsumexp(z))[true]"]
     assert "first fails at ×45" in text(at)
+
+
+def test_the_train_page_says_where_init_from_weights_come_from():
+    from streamlit.testing.v1 import AppTest
+    from test_app_inspect import APP
+
+    doc = gallery.raw("transfer-finetune")
+    doc["init_from"] = {"run": "20990101-000000-abcdef"}
+    at = AppTest.from_file(str(APP), default_timeout=90)
+    at.session_state["browser_id"] = "train-init-from"
+    at.run()
+    at.session_state["preset"] = doc
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("no run with id 20990101-000000-abcdef in the run store" in w.value for w in at.warning), [w.value for w in at.warning]
+    # a run that is there: the caption names it and the layers that start new
+    from test_transfer import CNN, _doc
+
+    from dlviz.preset.schema import validate
+    from dlviz.training.store import RunStore, StoreCallback
+    from dlviz.training.trainer import Trainer
+
+    store, exp = RunStore(), validate(_doc())
+    rid = store.create_run(exp, status="running")
+    Trainer(exp, [StoreCallback(store, rid)]).run()
+    head = [dict(layer) for layer in CNN]
+    head[5]["out_features"] = 4
+    at.session_state["preset"] = _doc(head, classes=(5, 6, 7, 8), init_from={"run": rid})
+    at.run()
+    assert not at.exception and not at.warning
+    want = f"Starts from run {rid} at epoch 2: copied layers[0], layers[3].layers[0]; new (initialized as the preset says): layers[5]."
+    assert any(c.value == want for c in at.caption), [c.value for c in at.caption]
