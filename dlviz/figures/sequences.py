@@ -49,14 +49,18 @@ def attention_figure(weights: np.ndarray, labels: Sequence[str], causal: bool, t
     cols = min(heads, MAX_HEADS_A_ROW)
     rows = -(-heads // cols)
     z = causal_blank(weights) if causal else np.asarray(weights, dtype=np.float64)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {h}" for h in range(heads)], horizontal_spacing=0.06, vertical_spacing=0.12)
+    # a grid of panels, its layout written out: make_subplots and update_xaxes validate every axis one at a time
+    hgap, vgap = 0.06, 0.12
+    width, tall = (1 - hgap * (cols - 1)) / cols, (1 - vgap * (rows - 1)) / rows
+    traces, axes, notes = [], {}, []
     for h in range(heads):
-        r, c = h // cols + 1, h % cols + 1
-        fig.add_trace(
-            go.Heatmap(
+        r, c = divmod(h, cols)
+        k = "" if h == 0 else str(h + 1)
+        left, top = c * (width + hgap), 1 - r * (tall + vgap)
+        traces.append(
+            dict(
+                type="heatmap",
                 z=z[h],
-                x=list(range(t)),
-                y=list(range(t)),
                 zmin=0.0,
                 zmax=1.0,
                 colorscale=ATTENTION_SCALE,
@@ -65,21 +69,34 @@ def attention_figure(weights: np.ndarray, labels: Sequence[str], causal: bool, t
                 hovertemplate="query at position %{y}, key at position %{x}<br>weight %{z:.3f}<extra></extra>",
                 hoverongaps=False,
                 name=f"head {h}",
-            ),
-            row=r,
-            col=c,
+                xaxis=f"x{k}",
+                yaxis=f"y{k}",
+            )
         )
-        fig.update_xaxes(_token_axis(labels, "key"), row=r, col=c, constrain="domain")
-        fig.update_yaxes(_token_axis(labels, "query"), row=r, col=c, autorange="reversed", scaleanchor=f"x{'' if h == 0 else h + 1}", constrain="domain")
+        axes[f"xaxis{k}"] = dict(_token_axis(labels, "key"), domain=[left, min(1.0, left + width)], anchor=f"y{k}", constrain="domain")
+        axes[f"yaxis{k}"] = dict(
+            _token_axis(labels, "query"), domain=[max(0.0, top - tall), top], anchor=f"x{k}", autorange="reversed", scaleanchor=f"x{k}", constrain="domain"
+        )
+        notes.append(
+            dict(
+                text=f"head {h}", x=left + width / 2, y=top, xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=14)
+            )
+        )
     side = 300 if cols > 2 else 360
-    fig.update_layout(
-        title=style_title(title),
-        height=height or rows * side + 60,
-        margin={**MARGIN, "t": 70, "l": 50, "b": 40},
-        plot_bgcolor="white",
-        dragmode=False,
+    return go.Figure(
+        dict(
+            data=traces,
+            layout=dict(
+                title=style_title(title),
+                height=height or rows * side + 60,
+                margin={**MARGIN, "t": 70, "l": 50, "b": 40},
+                plot_bgcolor="white",
+                dragmode=False,
+                annotations=notes,
+                **axes,
+            ),
+        )
     )
-    return fig
 
 
 def time_gradient_figure(norms: np.ndarray, cuts: Sequence[int], title: str, height: int = 360) -> go.Figure:
@@ -192,7 +209,7 @@ def gates_figure(gates: dict[str, np.ndarray], cell: Optional[np.ndarray], hidde
         )
         top = 1 - i * (height + gap)
         layout["yaxis" if i == 0 else f"yaxis{i + 1}"] = dict(
-            domain=[top - height, top], anchor="x", autorange="reversed", title=dict(text="unit", font=dict(size=10))
+            domain=[max(0.0, top - height), top], anchor="x", autorange="reversed", title=dict(text="unit", font=dict(size=10))
         )
         notes.append(dict(text=name, x=0.5, y=top, xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=13)))
     layout["xaxis"] = dict(anchor=f"y{n}" if n > 1 else "y", title="time step t")
