@@ -173,6 +173,15 @@ def layer_editor(layer: dict, path: tuple, last: bool) -> None:
             max_chars=80,
             on_change=lambda: session.apply(edit.set_name, path, st.session_state[name_key], structural=False),
         )
+        trainable_key = key(where, "trainable")
+        if row is not None and row.trainable_params + row.non_trainable_params or "trainable" in layer:  # a layer with weights
+            st.checkbox(
+                "trainable",
+                layer.get("trainable", True),
+                key=trainable_key,
+                help="Off: the weights stay as they start (as init_from loads them), left out of the optimizer: transfer learning's frozen layers",
+                on_change=lambda: session.apply(edit.set_trainable, path, st.session_state[trainable_key], structural=False),
+            )
         if layer["type"] in BLOCKS:
             block_children(layer, path)
         else:

@@ -91,3 +91,30 @@ def test_the_train_page_says_where_init_from_weights_come_from():
     assert not at.exception and not at.warning
     want = f"Starts from run {rid} at epoch 2: copied layers[0], layers[3].layers[0]; new (initialized as the preset says): layers[5]."
     assert any(c.value == want for c in at.caption), [c.value for c in at.caption]
+
+
+def test_build_freezes_a_layer_and_counts_its_frozen_parameters():
+    from app_util import panel
+    from streamlit.testing.v1 import AppTest
+    from test_app_inspect import APP
+
+    at = AppTest.from_file(str(APP), default_timeout=90)
+    at.session_state["browser_id"] = "build-trainable"
+    at.run()
+    at.session_state["preset"] = gallery.raw("transfer-scratch")
+    at.run()
+    trainable = lambda: next(m.value for m in at.metric if m.label == "Trainable")  # noqa: E731
+    assert trainable() == "57,221"
+    assert "trainable" not in [c.label for c in panel(at, "[1] ReLU").checkbox]  # no weights to freeze
+    by_label(panel(at, "[0] Conv2d").checkbox, "trainable").uncheck().run()
+    assert not at.exception
+    assert at.session_state["preset"]["model"]["layers"][0]["trainable"] is False
+    assert trainable() == f"{57_221 - (32 * 25 + 32):,}"
+    # the summary table (the Build page's): a frozen column, only in a model that has frozen parameters
+    from dlviz.figures.build import summary_frame
+    from dlviz.model.build import summarize
+    from dlviz.preset.schema import validate
+
+    frame = summary_frame(summarize(validate(at.session_state["preset"])))
+    assert frame["frozen"].iloc[0] == 832 and frame["frozen"].iloc[-1] == 832  # the layer and the total
+    assert "frozen" not in summary_frame(summarize(validate(gallery.raw("transfer-scratch"))))

@@ -286,6 +286,17 @@ def set_name(doc: dict, path: Path, name: str) -> dict:
     return out
 
 
+def set_trainable(doc: dict, path: Path, on: bool) -> dict:
+    """Let a layer (or a block's layers) train, or freeze it: "trainable": false, left out when true."""
+    out = copy.deepcopy(doc)
+    layer = get(out, path)
+    if on:
+        layer.pop("trainable", None)
+    else:
+        layer["trainable"] = False
+    return out
+
+
 def _split(text: str) -> list[str]:
     """'3, 5', '3 5', '[3, 5]' and '3×5' (or '3x5') -> ['3', '5']."""
     text = re.sub(r"(?<=\d)\s*[x×]\s*(?=\d)", ",", text.strip().strip("[]()"))
