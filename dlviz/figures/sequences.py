@@ -7,7 +7,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from dlviz.figures.style import MAP_SCALE, MARGIN, PALETTE, SEQUENTIAL_SCALE
 from dlviz.figures.style import title as style_title
@@ -184,8 +183,7 @@ def gates_figure(gates: dict[str, np.ndarray], cell: Optional[np.ndarray], hidde
         fig.update_yaxes(title="mean over units (band: min to max)")
         fig.update_layout(title=style_title(title), height=380, margin={**MARGIN, "b": 40}, plot_bgcolor="white")
         return fig
-    # one panel a row, sharing the time axis; the layout is written out (make_subplots validates it axis by axis, which
-    # was most of the time this chart took)
+    # one panel a row, sharing the time axis, written as one document (make_subplots validates it axis by axis)
     n, gap = len(panels), 0.06
     height = (1 - gap * (n - 1)) / n
     traces, layout, notes = [], {}, []
@@ -195,7 +193,8 @@ def gates_figure(gates: dict[str, np.ndarray], cell: Optional[np.ndarray], hidde
         bound = float(np.abs(a).max()) or 1.0
         y = "y" if i == 0 else f"y{i + 1}"
         traces.append(
-            go.Heatmap(
+            dict(
+                type="heatmap",
                 z=a.T,
                 zmin=0.0 if gate else -bound,
                 zmax=1.0 if gate else bound,
@@ -213,9 +212,8 @@ def gates_figure(gates: dict[str, np.ndarray], cell: Optional[np.ndarray], hidde
         )
         notes.append(dict(text=name, x=0.5, y=top, xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=13)))
     layout["xaxis"] = dict(anchor=f"y{n}" if n > 1 else "y", title="time step t")
-    fig = go.Figure(traces)
-    fig.update_layout(title=style_title(title), height=150 * n + 80, margin={**MARGIN, "l": 50, "b": 40, "t": 60}, dragmode=False, annotations=notes, **layout)
-    return fig
+    layout.update(title=style_title(title), height=150 * n + 80, margin={**MARGIN, "l": 50, "b": 40, "t": 60}, dragmode=False, annotations=notes)
+    return go.Figure(dict(data=traces, layout=layout))
 
 
 def _faded(color: str, alpha: float = 0.15) -> str:
@@ -249,23 +247,39 @@ def embedding_figure(coords: np.ndarray, labels: Sequence[str], explained: tuple
 def next_token_figure(before: np.ndarray, after: np.ndarray, labels: Sequence[str], title: str, height: int = 340) -> go.Figure:
     """The next-token distribution side by side: softmax of the logits as the model gives them, and after
     temperature and top-k (the tokens top-k drops have probability 0)."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["softmax(logits)", "after temperature and top-k"], shared_yaxes=True, horizontal_spacing=0.05)
     text = [plot_text(s) for s in labels]
     x = list(range(len(labels)))
-    for col, (name, p, color) in enumerate((("before", before, PALETTE[7]), ("after", after, PALETTE[0])), start=1):
-        fig.add_trace(
-            go.Bar(
+    traces, axes, notes = [], {}, []
+    for i, (name, p, color, heading) in enumerate(
+        (("before", before, PALETTE[7], "softmax(logits)"), ("after", after, PALETTE[0], "after temperature and top-k"))
+    ):
+        k, left = "" if i == 0 else "2", i * 0.525
+        traces.append(
+            dict(
+                type="bar",
                 x=x,
                 y=np.asarray(p, dtype=np.float64),
-                marker_color=color,
+                marker=dict(color=color),
                 name=name,
                 customdata=text,
                 hovertemplate="token %{customdata}<br>p = %{y:.3f}<extra></extra>",
-            ),
-            row=1,
-            col=col,
+                xaxis=f"x{k}",
+                yaxis=f"y{k}",
+            )
         )
-        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=text, title="next token", row=1, col=col)
-    fig.update_yaxes(title="probability", range=[0, 1], row=1, col=1)
-    fig.update_layout(title=style_title(title), height=height, margin={**MARGIN, "t": 60, "b": 40}, showlegend=False, plot_bgcolor="white", bargap=0.15)
-    return fig
+        axes[f"xaxis{k}"] = dict(domain=[left, left + 0.475], anchor=f"y{k}", tickmode="array", tickvals=x, ticktext=text, title=dict(text="next token"))
+        axes[f"yaxis{k}"] = dict(anchor=f"x{k}", range=[0, 1], **({"title": dict(text="probability")} if i == 0 else {"matches": "y", "showticklabels": False}))
+        notes.append(
+            dict(text=heading, x=left + 0.2375, y=1, xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=14))
+        )
+    layout = dict(
+        title=style_title(title),
+        height=height,
+        margin={**MARGIN, "t": 60, "b": 40},
+        showlegend=False,
+        plot_bgcolor="white",
+        bargap=0.15,
+        annotations=notes,
+        **axes,
+    )
+    return go.Figure(dict(data=traces, layout=layout))
