@@ -14,6 +14,7 @@ from dlviz.errors import UserError
 from dlviz.figures import style
 from dlviz.figures import vision as figs
 from dlviz.preset.schema import validate
+from dlviz.training.fit import check_trainable
 from dlviz_app import runs, session, shared
 from dlviz_app.boxes import two_boxes
 from dlviz_app.text import md
@@ -123,6 +124,11 @@ def detection_tab() -> None:
         return
     if exp.data is None or exp.data.name != canvases.NAME or exp.loss is None or exp.loss.type != "YOLOLoss":
         st.info("This preset is not a detection model: load the gallery's tiny YOLO (MNIST digits boxed on a 4×4 grid) to see its boxes here.")
+        return
+    try:
+        check_trainable(exp)  # the grid the model outputs is the one its data's targets hold
+    except UserError as err:
+        st.error(f"{md(err)} Fix the preset on Build to look at its detections.")
         return
     text = json.dumps(exp.to_dict(), sort_keys=True)
     ds = shared.dataset(exp)

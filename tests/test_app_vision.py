@@ -108,3 +108,11 @@ def test_a_trained_detector_its_boxes_nms_and_map(trained):
     assert metric(at, "mAP@0.5") == f"{mean:.3f}"
     by_label(at.number_input, "Validation canvas (0 to 59)").set_value(7).run()
     assert not at.exception and "Canvas 7" in at.get("plotly_chart")[0].proto.spec
+
+
+def test_a_detector_whose_grid_does_not_fit_its_data_says_what_to_change():
+    doc = small_detector()
+    doc["data"]["anchors"] = 2  # 30 numbers a cell, but the head still outputs 15
+    at = open_vision(doc, tab="Detection")
+    assert len(at.error) == 1 and "end with a Conv2d of 30 out_channels on a 4×4 map" in at.error[0].value
+    assert not at.get("plotly_chart")

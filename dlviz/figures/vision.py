@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from dlviz.figures.style import MARGIN, PALETTE
 from dlviz.figures.style import title as style_title
 
-TRUTH_COLOR = "#2ca02c"
+TRUTH_COLOR = "white"  # apart from every digit's colour in PALETTE
 LOW_COLOR = "rgba(120,120,120,0.45)"
 # how each kind of box is drawn: line dash and width, and its legend entry
 STYLES = {
@@ -90,7 +90,9 @@ def detection_figure(
             font=dict(size=11, color="white"),
             bgcolor=PALETTE[r["class"] % len(PALETTE)],
         )
-    fig.update_layout(title=style_title(title), legend=dict(orientation="h", y=-0.02, yanchor="top", font=dict(size=11)), showlegend=True)
+    fig.update_layout(
+        title=style_title(title), legend=dict(orientation="h", y=-0.02, yanchor="top", font=dict(size=11, color="white"), bgcolor="#222"), showlegend=True
+    )
     return fig
 
 
