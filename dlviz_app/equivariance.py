@@ -57,19 +57,18 @@ def equivariance_tab(net: Network, summary: Summary, inp: features.ModelInput, k
     maps = [r for r in shifts if r.kind == "maps"]
     if not maps:
         return
-    pixels = features.display_pixels(eq.shift_input(inp.x, int(dy), int(dx)))
+    pixels = features.display_pixels(eq.shift_input(inp.x, int(dy), int(dx))[0])
     pick = st.selectbox("Layer", range(len(maps)), format_func=lambda i: _name(maps[i]) + " → " + shape_str(maps[i].shifted.shape), key="inspect_shift_layer")
     r = maps[pick]
-    m = float(max(np.abs(r.shifted).max(), np.abs(r.expected).max())) or 1.0
-    ranges = [(-m, m)] * r.shifted.shape[0]
+    ty, tx = r.moved
+    moved = f"({ty:g}, {tx:g})" if r.exact_shift else f"({ty:g}, {tx:g}), rounded to ({round(ty)}, {round(tx)})"
     a, b = st.columns(2)
-    with a:
-        if pixels is not None:
-            st.plotly_chart(figs.input_figure(pixels, f"Input shifted by ({dy}, {dx})", height=220), config=style.CONFIG, key="inspect_shifted_input")
-        st.plotly_chart(figs.layer_grid_figure(r.shifted, ranges, "Maps of the shifted input")[0], config=style.CONFIG, key="inspect_shift_maps")
-    with b:
-        ty, tx = r.moved
-        moved = f"({ty:g}, {tx:g})" if r.exact_shift else f"({ty:g}, {tx:g}), rounded to ({round(ty)}, {round(tx)})"
-        st.metric("Correlation", f"{r.correlation:.4f}", help="Pearson's r between the two sets of maps: 1 when they are the same up to scale")
-        st.caption(f"Stride {r.stride[0]}×{r.stride[1]}: the input's shift moves this layer's maps by {moved} positions.")
-        st.plotly_chart(figs.layer_grid_figure(r.expected, ranges, f"Maps of the input, moved by {moved}")[0], config=style.CONFIG, key="inspect_moved_maps")
+    if pixels is not None:
+        a.plotly_chart(figs.input_figure(pixels, f"Input shifted by ({dy}, {dx})", height=220), config=style.CONFIG, key="inspect_shifted_input")
+    b.metric("Correlation", f"{r.correlation:.4f}", help="Pearson's r between the two sets of maps: 1 when they are the same up to scale")
+    b.caption(f"Stride {r.stride[0]}×{r.stride[1]}: the input's shift moves this layer's maps by {moved} positions.")
+    m = float(max(np.abs(r.shifted).max(), np.abs(r.expected).max())) or 1.0
+    ranges = [(-m, m)] * r.shifted.shape[0]  # one colour scale for both sides
+    a, b = st.columns(2)
+    a.plotly_chart(figs.layer_grid_figure(r.shifted, ranges, "Maps of the shifted input")[0], config=style.CONFIG, key="inspect_shift_maps")
+    b.plotly_chart(figs.layer_grid_figure(r.expected, ranges, f"Maps of the input, moved by {moved}")[0], config=style.CONFIG, key="inspect_moved_maps")

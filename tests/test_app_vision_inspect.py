@@ -40,13 +40,13 @@ def test_the_shift_sliders_and_the_correlation_of_each_layer():
     by_label(at.slider, "Shift right (pixels)").set_value(2).run()
     by_label(at.slider, "Shift down (pixels)").set_value(2).run()
     assert not at.exception and not at.error
-    (fig,) = _titled(at, "Correlation with the shifted")
+    (fig,) = _titled(at, "Per layer: correlation")
     names, r = _values(fig["data"][0]["x"]), _values(fig["data"][0]["y"])
     assert names[0].startswith("layers[0] Conv2d") and names[5].startswith("layers[5] AvgPool2d") and len(names) == 12
     # the first convolution (stride 1) moves with the shift (zero padding differs at the borders only); the second
     # pooling's maps (stride 4) cannot move by half a position, nor can the vectors after Flatten
     assert r[0] > 0.95 and max(r[5:11]) < r[0] - 0.1
-    assert _titled(at, "Maps of the shifted input") and _titled(at, "Maps of the input, moved by (2, 2)")
+    assert _titled(at, "Maps of the shifted input") and _titled(at, "Maps of the input, moved by (2, 2)") and _titled(at, "Input shifted by (2, 2)")
     assert "Correlation" in [m.label for m in at.metric]
 
 

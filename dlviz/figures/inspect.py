@@ -474,7 +474,7 @@ def equivariance_figure(paths: Sequence[str], correlations: Sequence[float], exa
     fig.add_hline(y=1.0, line=dict(color="#999", dash="dot"))
     low = min([0.0, *correlations])
     fig.update_layout(
-        title=style_title("Correlation with the shifted unshifted output (1: equivariant)"),
+        title=style_title("Per layer: correlation of its output for the shifted input with its moved output (1: equivariant)"),
         height=height,
         margin=dict(l=10, r=10, t=40, b=30),
         plot_bgcolor="white",
