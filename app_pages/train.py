@@ -507,7 +507,7 @@ if rid:
         if run_exp.init_from is not None:  # the script reads them from a file beside it
             e2.download_button(
                 "Starting weights",
-                lambda: export.state_dict_bytes(export.init_weights(run_exp)),
+                lambda: export.state_dict_bytes(export.init_weights(run_exp, rid)),
                 file_name=export.init_file(f"run-{rid}.py"),
                 on_click="ignore",
                 icon=":material/download:",

@@ -220,3 +220,18 @@ def test_classes_keeps_the_digits_listed_relabelled_in_that_order():
     with pytest.raises(UserError) as e:
         load_dataset(validate(_doc(classes=(0,))).data.model_copy(update={"subset": 1000}), 0)
     assert e.value.path == "data.subset" and "the digits set has 178 of the digits [0]" in e.value.message
+
+
+def test_a_stored_run_s_starting_weights_are_its_first_checkpoint(source_run):
+    from dlviz import export
+
+    rid, _ = source_run
+    exp = validate(_frozen(_doc(init_from={"run": rid})))
+    tr = Trainer(exp)
+    start = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    store = RunStore()
+    fine = store.create_run(exp, status="running")
+    tr.callbacks.append(StoreCallback(store, fine))
+    tr.run()
+    got = export.init_weights(exp, fine)
+    assert got.keys() == start.keys() and all(torch.equal(got[k], v) for k, v in start.items())

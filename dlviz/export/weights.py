@@ -168,11 +168,17 @@ def run_weights(run_id: str) -> dict:
     return model
 
 
-def init_weights(exp) -> dict:
-    """The starting weights a preset's init_from names (the checkpoint's whole model state), for its exported script."""
+def init_weights(exp, run_id: Optional[str] = None) -> dict:
+    """The starting weights of a preset with init_from, for its exported script: those of a stored run of it (its
+    checkpoint at step 0, which holds what init_from copied, whatever the store has learned since), else the checkpoint
+    init_from names now (its whole model state)."""
+    from dlviz.training.store import RunStore
     from dlviz.training.transfer import find_checkpoint
 
-    source, _, state = find_checkpoint(exp.init_from)
+    if run_id is not None:
+        source, state = f"run {run_id}", RunStore().load_checkpoint(run_id, 0)
+    else:
+        source, _, state = find_checkpoint(exp.init_from)
     model = state.get("model") if isinstance(state, dict) else None
     if not isinstance(model, dict):
         raise UserError("init_from", f"the checkpoint of {source} holds no model weights")
