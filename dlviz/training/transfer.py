@@ -78,7 +78,10 @@ def _newest_run(preset: str, store) -> str:
     runs = store.runs()
     done = runs[(runs["name"] == title) & (runs["status"] == "finished")] if len(runs) else runs
     if not len(done):
-        raise UserError("init_from.preset", f"the run store has no finished run of the lesson '{title}' ({preset}); train that lesson first")
+        raise UserError(
+            "init_from.preset",
+            f"the run store has no finished run of the lesson '{title}'; train that lesson first (on the Train page, or `python -m dlviz train {preset} --save`)",
+        )
     return str(done["id"].iloc[0])  # the store lists the newest first
 
 
