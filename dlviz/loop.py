@@ -1,5 +1,7 @@
 """Self-contained kernels of the training loop: how targets meet a loss, the metrics and evaluation, the step's penalties
-and constraints, early stopping, the lines a run prints, and the YOLO grid of the detection lab (its canvases, targets and loss).
+and constraints, early stopping, the lines a run prints, the YOLO grid of the detection lab (its canvases, targets and loss)
+the segmentation lab's canvases with a class per pixel, and the triplet loss of embeddings with its per-batch mining
+and verification AUC.
 
 Like dlviz.runtime, this module imports only the standard library, numpy and torch, because an exported script is assembled
 from its own source: the trainer and the script run the same lines."""
@@ -37,9 +39,16 @@ def one_hot_labels(out, y):
 
 def predicted_classes(out, num_classes):
     """Predicted classes: the largest logit, or the sign of a single binary logit."""
+    if out.dim() == 4:  # a class per pixel: (N, C, H, W) logits, as CrossEntropyLoss takes them
+        return out.argmax(1)
     if out.shape[-1] == 1 and num_classes == 2:
         return (out[..., 0] > 0).long()
     return out.argmax(-1)
+
+
+def metric_key(task):
+    """The name of a task's metric: accuracy for classification, auc (verification AUC) for an embedding, r2 for regression."""
+    return {"classification": "accuracy", "embedding": "auc"}.get(task, "r2")
 
 
 def r2_score(sse, sst):
@@ -57,7 +66,8 @@ def batch_r2(out, y, sizes):
 
 @torch.no_grad()
 def evaluate(model, x, y, loss_of, num_classes=None, batch=1024):
-    """(mean loss, accuracy (given num_classes) or R², predicted classes or outputs) on a split, in batches, in eval mode."""
+    """(mean loss, accuracy (given num_classes), the verification AUC (class labels without num_classes: an embedding)
+    or R², predicted classes or outputs) on a split, in batches, in eval mode."""
     model.eval()  # left on: the training loop switches training back on when its next epoch starts
     total, correct, outs = 0.0, 0, []
     for i in range(0, len(x), batch):
@@ -70,9 +80,90 @@ def evaluate(model, x, y, loss_of, num_classes=None, batch=1024):
     out = (outs[0] if len(outs) == 1 else torch.cat(outs)) if outs else torch.zeros(0)
     if num_classes is not None:
         return total / max(len(x), 1), correct / max(y.numel(), 1), out
+    if not y.is_floating_point():  # class labels against embeddings (a triplet loss): the verification AUC of every pair
+        return total / max(len(x), 1), pair_auc(out, y), out
     sse = float(((out - y) ** 2).sum())
     sst = float(((y - y.mean()) ** 2).sum())
     return total / max(len(x), 1), r2_score(sse, sst), out
+
+
+# ---------------------------------------------------------------- embeddings: the triplet loss and verification
+
+
+def pair_distances(out, squared=False):
+    """Euclidean distances between every two rows of `out` (B, D), or their squares, computed exactly (no matrix-product shortcut)."""
+    d = torch.cdist(out, out, compute_mode="donot_use_mm_for_euclid_dist")
+    return d * d if squared else d
+
+
+def rank_auc(score, positive):
+    """Area under the ROC curve of `score` for telling the `positive` items from the rest: the Mann–Whitney statistic, the
+    chance that a positive scores above a negative, ties counted half; NaN without both kinds."""
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    if n1 == 0 or n0 == 0:
+        return math.nan
+    s, order = score.double().sort()
+    _, tie, counts = torch.unique_consecutive(s, return_inverse=True, return_counts=True)
+    counts = counts.double()
+    ranks = (counts.cumsum(0) - (counts - 1) / 2)[tie]  # each tied group shares its mean rank (from 1)
+    return float((ranks[positive[order]].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def pair_auc(out, y):
+    """Verification AUC of the embeddings `out` over every pair of samples: the chance that a same-class pair lies closer
+    than a different-class pair."""
+    i, j = torch.triu_indices(len(y), len(y), 1, device=out.device)
+    return rank_auc(-pair_distances(out.double())[i, j], y[i] == y[j])
+
+
+def batch_auc(out, y, sizes):
+    """The verification AUC of each run of `sizes` consecutive samples (a batch)."""
+    parts = zip(out.split(sizes.tolist()), y.split(sizes.tolist()))
+    return torch.tensor([pair_auc(o, t) for o, t in parts], dtype=torch.float64)
+
+
+class MinedTripletLoss(nn.Module):
+    """The triplet loss max(0, d(a, p) − d(a, n) + margin) on a batch of embeddings and their class labels, averaged over
+    one triplet per anchor mined in the batch: a positive of the anchor's class and a negative of another, drawn at random;
+    "semi-hard" mining draws the negative among those with d(a, p) < d(a, n) < d(a, p) + margin where the anchor has
+    one. d is the Euclidean distance (nn.TripletMarginLoss computes the loss) or, `squared`, its square as in FaceNet.
+    Draws come from the loss's own generator, seeded by `seed`, so training elsewhere draws the same numbers."""
+
+    def __init__(self, margin=1.0, mining="random", squared=False, seed=0):
+        super().__init__()
+        self.margin, self.mining, self.squared, self.seed = margin, mining, squared, seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.triplet = nn.TripletMarginLoss(margin=margin)
+
+    @torch.no_grad()
+    def mine(self, out, labels):
+        """(anchors, positives, negatives): index tensors of one triplet per anchor that has both a positive and a negative."""
+        b = len(labels)
+        d = pair_distances(out.detach(), self.squared)
+        same = labels[:, None] == labels[None]
+        pos_ok, neg_ok = same & ~torch.eye(b, dtype=torch.bool, device=out.device), ~same
+        draw = torch.rand(2, b, b, generator=self.generator).to(out.device)  # the largest draw among the allowed picks one
+        pos = torch.where(pos_ok, draw[0], -1.0).argmax(1)
+        if self.mining == "semi-hard":
+            d_ap = d.gather(1, pos[:, None])
+            semi = neg_ok & (d > d_ap) & (d < d_ap + self.margin)
+            neg_ok = torch.where(semi.any(1, keepdim=True), semi, neg_ok)  # random negatives where none is semi-hard
+        neg = torch.where(neg_ok, draw[1], -1.0).argmax(1)
+        a = torch.nonzero(pos_ok.any(1) & neg_ok.any(1)).reshape(-1)
+        return a, pos[a], neg[a]
+
+    def forward(self, out, labels):
+        a, p, n = self.mine(out, labels)
+        if len(a) == 0:
+            return out.sum() * 0  # no class twice and another class beside it: nothing to compare in this batch
+        if not self.squared:
+            return self.triplet(out[a], out[p], out[n])
+        d_ap, d_an = ((out[a] - out[p]) ** 2).sum(1), ((out[a] - out[n]) ** 2).sum(1)
+        return torch.clamp(d_ap - d_an + self.margin, min=0).mean()
+
+    def extra_repr(self):
+        return f"margin={self.margin}, mining={self.mining!r}, squared={self.squared}, seed={self.seed}"
 
 
 # ---------------------------------------------------------------- the training step
@@ -280,3 +371,25 @@ class YOLOLoss(nn.Module):
 
     def extra_repr(self):
         return f"lambda_coord={self.lambda_coord}, lambda_noobj={self.lambda_noobj}, classes={self.classes}"
+
+
+# ---------------------------------------------------------------- segmentation: a class for every pixel
+
+MASK_SIDES = (16, 24)  # a pasted digit's side on a segmentation canvas (pixels, end excluded)
+
+
+def mnist_masks(images, labels, n, side, max_digits, binary, rng):
+    """n side×side canvases, each with 1 to max_digits MNIST digits of 16 to 23 px at random places (pixels in [0, 1],
+    (n, 1, side, side)), and a class per pixel (n, side, side): 0 for the background and, on a digit's strokes (pixels
+    brighter than INK), 1 + the digit, or 1 for every digit with `binary`. Where digits overlap, the later one's strokes win."""
+    x = np.zeros((n, 1, side, side), np.float32)
+    y = np.zeros((n, side, side), np.int64)
+    for k in range(n):
+        for _ in range(rng.integers(1, max_digits + 1)):
+            s, i = int(rng.integers(*MASK_SIDES)), int(rng.integers(len(images)))
+            img = torch.from_numpy(np.ascontiguousarray(images[i : i + 1]))
+            digit = nn.functional.interpolate(img, size=(s, s), mode="bilinear", antialias=True)[0, 0].numpy()
+            top, left = (int(v) for v in rng.integers(0, side - s + 1, 2))
+            x[k, 0, top : top + s, left : left + s] = np.maximum(x[k, 0, top : top + s, left : left + s], digit)
+            y[k, top : top + s, left : left + s][digit > INK] = 1 if binary else 1 + int(labels[i])
+    return x, y

@@ -202,7 +202,7 @@ def _init_code(inits, kernels: list[str]) -> str:
 
 def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[str], str, str]:
     """(constants, runtime kernels, load_data's body, heading) of the data section: the runtime's own calls for the dataset."""
-    from dlviz.data import canvases
+    from dlviz.data import canvases, masks
     from dlviz.data.datasets import IMAGE_SETS, PLAYGROUND, POINT_SETS, csv_source_path, option
 
     spec, name = exp.data, exp.data.name
@@ -235,18 +235,25 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
             f"    return image_data(images, labels, MEAN, STD, SUBSET, {fractions}{', DIGITS' if spec.classes else ''})[:2]",
         ]
         return consts, kernels, "\n".join(body), inspect.getdoc(reader).rsplit(", pixels", 1)[0]
-    if name == canvases.NAME:
-        consts += [
-            f"MEAN, STD = {_lit(runtime.PIXEL_STATS['mnist'])}  # MNIST's pixel statistics",
-            f"NUM_SAMPLES, GRID, ANCHORS_PER_CELL, MAX_DIGITS = {', '.join(_lit(option(spec, k)) for k in ('num_samples', 'grid', 'anchors', 'max_digits'))}",
-        ]
+    if name in (canvases.NAME, masks.NAME):  # MNIST digits pasted on canvases by the kernel dlviz generates them with
+        boxes = name == canvases.NAME
+        keys = ("num_samples", "grid", "anchors", "max_digits") if boxes else ("num_samples", "canvas", "max_digits", "masks")
+        args = ", ".join({"anchors": "ANCHORS_PER_CELL", "masks": "BINARY"}.get(k, k.upper()) for k in keys)
+        kernel, values = "mnist_boxes" if boxes else "mnist_masks", [option(spec, k) == "strokes" if k == "masks" else option(spec, k) for k in keys]
+        consts += [f"MEAN, STD = {_lit(runtime.PIXEL_STATS['mnist'])}  # MNIST's pixel statistics", f"{args} = {', '.join(map(_lit, values))}"]
         body = [
-            doc.format("64×64 canvases of MNIST digits (pixels normalized) and their YOLO grid targets", "generates"),
+            doc.format(
+                "64×64 canvases of MNIST digits (pixels normalized) and their YOLO grid targets"
+                if boxes
+                else "canvases of MNIST digits (pixels normalized) and a class for every pixel",
+                "generates",
+            ),
             "    images, labels = mnist_digits()",
-            "    x, y = mnist_boxes(images, labels, NUM_SAMPLES, GRID, ANCHORS_PER_CELL, MAX_DIGITS, np.random.default_rng([SEED, SAMPLE_STREAM]))",
+            f"    x, y = {kernel}(images, labels, {args}, np.random.default_rng([SEED, SAMPLE_STREAM]))",
             f"    return split_data((x - np.float32(MEAN)) / np.float32(STD), y, {fractions})[:2]",
         ]
-        return consts, ["mnist_digits", "mnist_boxes", "SAMPLE_STREAM", "split_data"], "\n".join(body), "MNIST digits pasted on 64×64 canvases"
+        heading = "MNIST digits pasted on 64×64 canvases" if boxes else "MNIST digits pasted on canvases, a class for every pixel"
+        return consts, ["mnist_digits", kernel, "SAMPLE_STREAM", "split_data"], "\n".join(body), heading
     if name not in POINT_SETS and name not in ("curve", "sine", "tokens"):
         raise UserError("data.name", f"the {name} dataset cannot be exported as a script yet; train the preset with `python -m dlviz train`")
     task = option(spec, "task") if name == "tokens" else None
@@ -388,7 +395,7 @@ def script(exp: Experiment, name: str = "train.py") -> str:
             "evaluate",
             *([loss_cls.__name__] if own_loss else []),
             *([prepare.__name__] if prepare else []),
-            *([] if classification else ["batch_r2"]),
+            *({"classification": [], "embedding": ["batch_auc"]}.get(objective.task, ["batch_r2"])),
             *(["weight_penalty"] if tr.l1 > 0 or tr.l2 > 0 else []),
         ),
         f"loss_fn = {loss_call}",
@@ -407,7 +414,7 @@ def script(exp: Experiment, name: str = "train.py") -> str:
             *(["renorm_"] if tr.max_norm is not None else []),
         ),
         "# preset paths of the trainable tensors, in model.parameters() order, for messages\n" + _wrapped("PARAMETERS", labels),
-        _main_code(exp, classification, bool(inits), bool(frozen)),
+        _main_code(exp, loop.metric_key(objective.task), bool(inits), bool(frozen)),
         'if __name__ == "__main__":\n    sys.exit(main())',
     ]
     std = sorted(
@@ -478,13 +485,14 @@ def _section(title: str) -> str:
     return f"# {'-' * 64} {title}"
 
 
-def _main_code(exp: Experiment, classification: bool, has_inits: bool, frozen: bool) -> str:
-    """main(): the training loop, step for step the trainer's, with only the branches this preset takes."""
+def _main_code(exp: Experiment, key: str, has_inits: bool, frozen: bool) -> str:
+    """main(): the training loop, step for step the trainer's, with only the branches this preset takes; `key` names the
+    metric: accuracy, auc (the verification AUC of an embedding) or r2."""
     tr, data, es = exp.training, exp.data, exp.training.early_stopping
     step = SCHEDULES[exp.schedule.type].step if exp.schedule is not None else None
     augment = data.augment is not None and (data.augment.hflip or data.augment.crop or data.augment.noise)
     penalty = tr.l1 > 0 or tr.l2 > 0
-    evaluate = "evaluate(model, x_{0}, y_{0}, loss_of, CLASSES)[:2]"
+    evaluate = "evaluate(model, x_{0}, y_{0}, loss_of, %s)[:2]" % ("CLASSES" if key == "accuracy" else "None")
     opt = OPTIMIZERS[exp.optimizer.type].cls
     opt_args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()}
     optimizer = _call(f"torch.optim.{opt.__name__}", opt, ("@params",), opt_args).replace('"@params"', "params")
@@ -544,8 +552,8 @@ def _main_code(exp: Experiment, classification: bool, has_inits: bool, frozen: b
         *(["penalty_terms.append(float(pen.detach()) * len(yb))"] if penalty else []),
         *(
             ["metric_terms.append(float((predicted_classes(out, CLASSES) == yb).sum()))", "labels += yb.numel()"]
-            if classification
-            else ["metric_terms.append(float(batch_r2(out, yb, torch.tensor([yb.numel()]))[0]) * len(yb))"]
+            if key == "accuracy"
+            else [f"metric_terms.append(float(batch_{key}(out, yb, torch.tensor([yb.numel()]))[0]) * len(yb))"]
         ),
         "step += 1",
         *(["scheduler.step()  # this schedule steps every batch"] if step == "batch" else []),
@@ -553,8 +561,7 @@ def _main_code(exp: Experiment, classification: bool, has_inits: bool, frozen: b
     E = [
         f"val = {evaluate.format('val')} if len(x_val) else (math.nan, math.nan)",  # the epoch's end, indented by 12
         'lr = float(optimizer.param_groups[0]["lr"])',
-        f"record = epoch_record(epoch + 1, n, loss_terms, metric_terms, labels, val, {_lit('accuracy' if classification else 'r2')}, lr"
-        + (", penalty_terms)" if penalty else ")"),
+        f"record = epoch_record(epoch + 1, n, loss_terms, metric_terms, labels, val, {_lit(key)}, lr" + (", penalty_terms)" if penalty else ")"),
         "epoch += 1",
         "history.append(record)",
         *({"epoch": ["scheduler.step()"], "val_loss": ["scheduler.step(val[0])"]}.get(step, [])),
@@ -574,8 +581,7 @@ def _main_code(exp: Experiment, classification: bool, has_inits: bool, frozen: b
         ]
     L += [
         f'test = {evaluate.format("test")} if len(x_test) and status != "diverged" else None',
-        f"result = run_result(status, epoch, step, history[-1] if history else None, {_lit('accuracy' if classification else 'r2')}, "
-        f"{'best' if es is not None else 'None'}, reason, test)",
+        f"result = run_result(status, epoch, step, history[-1] if history else None, {_lit(key)}, {'best' if es is not None else 'None'}, reason, test)",
         "print(json.dumps(json_safe(result)), flush=True)",
         'if status == "diverged":',
         '    print(f"error: the run diverged: {reason}", file=sys.stderr)',

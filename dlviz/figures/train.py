@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from dlviz.figures.style import PALETTE, PLAYGROUND, colorscale
+from dlviz.loop import metric_key
 from dlviz.text import plot_text
 from dlviz.training.diagnose import EXPLODING, VANISHING
 
@@ -185,9 +186,9 @@ def lr_figure(snap: dict) -> dict:
 
 @_figure
 def metric_figure(snap: dict) -> dict:
-    """Accuracy (classification) or R² (regression) per step and per epoch."""
-    key = "accuracy" if snap.get("task") != "regression" else "r2"
-    label = "accuracy" if key == "accuracy" else "R²"
+    """Accuracy (classification), verification AUC (an embedding) or R² (regression) per step and per epoch."""
+    key = metric_key(snap.get("task") or "classification")
+    label = {"accuracy": "accuracy", "auc": "AUC", "r2": "R²"}[key]
     data = [_scatter(snap["step"], snap["metric"], f"batch {label}", line={"color": STEP, "width": 1})]
     return _spec(
         label.capitalize() if key == "accuracy" else label,

@@ -80,7 +80,7 @@ class TypedEntry:
     cls: Callable
     args: dict[str, Arg]
     doc: str = ""
-    target: str = ""  # losses: "class" (integer labels), "binary", "value" (same shape as the output), "distribution", "grid" (YOLO)
+    target: str = ""  # losses: "class" (integer labels), "binary", "value" (same shape as the output), "distribution", "grid" (YOLO), "embedding" (class labels against embeddings)
     step: str = "epoch"  # schedules: stepped each "epoch", each "batch" (given total_steps), or on the "val_loss"
 
 
@@ -110,6 +110,17 @@ LOSSES: dict[str, TypedEntry] = {
         {"lambda_coord": Arg("float", 5.0, ge=0), "lambda_noobj": Arg("float", 0.5, ge=0), "classes": Arg("int", 10, ge=1)},
         "YOLO's detection loss on an S×S grid: objectness, box and class per cell (the mnist-boxes data)",
         "grid",
+    ),
+    "TripletMarginLoss": TypedEntry(
+        loop.MinedTripletLoss,
+        {
+            "margin": Arg("float", 1.0, gt=0),
+            "mining": Arg("choice", "random", choices=("random", "semi-hard"), help="how each anchor's negative is drawn in the batch"),
+            "squared": Arg("bool", False, help="squared Euclidean distances, as in FaceNet"),
+            "seed": Arg("int", 0, ge=0, help="seed of the mining draws"),
+        },
+        "triplet loss on embeddings: each anchor nearer its class than another class by a margin; triplets mined per batch",
+        "embedding",
     ),
 }
 

@@ -21,7 +21,7 @@ class Objective:
 
     loss_fn: nn.Module
     prepare: Optional[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]  # None: as they are
-    task: str  # "classification" | "regression"
+    task: str  # "classification" | "regression" | "embedding" (class labels against embeddings: a triplet loss)
     num_classes: int | None
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -42,10 +42,14 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
     fn = entry.cls(**spec.args)
     if entry.target == "grid":
         return _grid_objective(fn, spec, task, target_shape, out_shape)
+    if entry.target == "embedding":
+        return _embedding_objective(fn, spec, task, target_shape, out_shape)
     if task == "classification":
         c = num_classes
-        per_token = len(target_shape) == 1
-        want = (*target_shape, c)
+        per_token, per_pixel = len(target_shape) == 1, len(target_shape) == 2
+        want = (c, *target_shape) if per_pixel else (*target_shape, c)  # per pixel: channels first, (N, C, H, W) as CrossEntropyLoss takes
+        if per_pixel and name not in ("CrossEntropyLoss", "NLLLoss"):  # the losses that take (N, C, H, W) with (N, H, W) labels
+            raise UserError("loss", f"{name} cannot take a class for every pixel; use CrossEntropyLoss")
         if entry.target == "value":
             raise UserError("loss", f"{name} on {c}-class labels: use CrossEntropyLoss, or one-hot targets")
         if entry.target == "binary":
@@ -59,9 +63,8 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
                 )
             return Objective(fn, float_labels if name == "BCEWithLogitsLoss" else signed_labels, task, c)
         if out_shape != want:
-            raise UserError(
-                "loss", f"the model outputs {shape_str(out_shape)} per sample but {name} on {c} classes needs {shape_str(want)}; make the last layer's size {c}"
-            )
+            last = f"end with a Conv2d of {c} out_channels on the {shape_str(target_shape)} canvas" if per_pixel else f"make the last layer's size {c}"
+            raise UserError("loss", f"the model outputs {shape_str(out_shape)} per sample but {name} on {c} classes needs {shape_str(want)}; {last}")
         if entry.target == "distribution":
             return Objective(fn, one_hot_labels, task, c)
         return Objective(fn, token_labels if per_token else None, task, c)
@@ -88,6 +91,15 @@ def _grid_objective(fn: nn.Module, spec: LossSpec, task: str, target_shape: tupl
             f"end with a Conv2d of {target_shape[0]} out_channels on a {target_shape[1]}×{target_shape[2]} map",
         )
     return Objective(fn, None, task, None)
+
+
+def _embedding_objective(fn: nn.Module, spec: LossSpec, task: str, target_shape: tuple, out_shape: tuple) -> Objective:
+    """A triplet loss meets one class label a sample (who is whom) with one embedding vector a sample."""
+    if task != "classification" or target_shape != ():
+        raise UserError("loss", f"{spec.type} needs one class label a sample to tell positives from negatives, as MNIST or the digits give")
+    if len(out_shape) != 1:
+        raise UserError("loss", f"{spec.type} needs one embedding vector a sample but the model outputs {shape_str(out_shape)}; end with Flatten and Linear")
+    return Objective(fn, None, "embedding", None)
 
 
 def chance_level(loss_type: str, args: dict, task: str, num_classes: int | None, y_train: torch.Tensor) -> tuple[float, str] | None:

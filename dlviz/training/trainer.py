@@ -470,7 +470,7 @@ class Trainer:
                 self.epoch_terms[1].extend(correct.tolist())
                 self.epoch_terms[2].extend(labels.tolist())
             else:
-                metric = batch_r2(out, y, torch.tensor([p[3].numel() for p in new])).numpy()
+                metric = (loop.batch_auc if self.key == "auc" else batch_r2)(out, y, torch.tensor([p[3].numel() for p in new])).numpy()
                 self.epoch_terms[1].extend((metric * sizes).tolist())
         self.epoch_terms[0].extend((losses * sizes).tolist())
         self.scores.append((losses, metric))
@@ -542,12 +542,12 @@ class Trainer:
         loss, metric, pred = evaluate(self.model, x, y, self.objective.loss, self.objective.num_classes if classification else None, batch)
         if restore and was_training:
             self.model.train()
-        return {"loss": loss, "accuracy" if classification else "r2": metric, "pred": pred.cpu()}
+        return {"loss": loss, self.key: metric, "pred": pred.cpu()}
 
     @property
     def key(self) -> str:
-        """The metric's name: accuracy for classification, r2 for regression."""
-        return "accuracy" if self.objective.task == "classification" else "r2"
+        """The metric's name: accuracy for classification, auc (verification) for an embedding, r2 for regression."""
+        return loop.metric_key(self.objective.task)
 
     def _epoch_record(self) -> dict:
         ds, key = self.data, self.key
