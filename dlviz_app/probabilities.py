@@ -16,13 +16,19 @@ from dlviz.preset.schema import Experiment
 from dlviz_app import shared
 
 
-def prediction(exp: Experiment, net: Network, inp: features.ModelInput) -> None:
+@st.cache_data(max_entries=64, show_spinner=False)
+def _output(_net: Network, key: tuple, _x: torch.Tensor) -> torch.Tensor:
+    """The model's output for one input; `key` names the model and the input (neither is hashed)."""
+    with torch.no_grad():
+        return _net(_x.to(device_of(_net)))[0].float().cpu()
+
+
+def prediction(exp: Experiment, net: Network, inp: features.ModelInput, key: tuple) -> None:
     """The softmax probabilities (a sigmoid's, for one binary logit) of the model's output for the input, per class
     name; nothing for a model that does not classify."""
     if exp.loss is None:
         return
-    with torch.no_grad():
-        out = net(inp.x.to(device_of(net)))[0].float().cpu()
+    out = _output(net, key, inp.x)
     probs = ro.class_probabilities(out, exp.loss.type)
     if probs is None:
         return
