@@ -291,6 +291,14 @@ def embedding_projection(net: nn.Module, path: str, labels: list[str] | None = N
     (each direction's sign chosen so that its largest loading is positive)."""
     m = _module(net, path, nn.Embedding, "embedding layer")
     w = m.weight.detach().double().cpu().numpy()
+    coords, explained = principal_plane(w)
+    names = list(labels) if labels is not None and len(labels) == len(w) else [str(i) for i in range(len(w))]
+    return EmbeddingView(coords, explained, names)
+
+
+def principal_plane(w: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """The rows of `w` (N, D), centred, on their two directions of largest variance (each direction's sign chosen so that
+    its largest loading is positive; zeros past D), and the explained variance ratios of the two."""
     centred = w - w.mean(axis=0)
     u, s, vt = np.linalg.svd(centred, full_matrices=False)
     signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
@@ -299,9 +307,7 @@ def embedding_projection(net: nn.Module, path: str, labels: list[str] | None = N
     coords[:, :k] = (u[:, :k] * s[:k]) * signs[:k]
     var = s**2
     ratios = var / var.sum() if var.sum() > 0 else np.zeros_like(var)
-    explained = tuple(float(ratios[i]) if i < len(ratios) else 0.0 for i in range(2))
-    names = list(labels) if labels is not None and len(labels) == len(w) else [str(i) for i in range(len(w))]
-    return EmbeddingView(coords, explained, names)
+    return coords, tuple(float(ratios[i]) if i < len(ratios) else 0.0 for i in range(2))
 
 
 # ---------------------------------------------------------------- next-token sampling

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from dlviz import limits as _limits
-from dlviz.data import canvases, uploads
+from dlviz.data import canvases, masks, uploads
 from dlviz.errors import UserError, clip, did_you_mean
 from dlviz.preset import options
 from dlviz.preset.schema import Augment, DataSpec
@@ -121,6 +121,8 @@ def _check(spec: DataSpec) -> None:
             raise UserError("data.num_samples", f"num_samples × seq_len = {elements:,} values, over the limit of {budget:,} (100 × DLVIZ_MAX_SAMPLES)")
     if spec.name == canvases.NAME:
         canvases.check(option(spec, "num_samples"))
+    if spec.name == masks.NAME:
+        masks.check(option(spec, "num_samples"), option(spec, "canvas"))
     if spec.name == "tokens" and option(spec, "task") == "brackets" and option(spec, "vocab") % 2 == 0:
         vocab = option(spec, "vocab")
         raise UserError(
@@ -149,6 +151,9 @@ def describe(spec: DataSpec, csv_bytes: bytes | None = None) -> tuple[tuple[int,
     if name == canvases.NAME:  # detection: the YOLO grid targets are regressed by the loss
         shape, target_shape = canvases.shapes(option(spec, "grid"), option(spec, "anchors"))
         return shape, "regression", None, target_shape
+    if name == masks.NAME:  # segmentation: a class for every pixel
+        shape, classes, target_shape = masks.shapes(option(spec, "canvas"), option(spec, "masks") == "strokes")
+        return shape, "classification", classes, target_shape
     table = read_csv_table(_csv_source_bytes(spec, csv_bytes), spec.target)
     return (len(table.feature_names),), table.task, table.num_classes, () if table.task == "classification" else (1,)
 
@@ -162,6 +167,8 @@ def load_dataset(spec: DataSpec, seed: int, csv_bytes: bytes | None = None) -> D
         return _load_images(spec, seed)
     if spec.name == canvases.NAME:
         return canvases.load(spec, seed)
+    if spec.name == masks.NAME:
+        return masks.load(spec, seed)
     s = _Sample(**_GENERATORS[spec.name](spec, _rng(seed, SAMPLE_STREAM)))
     _check_split(len(s.x), spec)
     xs, ys, parts = split_data(s.x, s.y, seed, spec.val_fraction, spec.test_fraction, option(spec, "outliers") if spec.name == "curve" else 0.0)
@@ -313,6 +320,15 @@ def _raw_images(name: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = IMAGES[name]()
     images.flags.writeable = labels.flags.writeable = False
     return images, labels
+
+
+def left_out_images(spec: DataSpec) -> tuple[torch.Tensor, np.ndarray]:
+    """The images of the digits that an image set's `classes` option leaves out (none without it), normalized as the kept
+    ones are, and their digits."""
+    images, labels = _raw_images(spec.name)
+    mean, std = PIXEL_STATS[spec.name]
+    out = ~np.isin(labels, spec.classes) if spec.classes else np.zeros(len(labels), dtype=bool)
+    return torch.from_numpy((images[out] - np.float32(mean)) / np.float32(std)), labels[out]
 
 
 def _load_images(spec: DataSpec, seed: int) -> Dataset:
