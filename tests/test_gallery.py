@@ -180,3 +180,30 @@ def test_a_short_yolo_run_starts_finding_digits():
     assert tr.run()["status"] == "finished"
     after, _ = validation_map(tr.model, ds.x_val, ds.y_val, anchors=1)
     assert before < 0.01 and after > 0.04
+
+
+@pytest.mark.slow
+def test_the_small_unet_segments_the_strokes():
+    """The segmentation lesson's promise: mean IoU over 0.8 on its validation canvases (0.89 measured, one thread), and
+    over 0.7 on a 64×64 canvas of up to 6 digits, twice the side it was trained on (0.87 measured)."""
+    from dlviz.analysis.segmentation import larger_canvas, validation_iou
+
+    _, tr, _ = train("segmentation-unet")
+    mean, per_class = validation_iou(tr.model, tr.dataset.x_val, tr.dataset.y_val, 2)
+    assert mean > 0.8 and len(per_class) == 2
+    assert larger_canvas(tr.model, 64, 6, True, seed=0).mean_iou > 0.7
+
+
+def test_a_short_unet_run_starts_segmenting():
+    """The quick version: half the canvases and 2 epochs lift mean IoU from under 0.1 to over 0.4 (0.53 measured)."""
+    from dlviz.analysis.segmentation import validation_iou
+    from dlviz.preset.schema import validate
+
+    doc = gallery.raw("segmentation-unet")
+    doc["data"]["num_samples"], doc["training"]["epochs"] = 300, 2
+    tr = Trainer(validate(doc))
+    ds = tr.dataset
+    before, _ = validation_iou(tr.model, ds.x_val, ds.y_val, 2)
+    assert tr.run()["status"] == "finished"
+    after, _ = validation_iou(tr.model, ds.x_val, ds.y_val, 2)
+    assert before < 0.1 and after > 0.4

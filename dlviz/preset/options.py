@@ -149,6 +149,21 @@ DATASETS: dict[str, DatasetEntry] = {
         },
         "detection: MNIST digits pasted at random positions and sizes on 64×64 canvases, with their true boxes as YOLO grid targets",
     ),
+    "mnist-masks": DatasetEntry(
+        {
+            "num_samples": Arg("int", 1000, ge=10, step=100, label="Canvases", help="how many canvases are generated, before the split"),
+            "canvas": Arg("choice", 32, choices=(32, 48, 64), label="Canvas side", help="each canvas is this many pixels wide and high"),
+            "max_digits": Arg("int", 2, ge=1, le=4, label="Digits per canvas (at most)", help="each canvas holds 1 to this many MNIST digits"),
+            "masks": Arg(
+                "choice",
+                "digits",
+                choices=("digits", "strokes"),
+                label="Pixel classes",
+                help="digits: a stroke pixel's class is 1 + its digit (11 classes); strokes: 1 for any digit (2 classes); the background is 0",
+            ),
+        },
+        "segmentation: MNIST digits pasted at random places on square canvases, with a class for every pixel from their thresholded strokes",
+    ),
     "csv": DatasetEntry(
         {
             "source": Arg("text", None, dims=200, widget="upload", help="the uploaded file"),

@@ -1,0 +1,70 @@
+"""The segmentation set: MNIST digits pasted on square canvases, with a class for every pixel from their thresholded strokes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlviz import limits as _limits
+from dlviz.errors import UserError
+from dlviz.loop import INK, MASK_SIDES, mnist_masks
+from dlviz.runtime import PIXEL_STATS, SAMPLE_STREAM, split_data
+
+NAME = "mnist-masks"
+
+
+def class_names(binary: bool) -> list[str]:
+    """The pixel classes: the background, then a stroke of each digit (or of any digit with binary masks)."""
+    return ["background", "stroke"] if binary else ["background", *(f"digit {d}" for d in range(10))]
+
+
+def shapes(side: int, binary: bool) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
+    """(input shape, number of classes, target shape) of a canvas: one channel of side×side pixels, a class for each pixel."""
+    return (1, side, side), len(class_names(binary)), (side, side)
+
+
+def check(n: int, side: int) -> None:
+    """Refuse more canvases than the server's budget of values: 100 a sample, as sequences count theirs."""
+    budget = 100 * _limits.current().max_samples
+    if n * side * side > budget:
+        raise UserError(
+            "data.num_samples", f"{n:,} canvases of {side}×{side} are {n * side * side:,} values, over the limit of {budget:,} (100 × DLVIZ_MAX_SAMPLES)"
+        )
+
+
+def canvases(n: int, side: int, max_digits: int, binary: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n canvases (pixels normalized with MNIST's constants, (n, 1, side, side)) and their masks (n, side, side)."""
+    from dlviz.data.datasets import _raw_images
+
+    images, labels = _raw_images("mnist")
+    mean, std = PIXEL_STATS["mnist"]
+    x, y = mnist_masks(images, labels, n, side, max_digits, binary, rng)
+    return (x - np.float32(mean)) / np.float32(std), y
+
+
+def load(spec, seed: int):
+    """The canvases of a preset's `data`, split by its fractions."""
+    from dlviz.data.datasets import Dataset, _check_split, _parts, option
+
+    n, side, most, binary = option(spec, "num_samples"), option(spec, "canvas"), option(spec, "max_digits"), option(spec, "masks") == "strokes"
+    _check_split(n, spec)
+    x, y = canvases(n, side, most, binary, np.random.default_rng([seed, SAMPLE_STREAM]))
+    xs, ys, _ = split_data(x, y, seed, spec.val_fraction, spec.test_fraction)
+    mean, std = PIXEL_STATS["mnist"]
+    what = "1 for a stroke of any digit" if binary else "1 + the digit on its strokes"
+    note = (
+        f"{NAME}: {n:,} {side}×{side} canvases with 1 to {most} MNIST digits each (sides {MASK_SIDES[0]} to {MASK_SIDES[1] - 1} px); "
+        f"a class per pixel: 0 for the background, {what} (pixels brighter than {INK:g}); pixels normalized with mean {mean} and std {std}"
+    )
+    input_shape, classes, target_shape = shapes(side, binary)
+    return Dataset(
+        name=NAME,
+        task="classification",
+        num_classes=classes,
+        input_shape=input_shape,
+        target_shape=target_shape,
+        **_parts(xs, ys, spec.test_fraction > 0),
+        feature_names=[],
+        class_names=class_names(binary),
+        note=note,
+        normalization=(mean, std),
+    )
