@@ -15,7 +15,7 @@ from dlviz.figures import style
 from dlviz.figures import vision as figs
 from dlviz.preset.schema import validate
 from dlviz.training.fit import check_trainable
-from dlviz_app import runs, session, shared
+from dlviz_app import runs, shared
 from dlviz_app.boxes import two_boxes
 from dlviz_app.text import md
 
@@ -24,7 +24,6 @@ COORDS = ("x1", "y1", "x2", "y2")
 START = {"A": (8, 8, 40, 40), "B": (24, 20, 56, 52)}
 ELEMENT = "vision_boxes"
 CORRECT = 0.5  # a detection counts as correct when its IoU with the true box is over this
-UNTRAINED = "This preset, untrained"
 
 
 # ---------------------------------------------------------------- IoU
@@ -97,29 +96,8 @@ def _map(preset_text: str, run_id: str | None, step: int | None, nms_threshold: 
     return detection.mean_average_precision(found, detection.true_boxes(y, anchors), canvases.CLASSES)
 
 
-def _choose_weights():
-    """(experiment, run id, checkpoint step): the preset on Build untrained, or a run's checkpoint, as Inspect offers them."""
-    table = runs.store().runs(runs.browser_id())
-    ids = [str(i) for i in table["id"]] if len(table) else []
-    current = runs.current_run_id()
-    titles = {UNTRAINED: UNTRAINED, **runs.run_titles(table)} if ids else {UNTRAINED: UNTRAINED}
-    left, right = st.columns([3, 2], vertical_alignment="bottom")
-    choice = left.selectbox("Weights", list(titles), index=list(titles).index(current) if current in titles else 0, format_func=titles.get, key="vision_run")
-    if choice == UNTRAINED:
-        try:
-            return validate(session.preset()), None, None
-        except UserError as err:
-            st.error(f"{md(err)} Fix the preset on Build to look at its detections.")
-            return None, None, None
-    step, _ = runs.pick_checkpoint(choice, right, "vision")
-    if step is None:
-        st.info("This run has no checkpoint yet; its first one is written when training starts.")
-        return None, None, None
-    return runs.store().experiment(choice), choice, step
-
-
 def detection_tab() -> None:
-    exp, run_id, step = _choose_weights()
+    exp, run_id, step = runs.choose_weights("its detections")
     if exp is None:
         return
     if exp.data is None or exp.data.name != canvases.NAME or exp.loss is None or exp.loss.type != "YOLOLoss":

@@ -18,6 +18,9 @@ from dlviz.text import clean
 from dlviz.training.runner import Runner
 from dlviz.training.store import STORE_ERRORS, RunStore, unwritable
 
+from . import session
+from .text import md
+
 RUN_ID = "run_id"  # the run this session looks at on Train, Inspect and Landscape
 PICKED = "picked_run"  # (run id, hash of the preset it was picked under): a run of another preset, shown on request
 
@@ -165,3 +168,28 @@ def pick_checkpoint(run_id: str, where, page: str):
     steps = list(labels)
     step = where.selectbox("Checkpoint", steps, index=len(steps) - 1, format_func=labels.get, key=f"{page}_ckpt|{run_id}")
     return step, ckpts
+
+
+UNTRAINED = "This preset, untrained"
+
+
+def choose_weights(what: str):
+    """(experiment, run id, checkpoint step): the preset on Build untrained, or a run's checkpoint, as Inspect offers them;
+    `what` ends the sentence that asks for a broken preset to be fixed ("its detections"). (None, None, None) when there is nothing to show."""
+    table = store().runs(browser_id())
+    ids = [str(i) for i in table["id"]] if len(table) else []
+    current = current_run_id()
+    titles = {UNTRAINED: UNTRAINED, **run_titles(table)} if ids else {UNTRAINED: UNTRAINED}
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    choice = left.selectbox("Weights", list(titles), index=list(titles).index(current) if current in titles else 0, format_func=titles.get, key="vision_run")
+    if choice == UNTRAINED:
+        try:
+            return validate(session.preset()), None, None
+        except UserError as err:
+            st.error(f"{md(err)} Fix the preset on Build to look at {what}.")
+            return None, None, None
+    step, _ = pick_checkpoint(choice, right, "vision")
+    if step is None:
+        st.info("This run has no checkpoint yet; its first one is written when training starts.")
+        return None, None, None
+    return store().experiment(choice), choice, step
