@@ -556,10 +556,10 @@ def inspect(exp, net, run_id, step, ckpts) -> None:
     """Everything about one model: its input, then the open tab alone (its maps and fields, its filters, or a lab)."""
     inp = choose_input(exp, net)
     show_input(inp)
-    maps_tab, rf_tab, filter_tab, seq_tab, eq_tab, lab_tab, act_tab, round_tab = st.tabs(TABS, key="inspect_tab", on_change="rerun")
-    look = None
     key = (hashlib.sha1(_text(exp).encode()).hexdigest(), run_id, step, *_input_key(inp))
     probabilities.prediction(exp, net, inp, key)
+    maps_tab, rf_tab, filter_tab, seq_tab, eq_tab, lab_tab, act_tab, round_tab = st.tabs(TABS, key="inspect_tab", on_change="rerun")
+    look = None
     if maps_tab.open or rf_tab.open:  # the layers' outputs, which only these two tabs draw
         try:
             look = Look(net, _summary(_text(exp)), inp, key, _memo("maps", key, lambda: features.feature_maps(net, inp.x)))
