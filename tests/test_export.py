@@ -351,6 +351,7 @@ GALLERY = {
     "overfit-l2": _gallery("overfit-l2", {"epochs": 3}),
     "lenet5-mnist": _gallery("lenet5-mnist", {"epochs": 1}, subset=300),
     "detection-yolo": _gallery("detection-yolo", {"epochs": 1}, num_samples=120),
+    "verification-triplet": _gallery("verification-triplet", {"epochs": 1}, subset=300),
     "segmentation-unet": _gallery("segmentation-unet", {"epochs": 1}, num_samples=120),
     "overfit-early-stop": _gallery("overfit", {"epochs": 40, "early_stopping": {"patience": 2}}, test_fraction=0.2),
 }
