@@ -1,0 +1,117 @@
+"""The Vision page's Segmentation tab: a model's mask of a validation canvas against the true one, with the cross-entropy
+of every pixel and the IoU of every class, then the same weights on a larger canvas than they were trained on."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import streamlit as st
+
+from dlviz.analysis import segmentation as seg
+from dlviz.analysis.features import load_model
+from dlviz.data import masks
+from dlviz.data.datasets import option
+from dlviz.errors import UserError
+from dlviz.figures import segmentation as figs
+from dlviz.figures import style
+from dlviz.preset.schema import validate
+from dlviz.training.fit import check_trainable
+from dlviz_app import runs, shared
+from dlviz_app.text import md
+
+LARGEST = 4  # the larger canvas's side goes up to this many times the training canvas's
+MOST_DIGITS = 12
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _model(preset_text: str, run_id: str | None, step: int | None):
+    """The model at the weights asked for, on the CPU, in eval mode."""
+    exp = validate(json.loads(preset_text))
+    state = runs.store().load_checkpoint(run_id, step) if run_id else None
+    return load_model(exp, state, device="cpu")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _validation_iou(preset_text: str, run_id: str | None, step: int | None) -> tuple[float, list[float]]:
+    exp = validate(json.loads(preset_text))
+    ds = shared.dataset(exp)
+    mean, per_class = seg.validation_iou(_model(preset_text, run_id, step), ds.x_val, ds.y_val, ds.num_classes)
+    return mean, per_class.tolist()
+
+
+def _number(v: float) -> str:
+    return "—" if math.isnan(v) else f"{v:.3f}"
+
+
+def segmentation_tab() -> None:
+    exp, run_id, step = runs.choose_weights("its masks")
+    if exp is None:
+        return
+    if exp.data is None or exp.data.name != masks.NAME:
+        st.info("This preset is not a segmentation model: load the gallery's small U-Net (the strokes of MNIST digits segmented) to see its masks here.")
+        return
+    try:
+        check_trainable(exp)  # a class score for every pixel, as the loss checks it
+    except UserError as err:
+        st.error(f"{md(err)} Fix the preset on Build to look at its masks.")
+        return
+    text = json.dumps(exp.to_dict(), sort_keys=True)
+    ds = shared.dataset(exp)
+    n, names = len(ds.x_val), ds.class_names
+    if n == 0:
+        st.info("This preset keeps no validation canvases (val_fraction is 0): set one on Train to look at its masks.")
+        return
+    try:
+        net = _model(text, run_id, step)
+    except UserError as err:
+        st.error(md(err))
+        return
+    where = f"run checkpoint at step {step:,}" if run_id else "untrained"
+    i = int(st.number_input(f"Validation canvas (0 to {n - 1:,})", 0, n - 1, 0, key="vision_seg_canvas"))
+    one = seg.segment(net, ds.x_val[i], ds.y_val[i], ds.normalization, ds.num_classes)
+    side = one.pixels.shape[0]
+    st.plotly_chart(
+        figs.segmentation_figure(one.pixels, one.true, one.pred, one.loss_map, names, f"Canvas {i}, {side}×{side} ({where})"),
+        config=style.CONFIG,
+        key="vision_seg_chart",
+    )
+    mean, per_class = _validation_iou(text, run_id, step)
+    a, b, c, d = st.columns(4)
+    a.metric("Cross-entropy, mean over its pixels", f"{one.loss:.4f}")
+    b.metric("Pixel accuracy on this canvas", f"{float((one.pred == one.true).mean()):.3f}")
+    c.metric("Mean IoU on this canvas", _number(one.mean_iou))
+    d.metric(f"Mean IoU on the {n:,} validation canvases", _number(mean))
+    st.dataframe(
+        [
+            {"class": names[k], "IoU on this canvas": _number(float(one.iou[k])), f"IoU on the {n:,} validation canvases": _number(per_class[k])}
+            for k in range(len(names))
+            if not (math.isnan(one.iou[k]) and math.isnan(per_class[k]))
+        ],
+        hide_index=True,
+        key="vision_seg_iou",
+    )
+    st.caption(
+        "IoU of a class: the pixels both masks give it over the pixels either gives it. The mean is over the classes present "
+        "in either mask (— for a class in neither); the validation figures count the pixels of all canvases together."
+    )
+
+    st.subheader("A larger canvas")
+    st.caption(
+        "The same weights on a canvas larger than the ones they were trained on: convolutions, poolings and transposed "
+        "convolutions slide over any size, so a fully convolutional net gives a mask of whatever it is given."
+    )
+    left, right = st.columns(2)
+    big_side = left.slider("Canvas side", side, LARGEST * side, 2 * side, 16, key="vision_seg_side")
+    digits = right.slider("Digits (at most)", 1, MOST_DIGITS, 6, key="vision_seg_digits")
+    try:
+        big = seg.larger_canvas(net, big_side, digits, option(exp.data, "masks") == "strokes", exp.seed)
+    except UserError as err:
+        st.error(md(err))
+        return
+    st.plotly_chart(
+        figs.segmentation_figure(big.pixels, big.true, big.pred, big.loss_map, names, f"A new {big_side}×{big_side} canvas ({where})", height=420),
+        config=style.CONFIG,
+        key="vision_seg_big_chart",
+    )
+    st.markdown(f"Cross-entropy **{big.loss:.4f}**, pixel accuracy **{float((big.pred == big.true).mean()):.3f}**, mean IoU **{_number(big.mean_iou)}**.")

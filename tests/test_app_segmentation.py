@@ -1,0 +1,100 @@
+"""The Vision page's Segmentation tab through Streamlit's AppTest: a trained U-Net's masks of a validation canvas with
+the engine's cross-entropy and IoU, a larger canvas, and one sentence for a preset that segments nothing."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from app_util import by_label
+from streamlit.testing.v1 import AppTest
+
+from dlviz.analysis import segmentation
+from dlviz.data.datasets import load_dataset
+from dlviz.paths import data_dir
+from dlviz.preset import gallery
+from dlviz.preset.schema import validate
+from dlviz.training.store import RunStore, StoreCallback
+from dlviz.training.trainer import Trainer
+
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+BROWSER = "segmentation-apptest"
+
+
+def small_unet() -> dict:
+    doc = copy.deepcopy(gallery.raw("segmentation-unet"))
+    doc["name"] = "small U-Net, a short run"
+    doc["data"]["num_samples"] = 200
+    doc["training"]["epochs"] = 1
+    return doc
+
+
+def open_segmentation(doc) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.session_state["browser_id"] = BROWSER
+    at.run()
+    at.session_state["preset"] = doc
+    at.switch_page("app_pages/vision.py").run()
+    at.session_state["vision_tab"] = "Segmentation"  # AppTest cannot click a tab: its key in session state opens it
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def title(chart) -> str:
+    return json.loads(chart.proto.spec)["layout"]["title"]["text"]
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(label))
+
+
+def test_a_preset_that_is_not_a_segmentation_model_gets_one_sentence():
+    at = open_segmentation(gallery.raw("detection-yolo"))
+    assert [i.value for i in at.info] == [
+        "This preset is not a segmentation model: load the gallery's small U-Net (the strokes of MNIST digits segmented) to see its masks here."
+    ]
+    assert not at.get("plotly_chart")
+
+
+def test_a_head_with_the_wrong_number_of_classes_says_what_to_change():
+    doc = small_unet()
+    doc["data"]["masks"] = "digits"  # 11 classes, but the head still gives 2
+    at = open_segmentation(doc)
+    assert len(at.error) == 1 and "end with a Conv2d of 11 out_channels" in at.error[0].value
+    assert not at.get("plotly_chart")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    doc = small_unet()
+    exp = validate(doc)
+    store = RunStore(data_dir() / "runs.sqlite")
+    run_id = store.create_run(exp, session=BROWSER)
+    tr = Trainer(exp, callbacks=[StoreCallback(store, run_id)])
+    tr.run()
+    store.close()
+    return doc, run_id, tr
+
+
+def test_a_trained_unet_its_masks_iou_and_a_larger_canvas(trained):
+    doc, run_id, tr = trained
+    at = open_segmentation(doc)
+    assert by_label(at.selectbox, "Weights").value == run_id
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2 and title(charts[0]).startswith("Canvas 0, 32×32") and title(charts[1]).startswith("A new 64×64 canvas")
+    # the page's numbers are the engine's, on the run's final weights
+    ds = load_dataset(validate(doc).data, doc["seed"])
+    mean, per_class = segmentation.validation_iou(tr.model, ds.x_val, ds.y_val, 2)
+    assert metric(at, "Mean IoU on the 40 validation canvases") == f"{mean:.3f}"
+    one = segmentation.segment(tr.model, ds.x_val[3], ds.y_val[3], ds.normalization, 2)
+    by_label(at.number_input, "Validation canvas (0 to 39)").set_value(3).run()
+    assert not at.exception and title(at.get("plotly_chart")[0]).startswith("Canvas 3,")
+    assert metric(at, "Cross-entropy, mean over its pixels") == f"{one.loss:.4f}"
+    table = at.dataframe[0].value
+    assert list(table["class"]) == ["background", "stroke"]
+    assert list(table["IoU on the 40 validation canvases"]) == [f"{v:.3f}" for v in per_class.tolist()]
+    by_label(at.slider, "Canvas side").set_value(96).run()
+    assert not at.exception and title(at.get("plotly_chart")[1]).startswith("A new 96×96 canvas")
+    big = segmentation.larger_canvas(tr.model, 96, 6, True, doc["seed"])
+    assert f"mean IoU **{big.mean_iou:.3f}**" in at.markdown[-1].value
