@@ -27,10 +27,14 @@ QUICK = "--quick" in sys.argv
 torch.set_num_threads(1)
 
 
-def detector(epochs: int, canvases: int) -> dict:
+def detector(quick: bool, probes: bool) -> dict:
+    """The lesson as the gallery ships it (a smaller run with --quick); with `probes`, the units probed at the trainer's
+    default interval instead of the preset's (every 200 steps: the probe of 256 canvases costs as much as 8 batches)."""
     doc = gallery.raw("detection-yolo")
-    doc["data"]["num_samples"] = canvases
-    doc["training"]["epochs"] = epochs
+    if quick:
+        doc["data"]["num_samples"], doc["training"]["epochs"] = 600, 2
+    if probes:
+        del doc["training"]["telemetry_every"]
     return doc
 
 
@@ -58,19 +62,26 @@ def bare_loop(trainer: Trainer, model: torch.nn.Module) -> float:
     return time.perf_counter() - t0
 
 
-def training(reps: int) -> None:
-    exp = validate(detector(2 if QUICK else 3, 600 if QUICK else 1500))
+def training(reps: int, probes: bool) -> None:
+    exp = validate(detector(QUICK, probes))
     ours_t, ref_t = [], []
-    for _ in range(reps):
+    for r in range(reps):
         tr = Trainer(exp)
-        ref_t.append(bare_loop(tr, copy.deepcopy(tr.model)))
+        model = copy.deepcopy(tr.model)
+        if r % 2:  # alternate which goes first, so that a change of load does not always favour one side
+            ref_t.append(bare_loop(tr, model))
         t0 = time.perf_counter()
         tr.run()
         ours_t.append(time.perf_counter() - t0)
+        if not r % 2:
+            ref_t.append(bare_loop(tr, model))
     med = statistics.median
-    ratio = med(a / b for a, b in zip(ours_t, ref_t))
-    row = {"bench": "detection", "case": "train tiny YOLO", "ratio": round(ratio, 4), "speed": round(1 / ratio, 4)}
-    row.update(ours_s=round(med(ours_t), 4), reference_s=round(med(ref_t), 4), steps=tr.step, reps=reps)
+    # the best of each side: on a shared machine, other work only ever adds time
+    ratio = min(ours_t) / min(ref_t)
+    case = "train tiny YOLO" + (", units probed at the default interval" if probes else "")
+    row = {"bench": "detection", "case": case, "ratio": round(ratio, 4), "speed": round(1 / ratio, 4), "telemetry_every": tr.telemetry_every}
+    row.update(ours_s=round(min(ours_t), 4), reference_s=round(min(ref_t), 4), median_ratio=round(med(a / b for a, b in zip(ours_t, ref_t)), 4))
+    row.update(steps=tr.step, reps=reps)
     print(json.dumps(row), flush=True)
 
 
@@ -118,4 +129,5 @@ def suppression(reps: int, n: int = 1000, threshold: float = 0.5) -> None:
 
 if __name__ == "__main__":
     suppression(5 if QUICK else 20)
-    training(1 if QUICK else 3)
+    training(1 if QUICK else 3, probes=False)
+    training(1 if QUICK else 2, probes=True)
