@@ -19,6 +19,7 @@ from dlviz_app import runs, shared
 from dlviz_app.boxes import two_boxes
 from dlviz_app.segmentation import segmentation_tab
 from dlviz_app.text import md
+from dlviz_app.verification import verification_tab
 
 SIDE = 64  # the IoU plane, as large as a detection canvas
 COORDS = ("x1", "y1", "x2", "y2")
@@ -164,7 +165,7 @@ def detection_tab() -> None:
     )
 
 
-TABS = [("IoU", iou_tab), ("Detection", detection_tab), ("Segmentation", segmentation_tab)]
+TABS = [("IoU", iou_tab), ("Detection", detection_tab), ("Segmentation", segmentation_tab), ("Verification", verification_tab)]
 
 # only the open tab is drawn: the detection tab runs a model over the validation canvases
 for tab, (_, draw) in zip(st.tabs([title for title, _ in TABS], key="vision_tab", on_change="rerun"), TABS):

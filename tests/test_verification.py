@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 from torch import nn
 
-from dlviz.analysis.verification import at_threshold, draw_pairs, embed, projection, roc_curve, verify
+from dlviz.analysis.verification import at_threshold, best_threshold, draw_pairs, embed, projection, roc_curve, verify
 from dlviz.data.datasets import left_out_images
 from dlviz.errors import UserError
 from dlviz.preset.schema import DataSpec
@@ -45,6 +45,15 @@ def test_accuracy_at_a_threshold_is_a_count_by_hand():
         assert got["accuracy"] == pytest.approx((tp + tn) / len(d))
         assert got["tpr"] == pytest.approx(roc.tpr[k]) and got["fpr"] == pytest.approx(roc.fpr[k])
     assert roc.tpr[-1] == roc.fpr[-1] == 1 and roc.tpr[0] == roc.fpr[0] == 0
+
+
+def test_best_threshold_is_the_most_accurate_one_tried():
+    d, same = scores(3)
+    roc = roc_curve(d, same)
+    best = best_threshold(roc, int(same.sum()), int((~same).sum()))
+    tried = [at_threshold(d, same, t)["accuracy"] for t in np.unique(d)]
+    assert at_threshold(d, same, best)["accuracy"] == pytest.approx(max(tried))
+    assert best == np.unique(d)[int(np.argmax(tried))]
 
 
 def test_pairs_are_what_they_say():

@@ -89,6 +89,13 @@ def at_threshold(dist: np.ndarray, same: np.ndarray, threshold: float) -> dict:
     return {"accuracy": float((called == same).mean()), "tpr": float(called[same].mean()), "fpr": float(called[~same].mean())}
 
 
+def best_threshold(roc: ROC, same: int, different: int) -> float:
+    """The threshold of the highest accuracy on `same` same pairs and `different` different pairs (the smallest such),
+    read off the curve's rates: accuracy = (TPR·same + (1 − FPR)·different) / (same + different)."""
+    accuracy = (roc.tpr[1:] * same + (1 - roc.fpr[1:]) * different) / (same + different)
+    return float(roc.thresholds[1 + int(np.argmax(accuracy))])
+
+
 def projection(emb: np.ndarray) -> tuple[np.ndarray, tuple[float, float] | None]:
     """The embeddings on a plane: as they are when they have two dimensions or fewer (one padded with zeros), otherwise
     their first two principal components, with those components' explained variance ratios (None when as they are)."""
