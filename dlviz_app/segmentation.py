@@ -78,10 +78,10 @@ def segmentation_tab() -> None:
     )
     mean, per_class = _validation_iou(text, run_id, step)
     a, b, c, d = st.columns(4)
-    a.metric("Cross-entropy, mean over its pixels", f"{one.loss:.4f}")
-    b.metric("Pixel accuracy on this canvas", f"{float((one.pred == one.true).mean()):.3f}")
-    c.metric("Mean IoU on this canvas", _number(one.mean_iou))
-    d.metric(f"Mean IoU on the {n:,} validation canvases", _number(mean))
+    a.metric("Cross-entropy, this canvas", f"{one.loss:.4f}", help="the mean over its pixels of −log of the true class's softmax probability (nats)")
+    b.metric("Pixel accuracy, this canvas", f"{float((one.pred == one.true).mean()):.3f}")
+    c.metric("Mean IoU, this canvas", _number(one.mean_iou))
+    d.metric("Mean IoU, validation set", _number(mean), help=f"over the {n:,} validation canvases, their pixels counted together")
     st.dataframe(
         [
             {"class": names[k], "IoU on this canvas": _number(float(one.iou[k])), f"IoU on the {n:,} validation canvases": _number(per_class[k])}
@@ -110,7 +110,7 @@ def segmentation_tab() -> None:
         st.error(md(err))
         return
     st.plotly_chart(
-        figs.segmentation_figure(big.pixels, big.true, big.pred, big.loss_map, names, f"A new {big_side}×{big_side} canvas ({where})", height=420),
+        figs.segmentation_figure(big.pixels, big.true, big.pred, big.loss_map, names, f"A new {big_side}×{big_side} canvas ({where})"),
         config=style.CONFIG,
         key="vision_seg_big_chart",
     )
