@@ -46,9 +46,10 @@ def press_slider(pg, name: str, key: str, value: float) -> None:
     thumb = pg.get_by_role("slider", name=name)
     thumb.focus()
     thumb.press(key)
+    shown = pg.locator('[data-testid="stSlider"]').filter(has_text=name).locator('[data-testid="stSliderThumbValue"]')
     deadline = time.time() + 20
-    while float(thumb.get_attribute("aria-valuenow")) != value:
-        assert time.time() < deadline, f"{name} stays at {thumb.get_attribute('aria-valuenow')}"
+    while shown.inner_text() != f"{value:.2f}":
+        assert time.time() < deadline, f"{name} stays at {shown.inner_text()}"
         pg.wait_for_timeout(100)
     pg.wait_for_timeout(300)
     settle(pg)
