@@ -146,3 +146,20 @@ def test_a_model_that_cannot_take_the_canvas_says_so_in_one_sentence():
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match="not a class score per pixel"):
         segment(nn.Conv2d(1, 3, 1), torch.zeros(1, 8, 8), torch.zeros(8, 8, dtype=torch.long), (0.0, 1.0), 2)
+
+
+def test_the_figure_draws_four_panels_and_each_class_in_its_own_colour():
+    from dlviz.figures.segmentation import class_colors, segmentation_figure
+
+    names = ["background", *(f"digit {d}" for d in range(10))]
+    true = np.arange(11 * 3).reshape(3, 11) % 11
+    fig = segmentation_figure(np.zeros((3, 11)), true, true[::-1], np.ones((3, 11)), names, "a canvas")
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == 4 and fig.layout.title.text == "a canvas"
+    mask = heatmaps[1]
+    for k, color in enumerate(class_colors(11)):  # class k's value falls in a band of the scale in the class's own colour only
+        at = (k - mask.zmin) / (mask.zmax - mask.zmin)
+        below = [c for p, c in mask.colorscale if p <= at][-1]  # plotly blends the stops on either side of the value
+        above = next(c for p, c in mask.colorscale if p >= at)
+        assert below == above == color
+    assert mask.customdata[0][1] == "digit 0" and len(set(class_colors(11))) == 11
