@@ -43,3 +43,20 @@ def beside(root, widget, label: str):
             assert len(matches) == 1, f"{len(matches)} widgets labelled {label!r} equally near {widget.label!r}"
             return matches[0]
     raise AssertionError(f"no widget labelled {label!r} near {widget.label!r}")
+
+
+def stored_run(doc: dict, browser: str, folder=None):
+    """Train a preset and keep its run, checkpoints included, in the run store of `folder` (the test session's data
+    folder by default) under the browser id `browser`, as the Train page would: (run id, the trainer)."""
+    from dlviz.paths import data_dir
+    from dlviz.preset.schema import validate
+    from dlviz.training.store import RunStore, StoreCallback
+    from dlviz.training.trainer import Trainer
+
+    exp = validate(doc)
+    store = RunStore((folder or data_dir()) / "runs.sqlite")
+    run_id = store.create_run(exp, session=browser)
+    tr = Trainer(exp, callbacks=[StoreCallback(store, run_id)])
+    tr.run()
+    store.close()
+    return run_id, tr

@@ -6,16 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from app_util import by_label
+from app_util import by_label, stored_run
 from streamlit.testing.v1 import AppTest
 
 from dlviz.analysis import segmentation
 from dlviz.data.datasets import load_dataset
-from dlviz.paths import data_dir
 from dlviz.preset import gallery
 from dlviz.preset.schema import validate
-from dlviz.training.store import RunStore, StoreCallback
-from dlviz.training.trainer import Trainer
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 BROWSER = "segmentation-apptest"
@@ -68,13 +65,7 @@ def test_a_head_with_the_wrong_number_of_classes_says_what_to_change():
 @pytest.fixture(scope="module")
 def trained():
     doc = small_unet()
-    exp = validate(doc)
-    store = RunStore(data_dir() / "runs.sqlite")
-    run_id = store.create_run(exp, session=BROWSER)
-    tr = Trainer(exp, callbacks=[StoreCallback(store, run_id)])
-    tr.run()
-    store.close()
-    return doc, run_id, tr
+    return doc, *stored_run(doc, BROWSER)
 
 
 def test_a_trained_unet_its_masks_iou_and_a_larger_canvas(trained):
