@@ -60,3 +60,25 @@ def stored_run(doc: dict, browser: str, folder=None):
     tr.run()
     store.close()
     return run_id, tr
+
+
+def open_page(page: str, browser: str, doc: dict | None = None, tabs: dict | None = None, timeout: float = 120):
+    """An AppTest of the app opened on `page` ("app_pages/vision.py") under the browser id `browser`, with `doc` as the
+    session's preset and the tabs opened that `tabs` names by their keys ({"vision_tab": "Segmentation"}): AppTest cannot
+    click a tab, but its key in session state opens it."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=timeout)
+    at.session_state["browser_id"] = browser
+    at.run()
+    if doc is not None:
+        at.session_state["preset"] = doc
+    at.switch_page(page).run()
+    for key, tab in (tabs or {}).items():
+        at.session_state[key] = tab
+    if tabs:
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

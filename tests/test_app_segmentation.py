@@ -3,18 +3,15 @@ the engine's cross-entropy and IoU, a larger canvas, and one sentence for a pres
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
-from app_util import by_label, stored_run
-from streamlit.testing.v1 import AppTest
+from app_util import by_label, open_page, stored_run
 
 from dlviz.analysis import segmentation
 from dlviz.data.datasets import load_dataset
 from dlviz.preset import gallery
 from dlviz.preset.schema import validate
 
-APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 BROWSER = "segmentation-apptest"
 
 
@@ -26,16 +23,8 @@ def small_unet() -> dict:
     return doc
 
 
-def open_segmentation(doc) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.session_state["browser_id"] = BROWSER
-    at.run()
-    at.session_state["preset"] = doc
-    at.switch_page("app_pages/vision.py").run()
-    at.session_state["vision_tab"] = "Segmentation"  # AppTest cannot click a tab: its key in session state opens it
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def open_segmentation(doc):
+    return open_page("app_pages/vision.py", BROWSER, doc, {"vision_tab": "Segmentation"})
 
 
 def title(chart) -> str:
