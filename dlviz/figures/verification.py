@@ -47,7 +47,7 @@ def embedding_figure(
     return fig
 
 
-def distance_figure(distances: np.ndarray, same: np.ndarray, threshold: float, title: str = "", height: int = 320) -> go.Figure:
+def distance_figure(distances: np.ndarray, same: np.ndarray, threshold: float, title: str = "", height: int = 360) -> go.Figure:
     """Histograms of the distances of same pairs and of different pairs, overlaid on common bins, and the threshold below
     which a pair is called the same."""
     distances, same = np.asarray(distances, dtype=float), np.asarray(same, dtype=bool)
@@ -56,14 +56,20 @@ def distance_figure(distances: np.ndarray, same: np.ndarray, threshold: float, t
     fig = go.Figure()
     for pick, name, color in ((same, "same digit", SAME), (~same, "different digits", DIFFERENT)):
         fig.add_trace(go.Histogram(x=distances[pick], name=f"{name} ({int(pick.sum()):,} pairs)", xbins=bins, marker_color=color, opacity=0.6))
-    fig.add_vline(x=threshold, line=dict(color=THRESHOLD, width=2, dash="dash"), annotation_text=f"threshold {threshold:.3g}", annotation_position="top")
+    fig.add_vline(x=threshold, line=dict(color=THRESHOLD, width=2, dash="dash"), annotation_text=f"threshold {threshold:.3g}", annotation_position="top right")
     fig.update_layout(
-        title=style_title(title), barmode="overlay", height=height, margin=MARGIN, xaxis_title="distance between the embeddings", yaxis_title="pairs"
+        title=style_title(title),
+        barmode="overlay",
+        height=height,
+        margin=MARGIN,
+        xaxis_title="distance between the embeddings",
+        yaxis_title="pairs",
+        legend=dict(orientation="h", x=0, y=-0.25, yanchor="top"),
     )
     return fig
 
 
-def roc_figure(fpr: np.ndarray, tpr: np.ndarray, auc: float, point: tuple[float, float], title: str = "", height: int = 320) -> go.Figure:
+def roc_figure(fpr: np.ndarray, tpr: np.ndarray, auc: float, point: tuple[float, float], title: str = "", height: int = 360) -> go.Figure:
     """The ROC curve (true positive rate against false positive rate over the thresholds), chance's diagonal, and the
     point (FPR, TPR) of the threshold chosen."""
     fig = go.Figure(
