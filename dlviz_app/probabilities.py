@@ -9,6 +9,7 @@ import torch
 
 from dlviz.analysis import features
 from dlviz.analysis import roundoff as ro
+from dlviz.errors import UserError
 from dlviz.figures import inspect as figs
 from dlviz.figures import style
 from dlviz.model.build import Network, device_of
@@ -34,7 +35,10 @@ def prediction(exp: Experiment, net: Network, inp: features.ModelInput, key: tup
         return
     names = None
     if exp.data is not None:
-        names = shared.dataset(exp).class_names
+        try:
+            names = shared.dataset(exp).class_names
+        except UserError:  # a data set that cannot load here (an upload another server holds): the classes by number
+            names = None
     if not names or len(names) != len(probs):
         names = [str(i) for i in range(len(probs))]
     st.plotly_chart(figs.probabilities_figure(probs, names), config=style.CONFIG, key="inspect_probabilities")

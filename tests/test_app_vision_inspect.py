@@ -118,3 +118,10 @@ def test_build_freezes_a_layer_and_counts_its_frozen_parameters():
     frame = summary_frame(summarize(validate(at.session_state["preset"])))
     assert frame["frozen"].iloc[0] == 832 and frame["frozen"].iloc[-1] == 832  # the layer and the total
     assert "frozen" not in summary_frame(summarize(validate(gallery.raw("transfer-scratch"))))
+
+
+def test_probabilities_of_a_table_this_server_does_not_hold_are_named_by_number():
+    doc = gallery.raw("xor")
+    doc["data"] = {"name": "csv", "source": "not-uploaded-here.csv", "target": "y"}
+    at = open_inspect(doc)  # asserts the page raised nothing
+    assert not at.exception
