@@ -3,6 +3,7 @@
 Import the fixtures into a test module (`from browser_util import app_data_dir, app_url, page`) to use them."""
 
 import contextlib
+import hashlib
 import os
 import socket
 import subprocess
@@ -43,9 +44,10 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def app_data_dir(tmp_path_factory):
-    """The data directory (DLVIZ_DATA_DIR) of the module's server: its run store is runs.sqlite there."""
-    return tmp_path_factory.mktemp("data")
+def app_data_dir(_shared_server):
+    """The data directory (DLVIZ_DATA_DIR) of the browser modules' shared server (conftest.py): its run store is
+    runs.sqlite there."""
+    return _shared_server[1]
 
 
 @contextlib.contextmanager
@@ -97,10 +99,18 @@ def serve(log_dir: Path, env: dict, preexec_fn=None, timeout: float = START_TIME
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, app_data_dir):
-    """The URL of a fresh `streamlit run app.py` server, stopped after the module's tests."""
-    with serve(tmp_path_factory.mktemp("streamlit"), {**os.environ, "DLVIZ_DATA_DIR": str(app_data_dir)}) as (url, _):
-        yield url
+def app_url(_shared_server):
+    """The URL of the browser modules' shared `streamlit run app.py` server (conftest.py). Each test opens its own browser,
+    so its own session and browser id."""
+    return _shared_server[0]
+
+
+def session_id(pg) -> str:
+    """The browser id under which the server keeps this page's runs (its XSRF cookie, hashed as the app does)."""
+    from dlviz_app import runs
+
+    cookie = next(c["value"] for c in pg.context.cookies() if c["name"] == "_streamlit_xsrf")
+    return hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16]
 
 
 def server_pid(url: str) -> int:

@@ -32,6 +32,17 @@ def preset(layers, input_shape, **model) -> dict:
     return {"format": "dlviz-preset/1", "name": "test", "seed": 0, "model": {"input_shape": list(input_shape), **model, "layers": layers}}
 
 
+@pytest.fixture(scope="session")
+def _shared_server(tmp_path_factory):
+    """(URL, data directory) of one `streamlit run app.py` server for all the browser modules (browser_util's app_url):
+    a server takes 5 to 15 s to warm up on two cores, so once a test session rather than once a module."""
+    from browser_util import serve
+
+    data = tmp_path_factory.mktemp("data")
+    with serve(tmp_path_factory.mktemp("streamlit"), {**os.environ, "DLVIZ_DATA_DIR": str(data)}) as (url, _):
+        yield url, data
+
+
 def rss_bytes() -> int:
     """The resident set size of this process now (Linux /proc), for allocation checks."""
     with open("/proc/self/statm") as f:

@@ -4,7 +4,7 @@ preset's run only when picked, and a stopped run continued to the numbers of one
 import re
 
 import pytest
-from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle, wait_for_app  # noqa: F401
+from browser_util import ARTIFACTS, app_data_dir, app_url, page, session_id, settle, wait_for_app  # noqa: F401
 from test_browser_build import choose
 from test_browser_train import CHART_JS
 
@@ -93,7 +93,7 @@ def test_a_stopped_run_continued_counts_and_draws_the_whole_run(app_url, app_dat
     pg.screenshot(path=str(ARTIFACTS / "runs-continued.png"), full_page=True)
 
     store = RunStore(app_data_dir / "runs.sqlite")
-    cont = store.runs().iloc[0]
+    cont = store.runs(session=session_id(pg)).iloc[0]  # the browser modules share a server: this page's newest run
     assert cont["parent"] and cont["epochs"] == 600
     whole = Trainer(validate(store.run(cont["id"])["preset"])).run()
     assert store.run(cont["id"])["result"] == whole  # bit-identical to a run that was never stopped

@@ -11,7 +11,7 @@ import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle, wait_for_app  # noqa: F401
+from browser_util import ARTIFACTS, app_data_dir, app_url, page, session_id, settle, wait_for_app  # noqa: F401
 
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
@@ -102,9 +102,9 @@ def test_tune_script(app_url, app_data_dir, page):  # noqa: F811
     print(f"{TRIALS} trials in {took:.0f} s")
 
     # the trials are this session's runs in the server's store; the best is the one of least validation loss
-    store = RunStore(app_data_dir / "runs.sqlite")
+    store = RunStore(app_data_dir / "runs.sqlite")  # the browser modules share a server: this page's runs only
     try:
-        table = store.runs()
+        table = store.runs(session=session_id(pg))
     finally:
         store.close()
     table = table[table["preset"].map(lambda p: p.get("name") == digits["name"])]
