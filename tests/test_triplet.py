@@ -13,6 +13,7 @@ from torch import nn
 from dlviz.errors import UserError
 from dlviz.loop import MinedTripletLoss, batch_auc, pair_auc, rank_auc
 from dlviz.preset.schema import LossSpec
+from dlviz.training.fit import fit_model_to_data
 from dlviz.training.losses import make_objective
 
 
@@ -120,5 +121,18 @@ def test_the_loss_asks_for_labels_and_an_embedding_vector():
     assert make_objective(spec, "classification", 8, (), (2,)).task == "embedding"
     with pytest.raises(UserError, match="one class label a sample"):
         make_objective(spec, "regression", None, (1,), (1,))
-    with pytest.raises(UserError, match="one embedding vector a sample"):
+    with pytest.raises(UserError, match=r"one embedding vector of 2 or more numbers a sample but the model outputs \[4, 3, 3\]"):
         make_objective(spec, "classification", 8, (), (4, 3, 3))
+    with pytest.raises(UserError, match="2 or more numbers"):
+        make_objective(spec, "classification", 8, (), (1,))
+
+
+def test_a_model_fitted_to_new_data_keeps_its_embedding_size():
+    doc = {
+        "format": "dlviz-preset/1",
+        "data": {"name": "digits", "classes": [0, 1, 2]},
+        "model": {"input_shape": [1, 28, 28], "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 8}]},
+        "loss": {"type": "TripletMarginLoss"},
+    }
+    fitted, _ = fit_model_to_data(doc)
+    assert fitted["model"]["input_shape"] == [1, 8, 8] and fitted["model"]["layers"][-1]["out_features"] == 8

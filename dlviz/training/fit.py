@@ -77,7 +77,7 @@ def fit_model_to_data(doc: dict, csv_bytes: Optional[bytes] = None) -> tuple[dic
         changes.append("a Flatten before the first Linear")
     loss = (doc.get("loss") or {}).get("type", "CrossEntropyLoss")
     if task == "classification":
-        want = 1 if LOSSES[loss].target == "binary" else classes
+        want = {"binary": 1, "embedding": None}.get(LOSSES[loss].target, classes)  # an embedding keeps its size
     else:
         want = 1
         for n in target_shape:
@@ -86,7 +86,7 @@ def fit_model_to_data(doc: dict, csv_bytes: Optional[bytes] = None) -> tuple[dic
     for layer in doc["model"].get("layers", []):
         if layer.get("type") == "Linear":
             last = layer
-    if last is not None and last.get("out_features") != want:
+    if last is not None and want is not None and last.get("out_features") != want:
         last["out_features"] = want
         changes.append(f"the last Linear's out_features {want}")
     try:

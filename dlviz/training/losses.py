@@ -97,8 +97,11 @@ def _embedding_objective(fn: nn.Module, spec: LossSpec, task: str, target_shape:
     """A triplet loss meets one class label a sample (who is whom) with one embedding vector a sample."""
     if task != "classification" or target_shape != ():
         raise UserError("loss", f"{spec.type} needs one class label a sample to tell positives from negatives, as MNIST or the digits give")
-    if len(out_shape) != 1:
-        raise UserError("loss", f"{spec.type} needs one embedding vector a sample but the model outputs {shape_str(out_shape)}; end with Flatten and Linear")
+    if len(out_shape) != 1 or out_shape[0] < 2:
+        raise UserError(
+            "loss",
+            f"{spec.type} needs one embedding vector of 2 or more numbers a sample but the model outputs {shape_str(out_shape)}; end with Flatten and Linear",
+        )
     return Objective(fn, None, "embedding", None)
 
 
