@@ -58,7 +58,7 @@ def validation_iou(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_class
 @dataclass
 class Segmented:
     """One canvas segmented: its pixels in [0, 1] (H, W), the true and predicted masks, the cross-entropy of every pixel
-    (nats, (H, W)) and its mean, and the IoU of each class on this canvas (NaN for a class in neither mask)."""
+    (nats, (H, W)) and its mean, and the IoU of each class on this canvas (NaN for a class in neither mask) and their mean."""
 
     pixels: np.ndarray
     true: np.ndarray
@@ -66,11 +66,7 @@ class Segmented:
     loss_map: np.ndarray
     loss: float
     iou: np.ndarray
-
-    @property
-    def mean_iou(self) -> float:
-        present = ~np.isnan(self.iou)
-        return float(self.iou[present].mean()) if present.any() else math.nan
+    mean_iou: float
 
 
 def segment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, normalization: tuple[float, float], num_classes: int) -> Segmented:
@@ -96,6 +92,7 @@ def segment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, normalization: t
         loss_map=loss_map.numpy(),
         loss=float(loss_map.mean()),
         iou=class_iou(pred, y, num_classes).numpy(),
+        mean_iou=mean_iou(pred, y, num_classes),
     )
 
 
