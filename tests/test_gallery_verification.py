@@ -10,19 +10,27 @@ from dlviz.preset.schema import validate
 from dlviz.training.trainer import Trainer
 
 
-def held_out_auc(tr: Trainer) -> float:
+def held_out(tr: Trainer) -> verification.Verification:
     x, digits = left_out_images(tr.exp.data)
     assert set(digits.tolist()) == {8, 9}
-    return verification.verify(verification.embed(tr.model, x), digits).roc.auc
+    return verification.verify(verification.embed(tr.model, x), digits)
 
 
-@pytest.mark.slow  # the lesson as it stands: about 45 s on one thread
+def held_out_auc(tr: Trainer) -> float:
+    return held_out(tr).roc.auc
+
+
+@pytest.mark.slow  # the lesson as it stands: 20 s to 45 s measured, with the machine idle or busy
 def test_the_triplet_embedding_verifies_unseen_digits():
-    """The note's figures (seed 0): verification AUC 0.90 on the held-out digits, validation AUC 0.994 on the others."""
+    """The note's figures (seed 0): verification AUC 0.90 on the held-out digits and 84% of their pairs right at the most
+    accurate threshold; validation AUC 0.994 on the others."""
     tr = Trainer(gallery.load("verification-triplet"))
     result = tr.run()
     assert result["val_auc"] > 0.98
-    assert held_out_auc(tr) > 0.85
+    v = held_out(tr)
+    same = v.pairs.same
+    best = verification.best_threshold(v.roc, int(same.sum()), int((~same).sum()))
+    assert v.roc.auc > 0.85 and verification.at_threshold(v.distances, same, best)["accuracy"] > 0.8
 
 
 def test_a_short_triplet_run_starts_verifying_unseen_digits():
