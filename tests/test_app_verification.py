@@ -3,21 +3,15 @@ held-out digits' pairs, and the threshold slider moving the point on the ROC cur
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
-from app_util import by_label
+from app_util import by_label, open_page, stored_run
 from streamlit.testing.v1 import AppTest
 
 from dlviz.analysis import verification as ver
 from dlviz.data.datasets import left_out_images
-from dlviz.paths import data_dir
 from dlviz.preset import gallery
-from dlviz.preset.schema import validate
-from dlviz.training.store import RunStore, StoreCallback
-from dlviz.training.trainer import Trainer
 
-APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 BROWSER = "verification-apptest"
 
 
@@ -29,15 +23,7 @@ def short_lesson() -> dict:
 
 
 def open_tab(doc) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.session_state["browser_id"] = BROWSER
-    at.run()
-    at.session_state["preset"] = doc
-    at.switch_page("app_pages/vision.py").run()
-    at.session_state["vision_tab"] = "Verification"  # AppTest cannot click a tab: its key in session state opens it
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("app_pages/vision.py", BROWSER, doc, {"vision_tab": "Verification"})
 
 
 def metric(at, label: str) -> str:
@@ -51,12 +37,7 @@ def charts(at) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained():
     doc = short_lesson()
-    exp = validate(doc)
-    store = RunStore(data_dir() / "runs.sqlite")
-    run_id = store.create_run(exp, session=BROWSER)
-    tr = Trainer(exp, callbacks=[StoreCallback(store, run_id)])
-    tr.run()
-    store.close()
+    run_id, tr = stored_run(doc, BROWSER)
     return doc, run_id, tr
 
 

@@ -5,12 +5,11 @@ import copy
 import time
 
 import pytest
+from app_util import stored_run
 from browser_util import app_data_dir, app_url, page, session_id, settle, wait_for_app  # noqa: F401  (pytest fixtures)
 
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
-from dlviz.training.store import RunStore, StoreCallback
-from dlviz.training.trainer import Trainer
 
 pytestmark = pytest.mark.browser
 
@@ -43,10 +42,7 @@ def test_a_siamese_nets_embedding_and_the_roc_point_under_the_slider(app_url, ap
     wait_for_app(pg)
     doc = copy.deepcopy(gallery.raw("verification-triplet"))
     doc["data"]["subset"], doc["training"]["epochs"] = 600, 2
-    store = RunStore(app_data_dir / "runs.sqlite")
-    run_id = store.create_run(validate(doc), session=session_id(pg))
-    Trainer(validate(doc), callbacks=[StoreCallback(store, run_id)]).run()
-    store.close()
+    stored_run(doc, session_id(pg), app_data_dir)
 
     pg.goto(f"{app_url}/vision?{share.PARAM}={share.encode(validate(doc))}")
     pg.get_by_role("tab", name="Verification").wait_for(timeout=60_000)
