@@ -60,11 +60,16 @@ def verification_tab() -> None:
         return
     try:
         check_trainable(exp)  # one embedding vector a sample and one label, as the loss checks them
-        if not len(shared.dataset(exp).x_val):
-            raise UserError("data.val_fraction", "this preset keeps no validation images (val_fraction is 0): set one on Train to draw its embedding")
-        look = _look(json.dumps(exp.to_dict(), sort_keys=True), run_id, step)
     except UserError as err:
         st.error(f"{md(err)} Fix the preset on Build to look at its embedding.")
+        return
+    if not len(shared.dataset(exp).x_val):
+        st.info("This preset keeps no validation images (val_fraction is 0): set one on Train to draw its embedding.")
+        return
+    try:
+        look = _look(json.dumps(exp.to_dict(), sort_keys=True), run_id, step)
+    except UserError as err:  # a checkpoint of another model, or images too few to pair
+        st.error(md(err))
         return
     where = f"run checkpoint at step {step:,}" if run_id else "untrained"
     v: ver.Verification = look["verification"]

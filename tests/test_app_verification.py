@@ -80,3 +80,15 @@ def test_the_untrained_lesson_draws_too():
     by_label(at.selectbox, "Weights").set_value("This preset, untrained").run()
     assert not at.exception and len(at.get("plotly_chart")) == 3
     assert "untrained" in charts(at)[0]["layout"]["title"]["text"]
+
+
+def test_a_triplet_preset_that_cannot_train_or_keeps_no_validation_images_says_so():
+    doc = short_lesson()
+    doc["model"]["layers"][-1]["out_features"] = 1
+    at = open_tab(doc)
+    assert len(at.error) == 1 and "embedding vector of 2 or more numbers" in at.error[0].value and "Fix the preset on Build" in at.error[0].value
+    doc = short_lesson()
+    doc["data"]["val_fraction"] = 0
+    at = open_tab(doc)
+    assert [i.value for i in at.info] == ["This preset keeps no validation images (val_fraction is 0): set one on Train to draw its embedding."]
+    assert not at.get("plotly_chart")
