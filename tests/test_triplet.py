@@ -136,3 +136,22 @@ def test_a_model_fitted_to_new_data_keeps_its_embedding_size():
     }
     fitted, _ = fit_model_to_data(doc)
     assert fitted["model"]["input_shape"] == [1, 8, 8] and fitted["model"]["layers"][-1]["out_features"] == 8
+
+
+def test_the_train_pages_metric_chart_shows_an_embeddings_auc():
+    """The Train page's metric chart draws the batch and epoch AUC of an embedding, not an accuracy it has not."""
+    from dlviz.figures.train import metric_figure
+    from dlviz.preset import gallery
+    from dlviz.preset.schema import validate
+    from dlviz.training.live import FeedCallback, LiveFeed
+    from dlviz.training.trainer import Trainer
+
+    doc = gallery.raw("verification-triplet")
+    doc["data"]["subset"], doc["training"]["epochs"] = 300, 2
+    feed = LiveFeed()
+    Trainer(validate(doc), [FeedCallback(feed.handle)]).run()
+    snap = feed.snapshot()
+    assert snap["task"] == "embedding"
+    spec = metric_figure.spec(snap)
+    assert [t["name"] for t in spec["data"]] == ["batch AUC", "train", "validation"] and spec["layout"]["title"]["text"] == "AUC"
+    assert all(0 < e["val_auc"] <= 1 and 0 < e["train_auc"] <= 1 for e in snap["epochs"])
