@@ -424,6 +424,8 @@ def view_slow():
     with c2:
         if ev and "confusion" in ev:
             live_chart(tf.confusion_figure.spec(ev), "confusion")
+        elif ev and "note" in ev:
+            st.caption(ev["note"])
         elif ev:
             live_chart(tf.fit_figure.spec(ev), "fit")
         else:

@@ -155,3 +155,19 @@ def test_the_train_pages_metric_chart_shows_an_embeddings_auc():
     spec = metric_figure.spec(snap)
     assert [t["name"] for t in spec["data"]] == ["batch AUC", "train", "validation"] and spec["layout"]["title"]["text"] == "AUC"
     assert all(0 < e["val_auc"] <= 1 and 0 < e["train_auc"] <= 1 for e in snap["epochs"])
+    # a label against an embedding's first number is no fit: the live view says what it shows instead
+    assert "note" in snap["evaluation"] and "verification AUC" in snap["evaluation"]["note"]
+
+
+def test_a_detectors_grid_gets_no_fit_plot_of_its_first_number():
+    from dlviz.preset import gallery
+    from dlviz.preset.schema import validate
+    from dlviz.training.live import FeedCallback, LiveFeed
+    from dlviz.training.trainer import Trainer
+
+    doc = gallery.raw("detection-yolo")
+    doc["data"]["num_samples"], doc["training"]["epochs"] = 64, 1
+    feed = LiveFeed()
+    Trainer(validate(doc), [FeedCallback(feed.handle)]).run()
+    ev = feed.snapshot()["evaluation"]
+    assert set(ev) == {"note"} and "numbers" in ev["note"], ev

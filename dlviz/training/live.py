@@ -291,11 +291,17 @@ class FeedCallback(Callback):
             idx = y.reshape(-1) * c + val["pred"].reshape(-1)
             cm = torch.bincount(idx, minlength=c * c).reshape(c, c).tolist()
             self.send({"kind": "evaluation", "evaluation": {"confusion": cm, "classes": trainer.dataset.class_names or list(map(str, range(c)))}})
+        elif trainer.objective.task == "embedding" or y[0].numel() != 1:
+            # a label against an embedding, or a grid of targets: one number against one number would mislead
+            what = (
+                "an embedding's metric is the verification AUC of its pairs"
+                if trainer.objective.task == "embedding"
+                else (f"each target is {y[0].numel()} numbers, so no one fit plot shows them")
+            )
+            self.send({"kind": "evaluation", "evaluation": {"note": f"No confusion matrix or fit for this run: {what}; the Vision page draws a detector's boxes and an embedding's pairs."}})
         else:
             n = min(len(y), 500)
-            self.send(
-                {"kind": "evaluation", "evaluation": {"target": y[:n].reshape(n, -1)[:, 0].tolist(), "pred": val["pred"][:n].reshape(n, -1)[:, 0].tolist()}}
-            )
+            self.send({"kind": "evaluation", "evaluation": {"target": y[:n].reshape(n).tolist(), "pred": val["pred"][:n].reshape(n).tolist()}})
 
     def _boundary(self, trainer: Trainer, force: bool = False) -> None:
         if getattr(trainer.dataset, "points_train", None) is None:
