@@ -67,6 +67,10 @@ TABLE = {
     "lenet5-mnist": ({("Initial loss", OK)}, {("Update ratio", W), "Vanishing gradients"}, ("ReLU with He init",)),
     # detection: the R² of the raw grid stays far below 0 while the detector learns (mAP 0.57): no verdict may rest on it
     "detection-yolo": (set(), {"Under-fitting", "Loss flat", "Loss rising", ("Update ratio", W)}, ()),
+    # segmentation: pixel accuracy starts near the background's share (0.9), so the first loss is no chance guess's
+    "segmentation-unet": (set(), {"Vanishing gradients", "Loss flat", "Loss rising", ("Update ratio", W)}, ()),
+    # an embedding: no accuracy, no chance-level first loss; its AUC climbs while the loss falls
+    "verification-triplet": (set(), {"Vanishing gradients", "Loss flat", "Loss rising", ("Update ratio", W)}, ()),
     "transfer-pretrain": ({("Initial loss", OK)}, {("Update ratio", W), "Vanishing gradients", "Loss flat"}, ()),
     # 100 images, 20 epochs: the scratch model learns them all, and its validation loss is what the lesson compares
     "transfer-scratch": ({("Initial loss", OK)}, {"Vanishing gradients", "Loss flat"}, ()),
