@@ -298,7 +298,14 @@ class FeedCallback(Callback):
                 if trainer.objective.task == "embedding"
                 else (f"each target is {y[0].numel()} numbers, so no one fit plot shows them")
             )
-            self.send({"kind": "evaluation", "evaluation": {"note": f"No confusion matrix or fit for this run: {what}; the Vision page draws a detector's boxes and an embedding's pairs."}})
+            self.send(
+                {
+                    "kind": "evaluation",
+                    "evaluation": {
+                        "note": f"No confusion matrix or fit for this run: {what}; the Vision page draws a detector's boxes and an embedding's pairs."
+                    },
+                }
+            )
         else:
             n = min(len(y), 500)
             self.send({"kind": "evaluation", "evaluation": {"target": y[:n].reshape(n).tolist(), "pred": val["pred"][:n].reshape(n).tolist()}})
