@@ -113,6 +113,22 @@ def session_id(pg) -> str:
     return hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16]
 
 
+def open_with_run(pg, app_url: str, data_dir, doc: dict, path: str, tab: str) -> None:
+    """Train `doc` into the server's store as this page's run, then open page `path` on it at its tab `tab`."""
+    from app_util import stored_run
+
+    from dlviz.preset import share
+    from dlviz.preset.schema import validate
+
+    pg.goto(f"{app_url}/{path}")
+    wait_for_app(pg)
+    stored_run(doc, session_id(pg), data_dir)
+    pg.goto(f"{app_url}/{path}?{share.PARAM}={share.encode(validate(doc))}")
+    pg.get_by_role("tab", name=tab).wait_for(timeout=60_000)
+    settle(pg)
+    pg.get_by_role("tab", name=tab).click()
+
+
 def server_pid(url: str) -> int:
     """The process id of the streamlit server listening at `url` (found by its command line in /proc)."""
     port = url.rsplit(":", 1)[1].encode()

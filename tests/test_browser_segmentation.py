@@ -5,11 +5,9 @@ import copy
 import time
 
 import pytest
-from app_util import stored_run
-from browser_util import app_data_dir, app_url, page, session_id, settle, wait_for_app  # noqa: F401  (pytest fixtures)
+from browser_util import app_data_dir, app_url, open_with_run, page, settle, wait_for_app  # noqa: F401  (pytest fixtures)
 
-from dlviz.preset import gallery, share
-from dlviz.preset.schema import validate
+from dlviz.preset import gallery
 
 pytestmark = pytest.mark.browser
 
@@ -26,16 +24,9 @@ def wait_title(pg, start: str, timeout_s: float = 60) -> None:
 
 def test_a_unets_masks_and_a_larger_canvas(app_url, app_data_dir, page):  # noqa: F811
     pg = page
-    pg.goto(app_url + "/vision")
-    wait_for_app(pg)
     doc = copy.deepcopy(gallery.raw("segmentation-unet"))
     doc["data"]["num_samples"], doc["training"]["epochs"] = 300, 2
-    stored_run(doc, session_id(pg), app_data_dir)
-
-    pg.goto(f"{app_url}/vision?{share.PARAM}={share.encode(validate(doc))}")
-    pg.get_by_role("tab", name="Segmentation").wait_for(timeout=60_000)
-    settle(pg)
-    pg.get_by_role("tab", name="Segmentation").click()
+    open_with_run(pg, app_url, app_data_dir, doc, "vision", "Segmentation")
     wait_title(pg, "Canvas 0, 32×32 (run checkpoint")
     wait_title(pg, "A new 64×64 canvas")
     settle(pg)

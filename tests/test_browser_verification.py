@@ -5,11 +5,9 @@ import copy
 import time
 
 import pytest
-from app_util import stored_run
-from browser_util import app_data_dir, app_url, page, session_id, settle, wait_for_app  # noqa: F401  (pytest fixtures)
+from browser_util import app_data_dir, app_url, open_with_run, page, settle, wait_for_app  # noqa: F401  (pytest fixtures)
 
-from dlviz.preset import gallery, share
-from dlviz.preset.schema import validate
+from dlviz.preset import gallery
 
 pytestmark = pytest.mark.browser
 
@@ -38,16 +36,9 @@ def wait_point(pg, changed_from, timeout_s: float = 30):
 
 def test_a_siamese_nets_embedding_and_the_roc_point_under_the_slider(app_url, app_data_dir, page):  # noqa: F811
     pg = page
-    pg.goto(app_url + "/vision")
-    wait_for_app(pg)
     doc = copy.deepcopy(gallery.raw("verification-triplet"))
     doc["data"]["subset"], doc["training"]["epochs"] = 600, 2
-    stored_run(doc, session_id(pg), app_data_dir)
-
-    pg.goto(f"{app_url}/vision?{share.PARAM}={share.encode(validate(doc))}")
-    pg.get_by_role("tab", name="Verification").wait_for(timeout=60_000)
-    settle(pg)
-    pg.get_by_role("tab", name="Verification").click()
+    open_with_run(pg, app_url, app_data_dir, doc, "vision", "Verification")
     start = wait_point(pg, None, 60)
     settle(pg)
     legend = pg.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
