@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlviz import limits as _limits
-from dlviz.errors import UserError
 from dlviz.loop import CANVAS, DIGIT_SIDES, mnist_boxes
 from dlviz.runtime import PIXEL_STATS, SAMPLE_STREAM, split_data
 
@@ -16,15 +14,6 @@ CLASSES = 10  # the digits
 def shapes(grid: int, anchors: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(input shape, target shape) of a canvas: (1, 64, 64) and per anchor 5 box numbers and the 10 digits' one-hot on each cell."""
     return (1, CANVAS, CANVAS), (anchors * (5 + CLASSES), grid, grid)
-
-
-def check(n: int) -> None:
-    """Refuse more canvases than the server's budget of values: 100 a sample, as sequences count theirs (a canvas is 64×64)."""
-    budget = 100 * _limits.current().max_samples
-    if n * CANVAS * CANVAS > budget:
-        raise UserError(
-            "data.num_samples", f"{n:,} canvases of 64×64 are {n * CANVAS * CANVAS:,} values, over the limit of {budget:,} (100 × DLVIZ_MAX_SAMPLES)"
-        )
 
 
 def load(spec, seed: int):

@@ -112,17 +112,22 @@ def option(spec: DataSpec, key: str) -> Any:
     return options.default(spec.name, key) if value is None else value
 
 
+def _within_values(values: int, what: str) -> None:
+    """Refuse a set of more values than the server's budget: 100 a sample, as a sequence or a canvas costs many values,
+    not one. `what` begins the sentence that names them."""
+    budget = 100 * _limits.current().max_samples
+    if values > budget:
+        raise UserError("data.num_samples", f"{what} {values:,} values, over the limit of {budget:,} (100 × DLVIZ_MAX_SAMPLES)")
+
+
 def _check(spec: DataSpec) -> None:
     """Problems the schema cannot see because they depend on the server's limits and on two options at once."""
     if spec.name in ("sine", "tokens"):
-        budget = 100 * _limits.current().max_samples  # a sequence sample costs seq_len elements, not one
-        elements = option(spec, "num_samples") * option(spec, "seq_len")
-        if elements > budget:
-            raise UserError("data.num_samples", f"num_samples × seq_len = {elements:,} values, over the limit of {budget:,} (100 × DLVIZ_MAX_SAMPLES)")
-    if spec.name == canvases.NAME:
-        canvases.check(option(spec, "num_samples"))
-    if spec.name == masks.NAME:
-        masks.check(option(spec, "num_samples"), option(spec, "canvas"))
+        _within_values(option(spec, "num_samples") * option(spec, "seq_len"), "num_samples × seq_len =")
+    if spec.name in (canvases.NAME, masks.NAME):
+        n = option(spec, "num_samples")
+        side = canvases.CANVAS if spec.name == canvases.NAME else option(spec, "canvas")
+        _within_values(n * side * side, f"{n:,} canvases of {side}×{side} are")
     if spec.name == "tokens" and option(spec, "task") == "brackets" and option(spec, "vocab") % 2 == 0:
         vocab = option(spec, "vocab")
         raise UserError(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlviz import limits as _limits
-from dlviz.errors import UserError
 from dlviz.loop import INK, MASK_SIDES, mnist_masks
 from dlviz.runtime import PIXEL_STATS, SAMPLE_STREAM, split_data
 
@@ -20,15 +18,6 @@ def class_names(binary: bool) -> list[str]:
 def shapes(side: int, binary: bool) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
     """(input shape, number of classes, target shape) of a canvas: one channel of side×side pixels, a class for each pixel."""
     return (1, side, side), len(class_names(binary)), (side, side)
-
-
-def check(n: int, side: int) -> None:
-    """Refuse more canvases than the server's budget of values: 100 a sample, as sequences count theirs."""
-    budget = 100 * _limits.current().max_samples
-    if n * side * side > budget:
-        raise UserError(
-            "data.num_samples", f"{n:,} canvases of {side}×{side} are {n * side * side:,} values, over the limit of {budget:,} (100 × DLVIZ_MAX_SAMPLES)"
-        )
 
 
 def canvases(n: int, side: int, max_digits: int, binary: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
