@@ -14,7 +14,6 @@ from dlviz.errors import UserError
 from dlviz.figures import style
 from dlviz.figures import vision as figs
 from dlviz.preset.schema import validate
-from dlviz.training.fit import check_trainable
 from dlviz_app import runs, shared
 from dlviz_app.boxes import two_boxes
 from dlviz_app.segmentation import segmentation_tab
@@ -99,23 +98,17 @@ def _map(preset_text: str, run_id: str | None, step: int | None, nms_threshold: 
 
 
 def detection_tab() -> None:
-    exp, run_id, step = runs.choose_weights("its detections")
-    if exp is None:
+    chosen = runs.choose_weights(
+        "its detections",
+        lambda exp: exp.data is not None and exp.data.name == canvases.NAME and exp.loss is not None and exp.loss.type == "YOLOLoss",
+        "This preset is not a detection model: load the gallery's tiny YOLO (MNIST digits boxed on a 4×4 grid) to see its boxes here.",
+        "This preset keeps no validation canvases (val_fraction is 0): set one on Train to score and look at its detections.",
+    )
+    if chosen is None:
         return
-    if exp.data is None or exp.data.name != canvases.NAME or exp.loss is None or exp.loss.type != "YOLOLoss":
-        st.info("This preset is not a detection model: load the gallery's tiny YOLO (MNIST digits boxed on a 4×4 grid) to see its boxes here.")
-        return
-    try:
-        check_trainable(exp)  # the grid the model outputs is the one its data's targets hold
-    except UserError as err:
-        st.error(f"{md(err)} Fix the preset on Build to look at its detections.")
-        return
+    exp, run_id, step, ds = chosen
     text = json.dumps(exp.to_dict(), sort_keys=True)
-    ds = shared.dataset(exp)
     anchors, grid, n = option(exp.data, "anchors"), option(exp.data, "grid"), len(ds.x_val)
-    if n == 0:
-        st.info("This preset keeps no validation canvases (val_fraction is 0): set one on Train to score and look at its detections.")
-        return
     try:
         out = _outputs(text, run_id, step)
     except UserError as err:

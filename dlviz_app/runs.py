@@ -15,10 +15,11 @@ from dlviz.errors import UserError, clip
 from dlviz.preset.diff import SHORT, preset_hash
 from dlviz.preset.schema import validate
 from dlviz.text import clean
+from dlviz.training.fit import check_trainable
 from dlviz.training.runner import Runner
 from dlviz.training.store import STORE_ERRORS, RunStore, unwritable
 
-from . import session
+from . import session, shared
 from .text import md
 
 RUN_ID = "run_id"  # the run this session looks at on Train, Inspect and Landscape
@@ -173,23 +174,40 @@ def pick_checkpoint(run_id: str, where, page: str):
 UNTRAINED = "This preset, untrained"
 
 
-def choose_weights(what: str):
-    """(experiment, run id, checkpoint step): the preset on Build untrained, or a run's checkpoint, as Inspect offers them;
-    `what` ends the sentence that asks for a broken preset to be fixed ("its detections"). (None, None, None) when there is nothing to show."""
+def choose_weights(what: str, fits, other: str, no_validation: str):
+    """(experiment, run id, checkpoint step, data set) for a Vision tab: the preset on Build untrained, or a run's
+    checkpoint, as Inspect offers them. `what` ends the sentence that asks for a broken preset to be fixed ("its
+    detections"); a preset that is not `fits(experiment)` gets the sentence `other`, and one without validation samples
+    `no_validation`. None when there is nothing to show."""
     table = store().runs(browser_id())
     ids = [str(i) for i in table["id"]] if len(table) else []
     current = current_run_id()
     titles = {UNTRAINED: UNTRAINED, **run_titles(table)} if ids else {UNTRAINED: UNTRAINED}
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     choice = left.selectbox("Weights", list(titles), index=list(titles).index(current) if current in titles else 0, format_func=titles.get, key="vision_run")
+    run_id = step = None
     if choice == UNTRAINED:
         try:
-            return validate(session.preset()), None, None
+            exp = validate(session.preset())
         except UserError as err:
             st.error(f"{md(err)} Fix the preset on Build to look at {what}.")
-            return None, None, None
-    step, _ = pick_checkpoint(choice, right, "vision")
-    if step is None:
-        st.info("This run has no checkpoint yet; its first one is written when training starts.")
-        return None, None, None
-    return store().experiment(choice), choice, step
+            return None
+    else:
+        step, _ = pick_checkpoint(choice, right, "vision")
+        if step is None:
+            st.info("This run has no checkpoint yet; its first one is written when training starts.")
+            return None
+        exp, run_id = store().experiment(choice), choice
+    if not fits(exp):
+        st.info(other)
+        return None
+    try:
+        check_trainable(exp)  # the model's output is what its data's targets and its loss ask for
+    except UserError as err:
+        st.error(f"{md(err)} Fix the preset on Build to look at {what}.")
+        return None
+    ds = shared.dataset(exp)
+    if not len(ds.x_val):
+        st.info(no_validation)
+        return None
+    return exp, run_id, step, ds

@@ -16,7 +16,6 @@ from dlviz.errors import UserError
 from dlviz.figures import segmentation as figs
 from dlviz.figures import style
 from dlviz.preset.schema import validate
-from dlviz.training.fit import check_trainable
 from dlviz_app import runs, shared
 from dlviz_app.text import md
 
@@ -45,23 +44,17 @@ def _number(v: float) -> str:
 
 
 def segmentation_tab() -> None:
-    exp, run_id, step = runs.choose_weights("its masks")
-    if exp is None:
+    chosen = runs.choose_weights(
+        "its masks",
+        lambda exp: exp.data is not None and exp.data.name == masks.NAME,
+        "This preset is not a segmentation model: load the gallery's small U-Net (the strokes of MNIST digits segmented) to see its masks here.",
+        "This preset keeps no validation canvases (val_fraction is 0): set one on Train to look at its masks.",
+    )
+    if chosen is None:
         return
-    if exp.data is None or exp.data.name != masks.NAME:
-        st.info("This preset is not a segmentation model: load the gallery's small U-Net (the strokes of MNIST digits segmented) to see its masks here.")
-        return
-    try:
-        check_trainable(exp)  # a class score for every pixel, as the loss checks it
-    except UserError as err:
-        st.error(f"{md(err)} Fix the preset on Build to look at its masks.")
-        return
+    exp, run_id, step, ds = chosen
     text = json.dumps(exp.to_dict(), sort_keys=True)
-    ds = shared.dataset(exp)
     n, names = len(ds.x_val), ds.class_names
-    if n == 0:
-        st.info("This preset keeps no validation canvases (val_fraction is 0): set one on Train to look at its masks.")
-        return
     try:
         net = _model(text, run_id, step)
     except UserError as err:

@@ -17,7 +17,6 @@ from dlviz.figures import style
 from dlviz.figures import verification as figs
 from dlviz.preset.registry import LOSSES
 from dlviz.preset.schema import validate
-from dlviz.training.fit import check_trainable
 from dlviz_app import runs, shared
 from dlviz_app.text import md
 
@@ -52,20 +51,15 @@ def _look(preset_text: str, run_id: str | None, step: int | None) -> dict:
 
 
 def verification_tab() -> None:
-    exp, run_id, step = runs.choose_weights("its embedding")
-    if exp is None:
+    chosen = runs.choose_weights(
+        "its embedding",
+        lambda exp: exp.loss is not None and exp.loss.type in LOSSES and LOSSES[exp.loss.type].target == "embedding",
+        "This preset is not a triplet-loss model: load the gallery's Siamese net (a triplet loss on the digits 0 to 7) to verify unseen digits here.",
+        "This preset keeps no validation images (val_fraction is 0): set one on Train to draw its embedding.",
+    )
+    if chosen is None:
         return
-    if exp.loss is None or exp.loss.type not in LOSSES or LOSSES[exp.loss.type].target != "embedding":
-        st.info("This preset is not a triplet-loss model: load the gallery's Siamese net (a triplet loss on the digits 0 to 7) to verify unseen digits here.")
-        return
-    try:
-        check_trainable(exp)  # one embedding vector a sample and one label, as the loss checks them
-    except UserError as err:
-        st.error(f"{md(err)} Fix the preset on Build to look at its embedding.")
-        return
-    if not len(shared.dataset(exp).x_val):
-        st.info("This preset keeps no validation images (val_fraction is 0): set one on Train to draw its embedding.")
-        return
+    exp, run_id, step, _ = chosen
     try:
         look = _look(json.dumps(exp.to_dict(), sort_keys=True), run_id, step)
     except UserError as err:  # a checkpoint of another model, or images too few to pair
