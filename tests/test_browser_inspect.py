@@ -1,19 +1,17 @@
 """The Inspect page in headless Chromium on a CNN trained on digits: pick a unit by clicking a feature map and see its
 theoretical receptive-field box and effective-field overlay on the input image."""
 
-import hashlib
 import json
 import time
 
 import pytest
-from browser_util import ARTIFACTS, ROOT, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
+from browser_util import ARTIFACTS, ROOT, app_data_dir, app_url, page, session_id, settle  # noqa: F401  (pytest fixtures)
 from test_features import DIGITS_CNN
 
 from dlviz.preset import share
 from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
-from dlviz_app import runs
 
 pytestmark = pytest.mark.browser
 
@@ -87,8 +85,7 @@ def test_click_a_unit_and_see_its_receptive_field(app_url, app_data_dir, page): 
     pg.goto(app_url + "/inspect")
     pg.get_by_text("Feature maps", exact=True).first.wait_for(timeout=60_000)
     settle(pg)
-    cookie = next(c["value"] for c in pg.context.cookies() if c["name"] == "_streamlit_xsrf")
-    train_into_store(app_data_dir, hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16])
+    train_into_store(app_data_dir, session_id(pg))
 
     pg.goto(f"{app_url}/inspect?{share.PARAM}={share.encode(validate(TRAINED))}")  # the trained preset on screen
     pg.get_by_text("A training run").wait_for(timeout=60_000)

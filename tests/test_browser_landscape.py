@@ -1,17 +1,14 @@
 """The Landscape page in headless Chromium: three optimizers on Rosenbrock, a click on the contour that moves their
 start, then a trained spiral network's loss surface with the path its optimizer took."""
 
-import hashlib
-
 import pytest
-from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
+from browser_util import ARTIFACTS, app_data_dir, app_url, page, session_id, settle  # noqa: F401  (pytest fixtures)
 
 from dlviz.figures import landscape as landscape_figures
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
-from dlviz_app import runs
 
 pytestmark = pytest.mark.browser
 
@@ -83,8 +80,7 @@ def test_three_optimizers_then_the_trained_networks_surface(app_url, app_data_di
     assert all([p["x0"], p["y0"]] == [0.5, 2.0] for p in paths(pg, "Rosenbrock"))
     pg.screenshot(path=str(ARTIFACTS / "landscape-lab-clicked.png"), full_page=True)
 
-    cookie = next(c["value"] for c in pg.context.cookies() if c["name"] == "_streamlit_xsrf")
-    train_spiral(app_data_dir, hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16])
+    train_spiral(app_data_dir, session_id(pg))
     pg.goto(f"{app_url}/landscape?{share.PARAM}={share.encode(validate(SPIRAL))}")  # the trained preset on screen
     pg.get_by_role("tab", name="Your network's loss surface").wait_for(timeout=60_000)
     settle(pg)

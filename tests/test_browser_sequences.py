@@ -1,19 +1,17 @@
 """Inspect's Sequences tab in headless Chromium on the attention lesson, trained briefly: the per-head attention maps
 of the last checkpoint, then of the first one after the checkpoint slider is moved, are drawn and differ."""
 
-import hashlib
 import itertools
 import json
 
 import numpy as np
 import pytest
-from browser_util import app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
+from browser_util import app_data_dir, app_url, page, session_id, settle  # noqa: F401  (pytest fixtures)
 
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
-from dlviz_app import runs
 
 pytestmark = pytest.mark.browser
 
@@ -59,8 +57,7 @@ def test_attention_maps_change_from_the_first_to_the_last_checkpoint(app_url, ap
     pg.goto(app_url + "/inspect")
     pg.get_by_text("Feature maps", exact=True).first.wait_for(timeout=60_000)
     settle(pg)
-    cookie = next(c["value"] for c in pg.context.cookies() if c["name"] == "_streamlit_xsrf")
-    steps = train_into_store(app_data_dir, hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16], doc)
+    steps = train_into_store(app_data_dir, session_id(pg), doc)
     assert len(steps) >= 3
 
     pg.goto(f"{app_url}/inspect?{share.PARAM}={share.encode(validate(doc))}")  # the trained lesson on screen

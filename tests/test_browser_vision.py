@@ -2,17 +2,15 @@
 trained detector's boxes collapse under NMS as its threshold slider moves. Screenshots go to /tmp/vision-*.png."""
 
 import copy
-import hashlib
 import time
 
 import pytest
-from browser_util import app_data_dir, app_url, page, settle  # noqa: F401  (pytest fixtures)
+from browser_util import app_data_dir, app_url, page, session_id, settle  # noqa: F401  (pytest fixtures)
 
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, StoreCallback
 from dlviz.training.trainer import Trainer
-from dlviz_app import runs
 
 pytestmark = pytest.mark.browser
 
@@ -95,9 +93,8 @@ def test_drag_the_boxes_then_watch_nms_collapse_a_detectors_boxes(app_url, app_d
     doc = copy.deepcopy(gallery.raw("detection-yolo"))
     doc["data"]["num_samples"] = 300
     doc["training"]["epochs"] = 2
-    cookie = next(c["value"] for c in pg.context.cookies() if c["name"] == "_streamlit_xsrf")
     store = RunStore(app_data_dir / "runs.sqlite")
-    run_id = store.create_run(validate(doc), session=hashlib.sha256(runs._xsrf_token(cookie).encode()).hexdigest()[:16])
+    run_id = store.create_run(validate(doc), session=session_id(pg))
     Trainer(validate(doc), callbacks=[StoreCallback(store, run_id)]).run()
     store.close()
 
