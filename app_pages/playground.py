@@ -239,15 +239,15 @@ def edited(path: tuple, value):
     restructure(d)
 
 
-def picked(key: str, drawn, act):
-    """The on_change of the widget keyed `key` (this run's revision appended) drawn showing `drawn`: `act(value)` when its
+def picked(key: str, shown, act):
+    """The on_change of the widget keyed `key` (this run's revision appended) drawn showing `shown`: `act(value)` when its
     value differs. Streamlit also calls on_change for a widget whose last run was cut short by another rerun, with the
     value it was drawn with; that call changes nothing."""
     name = f"{key}_{session.rev()}"
 
     def call():
         v = st.session_state.get(name)
-        if v is not None and v != drawn:
+        if v is not None and v != shown:
             act(v)
 
     return call
