@@ -47,8 +47,12 @@ def predicted_classes(out, num_classes):
 
 
 def metric_key(task):
-    """The name of a task's metric: accuracy for classification, auc (verification AUC) for an embedding, r2 for regression."""
-    return {"classification": "accuracy", "embedding": "auc"}.get(task, "r2")
+    """The name of a task's metric: accuracy for classification, auc (verification AUC) for an embedding, map (mAP@0.5 of
+    the validation canvases) for a detector, r2 for regression."""
+    return {"classification": "accuracy", "embedding": "auc", "detection": "map"}.get(task, "r2")
+
+
+METRIC_LABELS = {"accuracy": "accuracy", "auc": "AUC", "r2": "R²", "map": "mAP@0.5"}  # each metric as a person reads its name
 
 
 def r2_score(sse, sst):
@@ -65,9 +69,10 @@ def batch_r2(out, y, sizes):
 
 
 @torch.no_grad()
-def evaluate(model, x, y, loss_of, num_classes=None, batch=1024):
-    """(mean loss, accuracy (given num_classes), the verification AUC (class labels without num_classes: an embedding)
-    or R², predicted classes or outputs) on a split, in batches, in eval mode."""
+def evaluate(model, x, y, loss_of, num_classes=None, batch=1024, score=None):
+    """(mean loss, accuracy (given num_classes), `score(outputs, targets)` (given: a detector's mAP), the verification
+    AUC (class labels without num_classes: an embedding) or R², predicted classes or outputs) on a split, in batches, in
+    eval mode."""
     model.eval()  # left on: the training loop switches training back on when its next epoch starts
     total, correct, outs = 0.0, 0, []
     for i in range(0, len(x), batch):
@@ -80,6 +85,8 @@ def evaluate(model, x, y, loss_of, num_classes=None, batch=1024):
     out = (outs[0] if len(outs) == 1 else torch.cat(outs)) if outs else torch.zeros(0)
     if num_classes is not None:
         return total / max(len(x), 1), correct / max(y.numel(), 1), out
+    if score is not None:
+        return total / max(len(x), 1), score(out, y), out
     if not y.is_floating_point():  # class labels against embeddings (a triplet loss): the verification AUC of every pair
         return total / max(len(x), 1), pair_auc(out, y), out
     sse = float(((out - y) ** 2).sum())
@@ -258,15 +265,12 @@ class EarlyStopping:
 
 def epoch_record(epoch, n, loss_terms, metric_terms, labels, val, key, lr, penalty_terms=None):
     """An epoch's line: the training loss and accuracy (over `labels` labels) or R² (over the n samples) as exact sums
-    (math.fsum) of per-step terms, the validation (loss, metric), the learning rate, and any penalty and total."""
-    record = {
-        "epoch": epoch,
-        "train_loss": math.fsum(loss_terms) / n,
-        "val_loss": val[0],
-        f"train_{key}": math.fsum(metric_terms) / (labels if key == "accuracy" else n),
-        f"val_{key}": val[1],
-        "lr": lr,
-    }
+    (math.fsum) of per-step terms, the validation (loss, metric), the learning rate, and any penalty and total. A
+    detector's mAP is the validation canvases' only: a batch's boxes are too few to rank."""
+    record = {"epoch": epoch, "train_loss": math.fsum(loss_terms) / n, "val_loss": val[0]}
+    if key != "map":
+        record[f"train_{key}"] = math.fsum(metric_terms) / (labels if key == "accuracy" else n)
+    record.update({f"val_{key}": val[1], "lr": lr})
     if penalty_terms is not None:  # what the optimizer minimised: the data loss plus the weights' penalty
         record["train_penalty"] = math.fsum(penalty_terms) / n
         record["train_total"] = record["train_loss"] + record["train_penalty"]
@@ -373,6 +377,105 @@ class YOLOLoss(nn.Module):
         return f"lambda_coord={self.lambda_coord}, lambda_noobj={self.lambda_noobj}, classes={self.classes}"
 
 
+# ---------------------------------------------------------------- detection: IoU, NMS and mAP@0.5
+# In plain torch, on every canvas at once: a loop walks the boxes of a canvas by rank (greedy NMS and VOC's matching
+# take them in order), never the canvases.
+
+MAP_CONFIDENCE = 0.01  # boxes below this score are left out of mAP: VOC scores the whole ranking, and the boxes left out only add points of near-zero precision
+
+
+def box_area(boxes):
+    """Areas of xyxy boxes (..., 4); a box of zero or negative width or height has area 0."""
+    return (boxes[..., 2] - boxes[..., 0]).clamp_min(0) * (boxes[..., 3] - boxes[..., 1]).clamp_min(0)
+
+
+def intersection_union(a, b):
+    """Pairwise intersection and union areas (..., N, M) of xyxy boxes a (..., N, 4) and b (..., M, 4)."""
+    lo = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    hi = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    inter = (hi - lo).clamp_min(0).prod(-1)
+    return inter, box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
+
+
+def box_iou(a, b):
+    """Pairwise IoU (..., N, M) of xyxy boxes; 0 where the union is empty (two degenerate boxes), never NaN."""
+    inter, union = intersection_union(a, b)
+    return torch.where(union > 0, inter / union.clamp_min(torch.finfo(inter.dtype).tiny), torch.zeros_like(inter))
+
+
+def suppress(boxes, scores, iou_threshold, classes=None):
+    """Greedy non-max suppression of each row of boxes (B, K, 4) with scores (B, K): take the best box left, remove every
+    box overlapping it by IoU > iou_threshold (of its own class, given `classes`), repeat (torchvision.ops.nms's rule).
+    Returns (order: the boxes' indices, best score first (B, K); by: for the box at each place of that order, the place
+    of the kept box that removed it, -1 for a kept box (B, K); the IoU of the sorted boxes (B, K, K))."""
+    order = torch.argsort(scores, dim=-1, descending=True, stable=True)
+    sorted_boxes = boxes.gather(-2, order[..., None].expand(*order.shape, 4))
+    iou = box_iou(sorted_boxes, sorted_boxes)
+    over = (iou > iou_threshold).triu(1)  # row i: the lower-scored boxes that box i would remove
+    if classes is not None:
+        c = classes.gather(-1, order)
+        over &= c[..., :, None] == c[..., None, :]
+    by = torch.full(order.shape, -1, dtype=torch.long, device=boxes.device)
+    for i in range(order.shape[-1]):
+        alive = by[..., i : i + 1] < 0  # a removed box removes nothing
+        if bool(alive.any()):
+            by.masked_fill_(over[..., i, :] & (by < 0) & alive, i)
+    return order, by, iou
+
+
+def average_precision(recall, precision):
+    """PASCAL VOC 2010+'s all-point AP: the area under the precision/recall curve after each precision is raised to
+    the best precision at any higher recall."""
+    r = torch.cat([torch.zeros(1, dtype=torch.float64), recall.double(), torch.ones(1, dtype=torch.float64)])
+    p = torch.cat([torch.zeros(1, dtype=torch.float64), precision.double(), torch.zeros(1, dtype=torch.float64)])
+    p = p.flip(0).cummax(0).values.flip(0)
+    return float(((r[1:] - r[:-1]) * p[1:]).sum())
+
+
+def mean_ap(boxes, scores, classes, found, truth, true_classes, real, num_classes, iou_threshold=0.5):
+    """mAP over the classes that have true boxes (NaN without any), and each one's AP, of detections (B, K) on B canvases:
+    the boxes (B, K, 4), scores and classes, `found` marking those reported, against true boxes (B, T ≥ 1, 4) of `true_classes`,
+    `real` marking the true ones. Each reported box, best score first on its canvas, matches the best-overlapping
+    unmatched true box of its class there (IoU ≥ iou_threshold): a true positive; anything else is a false positive.
+    Per class, the detections of every canvas in order of score make the precision/recall curve (average_precision)."""
+    order = torch.argsort(torch.where(found, scores, -math.inf), dim=-1, descending=True, stable=True)
+    boxes = boxes.gather(1, order[..., None].expand(*order.shape, 4))
+    scores, classes, found = (v.gather(1, order) for v in (scores, classes, found))
+    allowed = (classes[..., :, None] == true_classes[..., None, :]) & real[..., None, :]
+    iou = box_iou(boxes, truth).masked_fill(~allowed, -1.0)
+    taken, hits = torch.zeros_like(real), torch.zeros_like(found)
+    for i in range(order.shape[1]):  # greedy by score, as VOC's devkit matches
+        best, j = iou[:, i].masked_fill(taken, -1.0).max(-1)
+        ok = found[:, i] & (best >= iou_threshold)
+        hits[:, i] = ok
+        taken |= nn.functional.one_hot(j, iou.shape[2]).bool() & ok[:, None]
+    s, h, c = scores[found], hits[found].double(), classes[found]  # canvas by canvas, best first in each
+    rank = torch.argsort(s, descending=True, stable=True)
+    s, h, c = s[rank], h[rank], c[rank]
+    totals = torch.bincount(true_classes[real], minlength=num_classes)
+    per_class = {}
+    for k in range(num_classes):
+        if totals[k] == 0:
+            continue  # VOC leaves out a class with no true box
+        tp = h[c == k].cumsum(0)
+        fp = (1 - h[c == k]).cumsum(0)
+        per_class[k] = average_precision(tp / int(totals[k]), tp / (tp + fp))
+    return (math.fsum(per_class.values()) / len(per_class) if per_class else math.nan), per_class
+
+
+@torch.no_grad()
+def grid_map(out, target, anchors, iou_threshold=0.5, nms_threshold=0.5, classwise=True):
+    """A detector's mAP@iou_threshold and per-class AP on canvases: its grids `out` (B, anchors·(5 + C), S, S) decoded
+    into boxes, those scoring at least MAP_CONFIDENCE kept through NMS at nms_threshold (within each class, or across
+    classes without `classwise`), against the true boxes of the grid targets (mean_ap)."""
+    boxes, scores, classes = decode_grid(out.detach().double().cpu(), anchors)
+    truth, objectness, true_classes = decode_grid(target.detach().double().cpu(), anchors, target=True)
+    sure = scores >= MAP_CONFIDENCE
+    order, by, _ = suppress(boxes, torch.where(sure, scores, -math.inf), nms_threshold, classes if classwise else None)
+    kept = torch.zeros_like(sure).scatter(1, order, by < 0) & sure
+    return mean_ap(boxes, scores, classes, kept, truth, true_classes, objectness > 0.5, out.shape[1] // anchors - 5, iou_threshold)
+
+
 # ---------------------------------------------------------------- segmentation: a class for every pixel
 
 MASK_SIDES = (16, 24)  # a pasted digit's side on a segmentation canvas (pixels, end excluded)
@@ -393,3 +496,39 @@ def mnist_masks(images, labels, n, side, max_digits, binary, rng):
             x[k, 0, top : top + s, left : left + s] = np.maximum(x[k, 0, top : top + s, left : left + s], digit)
             y[k, top : top + s, left : left + s][digit > INK] = 1 if binary else 1 + int(labels[i])
     return x, y
+
+
+COINS_SIGMAS = (2, 40)  # Gaussian blurs (px) of the coins mask: the grain smoothed away; the lighting, far wider than a coin
+
+
+def coins_photo():
+    """scikit-image's photo of 24 coins, pixels in [0, 1] (303, 384), and a class per pixel (303, 384): 1 on a coin, 0 on
+    the background. The mask is a classical one: the photo blurred by a Gaussian of 2 px less its lighting (a blur of 40 px,
+    far wider than a coin), above Otsu's threshold of that difference, with the holes inside each coin filled."""
+    from scipy import ndimage
+    from skimage import data, filters
+
+    photo = data.coins() / 255.0
+    fine, light = (ndimage.gaussian_filter(photo, s) for s in COINS_SIGMAS)
+    lit = fine - light
+    return photo.astype(np.float32), ndimage.binary_fill_holes(lit > filters.threshold_otsu(lit)).astype(np.int64)
+
+
+def crop_strips(width, counts):
+    """The columns [start, end) of each part's strip of a photo `width` px wide: cut from left to right, as wide as the
+    part's share of the crops `counts` ([train, validation, test])."""
+    edges = np.round(np.cumsum([0, *counts]) * width / sum(counts)).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def photo_crops(photo, mask, counts, side, rng):
+    """[train, validation, test] side×side crops of a photo (N, 1, side, side) and of its mask (N, side, side) as tensors,
+    counts[k] of them at random places inside part k's strip of columns (crop_strips), so that no two parts share a pixel.
+    Each part draws from its own child of `rng`: the validation crops stay the same whatever the number of training crops."""
+    xs, ys = [], []
+    for n, (a, b), g in zip(counts, crop_strips(photo.shape[1], counts), rng.spawn(3)):
+        top, left = g.integers(0, photo.shape[0] - side + 1, n), g.integers(a, max(a, b - side) + 1, n)
+        rows, cols = (top[:, None] + np.arange(side))[:, :, None], (left[:, None] + np.arange(side))[:, None, :]
+        xs.append(torch.from_numpy(np.ascontiguousarray(photo[rows, cols][:, None], dtype=np.float32)))
+        ys.append(torch.from_numpy(np.ascontiguousarray(mask[rows, cols], dtype=np.int64)))
+    return xs, ys

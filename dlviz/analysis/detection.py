@@ -8,26 +8,9 @@ from typing import Sequence
 
 import torch
 
-from dlviz.loop import decode_grid
+from dlviz.loop import MAP_CONFIDENCE, average_precision, box_area, box_iou, decode_grid, intersection_union, mean_ap, suppress
 
-
-def box_area(boxes: torch.Tensor) -> torch.Tensor:
-    """Areas of xyxy boxes (..., 4); a box of zero or negative width or height has area 0."""
-    return (boxes[..., 2] - boxes[..., 0]).clamp_min(0) * (boxes[..., 3] - boxes[..., 1]).clamp_min(0)
-
-
-def intersection_union(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pairwise intersection and union areas (N, M) of xyxy boxes a (N, 4) and b (M, 4)."""
-    lo = torch.maximum(a[:, None, :2], b[None, :, :2])
-    hi = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (hi - lo).clamp_min(0).prod(-1)
-    return inter, box_area(a)[:, None] + box_area(b)[None, :] - inter
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise IoU (N, M) of xyxy boxes; 0 where the union is empty (two degenerate boxes), never NaN."""
-    inter, union = intersection_union(a, b)
-    return torch.where(union > 0, inter / union.clamp_min(torch.finfo(inter.dtype).tiny), torch.zeros_like(inter))
+__all__ = ["MAP_CONFIDENCE", "average_precision", "box_area", "box_iou", "intersection_union"]  # the kernels' own, shared with the trainer
 
 
 @dataclass
@@ -41,28 +24,16 @@ class Suppression:
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> Suppression:
-    """Greedy non-max suppression: take the best remaining box, remove every box overlapping it by IoU > iou_threshold,
-    repeat. One IoU matrix of the boxes sorted by score; the loop walks its rows (torchvision.ops.nms's rule)."""
+    """Greedy non-max suppression (dlviz.loop.suppress, torchvision.ops.nms's rule): take the best remaining box, remove
+    every box overlapping it by IoU > iou_threshold, repeat."""
     n = len(boxes)
-    order = torch.argsort(scores, descending=True, stable=True)
-    iou = box_iou(boxes[order], boxes[order])
-    over = (iou > iou_threshold).triu(1)  # row i: the lower-scored boxes that box i would remove
-    removed = torch.zeros(n, dtype=torch.bool)
-    by = torch.full((n,), -1, dtype=torch.long)
-    kept = []
-    for i in range(n):
-        if removed[i]:
-            continue
-        kept.append(i)
-        hit = over[i] & ~removed
-        removed |= hit
-        by[hit] = i
+    order, by, iou = (v[0] for v in suppress(boxes[None], scores[None], iou_threshold))
     suppressed_by = torch.full((n,), -1, dtype=torch.long)
     gone = by >= 0
     suppressed_by[order[gone]] = order[by[gone]]
     their_iou = torch.zeros(n, dtype=iou.dtype)
     their_iou[order[gone]] = iou[by[gone], gone.nonzero()[:, 0]]
-    return Suppression(order[torch.tensor(kept, dtype=torch.long)], suppressed_by, their_iou)
+    return Suppression(order[~gone], suppressed_by, their_iou)
 
 
 @dataclass
@@ -128,52 +99,24 @@ def overlap(a: Sequence[float], b: Sequence[float]) -> dict:
     return {"intersection": inter, "union": union, "iou": float(box_iou(ta, tb)[0, 0]), "box": box}
 
 
-def average_precision(recall: torch.Tensor, precision: torch.Tensor) -> float:
-    """PASCAL VOC 2010+'s all-point AP: the area under the precision/recall curve after each precision is raised to
-    the best precision at any higher recall."""
-    r = torch.cat([torch.zeros(1), recall.double(), torch.ones(1)])
-    p = torch.cat([torch.zeros(1), precision.double(), torch.zeros(1)])
-    p = p.flip(0).cummax(0).values.flip(0)
-    return float(((r[1:] - r[:-1]) * p[1:]).sum())
-
-
 def mean_average_precision(found: list[Detections], truth: list[Detections], classes: int, iou_threshold: float = 0.5) -> tuple[float, dict[int, float]]:
-    """mAP over the classes that have true boxes, and each one's AP. Per class, detections from every canvas in order of
-    score are matched to the best-overlapping unmatched true box of that class on their canvas (IoU ≥ iou_threshold):
-    a match is a true positive, anything else a false positive."""
-    per_class = {}
-    for c in range(classes):
-        hits, scores, total = [], [], 0
-        for f, t in zip(found, truth):
-            mine, theirs = f.classes == c, t.classes == c
-            total += int(theirs.sum())
-            if not mine.any():
-                continue
-            boxes, s = f.boxes[mine], f.scores[mine]
-            order = torch.argsort(s, descending=True, stable=True)
-            iou = box_iou(boxes[order], t.boxes[theirs])
-            taken = torch.zeros(iou.shape[1], dtype=torch.bool)
-            for row in iou:  # greedy by score, as VOC's devkit matches
-                row = row.masked_fill(taken, -1.0)
-                j = int(row.argmax()) if len(row) else -1
-                ok = j >= 0 and row[j] >= iou_threshold
-                if ok:
-                    taken[j] = True
-                hits.append(ok)
-            scores.append(s[order])
-        if total == 0:
-            continue  # VOC leaves out a class with no true box
-        if not hits:
-            per_class[c] = 0.0
-            continue
-        order = torch.argsort(torch.cat(scores), descending=True, stable=True)
-        tp = torch.tensor(hits, dtype=torch.float64)[order].cumsum(0)
-        fp = (1 - torch.tensor(hits, dtype=torch.float64)[order]).cumsum(0)
-        per_class[c] = average_precision(tp / total, tp / (tp + fp))
-    return (sum(per_class.values()) / len(per_class) if per_class else 0.0), per_class
+    """mAP over the classes that have true boxes, and each one's AP (dlviz.loop.mean_ap, VOC's all-point rule). Per
+    class, detections from every canvas in order of score are matched to the best-overlapping unmatched true box of that
+    class on their canvas (IoU ≥ iou_threshold): a match is a true positive, anything else a false positive."""
+    k, t = max([1, *(len(f.scores) for f in found)]), max([1, *(len(d.scores) for d in truth)])
 
+    def padded(parts: list[Detections], width: int) -> tuple[torch.Tensor, ...]:
+        boxes, scores = torch.zeros(len(parts), width, 4, dtype=torch.float64), torch.zeros(len(parts), width, dtype=torch.float64)
+        labels, real = torch.zeros(len(parts), width, dtype=torch.long), torch.zeros(len(parts), width, dtype=torch.bool)
+        for i, d in enumerate(parts):
+            n = len(d.scores)
+            boxes[i, :n], scores[i, :n], labels[i, :n], real[i, :n] = d.boxes, d.scores, d.classes, True
+        return boxes, scores, labels, real
 
-MAP_CONFIDENCE = 0.01  # boxes below this score are left out of mAP (they only add points of near-zero precision)
+    boxes, scores, labels, reported = padded(found, k)
+    true, _, true_labels, real = padded(truth, t)
+    mean, per_class = mean_ap(boxes, scores, labels, reported, true, true_labels, real, classes, iou_threshold)
+    return (mean if per_class else 0.0), per_class
 
 
 @torch.no_grad()

@@ -395,7 +395,7 @@ def script(exp: Experiment, name: str = "train.py") -> str:
             "evaluate",
             *([loss_cls.__name__] if own_loss else []),
             *([prepare.__name__] if prepare else []),
-            *({"classification": [], "embedding": ["batch_auc"]}.get(objective.task, ["batch_r2"])),
+            *({"classification": [], "embedding": ["batch_auc"], "detection": ["grid_map"]}.get(objective.task, ["batch_r2"])),
             *(["weight_penalty"] if tr.l1 > 0 or tr.l2 > 0 else []),
         ),
         f"loss_fn = {loss_call}",
@@ -487,12 +487,13 @@ def _section(title: str) -> str:
 
 def _main_code(exp: Experiment, key: str, has_inits: bool, frozen: bool) -> str:
     """main(): the training loop, step for step the trainer's, with only the branches this preset takes; `key` names the
-    metric: accuracy, auc (the verification AUC of an embedding) or r2."""
+    metric: accuracy, auc (the verification AUC of an embedding), map (a detector's mAP@0.5, of the validation canvases
+    only) or r2."""
     tr, data, es = exp.training, exp.data, exp.training.early_stopping
     step = SCHEDULES[exp.schedule.type].step if exp.schedule is not None else None
     augment = data.augment is not None and (data.augment.hflip or data.augment.crop or data.augment.noise)
     penalty = tr.l1 > 0 or tr.l2 > 0
-    evaluate = "evaluate(model, x_{0}, y_{0}, loss_of, %s)[:2]" % ("CLASSES" if key == "accuracy" else "None")
+    evaluate = "evaluate(model, x_{0}, y_{0}, loss_of, %s)[:2]" % {"accuracy": "CLASSES", "map": "None, score=score"}.get(key, "None")
     opt = OPTIMIZERS[exp.optimizer.type].cls
     opt_args = {k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()}
     optimizer = _call(f"torch.optim.{opt.__name__}", opt, ("@params",), opt_args).replace('"@params"', "params")
@@ -519,6 +520,7 @@ def _main_code(exp: Experiment, key: str, has_inits: bool, frozen: bool) -> str:
         *(["weights = [p for p in params if p.dim() >= 2]  # penalties and max-norm act on weights, not biases"] if penalty or tr.max_norm is not None else []),
         "gather = lambda loss: gradient_row(params, loss)  # every gradient and the loss in one row, checked for divergence",
         *(["penalty = lambda: weight_penalty(weights, L1, L2)  # added to the loss"] if penalty else []),
+        *(["score = lambda out, y: grid_map(out, y, ANCHORS_PER_CELL)[0]  # a split's mAP@0.5: NMS within each digit, VOC's AP"] if key == "map" else []),
         *(["clip = lambda norm: clip_gradients_(params, norm, GRAD_CLIP)  # given the gradients' global norm"] if tr.grad_clip is not None else []),
         *(["constrain = lambda: renorm_(weights, MAX_NORM)  # after each step"] if tr.max_norm is not None else []),
         f"optimizer = {optimizer}",
@@ -553,6 +555,8 @@ def _main_code(exp: Experiment, key: str, has_inits: bool, frozen: bool) -> str:
         *(
             ["metric_terms.append(float((predicted_classes(out, CLASSES) == yb).sum()))", "labels += yb.numel()"]
             if key == "accuracy"
+            else []
+            if key == "map"  # scored on the validation canvases at the epoch's end only
             else [f"metric_terms.append(float(batch_{key}(out, yb, torch.tensor([yb.numel()]))[0]) * len(yb))"]
         ),
         "step += 1",

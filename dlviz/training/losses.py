@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dlviz.errors import UserError
-from dlviz.loop import float_labels, one_hot_labels, predicted_classes, signed_labels, token_labels
+from dlviz.loop import float_labels, grid_map, one_hot_labels, predicted_classes, signed_labels, token_labels
 from dlviz.preset.registry import LOSSES, shape_str
 from dlviz.preset.schema import LossSpec
 
@@ -21,8 +21,9 @@ class Objective:
 
     loss_fn: nn.Module
     prepare: Optional[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]  # None: as they are
-    task: str  # "classification" | "regression" | "embedding" (class labels against embeddings: a triplet loss)
+    task: str  # "classification" | "regression" | "embedding" (class labels against embeddings: a triplet loss) | "detection" (YOLO grids)
     num_classes: int | None
+    anchors: int | None = None  # a detector's anchors a cell
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(out, y) if self.prepare is None else self.loss_fn(*self.prepare(out, y))
@@ -30,6 +31,12 @@ class Objective:
     def predict(self, out: torch.Tensor) -> torch.Tensor:
         """Predicted classes: the largest logit, or the sign of a single binary logit."""
         return predicted_classes(out, self.num_classes)
+
+    @property
+    def score(self) -> Optional[Callable[[torch.Tensor, torch.Tensor], float]]:
+        """A split's metric where evaluate's own does not fit, from all its outputs and targets: a detector's mAP@0.5
+        (grid_map: NMS within each class at IoU 0.5, VOC's all-point AP); None for the other tasks."""
+        return None if self.task != "detection" else (lambda out, y: grid_map(out, y, self.anchors)[0])
 
 
 def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_shape: tuple, out_shape: tuple) -> Objective:
@@ -80,7 +87,8 @@ def make_objective(spec: LossSpec, task: str, num_classes: int | None, target_sh
 
 
 def _grid_objective(fn: nn.Module, spec: LossSpec, task: str, target_shape: tuple, out_shape: tuple) -> Objective:
-    """YOLOLoss meets YOLO grid targets (anchors·(5 + classes), S, S) with a model output of the same shape."""
+    """YOLOLoss meets YOLO grid targets (anchors·(5 + classes), S, S) with a model output of the same shape: a detector,
+    scored by its mAP@0.5."""
     per_anchor = 5 + spec.args["classes"]
     if task != "regression" or len(target_shape) != 3 or target_shape[0] % per_anchor:
         raise UserError("loss", f"{spec.type} needs YOLO grid targets of {per_anchor} numbers an anchor, as the mnist-boxes data gives")
@@ -90,7 +98,7 @@ def _grid_objective(fn: nn.Module, spec: LossSpec, task: str, target_shape: tupl
             f"the model outputs {shape_str(out_shape)} per sample but the grid targets are {shape_str(target_shape)}; "
             f"end with a Conv2d of {target_shape[0]} out_channels on a {target_shape[1]}×{target_shape[2]} map",
         )
-    return Objective(fn, None, task, None)
+    return Objective(fn, None, "detection", spec.args["classes"], target_shape[0] // per_anchor)
 
 
 def _embedding_objective(fn: nn.Module, spec: LossSpec, task: str, target_shape: tuple, out_shape: tuple) -> Objective:

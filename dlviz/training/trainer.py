@@ -469,6 +469,8 @@ class Trainer:
                 metric = correct / labels
                 self.epoch_terms[1].extend(correct.tolist())
                 self.epoch_terms[2].extend(labels.tolist())
+            elif self.key == "map":  # a detector is scored on the validation canvases only (loop.epoch_record)
+                metric = np.full(len(new), np.nan)
             else:
                 metric = (loop.batch_auc if self.key == "auc" else batch_r2)(out, y, torch.tensor([p[3].numel() for p in new])).numpy()
                 self.epoch_terms[1].extend((metric * sizes).tolist())
@@ -537,9 +539,9 @@ class Trainer:
         restore=False leaves the model in eval mode (the epoch's end: the loop switches training back on when the next
         epoch starts, so the two walks over every submodule are not paid twice)."""
         was_training = self.model.training
-        classification = self.objective.task == "classification"
+        obj = self.objective
         x, y = x.to(self.device), y.to(self.device)
-        loss, metric, pred = evaluate(self.model, x, y, self.objective.loss, self.objective.num_classes if classification else None, batch)
+        loss, metric, pred = evaluate(self.model, x, y, obj.loss, obj.num_classes if obj.task == "classification" else None, batch, obj.score)
         if restore and was_training:
             self.model.train()
         return {"loss": loss, self.key: metric, "pred": pred.cpu()}
