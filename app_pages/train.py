@@ -482,7 +482,9 @@ if len(mine):
     )
     if picked:
         records = {legends[r]: runs.store().epochs(r).to_dict("records") for r in picked if r in legends}
-        keys = [k for k in ("val_loss", "train_loss", "val_accuracy", "val_r2") if any(k in (e[0] if e else {}) for e in records.values())]
+        keys = [
+            k for k in ("val_loss", "train_loss", "val_accuracy", "val_r2", "val_auc", "val_map") if any(k in (e[0] if e else {}) for e in records.values())
+        ]
         cols = st.columns(2)
         for i, key in enumerate(keys[:4]):
             with cols[i % 2]:

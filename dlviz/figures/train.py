@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from dlviz.figures.style import PALETTE, PLAYGROUND, colorscale
-from dlviz.loop import metric_key
+from dlviz.loop import METRIC_LABELS, metric_key
 from dlviz.text import plot_text
 from dlviz.training.diagnose import EXPLODING, VANISHING
 
@@ -186,17 +186,20 @@ def lr_figure(snap: dict) -> dict:
 
 @_figure
 def metric_figure(snap: dict) -> dict:
-    """Accuracy (classification), verification AUC (an embedding) or R² (regression) per step and per epoch."""
+    """Accuracy (classification), verification AUC (an embedding), R² (regression) or mAP@0.5 (a detector) per step and
+    per epoch; a detector's mAP is the validation canvases' only, scored at each epoch's end, which the chart says."""
     key = metric_key(snap.get("task") or "classification")
-    label = {"accuracy": "accuracy", "auc": "AUC", "r2": "R²"}[key]
-    data = [_scatter(snap["step"], snap["metric"], f"batch {label}", line={"color": STEP, "width": 1})]
+    label, detector = METRIC_LABELS[key], key == "map"
+    data = [] if detector else [_scatter(snap["step"], snap["metric"], f"batch {label}", line={"color": STEP, "width": 1})]
+    data += [t for t in _epoch_traces(snap["epochs"], f"train_{key}", f"val_{key}") if not detector or t["name"] == "validation"]
+    note = "scored on the validation canvases at each epoch's end, not per batch" + ("" if data else ": the first point ends epoch 1")
     return _spec(
-        label.capitalize() if key == "accuracy" else label,
-        data + _epoch_traces(snap["epochs"], f"train_{key}", f"val_{key}"),
+        f"{label} (validation)" if detector else label.capitalize() if key == "accuracy" else label,
+        data,
         xtitle="step",
         ytitle=label,
-        yaxis={"range": [0, 1.02]} if key == "accuracy" else None,
-        annotations=_waiting(snap),
+        yaxis={"range": [0, 1.02]} if key in ("accuracy", "map") else None,
+        annotations=_waiting(snap) or ([_corner_note(note)] if detector else []),
     )
 
 
@@ -584,9 +587,10 @@ def fit_figure(evaluation: dict) -> dict:
 
 @_figure
 def compare_figure(runs: dict[str, list[dict]], key: str) -> dict:
-    """Overlay one per-epoch metric of several runs (name -> epoch records)."""
+    """Overlay one per-epoch metric of several runs (name -> epoch records), named as a person reads it ("val mAP@0.5")."""
     data = [
         _scatter([e["epoch"] for e in epochs], _finite(e.get(key) for e in epochs), plot_text(name), "lines+markers", line={"color": PALETTE[j % len(PALETTE)]})
         for j, (name, epochs) in enumerate(runs.items())
     ]
-    return _spec(key.replace("_", " "), data, xtitle="epoch", ytitle=key)
+    title = " ".join(METRIC_LABELS.get(word, word) for word in key.split("_", 1))  # "val_map": "val mAP@0.5"
+    return _spec(title, data, xtitle="epoch", ytitle=title)

@@ -9,6 +9,8 @@ from typing import Optional
 
 import numpy as np
 
+from dlviz.loop import METRIC_LABELS
+
 VANISHING = 1e-5  # a gradient norm this small moves nothing at any usual learning rate
 EXPLODING = 1e3
 # Last weight layer's gradient norm over the first's. The ReLU + He lesson calls ten times healthy; the sigmoid lesson
@@ -357,7 +359,7 @@ def diagnose(snap: dict, num_classes: int | None = None) -> list[Diagnosis]:
 
 def score_lines(snap: dict) -> list[str]:
     """The numbers beside the curves: the last epoch's data loss, penalty and their total (when the preset has a
-    penalty), and the test split's score once the run has one."""
+    penalty), a detector's mAP@0.5 on the validation canvases, and the test split's score once the run has one."""
     lines = []
     epochs = snap.get("epochs") or []
     last = epochs[-1] if epochs else {}
@@ -367,14 +369,15 @@ def score_lines(snap: dict) -> list[str]:
             f"= total {last.get('train_total', last['train_loss'] + last['train_penalty']):.4g}, the total being what the "
             "optimizer minimises; the loss curves show the data loss."
         )
+    if last.get("val_map") is not None:
+        lines.append(
+            f"Epoch {last.get('epoch', len(epochs))}: mAP@0.5 {last['val_map']:.3f} on the validation canvases (NMS within each digit at "
+            "IoU 0.5, then PASCAL VOC's all-point average precision), scored at each epoch's end; a batch's boxes are not scored."
+        )
     result = snap.get("result") or {}
     if result.get("test_loss") is not None:
-        score = (
-            f"accuracy {result['test_accuracy']:.1%}"
-            if result.get("test_accuracy") is not None
-            else f"R² {result['test_r2']:.3f}"
-            if result.get("test_r2") is not None
-            else ""
-        )
+        key = next((k for k in METRIC_LABELS if result.get(f"test_{k}") is not None), None)
+        value = result.get(f"test_{key}")
+        score = "" if key is None else f"accuracy {value:.1%}" if key == "accuracy" else f"{METRIC_LABELS[key]} {value:.3f}"
         lines.append(f"Test split, scored once at the end: {score + ', ' if score else ''}loss {result['test_loss']:.4g}.")
     return lines
