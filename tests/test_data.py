@@ -544,7 +544,7 @@ def test_every_option_s_default_is_what_the_data_layer_uses_without_it(name):
 
 
 def test_the_catalog_names_every_dataset_the_data_layer_makes():
-    made = {*data._GENERATORS, *data.IMAGE_SETS, "csv", data.canvases.NAME, data.masks.NAME}  # the canvases: detection and segmentation
+    made = {*data._GENERATORS, *data.IMAGE_SETS, "csv", data.canvases.NAME, data.masks.NAME, data.coins.NAME}  # canvases and the coins photo
     assert made == set(options.DATASETS)
     for name, entry in options.DATASETS.items():  # and a different default changes the data, so the option is read
         for key, arg in entry.args.items():

@@ -1,6 +1,6 @@
 """The segmentation lab's measures: intersection over union per class and its mean, a model's masks and per-pixel
-cross-entropy on a canvas, and the same model on a larger canvas than it was trained on (a fully convolutional net
-takes any size), in plain torch."""
+cross-entropy on a canvas, and the same model on a larger canvas than it was trained on, or on the whole coins photo its
+crops come from (a fully convolutional net takes any size), in plain torch."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlviz.data import masks
+from dlviz.data import coins, masks
 from dlviz.errors import UserError
 from dlviz.runtime import PIXEL_STATS, SAMPLE_STREAM
 
@@ -67,17 +67,50 @@ class Segmented:
     loss: float
     iou: np.ndarray
     mean_iou: float
+    padded: tuple[int, int] | None = None  # the size the input was padded to, where the model needed another one
 
 
-def segment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, normalization: tuple[float, float], num_classes: int) -> Segmented:
-    """A model's mask of one canvas x (1, H, W) (normalized pixels) against its true mask y (H, W)."""
-    side = tuple(x.shape[-2:])
+MULTIPLES = (2, 4, 8, 16, 32)  # sides a padded input is rounded up to, tried in turn
+
+
+def _padded_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]] | None:
+    """The logits of x (1, H, W) padded at the bottom and right by reflection to the smallest multiple of MULTIPLES on
+    which the model's poolings and upsamplings meet again, cut back to H×W, and the padded size; None if none fits."""
+    h, w = x.shape[-2:]
+    for m in MULTIPLES:
+        size = (-(-h // m) * m, -(-w // m) * m)
+        try:
+            logits = predict(model, nn.functional.pad(x[None], (0, size[1] - w, 0, size[0] - h), mode="reflect"))
+        except RuntimeError:
+            continue
+        if logits.dim() == 4 and tuple(logits.shape[-2:]) == size:
+            return logits[..., :h, :w], size
+    return None
+
+
+def _logits(model: nn.Module, x: torch.Tensor, pad: bool) -> tuple[torch.Tensor, tuple[int, int] | None]:
+    """The logits of x (1, H, W) and, where `pad` had to pad it (_padded_logits), the size it was padded to."""
+    side, logits = tuple(x.shape[-2:]), None
     try:
         logits = predict(model, x[None])
     except RuntimeError:  # shapes that do not meet again after the poolings and transposed convolutions
+        pass
+    if pad and (logits is None or logits.dim() != 4 or tuple(logits.shape[-2:]) != side):
+        fit = _padded_logits(model, x)
+        if fit is not None:
+            return fit
+    if logits is None:
         raise UserError(
             "canvas", f"the model cannot run on a {side[0]}×{side[1]} canvas: its poolings and upsamplings need another side, such as a multiple of 16"
-        ) from None
+        )
+    return logits, None
+
+
+def segment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, normalization: tuple[float, float], num_classes: int, pad: bool = False) -> Segmented:
+    """A model's mask of one canvas x (1, H, W) (normalized pixels) against its true mask y (H, W); with `pad`, an input
+    whose size the model cannot take is padded to one it can (_padded_logits) and the masks cut back to H×W."""
+    side = tuple(x.shape[-2:])
+    logits, padded = _logits(model, x, pad)
     if logits.dim() != 4 or tuple(logits.shape[-2:]) != side or logits.shape[1] != num_classes:
         raise UserError(
             "model.layers", f"the model gives {list(logits.shape[1:])} for a {side[0]}×{side[1]} canvas, not a class score per pixel ({num_classes} channels)"
@@ -93,6 +126,7 @@ def segment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, normalization: t
         loss=float(loss_map.mean()),
         iou=class_iou(pred, y, num_classes).numpy(),
         mean_iou=mean_iou(pred, y, num_classes),
+        padded=padded,
     )
 
 
@@ -101,3 +135,10 @@ def larger_canvas(model: nn.Module, side: int, max_digits: int, binary: bool, se
     convolutional net trained on small canvases segments a larger one with the same weights."""
     x, y = masks.canvases(1, side, max_digits, binary, np.random.default_rng([seed, SAMPLE_STREAM, side]))
     return segment(model, torch.from_numpy(x[0]), torch.from_numpy(y[0]), PIXEL_STATS["mnist"], len(masks.class_names(binary)))
+
+
+def whole_photo(model: nn.Module) -> Segmented:
+    """The model on the whole coins photo its crops are cut from (303×384, padded where the model needs it)."""
+    pixels, mask = coins.photo()
+    x = torch.from_numpy(coins.normalized(pixels))[None]
+    return segment(model, x, torch.from_numpy(mask.copy()), PIXEL_STATS[coins.NAME], len(coins.CLASS_NAMES), pad=True)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from dlviz import limits as _limits
-from dlviz.data import canvases, masks, uploads
+from dlviz.data import canvases, coins, masks, uploads
 from dlviz.errors import UserError, clip, did_you_mean
 from dlviz.preset import options
 from dlviz.preset.schema import Augment, DataSpec
@@ -124,10 +124,12 @@ def _check(spec: DataSpec) -> None:
     """Problems the schema cannot see because they depend on the server's limits and on two options at once."""
     if spec.name in ("sine", "tokens"):
         _within_values(option(spec, "num_samples") * option(spec, "seq_len"), "num_samples × seq_len =")
-    if spec.name in (canvases.NAME, masks.NAME):
+    if spec.name in (canvases.NAME, masks.NAME, coins.NAME):
         n = option(spec, "num_samples")
-        side = canvases.CANVAS if spec.name == canvases.NAME else option(spec, "canvas")
-        _within_values(n * side * side, f"{n:,} canvases of {side}×{side} are")
+        side = {canvases.NAME: canvases.CANVAS, coins.NAME: option(spec, "crop")}.get(spec.name) or option(spec, "canvas")
+        _within_values(n * side * side, f"{n:,} {'crops' if spec.name == coins.NAME else 'canvases'} of {side}×{side} are")
+    if spec.name == coins.NAME:
+        coins.strips(spec)
     if spec.name == "tokens" and option(spec, "task") == "brackets" and option(spec, "vocab") % 2 == 0:
         vocab = option(spec, "vocab")
         raise UserError(
@@ -159,6 +161,9 @@ def describe(spec: DataSpec, csv_bytes: bytes | None = None) -> tuple[tuple[int,
     if name == masks.NAME:  # segmentation: a class for every pixel
         shape, classes, target_shape = masks.shapes(option(spec, "canvas"), option(spec, "masks") == "strokes")
         return shape, "classification", classes, target_shape
+    if name == coins.NAME:  # segmentation of a photo: coin or background at every pixel
+        shape, classes, target_shape = coins.shapes(option(spec, "crop"))
+        return shape, "classification", classes, target_shape
     table = read_csv_table(_csv_source_bytes(spec, csv_bytes), spec.target)
     return (len(table.feature_names),), table.task, table.num_classes, () if table.task == "classification" else (1,)
 
@@ -174,6 +179,8 @@ def load_dataset(spec: DataSpec, seed: int, csv_bytes: bytes | None = None) -> D
         return canvases.load(spec, seed)
     if spec.name == masks.NAME:
         return masks.load(spec, seed)
+    if spec.name == coins.NAME:
+        return coins.load(spec, seed)
     s = _Sample(**_GENERATORS[spec.name](spec, _rng(seed, SAMPLE_STREAM)))
     _check_split(len(s.x), spec)
     xs, ys, parts = split_data(s.x, s.y, seed, spec.val_fraction, spec.test_fraction, option(spec, "outliers") if spec.name == "curve" else 0.0)

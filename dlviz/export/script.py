@@ -204,6 +204,7 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
     """(constants, runtime kernels, load_data's body, heading) of the data section: the runtime's own calls for the dataset."""
     from dlviz.data import canvases, masks
     from dlviz.data.datasets import IMAGE_SETS, PLAYGROUND, POINT_SETS, csv_source_path, option
+    from dlviz.export import coins
 
     spec, name = exp.data, exp.data.name
     consts = [f"VAL_FRACTION, TEST_FRACTION = {_lit(spec.val_fraction)}, {_lit(spec.test_fraction)}"]
@@ -254,6 +255,8 @@ def _data_code(exp: Experiment, classification: bool) -> tuple[list[str], list[s
         ]
         heading = "MNIST digits pasted on 64×64 canvases" if boxes else "MNIST digits pasted on canvases, a class for every pixel"
         return consts, ["mnist_digits", kernel, "SAMPLE_STREAM", "split_data"], "\n".join(body), heading
+    if name == coins.NAME:  # crops of the photo, cut by the kernel dlviz cuts them with
+        return coins.data_code(spec, consts, doc)
     if name not in POINT_SETS and name not in ("curve", "sine", "tokens"):
         raise UserError("data.name", f"the {name} dataset cannot be exported as a script yet; train the preset with `python -m dlviz train`")
     task = option(spec, "task") if name == "tokens" else None

@@ -164,6 +164,13 @@ DATASETS: dict[str, DatasetEntry] = {
         },
         "segmentation: MNIST digits pasted at random places on square canvases, with a class for every pixel from their thresholded strokes",
     ),
+    "coins": DatasetEntry(
+        {
+            "num_samples": Arg("int", 400, ge=10, step=100, label="Crops", help="how many crops of the photo are drawn, before the split"),
+            "crop": Arg("choice", 48, choices=(32, 48, 64), label="Crop side", help="each crop is this many pixels wide and high"),
+        },
+        "segmentation: random crops of scikit-image's photo of 24 coins, a class for every pixel (coin or background); validation crops come from a strip of the photo training never sees",
+    ),
     "csv": DatasetEntry(
         {
             "source": Arg("text", None, dims=200, widget="upload", help="the uploaded file"),
