@@ -232,3 +232,22 @@ def test_the_metric_chart_of_a_detector_shows_validation_map_and_says_why_only_t
     spec = metric_figure.spec(snap)
     assert [t["name"] for t in spec["data"]] == ["validation"] and "first point" not in spec["layout"]["annotations"][0]["text"]
     assert compare_figure.spec({"a": snap["epochs"]}, "val_map")["layout"]["title"]["text"] == "val mAP@0.5"
+
+
+def test_the_live_view_of_a_detector_run_draws_and_states_its_validation_map():
+    from dlviz.figures.train import metric_figure
+    from dlviz.preset.schema import validate
+    from dlviz.training.diagnose import score_lines
+    from dlviz.training.live import FeedCallback, LiveFeed
+    from dlviz.training.trainer import Trainer
+
+    feed = LiveFeed()
+    Trainer(validate(short_detector(epochs=2)), [FeedCallback(feed.handle)]).run()
+    snap = feed.snapshot()
+    assert snap["task"] == "detection" and len(snap["epochs"]) == 2
+    spec = metric_figure.spec(snap)
+    (trace,) = spec["data"]
+    assert trace["name"] == "validation" and spec["layout"]["yaxis"]["title"]["text"] == "mAP@0.5"
+    last = snap["epochs"][-1]["val_map"]
+    assert 0 <= last <= 1
+    assert any(line.startswith(f"Epoch 2: mAP@0.5 {last:.3f} on the validation canvases") for line in score_lines(snap))
