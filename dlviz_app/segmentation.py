@@ -61,7 +61,7 @@ def segmentation_tab() -> None:
     exp, run_id, step, ds = chosen
     text = json.dumps(exp.to_dict(), sort_keys=True)
     n, names = len(ds.x_val), ds.class_names
-    noun = "crop" if exp.data.name == coins.NAME else "canvas"
+    noun, nouns = ("crop", "crops") if exp.data.name == coins.NAME else ("canvas", "canvases")
     try:
         net = _model(text, run_id, step)
     except UserError as err:
@@ -81,10 +81,10 @@ def segmentation_tab() -> None:
     a.metric(f"Cross-entropy, this {noun}", f"{one.loss:.4f}", help="the mean over its pixels of −log of the true class's softmax probability (nats)")
     b.metric(f"Pixel accuracy, this {noun}", f"{float((one.pred == one.true).mean()):.3f}")
     c.metric(f"Mean IoU, this {noun}", _number(one.mean_iou))
-    d.metric("Mean IoU, validation set", _number(mean), help=f"over the {n:,} validation {noun}s, their pixels counted together")
+    d.metric("Mean IoU, validation set", _number(mean), help=f"over the {n:,} validation {nouns}, their pixels counted together")
     st.dataframe(
         [
-            {"class": names[k], f"IoU on this {noun}": _number(float(one.iou[k])), f"IoU on the {n:,} validation {noun}s": _number(per_class[k])}
+            {"class": names[k], f"IoU on this {noun}": _number(float(one.iou[k])), f"IoU on the {n:,} validation {nouns}": _number(per_class[k])}
             for k in range(len(names))
             if not (math.isnan(one.iou[k]) and math.isnan(per_class[k]))
         ],
@@ -93,7 +93,7 @@ def segmentation_tab() -> None:
     )
     st.caption(
         "IoU of a class: the pixels both masks give it over the pixels either gives it. The mean is over the classes present "
-        f"in either mask (— for a class in neither); the validation figures count the pixels of all {noun}s together."
+        f"in either mask (— for a class in neither); the validation figures count the pixels of all {nouns} together."
     )
     if exp.data.name == coins.NAME:
         whole_photo(text, run_id, step, names, where)
