@@ -353,6 +353,8 @@ GALLERY = {
     "detection-yolo": _gallery("detection-yolo", {"epochs": 1}, num_samples=120),
     "verification-triplet": _gallery("verification-triplet", {"epochs": 1}, subset=300),
     "segmentation-unet": _gallery("segmentation-unet", {"epochs": 1}, num_samples=120),
+    # crops of the coins photo, with a test strip at its right edge
+    "segmentation-coins": _gallery("segmentation-coins", {"epochs": 1}, num_samples=60, test_fraction=0.15),
     "overfit-early-stop": _gallery("overfit", {"epochs": 40, "early_stopping": {"patience": 2}}, test_fraction=0.2),
 }
 
@@ -653,6 +655,10 @@ def test_runs_reach_the_interesting_ends(runs):
     assert "best_epoch" in last["overfit-early-stop"] and "test_accuracy" in last["overfit-early-stop"]
     assert last["xor-softmargin-no-validation"]["val_loss"] is None and "test_loss" in last["xor-softmargin-no-validation"]
     assert "test_r2" in last["curve-outliers-sum"]
+    # a detector is scored by mAP@0.5 of its validation canvases, by the same kernel in the script
+    detector = [json.loads(line) for line in runs["detection-yolo"][0]["stdout"].splitlines()]
+    assert 0 <= detector[-1]["val_map"] <= 1 and all("val_r2" not in r and "train_map" not in r for r in detector)
+    assert "def grid_map(" in export.script(validate(GALLERY["detection-yolo"]))
 
 
 def _standalone(doc: dict, folder: Path, via_cli: bool = False) -> None:
