@@ -208,3 +208,18 @@ def test_a_short_unet_run_starts_segmenting():
     assert tr.run()["status"] == "finished"
     after, _ = validation_iou(tr.model, ds.x_val, ds.y_val, 2)
     assert before < 0.1 and after > 0.4
+
+
+def test_the_coins_unet_segments_crops_it_never_saw_and_the_whole_photo():
+    """The coins lesson's promise: mean IoU over 0.95 on its validation crops, cut from a strip of the photo that no
+    training crop touches (0.979 measured, one thread; 0.25 untrained), and over 0.9 on the whole 303×384 photo padded to
+    304×384 (0.945 measured; 0.17 untrained). About 5 s of training on one core."""
+    from dlviz.analysis.segmentation import validation_iou, whole_photo
+
+    untrained = Trainer(gallery.load("segmentation-coins")).model
+    _, tr, _ = train("segmentation-coins")
+    ds = tr.dataset
+    mean, per_class = validation_iou(tr.model, ds.x_val, ds.y_val, 2)
+    assert validation_iou(untrained, ds.x_val, ds.y_val, 2)[0] < 0.5 and mean > 0.95 and min(per_class.tolist()) > 0.9
+    photo = whole_photo(tr.model)
+    assert photo.padded == (304, 384) and whole_photo(untrained).mean_iou < 0.5 and photo.mean_iou > 0.9
