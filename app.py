@@ -6,8 +6,15 @@ forkserver are ready when the first person opens the page, instead of loading du
 `streamlit run streamlit_app.py` serves the same pages without the warm-up."""
 
 import streamlit as st
+from starlette.middleware import Middleware
 
 from dlviz_app import frames, startup
+from dlviz_app.preload import PreloadMiddleware
 
 startup.check_settings()  # a DLVIZ_* setting the server cannot run with stops it here, in one line
-app = st.App("streamlit_app.py", lifespan=startup.lifespan, routes=frames.routes())  # the Playground's live frames
+app = st.App(
+    "streamlit_app.py",
+    lifespan=startup.lifespan,
+    routes=frames.routes(),  # the Playground's live frames
+    middleware=[Middleware(PreloadMiddleware)],  # the chart's and widgets' scripts asked for with the page
+)

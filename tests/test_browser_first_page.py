@@ -46,6 +46,8 @@ def test_the_first_page_settles_with_its_graph_drawn_within_the_guard(tmp_path, 
         assert graph.locator(".scatterlayer .trace .points path").count() >= 7  # input, 3 Linear, 2 Tanh, output
         assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == f"{summarize(gallery.load(gallery.DEFAULT)).total_params:,}"
         assert not page.locator('[data-testid="stException"]').count()
+        # the chart's scripts were asked for with the page, not after the first script run (dlviz_app/preload.py)
+        assert page.locator('link[rel=modulepreload][href*="PlotlyChart."]').count() == 1
         # uvicorn's server reads .streamlit/config.toml as Streamlit's own did: its upload limit is the uploader's
         limit = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
         page.get_by_text(f"{limit}MB per file").wait_for(timeout=1_000)

@@ -1,0 +1,66 @@
+"""The first page's scripts, asked for at once: every dlviz page draws Plotly charts, and Streamlit's page asks for its
+Plotly chunk (4.7 MB of JavaScript) only once the first script run has sent a chart, after its own scripts have run and
+its connection is open. A `<link rel="modulepreload">` for that chunk and the widgets' chunks in the HTML lets the
+browser fetch and compile them while it still runs Streamlit's own scripts.
+
+`streamlit run app.py` adds PreloadMiddleware (st.App's `middleware`), which adds the links to the HTML of every page
+(Streamlit serves the same HTML at each page's address)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit
+
+# The chunks of what the pages draw first: charts, and the widgets of the Build page's editor and sidebar.
+CHUNKS = ("PlotlyChart", "Selectbox", "Button", "NumberInput", "TextInput", "Checkbox", "FileUploader", "DownloadButton", "Metric")
+
+
+def preload_links(static: Path | None = None) -> bytes:
+    """The `<link rel="modulepreload">` tags of the installed Streamlit's chunks named in CHUNKS (their file names carry a
+    hash that changes with each release, so they are looked up, not written down; a chunk that is gone is left out)."""
+    static = static or Path(streamlit.__file__).parent / "static" / "static" / "js"
+    tags = []
+    for name in CHUNKS:
+        for f in sorted(static.glob(f"{name}.*.js")):
+            tags.append(f'<link rel="modulepreload" href="./static/js/{f.name}" />')
+    return "".join(tags).encode()
+
+
+class PreloadMiddleware:
+    """ASGI middleware: in an HTML answer of a GET, put `links` before `</head>` (and fix its length); any other answer,
+    request or connection (websockets, static files, the frame route) passes through untouched."""
+
+    def __init__(self, app, links: bytes | None = None):
+        self.app = app
+        self.links = preload_links() if links is None else links
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "GET" or not self.links or scope.get("path", "").startswith(("/static/", "/_stcore/", "/media/")):
+            await self.app(scope, receive, send)
+            return
+        start: dict | None = None
+        body = []
+
+        async def wrapped(message):
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers") or [])
+                html = headers.get(b"content-type", b"").startswith(b"text/html") and b"content-encoding" not in headers
+                if not html:
+                    await send(message)
+                    return
+                start = message  # held until the body is whole, so its length can be set
+                return
+            if start is None:
+                await send(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            page = b"".join(body).replace(b"</head>", self.links + b"</head>", 1)
+            headers = [(k, v) for k, v in start.get("headers") or [] if k.lower() not in (b"content-length", b"etag")]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
+            await send({"type": "http.response.body", "body": page})
+
+        await self.app(scope, receive, wrapped)
