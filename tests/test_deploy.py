@@ -2,6 +2,7 @@
 loopback ports: each browser stays on one replica (its routing cookie), new browsers spread over both, WebSocket
 upgrades pass, and when a replica dies its browsers move to the other."""
 
+import gzip
 import http.client
 import http.server
 import os
@@ -25,12 +26,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SCRIPT = b"".join(b"function f%d(a, b) { return a + b * %d; }\n" % (i, i) for i in range(2000))
+
+
 class _Replica(http.server.BaseHTTPRequestHandler):
     """Answers with its own port and the Upgrade header it received: which replica served a request."""
 
     def do_GET(self):
         body = f"{self.server.server_address[1]} {self.headers.get('Upgrade', '')} {self.headers.get('Connection', '')}".encode()
+        kind = "text/plain"
+        if self.path.endswith(".js"):  # one of Streamlit's scripts, which it sends uncompressed
+            body, kind = SCRIPT, "application/javascript"
         self.send_response(200)
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -123,6 +131,18 @@ def test_a_browser_stays_on_one_replica_new_ones_spread_and_a_dead_replicas_brow
     # the WebSocket handshake reaches the replica with its Upgrade header
     body, _ = _get(port, cookies[0][0], {"Upgrade": "websocket", "Connection": "Upgrade"})
     assert re.fullmatch(r"\d+ websocket upgrade", body.strip()), body
+
+    # Streamlit's scripts go out compressed (its chart's script alone is 4.7 MB), to a browser that takes gzip
+    for encoding in ("gzip", None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/static/js/PlotlyChart.x.js", headers={"Cookie": cookies[0][0], **({"Accept-Encoding": encoding} if encoding else {})})
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        assert r.getheader("Content-Encoding") == encoding
+        assert (gzip.decompress(data) if encoding else data) == SCRIPT
+        if encoding:
+            assert len(data) < len(SCRIPT) / 3
 
     # a replica dies: its browsers are served by the other one
     dead = replicas[0]
