@@ -2,10 +2,10 @@
 validation crop with the engine's cross-entropy and IoU, then the whole photo, padded to the model's stride."""
 
 import copy
-import json
 
 import pytest
 from app_util import by_label, open_page, stored_run
+from test_app_segmentation import metric, title
 
 from dlviz.analysis import segmentation
 from dlviz.data.datasets import load_dataset
@@ -25,14 +25,6 @@ def short_lesson() -> dict:
 
 def open_segmentation(doc):
     return open_page("app_pages/vision.py", BROWSER, doc, {"vision_tab": "Segmentation"})
-
-
-def title(chart) -> str:
-    return json.loads(chart.proto.spec)["layout"]["title"]["text"]
-
-
-def metric(at, label: str) -> str:
-    return next(m.value for m in at.metric if m.label.startswith(label))
 
 
 @pytest.fixture(scope="module")

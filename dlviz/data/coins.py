@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from dlviz.data.masks import pixel_classes
 from dlviz.errors import UserError
 from dlviz.loop import COINS_SIGMAS, coins_photo, crop_strips, photo_crops
 from dlviz.runtime import PIXEL_STATS, SAMPLE_STREAM, count
@@ -53,13 +54,15 @@ def strips(spec) -> list[tuple[int, int]]:
         if k and b - a < side:
             key = "test_fraction" if part == "test" else "val_fraction"
             change = "lower the fractions" if part == "training" else f"raise {key}"
-            raise UserError(f"data.{key}", f"the {part} strip of the photo is {b - a} columns wide, narrower than a {side}-pixel crop; {change} or pick a smaller crop")
+            raise UserError(
+                f"data.{key}", f"the {part} strip of the photo is {b - a} columns wide, narrower than a {side}-pixel crop; {change} or pick a smaller crop"
+            )
     return out
 
 
 def load(spec, seed: int):
     """The crops of a preset's `data`: each part from its own strip of the photo, as `strips` cuts it."""
-    from dlviz.data.datasets import Dataset, _parts, option
+    from dlviz.data.datasets import option
 
     n, side = option(spec, "num_samples"), option(spec, "crop")
     edges = strips(spec)
@@ -75,16 +78,4 @@ def load(spec, seed: int):
         f"0 on the background, from the photo blurred by {COINS_SIGMAS[0]} px less its lighting (a {COINS_SIGMAS[1]} px blur) "
         f"above Otsu's threshold, holes filled; pixels normalized with the photo's mean {mean} and std {std}"
     )
-    input_shape, classes, target_shape = shapes(side)
-    return Dataset(
-        name=NAME,
-        task="classification",
-        num_classes=classes,
-        input_shape=input_shape,
-        target_shape=target_shape,
-        **_parts(xs, ys, spec.test_fraction > 0),
-        feature_names=[],
-        class_names=list(CLASS_NAMES),
-        note=note,
-        normalization=(mean, std),
-    )
+    return pixel_classes(NAME, xs, ys, spec.test_fraction > 0, list(CLASS_NAMES), note, (mean, std))

@@ -32,7 +32,7 @@ def canvases(n: int, side: int, max_digits: int, binary: bool, rng: np.random.Ge
 
 def load(spec, seed: int):
     """The canvases of a preset's `data`, split by its fractions."""
-    from dlviz.data.datasets import Dataset, _check_split, _parts, option
+    from dlviz.data.datasets import _check_split, option
 
     n, side, most, binary = option(spec, "num_samples"), option(spec, "canvas"), option(spec, "max_digits"), option(spec, "masks") == "strokes"
     _check_split(n, spec)
@@ -44,16 +44,23 @@ def load(spec, seed: int):
         f"{NAME}: {n:,} {side}×{side} canvases with 1 to {most} MNIST digits each (sides {MASK_SIDES[0]} to {MASK_SIDES[1] - 1} px); "
         f"a class per pixel: 0 for the background, {what} (pixels brighter than {INK:g}); pixels normalized with mean {mean} and std {std}"
     )
-    input_shape, classes, target_shape = shapes(side, binary)
+    return pixel_classes(NAME, xs, ys, spec.test_fraction > 0, class_names(binary), note, (mean, std))
+
+
+def pixel_classes(name: str, xs: list, ys: list, has_test: bool, names: list[str], note: str, normalization: tuple[float, float]):
+    """A segmentation Dataset from its [train, validation, test] images (N, 1, H, W) and their masks (N, H, W), a class
+    of `names` for every pixel."""
+    from dlviz.data.datasets import Dataset, _parts
+
     return Dataset(
-        name=NAME,
+        name=name,
         task="classification",
-        num_classes=classes,
-        input_shape=input_shape,
-        target_shape=target_shape,
-        **_parts(xs, ys, spec.test_fraction > 0),
+        num_classes=len(names),
+        input_shape=tuple(xs[0].shape[1:]),
+        target_shape=tuple(ys[0].shape[1:]),
+        **_parts(xs, ys, has_test),
         feature_names=[],
-        class_names=class_names(binary),
+        class_names=names,
         note=note,
-        normalization=(mean, std),
+        normalization=normalization,
     )
