@@ -496,7 +496,7 @@ def test_fitting_a_model_to_data_it_cannot_take_changes_nothing_and_says_what_to
 
 
 def test_probe_cadence_fits_the_run_length():
-    from dlviz.training.trainer import probe_interval
+    from dlviz.training.telemetry import probe_interval
 
     assert probe_interval(48) == 1 and probe_interval(59) == 1  # every step of a short run
     assert probe_interval(400) == 13 and 400 // 13 + 1 >= 30

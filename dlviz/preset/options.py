@@ -221,7 +221,8 @@ TRAINING: dict[str, Arg] = {
         None,
         ge=1,
         label="Telemetry every (steps)",
-        help="steps between activation statistics and histograms; empty: about 30 probes a run, every step in a run of under 60 steps, at most 50 apart",
+        help="steps between activation statistics and histograms; empty: about 30 probes a run, every step in a run of under 60 steps, at most 50 apart, "
+        "and further apart on large models, so that probes take at most about 5 % of the training",
     ),
     "trajectory_every": Arg("int", 10, ge=1, label="Trajectory every (steps)", help="steps between saved parameter snapshots"),
 }

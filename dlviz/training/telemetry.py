@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import numpy as np
@@ -13,6 +14,17 @@ from dlviz.preset.registry import RELU_FAMILY, SATURATING
 # Where f′ is small enough that learning through a unit stalls: sigmoid f′ < 0.05, tanh f′ < 0.1.
 SATURATION = {"Sigmoid": (0.05, 0.95), "Tanh": (-0.95, 0.95), "Hardtanh": None, "Softsign": (-0.9, 0.9)}
 HIST_BINS = 30
+PROBE_SAMPLES = 256  # the most training samples a unit-health probe runs on
+# fewer where one sample's layer outputs are large (a probe holds at most PROBE_ELEMENTS of them), never under 64: a
+# dense unit is still judged on 64 samples, a channel on 64 × its positions ("dead" on a few samples is only missed)
+MIN_PROBE_SAMPLES, PROBE_ELEMENTS = 64, 2_000_000
+PROBES_PER_RUN, MAX_PROBE_INTERVAL = 30, 50
+PROBE_SHARE = 0.05  # the most of a run's training work that the default probes may take
+# A probe's work per element of layer output (forward, unit health, histograms) against a training step's 3 (forward,
+# backward, update), and a step's fixed work (a call per layer and tensor) counted in elements; fitted to the probe and
+# step times of the gallery's lessons on a CPU, which the estimate matches within a factor of 2.6, mostly from above
+# (it leaves out a probe's own calls: about a third of a step on the 2-D lessons, which are probed as often as before).
+PROBE_WORK, STEP_FIXED = 2.0, 250_000
 
 
 class StepMeter:
@@ -146,30 +158,46 @@ class StepMeter:
         return bad
 
 
-def _unit_axis_reduce(y: torch.Tensor) -> torch.Tensor:
-    """Per unit (dim 1: a feature or a channel), the maximum over the batch and any positions."""
-    if y.dim() == 2:
-        return y.amax(0)
-    return y.transpose(0, 1).reshape(y.shape[1], -1).amax(1)
+def probe_interval(total_steps: int, cost: float = 0.0) -> int:
+    """Steps between probes when the preset leaves it open: about PROBES_PER_RUN a run (every step in a run of under 60
+    steps, so a 48-step lesson still draws its units over time), at most MAX_PROBE_INTERVAL apart, and never so close
+    that probes costing `cost` training steps each take more than PROBE_SHARE of the training."""
+    return max(1, min(MAX_PROBE_INTERVAL, total_steps // PROBES_PER_RUN), math.ceil(cost / PROBE_SHARE))
+
+
+def probe_plan(saved: int, batch_size: int, total_steps: int, available: int) -> tuple[int, int, float]:
+    """(samples, interval, cost) of the default unit-health probes of a model whose one-sample pass holds `saved`
+    elements of layer outputs (Footprint.saved), trained on batches of `batch_size` out of `available` samples for
+    `total_steps`; cost is a probe's work in training steps. The same preset gives the same plan on any machine."""
+    samples = min(available, PROBE_SAMPLES, max(MIN_PROBE_SAMPLES, PROBE_ELEMENTS // max(saved, 1)))
+    cost = samples * saved * PROBE_WORK / (3 * min(batch_size, available) * saved + STEP_FIXED)
+    return samples, probe_interval(total_steps, cost), cost
+
+
+def _unit_max(y: torch.Tensor) -> torch.Tensor:
+    """Per unit (dim 1: a feature or a channel), the maximum over the batch and any positions, read in place."""
+    return y.amax(dim=(0, *range(2, y.dim())))
 
 
 def unit_health(kind: str, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean, std, and the dead or saturated fraction of one activation layer's output, as 0-d tensors (no host sync)."""
     y = y.detach().float()
-    std, mean = torch.std_mean(y) if y.numel() > 1 else (torch.zeros((), device=y.device), y.mean())
+    # std and mean apart: torch.std_mean's one pass (Welford's) takes four times their two on a large map
+    std, mean = (torch.std(y), torch.mean(y)) if y.numel() > 1 else (torch.zeros((), device=y.device), y.mean())
     out = {"mean": mean, "std": std}
     if kind in RELU_FAMILY and y.dim() >= 2:
         # a unit is dead when it is not positive for any sample (and position) of the batch: f′ = 0 everywhere
-        out["dead"] = torch.mean(_unit_axis_reduce(y) <= 0, dtype=torch.float32)
+        out["dead"] = torch.mean(_unit_max(y) <= 0, dtype=torch.float32)
     if kind in SATURATING:
         if kind == "Hardtanh":
-            sat = (y <= y.min()) | (y >= y.max())
+            lo, hi = torch.aminmax(y)
+            sat = (y <= lo) | (y >= hi)
         else:
             # every range is symmetric about its centre c: y ≤ lo or y ≥ hi is |y − c| ≥ (hi − lo) / 2
             lo, hi = SATURATION[kind]
             c = (lo + hi) / 2
             sat = (y - c if c else y).abs() >= (hi - lo) / 2
-        out["saturated"] = torch.mean(sat, dtype=torch.float32)
+        out["saturated"] = torch.count_nonzero(sat).float() / sat.numel()
     return out
 
 

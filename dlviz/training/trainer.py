@@ -34,20 +34,12 @@ from dlviz.model.build import build_model
 from dlviz.preset.registry import ACTIVATIONS, OPTIMIZERS, SCHEDULES
 from dlviz.preset.schema import Experiment
 from dlviz.runtime import set_tbptt
-from dlviz.training.telemetry import StepMeter, capture_outputs, unit_health
+from dlviz.training.telemetry import StepMeter, capture_outputs, probe_plan, unit_health
 from dlviz.training.transfer import start_from
 
 FLUSH_SECONDS = 0.2
 CONTROL_SECONDS = 0.02  # how often step rows are handed to callbacks (the live chart's refresh budget)
 MAX_TRAJECTORY = 400  # parameter snapshots kept; the interval doubles when this would be exceeded
-PROBE_SAMPLES = 256  # training samples the unit-health probes run on
-PROBES_PER_RUN, MAX_PROBE_INTERVAL = 30, 50
-
-
-def probe_interval(total_steps: int) -> int:
-    """Steps between probes when the preset leaves it open: about PROBES_PER_RUN a run (every step in a run of
-    under 60 steps, so a 48-step lesson still draws its units over time), at most MAX_PROBE_INTERVAL apart."""
-    return max(1, min(MAX_PROBE_INTERVAL, total_steps // PROBES_PER_RUN))
 
 
 class Callback:
@@ -183,8 +175,9 @@ class Trainer:
         self.meter = StepMeter(self.params)
         # units are probed on one fixed set of training samples: "dead for every sample" on a batch of a few samples
         # counts units that merely missed those samples (twice the data set's figure on the circle lesson)
-        self.probe_x = self.data.x_train[:PROBE_SAMPLES]
-        self.telemetry_every = exp.training.telemetry_every or probe_interval(exp.training.epochs * self.steps_per_epoch)
+        samples, every, _ = probe_plan(self.model.footprint.saved, exp.data.batch_size, exp.training.epochs * self.steps_per_epoch, len(ds.x_train))
+        self.probe_x = self.data.x_train[:samples]
+        self.telemetry_every = exp.training.telemetry_every or every
         self.pending: list[tuple] = []  # per buffered step: (step, epoch, output, targets, lr), row j of the meter
         self.scored = 0  # how many of them _score has taken into the epoch's sums
         self.scores: list[tuple[np.ndarray, np.ndarray]] = []  # their (losses, metrics), in order
