@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_detection import iou_by_hand  # the IoU tests' own plain-Python IoU
 
 from dlviz.analysis.detection import MAP_CONFIDENCE, detect, grid_boxes, mean_average_precision, true_boxes
 from dlviz.loop import ANCHORS, CANVAS, decode_grid, grid_map, metric_key, mnist_boxes
@@ -82,14 +83,6 @@ def test_the_hand_case_places_the_boxes_it_says():
 
 
 # ---------------------------------------------------------------- against a plain-Python VOC evaluation
-
-
-def iou_by_hand(a, b):
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(w, 0) * max(h, 0)
-    union = max(a[2] - a[0], 0) * max(a[3] - a[1], 0) + max(b[2] - b[0], 0) * max(b[3] - b[1], 0) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def voc_ap(recall, precision):
