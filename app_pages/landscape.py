@@ -12,19 +12,9 @@ from dlviz.figures import style
 from dlviz.preset.registry import OPTIMIZERS
 from dlviz.preset.schema import validate
 from dlviz_app import runs, session, shared, widgets
+from dlviz_app.lab import DEFAULT_TOLERANCE, SUGGESTED, TOLERANCES, default_steps, race_of, suggested
 from dlviz_app.text import md
 
-# Settings that show each function's lesson from its default start within the default number of steps.
-SUGGESTED = {
-    "Rosenbrock": [("SGD", {"lr": 1e-3}), ("SGD", {"lr": 1e-3, "momentum": 0.9}), ("Adam", {"lr": 0.1})],
-    "Beale": [("SGD", {"lr": 3e-3}), ("SGD", {"lr": 3e-3, "momentum": 0.9}), ("Adam", {"lr": 0.05})],
-    "Himmelblau": [("SGD", {"lr": 1e-2}), ("SGD", {"lr": 1e-2, "momentum": 0.9}), ("Adam", {"lr": 0.05})],
-    "Rastrigin": [("SGD", {"lr": 1e-3}), ("SGD", {"lr": 1e-3, "momentum": 0.9}), ("Adam", {"lr": 0.1})],
-    "Ackley": [("SGD", {"lr": 1e-2}), ("SGD", {"lr": 5e-2, "momentum": 0.9}), ("Adam", {"lr": 0.1})],
-    "Saddle": [("SGD", {"lr": 1e-2}), ("SGD", {"lr": 1e-2, "momentum": 0.9}), ("Adam", {"lr": 0.05})],
-    "Quadratic ravine": [("SGD", {"lr": 0.02}), ("SGD", {"lr": 0.02, "momentum": 0.9}), ("Adam", {"lr": 0.05})],
-}
-TOLERANCES = [1e-1, 1e-2, 1e-3, 1e-4, 1e-6]
 RESOLUTIONS = list(range(11, 102, 10))  # odd, so that the centre is a grid point
 
 
@@ -44,7 +34,7 @@ def optimizers(fn_name: str) -> list[dict]:
     """The session's optimizer list for one function (each function keeps its own)."""
     lists = state("ls_optimizers", {})
     if fn_name not in lists:
-        lists[fn_name] = [{"type": t, "args": dict(a)} for t, a in SUGGESTED[fn_name]]
+        lists[fn_name] = suggested(fn_name)
     return lists[fn_name]
 
 
@@ -137,12 +127,6 @@ def optimizer_editor(fn_name: str) -> None:
     )
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def race(fn_name: str, fn_args: str, start: tuple, items: str, steps: int, tol: float) -> list[landscape.Trajectory]:
-    fn = landscape.make_function(fn_name, **json.loads(fn_args))
-    return landscape.run_optimizers(fn, start, [(o["type"], o["args"]) for o in json.loads(items)], steps, tol)
-
-
 @st.cache_data(max_entries=16, show_spinner=False)
 def rates(kappa: float, steps: int, start: tuple) -> landscape.RateCheck:
     return landscape.rate_check(kappa, steps, start)
@@ -171,9 +155,14 @@ def lab() -> None:
     except UserError as err:
         st.error(md(err))
         return
-    steps = top[2].number_input("Steps", 1, 5000, 300 if fn_name == "Quadratic ravine" else 500, 50, key=f"ls_steps|{fn_name}")
+    steps = top[2].number_input("Steps", 1, 5000, default_steps(fn_name), 50, key=f"ls_steps|{fn_name}")
     tol = top[3].selectbox(
-        "Tolerance", TOLERANCES, index=2, key="ls_tol", format_func=lambda v: f"{v:g}", help="Distance to the nearest minimum that counts as arrived"
+        "Tolerance",
+        TOLERANCES,
+        index=TOLERANCES.index(DEFAULT_TOLERANCE),
+        key="ls_tol",
+        format_func=lambda v: f"{v:g}",
+        help="Distance to the nearest minimum that counts as arrived",
     )
     sx, sy = start_point(fn)
     srev = state("ls_start_rev", 0)
@@ -188,7 +177,7 @@ def lab() -> None:
         optimizer_editor(fn_name)
     items = optimizers(fn_name)
     try:
-        paths = race(fn_name, json.dumps(given, sort_keys=True), (x0, y0), json.dumps(items, sort_keys=True), int(steps), float(tol))
+        paths = race_of(fn_name, given, (x0, y0), items, steps, tol)
     except UserError as err:
         contour.error(md(err))
         return

@@ -112,6 +112,10 @@ def warm() -> dict[str, float]:
     share.address_state(exp)
     gallery.listing()  # the sidebar's lessons
     t = step("figures", t)
+    from dlviz_app import lab
+
+    lab.warm()  # the Landscape lab's races of every function as the page first shows them
+    t = step("lab", t)
     try:
         # The first call of each Streamlit element the first page shows runs its own lazy imports and serializers
         # (plotly's JSON, pandas to Arrow, the caller's frame for the "use streamlit run" check). Outside a script run,

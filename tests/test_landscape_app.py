@@ -10,6 +10,7 @@ import pytest
 from app_util import by_label
 from streamlit.testing.v1 import AppTest
 
+from dlviz.analysis import optimizer_lab
 from dlviz.paths import data_dir
 from dlviz.preset import gallery
 from dlviz.preset.schema import validate
@@ -99,6 +100,30 @@ def test_three_optimizers_race_on_rosenbrock_and_the_start_can_move():
     by_label(at.slider, "Show steps up to").set_value(10).run()
     assert all(len(t["x"]) == 11 for t in figures(at)[0]["data"] if t.get("mode") == "lines+markers")
     assert not at.exception
+
+
+def test_the_start_ups_races_are_the_ones_each_function_first_shows(monkeypatch):
+    """lab.warm (the server's start-up) runs each function's race as the page asks for it first: flipping through every
+    function afterwards runs no optimizer, and draws each function's own suggested race."""
+    from dlviz_app import lab
+
+    lab.warm()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a race the start-up should have run")
+
+    monkeypatch.setattr(optimizer_lab, "run_optimizers", refuse)
+    at = open_landscape("landscape-warm")
+    for name in lab.SUGGESTED:
+        by_label(at.selectbox, "Function").set_value(name).run()
+        assert not at.exception, [e.value for e in at.exception]
+        contour = figures(at)[0]
+        assert name in contour["layout"]["title"]["text"]
+        assert [p.removesuffix(" (diverged)") for p in paths(contour)] == [optimizer_lab.optimizer_label(t, a) for t, a in lab.SUGGESTED[name]]
+    # a start the start-up did not run is computed as before
+    monkeypatch.undo()
+    by_label(at.number_input, "Start x").set_value(0.25).run()
+    assert not at.exception and all(t["x"][0] == 0.25 for t in figures(at)[0]["data"] if t.get("mode") == "lines+markers")
 
 
 def test_a_huge_learning_rate_diverges_without_breaking_the_page():

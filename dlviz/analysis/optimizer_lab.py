@@ -322,43 +322,73 @@ def run_optimizer(fn: Function2D, start: Sequence[float], name: str, args: dict,
     """Run one torch.optim optimizer on f from `start` for `steps` steps, in float64, on a 2-element parameter.
 
     A run stops early, marked diverged, when f, its gradient or the point stops being finite or runs far away."""
-    p = torch.tensor([float(start[0]), float(start[1])], dtype=torch.float64, requires_grad=True)
-    opt = make_optimizer(name, args, [p], where)
+    return _race(fn, start, [(name, args, where)], steps, tol)[0]
+
+
+def run_optimizers(fn: Function2D, start: Sequence[float], optimizers: Sequence[tuple[str, dict]], steps: int, tol: float = 1e-3) -> list[Trajectory]:
+    """Every (torch.optim name, arguments) pair run from the same start; each run is run_optimizer's."""
+    return _race(fn, start, [(name, args, f"optimizers[{i}]") for i, (name, args) in enumerate(optimizers)], steps, tol)
+
+
+class _Run:
+    """One optimizer's run in a race: its parameter, optimizer, the points and values so far, and why it stopped."""
+
+    def __init__(self, start: Sequence[float], name: str, args: dict, where: str):
+        self.p = torch.tensor([float(start[0]), float(start[1])], dtype=torch.float64, requires_grad=True)
+        self.name, self.args = name, args
+        self.opt = make_optimizer(name, args, [self.p], where)
+        self.points, self.values = [tuple(self.p.tolist())], []
+        self.diverged, self.reason = False, ""
+
+    def stop(self, reason: str) -> None:
+        self.diverged, self.reason = True, reason
+
+
+def _race(fn: Function2D, start: Sequence[float], optimizers: Sequence[tuple[str, dict, str]], steps: int, tol: float) -> list[Trajectory]:
+    """The runs of several optimizers, stepped together: one backward pass a step gives every run its gradient.
+
+    The summed loss's backward hands each term a gradient of exactly 1, so each parameter's gradient is the one its own
+    loss's backward gives, bit for bit; the autograd engine's own cost, the largest part of a step, is paid once instead
+    of once per optimizer. The checks read the two numbers as Python floats (the same float64 values)."""
+    runs = [_Run(start, name, args, where) for name, args, where in optimizers]
     far = ESCAPE * max(fn.x_range[1] - fn.x_range[0], fn.y_range[1] - fn.y_range[0])
-    # the checks read the two numbers as Python floats (the same float64 values): a quarter of a step's time, in tensor calls
-    points, values = [tuple(p.tolist())], []
-    diverged, reason = False, ""
     finite = math.isfinite
+    active = list(runs)
     for k in range(steps):
-        opt.zero_grad()
-        loss = fn.f(p[0], p[1])
-        loss.backward()
-        values.append(loss.item())
-        gx, gy = p.grad.tolist()
-        if not (finite(values[-1]) and finite(gx) and finite(gy)):
-            diverged, reason = True, f"f or its gradient became non-finite at step {k}"
+        if not active:
             break
-        opt.step()
-        x, y = p.tolist()
-        if not (finite(x) and finite(y)):
-            diverged, reason = True, f"the point became non-finite at step {k + 1}"
-            break
-        points.append((x, y))
-        if math.hypot(x, y) > far:
-            diverged, reason = True, f"left the plot for good at step {k + 1} (|x| > {ESCAPE:g} plot widths)"
-            break
-    pts = np.array(points, dtype=np.float64)
+        for r in active:
+            r.opt.zero_grad()
+        losses = [fn.f(r.p[0], r.p[1]) for r in active]
+        (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
+        for r, loss in zip(list(active), losses):
+            r.values.append(loss.item())
+            gx, gy = r.p.grad.tolist()
+            if not (finite(r.values[-1]) and finite(gx) and finite(gy)):
+                r.stop(f"f or its gradient became non-finite at step {k}")
+            else:
+                r.opt.step()
+                x, y = r.p.tolist()
+                if not (finite(x) and finite(y)):
+                    r.stop(f"the point became non-finite at step {k + 1}")
+                else:
+                    r.points.append((x, y))
+                    if math.hypot(x, y) > far:
+                        r.stop(f"left the plot for good at step {k + 1} (|x| > {ESCAPE:g} plot widths)")
+            if r.diverged:
+                active.remove(r)
+    return [_trajectory(fn, r, tol) for r in runs]
+
+
+def _trajectory(fn: Function2D, r: _Run, tol: float) -> Trajectory:
+    pts = np.array(r.points, dtype=np.float64)
+    values = r.values
     if len(values) < len(pts):  # f at the last point, which no step has evaluated yet
         with torch.no_grad():
             values.append(float(fn.f(torch.tensor(pts[-1, 0]), torch.tensor(pts[-1, 1]))))
     vals = np.asarray(values[: len(pts)], dtype=np.float64)
     dist = fn.distance_to_minimum(pts)
-    return Trajectory(optimizer_label(name, args), name, dict(args), pts, vals, diverged, reason, steps_to_tolerance(dist, tol), float(dist[-1]))
-
-
-def run_optimizers(fn: Function2D, start: Sequence[float], optimizers: Sequence[tuple[str, dict]], steps: int, tol: float = 1e-3) -> list[Trajectory]:
-    """Every (torch.optim name, arguments) pair run from the same start; see run_optimizer."""
-    return [run_optimizer(fn, start, name, args, steps, tol, where=f"optimizers[{i}]") for i, (name, args) in enumerate(optimizers)]
+    return Trajectory(optimizer_label(r.name, r.args), r.name, dict(r.args), pts, vals, r.diverged, r.reason, steps_to_tolerance(dist, tol), float(dist[-1]))
 
 
 def steps_to_tolerance(distances: np.ndarray, tol: float) -> Optional[int]:
