@@ -32,6 +32,7 @@ def test_the_first_page_settles_with_its_graph_drawn_within_the_guard(tmp_path, 
         cold = time.perf_counter() - started
         log = (tmp_path / "server.log").read_text()
         assert "dlviz: warm in" in log, log[-2000:]  # the lifespan ran before the health check answered
+        assert ", lab " in log  # the Landscape lab's races are run too (dlviz_app.lab.warm)
 
         t0 = time.perf_counter()
         page.goto(url, wait_until="commit")
