@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from dlviz.analysis.detection import box_iou, nms  # noqa: E402
+from dlviz.loop import grid_map  # noqa: E402
 from dlviz.preset import gallery  # noqa: E402
 from dlviz.preset.schema import validate  # noqa: E402
 from dlviz.training.trainer import Trainer  # noqa: E402
@@ -43,7 +44,7 @@ def detector(quick: bool, probes: bool) -> dict:
 
 def bare_loop(trainer: Trainer, model: torch.nn.Module) -> float:
     """The loop a PyTorch user writes by hand: shuffled mini-batches, zero_grad/backward/step with the same loss, and a
-    validation loss per epoch (what `train --json` reports besides its R² of the grid)."""
+    validation loss and mAP@0.5 per epoch (what `train --json` reports)."""
     exp, ds = trainer.exp, trainer.dataset
     opt = type(trainer.optimizer)(model.parameters(), **{k: tuple(v) if isinstance(v, list) else v for k, v in exp.optimizer.args.items()})
     loss_fn = copy.deepcopy(trainer.objective.loss_fn)
@@ -61,7 +62,8 @@ def bare_loop(trainer: Trainer, model: torch.nn.Module) -> float:
             total += loss.detach() * len(idx)
         model.eval()
         with torch.no_grad():
-            float(loss_fn(model(ds.x_val), ds.y_val)), float(total)
+            out = model(ds.x_val)
+            float(loss_fn(out, ds.y_val)), float(total), grid_map(out, ds.y_val, trainer.objective.anchors)
     return time.perf_counter() - t0
 
 
