@@ -48,6 +48,17 @@ def wait_for_run(at, timeout=120):
     return h
 
 
+def train_to_the_end(at):
+    """Press Train, wait for the run to finish and draw the page once more; the run's handle."""
+    button(at, "Train").click().run()
+    assert not at.exception and not at.error
+    h = wait_for_run(at)
+    assert h.feed.status == "finished", h.feed.reason
+    at.run()
+    assert not at.exception
+    return h
+
+
 def test_train_page_opens_on_a_preset_that_trains(at):
     assert button(at, "Train").proto.type == "primary"
     # the start message, or while the server's workers warm up, a caption saying so
@@ -56,12 +67,7 @@ def test_train_page_opens_on_a_preset_that_trains(at):
 
 
 def test_pressing_train_runs_the_preset_and_shows_its_charts(at):
-    button(at, "Train").click().run()
-    assert not at.exception and not at.error
-    h = wait_for_run(at)
-    assert h.feed.status == "finished", h.feed.reason
-    at.run()
-    assert not at.exception
+    train_to_the_end(at)
     text = " ".join(p.proto.text for p in at.get("progress"))
     assert "finished" in text and "step 1,500 of 1,500" in text
     charts = live_charts(at)

@@ -2,7 +2,7 @@
 
 import json
 
-from test_app_train import at, button, live_charts, wait_for_run  # noqa: F401  (the Train page fixture)
+from test_app_train import at, live_charts, train_to_the_end  # noqa: F401  (the Train page fixture)
 
 from dlviz.preset import gallery
 
@@ -12,12 +12,7 @@ def test_a_detector_run_shows_map_not_r2(at):  # noqa: F811
     doc["data"]["num_samples"], doc["training"]["epochs"] = 120, 2
     at.session_state["preset"] = doc
     at.run()
-    button(at, "Train").click().run()
-    assert not at.exception and not at.error
-    h = wait_for_run(at)
-    assert h.feed.status == "finished", h.feed.reason
-    at.run()
-    assert not at.exception
+    h = train_to_the_end(at)
     last = h.feed.epochs[-1]["val_map"]
     assert 0 <= last <= 1 and all("val_r2" not in e and "train_r2" not in e for e in h.feed.epochs)
     metric = live_charts(at)["metric"]
