@@ -26,6 +26,7 @@ SOURCES = {
     "parse_table": {"pandas"},
     "is_numeric": {"pandas"},
     "target_is_classes": {"pandas"},
+    "coins_photo": {"scipy", "skimage"},
 }
 
 
