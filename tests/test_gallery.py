@@ -51,7 +51,11 @@ def test_the_gallery_has_at_least_15_lessons_each_with_a_note():
         assert doc["look_at"], name
 
 
-@pytest.mark.parametrize("name", LESSONS)
+# lessons whose whole run takes most of a minute here: they finish in the slow tests, and a short run of each in these
+HEAVY = {"detection-yolo"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in LESSONS])
 def test_every_lesson_finishes(name):
     result, _, _ = train(name)
     assert result["status"] == "finished", result
