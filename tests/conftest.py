@@ -7,8 +7,12 @@ import os
 import tempfile
 import uuid
 
-# Runs, uploads and exports of the test session go to a fresh folder, never to the user's data directory.
+# Runs, uploads and exports of the test session go to a fresh folder, never to the user's data directory; each
+# pytest-xdist worker gets a folder of its own in it, so that two workers never share a run store.
 os.environ.setdefault("DLVIZ_DATA_DIR", tempfile.mkdtemp(prefix="dlviz-test-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["DLVIZ_DATA_DIR"] = os.path.join(os.environ["DLVIZ_DATA_DIR"], os.environ["PYTEST_XDIST_WORKER"])
+    os.makedirs(os.environ["DLVIZ_DATA_DIR"], exist_ok=True)
 # nor to a database the environment names for the app: a test that wants PostgreSQL asks for store_url
 os.environ.pop("DLVIZ_DATABASE_URL", None)
 # The suite's numbers are the CPU's (bit-identical to the CLI and the exported script) even where torch finds a GPU; the
@@ -25,6 +29,42 @@ budget.return_freed_memory()
 
 # Training in tests uses one thread, as the CLI and the app's workers do (limits.train_threads), so their numbers agree.
 torch.set_num_threads(1)
+
+
+def _unit(nodeid: str) -> str:
+    """A test's unit of work under pytest-xdist: "browser" for the modules that drive Chromium (test_browser_*), else
+    its module. One worker runs all the browser tests, with one warmed server and one Chromium at a time; every other
+    module stays on one worker, so its module fixtures run once."""
+    module = nodeid.split("::", 1)[0]
+    return "browser" if os.path.basename(module).startswith("test_browser") else module
+
+
+class _Units:
+    """pytest-xdist's scheduler with the units above (xdist's own --dist loadgroup sets them by renaming test ids, which
+    pytest 9 no longer allows)."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config, log):
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Units(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return _unit(nodeid)
+
+        return Units(config, log)
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist"):  # addopts: -n 2 (the tests train on one thread, so a second worker uses the second core)
+        config.pluginmanager.register(_Units(), "dlviz-units")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The browser unit first, as the longest, then the modules with the most tests (the order the workers take them in)."""
+    count: dict[str, int] = {}
+    for item in items:
+        count[_unit(item.nodeid)] = count.get(_unit(item.nodeid), 0) + 1
+    items.sort(key=lambda item: (_unit(item.nodeid) != "browser", -count[_unit(item.nodeid)], _unit(item.nodeid)))
 
 
 def preset(layers, input_shape, **model) -> dict:

@@ -1,0 +1,94 @@
+"""The board element in headless Chromium, on a page of its own: a 1-D board plots the model's curve and adds points where
+they are clicked, in data coordinates."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from browser_util import ROOT, _free_port, _healthy, page  # noqa: F401
+
+_ONE_D_APP = """
+import json
+
+import numpy as np
+import streamlit as st
+
+from dlviz.model.neurons import encode
+from dlviz_app.board import board
+
+n = 8
+m = encode(np.tile(np.linspace(-1, 1, n), (n, 1)))
+st.session_state.setdefault("events", [])
+state = {
+    "dims": 1, "y_extent": 1.5, "extent": 3.0,
+    "features": [{"name": "x", "on": True, "map": m}],
+    "hidden": [{"units": 2, "activation": "Tanh"}], "activations": ["Tanh"], "limits": {"units": 8, "layers": 6},
+    "points": {"train": [[0.0, 0.5, 0.5]], "test": [[1.0, -0.5, -0.5]]}, "task": "regression",
+    "show_test": True, "discretize": True, "live": False, "frame_url": "", "height": 480,
+    "frame": {"version": 1, "n": n, "out_n": 5, "hidden": [[m, m]], "weights": [[[1.0], [-1.0]], [[0.5, 0.5]]],
+              "biases": [[0, 0], [0]], "curve": [-1.5, -0.75, 0.0, 0.75, 1.5], "epoch": 3},
+}
+event = board(state, key="board")
+if event is not None:
+    st.session_state["events"].append(event)
+st.code("EVENTS " + json.dumps(st.session_state["events"]))
+"""
+
+
+@pytest.fixture
+def one_d_url(tmp_path):
+    """A streamlit server on a script that mounts the board with a 1-D state."""
+    script = tmp_path / "board1d.py"
+    script.write_text(_ONE_D_APP)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true", "--server.port", str(port)]
+    cmd += ["--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    with (tmp_path / "server.log").open("w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 60
+            while not _healthy(url):
+                assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()[-2000:]
+                time.sleep(0.25)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def _events(pg) -> list:
+    return json.loads(pg.locator("code").last.inner_text().split("EVENTS ", 1)[1])
+
+
+@pytest.mark.browser
+def test_one_d_board_plots_the_curve_and_adds_points_in_data_coordinates(one_d_url, page):  # noqa: F811
+    page.goto(one_d_url)
+    curve = page.locator("[data-testid=board-curve]")
+    curve.wait_for(state="attached")
+    # five predictions from −y_extent to +y_extent, evenly over x: a diagonal from the bottom left to the top right
+    xy = [tuple(map(float, p.split(","))) for p in curve.get_attribute("points").split()]
+    pw = xy[-1][0]
+    assert len(xy) == 5 and pw > 200 and xy[0] == (0.0, pw) and xy[-1] == (pw, 0.0) and xy[2] == (pw / 2, pw / 2)
+    # the one feature cannot be switched off: its click sends nothing
+    page.locator("[data-testid=feature-x]").click()
+    page.wait_for_timeout(1000)
+    assert _events(page) == []
+    # a click on the plot is a point at (x, y), its label y
+    box = page.locator("[data-testid=board-output]").bounding_box()
+    page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + 0.25 * box["height"])
+    page.wait_for_function("() => [...document.querySelectorAll('code')].some(c => c.innerText.includes('point'))")
+    (event,) = _events(page)
+    assert event["kind"] == "point" and event["label"] == event["y"]
+    assert abs(event["x"] - 1.5) < 0.05 and abs(event["y"] - 0.75) < 0.05
+    # a new frame's curve replaces the line
+    flat = page.evaluate(
+        """() => { const b = document.querySelector('[data-testid=dlviz-board]').__board;
+        b.redraw(Object.assign({}, b.frame, {version: 2, curve: [0, 0, 0]}));
+        return document.querySelector('[data-testid=board-curve]').getAttribute('points'); }"""
+    )
+    assert [float(p.split(",")[1]) for p in flat.split()] == [pw / 2] * 3
