@@ -136,7 +136,10 @@ def rates(kappa: float, steps: int, start: tuple) -> landscape.RateCheck:
 
 
 def lab() -> None:
-    st.caption("Every optimizer is the real torch.optim class, stepping a 2-element parameter from the same start. Click the contour to start somewhere else.")
+    st.caption(
+        "Every optimizer is the real torch.optim class, stepping a 2-element parameter from the same start. Click the contour to start "
+        f"somewhere else. A path of more than {lf.PATH_DOTS} steps is dotted at evenly spaced steps; point at it to read any step."
+    )
     top = st.columns([2, 1, 1, 1, 1, 1])
     fn_name = top[0].selectbox("Function", list(landscape.FUNCTIONS), key="ls_function")
     entry = landscape.FUNCTIONS[fn_name]

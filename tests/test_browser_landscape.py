@@ -34,6 +34,14 @@ POINT_JS = (
 )
 
 
+# How many markers each scatter trace of a chart has drawn (SVG path.point elements), by the trace's name.
+DOTS_JS = (
+    """(title) => { const gd = (%s)(title);
+  return [...gd.querySelectorAll('.scatterlayer .trace')].map(g => [g.__data__[0].trace.name, g.querySelectorAll('path.point').length]); }"""
+    % FIND_JS
+)
+
+
 def paths(pg, title: str) -> list[dict]:
     return [t for t in pg.evaluate(TRACES_JS, title) or [] if t["mode"] == "lines+markers" and t["type"] == "scatter"]
 
@@ -61,6 +69,11 @@ def test_three_optimizers_then_the_trained_networks_surface(app_url, app_data_di
     lab = paths(pg, "Rosenbrock")
     assert sorted(p["name"] for p in lab) == ["Adam (lr=0.1)", "SGD (lr=0.001)", "SGD (lr=0.001, momentum=0.9)"]
     assert all(p["n"] == 501 and [p["x0"], p["y0"]] == [-1.2, 1.0] for p in lab), lab
+    # every step is on the line, but Plotly dots at most PATH_DOTS of them; the click grid is all there
+    dots = pg.evaluate(DOTS_JS, "Rosenbrock")
+    paths_dots = [n for name, n in dots if name not in ("start here", "start", "global minimum")]
+    assert len(paths_dots) == 3 and all(0 < n <= landscape_figures.PATH_DOTS + 1 for n in paths_dots), dots
+    assert dict(dots)["start here"] == landscape_figures.CLICK_GRID**2
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "landscape-lab.png"), full_page=True)
 
