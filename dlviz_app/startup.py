@@ -87,8 +87,10 @@ def warm() -> dict[str, float]:
     except OSError as err:  # an unwritable data directory: the pages say so (and the first one tries again)
         print(f"dlviz: uploads not swept: {err}", file=sys.stderr, flush=True)
     t = step("sweep", t)
-    for name in ("torch", "pandas", "plotly.graph_objects", "plotly.io", "networkx", "pyarrow", "streamlit.emojis", *page_modules()):
-        _import(name)  # streamlit.emojis: its pattern compiles on the first emoji page icon, 0.26 s
+    # streamlit.emojis: its pattern compiles on the first emoji page icon, 0.26 s; sklearn.datasets: the first page
+    # that loads the digits (Inspect on a CNN lesson) would import scikit-learn, 0.7 s
+    for name in ("torch", "pandas", "plotly.graph_objects", "plotly.io", "networkx", "pyarrow", "streamlit.emojis", "sklearn.datasets", *page_modules()):
+        _import(name)
     t = step("imports", t)
     from dlviz import limits
 
