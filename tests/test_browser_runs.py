@@ -68,9 +68,14 @@ def test_loading_another_lesson_shows_its_own_empty_page_and_the_old_run_only_wh
     assert pg.get_by_text("Showing a run of another preset").count() == 0 and not pg.evaluate(POINTS_JS)
 
 
+# A run paused as soon as it shows its second epoch: a few dozen epochs pass before Pause lands on a fast machine, and
+# the continuation trains the rest, so more epochs only make the test longer.
+EPOCHS = 200
+
+
 def test_a_stopped_run_continued_counts_and_draws_the_whole_run(app_url, app_data_dir, page):  # noqa: F811
     pg = page
-    open_train(pg, app_url, 600)
+    open_train(pg, app_url, EPOCHS)
     pg.get_by_role("button", name="Train", exact=True).click()
     pg.wait_for_function("() => /running · epoch ([2-9]|\\d\\d)/.test(document.body.innerText)", timeout=60_000)
     # paused first: on an idle machine the run can otherwise reach its end before Stop lands
@@ -84,8 +89,8 @@ def test_a_stopped_run_continued_counts_and_draws_the_whole_run(app_url, app_dat
     pg.get_by_text("finished ·").first.wait_for(timeout=180_000)
     settle(pg)
     text = progress(pg)
-    steps = 600 * 25  # 800 training points in batches of 32
-    assert re.search(rf"finished · epoch 600 · step {steps:,} of {steps:,}", text), text
+    steps = EPOCHS * 25  # 800 training points in batches of 32
+    assert re.search(rf"finished · epoch {EPOCHS} · step {steps:,} of {steps:,}", text), text
     xs = pg.evaluate(POINTS_JS)
     # the curve's points are means over buckets of steps: its first lies in the first bucket, well before the stop
     assert xs and xs[0] < min(stopped_at, 100) and xs[-1] > steps - 100, ("the curve must cover the whole run", xs[:3], stopped_at)
@@ -94,7 +99,7 @@ def test_a_stopped_run_continued_counts_and_draws_the_whole_run(app_url, app_dat
 
     store = RunStore(app_data_dir / "runs.sqlite")
     cont = store.runs(session=session_id(pg)).iloc[0]  # the browser modules share a server: this page's newest run
-    assert cont["parent"] and cont["epochs"] == 600
+    assert cont["parent"] and cont["epochs"] == EPOCHS
     whole = Trainer(validate(store.run(cont["id"])["preset"])).run()
     assert store.run(cont["id"])["result"] == whole  # bit-identical to a run that was never stopped
     store.close()
