@@ -15,16 +15,21 @@ from dlviz.preset.schema import validate
 BROWSER = "segmentation-apptest"
 
 
-def small_unet() -> dict:
-    doc = copy.deepcopy(gallery.raw("segmentation-unet"))
-    doc["name"] = "small U-Net, a short run"
-    doc["data"]["num_samples"] = 200
+def short_run(lesson: str, name: str, samples: int) -> dict:
+    """A segmentation lesson named `name`, on `samples` samples for one epoch."""
+    doc = copy.deepcopy(gallery.raw(lesson))
+    doc["name"] = name
+    doc["data"]["num_samples"] = samples
     doc["training"]["epochs"] = 1
     return doc
 
 
-def open_segmentation(doc):
-    return open_page("app_pages/vision.py", BROWSER, doc, {"vision_tab": "Segmentation"})
+def small_unet() -> dict:
+    return short_run("segmentation-unet", "small U-Net, a short run", 200)
+
+
+def open_segmentation(doc, browser: str = BROWSER):
+    return open_page("app_pages/vision.py", browser, doc, {"vision_tab": "Segmentation"})
 
 
 def title(chart) -> str:

@@ -1,30 +1,19 @@
 """The Vision page's Segmentation tab on the coins photo through Streamlit's AppTest: a trained U-Net's masks of a
 validation crop with the engine's cross-entropy and IoU, then the whole photo, padded to the model's stride."""
 
-import copy
-
 import pytest
-from app_util import by_label, open_page, stored_run
-from test_app_segmentation import metric, title
+from app_util import by_label, stored_run
+from test_app_segmentation import metric, open_segmentation, short_run, title
 
 from dlviz.analysis import segmentation
 from dlviz.data.datasets import load_dataset
-from dlviz.preset import gallery
 from dlviz.preset.schema import validate
 
 BROWSER = "segmentation-coins-apptest"
 
 
 def short_lesson() -> dict:
-    doc = copy.deepcopy(gallery.raw("segmentation-coins"))
-    doc["name"] = "coins U-Net, a short run"
-    doc["data"]["num_samples"] = 100
-    doc["training"]["epochs"] = 1
-    return doc
-
-
-def open_segmentation(doc):
-    return open_page("app_pages/vision.py", BROWSER, doc, {"vision_tab": "Segmentation"})
+    return short_run("segmentation-coins", "coins U-Net, a short run", 100)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +24,7 @@ def trained():
 
 def test_a_trained_unet_its_masks_of_a_crop_and_of_the_whole_photo(trained):
     doc, run_id, tr = trained
-    at = open_segmentation(doc)
+    at = open_segmentation(doc, BROWSER)
     assert not at.exception and by_label(at.selectbox, "Weights").value == run_id
     charts = at.get("plotly_chart")
     assert len(charts) == 2 and title(charts[0]).startswith("Crop 0, 48×48") and title(charts[1]).startswith("The whole 303×384 photo")
