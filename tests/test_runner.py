@@ -151,6 +151,24 @@ def test_a_worker_does_not_run_the_app_that_streamlit_installed_as_main(runner, 
     assert live.run(other)["status"] == "running"
 
 
+def test_a_worker_runs_no_main_script_at_all(runner, monkeypatch, tmp_path):
+    """Not even one that cannot run alone, as an AppTest's script: the runner starts workers without running the file of
+    a __main__ that has no spec (runner.start_worker), and leaves __main__ as it was."""
+    import sys
+    import types
+
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\nraise SystemExit('a script that cannot run alone')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    h = runner.start(validate({**PRESET, "training": {"epochs": 1}}), "main-test-script")
+    wait(h)
+    assert h.feed.status == "finished", h.feed.reason
+    assert not (tmp_path / "ran").exists()
+    assert page.__spec__ is None
+
+
 class _Exited:
     """A worker process that has already exited."""
 

@@ -9,12 +9,14 @@ torch) is avoided by forking workers from a forkserver that has already imported
 
 from __future__ import annotations
 
+import importlib.machinery
 import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -140,6 +142,25 @@ def _noop() -> None:
     """A worker that does nothing: starting one proves the forkserver is warm."""
 
 
+def start_worker(proc) -> None:
+    """proc.start(), without running the __main__ module's file again in the new process.
+
+    multiprocessing runs the file of a __main__ that has no module spec in every new process, so that functions defined
+    there can be found. A worker's target lives in this module, so that is never needed, and under Streamlit it is
+    harmful: each script run installs its page script as __main__ (a file, no spec), so every worker would first run the
+    whole page script again (in tests, an AppTest script that cannot run alone). A spec named "__main__" tells
+    multiprocessing there is nothing to run; it is given back as it was once the process has started."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
+        proc.start()
+        return
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    try:
+        proc.start()
+    finally:
+        main.__spec__ = None
+
+
 def context():
     """The multiprocessing context: a forkserver that preloads torch and the engine, so a worker starts in ~0.1 s."""
     global _CTX
@@ -237,7 +258,7 @@ class Runner:
         build.summarize(gallery.load("xor"))  # the server's own first meta-device build imports torch lazily (~1 s)
         ctx = context()
         proc = ctx.Process(target=_noop, daemon=True)
-        proc.start()  # returns once the forkserver has imported and warmed the engine
+        start_worker(proc)  # returns once the forkserver has imported and warmed the engine
         proc.join()
         self.ready.set()
 
@@ -334,7 +355,7 @@ class Runner:
                     commands,
                 ),
             )
-            proc.start()
+            start_worker(proc)
             handle = RunHandle(run_id, session, exp.name, proc, q, stop_ev, run_ev, feed, address=address, batch_size=exp.data.batch_size, commands=commands)
             if paused:
                 feed.status = "paused"
