@@ -126,7 +126,7 @@ def _check(spec: DataSpec) -> None:
         _within_values(option(spec, "num_samples") * option(spec, "seq_len"), "num_samples × seq_len =")
     if spec.name in (canvases.NAME, masks.NAME, coins.NAME):
         n = option(spec, "num_samples")
-        side = {canvases.NAME: canvases.CANVAS, coins.NAME: option(spec, "crop")}.get(spec.name) or option(spec, "canvas")
+        side = canvases.CANVAS if spec.name == canvases.NAME else option(spec, "crop" if spec.name == coins.NAME else "canvas")
         _within_values(n * side * side, f"{n:,} {'crops' if spec.name == coins.NAME else 'canvases'} of {side}×{side} are")
     if spec.name == coins.NAME:
         coins.strips(spec)
