@@ -454,20 +454,20 @@ class Trainer:
         losses = self.meter.loss_rows(j0, j1)
         sizes = np.array([len(p[3]) for p in new], dtype=np.float64)
         with torch.no_grad():
-            if self.key != "map":  # a detector is scored on the validation canvases only (loop.epoch_record)
-                out, y = torch.cat([p[2] for p in new]).cpu(), torch.cat([p[3] for p in new]).cpu()
-            if self.objective.task == "classification":
-                labels = np.array([p[3].numel() for p in new])
-                hits = (self.objective.predict(out) == y).reshape(-1).numpy()
-                correct = np.add.reduceat(hits, np.cumsum(labels) - labels, dtype=np.int64).astype(np.float64)
-                metric = correct / labels
-                self.epoch_terms[1].extend(correct.tolist())
-                self.epoch_terms[2].extend(labels.tolist())
-            elif self.key == "map":
+            if self.key == "map":  # a detector is scored on the validation canvases only (loop.epoch_record)
                 metric = np.full(len(new), np.nan)
             else:
-                metric = (loop.batch_auc if self.key == "auc" else batch_r2)(out, y, torch.tensor([p[3].numel() for p in new])).numpy()
-                self.epoch_terms[1].extend((metric * sizes).tolist())
+                out, y = torch.cat([p[2] for p in new]).cpu(), torch.cat([p[3] for p in new]).cpu()
+                if self.objective.task == "classification":
+                    labels = np.array([p[3].numel() for p in new])
+                    hits = (self.objective.predict(out) == y).reshape(-1).numpy()
+                    correct = np.add.reduceat(hits, np.cumsum(labels) - labels, dtype=np.int64).astype(np.float64)
+                    metric = correct / labels
+                    self.epoch_terms[1].extend(correct.tolist())
+                    self.epoch_terms[2].extend(labels.tolist())
+                else:
+                    metric = (loop.batch_auc if self.key == "auc" else batch_r2)(out, y, torch.tensor([p[3].numel() for p in new])).numpy()
+                    self.epoch_terms[1].extend((metric * sizes).tolist())
         self.epoch_terms[0].extend((losses * sizes).tolist())
         self.scores.append((losses, metric))
         self.scored = j1
