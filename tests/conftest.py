@@ -31,18 +31,12 @@ budget.return_freed_memory()
 torch.set_num_threads(1)
 
 
-# Browser modules that start servers of their own and assert no timing: each is a unit of its own, taken last, so
-# that it runs beside the browser unit's last tests (after its timing guards) instead of making that unit longer.
-LAST = {"test_browser_replicas.py"}  # two servers, a SIGKILL and a continued run: about 3 minutes
-
-
 def _unit(nodeid: str) -> str:
     """A test's unit of work under pytest-xdist: "browser" for the modules that drive Chromium (test_browser_*), else
     its module. One worker runs all the browser tests, with one warmed server and one Chromium at a time; every other
     module stays on one worker, so its module fixtures run once."""
     module = nodeid.split("::", 1)[0]
-    name = os.path.basename(module)
-    return "browser" if name.startswith("test_browser") and name not in LAST else module
+    return "browser" if os.path.basename(module).startswith("test_browser") else module
 
 
 class _Units:
@@ -66,17 +60,11 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The browser unit first, as the longest, then the modules with the most tests, then LAST (the order the workers take
-    them in)."""
+    """The browser unit first, as the longest, then the modules with the most tests (the order the workers take them in)."""
     count: dict[str, int] = {}
     for item in items:
         count[_unit(item.nodeid)] = count.get(_unit(item.nodeid), 0) + 1
-
-    def place(item):
-        unit = _unit(item.nodeid)
-        return (0 if unit == "browser" else 2 if os.path.basename(unit) in LAST else 1, -count[unit], unit)
-
-    items.sort(key=place)
+    items.sort(key=lambda item: (_unit(item.nodeid) != "browser", -count[_unit(item.nodeid)], _unit(item.nodeid)))
 
 
 def preset(layers, input_shape, **model) -> dict:
