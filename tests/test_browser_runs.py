@@ -57,6 +57,8 @@ def test_loading_another_lesson_shows_its_own_empty_page_and_the_old_run_only_wh
     pg.get_by_role("option").first.click()
     settle(pg)
     pg.get_by_text("Showing a run of another preset").wait_for()
+    # the caption can be on screen a moment before the picked run's chart is drawn
+    pg.wait_for_function("() => ((%s)() || []).length > 0" % POINTS_JS, timeout=30_000)
     assert len(pg.evaluate(POINTS_JS) or []) > 0
     pg.screenshot(path=str(ARTIFACTS / "runs-picked.png"), full_page=True)
 
