@@ -4,7 +4,6 @@ import streamlit as st
 
 from dlviz.errors import UserError, json_path
 from dlviz.figures import build as figures
-from dlviz.figures import style
 from dlviz.preset import edit
 from dlviz.preset.registry import ACTIVATIONS, ALL_LAYERS, BLOCK_DOCS, BLOCKS, GROUPS, INITS, shape_str
 from dlviz.text import clean
@@ -254,7 +253,7 @@ def summary_panel() -> None:
     # the table only while its tab is open: a hidden st.dataframe still has the browser load the data grid's scripts
     graph, table = st.tabs(["Architecture", "Table"], key="summary_tab", on_change="rerun")
     with graph:
-        st.plotly_chart(session.architecture(doc), width="stretch", config=style.CONFIG)
+        st.markdown(session.architecture(doc), unsafe_allow_html=True)  # an SVG drawn on the server (figures.architecture_svg)
     if table.open:
         with table:
             frame = figures.summary_frame(s)

@@ -95,9 +95,9 @@ def chart(title: str) -> str:
     return "(() => { const gd = (%s)(%s); return !!(gd && gd._fullLayout); })()" % (FIND_JS, json.dumps(title))
 
 
-def drawn() -> str:
-    """A test: a Plotly chart is drawn."""
-    return "[...document.querySelectorAll('.js-plotly-plot')].some(gd => gd._fullLayout)"
+def graph_drawn() -> str:
+    """A test: the Build page's architecture graph (an SVG drawn on the server) is on screen, with its nodes."""
+    return "!!document.querySelector('.dlviz-architecture svg g circle')"
 
 
 def redrawn(title: str) -> str:
@@ -240,7 +240,7 @@ def measure_reference(browser, url: str, bench: Bench, repeats: int) -> None:
 
 def first_pages(browser, url: str, bench: Bench, repeats: int) -> None:
     """The Build page in a new session: on the server's first request, then in new sessions of a warm server."""
-    done = f"{title_is('Build')} && {drawn()} && {text('Parameters')}"
+    done = f"{title_is('Build')} && {graph_drawn()} && {text('Parameters')}"
     for i in range(repeats + 1):
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         pg = ctx.new_page()

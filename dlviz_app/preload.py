@@ -1,7 +1,13 @@
-"""The first page's scripts, asked for at once: every dlviz page draws Plotly charts, and Streamlit's page asks for its
-Plotly chunk (4.7 MB of JavaScript) only once the first script run has sent a chart, after its own scripts have run and
-its connection is open. A `<link rel="modulepreload">` for that chunk and the widgets' chunks in the HTML lets the
-browser fetch and compile them while it still runs Streamlit's own scripts.
+"""The first page's scripts, asked for at once, and the charts' script fetched while the reader reads.
+
+Streamlit's page asks for a widget's script (a chunk of its JavaScript) only once the first script run has sent that
+widget, after Streamlit's own scripts have run and its connection is open. A `<link rel="modulepreload">` in the HTML
+for the chunks of the first page's widgets lets the browser fetch and compile them while it still runs Streamlit's own.
+
+Plotly's chunk (4.7 MB of JavaScript) is not on the first page: the Build page draws its architecture graph as SVG on
+the server, since compiling plotly.js took about 0.6 s of a 2 s first page on two cores. The other pages draw Plotly
+charts, so the chunk is named in a `<link rel="prefetch">`: fetched at the lowest priority into the browser's cache,
+and compiled only when a page first draws a chart.
 
 `streamlit run app.py` adds PreloadMiddleware (st.App's `middleware`), which adds the links to the HTML of every page
 (Streamlit serves the same HTML at each page's address)."""
@@ -12,18 +18,21 @@ from pathlib import Path
 
 import streamlit
 
-# The chunks of what the pages draw first: charts, and the widgets of the Build page's editor and sidebar.
-CHUNKS = ("PlotlyChart", "Selectbox", "Button", "NumberInput", "TextInput", "Checkbox", "FileUploader", "DownloadButton", "Metric")
+# The chunks of the widgets the first page draws: the Build page's editor and the sidebar.
+CHUNKS = ("Selectbox", "Button", "NumberInput", "TextInput", "Checkbox", "FileUploader", "DownloadButton", "Metric")
+LATER = ("PlotlyChart",)  # the chunks of what the other pages draw
 
 
 def preload_links(static: Path | None = None) -> bytes:
-    """The `<link rel="modulepreload">` tags of the installed Streamlit's chunks named in CHUNKS (their file names carry a
-    hash that changes with each release, so they are looked up, not written down; a chunk that is gone is left out)."""
+    """The `<link rel="modulepreload">` tags of the installed Streamlit's chunks named in CHUNKS, and the `<link
+    rel="prefetch">` tags of those in LATER (their file names carry a hash that changes with each release, so they are
+    looked up, not written down; a chunk that is gone is left out)."""
     static = static or Path(streamlit.__file__).parent / "static" / "static" / "js"
     tags = []
-    for name in CHUNKS:
-        for f in sorted(static.glob(f"{name}.*.js")):
-            tags.append(f'<link rel="modulepreload" href="./static/js/{f.name}" />')
+    for rel, names in (("modulepreload", CHUNKS), ("prefetch", LATER)):
+        for name in names:
+            for f in sorted(static.glob(f"{name}.*.js")):
+                tags.append(f'<link rel="{rel}" href="./static/js/{f.name}" />')
     return "".join(tags).encode()
 
 

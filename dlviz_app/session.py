@@ -146,7 +146,7 @@ def _architecture(text: str):
     from dlviz.figures import build as figures
 
     shown = _preview(text)
-    return figures.architecture_figure(shown.summary, shown.model)
+    return figures.architecture_svg(shown.summary, shown.model)
 
 
 def architecture(doc: dict):

@@ -108,7 +108,7 @@ def warm() -> dict[str, float]:
 
     doc = gallery.raw(gallery.DEFAULT)
     view = session.preview(doc)
-    fig = session.architecture(doc)
+    svg = session.architecture(doc)
     exp = spec.validate(doc)
     share.share_link(exp)  # the sidebar's share link and the address the page keeps
     share.address_state(exp)
@@ -124,7 +124,10 @@ def warm() -> dict[str, float]:
         # an element is built and dropped.
         st.title("dlviz")
         st.metric("Parameters", "0")
-        st.plotly_chart(fig, width="stretch", config=style.CONFIG)
+        st.markdown(svg, unsafe_allow_html=True)
+        import plotly.graph_objects as go
+
+        st.plotly_chart(go.Figure(go.Scatter(x=[0, 1], y=[0, 1])), width="stretch", config=style.CONFIG)  # the other pages' charts
         if view.summary is not None:
             st.dataframe(figures.summary_frame(view.summary), hide_index=True, column_config={"params": st.column_config.NumberColumn(format="localized")})
     except Exception as err:  # a warm-up, not a condition of the start: the first page pays for it instead

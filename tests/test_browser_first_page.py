@@ -1,4 +1,4 @@
-"""The first page of a started server, in a fresh browser: settled, with its architecture graph drawn, within a guard of
+"""The first page of a started server, in a fresh browser: settled, with its architecture graph (an SVG) drawn, within a guard of
 3× its 2 s budget (issue 15: a warm server from the start).
 
 `streamlit run app.py` warms the server before it accepts connections (dlviz_app/startup.py), so the health check
@@ -21,7 +21,7 @@ SETTLED = """() => {
   const app = document.querySelector('[data-testid=stApp]');
   if (!app || app.dataset.testScriptState !== 'notRunning' || document.querySelector('[data-stale=true]')) return false;
   if (document.querySelector('[data-testid=stStatusWidget]') || document.querySelector('[data-testid=stSkeleton]')) return false;
-  return !!document.querySelector('[data-testid=stPlotlyChart] .main-svg .scatterlayer .trace');
+  return !!document.querySelector('[data-testid=stMarkdown] .dlviz-architecture svg g circle');
 }"""
 
 
@@ -41,14 +41,18 @@ def test_the_first_page_settles_with_its_graph_drawn_within_the_guard(tmp_path, 
         print(f"server start to health OK {cold:.1f} s; first page {seconds * 1000:.0f} ms")
 
         # the graph is drawn, not a grey placeholder: every layer of the default preset is a node with its label
-        graph = page.locator('[data-testid="stPlotlyChart"]')
+        graph = page.locator(".dlviz-architecture svg")
         for label in ("input [2]", "Linear 16", "Tanh", "Linear 2", "output [2]"):
-            graph.get_by_text(label, exact=True).first.wait_for(timeout=1_000)
-        assert graph.locator(".scatterlayer .trace .points path").count() >= 7  # input, 3 Linear, 2 Tanh, output
+            graph.locator("text").filter(has_text=label).first.wait_for(timeout=1_000)
+        assert graph.locator("g").count() == 7  # input, 2 Linear 16, 2 Tanh, Linear 2, output
+        assert graph.locator("g title").first.text_content().startswith("input [2]")  # each node's details are its tooltip
         assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == f"{summarize(gallery.load(gallery.DEFAULT)).total_params:,}"
         assert not page.locator('[data-testid="stException"]').count()
-        # the chart's scripts were asked for with the page, not after the first script run (dlviz_app/preload.py)
-        assert page.locator('link[rel=modulepreload][href*="PlotlyChart."]').count() == 1
+        # the widgets' scripts were asked for with the page, not after the first script run, and the first page draws no
+        # Plotly chart: the other pages' chart script is only prefetched (dlviz_app/preload.py)
+        assert page.locator('link[rel=modulepreload][href*="Selectbox."]').count() == 1
+        assert page.locator('link[rel=prefetch][href*="PlotlyChart."]').count() == 1
+        assert not page.locator('[data-testid="stPlotlyChart"]').count()
         # uvicorn's server reads .streamlit/config.toml as Streamlit's own did: its upload limit is the uploader's
         limit = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
         page.get_by_text(f"{limit}MB per file").wait_for(timeout=1_000)

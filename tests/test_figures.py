@@ -1,5 +1,7 @@
 """Tests for the Build page's figure builders: the architecture graph and the summary table."""
 
+import xml.etree.ElementTree as ET
+
 import pytest
 
 from dlviz.figures import build as figures
@@ -12,6 +14,15 @@ from dlviz.preset.schema import validate
 
 def model_doc(layers, input_shape):
     return {"format": "dlviz-preset/1", "model": {"input_shape": list(input_shape), "layers": layers}}
+
+
+def drawing(summary, model) -> tuple[ET.Element, list[tuple[str, list[str]]], list[str]]:
+    """The architecture SVG parsed: its root, each node as (label, tooltip lines), and every other text."""
+    root = ET.fromstring(figures.architecture_svg(summary, model))
+    nodes = [(g.find("{*}text").text, g.find("{*}title").text.split("\n")) for g in root.iter("g")]
+    inside = {id(t) for g in root.iter("g") for t in g.iter("text")}
+    texts = [t.text for t in root.iter("text") if id(t) not in inside]
+    return root, nodes, texts
 
 
 def graph_of(doc):
@@ -76,26 +87,29 @@ def test_a_new_residual_keeps_both_of_its_paths():
     assert g.number_of_edges("model.layers[0]", "model.layers[1]+") == 2  # x + x
 
 
-def test_architecture_figure_labels_layers_and_every_tensor():
+def test_the_architecture_drawing_labels_layers_and_every_tensor():
     doc = gallery.raw("lenet5-mnist")
     exp = validate(doc)
     s = summarize(exp)
-    fig = figures.architecture_figure(s, exp.to_dict()["model"])
-    texts = [t.strip() for trace in fig.data if trace.text is not None for t in trace.text]
+    _, nodes, texts = drawing(s, exp.to_dict()["model"])
+    labels = [label for label, _ in nodes]
     for label in ("input [1, 28, 28]", "Conv2d 6@5×5", "AvgPool2d 2×2", "Conv2d 16@5×5", "Linear 120", "output [10]"):
-        assert label in texts
+        assert label in labels
     shapes = [t for t in texts if t.startswith("[")]
     assert shapes == [shape_str(s.input_shape)] + [shape_str(r.output_shape) for r in s.rows]
-    hover = [h for trace in fig.data if trace.hovertext is not None for h in trace.hovertext]
-    assert any("params 156" in h and "FLOPs" in h for h in hover)  # the first Conv2d: 6·(25+1)
+    first = next(tip for label, tip in nodes if label == "Conv2d 6@5×5")
+    assert first[1:4] == ["model.layers[0]", "[1, 28, 28] → [6, 28, 28]", "params 156"]  # 6·(25+1)
+    assert f"FLOPs {figures.human_count(s.rows[0].flops)}" in first
+    assert {"convolution", "pooling", "dense", "input / output"} <= set(texts)  # the legend names the groups drawn
 
 
-def test_a_deep_model_gets_a_tall_figure():
+def test_a_deep_model_gets_a_tall_drawing():
     exp = validate(gallery.raw("resnet18"))
-    fig = figures.architecture_figure(summarize(exp), exp.to_dict()["model"])
+    root, nodes, _ = drawing(summarize(exp), exp.to_dict()["model"])
     g, _ = figures.model_graph(summarize(exp), exp.to_dict()["model"])
     ranks = g.nodes["output"]["rank"]
-    assert ranks > 60 and fig.layout.height >= figures.ROW_PX * ranks
+    assert ranks > 60 and float(root.find("{*}svg").get("height")) >= figures.ROW_PX * ranks
+    assert len(nodes) == g.number_of_nodes()
 
 
 def test_a_partial_summary_still_draws():
@@ -104,16 +118,31 @@ def test_a_partial_summary_still_draws():
     p = build.preview(bad)
     assert p.partial and edit.error_layer(p.error) == (*edit.TOP, 2)
     assert [r.path for r in p.summary.rows] == ["model.layers[0]", "model.layers[1]"]
-    fig = figures.architecture_figure(p.summary, p.model)
-    drawn = [
-        (text.strip(), hover.split("<br>")[1] if "<br>" in hover else hover)
-        for trace in fig.data
-        if trace.mode == "markers+text"
-        for text, hover in zip(trace.text, trace.hovertext)
-    ]
+    _, nodes, _ = drawing(p.summary, p.model)
+    drawn = [(label, tip[1] if len(tip) > 1 else tip[0]) for label, tip in nodes]
     # one node per layer before the problem, between the input and an output with layer 1's shape; the Conv2d and
     # the Linear 2 after it are not drawn (the page says why above the figure)
     assert sorted(drawn) == sorted([("input [2]", "input [2]"), ("Linear 8", "model.layers[0]"), ("ReLU", "model.layers[1]"), ("output [8]", "output [8]")])
+
+
+HOSTILE = '</svg><script>x</script>$x$ **b** _i_ :smile: [l](http://e.invalid) & "q" `c`'
+
+
+def test_names_from_a_preset_read_literally_in_the_drawing():
+    """A block's and a layer's name are written as text: the XML parses, reads them back as they were typed, and
+    carries none of the characters Markdown (math, emphasis, emoji, links, code) or HTML would act on."""
+    doc = gallery.raw("xor")
+    first, *rest = doc["model"]["layers"]
+    doc["model"]["layers"] = [{"type": "Sequential", "name": HOSTILE, "layers": [{**first, "name": HOSTILE + "\n2"}]}, *rest]
+    exp = validate(doc)
+    svg = figures.architecture_svg(summarize(exp), exp.to_dict()["model"])
+    root, nodes, texts = drawing(summarize(exp), exp.to_dict()["model"])
+    assert HOSTILE in texts  # the block's frame is named
+    tip = next(tip for label, tip in nodes if tip[1:2] == ["model.layers[0].layers[0]"])
+    assert tip[0].endswith(f"“{HOSTILE}\\n2”")  # the layer's name in its tooltip, on one line (dlviz.text.clean)
+    assert [e.tag.split("}")[-1] for e in root.iter() if e.tag.split("}")[-1] in ("script", "a", "foreignObject")] == []
+    body = svg.split("\n", 1)[1]  # the opening tag stands alone on the first line: an HTML block to Markdown
+    assert "\n\n" not in svg and not any(c in body for c in "$*_`[]") and ":smile:" not in body and "<a " not in body
 
 
 def test_summary_frame_indents_by_depth_and_ends_with_totals():
@@ -157,4 +186,5 @@ def test_every_gallery_preset_draws_one_node_per_layer(name):
     assert leaves <= set(g.nodes)
     merges = [r for r in s.rows if r.type in ("Residual", "Concat")]
     assert g.number_of_nodes() == len(leaves) + len(merges) + 2
-    assert figures.architecture_figure(s, exp.to_dict()["model"]).data
+    _, nodes, _ = drawing(s, exp.to_dict()["model"])
+    assert len(nodes) == g.number_of_nodes()

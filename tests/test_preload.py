@@ -2,7 +2,7 @@
 
 import asyncio
 
-from dlviz_app.preload import CHUNKS, PreloadMiddleware, preload_links
+from dlviz_app.preload import CHUNKS, LATER, PreloadMiddleware, preload_links
 
 PAGE = "<html><head><title>x</title></head><body>ü</body></html>".encode()
 LINK = b'<link rel="modulepreload" href="./static/js/P.1.js" />'
@@ -49,9 +49,10 @@ def whole(sent: list[dict]) -> tuple[dict, bytes]:
 
 def test_the_installed_streamlit_has_every_chunk_named():
     links = preload_links().decode()
-    for name in CHUNKS:  # a release that renamed a chunk would silently lose its preload
-        assert f'href="./static/js/{name}.' in links, name
-    assert links.count("modulepreload") == len(CHUNKS)
+    for rel, names in (("modulepreload", CHUNKS), ("prefetch", LATER)):
+        for name in names:  # a release that renamed a chunk would silently lose its preload
+            assert f'<link rel="{rel}" href="./static/js/{name}.' in links, name
+    assert links.count("modulepreload") == len(CHUNKS) and links.count("prefetch") == len(LATER)
 
 
 def test_the_links_go_into_every_page_before_the_head_ends():

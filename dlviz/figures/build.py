@@ -1,4 +1,4 @@
-"""Plotly figure and table builders: plain data in, a go.Figure or a DataFrame out, one builder per kind of chart."""
+"""The Build page's pictures: the architecture graph (its layout, and its drawing as SVG) and the layer table."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from typing import Any, Optional
 
 import networkx as nx
 import pandas as pd
-import plotly.graph_objects as go
 
 from dlviz.errors import json_path
-from dlviz.figures.style import MARGIN
 from dlviz.preset.edit import TOP, layer_label, parse_path
 from dlviz.preset.registry import ALL_LAYERS, shape_str
-from dlviz.text import clean, plot_text
+from dlviz.text import clean
 
 GROUP_COLORS = {
     "dense": "#4C78A8",
@@ -135,7 +133,7 @@ class _GraphBuilder:
             before = set(self.g.nodes)
             last = self.chain(layer.get("layers") or [], (*path, "layers"), prev, axis)
             if layer.get("name"):
-                self.groups.append((plot_text(layer["name"]), [n for n in self.g.nodes if n not in before]))
+                self.groups.append((clean(layer["name"]), [n for n in self.g.nodes if n not in before]))
             return last
         if t == "Residual":
             body = _extent(layer.get("body") or [])
@@ -168,7 +166,7 @@ class _GraphBuilder:
                 self.g.add_edge(end, merge, **({"lane": lane} if lane is not None else {}))
             return merge
         entry = ALL_LAYERS.get(t)
-        self.add_node(node, axis, "layer", plot_text(layer_label(layer)), entry.group if entry else "blocks", row)
+        self.add_node(node, axis, "layer", clean(layer_label(layer)), entry.group if entry else "blocks", row)
         self.g.add_edge(prev, node)
         return node
 
@@ -197,15 +195,12 @@ def _out_shape(g: nx.MultiDiGraph, node: str, summary) -> list:
     return row.output_shape if row is not None else []
 
 
-def _hover(data: dict) -> str:
+def _hover(data: dict) -> list[str]:
+    """The lines a node's tooltip shows: its layer, place, shapes, parameters, FLOPs and receptive field."""
     row = data["row"]
     if row is None:
-        return data["label"]
-    lines = [
-        f"<b>{data['label']}</b>" + (f" “{plot_text(row.name)}”" if row.name else ""),
-        plot_text(row.path),
-        f"{shape_str(row.input_shape)} → {shape_str(row.output_shape)}",
-    ]
+        return [data["label"]]
+    lines = [data["label"] + (f" “{clean(row.name)}”" if row.name else ""), clean(row.path), f"{shape_str(row.input_shape)} → {shape_str(row.output_shape)}"]
     if data["kind"] == "layer":
         params = row.trainable_params + row.non_trainable_params
         lines.append(f"params {params:,}" + (f" ({row.non_trainable_params:,} frozen)" if row.non_trainable_params else ""))
@@ -214,7 +209,7 @@ def _hover(data: dict) -> str:
         lines.append(f"block params {row.trainable_params + row.non_trainable_params:,}, FLOPs {human_count(row.flops)}")
     if row.receptive_field:
         lines.append("receptive field " + _rf_text(row.receptive_field))
-    return "<br>".join(lines)
+    return lines
 
 
 def _label_edges(g: nx.MultiDiGraph, pos: dict) -> dict:
@@ -230,112 +225,151 @@ def _label_edges(g: nx.MultiDiGraph, pos: dict) -> dict:
 
 
 ROW_PX = 44  # vertical pixels per rank: room for a node label and an edge label between two nodes
+COL_PX = 110  # horizontal pixels per column unit (a node's drawing reaches 0.5 left and 1.3 right of its axis)
+TEXT_COLOR = "#31333F"  # Streamlit's body text
+# how each kind of node is drawn: (shape, size in px, colour key, where its label goes)
+NODE_STYLES = {
+    "input": ("square", 14, "io", "right"),
+    "output": ("square", 14, "io", "right"),
+    "add": ("circle", 18, None, "center"),
+    "concat": ("diamond", 16, "blocks", "right"),
+}
+LEGEND_NAMES = {"add": "residual +", "input": "input / output"}
+# What SVG text must escape, and the characters that mean something to the Markdown the page draws the graph through
+# (emphasis, math, emoji and icon shortcodes, links, code), written as character references, which only the HTML
+# parser reads.
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", **{c: f"&#{ord(c)};" for c in "$*_:`[]\\~#|{}"}})
 
 
-def architecture_figure(summary, model: dict) -> go.Figure:
-    """The model drawn top to bottom: one node per layer, branches side by side, the tensor shape on each edge.
+def _esc(text) -> str:
+    """`text` (a name from a preset among it) as SVG character data or an attribute value, on one line (clean writes
+    a line break as its escape)."""
+    return clean(text).translate(_ESCAPES)
 
-    `summary` is build.summarize's result and `model` the preset's model section it was computed from."""
-    g, groups = model_graph(summary, model)
-    pos = {n: (d["x"], -float(d["rank"])) for n, d in g.nodes(data=True)}
-    fig = go.Figure()
 
-    ex, ey, lx, ly, ltext = [], [], [], [], []
+def _text_px(text: str, size: float) -> float:
+    """An estimate of the width of `text` at `size` px in the page's sans-serif font, for laying out labels."""
+    return 0.55 * size * len(text)
+
+
+def _polyline(xs: list, ys: list, to_px) -> str:
+    pts = " ".join("{:.1f},{:.1f}".format(*to_px(x, y)) for x, y in zip(xs, ys))
+    return f'<polyline points="{pts}" fill="none" stroke="{EDGE_COLOR}" stroke-width="1.5"/>'
+
+
+def _marker(shape: str, cx: float, cy: float, size: float, color: str) -> str:
+    r = size / 2
+    stroke = 'stroke="#555555" stroke-width="1"'
+    if shape == "square":
+        return f'<rect x="{cx - r:.1f}" y="{cy - r:.1f}" width="{size}" height="{size}" fill="{color}" {stroke}/>'
+    if shape == "diamond":
+        return f'<polygon points="{cx:.1f},{cy - r:.1f} {cx + r:.1f},{cy:.1f} {cx:.1f},{cy + r:.1f} {cx - r:.1f},{cy:.1f}" fill="{color}" {stroke}/>'
+    return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r}" fill="{color}" {stroke}/>'
+
+
+def _edges(g: nx.MultiDiGraph, pos: dict, summary) -> tuple[list, list]:
+    """Each edge as its route (xs, ys in graph units), and the output-shape labels as (x, y, text)."""
+    routes, labels = [], []
     label_edge = _label_edges(g, pos)
     for u, v, k, d in g.edges(keys=True, data=True):
         (x0, y0), (x1, y1) = pos[u], pos[v]
         # leave a node straight down before turning aside, so edges do not cross its label on the right
         if "lane" in d:
-            xs, ys = [x0, x0, d["lane"], d["lane"], x1], [y0, y0 - 0.3, y0 - 0.6, y1 + 0.5, y1]
-        elif x0 != x1 and y0 - y1 > 1:
-            xs, ys = [x0, x0, x1], [y0, y1 + 0.6, y1]
+            xs, ys = [x0, x0, d["lane"], d["lane"], x1], [y0, y0 + 0.3, y0 + 0.6, y1 - 0.5, y1]
+        elif x0 != x1 and y1 - y0 > 1:
+            xs, ys = [x0, x0, x1], [y0, y1 - 0.6, y1]
         elif x0 != x1:
-            xs, ys = [x0, x0, x1], [y0, y0 - 0.3, y1]
+            xs, ys = [x0, x0, x1], [y0, y0 + 0.3, y1]
         else:
             xs, ys = [x0, x1], [y0, y1]
-        ex += xs + [None]
-        ey += ys + [None]
+        routes.append((xs, ys))
         if label_edge.get(u) == (v, k):
-            lx.append(xs[0])
-            ly.append((ys[0] + ys[1]) / 2)
-            ltext.append(shape_str(_out_shape(g, u, summary)))
-    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=EDGE_COLOR, width=1.5), hoverinfo="skip", showlegend=False))
-    fig.add_trace(
-        go.Scatter(
-            x=[x - 0.06 for x in lx],
-            y=ly,
-            mode="text",
-            text=ltext,
-            textposition="middle left",
-            textfont=dict(size=10, color="#777777"),
-            hoverinfo="skip",
-            showlegend=False,
-        )
-    )
+            labels.append((xs[0] - 0.06, (ys[0] + ys[1]) / 2, shape_str(_out_shape(g, u, summary))))
+    return routes, labels
+
+
+def architecture_svg(summary, model: dict) -> str:
+    """The model drawn top to bottom as an SVG: one node per layer, branches side by side, the tensor shape on each
+    edge, named blocks framed, a legend of the layer groups above, and each node's details in its tooltip.
+
+    `summary` is build.summarize's result and `model` the preset's model section it was computed from. Drawn on the
+    server as plain SVG, so the page shows it without loading a charting library: it is the first page's picture."""
+    g, groups = model_graph(summary, model)
+    pos = {n: (d["x"], float(d["rank"])) for n, d in g.nodes(data=True)}  # y grows downwards, one unit a rank
+    xs = [p[0] for p in pos.values()]
+    wide = max(xs) - min(xs) > 3  # several branches side by side share the width: smaller labels
+    font = 10 if wide else 12
+    ranks = max(d["rank"] for _, d in g.nodes(data=True))
+
+    by_group: dict[str, list[str]] = {}
+    for n, d in g.nodes(data=True):
+        by_group.setdefault(d["group"] if d["kind"] == "layer" else d["kind"], []).append(n)
+    legend = [(key, LEGEND_NAMES.get(key, key)) for key in by_group if key != "output"]
+    routes, labels = _edges(g, pos, summary)
+    named = [(name, max(pos[n][0] for n in nodes) + 1.25) for name, nodes in groups if nodes]  # a frame's name ends at its right
+    left = min(min(xs) - 0.8, *(lx - (_text_px(text, 10) + 6) / COL_PX for lx, _, text in labels), *(x - _text_px(name, 11) / COL_PX for name, x in named))
+    right = max(max(xs) + 1.8, *(pos[n][0] + 0.25 + _text_px(g.nodes[n]["label"], font) / COL_PX for n in g.nodes))
+    width = max(360.0, (right - left) * COL_PX)
+    rows, x = 1, 0.0  # the legend's items flow left to right and wrap
+    for _, name in legend:
+        w = 26 + _text_px(name, 11)
+        if x and x + w > width:
+            rows, x = rows + 1, 0.0
+        x += w
+    top = 20 * rows + 24
+    height = top + ROW_PX * ranks + 30
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        return (x - left) * COL_PX, top + y * ROW_PX
+
+    out = [f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>']
+    x, y = 6.0, 14.0
+    for key, name in legend:
+        w = 26 + _text_px(name, 11)
+        if x > 6 and x + w > width:
+            x, y = 6.0, y + 20
+        shape, _, color_key, _ = NODE_STYLES.get(key, ("circle", 14, key, "right"))
+        color = "white" if color_key is None else GROUP_COLORS.get(color_key, GROUP_COLORS["blocks"])
+        out.append(_marker(shape, x + 6, y - 4, 10, color))
+        out.append(f'<text x="{x + 16:.1f}" y="{y:.1f}" font-size="11" fill="{TEXT_COLOR}">{_esc(name)}</text>')
+        x += w
 
     for name, nodes in groups:
         if not nodes:
             continue
-        xs = [pos[n][0] for n in nodes]
-        ys = [pos[n][1] for n in nodes]
-        fig.add_shape(
-            type="rect",
-            x0=min(xs) - 0.45,
-            x1=max(xs) + 1.25,
-            y0=min(ys) - 0.4,
-            y1=max(ys) + 0.4,
-            line=dict(color="#CCCCCC", dash="dot"),
-            fillcolor="rgba(200,200,200,0.08)",
-            layer="below",
+        gx = [pos[n][0] for n in nodes]
+        gy = [pos[n][1] for n in nodes]
+        (x0, y0), (x1, y1) = to_px(min(gx) - 0.45, min(gy) - 0.4), to_px(max(gx) + 1.25, max(gy) + 0.4)
+        out.append(
+            f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" fill="rgba(200,200,200,0.08)" stroke="#CCCCCC" stroke-dasharray="2,2"/>'
         )
-        fig.add_annotation(
-            x=max(xs) + 1.25, y=max(ys) + 0.4, text=name, showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=11, color="#777777")
-        )
+        out.append(f'<text x="{x1:.1f}" y="{y0 - 3:.1f}" text-anchor="end" font-size="11" fill="#777777">{_esc(name)}</text>')
 
-    xs = [p[0] for p in pos.values()]
-    wide = max(xs) - min(xs) > 3  # several branches side by side share the width: smaller labels
-    by_group: dict[str, list[str]] = {}
-    for n, d in g.nodes(data=True):
-        key = d["group"] if d["kind"] == "layer" else d["kind"]
-        by_group.setdefault(key, []).append(n)
-    styles = {
-        "input": ("square", 14, "io", "middle right"),
-        "output": ("square", 14, "io", "middle right"),
-        "add": ("circle", 18, None, "middle center"),
-        "concat": ("diamond", 16, "blocks", "middle right"),
-    }
+    out += [_polyline(rx, ry, to_px) for rx, ry in routes]
+    for lx, ly, text in labels:
+        px, py = to_px(lx, ly)
+        out.append(f'<text x="{px:.1f}" y="{py + 3.5:.1f}" text-anchor="end" font-size="10" fill="#777777">{_esc(text)}</text>')
+
     for key, nodes in by_group.items():
-        symbol, size, color_key, text_pos = styles.get(key, ("circle", 14, key, "middle right"))
+        shape, size, color_key, where = NODE_STYLES.get(key, ("circle", 14, key, "right"))
         color = "white" if color_key is None else GROUP_COLORS.get(color_key, GROUP_COLORS["blocks"])
-        labels = [("  " if text_pos == "middle right" else "") + g.nodes[n]["label"] for n in nodes]
-        fig.add_trace(
-            go.Scatter(
-                x=[pos[n][0] for n in nodes],
-                y=[pos[n][1] for n in nodes],
-                mode="markers+text",
-                text=labels,
-                textposition=text_pos,
-                textfont=dict(size=10 if wide else 12),
-                marker=dict(symbol=symbol, size=size, color=color, line=dict(color="#555555", width=1)),
-                hovertext=[_hover(g.nodes[n]) for n in nodes],
-                hoverinfo="text",
-                name={"add": "residual +", "input": "input / output"}.get(key, key),
-                showlegend=key not in ("output",),
-            )
-        )
+        for n in nodes:
+            data = g.nodes[n]
+            cx, cy = to_px(*pos[n])
+            label = _esc(data["label"])
+            if where == "center":
+                text = f'<text x="{cx:.1f}" y="{cy + 4:.1f}" text-anchor="middle" font-size="{font}" fill="{TEXT_COLOR}">{label}</text>'
+            else:
+                text = f'<text x="{cx + size / 2 + 6:.1f}" y="{cy + font / 3:.1f}" font-size="{font}" fill="{TEXT_COLOR}">{label}</text>'
+            tip = "\n".join(_esc(line) for line in _hover(data))
+            out.append(f"<g><title>{tip}</title>{_marker(shape, cx, cy, size, color)}{text}</g>")
 
-    ranks = max(d["rank"] for _, d in g.nodes(data=True))
-    fig.update_layout(
-        height=max(360, int(ROW_PX * (ranks + 1)) + 80),
-        margin=MARGIN,
-        plot_bgcolor="white",
-        hovermode="closest",
-        dragmode="pan",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=11)),
-        xaxis=dict(visible=False, range=[min(xs) - 0.8, max(xs) + 1.8], fixedrange=True),
-        yaxis=dict(visible=False, range=[-ranks - 0.7, 0.7]),
+    # An HTML block of its own for Markdown: the opening tag alone on the first line, and no blank line inside.
+    svg = "\n".join(out)
+    return (
+        f'<div class="dlviz-architecture" style="overflow-x: auto">\n<svg role="img" aria-label="the architecture graph" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif">\n{svg}\n</svg>\n</div>'
     )
-    return fig
 
 
 # ---------------------------------------------------------------- summary table
