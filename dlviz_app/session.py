@@ -197,6 +197,9 @@ def _page_url() -> str:
     return url.split("?", 1)[0] if isinstance(url, str) and url else share.DEFAULT_BASE_URL
 
 
+SHARE_OPEN = "share_open"  # the share popover's key: whether it is open
+
+
 def _share_box(doc: dict) -> None:
     try:
         exp = spec.validate(doc)
@@ -246,8 +249,10 @@ def sidebar() -> None:
             st.file_uploader("Open a preset file", type=["json"], key="upload", on_change=_load_upload)
             if st.session_state.get(UPLOAD_ERROR):
                 st.error(md(st.session_state[UPLOAD_ERROR]))
-        with st.popover("Copy share link", icon=":material/link:"):
-            _share_box(doc)
+        # filled only while open: its code box would have every page load the code highlighter's scripts up front
+        with st.popover("Copy share link", icon=":material/link:", key=SHARE_OPEN, on_change="rerun") as box:
+            if box.open:
+                _share_box(doc)
         st.download_button(
             "Download preset JSON",
             json.dumps(doc, indent=1, ensure_ascii=False),

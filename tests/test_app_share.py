@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from dlviz.errors import UserError
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
+from dlviz_app import session
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 
@@ -19,12 +20,19 @@ def open_with(doc):
     return at.run()
 
 
+def open_share_box(at: AppTest) -> AppTest:
+    """Open the sidebar's "Copy share link" popover, which is filled only while open."""
+    assert not at.code  # closed, it holds nothing
+    at.session_state[session.SHARE_OPEN] = True
+    return at.run()
+
+
 def test_the_sidebar_shows_a_link_that_opens_the_same_experiment():
     doc = gallery.raw("xor")
     at = open_with(doc)
     assert not at.exception
     assert at.session_state["preset"] == validate(doc).to_dict()
-    link = next(c.value for c in at.code if "?preset=" in c.value)
+    link = next(c.value for c in open_share_box(at).code if "?preset=" in c.value)
     assert share.decode_link(link) == validate(doc)
 
 
@@ -143,7 +151,7 @@ def test_a_preset_too_long_for_an_address_is_kept_on_the_server_under_a_short_id
     assert validate(at.session_state["preset"]) == validate(doc)
     assert share.PARAM not in at.query_params
     # the share box offers the short address beside the long link
-    short = [c.value for c in at.code if f"?{share.ID_PARAM}=" in c.value]
+    short = [c.value for c in open_share_box(at).code if f"?{share.ID_PARAM}=" in c.value]
     assert short and short[0].endswith(f"?{share.ID_PARAM}={pid}")
 
 
