@@ -333,11 +333,11 @@ def run_optimizers(fn: Function2D, start: Sequence[float], optimizers: Sequence[
 class _Run:
     """One optimizer's run in a race: its parameter, optimizer, the points and values so far, and why it stopped."""
 
-    def __init__(self, start: Sequence[float], name: str, args: dict, where: str):
-        self.p = torch.tensor([float(start[0]), float(start[1])], dtype=torch.float64, requires_grad=True)
+    def __init__(self, p: Tensor, name: str, args: dict, where: str):
+        self.p = p
         self.name, self.args = name, args
-        self.opt = make_optimizer(name, args, [self.p], where)
-        self.points, self.values = [tuple(self.p.tolist())], []
+        self.opt = make_optimizer(name, args, [p], where)
+        self.points, self.values = [tuple(p.tolist())], []
         self.diverged, self.reason = False, ""
 
     def stop(self, reason: str) -> None:
@@ -345,38 +345,46 @@ class _Run:
 
 
 def _race(fn: Function2D, start: Sequence[float], optimizers: Sequence[tuple[str, dict, str]], steps: int, tol: float) -> list[Trajectory]:
-    """The runs of several optimizers, stepped together: one backward pass a step gives every run its gradient.
+    """The runs of several optimizers, stepped together: each step evaluates f once, on the active runs' points as one
+    k × 2 tensor, and one backward pass gives every run its gradient.
 
-    The summed loss's backward hands each term a gradient of exactly 1, so each parameter's gradient is the one its own
-    loss's backward gives, bit for bit; the autograd engine's own cost, the largest part of a step, is paid once instead
-    of once per optimizer. The checks read the two numbers as Python floats (the same float64 values)."""
-    runs = [_Run(start, name, args, where) for name, args, where in optimizers]
+    Each run keeps its own 2-element leaf and its own torch.optim optimizer; the leaf shares memory with a row of
+    `points`, so the optimizer's in-place step moves that row and the next step reads all rows at once. f is elementwise,
+    so each row's value and gradient are bit for bit the ones a run of its own gets (the tests compare with plain
+    torch.optim loops); the autograd graph no longer grows with the number of runs, and the checks read all values,
+    gradients and points in one list each (the same float64 numbers)."""
+    points = torch.tensor([[float(start[0]), float(start[1])]] * len(optimizers), dtype=torch.float64)
+    runs = [_Run(points[i].detach().requires_grad_(), name, args, where) for i, (name, args, where) in enumerate(optimizers)]
     far = ESCAPE * max(fn.x_range[1] - fn.x_range[0], fn.y_range[1] - fn.y_range[0])
     finite = math.isfinite
-    active = list(runs)
+    active, rows = list(runs), list(range(len(runs)))  # rows: the active runs' rows of points
     for k in range(steps):
         if not active:
             break
-        for r in active:
-            r.opt.zero_grad()
-        losses = [fn.f(r.p[0], r.p[1]) for r in active]
-        (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
-        for r, loss in zip(list(active), losses):
-            r.values.append(loss.item())
-            gx, gy = r.p.grad.tolist()
-            if not (finite(r.values[-1]) and finite(gx) and finite(gy)):
-                r.stop(f"f or its gradient became non-finite at step {k}")
-            else:
+        at = (points if len(rows) == len(runs) else points[rows]).detach().requires_grad_()
+        loss = fn.f(at[:, 0], at[:, 1])
+        (grads,) = torch.autograd.grad(loss.sum(), at)
+        for r, v, g, (gx, gy) in zip(active, loss.tolist(), grads, grads.tolist()):
+            r.values.append(v)
+            if finite(v) and finite(gx) and finite(gy):
+                r.p.grad = g
                 r.opt.step()
-                x, y = r.p.tolist()
-                if not (finite(x) and finite(y)):
-                    r.stop(f"the point became non-finite at step {k + 1}")
-                else:
-                    r.points.append((x, y))
-                    if math.hypot(x, y) > far:
-                        r.stop(f"left the plot for good at step {k + 1} (|x| > {ESCAPE:g} plot widths)")
+            else:
+                r.stop(f"f or its gradient became non-finite at step {k}")
+        moved = points.tolist()
+        for r, i in zip(active, rows):
             if r.diverged:
-                active.remove(r)
+                continue
+            x, y = moved[i]
+            if not (finite(x) and finite(y)):
+                r.stop(f"the point became non-finite at step {k + 1}")
+            else:
+                r.points.append((x, y))
+                if math.hypot(x, y) > far:
+                    r.stop(f"left the plot for good at step {k + 1} (|x| > {ESCAPE:g} plot widths)")
+        if any(r.diverged for r in active):
+            rows = [i for r, i in zip(active, rows) if not r.diverged]
+            active = [r for r in active if not r.diverged]
     return [_trajectory(fn, r, tol) for r in runs]
 
 
