@@ -385,7 +385,7 @@ st.title("Landscape")
 lab_tab, net_tab = st.tabs(["Optimizers on 2-D functions", "Your network's loss surface"], key="ls_tab", on_change="rerun")
 with lab_tab:
     if lab_tab.open:
-        lab()
+        st.fragment(lab)()  # a click or setting in the lab reruns the lab alone, not the sidebar and the page around it
 with net_tab:
     if net_tab.open:
         network()
