@@ -44,7 +44,9 @@ def test_the_plain_rnn_s_gradient_at_step_0_is_100_times_smaller(gated):
     # at initialization every layer's gradient fades, the RNN's fastest; after training the gated layer keeps its own
     assert rnn_before["grads"][0] * 100 <= before["grads"][0]
     assert rnn_after["grads"][0] * 100 <= after["grads"][0]
-    assert after["grads"][0] > 1e-5 and rnn_after["grads"][0] < 1e-20
+    # the share of the last step's gradient that reaches the first: the loss, and with it every gradient, shrinks as
+    # training succeeds, so the lesson is the ratio (0.016-0.018 for the LSTM on two CPUs, 8e-27 for the RNN)
+    assert after["grads"][0] > 1e-3 * after["grads"][-1] and rnn_after["grads"][0] < 1e-20 * rnn_after["grads"][-1]
     assert result["val_accuracy"] >= 0.98 and rnn_result["val_accuracy"] < result["val_accuracy"]
 
 
