@@ -53,49 +53,40 @@ def app_data_dir(_shared_server):
 @contextlib.contextmanager
 def serve(log_dir: Path, env: dict, preexec_fn=None, timeout: float = START_TIMEOUT_S):
     """(URL, process) of a fresh `streamlit run app.py` server with the environment `env`, stopped on leaving."""
-    port = _free_port()
-    log = (log_dir / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=preexec_fn,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + timeout
-        while not _healthy(url):
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                raise RuntimeError(f"streamlit did not start:\n{Path(log.name).read_text()[-3000:]}")
-            time.sleep(0.25)
+    with serve_many([(log_dir, env, preexec_fn)], timeout) as [(url, proc)]:
         yield url, proc
+
+
+@contextlib.contextmanager
+def serve_many(specs: list, timeout: float = START_TIMEOUT_S):
+    """[(URL, process)] of one fresh server per (log directory, environment, preexec_fn) in `specs`, all started before
+    any is waited for, so that they warm up side by side; stopped on leaving. The log is server.log in its directory."""
+    started = []
+    try:
+        for log_dir, env, preexec_fn in specs:
+            port = _free_port()
+            log = (log_dir / "server.log").open("w")
+            cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port)]
+            cmd += ["--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+            started.append((f"http://127.0.0.1:{port}", proc, log))
+        deadline = time.time() + timeout
+        for url, proc, log in started:
+            while not _healthy(url):
+                if proc.poll() is not None or time.time() > deadline:
+                    log.flush()
+                    raise RuntimeError(f"streamlit did not start:\n{Path(log.name).read_text()[-3000:]}")
+                time.sleep(0.25)
+        yield [(url, proc) for url, proc, _ in started]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        for _, proc, log in started:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
 
 
 @pytest.fixture(scope="module")

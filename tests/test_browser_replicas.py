@@ -7,7 +7,7 @@ import re
 import signal
 
 import pytest
-from browser_util import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve, settle, wait_for_app
+from browser_util import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve_many, settle, wait_for_app
 from conftest import postgres_schema
 from test_browser_runs import open_train, progress
 
@@ -40,7 +40,8 @@ def test_a_run_survives_its_replica_and_is_continued_on_another(tmp_path):
         (tmp_path / "b").mkdir()
         # server A leads a process group of its own, with its forkserver and workers: killing the group is a machine
         # that dies, with nobody left to say the run ended
-        with serve(tmp_path / "a", env, preexec_fn=os.setsid) as (url_a, proc_a), serve(tmp_path / "b", env) as (url_b, _):
+        # both start at once, as two replicas of a deployment do (test_shared_store: migrations may race)
+        with serve_many([(tmp_path / "a", env, os.setsid), (tmp_path / "b", env, None)]) as [(url_a, proc_a), (url_b, _)]:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:
