@@ -52,6 +52,8 @@ def test_the_first_page_settles_with_its_graph_drawn_within_the_guard(tmp_path, 
         # Plotly chart: the other pages' chart script is only prefetched (dlviz_app/preload.py)
         assert page.locator('link[rel=modulepreload][href*="Selectbox."]').count() == 1
         assert page.locator('link[rel=prefetch][href*="PlotlyChart."]').count() == 1
+        # ... and compiled once the first page has settled (preload.LATER_SCRIPT), before a page draws its first chart
+        page.wait_for_selector('link[rel=modulepreload][href*="PlotlyChart."]', state="attached", timeout=15_000)
         assert not page.locator('[data-testid="stPlotlyChart"]').count()
         # uvicorn's server reads .streamlit/config.toml as Streamlit's own did: its upload limit is the uploader's
         limit = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]

@@ -1,6 +1,7 @@
 """The first page's scripts asked for at once: the links PreloadMiddleware adds to the pages' HTML, and nothing else."""
 
 import asyncio
+import json
 
 from dlviz_app.preload import CHUNKS, LATER, PreloadMiddleware, preload_links
 
@@ -52,7 +53,10 @@ def test_the_installed_streamlit_has_every_chunk_named():
     for rel, names in (("modulepreload", CHUNKS), ("prefetch", LATER)):
         for name in names:  # a release that renamed a chunk would silently lose its preload
             assert f'<link rel="{rel}" href="./static/js/{name}.' in links, name
-    assert links.count("modulepreload") == len(CHUNKS) and links.count("prefetch") == len(LATER)
+    assert links.count('rel="modulepreload"') == len(CHUNKS) and links.count('rel="prefetch"') == len(LATER)
+    # LATER's chunks are asked for again, to be compiled, by a script that runs once the first page has settled
+    later = [h.split('"')[0] for h in links.split('<link rel="prefetch" href="')[1:]]
+    assert links.endswith("</script>") and json.dumps(later) in links.split('<script type="module">')[1]
 
 
 def test_the_links_go_into_every_page_before_the_head_ends():
