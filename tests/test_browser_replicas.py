@@ -18,10 +18,10 @@ from dlviz.training.trainer import Trainer
 pytestmark = pytest.mark.browser
 
 HEARTBEAT_TIMEOUT = 8  # seconds; the default (15) only makes the test longer
-# long enough that a fast machine is still training when B has seen it move (here it trains 500 epochs in about 20 s in
-# the app, and B sees it move within a few seconds of A's second epoch); A pauses it before it dies, so that it dies
-# mid-run however fast the machine is
-EPOCHS = 500
+# long enough that a fast machine is still training when B has seen it move, however long B takes to load under load
+# (at 500 epochs, a CI run finished before B showed it); A pauses it before it dies, so that it dies mid-run however fast
+# the machine is
+EPOCHS = 1000
 
 
 def _epoch(text: str) -> int:
