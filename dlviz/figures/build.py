@@ -293,7 +293,7 @@ def architecture_svg(summary, model: dict) -> str:
     edge, named blocks framed, a legend of the layer groups above, and each node's details in its tooltip.
 
     `summary` is build.summarize's result and `model` the preset's model section it was computed from. Drawn on the
-    server as plain SVG, so the page shows it without loading a charting library: it is the first page's picture."""
+    server as plain SVG, so the first page shows it without drawing a chart in the browser."""
     g, groups = model_graph(summary, model)
     pos = {n: (d["x"], float(d["rank"])) for n, d in g.nodes(data=True)}  # y grows downwards, one unit a rank
     xs = [p[0] for p in pos.values()]
