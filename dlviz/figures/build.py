@@ -252,6 +252,12 @@ def _text_px(text: str, size: float) -> float:
     return 0.55 * size * len(text)
 
 
+def _node_style(key: str) -> tuple[str, int, str, str]:
+    """How a node of `key` (a layer group, or input, output, add, concat) is drawn: shape, size, fill, label place."""
+    shape, size, color_key, where = NODE_STYLES.get(key, ("circle", 14, key, "right"))
+    return shape, size, "white" if color_key is None else GROUP_COLORS.get(color_key, GROUP_COLORS["blocks"]), where
+
+
 def _polyline(xs: list, ys: list, to_px) -> str:
     pts = " ".join("{:.1f},{:.1f}".format(*to_px(x, y)) for x, y in zip(xs, ys))
     return f'<polyline points="{pts}" fill="none" stroke="{EDGE_COLOR}" stroke-width="1.5"/>'
@@ -310,29 +316,24 @@ def architecture_svg(summary, model: dict) -> str:
     left = min(min(xs) - 0.8, *(lx - (_text_px(text, 10) + 6) / COL_PX for lx, _, text in labels), *(x - _text_px(name, 11) / COL_PX for name, x in named))
     right = max(max(xs) + 1.8, *(pos[n][0] + 0.25 + _text_px(g.nodes[n]["label"], font) / COL_PX for n in g.nodes))
     width = max(360.0, (right - left) * COL_PX)
-    rows, x = 1, 0.0  # the legend's items flow left to right and wrap
+    placed, x, y = [], 6.0, 14.0  # the legend's items flow left to right and wrap: (x, baseline y) of each
     for _, name in legend:
         w = 26 + _text_px(name, 11)
-        if x and x + w > width:
-            rows, x = rows + 1, 0.0
+        if x > 6 and x + w > width:
+            x, y = 6.0, y + 20
+        placed.append((x, y))
         x += w
-    top = 20 * rows + 24
+    top = y + 30
     height = top + ROW_PX * ranks + 30
 
     def to_px(x: float, y: float) -> tuple[float, float]:
         return (x - left) * COL_PX, top + y * ROW_PX
 
     out = [f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>']
-    x, y = 6.0, 14.0
-    for key, name in legend:
-        w = 26 + _text_px(name, 11)
-        if x > 6 and x + w > width:
-            x, y = 6.0, y + 20
-        shape, _, color_key, _ = NODE_STYLES.get(key, ("circle", 14, key, "right"))
-        color = "white" if color_key is None else GROUP_COLORS.get(color_key, GROUP_COLORS["blocks"])
+    for (key, name), (x, y) in zip(legend, placed):
+        shape, _, color, _ = _node_style(key)
         out.append(_marker(shape, x + 6, y - 4, 10, color))
         out.append(f'<text x="{x + 16:.1f}" y="{y:.1f}" font-size="11" fill="{TEXT_COLOR}">{_esc(name)}</text>')
-        x += w
 
     for name, nodes in groups:
         if not nodes:
@@ -351,8 +352,7 @@ def architecture_svg(summary, model: dict) -> str:
         out.append(f'<text x="{px:.1f}" y="{py + 3.5:.1f}" text-anchor="end" font-size="10" fill="#777777">{_esc(text)}</text>')
 
     for key, nodes in by_group.items():
-        shape, size, color_key, where = NODE_STYLES.get(key, ("circle", 14, key, "right"))
-        color = "white" if color_key is None else GROUP_COLORS.get(color_key, GROUP_COLORS["blocks"])
+        shape, size, color, where = _node_style(key)
         for n in nodes:
             data = g.nodes[n]
             cx, cy = to_px(*pos[n])
