@@ -234,6 +234,12 @@ function control(b, kind) {
   emit(b, { kind });
   b.awaiting = window.__dlvizBoardN;
 }
+// the run pauses itself after "one step": its frames say so, and the button follows them unless a click awaits its answer
+function follow(b, f) {
+  if (b.awaiting || !b.state.controls || (f.status !== 'running' && f.status !== 'paused')) return;
+  b.playing = f.status === 'running';
+  showPlaying(b);
+}
 function sync(b) {
   if (!b.syncDue) return;
   b.syncDue = false;
@@ -616,7 +622,7 @@ function poll(b) {
     const url = b.url;
     fetch(new URL(url + '?v=' + encodeURIComponent(b.drawnVersion), document.baseURI), { cache: 'no-store' })
       .then((r) => { if (r.status === 204) return null; if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
-      .then((f) => { if (f && url === b.url && f.version !== b.drawnVersion && fits(b, f)) { draw(b, f); sync(b); } })
+      .then((f) => { if (f && url === b.url && f.version !== b.drawnVersion && fits(b, f)) { draw(b, f); follow(b, f); sync(b); } })
       .catch(() => { b.pollFailed = true; })
       .finally(() => { b.inflight = false; });
   };

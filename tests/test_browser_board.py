@@ -1,5 +1,5 @@
 """The board element in headless Chromium, on a page of its own: a 1-D board plots the model's curve and adds points where
-they are clicked, in data coordinates."""
+they are clicked, in data coordinates; its play button follows the run's frames."""
 
 import json
 import os
@@ -12,6 +12,7 @@ from browser_util import ROOT, _free_port, _healthy, page  # noqa: F401
 
 _ONE_D_APP = """
 import json
+import os
 
 import numpy as np
 import streamlit as st
@@ -31,6 +32,7 @@ state = {
     "frame": {"version": 1, "n": n, "out_n": 5, "hidden": [[m, m]], "weights": [[[1.0], [-1.0]], [[0.5, 0.5]]],
               "biases": [[0, 0], [0]], "curve": [-1.5, -0.75, 0.0, 0.75, 1.5], "epoch": 3},
 }
+state.update(json.loads(os.environ.get("BOARD_STATE", "{}")))  # a test's changes to the state
 event = board(state, key="board")
 if event is not None:
     st.session_state["events"].append(event)
@@ -38,13 +40,12 @@ st.code("EVENTS " + json.dumps(st.session_state["events"]))
 """
 
 
-@pytest.fixture
-def one_d_url(tmp_path):
-    """A streamlit server on a script that mounts the board with a 1-D state."""
+def _serve(tmp_path, changes: dict):
+    """A streamlit server on a script that mounts the board with a 1-D state, `changes` made to it."""
     script = tmp_path / "board1d.py"
     script.write_text(_ONE_D_APP)
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BOARD_STATE": json.dumps(changes)}
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true", "--server.port", str(port)]
     cmd += ["--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     with (tmp_path / "server.log").open("w") as log:
@@ -59,6 +60,20 @@ def one_d_url(tmp_path):
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def one_d_url(tmp_path):
+    yield from _serve(tmp_path, {})
+
+
+FRAMES = "/board-test-frames/run"  # answered by the test's own route, as the server's frame route answers
+
+
+@pytest.fixture
+def controlled_url(tmp_path):
+    """The board of a live run that plays, its frames fetched from FRAMES."""
+    yield from _serve(tmp_path, {"live": True, "frame_url": FRAMES, "controls": {"playing": True, "handled": None, "reset_help": ""}})
 
 
 def _events(pg) -> list:
@@ -92,3 +107,33 @@ def test_one_d_board_plots_the_curve_and_adds_points_in_data_coordinates(one_d_u
         return document.querySelector('[data-testid=board-curve]').getAttribute('points'); }"""
     )
     assert [float(p.split(",")[1]) for p in flat.split()] == [pw / 2] * 3
+
+
+@pytest.mark.browser
+def test_the_play_button_follows_the_run_paused_by_one_step(controlled_url, page):  # noqa: F811
+    """A run that pauses itself (after "one step") says so in its frames; the button shows Play without waiting for a rerun,
+    and Pause again when the run's frames say it trains."""
+    answer = {"frame": None}
+
+    def frames(route):
+        f = answer["frame"]
+        route.fulfill(status=204) if f is None else route.fulfill(status=200, content_type="application/json", body=json.dumps(f))
+
+    page.route("**" + FRAMES + "*", frames)
+    page.goto(controlled_url)
+    play = page.locator("[data-testid=board-play]")
+    play.wait_for()
+    page.wait_for_timeout(500)  # polled frames answer 204: nothing new
+    assert play.get_attribute("title") == "Pause"
+    frame = page.evaluate("() => document.querySelector('[data-testid=dlviz-board]').__board.frame")
+    answer["frame"] = {**frame, "version": 2, "step": 8, "status": "paused"}
+    page.wait_for_function("() => document.querySelector('[data-testid=board-play]').title === 'Play'", timeout=10_000)
+    answer["frame"] = {**frame, "version": 3, "step": 9, "status": "running"}
+    page.wait_for_function("() => document.querySelector('[data-testid=board-play]').title === 'Pause'", timeout=10_000)
+    # a click awaits the server's answer: a frame of the state before it does not turn the button back
+    play.click()
+    assert play.get_attribute("title") == "Play"
+    answer["frame"] = {**frame, "version": 4, "step": 10, "status": "running"}
+    page.wait_for_function("() => document.querySelector('[data-testid=dlviz-board]').__board.frame.version === 4", timeout=10_000)
+    page.wait_for_timeout(300)
+    assert play.get_attribute("title") == "Play"
