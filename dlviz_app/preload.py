@@ -7,11 +7,17 @@ The Build page, the first, draws no Plotly chart (its architecture graph is SVG)
 Plotly's chunk only when a page first draws a chart, or once the first page had settled, moved its cost (2-4 s on a
 loaded two-core machine) onto that page switch or whichever click came next, so it stays with the first page.
 
+A modulepreload fetches and compiles a module but does not run it. Running Plotly's chunk (its top level sets up every
+trace type) took about 1.0 s more, on the first page that drew a chart: the first switch to Inspect took 2.0-2.2 s, the
+second 0.5-0.8 s. A small module script (IDLE_IMPORT_JS) imports the chunk once the first page's script run has
+settled, after IDLE_IMPORT_DELAY_MS and when the browser is idle: the first chart page then finds it ready.
+
 `streamlit run app.py` adds PreloadMiddleware (st.App's `middleware`), which adds the links to the HTML of every page
 (Streamlit serves the same HTML at each page's address)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import streamlit
@@ -20,14 +26,32 @@ import streamlit
 CHUNKS = ("PlotlyChart", "Selectbox", "Button", "NumberInput", "TextInput", "Checkbox", "FileUploader", "DownloadButton", "Metric")
 
 
-def preload_links(static: Path | None = None) -> bytes:
-    """The `<link rel="modulepreload">` tags of the installed Streamlit's chunks named in CHUNKS (their file names carry a
-    hash that changes with each release, so they are looked up, not written down; a chunk that is gone is left out)."""
+IDLE_IMPORT_DELAY_MS = 1000  # after the first page has settled: a person reads it before the next click
+# Run once the first script run has settled (Streamlit's stApp says "notRunning", after "initial" before the first run).
+IDLE_IMPORT_JS = """<script type="module">
+const settled = () => { const app = document.querySelector('[data-testid=stApp]');
+  return !!app && app.dataset.testScriptState === 'notRunning' && !document.querySelector('[data-stale=true]'); };
+const idle = window.requestIdleCallback || ((f) => setTimeout(f, 0));
+const wait = setInterval(() => {
+  if (!settled()) return;
+  clearInterval(wait);
+  setTimeout(() => idle(() => import(%s).then(() => { document.documentElement.dataset.dlvizCharts = 'ready'; }, () => {}), { timeout: 5000 }), %d);
+}, 100);
+</script>"""
+
+
+def _chunk_files(static: Path | None, names) -> list[str]:
+    """The file names of the installed Streamlit's chunks `names` (they carry a hash that changes with each release, so
+    they are looked up, not written down; a chunk that is gone is left out)."""
     static = static or Path(streamlit.__file__).parent / "static" / "static" / "js"
-    tags = []
-    for name in CHUNKS:
-        for f in sorted(static.glob(f"{name}.*.js")):
-            tags.append(f'<link rel="modulepreload" href="./static/js/{f.name}" />')
+    return [f.name for name in names for f in sorted(static.glob(f"{name}.*.js"))]
+
+
+def preload_links(static: Path | None = None) -> bytes:
+    """The `<link rel="modulepreload">` tags of the chunks named in CHUNKS, and the script that runs Plotly's chunk once
+    the first page has settled."""
+    tags = [f'<link rel="modulepreload" href="./static/js/{name}" />' for name in _chunk_files(static, CHUNKS)]
+    tags += [IDLE_IMPORT_JS % (json.dumps(f"./static/js/{name}"), IDLE_IMPORT_DELAY_MS) for name in _chunk_files(static, ["PlotlyChart"])]
     return "".join(tags).encode()
 
 

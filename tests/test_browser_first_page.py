@@ -53,6 +53,8 @@ def test_the_first_page_settles_with_its_graph_drawn_within_the_guard(tmp_path, 
         assert page.locator('link[rel=modulepreload][href*="Selectbox."]').count() == 1
         assert page.locator('link[rel=modulepreload][href*="PlotlyChart."]').count() == 1
         assert not page.locator('[data-testid="stPlotlyChart"]').count()
+        # once the first page has settled, Plotly's chunk is run in the idle time, before the first page that draws a chart
+        page.wait_for_function("() => document.documentElement.dataset.dlvizCharts === 'ready'", timeout=20_000)
         # uvicorn's server reads .streamlit/config.toml as Streamlit's own did: its upload limit is the uploader's
         limit = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
         page.get_by_text(f"{limit}MB per file").wait_for(timeout=1_000)

@@ -1,6 +1,7 @@
 """The first page's scripts asked for at once: the links PreloadMiddleware adds to the pages' HTML, and nothing else."""
 
 import asyncio
+import re
 
 from dlviz_app.preload import CHUNKS, PreloadMiddleware, preload_links
 
@@ -52,6 +53,9 @@ def test_the_installed_streamlit_has_every_chunk_named():
     for name in CHUNKS:  # a release that renamed a chunk would silently lose its preload
         assert f'href="./static/js/{name}.' in links, name
     assert links.count("modulepreload") == len(CHUNKS)
+    # Plotly's chunk, by the same address, is also run once the first page has settled
+    (plotly,) = re.findall(r'href="(\./static/js/PlotlyChart\.[^"]+\.js)"', links)
+    assert links.count("<script") == 1 and f'import("{plotly}")' in links
 
 
 def test_the_links_go_into_every_page_before_the_head_ends():
