@@ -18,10 +18,19 @@ from dlviz.training.trainer import Trainer
 pytestmark = pytest.mark.browser
 
 HEARTBEAT_TIMEOUT = 8  # seconds; the default (15) only makes the test longer
-# long enough that a fast machine is still training when B has seen it move, however long B takes to load under load
-# (at 500 epochs, a CI run finished before B showed it); A pauses it before it dies, so that it dies mid-run however fast
-# the machine is
-EPOCHS = 1000
+# A's run is paused while B loads, and trains only until B has seen it move: its epochs need only outlast B's refresh
+# (once a second) and A's Pause, however fast the machine (about 170 of them on this one). At 1000 epochs, trained while B loaded, the test took 102-291 s
+# on a loaded CI, most of it training the continued run and the uninterrupted one it is compared with
+EPOCHS = 400
+
+
+def _until(pg, test: str, what: str, timeout_s: float = 30, arg=None) -> None:
+    """Wait until `test` (a JS function) holds on `pg`; else fail naming `what` and the progress the page shows."""
+    try:
+        pg.wait_for_function(test, arg=arg, timeout=timeout_s * 1000)
+    except Exception as err:
+        shown = pg.evaluate("() => [...document.querySelectorAll('[data-testid=stProgress]')].map(p => p.innerText).join(' | ')")
+        raise AssertionError(f"{what}: not within {timeout_s:g} s; the page's progress: {shown!r}") from err
 
 
 def _epoch(text: str) -> int:
@@ -50,23 +59,26 @@ def test_a_run_survives_its_replica_and_is_continued_on_another(tmp_path):
                     for pg in (a, b):
                         pg.set_default_timeout(30_000)
 
-                    # 1. a run started on A
+                    # 1. a run started on A, paused until B has loaded
                     open_train(a, url_a, EPOCHS)
                     a.get_by_role("button", name="Train", exact=True).click()
-                    a.wait_for_function("() => /running · epoch ([2-9]|\\d\\d)/.test(document.body.innerText)", timeout=90_000)
+                    _until(a, "() => /running · epoch [1-9]/.test(document.body.innerText)", "A trains", 90)
+                    a.get_by_role("button", name="Pause", exact=True).click()
+                    _until(a, "() => /paused · epoch/.test(document.body.innerText)", "A's run pauses")
 
-                    # 2. seen live on B, and in its Compare: the address carries the preset, as after a reload that a
-                    # proxy sent to another replica
+                    # 2. seen on B, and in its Compare: the address carries the preset, as after a reload that a proxy
+                    # sent to another replica; resumed on A, it trains live on B
                     b.goto(a.url.replace(url_a, url_b))
                     wait_for_app(b)
                     b.get_by_text("This run trains on another server").wait_for(timeout=30_000)
+                    settle(b)
                     first = _epoch(progress(b))
-                    b.wait_for_function(
-                        "(n) => { const p = document.querySelector('[data-testid=stProgress]');"
-                        " const m = p && /epoch (\\d+)/.exec(p.innerText); return m && +m[1] > n; }",
-                        arg=first,
-                        timeout=30_000,
-                    )
+                    assert first >= 0, progress(b)
+                    a.get_by_role("button", name="Resume", exact=True).click()
+                    moved = "(n) => { const p = document.querySelector('[data-testid=stProgress]'); const m = p && /epoch (\\d+)/.exec(p.innerText); return m && +m[1] > n; }"
+                    _until(b, moved, "B sees the resumed run move", arg=first)
+                    a.get_by_role("button", name="Pause", exact=True).click()  # A dies mid-run (step 3), however fast it trains
+                    _until(a, "() => /paused · epoch/.test(document.body.innerText)", "A's run pauses again")
                     store = RunStore(url)
                     run_id = str(store.runs().iloc[0]["id"])
                     assert b.get_by_role("heading", name="Compare runs").is_visible()
@@ -76,8 +88,6 @@ def test_a_run_survives_its_replica_and_is_continued_on_another(tmp_path):
                     b.screenshot(path=str(ARTIFACTS / "replicas-live-on-b.png"), full_page=True)
 
                     # 3. A dies mid-run
-                    a.get_by_role("button", name="Pause", exact=True).click()
-                    a.wait_for_function("() => /paused · epoch/.test(document.body.innerText)", timeout=30_000)
                     os.killpg(proc_a.pid, signal.SIGKILL)
                     a.close()
 
