@@ -10,7 +10,8 @@ loaded two-core machine) onto that page switch or whichever click came next, so 
 A modulepreload fetches and compiles a module but does not run it. Running Plotly's chunk (its top level sets up every
 trace type) took about 1.0 s more, on the first page that drew a chart: the first switch to Inspect took 2.0-2.2 s, the
 second 0.5-0.8 s. A small module script (IDLE_IMPORT_JS) imports the chunk once the first page's script run has
-settled, after IDLE_IMPORT_DELAY_MS and when the browser is idle: the first chart page then finds it ready.
+settled, after IDLE_IMPORT_DELAY_MS and when the browser is idle: the first chart page then finds it ready. It holds the
+page for 1.1-1.5 s (one long task), so the Playground, whose board animates from its first click, is left alone.
 
 `streamlit run app.py` adds PreloadMiddleware (st.App's `middleware`), which adds the links to the HTML of every page
 (Streamlit serves the same HTML at each page's address)."""
@@ -27,6 +28,7 @@ CHUNKS = ("PlotlyChart", "Selectbox", "Button", "NumberInput", "TextInput", "Che
 
 
 IDLE_IMPORT_DELAY_MS = 1000  # after the first page has settled: a person reads it before the next click
+ANIMATED = "[data-testid=dlviz-board]"  # the Playground's board, which plays from the first click
 # Run once the first script run has settled (Streamlit's stApp says "notRunning", after "initial" before the first run).
 IDLE_IMPORT_JS = """<script type="module">
 const settled = () => { const app = document.querySelector('[data-testid=stApp]');
@@ -35,7 +37,10 @@ const idle = window.requestIdleCallback || ((f) => setTimeout(f, 0));
 const wait = setInterval(() => {
   if (!settled()) return;
   clearInterval(wait);
-  setTimeout(() => idle(() => import(%s).then(() => { document.documentElement.dataset.dlvizCharts = 'ready'; }, () => {}), { timeout: 5000 }), %d);
+  setTimeout(() => idle(() => {
+    if (document.querySelector(%s)) return;  // a page that animates is not frozen for a second: its first chart page pays
+    import(%s).then(() => { document.documentElement.dataset.dlvizCharts = 'ready'; }, () => {});
+  }, { timeout: 5000 }), %d);
 }, 100);
 </script>"""
 
@@ -51,13 +56,17 @@ def preload_links(static: Path | None = None) -> bytes:
     """The `<link rel="modulepreload">` tags of the chunks named in CHUNKS, and the script that runs Plotly's chunk once
     the first page has settled."""
     tags = [f'<link rel="modulepreload" href="./static/js/{name}" />' for name in _chunk_files(static, CHUNKS)]
-    tags += [IDLE_IMPORT_JS % (json.dumps(f"./static/js/{name}"), IDLE_IMPORT_DELAY_MS) for name in _chunk_files(static, ["PlotlyChart"])]
+    tags += [IDLE_IMPORT_JS % (json.dumps(ANIMATED), json.dumps(f"./static/js/{name}"), IDLE_IMPORT_DELAY_MS) for name in _chunk_files(static, ["PlotlyChart"])]
     return "".join(tags).encode()
 
 
 class PreloadMiddleware:
     """ASGI middleware: in an HTML answer of a GET, put `links` before `</head>` (and fix its length); any other answer,
-    request or connection (websockets, static files, the frame route) passes through untouched."""
+    request or connection (websockets, static files, the frame route) passes through untouched.
+
+    A page's GET reaches Streamlit without its Accept-Encoding: Streamlit gzips the HTML of every page but the first
+    (/train, /inspect, ...), which this middleware would then pass on without the links. The page is 9 kB; a proxy in
+    front may still compress it."""
 
     def __init__(self, app, links: bytes | None = None):
         self.app = app
@@ -67,6 +76,7 @@ class PreloadMiddleware:
         if scope["type"] != "http" or scope.get("method") != "GET" or not self.links or scope.get("path", "").startswith(("/static/", "/_stcore/", "/media/")):
             await self.app(scope, receive, send)
             return
+        scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers") or [] if k.lower() != b"accept-encoding"]}
         start: dict | None = None
         body = []
 

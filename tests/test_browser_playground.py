@@ -281,3 +281,7 @@ def test_playground_script(app_url, app_data_dir, page):  # noqa: F811
     shot(pg, "08-reset")
     assert pg.locator('[data-testid="stException"]').count() == 0
     assert not errors, errors
+    # the page was served with the first page's links (Streamlit gzips every page's HTML but the root's)
+    assert pg.locator('link[rel=modulepreload][href*="PlotlyChart."]').count() == 1
+    # in all this page's time, the board was never held for the second in which Plotly's chunk runs (dlviz_app/preload.py)
+    assert pg.evaluate("() => document.documentElement.dataset.dlvizCharts") is None

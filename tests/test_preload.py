@@ -31,7 +31,7 @@ def answer(body: bytes, content_type: bytes, parts: int = 1):
     return app, seen
 
 
-def call(app, path: str, kind: str = "http", method: str = "GET") -> list[dict]:
+def call(app, path: str, kind: str = "http", method: str = "GET", headers=()) -> list[dict]:
     sent = []
 
     async def send(message):
@@ -40,7 +40,8 @@ def call(app, path: str, kind: str = "http", method: str = "GET") -> list[dict]:
     async def receive():
         return {"type": "http.request", "body": b""}
 
-    asyncio.run(PreloadMiddleware(app, LINK)(({"type": kind, "path": path, "method": method}), receive, send))
+    scope = {"type": kind, "path": path, "method": method, "headers": list(headers)}
+    asyncio.run(PreloadMiddleware(app, LINK)(scope, receive, send))
     return sent
 
 
@@ -56,6 +57,7 @@ def test_the_installed_streamlit_has_every_chunk_named():
     # Plotly's chunk, by the same address, is also run once the first page has settled
     (plotly,) = re.findall(r'href="(\./static/js/PlotlyChart\.[^"]+\.js)"', links)
     assert links.count("<script") == 1 and f'import("{plotly}")' in links
+    assert 'document.querySelector("[data-testid=dlviz-board]")' in links  # but not on the Playground, whose board plays
 
 
 def test_the_links_go_into_every_page_before_the_head_ends():
@@ -80,3 +82,12 @@ def test_everything_else_passes_untouched():
         if kind == "http":
             headers, body = whole(sent)
             assert body == PAGE and headers[b"etag"] == b'"1"', path
+
+
+def test_a_page_is_asked_for_uncompressed_and_a_static_file_as_the_browser_asked():
+    gzip = [(b"accept-encoding", b"gzip, deflate, br"), (b"cookie", b"a=1")]
+    for path, kept in (("/inspect", []), ("/", []), ("/static/js/a.js", gzip[:1])):
+        app, seen = answer(PAGE, b"text/html; charset=utf-8")
+        call(app, path, headers=gzip)
+        assert [h for h in seen[0]["headers"] if h[0] == b"accept-encoding"] == kept, path
+        assert (b"cookie", b"a=1") in seen[0]["headers"]
