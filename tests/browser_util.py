@@ -51,22 +51,24 @@ def app_data_dir(_shared_server):
 
 
 @contextlib.contextmanager
-def serve(log_dir: Path, env: dict, preexec_fn=None, timeout: float = START_TIMEOUT_S):
-    """(URL, process) of a fresh `streamlit run app.py` server with the environment `env`, stopped on leaving."""
-    with serve_many([(log_dir, env, preexec_fn)], timeout) as [(url, proc)]:
+def serve(log_dir: Path, env: dict, preexec_fn=None, timeout: float = START_TIMEOUT_S, script: str = "app.py"):
+    """(URL, process) of a fresh `streamlit run app.py` server (or of `script`) with the environment `env`, stopped on
+    leaving."""
+    with serve_many([(log_dir, env, preexec_fn)], timeout, script) as [(url, proc)]:
         yield url, proc
 
 
 @contextlib.contextmanager
-def serve_many(specs: list, timeout: float = START_TIMEOUT_S):
-    """[(URL, process)] of one fresh server per (log directory, environment, preexec_fn) in `specs`, all started before
-    any is waited for, so that they warm up side by side; stopped on leaving. The log is server.log in its directory."""
+def serve_many(specs: list, timeout: float = START_TIMEOUT_S, script: str = "app.py"):
+    """[(URL, process)] of one fresh server of `script` per (log directory, environment, preexec_fn) in `specs`, all
+    started before any is waited for, so that they warm up side by side; stopped on leaving. The log is server.log in
+    its directory."""
     started = []
     try:
         for log_dir, env, preexec_fn in specs:
             port = _free_port()
             log = (log_dir / "server.log").open("w")
-            cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port)]
+            cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true", "--server.port", str(port)]
             cmd += ["--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
             started.append((f"http://127.0.0.1:{port}", proc, log))

@@ -3,12 +3,9 @@ they are clicked, in data coordinates; its play button follows the run's frames.
 
 import json
 import os
-import subprocess
-import sys
-import time
 
 import pytest
-from browser_util import ROOT, _free_port, _healthy, page  # noqa: F401
+from browser_util import ROOT, page, serve  # noqa: F401
 
 _ONE_D_APP = """
 import json
@@ -44,22 +41,9 @@ def _serve(tmp_path, changes: dict):
     """A streamlit server on a script that mounts the board with a 1-D state, `changes` made to it."""
     script = tmp_path / "board1d.py"
     script.write_text(_ONE_D_APP)
-    port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BOARD_STATE": json.dumps(changes)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true", "--server.port", str(port)]
-    cmd += ["--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    with (tmp_path / "server.log").open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.time() + 60
-            while not _healthy(url):
-                assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()[-2000:]
-                time.sleep(0.25)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with serve(tmp_path, env, timeout=60, script=str(script)) as (url, _):
+        yield url
 
 
 @pytest.fixture
