@@ -23,8 +23,9 @@ from pathlib import Path
 
 import streamlit
 
+CHARTS = "PlotlyChart"  # the chunk of Plotly's charts, which IDLE_IMPORT_JS also runs
 # The chunks of what the pages draw first: charts, and the widgets of the Build page's editor and sidebar.
-CHUNKS = ("PlotlyChart", "Selectbox", "Button", "NumberInput", "TextInput", "Checkbox", "FileUploader", "DownloadButton", "Metric")
+CHUNKS = (CHARTS, "Selectbox", "Button", "NumberInput", "TextInput", "Checkbox", "FileUploader", "DownloadButton", "Metric")
 
 
 IDLE_IMPORT_DELAY_MS = 1000  # after the first page has settled: a person reads it before the next click
@@ -55,8 +56,11 @@ def _chunk_files(static: Path | None, names) -> list[str]:
 def preload_links(static: Path | None = None) -> bytes:
     """The `<link rel="modulepreload">` tags of the chunks named in CHUNKS, and the script that runs Plotly's chunk once
     the first page has settled."""
-    tags = [f'<link rel="modulepreload" href="./static/js/{name}" />' for name in _chunk_files(static, CHUNKS)]
-    tags += [IDLE_IMPORT_JS % (json.dumps(ANIMATED), json.dumps(f"./static/js/{name}"), IDLE_IMPORT_DELAY_MS) for name in _chunk_files(static, ["PlotlyChart"])]
+    files = _chunk_files(static, CHUNKS)
+    tags = [f'<link rel="modulepreload" href="./static/js/{name}" />' for name in files]
+    tags += [
+        IDLE_IMPORT_JS % (json.dumps(ANIMATED), json.dumps(f"./static/js/{name}"), IDLE_IMPORT_DELAY_MS) for name in files if name.startswith(CHARTS + ".")
+    ]
     return "".join(tags).encode()
 
 
