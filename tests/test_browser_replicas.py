@@ -19,8 +19,8 @@ pytestmark = pytest.mark.browser
 
 HEARTBEAT_TIMEOUT = 8  # seconds; the default (15) only makes the test longer
 # A's run is paused while B loads, and trains only until B has seen it move: its epochs need only outlast B's refresh
-# (once a second) and A's Pause, however fast the machine (about 170 of them on this one). At 1000 epochs, trained while B loaded, the test took 102-291 s
-# on a loaded CI, most of it training the continued run and the uninterrupted one it is compared with
+# (once a second) and A's Pause, however fast the machine (about 170 of them on this one). At 1000 epochs, trained
+# while B loaded, the test took 102-291 s on a loaded CI, most of it training the continued run and its uninterrupted twin
 EPOCHS = 400
 
 
