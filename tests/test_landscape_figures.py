@@ -88,3 +88,53 @@ def test_landscape_legends_sit_at_the_foot_of_the_figure():
     ):
         legend = fig.layout.legend
         assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom"), fig.layout.title.text
+
+
+def _decoded(image: dict) -> tuple[np.ndarray, list]:
+    """The band of every pixel (rows from the top) and the RGB palette of a layout image given as a PNG data URI."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    head, data = image["source"].split(",", 1)
+    assert head == "data:image/png;base64"
+    png = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert png.mode == "P"
+    palette = png.getpalette()
+    return np.asarray(png), [tuple(palette[3 * i : 3 * i + 3]) for i in range(lf.LAB_LEVELS)]
+
+
+def test_the_lab_contours_are_an_image_of_equal_bands_of_log_height_over_the_functions_range():
+    """Rosenbrock's contours, checked against its formula written out here: each pixel's band is the tenth of the log
+    height above the minimum (of 30 equal bands between the grid's lowest and highest) that its grid point falls in."""
+    fn = landscape.make_function("Rosenbrock")
+    paths = landscape.run_optimizers(fn, fn.start, [("Adam", {"lr": 0.1})], 20)
+    fig = lf.lab_contour(fn, paths)
+    assert not [t for t in fig.data if t.type == "contour"]  # drawn as an image, not contoured by plotly.js
+    grid = fig.data[lf.CLICK_TRACE]
+    assert grid.name == "start here" and len(grid.x) == lf.CLICK_GRID**2
+    assert fig.layout.hoverdistance == lf.CLICK_REACH
+    (image,) = fig.layout.images
+    n = lf.LAB_PIXELS
+    step_x, step_y = 4 / (n - 1), 4 / (n - 1)  # x in [-2, 2], y in [-1, 3]
+    assert (image.xref, image.yref, image.sizing, image.layer) == ("x", "y", "stretch", "below")
+    assert image.x == pytest.approx(-2 - step_x / 2) and image.sizex == pytest.approx(4 + step_x)
+    assert image.y == pytest.approx(3 + step_y / 2) and image.sizey == pytest.approx(4 + step_y)  # the top edge
+    bands, palette = _decoded(image.to_plotly_json())
+    assert bands.shape == (n, n)
+
+    xs, ys = np.linspace(-2, 2, n), np.linspace(-1, 3, n)
+    xx, yy = np.meshgrid(xs, ys)
+    log_height = np.log10((1 - xx) ** 2 + 100 * (yy - xx**2) ** 2 + 1e-3)
+    lo, hi = log_height.min(), log_height.max()
+    expected = np.clip(np.floor((log_height - lo) / (hi - lo) * lf.LAB_LEVELS), 0, lf.LAB_LEVELS - 1)[::-1]  # top row: y = 3
+    assert (bands == expected).mean() > 0.999  # a pixel exactly on a band's edge may round either way
+    rows, cols = np.nonzero(bands == 0)  # the lowest band lies along the valley floor y = x² (which an upside-down image misses)
+    assert len(rows) and np.abs(ys[n - 1 - rows] - xs[cols] ** 2).max() < 0.05
+    assert bands[-1, 0] == bands[-1, -1] == lf.LAB_LEVELS - 1  # the bottom corners (y = -1), the highest walls
+    assert bands[0, 0] < lf.LAB_LEVELS - 1
+    # the valley dark and the walls light: one shade of grey per band, each lighter than the one below
+    greys = [r for r, g, b in palette]
+    assert all(r == g == b for r, g, b in palette) and greys == sorted(greys) and len(set(greys)) == lf.LAB_LEVELS
+    assert greys[0] < 20 and greys[-1] > 235
