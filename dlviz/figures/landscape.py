@@ -9,12 +9,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.colors as pcolors
 import plotly.graph_objects as go
 from PIL import Image
+from plotly.colors import sample_colorscale
 
 from dlviz.analysis.optimizer_lab import Function2D, RateCheck, Trajectory
 from dlviz.analysis.surface import Surface
+from dlviz.figures.style import colorscale
 
 # Streamlit's named text colours, so that a path and its optimizer's label on the page share a colour
 PATH_COLORS = {"red": "#ff4b4b", "blue": "#1c83e1", "green": "#21c354", "orange": "#ffa421", "violet": "#803df5", "gray": "#808495"}
@@ -74,7 +75,7 @@ def contour_image(fn: Function2D, levels: int = LAB_LEVELS, pixels: int = LAB_PI
     lo, hi = (float(h[finite].min()), float(h[finite].max())) if finite.any() else (0.0, 1.0)
     band = np.floor((h - lo) / ((hi - lo) or 1.0) * levels)
     band = np.where(finite, np.clip(band, 0, levels - 1), levels - 1).astype(np.uint8)
-    shades = pcolors.sample_colorscale(pcolors.get_colorscale(LAB_SCALE), (np.arange(levels) + 0.5) / levels, colortype="tuple")
+    shades = sample_colorscale(colorscale(LAB_SCALE), (np.arange(levels) + 0.5) / levels, colortype="tuple")
     image = Image.fromarray(band[::-1], "P")  # the image's first row is the top of the plot: the largest y
     image.putpalette([round(255 * c) for shade in shades for c in shade])
     png = io.BytesIO()
