@@ -227,12 +227,12 @@ def resolve_unit(maps: dict) -> tuple[str, int, int, int]:
 def show_input(inp: features.ModelInput) -> None:
     if inp.pixels is not None:
         st.plotly_chart(
-            figs.input_figure(inp.pixels, "Input" + (f" (label {plot_text(inp.label)})" if inp.label else ""), height=260),
+            figs.input_figure.unchecked(inp.pixels, "Input" + (f" (label {plot_text(inp.label)})" if inp.label else ""), height=260),
             config=style.CONFIG,
             key="inspect_input_fig",
         )
     elif inp.x.dim() == 2:
-        st.plotly_chart(figs.vector_figure(inp.x[0].float().numpy(), "Input features"), config=style.CONFIG)
+        st.plotly_chart(figs.vector_figure.unchecked(inp.x[0].float().numpy(), "Input features"), config=style.CONFIG)
     elif inp.x.dim() == 3 and inp.x.is_floating_point():
         st.plotly_chart(figs.rows_figure(inp.x[0].numpy(), "Input"), config=style.CONFIG)
     st.caption(md(" · ".join(p for p in (inp.source, inp.note) if p)))
@@ -269,13 +269,13 @@ def feature_maps_tab(look: Look) -> None:
         if o.kind == "maps":
             ranges = [features.color_range(outputs, i, c, mode) for c in range(min(o.values.shape[0], figs.MAX_TILES))]
             chosen = (channel, row, col) if o.path == path else None
-            fig, tiling = figs.layer_grid_figure(o.values, ranges, _title(o), selected=chosen)
+            fig, tiling = figs.layer_grid_figure.unchecked(o.values, ranges, _title(o), selected=chosen), figs.tiling(*o.values.shape)
             key = f"inspect_grid|{o.path}"
             st.plotly_chart(fig, config=style.CONFIG, key=key, on_select=lambda k=key, p=o.path, t=tiling: pick_from_grid(k, p, t), selection_mode="points")
             if o.values.shape[0] > figs.MAX_TILES:
                 st.caption(f"The first {figs.MAX_TILES} of {o.values.shape[0]} channels; pick any channel below.")
         elif o.kind == "vector":
-            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=style.CONFIG, key=f"inspect_vec|{o.path}")
+            st.plotly_chart(figs.vector_figure.unchecked(o.values, _title(o)), config=style.CONFIG, key=f"inspect_vec|{o.path}")
         elif o.kind == "rows":
             st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=style.CONFIG, key=f"inspect_rows|{o.path}")
     st.divider()
@@ -298,7 +298,7 @@ def closer(look: Look, maps: dict, mode: str) -> None:
     with left:
         key = f"inspect_map|{path}|{channel}"
         st.plotly_chart(
-            figs.map_figure(values, zrange, f"{_title(maps[path])}, channel {channel}", unit=(row, col)),
+            figs.map_figure.unchecked(values, zrange, f"{_title(maps[path])}, channel {channel}", unit=(row, col)),
             config=style.CONFIG,
             key=key,
             on_select=lambda: pick_from_map(key, path, channel),
@@ -329,7 +329,7 @@ def rf_overlay(look: Look, path: str, channel: int, row: int, col: int) -> None:
         st.info("The input is not an image, so there is no receptive field to draw on it.")
         return
     st.plotly_chart(
-        figs.input_figure(pixels, f"Unit ({row}, {col}) of channel {channel}: its field on the input", box=box, erf=erf, height=420),
+        figs.input_figure.unchecked(pixels, f"Unit ({row}, {col}) of channel {channel}: its field on the input", box=box, erf=erf, height=420),
         config=style.CONFIG,
         key="inspect_rf_fig",
     )
@@ -359,7 +359,7 @@ def rf_overlay(look: Look, path: str, channel: int, row: int, col: int) -> None:
 def dense_view(outputs) -> None:
     for o in outputs:
         if o.kind == "vector":
-            st.plotly_chart(figs.vector_figure(o.values, _title(o)), config=style.CONFIG, key=f"inspect_dense|{o.path}")
+            st.plotly_chart(figs.vector_figure.unchecked(o.values, _title(o)), config=style.CONFIG, key=f"inspect_dense|{o.path}")
         elif o.kind == "rows":
             st.plotly_chart(figs.rows_figure(o.values, _title(o)), config=style.CONFIG, key=f"inspect_dense|{o.path}")
 

@@ -64,11 +64,11 @@ def equivariance_tab(net: Network, summary: Summary, inp: features.ModelInput, k
     moved = f"({ty:g}, {tx:g})" if r.exact_shift else f"({ty:g}, {tx:g}), rounded to ({round(ty)}, {round(tx)})"
     a, b = st.columns(2)
     if pixels is not None:
-        a.plotly_chart(figs.input_figure(pixels, f"Input shifted by ({dy}, {dx})", height=220), config=style.CONFIG, key="inspect_shifted_input")
+        a.plotly_chart(figs.input_figure.unchecked(pixels, f"Input shifted by ({dy}, {dx})", height=220), config=style.CONFIG, key="inspect_shifted_input")
     b.metric("Correlation", f"{r.correlation:.4f}", help="Pearson's r between the two sets of maps: 1 when they are the same up to scale")
     b.caption(f"Stride {r.stride[0]}×{r.stride[1]}: the input's shift moves this layer's maps by {moved} positions.")
     m = float(max(np.abs(r.shifted).max(), np.abs(r.expected).max())) or 1.0
     ranges = [(-m, m)] * r.shifted.shape[0]  # one colour scale for both sides
     a, b = st.columns(2)
-    a.plotly_chart(figs.layer_grid_figure(r.shifted, ranges, "Maps of the shifted input")[0], config=style.CONFIG, key="inspect_shift_maps")
-    b.plotly_chart(figs.layer_grid_figure(r.expected, ranges, f"Maps of the input, moved by {moved}")[0], config=style.CONFIG, key="inspect_moved_maps")
+    a.plotly_chart(figs.layer_grid_figure.unchecked(r.shifted, ranges, "Maps of the shifted input"), config=style.CONFIG, key="inspect_shift_maps")
+    b.plotly_chart(figs.layer_grid_figure.unchecked(r.expected, ranges, f"Maps of the input, moved by {moved}"), config=style.CONFIG, key="inspect_moved_maps")

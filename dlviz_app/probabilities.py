@@ -41,7 +41,7 @@ def prediction(exp: Experiment, net: Network, inp: features.ModelInput, key: tup
             names = None
     if not names or len(names) != len(probs):
         names = [str(i) for i in range(len(probs))]
-    st.plotly_chart(figs.probabilities_figure(probs, names), config=style.CONFIG, key="inspect_probabilities")
+    st.plotly_chart(figs.probabilities_figure.unchecked(probs, names), config=style.CONFIG, key="inspect_probabilities")
     logits = ", ".join(f"{v:.3g}" for v in out.reshape(-1).tolist()[:12])
     st.caption(f"The model outputs logits ({logits}{', …' if out.numel() > 12 else ''}); softmax turns them into these probabilities, which add up to 1.")
 

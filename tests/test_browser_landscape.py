@@ -5,6 +5,7 @@ import pytest
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, session_id, settle  # noqa: F401  (pytest fixtures)
 
 from dlviz.figures import landscape as landscape_figures
+from dlviz.figures.style import CLICK_DRAWN
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
 from dlviz.training.store import RunStore, StoreCallback
@@ -69,11 +70,13 @@ def test_three_optimizers_then_the_trained_networks_surface(app_url, app_data_di
     lab = paths(pg, "Rosenbrock")
     assert sorted(p["name"] for p in lab) == ["Adam (lr=0.1)", "SGD (lr=0.001)", "SGD (lr=0.001, momentum=0.9)"]
     assert all(p["n"] == 501 and [p["x0"], p["y0"]] == [-1.2, 1.0] for p in lab), lab
-    # every step is on the line, but Plotly dots at most PATH_DOTS of them; the click grid is all there
+    # every step is on the line, but Plotly dots at most PATH_DOTS of them; the click grid's points are all in the
+    # chart's data, and one of them is drawn (the click below still reaches the rest)
     dots = pg.evaluate(DOTS_JS, "Rosenbrock")
     paths_dots = [n for name, n in dots if name not in ("start here", "start", "global minimum")]
     assert len(paths_dots) == 3 and all(0 < n <= landscape_figures.PATH_DOTS + 1 for n in paths_dots), dots
-    assert dict(dots)["start here"] == landscape_figures.CLICK_GRID**2
+    assert dict(dots)["start here"] == CLICK_DRAWN
+    assert next(t["n"] for t in pg.evaluate(TRACES_JS, "Rosenbrock") if t["name"] == "start here") == landscape_figures.CLICK_GRID**2
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "landscape-lab.png"), full_page=True)
 

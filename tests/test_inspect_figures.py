@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io
+import plotly.tools
+import pytest
 
 from dlviz.analysis import activation_lab as actlab
 from dlviz.analysis import features
@@ -13,11 +18,12 @@ from dlviz.figures import inspect as figs
 
 def test_a_grid_click_maps_back_to_its_channel_and_unit():
     values = np.random.default_rng(0).standard_normal((11, 5, 7)).astype(np.float32)
-    fig, t = figs.layer_grid_figure(values, [(-2.0, 2.0)] * 11, "grid", selected=(4, 1, 2))
+    fig, t = figs.layer_grid_figure(values, [(-2.0, 2.0)] * 11, "grid", selected=(4, 1, 2)), figs.tiling(*values.shape)
     assert (t.cols, t.rows) == (8, 2)
     heat, targets = fig.data
     assert heat.z.shape == (2 * 5 + 1, 8 * 7 + 7)
     assert len(targets.x) == 11 * 5 * 7  # one click target per unit, none in the gaps
+    assert targets.marker.maxdisplayed == 1  # and one of them drawn: clicks and hover reach the rest through the data
     for ch, i, j in [(0, 0, 0), (4, 1, 2), (10, 4, 6), (7, 3, 5)]:
         r0, c0 = t.origin(ch)
         assert t.unit(c0 + j, r0 + i) == (ch, i, j)
@@ -29,9 +35,33 @@ def test_a_grid_click_maps_back_to_its_channel_and_unit():
     assert len(fig.layout.shapes) == 2  # the chosen map and the chosen unit
 
 
+def _sent(fig: go.Figure) -> dict:
+    """The figure as st.plotly_chart writes it for the browser."""
+    return json.loads(plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True), validate=False))
+
+
+@pytest.mark.parametrize(
+    "build, args",
+    [
+        (figs.layer_grid_figure, (np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5), [(-1.0, 1.0), (-2.0, 2.0), (-3.0, 3.0)], "grid", 84, (1, 2, 3))),
+        (figs.layer_grid_figure, (np.ones((2, 3, 3), dtype=np.float32), [(-1.0, 1.0)] * 2)),
+        (figs.map_figure, (np.eye(4, dtype=np.float32), (-1.0, 1.0), "map", (1, 2))),
+        (figs.map_figure, (np.eye(4, dtype=np.float32), (-1.0, 1.0))),
+        (figs.input_figure, (np.linspace(0, 1, 30).reshape(5, 6), "input", Box(start=(-1, 0), end=(2, 2), lo=(0, 0), hi=(2, 2)), np.ones((5, 6)))),
+        (figs.input_figure, (np.linspace(0, 1, 48).reshape(4, 4, 3), "rgb")),
+        (figs.vector_figure, (np.array([0.5, -1.0, 2.0]), "vector")),
+        (figs.probabilities_figure, (np.array([0.1, 0.7, 0.2]), ["cat", "dog", "fox"])),
+    ],
+)
+def test_the_unchecked_figure_the_page_sends_is_the_validated_one(build, args):
+    """The pages send `.unchecked` figures, which skip plotly's validation: the browser must get the same figure as
+    from the validated builder the other tests look at (no property that only validation would resolve or reject)."""
+    assert _sent(build.unchecked(*args)) == _sent(build(*args))
+
+
 def test_per_map_ranges_are_drawn_as_shares():
     values = np.stack([np.full((2, 2), 1.0), np.full((2, 2), 10.0)]).astype(np.float32)
-    fig, t = figs.layer_grid_figure(values, [(-1.0, 1.0), (-10.0, 10.0)])
+    fig = figs.layer_grid_figure(values, [(-1.0, 1.0), (-10.0, 10.0)])
     np.testing.assert_array_equal(fig.data[0].z[:2, :2], 1.0)
     np.testing.assert_array_equal(fig.data[0].z[:2, 3:5], 1.0)
     assert fig.data[0].showscale is False

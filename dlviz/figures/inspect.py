@@ -11,7 +11,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dlviz.figures.style import MAP_SCALE, MARGIN, SEQUENTIAL_SCALE
+from dlviz.figures.style import CLICK_DRAWN, MAP_SCALE, MARGIN, SEQUENTIAL_SCALE, builder, colorscale, template
 from dlviz.figures.style import title as style_title
 
 GAP = 1  # blank pixels between the tiles of a grid
@@ -21,85 +21,109 @@ EFFECTIVE_COLOR = "#E45756"
 FLAT_COLORS = {True: "rgba(228,87,86,0.14)", False: "rgba(245,133,24,0.12)"}  # f′ = 0 / |f′| small
 
 
-def _square_axes(fig: go.Figure, height: int, shape: Optional[tuple[int, int]] = None) -> go.Figure:
+def _square_layout(height: int, shape: Optional[tuple[int, int]] = None) -> dict:
     """Square pixels, row 0 at the top; with `shape`, the axes end at the edges of an image of that many rows and columns."""
+    x = {"visible": False, "constrain": "domain"}
+    y = {"visible": False, "scaleanchor": "x", "constrain": "domain"}
     if shape is None:
-        fig.update_xaxes(visible=False, constrain="domain")
-        fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
+        y["autorange"] = "reversed"
     else:
-        fig.update_xaxes(visible=False, constrain="domain", range=[-0.5, shape[1] - 0.5])
-        fig.update_yaxes(visible=False, range=[shape[0] - 0.5, -0.5], scaleanchor="x", constrain="domain")
-    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="white", dragmode=False)
+        x["range"], y["range"] = [-0.5, shape[1] - 0.5], [shape[0] - 0.5, -0.5]
+    return {"height": height, "margin": MARGIN, "plot_bgcolor": "white", "dragmode": False, "xaxis": x, "yaxis": y}
+
+
+def _square_axes(fig: go.Figure, height: int, shape: Optional[tuple[int, int]] = None) -> go.Figure:
+    fig.update_layout(**_square_layout(height, shape))
     return fig
 
 
-def _click_targets(rows: np.ndarray, cols: np.ndarray, customdata: np.ndarray, hovertemplate: str) -> go.Scatter:
+def _shapes(shapes: list[dict]) -> dict:
+    return {"shapes": shapes} if shapes else {}  # as plotly writes a figure without shapes
+
+
+def _rect(x0: float, x1: float, y0: float, y1: float, **line) -> dict:
+    return {"type": "rect", "xref": "x", "yref": "y", "x0": x0, "x1": x1, "y0": y0, "y1": y1, "line": line}
+
+
+def _click_targets(rows: np.ndarray, cols: np.ndarray, customdata: np.ndarray, hovertemplate: str) -> dict:
     """Invisible markers on the cells of a heatmap. Plotly selects scatter points on click but not heatmap cells, so
     these carry the clicks (and the hover text) for a heatmap drawn under them."""
-    kind = go.Scatter if len(rows) <= 5000 else go.Scattergl
-    hidden = dict(marker=dict(opacity=0))
-    return kind(
-        x=cols,
-        y=rows,
-        mode="markers",
-        customdata=customdata,
-        hovertemplate=hovertemplate,
-        showlegend=False,
-        marker=dict(size=6, opacity=0, color="black"),
-        selected=hidden,
-        unselected=hidden,
-        name="",
-    )
+    hidden = {"marker": {"opacity": 0}}
+    return {
+        "type": "scatter",
+        "x": cols,
+        "y": rows,
+        "mode": "markers",
+        "customdata": customdata,
+        "hovertemplate": hovertemplate,
+        "showlegend": False,
+        "marker": {"size": 6, "opacity": 0, "color": "black", "maxdisplayed": CLICK_DRAWN},
+        "selected": hidden,
+        "unselected": hidden,
+        "name": "",
+    }
 
 
 # ---------------------------------------------------------------- the input and its receptive fields
 
 
-def input_figure(pixels: np.ndarray, title: str = "Input", box=None, erf: Optional[np.ndarray] = None, height: int = 420) -> go.Figure:
+@builder
+def input_figure(pixels: np.ndarray, title: str = "Input", box=None, erf: Optional[np.ndarray] = None, height: int = 420) -> dict:
     """The input image (H×W grey or H×W×3 in [0, 1]); optionally a unit's effective receptive field as a red overlay
     (a map of |gradient|, transparent where it is 0) and its theoretical field as a box: solid where it lies on the
     image, dashed where the theory reaches into the padding."""
     h, w = pixels.shape[:2]
-    fig = go.Figure()
     if pixels.ndim == 3:
-        fig.add_trace(go.Image(z=np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8), hoverinfo="x+y", name="input"))
+        data = [{"type": "image", "z": np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8), "hoverinfo": "x+y", "name": "input"}]
     else:
-        fig.add_trace(
-            go.Heatmap(
-                z=pixels,
-                colorscale="gray",
-                zmin=0,
-                zmax=1,
-                showscale=False,
-                name="input",
-                hovertemplate="row %{y}, column %{x}<br>pixel %{z:.3f}<extra></extra>",
-            )
-        )
+        data = [
+            {
+                "type": "heatmap",
+                "z": pixels,
+                "colorscale": colorscale("gray"),
+                "zmin": 0,
+                "zmax": 1,
+                "showscale": False,
+                "name": "input",
+                "hovertemplate": "row %{y}, column %{x}<br>pixel %{z:.3f}<extra></extra>",
+            }
+        ]
     if erf is not None and erf.max() > 0:
-        fig.add_trace(
-            go.Heatmap(
-                z=erf / erf.max(),
-                zmin=0,
-                zmax=1,
-                name="effective field",
-                colorscale=[[0, "rgba(228,26,28,0)"], [0.05, "rgba(228,26,28,0.15)"], [1, "rgba(228,26,28,0.9)"]],
-                colorbar=dict(title=dict(text="|∂y/∂x|<br>(of max)", side="right"), len=0.6, thickness=12),
-                hovertemplate="row %{y}, column %{x}<br>gradient %{z:.3f} of the largest<extra></extra>",
-            )
+        data.append(
+            {
+                "type": "heatmap",
+                "z": erf / erf.max(),
+                "zmin": 0,
+                "zmax": 1,
+                "name": "effective field",
+                "colorscale": [[0, "rgba(228,26,28,0)"], [0.05, "rgba(228,26,28,0.15)"], [1, "rgba(228,26,28,0.9)"]],
+                "colorbar": {"title": {"text": "|∂y/∂x|<br>(of max)", "side": "right"}, "len": 0.6, "thickness": 12},
+                "hovertemplate": "row %{y}, column %{x}<br>gradient %{z:.3f} of the largest<extra></extra>",
+            }
         )
     x_range, y_range = [-0.5, w - 0.5], [h - 0.5, -0.5]
+    shapes = []
     if box is not None:
         (r0, c0), (r1, c1) = box.lo, box.hi
-        fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 + 0.5, y0=r0 - 0.5, y1=r1 + 0.5, line=dict(color=THEORY_COLOR, width=3), name="theoretical field")
+        shapes.append({**_rect(c0 - 0.5, c1 + 0.5, r0 - 0.5, r1 + 0.5, color=THEORY_COLOR, width=3), "name": "theoretical field"})
         if box.clipped:
             (r0, c0), (r1, c1) = box.start, box.end
-            fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 + 0.5, y0=r0 - 0.5, y1=r1 + 0.5, line=dict(color=THEORY_COLOR, width=2, dash="dash"))
+            shapes.append(_rect(c0 - 0.5, c1 + 0.5, r0 - 0.5, r1 + 0.5, color=THEORY_COLOR, width=2, dash="dash"))
             x_range = [min(x_range[0], c0 - 1), max(x_range[1], c1 + 1)]
             y_range = [max(y_range[0], r1 + 1), min(y_range[1], r0 - 1)]
-    fig.update_layout(title=style_title(title, 14), height=height, margin=MARGIN, plot_bgcolor="#f4f4f4", dragmode=False, showlegend=False)
-    fig.update_xaxes(visible=False, range=x_range, constrain="domain")
-    fig.update_yaxes(visible=False, range=y_range, scaleanchor="x", constrain="domain", autorange=False)
-    return fig
+    layout = {
+        "template": template(),
+        "title": style_title(title, 14),
+        "height": height,
+        "margin": MARGIN,
+        "plot_bgcolor": "#f4f4f4",
+        "dragmode": False,
+        "showlegend": False,
+        **_shapes(shapes),
+        "xaxis": {"visible": False, "range": x_range, "constrain": "domain"},
+        "yaxis": {"visible": False, "range": y_range, "scaleanchor": "x", "constrain": "domain", "autorange": False},
+    }
+    return {"data": data, "layout": layout}
 
 
 # ---------------------------------------------------------------- feature maps
@@ -140,78 +164,93 @@ def tiling(channels: int, height: int, width: int, max_cols: int = 8) -> Tiling:
     return Tiling(channels, height, width, cols)
 
 
+@builder
 def layer_grid_figure(
     values: np.ndarray, ranges: Sequence[tuple[float, float]], title: str = "", tile_px: int = 84, selected: Optional[tuple[int, int, int]] = None
-) -> tuple[go.Figure, Tiling]:
+) -> dict:
     """Every channel of one [channels, height, width] output as a tile of a single heatmap, each coloured over its
     own range from `ranges` (symmetric ±m; tiles that share m share a colourbar, else values are shown as a share
-    of each map's m). Returns the figure and the tiling that maps a clicked point back to (channel, row, column)."""
+    of each map's m). `tiling(*values.shape)` maps a clicked point back to (channel, row, column)."""
     t = tiling(*values.shape)
     big = np.full((t.rows * (t.height + GAP) - GAP, t.cols * (t.width + GAP) - GAP), np.nan, dtype=np.float32)
     raw = np.full_like(big, np.nan)
     shared = len({m for _, m in ranges[: t.channels]}) == 1
+    ch_index = np.full(big.shape, -1, dtype=np.int32)
     for c in range(t.channels):
         r0, c0 = t.origin(c)
         m = ranges[c][1]
         raw[r0 : r0 + t.height, c0 : c0 + t.width] = values[c]
         big[r0 : r0 + t.height, c0 : c0 + t.width] = values[c] if shared else values[c] / m
-    ch_index = np.full(big.shape, -1, dtype=np.int32)
-    for c in range(t.channels):
-        r0, c0 = t.origin(c)
         ch_index[r0 : r0 + t.height, c0 : c0 + t.width] = c
     rows_i = np.arange(big.shape[0])[:, None] % (t.height + GAP)
     cols_j = np.arange(big.shape[1])[None, :] % (t.width + GAP)
     custom = np.stack([ch_index, np.broadcast_to(rows_i, big.shape), np.broadcast_to(cols_j, big.shape), raw], axis=-1).astype(np.float32)
     m = ranges[0][1] if shared else 1.0
-    fig = go.Figure(go.Heatmap(z=big, zmin=-m, zmax=m, colorscale=MAP_SCALE, hoverinfo="skip", showscale=shared, colorbar=dict(thickness=10, len=0.9)))
+    heat = {
+        "type": "heatmap",
+        "z": big,
+        "zmin": -m,
+        "zmax": m,
+        "colorscale": colorscale(MAP_SCALE),
+        "hoverinfo": "skip",
+        "showscale": shared,
+        "colorbar": {"thickness": 10, "len": 0.9},
+    }
     cells = np.argwhere(ch_index >= 0)
-    fig.add_trace(
-        _click_targets(
-            cells[:, 0],
-            cells[:, 1],
-            custom[cells[:, 0], cells[:, 1]],
-            "channel %{customdata[0]}, unit (%{customdata[1]}, %{customdata[2]})<br>value %{customdata[3]:.4g}<extra></extra>",
-        )
+    targets = _click_targets(
+        cells[:, 0],
+        cells[:, 1],
+        custom[cells[:, 0], cells[:, 1]],
+        "channel %{customdata[0]}, unit (%{customdata[1]}, %{customdata[2]})<br>value %{customdata[3]:.4g}<extra></extra>",
     )
+    shapes = []
     if selected is not None and selected[0] < t.channels:
         ch, i, j = selected
         r0, c0 = t.origin(ch)
-        fig.add_shape(type="rect", x0=c0 - 0.5, x1=c0 + t.width - 0.5, y0=r0 - 0.5, y1=r0 + t.height - 0.5, line=dict(color="black", width=2))
-        fig.add_shape(type="rect", x0=c0 + j - 0.5, x1=c0 + j + 0.5, y0=r0 + i - 0.5, y1=r0 + i + 0.5, line=dict(color="#111111", width=2))
+        shapes.append(_rect(c0 - 0.5, c0 + t.width - 0.5, r0 - 0.5, r0 + t.height - 0.5, color="black", width=2))
+        shapes.append(_rect(c0 + j - 0.5, c0 + j + 0.5, r0 + i - 0.5, r0 + i + 0.5, color="#111111", width=2))
     px = max(24, min(tile_px, 900 // t.cols))
-    _square_axes(fig, height=int(t.rows * px * max(1.0, t.height / max(t.width, 1))) + 50, shape=big.shape)
-    fig.update_layout(title=style_title(title))
-    return fig, t
+    height = int(t.rows * px * max(1.0, t.height / max(t.width, 1))) + 50
+    layout = {"template": template(), **_square_layout(height, shape=big.shape), "title": style_title(title), **_shapes(shapes)}
+    return {"data": [heat, targets], "layout": layout}
 
 
-def map_figure(values: np.ndarray, zrange: tuple[float, float], title: str = "", unit: Optional[tuple[int, int]] = None, height: int = 420) -> go.Figure:
+@builder
+def map_figure(values: np.ndarray, zrange: tuple[float, float], title: str = "", unit: Optional[tuple[int, int]] = None, height: int = 420) -> dict:
     """One feature map, large, with a colourbar of its real values; a clicked unit is outlined."""
     lo, hi = zrange
-    fig = go.Figure(go.Heatmap(z=values, zmin=lo, zmax=hi, colorscale=MAP_SCALE, colorbar=dict(thickness=12), hoverinfo="skip"))
+    heat = {"type": "heatmap", "z": values, "zmin": lo, "zmax": hi, "colorscale": colorscale(MAP_SCALE), "colorbar": {"thickness": 12}, "hoverinfo": "skip"}
     rows, cols = np.indices(values.shape).reshape(2, -1)
-    fig.add_trace(_click_targets(rows, cols, values.reshape(-1).astype(np.float32), "unit (%{y}, %{x})<br>value %{customdata:.4g}<extra></extra>"))
+    targets = _click_targets(rows, cols, values.reshape(-1).astype(np.float32), "unit (%{y}, %{x})<br>value %{customdata:.4g}<extra></extra>")
+    shapes = []
     if unit is not None:
         i, j = unit
-        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="black", width=3))
-    _square_axes(fig, height, shape=values.shape)
-    fig.update_layout(title=style_title(title, 14))
-    return fig
+        shapes.append(_rect(j - 0.5, j + 0.5, i - 0.5, i + 0.5, color="black", width=3))
+    layout = {"template": template(), **_square_layout(height, shape=values.shape), "title": style_title(title, 14), **_shapes(shapes)}
+    return {"data": [heat, targets], "layout": layout}
 
 
-def vector_figure(values: np.ndarray, title: str = "", height: int = 220) -> go.Figure:
+@builder
+def vector_figure(values: np.ndarray, title: str = "", height: int = 220) -> dict:
     """A dense layer's output as one bar per unit."""
-    colors = np.where(values >= 0, "#D6604D", "#4393C3")
-    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors, hovertemplate="unit %{x}<br>value %{y:.4g}<extra></extra>"))
-    fig.update_layout(
-        title=style_title(title),
-        height=height,
-        margin=dict(l=10, r=10, t=40, b=30),
-        plot_bgcolor="white",
-        bargap=0.05,
-        xaxis=dict(title="unit"),
-        yaxis=dict(zeroline=True, zerolinecolor="#999"),
-    )
-    return fig
+    bar = {
+        "type": "bar",
+        "x": np.arange(len(values)),
+        "y": values,
+        "marker": {"color": np.where(values >= 0, "#D6604D", "#4393C3").tolist()},
+        "hovertemplate": "unit %{x}<br>value %{y:.4g}<extra></extra>",
+    }
+    layout = {
+        "template": template(),
+        "title": style_title(title),
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
+        "plot_bgcolor": "white",
+        "bargap": 0.05,
+        "xaxis": {"title": {"text": "unit"}},
+        "yaxis": {"zeroline": True, "zerolinecolor": "#999"},
+    }
+    return {"data": [bar], "layout": layout}
 
 
 def rows_figure(values: np.ndarray, title: str = "", height: int = 240, max_lines: int = 16) -> go.Figure:
@@ -438,23 +477,30 @@ FAIL_COLOR = "#E45756"
 OK_COLOR = "#4C78A8"
 
 
-def probabilities_figure(probs: np.ndarray, class_names: Sequence[str], height: int = 260) -> go.Figure:
+@builder
+def probabilities_figure(probs: np.ndarray, class_names: Sequence[str], height: int = 260) -> dict:
     """The predicted probability of each class, the largest highlighted."""
     top = int(np.argmax(probs))
-    colors = [THEORY_COLOR if i == top else OK_COLOR for i in range(len(probs))]
     names = [str(c) for c in class_names]
-    fig = go.Figure(
-        go.Bar(x=names, y=probs, marker_color=colors, text=[f"{p:.1%}" for p in probs], textposition="outside", hovertemplate="%{x}: %{y:.4f}<extra></extra>")
-    )
-    fig.update_layout(
-        title=style_title(f"Probabilities: {names[top]} at {probs[top]:.1%}"),
-        height=height,
-        margin=dict(l=10, r=10, t=40, b=30),
-        plot_bgcolor="white",
-        yaxis=dict(range=[0, 1.15], tickformat=".0%", gridcolor="#eee"),
-        xaxis=dict(type="category", title="class"),
-    )
-    return fig
+    bar = {
+        "type": "bar",
+        "x": names,
+        "y": probs,
+        "marker": {"color": [THEORY_COLOR if i == top else OK_COLOR for i in range(len(probs))]},
+        "text": [f"{p:.1%}" for p in probs],
+        "textposition": "outside",
+        "hovertemplate": "%{x}: %{y:.4f}<extra></extra>",
+    }
+    layout = {
+        "template": template(),
+        "title": style_title(f"Probabilities: {names[top]} at {probs[top]:.1%}"),
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
+        "plot_bgcolor": "white",
+        "yaxis": {"range": [0, 1.15], "tickformat": ".0%", "gridcolor": "#eee"},
+        "xaxis": {"type": "category", "title": {"text": "class"}},
+    }
+    return {"data": [bar], "layout": layout}
 
 
 def equivariance_figure(paths: Sequence[str], correlations: Sequence[float], exact: Sequence[bool], height: int = 300) -> go.Figure:

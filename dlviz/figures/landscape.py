@@ -15,16 +15,14 @@ from plotly.colors import sample_colorscale
 
 from dlviz.analysis.optimizer_lab import Function2D, RateCheck, Trajectory
 from dlviz.analysis.surface import Surface
-from dlviz.figures.style import colorscale
+from dlviz.figures.style import CLICK_DRAWN, colorscale
 
 # Streamlit's named text colours, so that a path and its optimizer's label on the page share a colour
 PATH_COLORS = {"red": "#ff4b4b", "blue": "#1c83e1", "green": "#21c354", "orange": "#ffa421", "violet": "#803df5", "gray": "#808495"}
 LAB_SCALE = "Greys_r"  # a grey landscape under coloured paths: the valley dark, the walls light
 LAB_LEVELS, LAB_PIXELS = 30, 400  # the lab's contours: shades, and pixels per side of their image
 # invisible points per side that turn a click on the contour into a start point, a sixteenth of the range apart (Start x
-# and Start y take any other): each is an SVG element that the browser styles one by one on every rerun of the lab, and
-# 17 (289 points) instead of 33 (1,089) took a function change from 1.0 to 0.87 s and a click from 1.39 to 1.16 s.
-# A click picks the nearest point within CLICK_REACH pixels (Plotly's hoverdistance): on the page's chart, 400 to 700
+# and Start y take any other; style.CLICK_DRAWN says why they cost the browser nothing). A click picks the nearest point within CLICK_REACH pixels (Plotly's hoverdistance): on the page's chart, 400 to 700
 # pixels wide, the points are 25 to 44 pixels apart, so that every click reaches one (at most 31 pixels away)
 CLICK_GRID, CLICK_REACH = 17, 40
 PATH_DOTS = 100  # at most this many steps of a path are dotted (evenly spaced over those in view); the line has every step
@@ -109,7 +107,7 @@ def lab_contour(fn: Function2D, trajectories: Sequence[Trajectory], upto: Option
             x=gx.ravel(),
             y=gy.ravel(),
             mode="markers",
-            marker=dict(size=9, color="white", opacity=0.01),
+            marker=dict(size=9, color="white", opacity=0.01, maxdisplayed=CLICK_DRAWN),
             name="start here",
             showlegend=False,
             hovertemplate="start at (%{x:.2f}, %{y:.2f})<extra></extra>",

@@ -8,38 +8,18 @@ validation was half of the server's work with eight sessions training."""
 from __future__ import annotations
 
 import base64
-import functools
 import math
 import warnings
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
-import plotly.graph_objects as go
-import plotly.io as pio
 
-from dlviz.figures.style import PALETTE, PLAYGROUND, colorscale
+from dlviz.figures.style import PALETTE, PLAYGROUND, builder, colorscale, template
 from dlviz.loop import METRIC_LABELS, metric_key
 from dlviz.text import plot_text
 from dlviz.training.diagnose import EXPLODING, VANISHING
 
 TRAIN, VAL, STEP = "#1f77b4", "#ff7f0e", "rgba(31,119,180,0.35)"
-
-
-@functools.lru_cache(maxsize=1)
-def _template() -> dict:
-    """plotly's default template, which go.Figure would put into every layout: the charts look the same either way."""
-    return pio.templates[pio.templates.default].to_plotly_json()
-
-
-def _figure(spec: Callable[..., dict]) -> Callable[..., go.Figure]:
-    """A builder that returns a go.Figure made from `spec`'s dict; the dict itself stays at hand as `.spec`."""
-
-    @functools.wraps(spec)
-    def build(*args, **kwargs) -> go.Figure:
-        return go.Figure(spec(*args, **kwargs))
-
-    build.spec = spec
-    return build
 
 
 _JS_TYPES = {"float64": "f8", "float32": "f4", "int32": "i4"}  # plotly.js typed arrays (it has no 64-bit integers)
@@ -71,7 +51,7 @@ def _spec(
     return {
         "data": [_pack(t) for t in data],
         "layout": {
-            "template": _template(),
+            "template": template(),
             "title": {"text": title, "x": 0.01, "font": {"size": 14}},
             "height": height + 40,
             "margin": {"l": 50, "r": 15, "t": 40, "b": 40},
@@ -158,7 +138,7 @@ def _waiting(snap: dict) -> list[dict]:
     ]
 
 
-@_figure
+@builder
 def loss_figure(snap: dict) -> dict:
     """Loss per step (thin) and per epoch for training and validation, against the step; with a penalty on, the
     epoch's penalty and its total with the data loss (what the optimizer minimises) beside the data loss."""
@@ -174,7 +154,7 @@ def loss_figure(snap: dict) -> dict:
     return _spec(title, data, xtitle="step", ytitle="loss", annotations=_waiting(snap))
 
 
-@_figure
+@builder
 def lr_figure(snap: dict) -> dict:
     """The learning rate at each step, on a log axis: a schedule's shape, and the rate each step really used."""
     lr = np.asarray(snap["lr"], dtype=float)
@@ -184,7 +164,7 @@ def lr_figure(snap: dict) -> dict:
     return _spec("Learning rate", data, height=200, xtitle="step", ytitle="lr", yaxis=yaxis, showlegend=False, annotations=_waiting(snap))
 
 
-@_figure
+@builder
 def metric_figure(snap: dict) -> dict:
     """Accuracy (classification), verification AUC (an embedding), R² (regression) or mAP@0.5 (a detector) per step and
     per epoch; a detector's mAP is the validation canvases' only, scored at each epoch's end, which the chart says."""
@@ -295,7 +275,7 @@ def _per_tensor(snap: dict, key: str, title: str, ytitle: str, bands: list[tuple
 GRAD_BANDS = [(1e-12, VANISHING, "#d62728", "vanishing"), (EXPLODING, 1e12, "#d62728", "exploding")]
 
 
-@_figure
+@builder
 def grad_norm_figure(snap: dict) -> dict:
     """Gradient norm of each weight tensor on a log scale fitted to the run, with the vanishing and exploding bands
     where they come near it."""
@@ -316,7 +296,7 @@ def _corner_note(text: str) -> dict:
     return {"text": text, "showarrow": False, "xref": "paper", "x": 0, "xanchor": "left", "yref": "paper", "y": 1, "yanchor": "bottom", "font": {"size": 11}}
 
 
-@_figure
+@builder
 def grad_by_layer_figure(snap: dict) -> dict:
     """Gradient norm against the layer index, from the input to the output, at a few moments of the run: vanishing
     gradients are a slope down towards the input, and the ratio of the last layer's norm to the first's is written."""
@@ -369,14 +349,14 @@ def grad_by_layer_figure(snap: dict) -> dict:
     )
 
 
-@_figure
+@builder
 def update_ratio_figure(snap: dict) -> dict:
     """‖Δw‖/‖w‖ per step for each weight tensor; about 1e-3 is healthy."""
     healthy = {"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": 1e-3, "y1": 1e-3, "line": {"color": "#2ca02c", "dash": "dot"}}
     return _per_tensor(snap, "log_update_ratio", "Update / weight ratio", "‖Δw‖ / ‖w‖", [(1e-4, 1e-2, "#2ca02c", "healthy ≈ 1e-3")], shapes=[healthy])
 
 
-@_figure
+@builder
 def unit_health_figure(snap: dict) -> dict:
     """Fraction of dead ReLU units and of saturated sigmoid/tanh outputs per activation layer over time."""
     tel = snap.get("telemetry") or []
@@ -408,7 +388,7 @@ def unit_health_figure(snap: dict) -> dict:
     )
 
 
-@_figure
+@builder
 def histogram_figure(snap: dict, tensor: str, which: str = "weight") -> dict:
     """How one tensor's weight (or gradient) distribution moved during training: a heatmap of counts over steps."""
     tel = [t for t in (snap.get("telemetry") or []) if tensor in t["histograms"] and t["histograms"][tensor].get(which)]
@@ -460,7 +440,7 @@ def _predicted(boundary: dict, xy: np.ndarray, binary: bool) -> np.ndarray:
 MISCLASSIFIED = {"symbol": "x-thin-open", "size": 8, "color": "#111", "line": {"width": 1.6}}  # the point's colour shows through
 
 
-@_figure
+@builder
 def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str) -> dict:
     """TensorFlow-Playground-style decision boundary: the model's output over the plane and the data points on it, each
     point the model misclassifies crossed out (its colour alone matches the region it sits in)."""
@@ -547,7 +527,7 @@ def boundary_figure(boundary: Optional[dict], points: Optional[dict], task: str)
     )
 
 
-@_figure
+@builder
 def confusion_figure(evaluation: dict) -> dict:
     """Validation confusion matrix: rows are the true class, columns the predicted one."""
     cm = np.asarray(evaluation["confusion"])
@@ -574,7 +554,7 @@ def confusion_figure(evaluation: dict) -> dict:
     )  # class names can be long
 
 
-@_figure
+@builder
 def fit_figure(evaluation: dict) -> dict:
     """Regression fit on validation data: prediction against target, with the line of perfect fit."""
     t, p = np.asarray(evaluation["target"]), np.asarray(evaluation["pred"])
@@ -585,7 +565,7 @@ def fit_figure(evaluation: dict) -> dict:
     return _spec("Fit (validation)", data, height=360, xtitle="target", ytitle="prediction")
 
 
-@_figure
+@builder
 def compare_figure(runs: dict[str, list[dict]], key: str) -> dict:
     """Overlay one per-epoch metric of several runs (name -> epoch records), named as a person reads it ("val mAP@0.5")."""
     data = [
