@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -262,7 +263,14 @@ def make_function(name: str, **given: Any) -> Function2D:
         args = check_args(entry.args, given)
     except ArgError as e:
         raise e.user_error("function") from None
-    return entry.make(**args)
+    return _made(name, tuple(sorted(args.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _made(name: str, args: tuple) -> Function2D:
+    """One Function2D per function and arguments, the same object each time it is asked for (they never change), so
+    that what is drawn of it once (figures.landscape.contour_image) is kept."""
+    return FUNCTIONS[name].make(**dict(args))
 
 
 # ---------------------------------------------------------------- optimizer runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 from typing import Optional, Sequence
@@ -66,7 +67,13 @@ def contour_image(fn: Function2D, levels: int = LAB_LEVELS, pixels: int = LAB_PI
     log height above the minimum, each one shade of LAB_SCALE, as a palette PNG of pixels × pixels.
 
     A 201 × 201 contour trace was 0.6 MB of figure that plotly.js contoured again on every rerun of the lab (a click
-    on the contour, a new function, an optimizer's setting); this image is 4-11 kB, which the browser only scales."""
+    on the contour, a new function, an optimizer's setting); this image is 4-11 kB, which the browser only scales.
+    It depends on the function alone, so each function's is drawn once (20 ms) and kept."""
+    return dict(_contour_image(fn, levels, pixels))
+
+
+@functools.lru_cache(maxsize=32)  # the lab's functions (a handful), at one or two sizes
+def _contour_image(fn: Function2D, levels: int, pixels: int) -> dict:
     xs, ys, z = fn.grid(pixels)
     h = _log_height(fn, z)
     finite = np.isfinite(h)
