@@ -212,10 +212,14 @@ def _share_box(doc: dict) -> None:
             f"This link is {len(link):,} characters long; some browsers, chat tools and proxies cut links over "
             f"{share.SAFE_LINK_CHARS:,}. Share the preset file instead (Download preset JSON)."
         )
-        param, pid = share.address_state(exp)
-        if param == share.ID_PARAM:
-            st.caption("This short address opens it on this server, which keeps a copy:")
-            st.code(f"{_page_url()}?{share.ID_PARAM}={pid}", language=None, wrap_lines=True)
+        try:
+            param, pid = share.address_state(exp)
+        except UserError as err:  # a run store that can't be written: the long link still works
+            st.caption(md(err))
+        else:
+            if param == share.ID_PARAM:
+                st.caption("This short address opens it on this server, and on every server that shares its run store:")
+                st.code(f"{_page_url()}?{share.ID_PARAM}={pid}", language=None, wrap_lines=True)
     st.caption("Anyone who opens this link gets exactly this experiment.")
     st.code(link, language=None, wrap_lines=True)
 

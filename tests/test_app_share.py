@@ -140,9 +140,6 @@ def test_a_preset_too_long_for_an_address_is_kept_on_the_server_under_a_short_id
     assert len(share.encode(validate(doc))) > share.SAFE_LINK_CHARS
     param, pid = share.address_state(validate(doc))
     assert param == share.ID_PARAM and len(pid) == 20
-    from dlviz.paths import data_dir
-
-    assert (data_dir() / "presets" / f"{pid}.json").is_file()
     assert share.kept(pid) == validate(doc)
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params[share.ID_PARAM] = pid
@@ -190,8 +187,23 @@ def test_a_classroom_link_to_a_page_opens_it_and_the_root_opens_the_first_page_s
     assert old.title[0].value == "Train"
 
 
-def test_kept_presets_stay_within_their_byte_budget(monkeypatch, tmp_path):
+def _kept_ids(url: str) -> set[str]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        ids = {r[0] for r in conn.execute(sa.text("SELECT id FROM kept_presets"))}
+    engine.dispose()
+    return ids
+
+
+def _as_url(store_url: str) -> str:
+    return store_url if "://" in store_url else f"sqlite:///{store_url}"
+
+
+def test_kept_presets_stay_within_their_byte_budget(monkeypatch, store_url, tmp_path):
     monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DLVIZ_DATABASE_URL", _as_url(store_url))
     doc = long_preset()
     size = len(share.canonical_json(validate(doc)).encode())
     monkeypatch.setenv("DLVIZ_KEPT_PRESETS_BYTES", str(3 * size + size // 2))
@@ -199,10 +211,61 @@ def test_kept_presets_stay_within_their_byte_budget(monkeypatch, tmp_path):
     for n in range(6):
         doc["name"] = f"edit {n}"
         ids.append(share.keep(validate(doc)))
-    kept = {p.stem for p in (tmp_path / "presets").glob("*.json")}
-    assert len(kept) == 3 and ids[-1] in kept
+        if n == 3:
+            assert share.kept(ids[1])  # opened: now the most recently used of the first four
+    assert _kept_ids(_as_url(store_url)) == {ids[1], ids[4], ids[5]}
     with pytest.raises(UserError, match="this server does not have"):
         share.kept(ids[0])
+    assert not (tmp_path / "presets").exists()  # nothing of it in the data directory
+
+
+def test_a_short_address_made_on_one_replica_opens_on_another(monkeypatch, store_url, tmp_path):
+    """Replicas behind a proxy share the run store's database, not their data directories: a browser that moves to
+    another replica (its own died, or a link shared with a classmate) still opens a long preset's short address."""
+    monkeypatch.setenv("DLVIZ_DATABASE_URL", _as_url(store_url))
+    doc = long_preset()
+    monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path / "a"))
+    param, pid = share.address_state(validate(doc))
+    assert param == share.ID_PARAM
+    monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path / "b"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params[share.ID_PARAM] = pid
+    at.run()
+    assert not at.exception and not at.error
+    assert validate(at.session_state["preset"]) == validate(doc)
+
+
+def test_a_preset_an_older_version_kept_as_a_file_still_opens_and_moves_into_the_store(monkeypatch, tmp_path):
+    import hashlib
+
+    monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path))
+    text = share.canonical_json(validate(long_preset()))
+    pid = hashlib.sha256(text.encode()).hexdigest()[:20]
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / f"{pid}.json").write_text(text)
+    assert share.kept(pid) == validate(long_preset())
+    assert not (tmp_path / "presets" / f"{pid}.json").exists()
+    assert pid in _kept_ids(f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    assert share.kept(pid) == validate(long_preset())  # from the store now
+
+
+def test_a_run_store_that_cannot_be_reached_is_one_sentence_and_the_page_stays_up(monkeypatch, tmp_path):
+    monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DLVIZ_DATABASE_URL", "postgresql://dlviz:s3cret@127.0.0.1:9/nowhere")
+    with pytest.raises(UserError) as err:
+        share.keep(validate(long_preset()))
+    message = str(err.value)
+    assert message.startswith("share.saved: The preset could not be kept or read for its short address: ")
+    assert "s3cret" not in message and "\n" not in message and "Traceback" not in message
+    with pytest.raises(UserError, match="could not be kept or read"):
+        share.kept("0123456789abcdef0123")
+    # the page opens the long preset, leaves its address as it came, and its share box says why there is no short one
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params[share.PARAM] = share.encode(validate(long_preset()))
+    at.run()
+    assert not at.exception and not at.error
+    assert validate(at.session_state["preset"]) == validate(long_preset())
+    assert [c.value for c in open_share_box(at).caption if c.value.startswith("share.saved:")] == [message]
 
 
 def test_the_address_follows_an_uploaded_preset_and_is_worked_out_only_when_the_preset_changes(monkeypatch):

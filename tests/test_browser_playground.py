@@ -88,7 +88,8 @@ def hidden_units(pg) -> list[int]:
 
 
 def address_preset(url: str, data_dir):
-    """The preset the page's address carries (`preset=` token, or `p=` id kept in the server's data directory)."""
+    """The preset the page's address carries (`preset=` token, or `p=` id kept in the server's run store, an SQLite file
+    in its data directory)."""
     q = parse_qs(urlparse(url).query)
     if share.PARAM in q:
         return share.decode(q[share.PARAM][0])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
-import os
 import re
+import time
 import zlib
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -19,8 +20,9 @@ from dlviz.preset.schema import Experiment, load_json, validate
 PARAM = "preset"
 DEFAULT_BASE_URL = "http://localhost:8501/"
 SAFE_LINK_CHARS = 2000  # longer links are cut by some browsers, chat tools and proxies
-ID_PARAM = "p"  # a preset too long for an address is kept on the server under this short id
+ID_PARAM = "p"  # a preset too long for an address is kept in the run store under this short id
 _ID = re.compile(r"[0-9a-f]{20}")
+MISSING = "this address names a saved experiment this server does not have; ask for the preset file"
 # the address around the token (scheme, host, page, parameter name) gets this much of a safe link's length
 _ADDRESS_ROOM = 200
 
@@ -74,64 +76,72 @@ def decode_link(link: str) -> Experiment:
     return decode(token_from_link(link))
 
 
-def _kept_dir():
-    path = _paths.data_dir() / "presets"
-    path.mkdir(exist_ok=True)
-    return path
+@functools.lru_cache(maxsize=4)
+def _store_at(url: str):
+    from dlviz.training.store import RunStore  # the trainer and torch come with it: only a long preset needs them
+
+    return RunStore(url)
+
+
+def _store():
+    """The run store, where presets for short addresses are kept: DLVIZ_DATABASE_URL's database, shared by every
+    replica, so that an address made on one opens on all; else the SQLite file in the data directory."""
+    from dlviz.training.database import database_url
+
+    return _store_at(database_url().render_as_string(hide_password=False))
+
+
+def _failed(err: BaseException) -> UserError:
+    from dlviz.training.database import unwritable
+
+    return UserError("share.saved", unwritable(err, "The preset could not be kept or read for its short address"))
 
 
 def keep(exp: Experiment) -> str:
-    """Keep a preset on this server and return its id: the hash of its canonical JSON, so one preset is kept once."""
-    data = canonical_json(exp).encode("utf-8")
+    """Keep a preset in the run store and return its id: the hash of its canonical JSON, so one preset is kept once.
+    Beyond DLVIZ_KEPT_PRESETS_BYTES in all, the least recently used go."""
+    from dlviz.training.database import STORE_ERRORS
+
+    text = canonical_json(exp)
+    data = text.encode("utf-8")
     if len(data) > _limits.current().max_document_bytes:
         raise UserError("preset", f"the preset is more than {_limits.current().max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
     pid = hashlib.sha256(data).hexdigest()[:20]
-    path = _kept_dir() / f"{pid}.json"
-    if path.exists():
-        os.utime(path)  # recently used: the last to go
-        return pid
-    tmp = path.with_name(f"{pid}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)  # a reader never sees half a file
-    _sweep_kept(keep_path=path)
+    try:
+        _store().keep_preset(pid, text, _limits.current().kept_presets_bytes, time.time())
+    except STORE_ERRORS as err:
+        raise _failed(err) from None
     return pid
 
 
-def _sweep_kept(keep_path) -> None:
-    """Remove the least recently used kept presets beyond kept_presets_bytes (each edit of a long preset keeps one)."""
-    budget = _limits.current().kept_presets_bytes
-    files = []
-    for p in _kept_dir().glob("*.json"):
-        try:
-            st = p.stat()
-        except OSError:  # removed by another server process meanwhile
-            continue
-        files.append((st.st_mtime, st.st_size, p))
-    total = sum(size for _, size, _ in files)
-    for _, size, p in sorted(files, key=lambda f: f[0]):
-        if total <= budget:
-            break
-        if p != keep_path:
-            p.unlink(missing_ok=True)
-            total -= size
-
-
 def kept(pid: str) -> Experiment:
-    """A preset kept by `keep`, validated like any other; an id this server does not hold gets one sentence."""
+    """A preset kept by `keep`, validated like any other; an id the store does not hold gets one sentence. A preset an
+    older dlviz kept as a file in the data directory (presets/ID.json) moves into the store when its address is opened."""
+    from dlviz.training.database import STORE_ERRORS
+
     lim = _limits.current()
-    path = _kept_dir() / f"{pid}.json" if isinstance(pid, str) and _ID.fullmatch(pid) else None
-    if path is None or not path.is_file():
-        raise UserError("share.saved", "this address names a saved experiment this server does not have; ask for the preset file")
-    if path.stat().st_size > lim.max_document_bytes:
+    if not (isinstance(pid, str) and _ID.fullmatch(pid)):
+        raise UserError("share.saved", MISSING)
+    try:
+        text = _store().kept_preset(pid, time.time())
+    except STORE_ERRORS as err:
+        raise _failed(err) from None
+    legacy = _paths.data_dir() / "presets" / f"{pid}.json"  # as an older dlviz kept it
+    if text is None and not legacy.is_file():
+        raise UserError("share.saved", MISSING)
+    size = len(text.encode("utf-8")) if text is not None else legacy.stat().st_size
+    if size > lim.max_document_bytes:
         raise UserError("share.saved", f"the saved experiment is more than {lim.max_document_bytes:,} bytes (DLVIZ_MAX_DOCUMENT_BYTES)")
-    exp = validate(load_json(path.read_text(encoding="utf-8")))
-    os.utime(path)  # recently used: the last to go
+    exp = validate(load_json(text if text is not None else legacy.read_text(encoding="utf-8")))
+    if text is None:
+        keep(exp)
+        legacy.unlink(missing_ok=True)
     return exp
 
 
 def address_state(exp: Experiment) -> tuple[str, str]:
     """The query parameter and value that carry a preset in the browser's address: the share token when it makes a
-    safe link, else the id of a copy kept on this server."""
+    safe link, else the id of a copy kept in the run store."""
     token = encode(exp)
     if len(token) <= SAFE_LINK_CHARS - _ADDRESS_ROOM:
         return PARAM, token

@@ -36,7 +36,9 @@ URL_VARIABLE = "DLVIZ_DATABASE_URL"
 # own (raised by a connection's set-up), and the file system's around an SQLite file
 DATABASE_ERRORS = (SQLAlchemyError, sqlite3.Error)
 STORE_ERRORS = (*DATABASE_ERRORS, OSError)
-SCHEMA_VERSION = 3  # 1: the tables as SQLite files held them before PostgreSQL; 2: runs carry a heartbeat and an owner; 3: and when another server's page last showed them, and what it asked
+# 1: the tables as SQLite files held them before PostgreSQL; 2: runs carry a heartbeat and an owner; 3: and when another
+# server's page last showed them, and what it asked; 4: presets too long for an address are kept here, for every replica
+SCHEMA_VERSION = 4
 MIGRATION_LOCK = 0x646C76697A  # the PostgreSQL advisory lock a migration holds ("dlviz" in ASCII)
 
 metadata = MetaData()
@@ -95,6 +97,15 @@ checkpoints = Table(
     Column("created", Float),
 )
 trajectory = Table("trajectory", metadata, Column("run_id", Text, primary_key=True), _key("step"), Column("params", LargeBinary))
+# presets too long for a browser's address, which carries their id (?p=) instead: the hash of their canonical JSON
+kept_presets = Table(
+    "kept_presets",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("preset", Text, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("used", Float, nullable=False),  # time.time() when it was last kept or opened: the least recently used go first
+)
 schema_version = Table("dlviz_schema", metadata, _key("id"), Column("version", Integer, nullable=False))
 
 

@@ -30,6 +30,7 @@ from dlviz.training.database import (  # noqa: F401  (the errors and the sentenc
     checkpoints,
     database_url,
     epochs,
+    kept_presets,
     open_engine,
     runs,
     steps,
@@ -262,6 +263,36 @@ class RunStore:
             for table in (epochs, steps, telemetry, checkpoints, trajectory):
                 conn.execute(delete(table).where(table.c.run_id == run_id))
             conn.execute(delete(runs).where(runs.c.id == run_id))
+
+    # ------------------------------------------------------------ presets kept for short addresses
+
+    def keep_preset(self, pid: str, preset: str, budget: int, now: float) -> None:
+        """Keep `preset` (its canonical JSON) under `pid`, or mark it used if it is kept already; then, over `budget`
+        bytes in all, remove the least recently used others until within it."""
+        c = kept_presets.c
+        with self.engine.begin() as conn:
+            if conn.execute(update(kept_presets).where(c.id == pid).values(used=now)).rowcount:
+                return
+            conn.execute(self._upsert(kept_presets), {"id": pid, "preset": preset, "bytes": len(preset.encode("utf-8")), "used": now})
+            total = conn.scalar(select(func.sum(c.bytes)))
+            if total <= budget:
+                return
+            gone = []
+            for other, size in conn.execute(select(c.id, c.bytes).where(c.id != pid).order_by(c.used, c.id)):
+                if total <= budget:
+                    break
+                gone.append(other)
+                total -= size
+            conn.execute(delete(kept_presets).where(c.id.in_(gone)))
+
+    def kept_preset(self, pid: str, now: float) -> Optional[str]:
+        """The preset kept under `pid`, now marked used; None if none is."""
+        c = kept_presets.c
+        with self.engine.begin() as conn:
+            found = conn.scalar(select(c.preset).where(c.id == pid))
+            if found is not None:
+                conn.execute(update(kept_presets).where(c.id == pid).values(used=now))
+        return found
 
     # ------------------------------------------------------------ metrics
 
