@@ -117,7 +117,15 @@ def optimizer_editor(fn_name: str) -> None:
                 disabled=len(items) == 1,
             )
     add, reset = st.columns(2)
-    add.button("Add optimizer", icon=":material/add:", width="stretch", on_click=lambda: (items.append({"type": "Adam", "args": {"lr": 0.05}}), bump()))
+    full = len(items) >= lf.MAX_PATHS
+    add.button(
+        "Add optimizer",
+        icon=":material/add:",
+        width="stretch",
+        on_click=lambda: (items.append({"type": "Adam", "args": {"lr": 0.05}}), bump()) if len(items) < lf.MAX_PATHS else None,
+        disabled=full,
+        help=f"At most {lf.MAX_PATHS} optimizers race at once, one colour each: remove one, or change its settings" if full else None,
+    )
     reset.button(
         "Suggested settings",
         icon=":material/restart_alt:",

@@ -11,6 +11,7 @@ from app_util import by_label
 from streamlit.testing.v1 import AppTest
 
 from dlviz.analysis import optimizer_lab
+from dlviz.figures import landscape as lf
 from dlviz.paths import data_dir
 from dlviz.preset import gallery
 from dlviz.preset.schema import validate
@@ -136,6 +137,18 @@ def test_a_huge_learning_rate_diverges_without_breaking_the_page():
     assert not at.exception
     assert "SGD (lr=50) diverged" in text(at)
     assert len(paths(figures(at)[0])) == 4
+
+
+def test_the_lab_races_at_most_one_optimizer_per_colour():
+    at = open_landscape("landscape-many")
+    for _ in range(lf.MAX_PATHS - 3):
+        by_label(at.button, "Add optimizer").click().run()
+    assert len(optimizer_rows(at)) == lf.MAX_PATHS == len(lf.PATH_COLORS)
+    add = by_label(at.button, "Add optimizer")
+    assert add.disabled and str(lf.MAX_PATHS) in add.help
+    assert len(paths(figures(at)[0])) == lf.MAX_PATHS
+    by_label(optimizer_rows(at)[-1].button, "").click().run()  # remove one: another may be added again
+    assert not by_label(at.button, "Add optimizer").disabled
 
 
 def test_the_ravine_shows_measured_rates_next_to_distills():

@@ -20,6 +20,7 @@ from dlviz.figures.style import CLICK_DRAWN, colorscale
 
 # Streamlit's named text colours, so that a path and its optimizer's label on the page share a colour
 PATH_COLORS = {"red": "#ff4b4b", "blue": "#1c83e1", "green": "#21c354", "orange": "#ffa421", "violet": "#803df5", "gray": "#808495"}
+MAX_PATHS = len(PATH_COLORS)  # optimizers the lab races at once: one colour each, and each costs the server its steps
 LAB_SCALE = "Greys_r"  # a grey landscape under coloured paths: the valley dark, the walls light
 LAB_LEVELS, LAB_PIXELS = 30, 400  # the lab's contours: shades, and pixels per side of their image
 # invisible points per side that turn a click on the contour into a start point, a sixteenth of the range apart (Start x
