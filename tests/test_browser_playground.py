@@ -154,12 +154,17 @@ def test_playground_script(app_url, app_data_dir, page):  # noqa: F811
     )
     e0, f0, m0 = epoch(pg), frames(pg), canvas(pg, "neuron-0-0")
     shot(pg, "03-playing-a")
-    time.sleep(1.5)
-    e1, f1, m1 = epoch(pg), frames(pg), canvas(pg, "neuron-0-0")
+    # it plays on by itself: frames are drawn, epochs pass and a neuron's map changes (how many frames a second is
+    # bench/playground.py's to measure, not a test's on a machine that may be loaded)
+    pg.wait_for_function(
+        "([f0, e0, m0]) => (window.__dlvizBoardFrames || 0) >= f0 + 5"
+        " && +document.querySelector('[data-testid=board-epoch]').textContent.replace(/\\D/g, '') > e0"
+        " && document.querySelector('[data-testid=neuron-0-0]').toDataURL() !== m0",
+        arg=[f0, e0, m0],
+        polling=200,
+        timeout=60_000,
+    )
     shot(pg, "03-playing-b")
-    assert m1 != m0, "a neuron's map must change while the network trains"
-    assert f1 - f0 >= 5, f"the board drew {f1 - f0} frames in 1.5 s"
-    assert e1 > e0, (e0, e1)
     play_button(pg).click()  # Pause
     pg.wait_for_function(PLAY_ICON_JS, arg="Play")
     settle(pg)
