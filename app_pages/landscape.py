@@ -1,6 +1,8 @@
 """Landscape: optimizers side by side on 2-D test functions, then the network's own loss surface with the path it took."""
 
 import json
+import threading
+import time
 
 import streamlit as st
 
@@ -254,8 +256,7 @@ def _problem(doc: dict, model_state=None) -> surface.Problem:
     return surface.make_problem(exp, model_state, shared.dataset(exp))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def run_surface(run_id: str, step: int, mode: str, radius: float, n: int, seed: int) -> surface.Surface:
+def run_surface(run_id: str, step: int, mode: str, radius: float, n: int, seed: int, **report) -> surface.Surface:
     store = runs.store()
     exp = store.experiment(run_id)
     problem = _problem(exp.to_dict(), store.load_checkpoint(run_id, step)["model"])
@@ -265,12 +266,42 @@ def run_surface(run_id: str, step: int, mode: str, radius: float, n: int, seed: 
         first = int(store.checkpoints(run_id)["step"].min())
         start = _problem(exp.to_dict(), store.load_checkpoint(run_id, first)["model"])
         initial = start.weights()
-    return surface.network_surface(problem, mode, radius, n, initial=initial, steps=steps, snapshots=snaps, center_step=step, seed=seed)
+    return surface.network_surface(problem, mode, radius, n, initial=initial, steps=steps, snapshots=snaps, center_step=step, seed=seed, **report)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def untrained_surface(preset_json: str, radius: float, n: int, seed: int) -> surface.Surface:
-    return surface.network_surface(_problem(json.loads(preset_json)), "random", radius, n, seed=seed)
+def untrained_surface(preset_json: str, radius: float, n: int, seed: int, **report) -> surface.Surface:
+    return surface.network_surface(_problem(json.loads(preset_json)), "random", radius, n, seed=seed, **report)
+
+
+class Surfaces:
+    """The surfaces computed on this server, the last KEEP of them, shared read-only between sessions: a surface seen
+    before is drawn at once. (Not st.cache_data, whose cached function could not draw the coarse picture and the
+    progress while it computes.)"""
+
+    KEEP = 32
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.kept: dict[tuple, surface.Surface] = {}
+
+    def get(self, key: tuple):
+        with self.lock:
+            s = self.kept.pop(key, None)
+            if s is not None:
+                self.kept[key] = s  # the most recently used, the last to go
+            return s
+
+    def put(self, key: tuple, s: surface.Surface) -> None:
+        with self.lock:
+            self.kept.pop(key, None)
+            self.kept[key] = s
+            while len(self.kept) > self.KEEP:
+                del self.kept[next(iter(self.kept))]
+
+
+@st.cache_resource(show_spinner=False)
+def surfaces() -> Surfaces:
+    return Surfaces()
 
 
 def surface_controls(modes: list[str]) -> tuple[str, float, int, int]:
@@ -309,22 +340,35 @@ def draw_surface(s: surface.Surface, slots, note: str) -> None:
 
 
 def progressive(compute, key: tuple, mode: str, n: int) -> None:
-    """A coarse grid first, then the full one, in the same places; a surface seen before is drawn at once."""
+    """The surface `compute(**report)` gives, drawn as it comes: a coarse picture within about a second, then a progress
+    bar until the whole grid replaces it in the same places; a surface seen before is drawn at once."""
     left, right = st.columns(2)
     slots = [left.empty(), right.empty(), st.empty()]
-    done = state("ls_done", set())
+    progress = st.empty()
+    size = f"{n}×{n} grid" if mode != "line" else "line"
     try:
         if mode != "line":
             surface.check_grid(n * n)  # before the cache: a result computed under a higher limit is not shown either
-        first = lf.first_grid(n) if mode != "line" else n
-        if first < n and key not in done:
-            coarse = compute(first)
-            draw_surface(coarse, slots, f"A coarse {first}×{first} grid in {coarse.seconds:.1f} s; computing {n}×{n}…")
-        s = compute(n)
+        s = surfaces().get(key)
+        if s is None:
+            started = time.perf_counter()
+
+            def coarse(c: surface.Surface) -> None:
+                draw_surface(c, slots, f"A coarse {len(c.a)}×{len(c.a)} grid in {c.seconds:.1f} s; computing the {size}…")
+
+            def report(done: int, total: int) -> None:
+                spent = time.perf_counter() - started
+                left_s = spent / done * (total - done) if done else 0.0
+                progress.progress(done / total, text=f"Computing the {size}: {done:,} of {total:,} points, about {left_s:.0f} s left")
+
+            progress.progress(0.0, text=f"Computing the {size}…")
+            s = compute(on_coarse=coarse, on_progress=report)
+            surfaces().put(key, s)
+            progress.empty()
     except UserError as err:
+        progress.empty()
         slots[2].error(md(err))
         return
-    done.add(key)
     shape = f"{len(s.a)} points" if s.b is None else f"{n}×{n} grid"
     explained = ""
     if s.explained is not None:
@@ -377,14 +421,14 @@ def network() -> None:
         untrained(runs.store().run(run_id)["preset"])
         return
     mode, radius, n, seed = surface_controls(["random", "pca", "line"])
-    progressive(lambda size: run_surface(run_id, step, mode, radius, size, seed), (run_id, step, mode, radius, n, seed), mode, n)
+    progressive(lambda **report: run_surface(run_id, step, mode, radius, n, seed, **report), ("run", run_id, step, mode, radius, n, seed), mode, n)
 
 
 def untrained(doc: dict) -> None:
     """A random plane around the initial weights of the preset `doc`."""
     mode, radius, n, seed = surface_controls(["random"])
     text = json.dumps(doc, sort_keys=True)
-    progressive(lambda size: untrained_surface(text, radius, size, seed), (text, radius, n, seed), mode, n)
+    progressive(lambda **report: untrained_surface(text, radius, n, seed, **report), ("untrained", text, radius, n, seed), mode, n)
 
 
 # ---------------------------------------------------------------- the page

@@ -118,8 +118,8 @@ def test_links_that_would_need_gigabytes_leave_the_server_up_for_everyone(capped
     tab.wait_for(timeout=120_000)
     settle(pg)
     tab.click()
-    # the coarse grid fits the budget of operations on two samples, computed in chunks that fit the memory budget;
-    # the full grid would not fit it even on one sample, and says so
+    # the full grid would not fit the budget of operations even on one sample: the page says so before it computes
+    # any of it (the coarse picture is a part of the full grid, on the same samples)
     pg.get_by_text("DLVIZ_MAX_SURFACE_FLOPS").first.wait_for(timeout=240_000)
     settle(pg, 240_000)
     _no_exception(pg)

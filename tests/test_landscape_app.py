@@ -10,7 +10,7 @@ import pytest
 from app_util import by_label
 from streamlit.testing.v1 import AppTest
 
-from dlviz.analysis import optimizer_lab
+from dlviz.analysis import optimizer_lab, surface
 from dlviz.figures import landscape as lf
 from dlviz.paths import data_dir
 from dlviz.preset import gallery
@@ -195,6 +195,7 @@ def test_a_trained_run_shows_its_surfaces_with_its_path(trained_run):
     at = open_landscape("landscape-trained", TRAINED)
     open_network_tab(at)
     assert not at.exception and not at.error
+    assert not at.get("progress") and "31×31 grid on a fixed batch" in text(at)  # done: no progress bar is left
     assert by_label(at.selectbox, "Run").value == trained_run
     ckpt = by_label(at.selectbox, "Checkpoint")
     assert "final" in ckpt.format_func(ckpt.value)
@@ -213,6 +214,19 @@ def test_a_trained_run_shows_its_surfaces_with_its_path(trained_run):
     by_label(at.select_slider, "Resolution").set_value(101).run()
     assert not at.exception
     assert len(figures(at)[0]["data"][0]["z"]) == 101
+
+
+def test_a_surface_seen_before_is_drawn_at_once_in_another_tab(trained_run, monkeypatch):
+    at = open_network_tab(open_landscape("landscape-trained", TRAINED))
+    drawn = figures(at)
+
+    def again(*args, **kwargs):
+        raise AssertionError("the surface was computed again")
+
+    monkeypatch.setattr(surface, "network_surface", again)
+    other = open_network_tab(open_landscape("landscape-trained", TRAINED))
+    assert not other.exception and not other.error
+    assert np.array_equal(array(figures(other)[0]["data"][0]["z"]), array(drawn[0]["data"][0]["z"]))
 
 
 def test_a_grid_over_the_limit_is_refused_on_the_page(trained_run, monkeypatch):

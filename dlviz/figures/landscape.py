@@ -30,16 +30,6 @@ CLICK_GRID, CLICK_REACH = 17, 40
 PATH_DOTS = 100  # at most this many steps of a path are dotted (evenly spaced over those in view); the line has every step
 CLICK_TRACE = 0  # the index of that grid among lab_contour's traces, as a Plotly selection reports it
 HEIGHT = 480
-FIRST_GRID = 7  # at most this many points per side in the network surface's first picture (49 points: 0.6 s for a CNN on digits)
-
-
-def first_grid(n: int) -> int:
-    """Points per side of the network surface's first, coarse picture, drawn while the n × n grid is computed: the
-    largest odd m ≤ FIRST_GRID whose m − 1 intervals divide the grid's n − 1, so that each of its points is one of the
-    full grid's, with the same loss (7 for 31, 5 for 21, 3 for 11); n itself when none is (an even n)."""
-    return next((m for m in range(FIRST_GRID, 2, -2) if m < n and (n - 1) % (m - 1) == 0), n)
-
-
 # a legend at the foot of the figure, which pushes the plot up by its own height: one placed below the plot in the
 # plot's own units ran into the x axis's title when a narrow column wrapped it onto more lines
 BELOW = dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0)
