@@ -354,12 +354,12 @@ def progressive(compute, key: tuple, mode: str, n: int) -> None:
             started = time.perf_counter()
 
             def coarse(c: surface.Surface) -> None:
-                draw_surface(c, slots, f"A coarse {len(c.a)}×{len(c.a)} grid in {c.seconds:.1f} s; computing the {size}…")
+                fewer = f" on the first {c.samples:,} of its {c.samples_asked:,} samples" if c.samples < c.samples_asked else ""
+                draw_surface(c, slots, f"A coarse {len(c.a)}×{len(c.a)} grid{fewer} in {c.seconds:.1f} s; computing the {size}…")
 
             def report(done: int, total: int) -> None:
-                spent = time.perf_counter() - started
-                left_s = spent / done * (total - done) if done else 0.0
-                progress.progress(done / total, text=f"Computing the {size}: {done:,} of {total:,} points, about {left_s:.0f} s left")
+                left = f", about {(time.perf_counter() - started) / done * (total - done):.0f} s left" if done else ""
+                progress.progress(done / total, text=f"Computing the {size}: {done:,} of {total:,} points{left}")
 
             progress.progress(0.0, text=f"Computing the {size}…")
             s = compute(on_coarse=coarse, on_progress=report)

@@ -12,6 +12,7 @@ from dlviz.errors import UserError
 from dlviz.model import build
 from dlviz.preset import edit, gallery, share
 from dlviz.preset import schema as spec
+from dlviz.training import addresses
 
 from .text import md
 
@@ -36,7 +37,7 @@ def start() -> None:
     token, pid = st.query_params.get(share.PARAM), st.query_params.get(share.ID_PARAM)
     if token or pid:
         try:
-            doc = (share.decode(token) if token else share.kept(pid)).to_dict()
+            doc = (share.decode(token) if token else addresses.kept(pid)).to_dict()
         except UserError as err:
             st.session_state[NOTICE] = str(err)
     st.session_state[PRESET] = doc
@@ -51,7 +52,7 @@ def keep_in_address() -> None:
     known = st.session_state.get(ADDRESS)
     if known is None or known[0] != text:
         try:
-            known = (text, *share.address_state(spec.validate(preset())))
+            known = (text, *addresses.address_state(spec.validate(preset())))
         except UserError:
             known = (text, *(known[1:] if known else (None, None)))
         st.session_state[ADDRESS] = known
@@ -213,7 +214,7 @@ def _share_box(doc: dict) -> None:
             f"{share.SAFE_LINK_CHARS:,}. Share the preset file instead (Download preset JSON)."
         )
         try:
-            param, pid = share.address_state(exp)
+            param, pid = addresses.address_state(exp)
         except UserError as err:  # a run store that can't be written: the long link still works
             st.caption(md(err))
         else:

@@ -105,13 +105,14 @@ def warm() -> dict[str, float]:
     from dlviz.figures import style
     from dlviz.preset import gallery, share
     from dlviz.preset import schema as spec
+    from dlviz.training import addresses
 
     doc = gallery.raw(gallery.DEFAULT)
     view = session.preview(doc)
     svg = session.architecture(doc)
     exp = spec.validate(doc)
     share.share_link(exp)  # the sidebar's share link and the address the page keeps
-    share.address_state(exp)
+    addresses.address_state(exp)
     gallery.listing()  # the sidebar's lessons
     t = step("figures", t)
     from dlviz_app import lab

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from dlviz.errors import UserError
 from dlviz.preset import gallery, share
 from dlviz.preset.schema import validate
+from dlviz.training import addresses
 from dlviz_app import session
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
@@ -100,7 +101,7 @@ def address_preset(at) -> dict:
     """The preset the app's address would reopen."""
     params = at.query_params
     if params.get(share.ID_PARAM):
-        return share.kept(params[share.ID_PARAM][0] if isinstance(params[share.ID_PARAM], list) else params[share.ID_PARAM]).to_dict()
+        return addresses.kept(params[share.ID_PARAM][0] if isinstance(params[share.ID_PARAM], list) else params[share.ID_PARAM]).to_dict()
     token = params[share.PARAM]
     return share.decode(token[0] if isinstance(token, list) else token).to_dict()
 
@@ -138,9 +139,9 @@ def long_preset() -> dict:
 def test_a_preset_too_long_for_an_address_is_kept_on_the_server_under_a_short_id():
     doc = long_preset()
     assert len(share.encode(validate(doc))) > share.SAFE_LINK_CHARS
-    param, pid = share.address_state(validate(doc))
+    param, pid = addresses.address_state(validate(doc))
     assert param == share.ID_PARAM and len(pid) == 20
-    assert share.kept(pid) == validate(doc)
+    assert addresses.kept(pid) == validate(doc)
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params[share.ID_PARAM] = pid
     at.run()
@@ -155,7 +156,7 @@ def test_a_preset_too_long_for_an_address_is_kept_on_the_server_under_a_short_id
 @pytest.mark.parametrize("pid", ["0123456789abcdef0123", "../../etc/passwd", "x" * 5000, ""])
 def test_an_unknown_or_malformed_id_gets_one_sentence(pid):
     with pytest.raises(UserError, match="this server does not have"):
-        share.kept(pid)
+        addresses.kept(pid)
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params[share.ID_PARAM] = pid
     at.run()
@@ -210,12 +211,12 @@ def test_kept_presets_stay_within_their_byte_budget(monkeypatch, store_url, tmp_
     ids = []
     for n in range(6):
         doc["name"] = f"edit {n}"
-        ids.append(share.keep(validate(doc)))
+        ids.append(addresses.keep(validate(doc)))
         if n == 3:
-            assert share.kept(ids[1])  # opened: now the most recently used of the first four
+            assert addresses.kept(ids[1])  # opened: now the most recently used of the first four
     assert _kept_ids(_as_url(store_url)) == {ids[1], ids[4], ids[5]}
     with pytest.raises(UserError, match="this server does not have"):
-        share.kept(ids[0])
+        addresses.kept(ids[0])
     assert not (tmp_path / "presets").exists()  # nothing of it in the data directory
 
 
@@ -225,7 +226,7 @@ def test_a_short_address_made_on_one_replica_opens_on_another(monkeypatch, store
     monkeypatch.setenv("DLVIZ_DATABASE_URL", _as_url(store_url))
     doc = long_preset()
     monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path / "a"))
-    param, pid = share.address_state(validate(doc))
+    param, pid = addresses.address_state(validate(doc))
     assert param == share.ID_PARAM
     monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path / "b"))
     at = AppTest.from_file(APP, default_timeout=60)
@@ -243,22 +244,22 @@ def test_a_preset_an_older_version_kept_as_a_file_still_opens_and_moves_into_the
     pid = hashlib.sha256(text.encode()).hexdigest()[:20]
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / f"{pid}.json").write_text(text)
-    assert share.kept(pid) == validate(long_preset())
+    assert addresses.kept(pid) == validate(long_preset())
     assert not (tmp_path / "presets" / f"{pid}.json").exists()
     assert pid in _kept_ids(f"sqlite:///{tmp_path / 'runs.sqlite'}")
-    assert share.kept(pid) == validate(long_preset())  # from the store now
+    assert addresses.kept(pid) == validate(long_preset())  # from the store now
 
 
 def test_a_run_store_that_cannot_be_reached_is_one_sentence_and_the_page_stays_up(monkeypatch, tmp_path):
     monkeypatch.setenv("DLVIZ_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DLVIZ_DATABASE_URL", "postgresql://dlviz:s3cret@127.0.0.1:9/nowhere")
     with pytest.raises(UserError) as err:
-        share.keep(validate(long_preset()))
+        addresses.keep(validate(long_preset()))
     message = str(err.value)
     assert message.startswith("share.saved: The preset could not be kept or read for its short address: ")
     assert "s3cret" not in message and "\n" not in message and "Traceback" not in message
     with pytest.raises(UserError, match="could not be kept or read"):
-        share.kept("0123456789abcdef0123")
+        addresses.kept("0123456789abcdef0123")
     # the page opens the long preset, leaves its address as it came, and its share box says why there is no short one
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params[share.PARAM] = share.encode(validate(long_preset()))
@@ -272,8 +273,8 @@ def test_the_address_follows_an_uploaded_preset_and_is_worked_out_only_when_the_
     import json
 
     calls = []
-    real = share.address_state
-    monkeypatch.setattr(share, "address_state", lambda exp: calls.append(exp) or real(exp))
+    real = addresses.address_state
+    monkeypatch.setattr(addresses, "address_state", lambda exp: calls.append(exp) or real(exp))
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.run()
     assert len(calls) == 1  # a rerun without an edit leaves the address alone

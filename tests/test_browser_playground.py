@@ -12,6 +12,7 @@ import pytest
 from browser_util import ARTIFACTS, app_data_dir, app_url, page, settle, wait_for_app  # noqa: F401
 
 from dlviz.preset import share
+from dlviz.training import addresses
 
 pytestmark = pytest.mark.browser
 
@@ -96,7 +97,7 @@ def address_preset(url: str, data_dir):
     assert share.ID_PARAM in q, f"the address carries no preset: {url}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DLVIZ_DATA_DIR", str(data_dir))
-        return share.kept(q[share.ID_PARAM][0])
+        return addresses.kept(q[share.ID_PARAM][0])
 
 
 def hover_edge(pg, testid: str, frac: float = 0.3) -> tuple[float, float]:

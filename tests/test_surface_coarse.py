@@ -47,6 +47,20 @@ def test_the_rest_comes_in_parts_of_about_half_a_second_each(monkeypatch):
     assert np.allclose(s.loss, surface.network_surface(problem, "random", 1.0, 5, seed=1).loss, rtol=1e-5, atol=1e-7)
 
 
+def test_a_model_too_slow_for_even_nine_points_first_shows_them_on_fewer_samples(monkeypatch):
+    problem = surface.make_problem(gallery.load("spiral-tanh"), samples=200)
+    monkeypatch.setattr(surface, "FIRST_SECONDS", 1e-12)  # whatever a point costs here, 9 of them take longer
+    seen, reports = [], []
+    full = surface.network_surface(problem, "random", 1.0, 11, seed=2, on_coarse=seen.append, on_progress=lambda *r: reports.append(r))
+    (coarse,) = seen
+    assert (len(coarse.a), coarse.samples, coarse.samples_asked) == (3, 1, 200)
+    one = surface.Problem(problem.model, problem.objective, problem.x[:1], problem.y[:1], problem.flops)
+    assert np.allclose(coarse.loss, surface.network_surface(one, "random", 1.0, 11, seed=2).loss[::5, ::5], rtol=1e-5, atol=1e-7)
+    # the full grid computes every point on all 200 samples, and its progress starts from none
+    assert reports[0][0] < 121 and reports[-1] == (121, 121) and full.samples == 200
+    assert np.allclose(full.loss, surface.network_surface(problem, "random", 1.0, 11, seed=2).loss, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize(
     "n, point_seconds, side",
     [

@@ -237,7 +237,9 @@ def network_surface(
     spiral-network surface measured 0.14 s with one thread and 3 to 6 s with two.
     A page that shows it as it comes passes `on_coarse`, called with the plane's coarse sub-grid (coarse_side) before
     the rest is computed, without the path; and `on_progress`, called with (points done, points in all) as they are.
-    The losses are the same either way."""
+    The coarse grid's losses are the full grid's at its points, unless even its 9 points on every sample would take
+    more than FIRST_SECONDS: it is then a first look on the first samples that fit (its `samples` says how many of
+    `samples_asked`), and the full grid computes those points again. The full grid's losses are the same either way."""
     with _threads(threads or _limits.current().train_threads):
         return _network_surface(problem, mode, radius, resolution, on_coarse=on_coarse, on_progress=on_progress, **kwargs)
 
@@ -330,14 +332,19 @@ def _network_surface(
     if m < n:
         sub = np.arange(0, n, (n - 1) // (m - 1))
         coarse = (sub[:, None] * n + sub[None, :]).ravel()
-        values[coarse] = evaluate(problem, center, dirs, coords[coarse])
-        rest[coarse] = False
+        samples = len(problem.x)
+        k = min(samples, max(1, int(samples * FIRST_SECONDS / (m * m * point_seconds or 1e-9))))
+        if k == samples:  # on every sample: these are the full grid's losses at those points, computed once
+            values[coarse] = evaluate(problem, center, dirs, coords[coarse])
+            rest[coarse] = False
+            picture = values[coarse]
+        else:  # a model so slow that even m × m points on every sample would take too long: a first look on fewer
+            fewer = Problem(problem.model, problem.objective, problem.x[:k], problem.y[:k], problem.flops)
+            picture = evaluate(fewer, center, dirs, coords[coarse])
         elapsed = time.perf_counter() - t0
-        on_coarse(
-            Surface(mode, a[sub], a[sub], values[coarse].reshape(m, m), center_loss, titles, None, None, None, explained, len(problem.x), full, seconds=elapsed)
-        )
+        on_coarse(Surface(mode, a[sub], a[sub], picture.reshape(m, m), center_loss, titles, None, None, None, explained, k, samples, seconds=elapsed))
         if on_progress is not None:
-            on_progress(len(coarse), len(coords))
+            on_progress(int((~rest).sum()), len(coords))
     _evaluate_in_parts(evaluate, problem, center, dirs, coords, values, np.flatnonzero(rest), point_seconds, on_progress)
     loss = values[: n * n].reshape(n, n)
     if path is not None:
