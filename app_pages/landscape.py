@@ -358,8 +358,8 @@ def progressive(compute, key: tuple, mode: str, n: int) -> None:
                 draw_surface(c, slots, f"A coarse {len(c.a)}×{len(c.a)} grid{fewer} in {c.seconds:.1f} s; computing the {size}…")
 
             def report(done: int, total: int) -> None:
-                left = f", about {(time.perf_counter() - started) / done * (total - done):.0f} s left" if done else ""
-                progress.progress(done / total, text=f"Computing the {size}: {done:,} of {total:,} points{left}")
+                eta = f", about {(time.perf_counter() - started) / done * (total - done):.0f} s left" if done else ""
+                progress.progress(done / total, text=f"Computing the {size}: {done:,} of {total:,} points{eta}")
 
             progress.progress(0.0, text=f"Computing the {size}…")
             s = compute(on_coarse=coarse, on_progress=report)
