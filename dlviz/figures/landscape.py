@@ -24,8 +24,9 @@ MAX_PATHS = len(PATH_COLORS)  # optimizers the lab races at once: one colour eac
 LAB_SCALE = "Greys_r"  # a grey landscape under coloured paths: the valley dark, the walls light
 LAB_LEVELS, LAB_PIXELS = 30, 400  # the lab's contours: shades, and pixels per side of their image
 # invisible points per side that turn a click on the contour into a start point, a sixteenth of the range apart (Start x
-# and Start y take any other; style.CLICK_DRAWN says why they cost the browser nothing). A click picks the nearest point within CLICK_REACH pixels (Plotly's hoverdistance): on the page's chart, 400 to 700
-# pixels wide, the points are 25 to 44 pixels apart, so that every click reaches one (at most 31 pixels away)
+# and Start y take any other; style.CLICK_DRAWN says why they cost the browser nothing). A click picks the nearest
+# point within CLICK_REACH pixels (Plotly's hoverdistance): on the page's chart, 400 to 700 pixels wide, the points are
+# 25 to 44 pixels apart, so that every click reaches one (at most 31 pixels away)
 CLICK_GRID, CLICK_REACH = 17, 40
 PATH_DOTS = 100  # at most this many steps of a path are dotted (evenly spaced over those in view); the line has every step
 CLICK_TRACE = 0  # the index of that grid among lab_contour's traces, as a Plotly selection reports it
